@@ -136,6 +136,16 @@ impl Attributes {
         }
     }
 
+    /// These attributes with the transactional bit set or cleared.
+    #[must_use]
+    pub fn with_transactional(self, transactional: bool) -> Self {
+        if transactional {
+            Self(self.0 | Self::TRANSACTIONAL)
+        } else {
+            Self(self.0 & !Self::TRANSACTIONAL)
+        }
+    }
+
     /// Part of a transaction.
     pub fn is_transactional(self) -> bool {
         self.0 & Self::TRANSACTIONAL != 0

@@ -57,4 +57,46 @@ pub enum RecordError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// Decompressed records would exceed the caller's limit (a decompression bomb, or a limit
+    /// set too low for the data).
+    #[error("{codec} records decompress to more than the limit of {limit} bytes")]
+    DecompressedTooLarge {
+        /// The codec's name.
+        codec: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A varint or varlong is longer than its type allows (5 and 10 bytes).
+    #[error("varint longer than {max_len} bytes or out of range")]
+    VarintTooLong {
+        /// The longest encoding the type allows.
+        max_len: usize,
+    },
+    /// The records section ended before `recordsCount` records were read.
+    #[error("record batch declares {declared} records but holds {found}")]
+    RecordCountMismatch {
+        /// The header's records count.
+        declared: i32,
+        /// Records actually decoded before the bytes ran out.
+        found: usize,
+    },
+    /// Bytes remain in the records section after the declared number of records.
+    #[error("{remaining} bytes remain after the last of {declared} records")]
+    TrailingBytes {
+        /// The header's records count.
+        declared: i32,
+        /// Bytes left over.
+        remaining: usize,
+    },
+    /// A builder was asked to build a batch without records.
+    #[error("record batch has no records")]
+    EmptyBatch,
+    /// A built batch would not fit the format's 32-bit lengths and counts.
+    #[error("record batch too large: {what} is {value}")]
+    TooLarge {
+        /// Which quantity overflowed (`batchLength`, `records count`).
+        what: &'static str,
+        /// Its value.
+        value: usize,
+    },
 }

@@ -4,25 +4,51 @@
 //! - [`batch`]: the 61-byte header ([`BatchHeader`]), a zero-copy view of one batch
 //!   ([`Batch`]) with CRC-32C verification, an iterator over concatenated batches
 //!   ([`Batches`]) and the in-place `baseOffset` rewrite a broker uses to assign offsets.
+//! - [`record`]: the records inside a batch ([`Record`], [`Header`]) and
+//!   [`Batch::records`], which decompresses and decodes them.
+//! - [`builder`]: [`BatchBuilder`], which encodes [`RecordSpec`]s into a complete batch.
+//! - [`compression`]: gzip, snappy (xerial and raw), LZ4 frame and zstd, with decompression
+//!   bounded by a caller-given size.
+//! - [`varint`]: the zigzag varints and varlongs records are made of.
 //!
 //! ```
-//! use rill_record::{Batch, RecordError};
+//! use rill_record::{Batch, BatchBuilder, Compression, RecordError, RecordSpec};
 //! # fn check(bytes: &[u8]) -> Result<i64, RecordError> {
 //! let batch = Batch::parse(bytes)?;
 //! batch.verify_crc()?;
 //! Ok(batch.header().last_offset())
 //! # }
+//! # fn main() -> Result<(), RecordError> {
 //! # assert!(check(&[0u8; 3]).is_err());
+//! let bytes = BatchBuilder::new()
+//!     .compression(Compression::Gzip)
+//!     .record(RecordSpec::new(1_700_000_000_000).key("k").value("v"))
+//!     .build()?;
+//! assert_eq!(check(&bytes)?, 0);
+//! let records = Batch::parse(&bytes)?.records()?;
+//! assert_eq!(records[0].value.as_deref(), Some(&b"v"[..]));
+//! # Ok(())
+//! # }
 //! ```
 #![doc(test(attr(deny(warnings))))]
 #![warn(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 
 pub mod batch;
+pub mod builder;
+pub mod compression;
 mod error;
+pub mod record;
+pub mod varint;
 
 pub use batch::{
-    Attributes, Batch, BatchHeader, Batches, Compression, TimestampType, HEADER_LEN,
-    LOG_OVERHEAD, MAGIC_V2,
+    Attributes, Batch, BatchHeader, Batches, Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+    TimestampType,
 };
+pub use builder::{BatchBuilder, RecordSpec};
+pub use compression::{compress, compress_into, decompress};
 pub use error::RecordError;
+pub use record::{DEFAULT_MAX_RECORDS_LEN, DecodeOptions, Header, Record};

@@ -1,0 +1,412 @@
+//! Building a v2 batch from records, as a producer does.
+//!
+//! ```
+//! use rill_record::{Batch, BatchBuilder, Compression, RecordError, RecordSpec};
+//! # fn main() -> Result<(), RecordError> {
+//! let bytes = BatchBuilder::new()
+//!     .compression(Compression::Zstd)
+//!     .record(RecordSpec::new(1_700_000_000_000).key("user-1").value("hello"))
+//!     .record(RecordSpec::new(1_700_000_000_005).value("world").header("trace", "abc"))
+//!     .build()?;
+//! let records = Batch::parse(&bytes)?.records()?;
+//! assert_eq!(records.len(), 2);
+//! assert_eq!(records[1].offset, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+use bytes::{BufMut, Bytes};
+
+use crate::batch::{Attributes, CRC_START, HEADER_LEN, LOG_OVERHEAD, MAGIC_POS, MAGIC_V2};
+use crate::compression::compress_into;
+use crate::record::{Header, Record, encode_record};
+use crate::{Compression, RecordError, TimestampType};
+
+/// A record to put in a batch: what a producer sends, before offsets exist.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordSpec {
+    /// Milliseconds since the epoch (CreateTime), absolute: the builder computes deltas.
+    pub timestamp: i64,
+    /// The key; `None` is null.
+    pub key: Option<Bytes>,
+    /// The value; `None` is null (a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+}
+
+impl RecordSpec {
+    /// A record at `timestamp` (milliseconds) with null key, null value and no headers.
+    pub fn new(timestamp: i64) -> Self {
+        Self {
+            timestamp,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    #[must_use]
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Appends a header with a value.
+    #[must_use]
+    pub fn header(mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, Some(value.into())));
+        self
+    }
+
+    /// Appends a header whose value is null.
+    #[must_use]
+    pub fn null_header(mut self, key: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, None));
+        self
+    }
+}
+
+impl From<Record> for RecordSpec {
+    /// The record's timestamp, key, value and headers; its offset is left behind.
+    fn from(record: Record) -> Self {
+        Self {
+            timestamp: record.timestamp,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+        }
+    }
+}
+
+/// Builds one RecordBatch v2.
+///
+/// Defaults are those of a plain, non-idempotent producer: `baseOffset` 0 (the broker assigns
+/// offsets), `partitionLeaderEpoch` -1, no compression, CreateTime, `producerId`,
+/// `producerEpoch` and `baseSequence` -1. Records get offset deltas 0, 1, 2, … in push order;
+/// `baseTimestamp` is the first record's timestamp and `maxTimestamp` the largest.
+///
+/// Records are encoded as they are pushed, into one buffer that already holds room for the
+/// header, so an uncompressed batch is built without copying. A record that cannot be encoded
+/// makes [`BatchBuilder::build`] fail with the first such error.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BatchBuilder {
+    base_offset: i64,
+    partition_leader_epoch: i32,
+    compression: Compression,
+    timestamp_type: TimestampType,
+    transactional: bool,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    /// `HEADER_LEN` placeholder bytes, then the uncompressed records.
+    buf: Vec<u8>,
+    count: usize,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    error: Option<RecordError>,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty builder with the defaults above.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty builder whose buffer holds `records_len` bytes of encoded records before it
+    /// grows (a producer passes its `batch.size`).
+    pub fn with_capacity(records_len: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_LEN.saturating_add(records_len));
+        buf.resize(HEADER_LEN, 0);
+        Self {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            compression: Compression::None,
+            timestamp_type: TimestampType::CreateTime,
+            transactional: false,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            buf,
+            count: 0,
+            base_timestamp: -1,
+            max_timestamp: -1,
+            error: None,
+        }
+    }
+
+    /// Sets `baseOffset` (default 0).
+    pub fn base_offset(mut self, base_offset: i64) -> Self {
+        self.base_offset = base_offset;
+        self
+    }
+
+    /// Sets `partitionLeaderEpoch` (default -1).
+    pub fn partition_leader_epoch(mut self, epoch: i32) -> Self {
+        self.partition_leader_epoch = epoch;
+        self
+    }
+
+    /// Sets the codec the records section is compressed with (default none).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Sets the timestamp type (default CreateTime).
+    pub fn timestamp_type(mut self, timestamp_type: TimestampType) -> Self {
+        self.timestamp_type = timestamp_type;
+        self
+    }
+
+    /// Marks the batch as part of a transaction (default not).
+    pub fn transactional(mut self, transactional: bool) -> Self {
+        self.transactional = transactional;
+        self
+    }
+
+    /// Sets the idempotent producer's id, epoch and the first record's sequence number
+    /// (default -1, -1, -1).
+    pub fn producer(mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Adds a record, by value, for chained calls.
+    pub fn record(mut self, record: RecordSpec) -> Self {
+        if self.error.is_none() {
+            self.error = self.encode(&record).err();
+        }
+        self
+    }
+
+    /// Adds a record; for loops and for callers that keep their records.
+    pub fn push(&mut self, record: &RecordSpec) -> &mut Self {
+        if self.error.is_none() {
+            self.error = self.encode(record).err();
+        }
+        self
+    }
+
+    fn encode(&mut self, record: &RecordSpec) -> Result<(), RecordError> {
+        let index = self.count;
+        let offset_delta = i32::try_from(index).map_err(|_overflow| RecordError::TooLarge {
+            what: "records count",
+            value: index.saturating_add(1),
+        })?;
+        if index == 0 {
+            self.base_timestamp = record.timestamp;
+            self.max_timestamp = record.timestamp;
+        }
+        let timestamp_delta = record.timestamp.checked_sub(self.base_timestamp).ok_or(
+            RecordError::InvalidRecord {
+                index,
+                reason: "timestamp too far from the first record's to encode as a delta",
+            },
+        )?;
+        encode_record(
+            &mut self.buf,
+            offset_delta,
+            timestamp_delta,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        )?;
+        self.max_timestamp = self.max_timestamp.max(record.timestamp);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// No record pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Size the batch would have uncompressed: header plus encoded records.
+    ///
+    /// A producer compares it with `batch.size` to decide when to close a batch.
+    pub fn uncompressed_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Compresses the records, fills in the header and the CRC, and returns the batch.
+    ///
+    /// Fails with the first error a push met, with [`RecordError::EmptyBatch`] when no record
+    /// was pushed (producers never send empty batches), or when the batch outgrows the
+    /// format's 32-bit `batchLength`.
+    pub fn build(self) -> Result<Bytes, RecordError> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        let last_offset_delta = match self.count.checked_sub(1) {
+            Some(last) => i32::try_from(last).map_err(|_overflow| RecordError::TooLarge {
+                what: "records count",
+                value: self.count,
+            })?,
+            None => return Err(RecordError::EmptyBatch),
+        };
+        let records_count = last_offset_delta + 1;
+        let mut out = match self.compression {
+            Compression::None => self.buf,
+            codec => {
+                let records = self.buf.get(HEADER_LEN..).unwrap_or_default();
+                // Compressed records usually shrink; the Vec grows if they do not.
+                let mut out = Vec::with_capacity(HEADER_LEN + records.len() / 2 + 64);
+                out.resize(HEADER_LEN, 0);
+                compress_into(codec, records, &mut out)?;
+                out
+            }
+        };
+        let batch_length = out.len() - LOG_OVERHEAD;
+        let batch_length =
+            i32::try_from(batch_length).map_err(|_overflow| RecordError::TooLarge {
+                what: "batchLength",
+                value: batch_length,
+            })?;
+        let attributes = Attributes::new(self.compression, self.timestamp_type)
+            .with_transactional(self.transactional);
+        if let Some(mut h) = out.get_mut(..HEADER_LEN) {
+            h.put_i64(self.base_offset);
+            h.put_i32(batch_length);
+            h.put_i32(self.partition_leader_epoch);
+            h.put_i8(MAGIC_V2);
+            h.put_u32(0); // crc, computed below over what follows it
+            h.put_i16(attributes.0);
+            h.put_i32(last_offset_delta);
+            h.put_i64(self.base_timestamp);
+            h.put_i64(self.max_timestamp);
+            h.put_i64(self.producer_id);
+            h.put_i16(self.producer_epoch);
+            h.put_i32(self.base_sequence);
+            h.put_i32(records_count);
+        }
+        let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
+        if let Some(field) = out.get_mut(MAGIC_POS + 1..CRC_START) {
+            field.copy_from_slice(&crc.to_be_bytes());
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Batch;
+
+    #[test]
+    fn defaults_fill_the_header() -> Result<(), RecordError> {
+        let bytes = BatchBuilder::new()
+            .record(RecordSpec::new(2_000).value("a"))
+            .record(RecordSpec::new(1_500))
+            .record(RecordSpec::new(2_500).key("k"))
+            .build()?;
+        let batch = Batch::parse(&bytes)?;
+        batch.verify_crc()?;
+        let h = batch.header();
+        assert_eq!(h.base_offset, 0);
+        assert_eq!(h.total_len(), bytes.len());
+        assert_eq!(h.partition_leader_epoch, -1);
+        assert_eq!(h.attributes, Attributes(0));
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.base_timestamp, 2_000);
+        assert_eq!(h.max_timestamp, 2_500);
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (-1, -1, -1)
+        );
+        assert_eq!(h.records_count, 3);
+        let deltas: Vec<_> = batch
+            .records()?
+            .iter()
+            .map(|r| (r.offset, r.timestamp_delta))
+            .collect();
+        assert_eq!(deltas, [(0, 0), (1, -500), (2, 500)]);
+        Ok(())
+    }
+
+    #[test]
+    fn settings_reach_the_header() -> Result<(), RecordError> {
+        let bytes = BatchBuilder::with_capacity(1024)
+            .base_offset(77)
+            .partition_leader_epoch(4)
+            .compression(Compression::Lz4)
+            .timestamp_type(TimestampType::LogAppendTime)
+            .transactional(true)
+            .producer(9, 2, 300)
+            .record(RecordSpec::new(5))
+            .build()?;
+        let batch = Batch::parse(&bytes)?;
+        batch.verify_crc()?;
+        let h = batch.header();
+        assert_eq!(h.base_offset, 77);
+        assert_eq!(h.partition_leader_epoch, 4);
+        assert_eq!(h.attributes.compression()?, Compression::Lz4);
+        assert_eq!(h.attributes.timestamp_type(), TimestampType::LogAppendTime);
+        assert!(h.attributes.is_transactional());
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (9, 2, 300)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn empty_builder_is_an_error() {
+        let builder = BatchBuilder::new().compression(Compression::Gzip);
+        assert!(builder.is_empty());
+        assert_eq!(builder.uncompressed_len(), HEADER_LEN);
+        assert_eq!(builder.build(), Err(RecordError::EmptyBatch));
+    }
+
+    #[test]
+    fn push_errors_surface_at_build() {
+        let mut builder = BatchBuilder::new();
+        let _ = builder
+            .push(&RecordSpec::new(i64::MIN))
+            .push(&RecordSpec::new(i64::MAX))
+            .push(&RecordSpec::new(0));
+        assert_eq!(builder.len(), 1);
+        assert!(matches!(
+            builder.build(),
+            Err(RecordError::InvalidRecord { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn record_spec_from_a_decoded_record() -> Result<(), RecordError> {
+        let spec = RecordSpec::new(42)
+            .key("k")
+            .header("h", "v")
+            .null_header("n");
+        let bytes = BatchBuilder::new().record(spec.clone()).build()?;
+        let decoded = Batch::parse(&bytes)?.records()?;
+        assert_eq!(
+            decoded
+                .into_iter()
+                .map(RecordSpec::from)
+                .collect::<Vec<_>>(),
+            [spec]
+        );
+        Ok(())
+    }
+}
