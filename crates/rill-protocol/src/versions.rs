@@ -1,0 +1,158 @@
+//! The version table: which APIs Rill serves and at which versions. [`SUPPORTED`] is the single
+//! source of truth: request headers are checked against it and the `ApiVersions` answer is built
+//! from it.
+//!
+//! The ranges follow Kafka 4.1 (which dropped many old versions, KIP-896), capped at what the
+//! `kafka-protocol` crate (0.18, generated from Kafka 4.1's schemas) can decode and encode. Old
+//! versions stay where common clients still send them. librdkafka enables features when the
+//! broker's range *overlaps* these probes (`rdkafka_feature.c`): Produce 3 + Fetch 4 (record
+//! format v2), Produce 7 + Fetch 10 (zstd), ListOffsets 1 (offsets by time), FindCoordinator 0,
+//! OffsetCommit 1..2, OffsetFetch 1, JoinGroup/SyncGroup/Heartbeat/LeaveGroup 0 (its classic group
+//! consumer), InitProducerId 0 (idempotence).
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+
+macro_rules! supported_apis {
+    ($( $key:ident $min:literal ..= $max:literal, )*) => {
+        /// Every API Rill serves, with the lowest and highest version it accepts, in api-key
+        /// order. The `ApiVersions` answer lists exactly these entries.
+        pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[$( (ApiKey::$key, $min, $max), )*];
+
+        /// The api key of a request body, if it is one of the [`SUPPORTED`] APIs.
+        pub(crate) fn request_api_key(body: &RequestKind) -> Option<ApiKey> {
+            match body {
+                $( RequestKind::$key(_) => Some(ApiKey::$key), )*
+                _ => None,
+            }
+        }
+
+        /// The api key of a response body, if it is one of the [`SUPPORTED`] APIs.
+        pub(crate) fn response_api_key(body: &ResponseKind) -> Option<ApiKey> {
+            match body {
+                $( ResponseKind::$key(_) => Some(ApiKey::$key), )*
+                _ => None,
+            }
+        }
+    };
+}
+
+supported_apis! {
+    // Kafka 4 removed v0-2; v3 is the first with record format v2, and librdkafka's probe for it.
+    // v13 (Kafka 4.1) names topics by id: the handler must accept topic ids.
+    Produce 3..=13,
+    // Kafka 4 removed v0-3; v4 is librdkafka's record-format-v2 probe. v13+ name topics by id.
+    Fetch 4..=18,
+    ListOffsets 1..=10,
+    Metadata 0..=13,
+    // Kafka 4.1 lists v10 but marks it unstable; kafka-protocol 0.18 decodes requests up to v9.
+    // v2 is the lowest kafka-protocol decodes (Kafka 4 removed v0-1); it still overlaps
+    // librdkafka's 1..2 group-consumer probe.
+    OffsetCommit 2..=9,
+    // As for OffsetCommit: v10 is unstable in Kafka 4.1 and kafka-protocol decodes up to v9.
+    OffsetFetch 1..=9,
+    FindCoordinator 0..=6,
+    JoinGroup 0..=9,
+    Heartbeat 0..=4,
+    LeaveGroup 0..=5,
+    SyncGroup 0..=5,
+    DescribeGroups 0..=6,
+    ListGroups 0..=5,
+    ApiVersions 0..=4,
+    CreateTopics 2..=7,
+    DeleteTopics 1..=6,
+    DeleteRecords 0..=2,
+    // Kafka 4.1 lists v6 (KIP-939, unstable); kafka-protocol 0.18 decodes requests up to v5.
+    InitProducerId 0..=5,
+    DescribeConfigs 1..=4,
+    AlterConfigs 0..=2,
+    CreatePartitions 0..=3,
+    DeleteGroups 0..=2,
+    IncrementalAlterConfigs 0..=1,
+    OffsetDelete 0..=0,
+    DescribeCluster 0..=2,
+    DescribeTopicPartitions 0..=0,
+}
+
+/// The `(min, max)` versions Rill accepts for `api_key`, or `None` if it does not serve it.
+pub fn version_range(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// Whether Rill accepts `version` of `api_key`.
+pub fn supported(api_key: ApiKey, version: i16) -> bool {
+    version_range(api_key).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+/// The body of Rill's `ApiVersions` answer: error `NONE`, one entry per [`SUPPORTED`] row,
+/// no throttle and no feature flags. It encodes at every `ApiVersions` version (0-4).
+pub fn api_versions_response() -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default().with_api_keys(api_keys)
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_unique_and_within_kafka_protocol_ranges() {
+        for pair in SUPPORTED.windows(2) {
+            assert!((pair[0].0 as i16) < (pair[1].0 as i16), "{pair:?}");
+        }
+        for &(key, min, max) in SUPPORTED {
+            let valid = key.valid_versions();
+            assert!(0 <= min && min <= max, "{key:?}");
+            assert!(valid.min <= min && max <= valid.max, "{key:?} {valid:?}");
+        }
+    }
+
+    #[test]
+    fn supported_checks_both_ends() {
+        assert!(supported(ApiKey::Produce, 3));
+        assert!(supported(ApiKey::Produce, 13));
+        assert!(!supported(ApiKey::Produce, 2));
+        assert!(!supported(ApiKey::Produce, 14));
+        assert!(!supported(ApiKey::SaslHandshake, 1));
+        assert_eq!(version_range(ApiKey::Fetch), Some((4, 18)));
+        assert_eq!(version_range(ApiKey::EndTxn), None);
+    }
+
+    #[test]
+    fn librdkafka_feature_probes_overlap() {
+        // (api, probe min, probe max) from librdkafka's rdkafka_feature.c: a feature is on when
+        // the broker's range overlaps the probe.
+        let probes = [
+            (ApiKey::Produce, 3, 3),
+            (ApiKey::Fetch, 4, 4),
+            (ApiKey::Produce, 7, 7),
+            (ApiKey::Fetch, 10, 10),
+            (ApiKey::ApiVersions, 0, 0),
+            (ApiKey::FindCoordinator, 0, 0),
+            (ApiKey::OffsetCommit, 1, 2),
+            (ApiKey::OffsetFetch, 1, 1),
+            (ApiKey::JoinGroup, 0, 0),
+            (ApiKey::SyncGroup, 0, 0),
+            (ApiKey::Heartbeat, 0, 0),
+            (ApiKey::LeaveGroup, 0, 0),
+            (ApiKey::ListOffsets, 1, 1),
+            (ApiKey::InitProducerId, 0, 0),
+        ];
+        for (key, lo, hi) in probes {
+            let (min, max) = version_range(key).unwrap();
+            assert!(lo <= max && min <= hi, "{key:?} {lo}..{hi} vs {min}..{max}");
+        }
+    }
+}
