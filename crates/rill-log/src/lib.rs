@@ -1,1 +1,55 @@
-//! placeholder
+//! Rill's storage engine: one [`Log`] per partition, in Kafka's on-disk layout.
+//!
+//! # Layout
+//! - [`Log`] (`log.rs`): open and recover, append, read, timestamp lookups, roll, retention,
+//!   group-commit `sync`, clean close.
+//! - `segment.rs`: one `.log` file of whole record batches with its `.index` and `.timeindex`.
+//! - `index.rs`: the sparse offset and time indexes.
+//! - [`FlushPolicy`] (`flush.rs`): when appends are fsynced, and what survives what.
+//! - [`LogConfig`] (`config.rs`): Kafka's per-topic settings with Kafka's defaults.
+//! - [`dir`]: file naming and directory fsync.
+//!
+//! # Invariants
+//! - Synchronous: no async, no network. Callers give the log an owner thread.
+//! - Batches are stored verbatim; only `baseOffset` is rewritten (outside the CRC).
+//! - Never returns a byte that failed its CRC: reads verify every batch they return, recovery
+//!   cuts a torn or corrupt tail off the active segment, and corruption inside a sealed segment
+//!   is an error naming the file and position.
+//! - A failed fsync poisons the log: every later append and sync fails.
+//! - A roll fsyncs the sealed segment on a thread of its own; `sync` waits for it.
+//! - Nothing read from disk can make it panic.
+//!
+//! ```no_run
+//! use rill_log::{Log, LogConfig};
+//! # fn demo(mut batch: Vec<u8>, now_ms: i64) -> Result<(), rill_log::LogError> {
+//! let mut log = Log::open("data/orders-0", LogConfig::default(), now_ms)?;
+//! let info = log.append(&mut batch, now_ms)?;
+//! log.sync()?; // group commit: one fsync for everything appended so far
+//! let bytes = log.read(info.base_offset, 1 << 20)?;
+//! assert!(!bytes.is_empty());
+//! log.close()?;
+//! # Ok(()) }
+//! # let _ = demo;
+//! ```
+#![doc(test(attr(deny(warnings))))]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
+mod config;
+pub mod dir;
+mod error;
+mod flush;
+mod index;
+mod log;
+mod segment;
+
+pub use config::{
+    DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_RETENTION_BYTES, DEFAULT_RETENTION_MS,
+    DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_MS, LogConfig,
+};
+pub use error::{Corruption, LogError};
+pub use flush::FlushPolicy;
+pub use log::{AppendInfo, Log, TimestampOffset};

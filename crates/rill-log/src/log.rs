@@ -1,0 +1,674 @@
+//! A partition log: an ordered run of segments, the last one active.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use rill_record::{Batch, BatchHeader};
+
+use crate::LogConfig;
+use crate::dir::{CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, fsync_dir, parse_segment_name};
+use crate::error::{IoContext, LogError};
+use crate::segment::Segment;
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the batch's first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// The time the log appended it (ms since the epoch), as passed to [`Log::append`].
+    pub log_append_time_ms: i64,
+}
+
+/// A record found by [`Log::offset_for_timestamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's timestamp.
+    pub timestamp: i64,
+}
+
+/// One partition's log in its own directory.
+///
+/// The log has a single owner: `append`, `sync` and retention take `&mut self`, reads `&self`.
+/// It is synchronous and does blocking file I/O; async callers run it on a thread of its own.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sealed segments, ordered by base offset and contiguous with each other and `active`.
+    sealed: Vec<Segment>,
+    /// The segment appends go to.
+    active: Segment,
+    log_start_offset: i64,
+    /// Records appended since the last fsync.
+    unflushed_records: u64,
+    /// The offset up to which everything is fsynced (exclusive).
+    flushed_offset: i64,
+    last_flush_ms: i64,
+    /// Set by a failed fsync, with the file it failed on.
+    poisoned: Option<PathBuf>,
+    /// Sealed segments still being fsynced on threads of their own, oldest first.
+    pending_seals: VecDeque<PendingSeal>,
+}
+
+/// A sealed segment whose files are being fsynced away from the owner's thread, so that a roll
+/// never stalls appends for the time it takes to flush a whole segment.
+#[derive(Debug)]
+struct PendingSeal {
+    base_offset: i64,
+    handle: JoinHandle<Result<(), LogError>>,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if needed, and recovers it.
+    ///
+    /// Sealed segments are trusted with their index files (which are rebuilt if missing or
+    /// damaged). The active segment is recovered: after a clean [`Log::close`] only its last
+    /// index interval is walked; otherwise every batch in it is checked (length, magic, CRC and
+    /// offset continuity) and whatever follows the last good batch is cut off. Opening never reads
+    /// more than the active segment and the index files.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Self, LogError> {
+        config.validate()?;
+        let dir = dir.into();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(&dir)?;
+            if let Some(parent) = dir.parent() {
+                fsync_dir(parent)?;
+            }
+        }
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            if let Some(base) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| parse_segment_name(name, LOG_SUFFIX))
+            {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        let mut sealed = Vec::with_capacity(bases.len());
+        for pair in bases.windows(2) {
+            if let [base, next] = *pair {
+                sealed.push(Segment::open_sealed(
+                    &dir,
+                    base,
+                    next,
+                    config.index_interval_bytes,
+                )?);
+            }
+        }
+        let active = match bases.last() {
+            Some(&base) => {
+                let recovered = if clean {
+                    Segment::open_active_clean(&dir, base)?
+                } else {
+                    None
+                };
+                match recovered {
+                    Some(segment) => segment,
+                    None => Segment::open_active(&dir, base, config.index_interval_bytes)?,
+                }
+            }
+            None => {
+                let segment = Segment::create(&dir, 0)?;
+                fsync_dir(&dir)?;
+                segment
+            }
+        };
+        if clean {
+            // From now on a crash must be treated as one.
+            fs::remove_file(&marker).at(&marker)?;
+            fsync_dir(&dir)?;
+        }
+
+        let log_start_offset = sealed.first().unwrap_or(&active).base_offset;
+        let log_end_offset = active.next_offset;
+        tracing::debug!(
+            dir = %dir.display(),
+            segments = sealed.len() + 1,
+            log_start_offset,
+            log_end_offset,
+            clean,
+            "log opened"
+        );
+        Ok(Self {
+            dir,
+            config,
+            sealed,
+            active,
+            log_start_offset,
+            unflushed_records: 0,
+            // What recovery found is on disk; after a power loss it could not have found more.
+            flushed_offset: log_end_offset,
+            last_flush_ms: now_ms,
+            poisoned: None,
+            pending_seals: VecDeque::new(),
+        })
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration the log runs with.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration (for example after a topic config change); it applies to the
+    /// next append, roll and retention pass.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next appended record will get (Kafka's log end offset). On a single
+    /// replica this is also the high watermark.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active.next_offset
+    }
+
+    /// Everything below this offset has been fsynced.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset
+    }
+
+    /// Bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments().map(|s| s.size).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments().map(|s| s.base_offset).collect()
+    }
+
+    /// All segments, oldest first, the active one last.
+    fn segments(&self) -> impl DoubleEndedIterator<Item = &Segment> {
+        self.sealed.iter().chain(std::iter::once(&self.active))
+    }
+
+    /// Appends one record batch, assigning its offsets by rewriting `baseOffset` in place, and
+    /// writes the bytes verbatim. Then fsyncs if the flush policy says so.
+    ///
+    /// The batch must be exactly one well-formed v2 batch; its CRC is the caller's to check
+    /// (a broker checks it on receipt, before the batch reaches the log).
+    pub fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        let parsed = Batch::parse(batch)?;
+        let len = parsed.as_bytes().len();
+        if len != batch.len() {
+            return Err(LogError::InvalidBatch {
+                source: rill_record::RecordError::InvalidLength {
+                    length: parsed.header().batch_length,
+                },
+            });
+        }
+        let mut header = *parsed.header();
+        if header.last_offset_delta < 0 {
+            return Err(LogError::InvalidBatch {
+                source: rill_record::RecordError::InvalidRecord {
+                    index: 0,
+                    reason: "negative lastOffsetDelta",
+                },
+            });
+        }
+        if len as u64 > self.config.segment_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: len,
+                max: self.config.segment_bytes,
+            });
+        }
+        self.reap_seals(false)?;
+        let base_offset = self.log_end_offset();
+        header.base_offset = base_offset;
+        if self.should_roll(&header, now_ms) {
+            self.roll()?;
+        }
+        rill_record::batch::set_base_offset(batch, base_offset)?;
+        let index_interval = self.config.index_interval_bytes;
+        self.active.append(batch, &header, index_interval, now_ms)?;
+        self.unflushed_records += u64::from(header.last_offset_delta.unsigned_abs()) + 1;
+        self.flush_if_due(now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            log_append_time_ms: now_ms,
+        })
+    }
+
+    fn should_roll(&self, header: &BatchHeader, now_ms: i64) -> bool {
+        let active = &self.active;
+        if active.is_empty() {
+            return false;
+        }
+        let full = active.size + header.total_len() as u64 > self.config.segment_bytes;
+        let old = self.config.segment_ms >= 0
+            && active
+                .first_append_ms
+                .is_some_and(|first| now_ms - first >= self.config.segment_ms);
+        full || old || !active.can_hold_offsets(header.last_offset())
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    ///
+    /// The sealed segment's files and the directory are fsynced on a thread of their own; the
+    /// next [`Log::sync`] waits for it, so `sync` still covers everything appended before it.
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        let next = self.log_end_offset();
+        self.active.seal()?;
+        let segment = Segment::create(&self.dir, next)?;
+        let sealed = std::mem::replace(&mut self.active, segment);
+        let files = sealed.durable_handles()?;
+        let base_offset = sealed.base_offset;
+        self.sealed.push(sealed);
+        // The directory fsync after the files also makes the new segment's entry durable.
+        let dir = self.dir.clone();
+        let work = move || {
+            for (path, file) in &files {
+                file.sync_all().at(path)?;
+            }
+            fsync_dir(&dir)
+        };
+        let handle = std::thread::Builder::new()
+            .name("rill-log-seal".to_owned())
+            .spawn(work)
+            .at(&self.dir)?;
+        self.pending_seals.push_back(PendingSeal {
+            base_offset,
+            handle,
+        });
+        tracing::debug!(dir = %self.dir.display(), base_offset = next, "rolled segment");
+        Ok(())
+    }
+
+    /// Collects finished background fsyncs of sealed segments (all of them, waiting, if `wait`).
+    /// A failed one poisons the log.
+    fn reap_seals(&mut self, wait: bool) -> Result<(), LogError> {
+        while self
+            .pending_seals
+            .front()
+            .is_some_and(|seal| wait || seal.handle.is_finished())
+        {
+            let Some(seal) = self.pending_seals.pop_front() else {
+                break;
+            };
+            let result = seal.handle.join().unwrap_or_else(|_| {
+                Err(LogError::Io {
+                    path: crate::dir::segment_file(&self.dir, seal.base_offset, LOG_SUFFIX),
+                    source: std::io::Error::other("the fsync thread panicked"),
+                })
+            });
+            if let Err(err) = result {
+                self.poison(&err);
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable with one fsync (group commit). A failure
+    /// poisons the log: every later append and sync fails.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        let end = self.log_end_offset();
+        if self.flushed_offset == end {
+            return Ok(());
+        }
+        self.reap_seals(true)?;
+        if let Err(err) = self.active.sync_data() {
+            self.poison(&err);
+            return Err(err);
+        }
+        self.unflushed_records = 0;
+        self.flushed_offset = end;
+        Ok(())
+    }
+
+    /// Fsyncs if the flush policy says one is due; owners call it on a timer so that
+    /// [`crate::FlushPolicy::Interval`] holds while no appends arrive.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
+        if self
+            .config
+            .flush
+            .is_due(self.unflushed_records, now_ms - self.last_flush_ms)
+        {
+            self.sync()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    fn poison(&mut self, err: &LogError) {
+        let path = match err {
+            LogError::Io { path, .. } => path.clone(),
+            _ => self.dir.clone(),
+        };
+        tracing::error!(%err, path = %path.display(), "fsync failed; the log refuses further writes");
+        self.poisoned = Some(path);
+    }
+
+    /// Whether a failed fsync has poisoned the log.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`, but
+    /// always at least one batch, even a larger one (as Kafka does, so a consumer never stalls).
+    /// Data comes from one segment; the next read continues in the next one. Reading at the log
+    /// end gives no bytes. Every batch returned has passed its CRC check.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            });
+        }
+        // Skip the segments that end at or before `offset` (at most one empty one follows).
+        for segment in self.segments().skip_while(|s| s.next_offset <= offset) {
+            let Some((position, first)) = segment.find_batch(offset)? else {
+                continue;
+            };
+            let available = segment.size - position;
+            let want = (max_bytes as u64)
+                .max(first.total_len() as u64)
+                .min(available);
+            let buf = segment.read_at(position, usize::try_from(want).unwrap_or(usize::MAX))?;
+            let mut whole = 0usize;
+            for batch in rill_record::Batches::new(&buf) {
+                let Ok(batch) = batch else { break };
+                batch.verify_crc().map_err(|source| LogError::Corrupt {
+                    path: segment.path().to_path_buf(),
+                    position: position + whole as u64,
+                    source: source.into(),
+                })?;
+                whole += batch.as_bytes().len();
+            }
+            let mut bytes = Bytes::from(buf);
+            bytes.truncate(whole);
+            return Ok(bytes);
+        }
+        Ok(Bytes::new())
+    }
+
+    /// The first record whose timestamp is at or after `timestamp` (Kafka's ListOffsets by
+    /// time), or `None` when every record is older.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        let Some(segment) = self.segments().find(|s| s.max_timestamp >= timestamp) else {
+            return Ok(None);
+        };
+        let start = segment
+            .time_lookup_offset(timestamp)
+            .max(self.log_start_offset);
+        let Some((mut position, _)) = segment.find_batch(start)? else {
+            return Ok(None);
+        };
+        while position < segment.size {
+            let header = segment.header_at(position)?;
+            if header.max_timestamp >= timestamp {
+                let bytes = segment.read_at(position, header.total_len())?;
+                let corrupt = |source: rill_record::RecordError| LogError::Corrupt {
+                    path: segment.path().to_path_buf(),
+                    position,
+                    source: source.into(),
+                };
+                // `records` checks the CRC before it decodes.
+                let records = Batch::parse(&bytes)
+                    .and_then(|batch| batch.records())
+                    .map_err(corrupt)?;
+                if let Some(found) = records.iter().find(|r| r.timestamp >= timestamp) {
+                    return Ok(Some(TimestampOffset {
+                        offset: found.offset,
+                        timestamp: found.timestamp,
+                    }));
+                }
+            }
+            position += header.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (Kafka's ListOffsets `MAX_TIMESTAMP`): the last
+    /// batch holding the log's largest timestamp, reported at its last offset.
+    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
+        let max = self.segments().map(|s| s.max_timestamp).max().unwrap_or(-1);
+        if max < 0 {
+            return Ok(None);
+        }
+        let mut found = None;
+        if let Some(segment) = self.segments().rev().find(|s| s.max_timestamp == max) {
+            let mut position = 0;
+            while position < segment.size {
+                let header = segment.header_at(position)?;
+                if header.max_timestamp == max {
+                    found = Some(TimestampOffset {
+                        offset: header.last_offset(),
+                        timestamp: max,
+                    });
+                }
+                position += header.total_len() as u64;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes whole sealed segments past `retention.ms` (by their largest timestamp) or while
+    /// the log exceeds `retention.bytes`. The active segment is never deleted. Returns the base
+    /// offsets of the deleted segments.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<Vec<i64>, LogError> {
+        let mut excess = match self.config.retention_bytes {
+            -1 => 0,
+            limit => i64::try_from(self.size_bytes()).unwrap_or(i64::MAX) - limit,
+        };
+        let mut doomed = 0;
+        for segment in &self.sealed {
+            let by_size = excess > 0 && excess >= i64::try_from(segment.size).unwrap_or(i64::MAX);
+            let by_time = self.config.retention_ms >= 0 && {
+                let newest = match segment.max_timestamp {
+                    -1 => segment.modified_ms()?,
+                    ts => ts,
+                };
+                now_ms - newest > self.config.retention_ms
+            };
+            if !(by_size || by_time) {
+                break;
+            }
+            excess -= i64::try_from(segment.size).unwrap_or(i64::MAX);
+            doomed += 1;
+        }
+        let deleted: Vec<Segment> = self.sealed.drain(..doomed).collect();
+        for segment in &deleted {
+            for path in segment.files() {
+                match fs::remove_file(&path) {
+                    Err(err) if err.kind() != ErrorKind::NotFound => return Err(err).at(&path),
+                    _ => {}
+                }
+            }
+        }
+        if !deleted.is_empty() {
+            fsync_dir(&self.dir)?;
+            let first = self.sealed.first().unwrap_or(&self.active);
+            self.log_start_offset = self.log_start_offset.max(first.base_offset);
+            tracing::info!(
+                dir = %self.dir.display(),
+                deleted = deleted.len(),
+                log_start_offset = self.log_start_offset,
+                "retention deleted segments"
+            );
+        }
+        Ok(deleted.iter().map(|s| s.base_offset).collect())
+    }
+
+    /// Checks every batch of every segment (length, magic, CRC, offsets), reading the whole log.
+    /// For tools and tests; opening does not do this.
+    pub fn verify(&self) -> Result<(), LogError> {
+        for segment in self.segments() {
+            let outcome = segment.verify()?;
+            if let Some(source) = outcome.invalid {
+                return Err(LogError::Corrupt {
+                    path: segment.path().to_path_buf(),
+                    position: outcome.valid_len,
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes everything, writes the active segment's indexes and marks the shutdown clean, so
+    /// the next open skips the full scan of the active segment.
+    pub fn close(mut self) -> Result<(), LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        self.reap_seals(true)?;
+        self.active.seal()?;
+        for (path, file) in self.active.durable_handles()? {
+            file.sync_all().at(&path)?;
+        }
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        fs::write(&marker, b"").at(&marker)?;
+        fsync_dir(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::FlushPolicy;
+    use crate::segment::fault::FAIL_NEXT_SYNC;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn batch(records: usize) -> Result<Vec<u8>, rill_record::RecordError> {
+        let mut builder = rill_record::BatchBuilder::new();
+        for i in 0..records {
+            builder = builder.record(rill_record::RecordSpec::new(0).value(vec![i as u8; 10]));
+        }
+        Ok(builder.build()?.to_vec())
+    }
+
+    fn open(dir: &Path, flush: FlushPolicy) -> Result<Log, LogError> {
+        let config = LogConfig {
+            flush,
+            ..LogConfig::default()
+        };
+        Log::open(dir, config, 0)
+    }
+
+    #[test]
+    fn a_failed_fsync_poisons_the_log() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), FlushPolicy::Never)?;
+        let _ = log.append(&mut batch(2)?, 0)?;
+        FAIL_NEXT_SYNC.with(|fail| fail.set(true));
+        assert!(matches!(log.sync(), Err(LogError::Io { .. })));
+        assert!(log.is_poisoned());
+        assert_eq!(log.flushed_offset(), 0);
+        // Every later write fails, naming the file whose fsync failed, even though the next
+        // fsync would succeed: what reached the disk is unknown.
+        let segment = crate::dir::segment_file(dir.path(), 0, crate::dir::LOG_SUFFIX);
+        for result in [
+            log.append(&mut batch(1)?, 0).map(|_| ()),
+            log.sync(),
+            log.roll(),
+        ] {
+            match result {
+                Err(LogError::Poisoned { path }) => assert_eq!(path, segment),
+                other => panic!("expected Poisoned, got {other:?}"),
+            }
+        }
+        assert_eq!(log.log_end_offset(), 2);
+        // Reads still serve what was written.
+        assert!(!log.read(0, 100)?.is_empty());
+        assert!(matches!(log.close(), Err(LogError::Poisoned { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_fsync_inside_append_poisons_too() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), FlushPolicy::EveryAppend)?;
+        FAIL_NEXT_SYNC.with(|fail| fail.set(true));
+        assert!(matches!(
+            log.append(&mut batch(1)?, 0),
+            Err(LogError::Io { .. })
+        ));
+        assert!(matches!(
+            log.append(&mut batch(1)?, 0),
+            Err(LogError::Poisoned { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn flush_policies_decide_when_appends_are_synced() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut every = open(&dir.path().join("every"), FlushPolicy::EveryAppend)?;
+        let _ = every.append(&mut batch(3)?, 0)?;
+        assert_eq!(every.flushed_offset(), 3);
+
+        let mut messages = open(&dir.path().join("messages"), FlushPolicy::Messages(5))?;
+        let _ = messages.append(&mut batch(3)?, 0)?;
+        assert_eq!(messages.flushed_offset(), 0);
+        let _ = messages.append(&mut batch(2)?, 0)?;
+        assert_eq!(messages.flushed_offset(), 5);
+
+        let policy = FlushPolicy::Interval(Duration::from_millis(100));
+        let mut interval = open(&dir.path().join("interval"), policy)?;
+        let _ = interval.append(&mut batch(1)?, 50)?;
+        assert_eq!(interval.flushed_offset(), 0);
+        interval.flush_if_due(99)?;
+        assert_eq!(interval.flushed_offset(), 0);
+        interval.flush_if_due(100)?;
+        assert_eq!(interval.flushed_offset(), 1);
+
+        let mut never = open(&dir.path().join("never"), FlushPolicy::Never)?;
+        let _ = never.append(&mut batch(4)?, 0)?;
+        never.flush_if_due(i64::MAX / 2)?;
+        assert_eq!(never.flushed_offset(), 0);
+        // Group commit: one sync covers every append before it.
+        let _ = never.append(&mut batch(4)?, 0)?;
+        never.sync()?;
+        assert_eq!(never.flushed_offset(), 8);
+        Ok(())
+    }
+}

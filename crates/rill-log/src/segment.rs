@@ -1,0 +1,492 @@
+//! One segment: a `.log` file of whole batches and its two sparse indexes.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use rill_record::{Batch, BatchHeader, HEADER_LEN, RecordError};
+
+use crate::dir::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_file};
+use crate::error::{Corruption, IoContext, LogError};
+use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+
+/// Fault injection for unit tests: the disk cannot be made to fail an fsync on demand.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// The next `sync_data` on this thread fails.
+        pub(crate) static FAIL_NEXT_SYNC: Cell<bool> = const { Cell::new(false) };
+    }
+}
+
+/// Bytes read at a time when scanning a segment.
+const SCAN_CHUNK: usize = 1 << 20;
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    path: PathBuf,
+    file: File,
+    /// Bytes of whole batches; the file is never longer once the segment is open.
+    pub(crate) size: u64,
+    /// The offset after this segment's last batch.
+    pub(crate) next_offset: i64,
+    /// Largest batch maxTimestamp in the segment, -1 when none.
+    pub(crate) max_timestamp: i64,
+    index: IndexFile<OffsetEntry>,
+    time_index: IndexFile<TimeEntry>,
+    bytes_since_index_entry: u64,
+    /// Wall-clock time of the first append, for `segment.ms`.
+    pub(crate) first_append_ms: Option<i64>,
+}
+
+/// What a scan of a segment found.
+#[derive(Debug)]
+pub(crate) struct ScanOutcome {
+    /// Bytes of valid batches from the start.
+    pub(crate) valid_len: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub(crate) invalid: Option<Corruption>,
+}
+
+impl Segment {
+    /// Creates the three files of a new, empty segment (the caller fsyncs the directory).
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
+        let path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .at(&path)?;
+        Ok(Self {
+            base_offset,
+            path,
+            file,
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            index: IndexFile::create(segment_file(dir, base_offset, INDEX_SUFFIX))?,
+            time_index: IndexFile::create(segment_file(dir, base_offset, TIME_INDEX_SUFFIX))?,
+            bytes_since_index_entry: 0,
+            first_append_ms: None,
+        })
+    }
+
+    /// Opens an existing segment whose log ends at `next_offset` (known for sealed segments from
+    /// the next segment's name), trusting its index files when they are whole and consistent,
+    /// and rebuilding them from the log otherwise.
+    pub(crate) fn open_sealed(
+        dir: &Path,
+        base_offset: i64,
+        next_offset: i64,
+        index_interval: u32,
+    ) -> Result<Self, LogError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let size = std::fs::metadata(&log_path).at(&log_path)?.len();
+        let max_relative = u32::try_from(next_offset - base_offset).unwrap_or(u32::MAX);
+        let index = IndexFile::load(segment_file(dir, base_offset, INDEX_SUFFIX), |e| {
+            crate::index::valid_offset_entries(e, size)
+        })?;
+        let time_index = IndexFile::load(segment_file(dir, base_offset, TIME_INDEX_SUFFIX), |e| {
+            crate::index::valid_time_entries(e, max_relative)
+        })?;
+        if let (Some(index), Some(time_index)) = (index, time_index) {
+            // A sealed segment with batches always ends its time index with its largest timestamp.
+            if size == 0 || time_index.last().is_some() {
+                let mut segment = Self::open_log(base_offset, log_path, index, time_index)?;
+                segment.next_offset = next_offset;
+                segment.max_timestamp = segment.time_index.last().map_or(-1, |e| e.timestamp);
+                return Ok(segment);
+            }
+        }
+        tracing::warn!(segment = %log_path.display(), "rebuilding damaged or missing indexes");
+        let mut segment = Self::open_with_new_indexes(dir, base_offset)?;
+        let outcome = segment.rebuild(index_interval)?;
+        if let Some(source) = outcome.invalid {
+            return Err(LogError::Corrupt {
+                path: segment.path.clone(),
+                position: outcome.valid_len,
+                source,
+            });
+        }
+        if segment.next_offset != next_offset {
+            return Err(LogError::Inconsistent {
+                path: segment.path.clone(),
+                reason: format!(
+                    "ends at offset {} but the next segment starts at {next_offset}",
+                    segment.next_offset
+                ),
+            });
+        }
+        segment.seal()?;
+        Ok(segment)
+    }
+
+    /// Opens the active segment: scans all of it, verifying every batch, rebuilds its indexes and
+    /// cuts off whatever follows the last valid batch (a torn or corrupt tail).
+    pub(crate) fn open_active(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+    ) -> Result<Self, LogError> {
+        let mut segment = Self::open_with_new_indexes(dir, base_offset)?;
+        let file_len = segment.size;
+        let outcome = segment.rebuild(index_interval)?;
+        if let Some(reason) = &outcome.invalid {
+            tracing::warn!(
+                segment = %segment.path.display(),
+                position = outcome.valid_len,
+                dropped_bytes = file_len - outcome.valid_len,
+                %reason,
+                "truncating torn or corrupt tail"
+            );
+        }
+        if outcome.valid_len < file_len {
+            segment.file.set_len(outcome.valid_len).at(&segment.path)?;
+            segment.file.sync_all().at(&segment.path)?;
+        }
+        Ok(segment)
+    }
+
+    /// Opens the active segment after a clean shutdown: its index files are complete, so only the
+    /// batches after the last index entry are walked (headers only) to find the end.
+    /// `Ok(None)` when anything looks wrong; the caller then recovers it fully.
+    pub(crate) fn open_active_clean(
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<Option<Self>, LogError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let size = std::fs::metadata(&log_path).at(&log_path)?.len();
+        let index = IndexFile::load(segment_file(dir, base_offset, INDEX_SUFFIX), |e| {
+            crate::index::valid_offset_entries(e, size)
+        })?;
+        let time_index = IndexFile::load(segment_file(dir, base_offset, TIME_INDEX_SUFFIX), |e| {
+            crate::index::valid_time_entries(e, u32::MAX)
+        })?;
+        let (Some(index), Some(time_index)) = (index, time_index) else {
+            return Ok(None);
+        };
+        let mut segment = Self::open_log(base_offset, log_path, index, time_index)?;
+        let (mut position, mut next_offset) = match segment.index.last() {
+            Some(e) => (
+                u64::from(e.position),
+                base_offset + i64::from(e.relative_offset),
+            ),
+            None => (0, base_offset),
+        };
+        let mut max_timestamp = segment.time_index.last().map_or(-1, |e| e.timestamp);
+        while position < size {
+            match segment.header_at(position) {
+                Ok(header) if header.base_offset == next_offset => {
+                    position += header.total_len() as u64;
+                    next_offset = header.next_offset();
+                    max_timestamp = max_timestamp.max(header.max_timestamp);
+                }
+                _ => return Ok(None),
+            }
+        }
+        if position != size {
+            return Ok(None);
+        }
+        segment.next_offset = next_offset;
+        segment.max_timestamp = max_timestamp;
+        segment.bytes_since_index_entry =
+            size - segment.index.last().map_or(0, |e| u64::from(e.position));
+        Ok(Some(segment))
+    }
+
+    fn open_with_new_indexes(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
+        Self::open_log(
+            base_offset,
+            segment_file(dir, base_offset, LOG_SUFFIX),
+            IndexFile::create(segment_file(dir, base_offset, INDEX_SUFFIX))?,
+            IndexFile::create(segment_file(dir, base_offset, TIME_INDEX_SUFFIX))?,
+        )
+    }
+
+    fn open_log(
+        base_offset: i64,
+        path: PathBuf,
+        index: IndexFile<OffsetEntry>,
+        time_index: IndexFile<TimeEntry>,
+    ) -> Result<Self, LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        let size = file.metadata().at(&path)?.len();
+        Ok(Self {
+            base_offset,
+            path,
+            file,
+            size,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            index,
+            time_index,
+            bytes_since_index_entry: 0,
+            first_append_ms: None,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Appends one batch whose baseOffset is already `self.next_offset`.
+    pub(crate) fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        index_interval: u32,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let position = self.size;
+        if let Err(err) = self.file.write_all_at(batch, position) {
+            // Leave no partial batch behind for the next append to land after.
+            let _ = self.file.set_len(position);
+            return Err(err).at(&self.path);
+        }
+        self.record_batch(position, header, index_interval);
+        let _ = self.first_append_ms.get_or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Updates sizes, offsets and indexes for a batch now at `position`.
+    fn record_batch(&mut self, position: u64, header: &BatchHeader, index_interval: u32) {
+        if self.bytes_since_index_entry >= u64::from(index_interval) {
+            self.add_index_entries(header.base_offset, position);
+        }
+        let len = header.total_len() as u64;
+        self.size = position + len;
+        self.bytes_since_index_entry += len;
+        self.next_offset = header.next_offset();
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+    }
+
+    fn add_index_entries(&mut self, offset: i64, position: u64) {
+        let relative_offset = self.relative(offset);
+        self.index.push(OffsetEntry {
+            relative_offset,
+            // Segments are at most i32::MAX bytes (LogConfig::validate).
+            position: u32::try_from(position).unwrap_or(u32::MAX),
+        });
+        self.bytes_since_index_entry = 0;
+        if self.max_timestamp > self.time_index.last().map_or(-1, |e| e.timestamp) {
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset,
+            });
+        }
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        // The log rolls before a relative offset would overflow u32.
+        u32::try_from(offset - self.base_offset).unwrap_or(u32::MAX)
+    }
+
+    /// Whether `extra_records` more offsets still fit the 32-bit relative offsets.
+    pub(crate) fn can_hold_offsets(&self, last_offset: i64) -> bool {
+        last_offset - self.base_offset <= i64::from(i32::MAX)
+    }
+
+    /// fdatasync of the log file.
+    pub(crate) fn sync_data(&self) -> Result<(), LogError> {
+        #[cfg(test)]
+        if fault::FAIL_NEXT_SYNC.with(|fail| fail.replace(false)) {
+            return Err(std::io::Error::other("injected fsync failure")).at(&self.path);
+        }
+        self.file.sync_data().at(&self.path)
+    }
+
+    /// Completes the segment's indexes before it stops being active: the last time index entry,
+    /// and both index files written out (not yet fsynced).
+    pub(crate) fn seal(&mut self) -> Result<(), LogError> {
+        if self.max_timestamp > self.time_index.last().map_or(-1, |e| e.timestamp) {
+            let relative_offset = self.relative(self.next_offset);
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset,
+            });
+        }
+        self.index.write_out()?;
+        self.time_index.write_out()
+    }
+
+    /// Handles to the segment's three files, for an fsync away from the owner's thread.
+    pub(crate) fn durable_handles(&self) -> Result<Vec<(PathBuf, File)>, LogError> {
+        [
+            (self.path.as_path(), &self.file),
+            (self.index.path(), self.index.file()),
+            (self.time_index.path(), self.time_index.file()),
+        ]
+        .into_iter()
+        .map(|(path, file)| Ok((path.to_path_buf(), file.try_clone().at(path)?)))
+        .collect()
+    }
+
+    /// Scans the whole log file with CRC checks and rebuilds both indexes from what is valid.
+    fn rebuild(&mut self, index_interval: u32) -> Result<ScanOutcome, LogError> {
+        self.index.replace(Vec::new())?;
+        self.time_index.replace(Vec::new())?;
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.bytes_since_index_entry = 0;
+        let file = self.file.try_clone().at(&self.path)?;
+        let path = self.path.clone();
+        scan(
+            &file,
+            &path,
+            0,
+            self.base_offset,
+            &mut |position, header| {
+                self.record_batch(position, header, index_interval);
+            },
+        )
+    }
+
+    /// Checks every batch of the segment (structure, CRC, offsets) without changing anything.
+    pub(crate) fn verify(&self) -> Result<ScanOutcome, LogError> {
+        scan(&self.file, &self.path, 0, self.base_offset, &mut |_, _| {})
+    }
+
+    /// The header of the batch at `position`.
+    pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
+        let mut buf = [0u8; HEADER_LEN];
+        let available = usize::try_from(self.size.saturating_sub(position)).unwrap_or(usize::MAX);
+        let len = available.min(HEADER_LEN);
+        let buf = buf.get_mut(..len).unwrap_or_default();
+        self.file.read_exact_at(buf, position).at(&self.path)?;
+        BatchHeader::parse(buf).map_err(|source| LogError::Corrupt {
+            path: self.path.clone(),
+            position,
+            source: source.into(),
+        })
+    }
+
+    /// Position of the batch holding `offset`, starting from the sparse index entry before it.
+    /// `None` when the segment ends before `offset`.
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let relative = u32::try_from(offset - self.base_offset).unwrap_or(0);
+        let mut position = u64::from(crate::index::lookup_position(
+            self.index.entries(),
+            relative,
+        ));
+        while position < self.size {
+            let header = self.header_at(position)?;
+            if header.last_offset() >= offset {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Where to start looking for the first record with a timestamp at or after `timestamp`.
+    pub(crate) fn time_lookup_offset(&self, timestamp: i64) -> i64 {
+        self.base_offset
+            + i64::from(crate::index::lookup_timestamp(
+                self.time_index.entries(),
+                timestamp,
+            ))
+    }
+
+    /// Reads `len` bytes at `position` (within the segment).
+    pub(crate) fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, position).at(&self.path)?;
+        Ok(buf)
+    }
+
+    /// Paths of the segment's files, for deletion.
+    pub(crate) fn files(&self) -> [PathBuf; 3] {
+        [
+            self.path.clone(),
+            self.index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ]
+    }
+
+    /// The log file's modification time in ms since the epoch, when it has no timestamps.
+    pub(crate) fn modified_ms(&self) -> Result<i64, LogError> {
+        let modified = self
+            .file
+            .metadata()
+            .and_then(|m| m.modified())
+            .at(&self.path)?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    }
+}
+
+/// Walks the batches of `file` from `position` to its end, checking structure, CRC and offset
+/// continuity, and calls `visit` for each valid one. Stops at the first invalid batch.
+fn scan(
+    file: &File,
+    path: &Path,
+    mut position: u64,
+    mut expected_offset: i64,
+    visit: &mut dyn FnMut(u64, &BatchHeader),
+) -> Result<ScanOutcome, LogError> {
+    let file_len = file.metadata().at(path)?.len();
+    let mut chunk = SCAN_CHUNK;
+    let mut buf = Vec::new();
+    while position < file_len {
+        let want = usize::try_from(file_len - position).map_or(chunk, |left| left.min(chunk));
+        buf.resize(want, 0);
+        file.read_exact_at(&mut buf, position).at(path)?;
+        let mut consumed = 0usize;
+        while let Some(rest) = buf.get(consumed..).filter(|rest| !rest.is_empty()) {
+            let checked = Batch::parse(rest)
+                .map_err(Corruption::from)
+                .and_then(|batch| {
+                    batch.verify_crc()?;
+                    let found = batch.header().base_offset;
+                    if found != expected_offset {
+                        return Err(Corruption::UnexpectedOffset {
+                            expected: expected_offset,
+                            found,
+                        });
+                    }
+                    Ok(*batch.header())
+                });
+            match checked {
+                Ok(header) => {
+                    visit(position + consumed as u64, &header);
+                    consumed += header.total_len();
+                    expected_offset = header.next_offset();
+                }
+                // The batch runs past this chunk but not past the file: read on from its start,
+                // with a chunk large enough for it.
+                Err(Corruption::Batch(RecordError::Truncated { need, .. }))
+                    if position + (consumed + need) as u64 <= file_len =>
+                {
+                    chunk = chunk.max(need);
+                    break;
+                }
+                Err(reason) => {
+                    return Ok(ScanOutcome {
+                        valid_len: position + consumed as u64,
+                        invalid: Some(reason),
+                    });
+                }
+            }
+        }
+        position += consumed as u64;
+    }
+    Ok(ScanOutcome {
+        valid_len: position,
+        invalid: None,
+    })
+}
