@@ -11,8 +11,13 @@ nproc; grep -m1 'model name' /proc/cpuinfo || true; df -h "$tmp" | tail -1
 echo "== dd: sequential write, one fdatasync at the end (the ceiling for group commit)"
 dd if=/dev/zero of="$tmp/dd" bs=1M count=1024 conv=fdatasync 2>&1 | tail -1
 rm -f "$tmp/dd"
+echo "== dd: sequential write, fdatasync after every 1 MiB block (one fsync per MiB, like the bench)"
+dd if=/dev/zero of="$tmp/dd" bs=1M count=256 oflag=dsync 2>&1 | tail -1
+rm -f "$tmp/dd"
 echo "== dd: sequential write to the page cache, no sync"
 dd if=/dev/zero of="$tmp/dd" bs=1M count=1024 2>&1 | tail -1
+rm -f "$tmp/dd"
+dd if=/dev/zero of="$tmp/dd" bs=16k count=65536 2>&1 | tail -1
 rm -f "$tmp/dd"
 echo "== criterion"
 TMPDIR="$tmp" cargo bench -p rill-log --bench log -- --noplot "$@"
