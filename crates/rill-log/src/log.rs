@@ -14,6 +14,25 @@ use crate::dir::{CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, fsync_dir, parse_segment_name}
 use crate::error::{IoContext, LogError};
 use crate::segment::Segment;
 
+/// The file in a log directory that keeps a log start offset moved by
+/// [`Log::delete_records_before`].
+const LOG_START_CHECKPOINT: &str = "log-start-offset";
+
+fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, LogError> {
+    let path = dir.join(LOG_START_CHECKPOINT);
+    match fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse() {
+            Ok(offset) => Ok(Some(offset)),
+            Err(_) => {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable log start checkpoint");
+                Ok(None)
+            }
+        },
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).at(&path),
+    }
+}
+
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -133,8 +152,11 @@ impl Log {
             fsync_dir(&dir)?;
         }
 
-        let log_start_offset = sealed.first().unwrap_or(&active).base_offset;
         let log_end_offset = active.next_offset;
+        let log_start_offset = read_log_start_checkpoint(&dir)?
+            .unwrap_or(0)
+            .max(sealed.first().unwrap_or(&active).base_offset)
+            .min(log_end_offset);
         tracing::debug!(
             dir = %dir.display(),
             segments = sealed.len() + 1,
@@ -512,7 +534,53 @@ impl Log {
             excess -= i64::try_from(segment.size).unwrap_or(i64::MAX);
             doomed += 1;
         }
-        let deleted: Vec<Segment> = self.sealed.drain(..doomed).collect();
+        let deleted = self.delete_oldest(doomed)?;
+        if !deleted.is_empty() {
+            tracing::info!(
+                dir = %self.dir.display(),
+                deleted = deleted.len(),
+                log_start_offset = self.log_start_offset,
+                "retention deleted segments"
+            );
+        }
+        Ok(deleted.iter().map(|s| s.base_offset).collect())
+    }
+
+    /// Moves the log start offset up to `offset` (Kafka's DeleteRecords): records below it are no
+    /// longer readable, and segments wholly below it are deleted. The new start survives
+    /// restarts. Returns the log start offset after the call.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        let end = self.log_end_offset();
+        if offset < 0 || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        let path = self.dir.join(LOG_START_CHECKPOINT);
+        let file = fs::File::create(&path).at(&path)?;
+        use std::io::Write as _;
+        (&file)
+            .write_all(format!("{offset}\n").as_bytes())
+            .and_then(|()| file.sync_all())
+            .at(&path)?;
+        fsync_dir(&self.dir)?;
+        self.log_start_offset = offset;
+        let doomed = self
+            .sealed
+            .iter()
+            .take_while(|s| s.next_offset <= offset)
+            .count();
+        let _ = self.delete_oldest(doomed)?;
+        Ok(offset)
+    }
+
+    fn delete_oldest(&mut self, count: usize) -> Result<Vec<Segment>, LogError> {
+        let deleted: Vec<Segment> = self.sealed.drain(..count).collect();
         for segment in &deleted {
             for path in segment.files() {
                 match fs::remove_file(&path) {
@@ -525,14 +593,8 @@ impl Log {
             fsync_dir(&self.dir)?;
             let first = self.sealed.first().unwrap_or(&self.active);
             self.log_start_offset = self.log_start_offset.max(first.base_offset);
-            tracing::info!(
-                dir = %self.dir.display(),
-                deleted = deleted.len(),
-                log_start_offset = self.log_start_offset,
-                "retention deleted segments"
-            );
         }
-        Ok(deleted.iter().map(|s| s.base_offset).collect())
+        Ok(deleted)
     }
 
     /// Checks every batch of every segment (length, magic, CRC, offsets), reading the whole log.

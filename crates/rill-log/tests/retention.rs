@@ -107,3 +107,37 @@ fn unlimited_retention_keeps_everything() -> TestResult {
     assert_eq!(read_all(&log, 1 << 20)?, stored);
     Ok(())
 }
+
+#[test]
+fn delete_records_moves_the_start_and_survives_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = small_segments(2_000);
+    let mut log = Log::open(dir.path(), config.clone(), NOW)?;
+    let stored = append_all(&mut log, (0..40).map(|i| batch(i, 3, 100, NOW)).collect())?;
+    let segments_before = log.segment_count();
+    // Offset 50 lies inside batch 16 (offsets 48..=50): that batch is still returned whole by a
+    // read at 50, but offsets below 50 are out of range.
+    assert_eq!(log.delete_records_before(50)?, 50);
+    assert_eq!(log.log_start_offset(), 50);
+    assert!(log.segment_count() < segments_before);
+    assert!(log.segment_base_offsets()[0] <= 50);
+    assert!(matches!(
+        log.read(49, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(&log.read(50, 1)?[..], &stored[16][..]);
+    // Moving it back is a no-op; past the end is an error.
+    assert_eq!(log.delete_records_before(10)?, 50);
+    assert!(matches!(
+        log.delete_records_before(121),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    drop(log);
+    let mut log = Log::open(dir.path(), config, NOW)?;
+    assert_eq!(log.log_start_offset(), 50);
+    // Everything: the log becomes empty but keeps its end offset.
+    assert_eq!(log.delete_records_before(120)?, 120);
+    assert_eq!(log.log_end_offset(), 120);
+    assert!(log.read(120, 100)?.is_empty());
+    Ok(())
+}
