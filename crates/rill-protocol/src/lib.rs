@@ -54,9 +54,10 @@
 //! # Known limitation
 //! `kafka-protocol` 0.18 sizes a `Vec` from an array's element count before it reads any
 //! element, so a short body that claims a huge array (four bytes can claim two billion topics)
-//! makes it ask for more memory than the machine has, and the process aborts. Until the decoder
-//! bounds the count by the bytes left (an upstream fix), request bodies from untrusted peers can
-//! take the process down; a truncated valid message is always an ordinary error.
+//! asks for more memory than the machine has. With the system allocator that aborts the process;
+//! the `rill` binary installs an allocator that reserves such blocks lazily, so the decoder fails
+//! with an ordinary error instead (see `crates/rill/src/alloc.rs`). Other programs embedding this
+//! crate need the same guard until the decoder bounds counts by the bytes left (an upstream fix).
 #![doc(test(attr(deny(warnings))))]
 #![warn(missing_docs)]
 #![cfg_attr(

@@ -32,8 +32,9 @@ impl Request {
 
     /// Decodes the body that followed `header` in its frame.
     ///
-    /// `body` must be exactly the rest of the frame: bytes left over after the message are a
-    /// [`ProtocolError::TrailingBytes`] error, as the frame and the message disagree. A body that
+    /// `body` is the rest of the frame. Bytes left over after the message are ignored, as Kafka's
+    /// broker ignores them: librdkafka's AdminClient sends Metadata v13 requests with three bytes
+    /// after the body, and refusing them would cut such clients off. A body that
     /// ends early is [`ProtocolError::Truncated`]; other malformations are
     /// [`ProtocolError::Decode`]. A header whose version is outside the table (possible only for
     /// a hand-built header) is [`ProtocolError::UnsupportedVersion`].
@@ -59,14 +60,6 @@ impl Request {
             api_version,
             "request body"
         ))?;
-        if !body.is_empty() {
-            return Err(ProtocolError::TrailingBytes {
-                api_key,
-                api_version,
-                what: "request body",
-                trailing: body.len(),
-            });
-        }
         Ok(Self { header, body: kind })
     }
 

@@ -1,0 +1,432 @@
+//! The broker's shared state: its topics and their partition owners, and the metadata store.
+//!
+//! Lock rules: `topics` is a `std::sync::RwLock` held only to look up or swap an `Arc<Topic>`,
+//! never across an `.await` or disk I/O. Topic changes (create, delete, add partitions, alter
+//! configs) are serialized by the `admin` tokio mutex, which is held across the change's
+//! awaits; their disk work runs in `spawn_blocking`. A `Topic` is immutable: a change builds a
+//! new one and swaps it in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use rill_protocol::ErrorCode;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::meta::{self, MetaStore, TopicRecord};
+use crate::partition::Partition;
+use crate::topic_config::TopicConfig;
+
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// A topic and the owners of its partitions.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) name: String,
+    pub(crate) id: Uuid,
+    pub(crate) overrides: BTreeMap<String, String>,
+    pub(crate) config: TopicConfig,
+    pub(crate) partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    pub(crate) fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+
+    fn record(&self) -> TopicRecord {
+        TopicRecord {
+            id: self.id,
+            partitions: i32::try_from(self.partitions.len()).unwrap_or(i32::MAX),
+            configs: self.overrides.clone(),
+        }
+    }
+}
+
+/// An error a client gets for a topic operation: the code and a message.
+pub(crate) type TopicError = (ErrorCode, String);
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    pub(crate) config: BrokerConfig,
+    pub(crate) cluster_id: String,
+    /// The host and port clients are told to connect to.
+    pub(crate) advertised: (String, u16),
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    admin: tokio::sync::Mutex<()>,
+    meta: Arc<Mutex<Option<MetaStore>>>,
+}
+
+impl Broker {
+    /// Opens the data directory: the cluster id, the metadata log, and every topic's partitions.
+    pub(crate) fn open(
+        config: BrokerConfig,
+        advertised: (String, u16),
+    ) -> Result<Self, BrokerError> {
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| BrokerError::Io {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let cluster_id = meta::cluster_id(data_dir, config.node_id)?;
+        let (store, replayed) = MetaStore::open(data_dir)?;
+        remove_orphans(&config, &replayed)?;
+        let mut topics = HashMap::new();
+        for (name, record) in replayed.topics {
+            let topic = open_topic(
+                &config,
+                &name,
+                record.id,
+                record.configs,
+                0,
+                record.partitions,
+                &[],
+            )?;
+            let _ = topics.insert(name, Arc::new(topic));
+        }
+        Ok(Self {
+            config,
+            cluster_id,
+            advertised,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            meta: Arc::new(Mutex::new(Some(store))),
+        })
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().ok()?.get(name).cloned()
+    }
+
+    /// Every topic, sorted by name.
+    pub(crate) fn all_topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self
+            .topics
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by(|a: &Arc<Topic>, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub(crate) fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .ok()?
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    fn install(&self, topic: Arc<Topic>) {
+        if let Ok(mut topics) = self.topics.write() {
+            let _ = topics.insert(topic.name.clone(), topic);
+        }
+    }
+
+    /// Creates a topic (or only checks that it could be created).
+    pub(crate) async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_topic_name(name)?;
+        if partitions < 1 {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("number of partitions must be at least 1, got {partitions}"),
+            ));
+        }
+        TopicConfig::validate(&self.config, &overrides)
+            .map_err(|m| (ErrorCode::InvalidConfig, m))?;
+        let _admin = self.admin.lock().await;
+        if self.topic(name).is_some() {
+            return Err((
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        let id = Uuid::new_v4();
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: name.to_owned(),
+                id,
+                config: TopicConfig::resolve(&self.config, &overrides),
+                overrides,
+                partitions: Vec::new(),
+            }));
+        }
+        let record = TopicRecord {
+            id,
+            partitions,
+            configs: overrides.clone(),
+        };
+        let config = self.config.clone();
+        let name_owned = name.to_owned();
+        let topic = self
+            .blocking(move |store| {
+                let topic = open_topic(&config, &name_owned, id, overrides, 0, partitions, &[])?;
+                store.put(&name_owned, Some(&record))?;
+                Ok(topic)
+            })
+            .await?;
+        let topic = Arc::new(topic);
+        self.install(topic.clone());
+        tracing::info!(topic = name, partitions, %id, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data.
+    pub(crate) async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
+        if let Ok(mut topics) = self.topics.write() {
+            let _ = topics.remove(name);
+        }
+        let name_owned = name.to_owned();
+        let doomed = topic.clone();
+        self.blocking(move |store| {
+            store.put(&name_owned, None)?;
+            for partition in &doomed.partitions {
+                partition.close_blocking(true);
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Raises a topic's partition count.
+    pub(crate) async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
+        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        if count <= current {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{name}' has {current} partitions; the new count {count} must be larger"
+                ),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let config = self.config.clone();
+        let old = topic.clone();
+        let grown = self
+            .blocking(move |store| {
+                let grown = open_topic(
+                    &config,
+                    &old.name,
+                    old.id,
+                    old.overrides.clone(),
+                    current,
+                    count,
+                    &old.partitions,
+                )?;
+                store.put(&old.name, Some(&grown.record()))?;
+                Ok(grown)
+            })
+            .await?;
+        self.install(Arc::new(grown));
+        tracing::info!(topic = name, partitions = count, "added partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (validated first) and applies them to its partitions.
+    pub(crate) async fn set_topic_configs(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        TopicConfig::validate(&self.config, &overrides)
+            .map_err(|m| (ErrorCode::InvalidConfig, m))?;
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
+        if validate_only {
+            return Ok(());
+        }
+        let changed = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            config: TopicConfig::resolve(&self.config, &overrides),
+            overrides,
+            partitions: topic.partitions.clone(),
+        });
+        let record = changed.record();
+        let name_owned = name.to_owned();
+        self.blocking(move |store| store.put(&name_owned, Some(&record)))
+            .await?;
+        for partition in &changed.partitions {
+            partition.configure(changed.config.log.clone());
+        }
+        self.install(changed);
+        Ok(())
+    }
+
+    /// Runs disk work for a topic change off the network threads, with the metadata store.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut MetaStore) -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, TopicError> {
+        let meta = self.meta.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut guard = meta
+                .lock()
+                .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
+            let store = guard
+                .as_mut()
+                .ok_or_else(|| BrokerError::Internal("the broker is shutting down".into()))?;
+            work(store)
+        })
+        .await;
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                tracing::error!(%err, "topic change failed");
+                Err((ErrorCode::KafkaStorageError, err.to_string()))
+            }
+            Err(join) => Err((ErrorCode::UnknownServerError, join.to_string())),
+        }
+    }
+
+    /// Closes every partition cleanly and the metadata log. Blocking.
+    pub(crate) fn close_blocking(&self) {
+        let topics: Vec<_> = self
+            .topics
+            .write()
+            .map(|mut t| t.drain().map(|(_, topic)| topic).collect())
+            .unwrap_or_default();
+        for topic in topics {
+            for partition in &topic.partitions {
+                partition.close_blocking(false);
+            }
+        }
+        let store = self.meta.lock().ok().and_then(|mut m| m.take());
+        if let Some(store) = store {
+            if let Err(err) = store.close() {
+                tracing::error!(%err, "closing the metadata log");
+            }
+        }
+    }
+}
+
+fn unknown_topic(name: &str) -> TopicError {
+    (
+        ErrorCode::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+/// Kafka's topic name rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |why: &str| {
+        Err((
+            ErrorCode::InvalidTopicException,
+            format!("topic name '{name}' {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return invalid("is empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("cannot be '.' or '..'");
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return invalid("is longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return invalid("may only contain ASCII letters, digits, '.', '_' and '-'");
+    }
+    if name.starts_with("__rill") {
+        return invalid("is reserved for Rill's internal topics");
+    }
+    Ok(())
+}
+
+fn partition_dir(config: &BrokerConfig, topic: &str, index: i32) -> PathBuf {
+    rill_log::dir::partition_dir(&config.data_dir, topic, index)
+}
+
+/// Opens partitions `from..to` of a topic, keeping `existing` ones (`0..from`).
+fn open_topic(
+    config: &BrokerConfig,
+    name: &str,
+    id: Uuid,
+    overrides: BTreeMap<String, String>,
+    from: i32,
+    to: i32,
+    existing: &[Arc<Partition>],
+) -> Result<Topic, BrokerError> {
+    let topic_config = TopicConfig::resolve(config, &overrides);
+    let mut partitions: Vec<Arc<Partition>> = existing.to_vec();
+    for index in from..to {
+        let dir = partition_dir(config, name, index);
+        if meta::read_partition_topic_id(&dir).is_none() {
+            meta::write_partition_metadata(&dir, id)?;
+        }
+        partitions.push(Arc::new(Partition::open(
+            dir,
+            index,
+            topic_config.log.clone(),
+            config.retention_check_interval,
+        )?));
+    }
+    Ok(Topic {
+        name: name.to_owned(),
+        id,
+        overrides,
+        config: topic_config,
+        partitions,
+    })
+}
+
+/// Removes partition directories left by a deletion that a crash interrupted: those of deleted
+/// topics and those whose topic id is not their topic's current one.
+fn remove_orphans(config: &BrokerConfig, replayed: &meta::Replayed) -> Result<(), BrokerError> {
+    let entries = std::fs::read_dir(&config.data_dir).map_err(|source| BrokerError::Io {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        if !path.is_dir() || index.parse::<u32>().is_err() || name == meta::METADATA_LOG {
+            continue;
+        }
+        let dir_id = meta::read_partition_topic_id(&path);
+        let orphan = match replayed.topics.get(topic) {
+            Some(record) => dir_id.is_some_and(|id| id != record.id),
+            None => replayed.deleted.contains(topic),
+        };
+        if orphan {
+            tracing::warn!(dir = %path.display(), "removing the data of a deleted topic");
+            std::fs::remove_dir_all(&path).map_err(|source| BrokerError::Io { path, source })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! One task per connection: read a frame, decode it, run its handler, write the answer, and only
+//! then read the next one. Requests on a connection are therefore handled and answered in the
+//! order they were sent, as Kafka does (its broker mutes a connection while a request is in
+//! flight).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rill_protocol::{ApiKey, ProtocolError, Request, Response, split_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::broker::Broker;
+use crate::dispatch;
+
+/// Serves one client until it disconnects, sends something unanswerable, or the broker stops.
+#[tracing::instrument(skip_all, fields(peer = %peer))]
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut read_buf = BytesMut::with_capacity(4096);
+    let mut write_buf = BytesMut::new();
+    loop {
+        let frame = match split_frame(&mut read_buf, broker.config.max_request_bytes) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                let read = tokio::select! {
+                    read = stream.read_buf(&mut read_buf) => read,
+                    () = shutdown.cancelled() => return,
+                };
+                match read {
+                    Ok(0) => {
+                        if !read_buf.is_empty() {
+                            tracing::debug!(left = read_buf.len(), "connection closed mid-frame");
+                        }
+                        return;
+                    }
+                    Ok(_) => continue,
+                    Err(err) => {
+                        tracing::debug!(%err, "read failed");
+                        return;
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "closing connection: bad frame");
+                return;
+            }
+        };
+        let response = match Request::decode_frame(frame) {
+            Ok(request) => handle(&broker, request).await,
+            Err(err) => match answer_undecodable(&err) {
+                Some(response) => Some(response),
+                None => {
+                    tracing::warn!(%err, "closing connection: undecodable request");
+                    return;
+                }
+            },
+        };
+        let Some(response) = response else {
+            continue; // acks=0: no answer
+        };
+        write_buf.clear();
+        if let Err(err) = response.encode(&mut write_buf) {
+            tracing::error!(%err, api_key = ?response.api_key, "could not encode a response");
+            return;
+        }
+        if let Err(err) = stream.write_all(&write_buf).await {
+            tracing::debug!(%err, "write failed");
+            return;
+        }
+        // A large response buffer is not kept for an idle connection.
+        if write_buf.capacity() > 1 << 20 {
+            write_buf = BytesMut::new();
+        }
+    }
+}
+
+async fn handle(broker: &Broker, request: Request) -> Option<Response> {
+    let span = tracing::debug_span!(
+        "request",
+        api_key = ?request.header.api_key,
+        api_version = request.header.api_version,
+        correlation_id = request.header.correlation_id,
+    );
+    let header = request.header.clone();
+    let body = dispatch::dispatch(broker, request).instrument(span).await;
+    body.map(|body| Response::new(&header, body))
+}
+
+/// The answer Kafka gives to a request it cannot decode, where it gives one: an ApiVersions
+/// request of a version it does not know gets the v0 answer with UNSUPPORTED_VERSION and the
+/// versions it does (KIP-511). Anything else closes the connection, as Kafka does.
+fn answer_undecodable(err: &ProtocolError) -> Option<Response> {
+    match err {
+        ProtocolError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            correlation_id,
+            ..
+        } => Some(Response::unsupported_api_versions(*correlation_id)),
+        _ => None,
+    }
+}

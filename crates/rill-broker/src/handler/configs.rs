@@ -1,0 +1,301 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and a read-only view of
+//! the broker's own settings).
+
+use std::collections::BTreeMap;
+
+use rill_protocol::ErrorCode;
+use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use rill_protocol::kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
+    incremental_alter_configs_response,
+};
+
+use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use crate::broker::Broker;
+use crate::topic_config::{ConfigType, TOPIC_CONFIGS};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_STATIC_BROKER: i8 = 4;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+pub(crate) fn describe(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let keys: Option<Vec<String>> = resource
+                .configuration_keys
+                .map(|keys| keys.iter().map(ToString::to_string).collect());
+            let wanted = |name: &str| keys.as_ref().is_none_or(|k| k.iter().any(|k| k == name));
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match resource.resource_type {
+                RESOURCE_TOPIC => match broker.topic(&resource.resource_name) {
+                    Some(topic) => result.with_configs(
+                        TOPIC_CONFIGS
+                            .iter()
+                            .filter(|def| wanted(def.name))
+                            .map(|def| {
+                                let value = topic.config.value_of(def.name);
+                                let overridden = topic.overrides.contains_key(def.name);
+                                let source = if overridden {
+                                    SOURCE_TOPIC
+                                } else {
+                                    SOURCE_DEFAULT
+                                };
+                                let mut entry = entry(
+                                    def.name,
+                                    value.clone(),
+                                    source,
+                                    false,
+                                    def.kind,
+                                    def.doc,
+                                    version,
+                                    req.include_documentation,
+                                );
+                                if req.include_synonyms {
+                                    entry = entry.with_synonyms(vec![
+                                        DescribeConfigsSynonym::default()
+                                            .with_name(StrBytes::from_static_str(def.name))
+                                            .with_value(value.map(StrBytes::from_string))
+                                            .with_source(source),
+                                    ]);
+                                }
+                                entry
+                            })
+                            .collect(),
+                    ),
+                    None => result
+                        .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+                        .with_error_message(super::message(format!(
+                            "topic '{}' does not exist",
+                            resource.resource_name
+                        ))),
+                },
+                RESOURCE_BROKER => result.with_configs(
+                    broker_configs(broker)
+                        .into_iter()
+                        .filter(|(name, ..)| wanted(name))
+                        .map(|(name, value, kind, doc)| {
+                            entry(
+                                name,
+                                Some(value),
+                                SOURCE_STATIC_BROKER,
+                                true,
+                                kind,
+                                doc,
+                                version,
+                                req.include_documentation,
+                            )
+                        })
+                        .collect(),
+                ),
+                other => result
+                    .with_error_code(ErrorCode::InvalidRequest.code())
+                    .with_error_message(super::message(format!(
+                        "resource type {other} is not supported"
+                    ))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    name: &'static str,
+    value: Option<String>,
+    source: i8,
+    read_only: bool,
+    kind: ConfigType,
+    doc: &'static str,
+    version: i16,
+    include_documentation: bool,
+) -> DescribeConfigsResourceResult {
+    let mut entry = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_static_str(name))
+        .with_value(value.map(StrBytes::from_string))
+        .with_read_only(read_only)
+        .with_config_source(source);
+    if version >= 3 {
+        entry = entry.with_config_type(kind as i8);
+        if include_documentation {
+            entry = entry.with_documentation(Some(StrBytes::from_static_str(doc)));
+        }
+    }
+    entry
+}
+
+/// The broker settings a client may read (set at start, not alterable).
+fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType, &'static str)> {
+    let c = &broker.config;
+    vec![
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            ConfigType::String,
+            "Create unknown topics on metadata requests.",
+        ),
+        (
+            "log.retention.bytes",
+            c.log.retention_bytes.to_string(),
+            ConfigType::Long,
+            "Default retention.bytes of topics.",
+        ),
+        (
+            "log.retention.ms",
+            c.log.retention_ms.to_string(),
+            ConfigType::Long,
+            "Default retention.ms of topics.",
+        ),
+        (
+            "log.segment.bytes",
+            c.log.segment_bytes.to_string(),
+            ConfigType::Int,
+            "Default segment.bytes of topics.",
+        ),
+        (
+            "message.max.bytes",
+            c.max_message_bytes.to_string(),
+            ConfigType::Int,
+            "Default max.message.bytes of topics.",
+        ),
+        (
+            "num.partitions",
+            c.num_partitions.to_string(),
+            ConfigType::Int,
+            "Partitions of auto-created topics.",
+        ),
+        (
+            "socket.request.max.bytes",
+            c.max_request_bytes.to_string(),
+            ConfigType::Int,
+            "The largest request accepted.",
+        ),
+    ]
+}
+
+pub(crate) async fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for resource in req.resources {
+        // AlterConfigs replaces the whole set: what is not listed returns to its default.
+        let overrides = resource
+            .configs
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect();
+        let outcome = apply(
+            broker,
+            resource.resource_type,
+            &resource.resource_name,
+            req.validate_only,
+            |_| Ok(overrides),
+        )
+        .await;
+        let response = alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err((code, message)) => response
+                .with_error_code(code.code())
+                .with_error_message(super::message(message)),
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub(crate) async fn incremental_alter(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for resource in req.resources {
+        let configs = resource.configs;
+        let outcome = apply(broker, resource.resource_type, &resource.resource_name, req.validate_only, |current| {
+            let mut overrides = current.clone();
+            for config in &configs {
+                let name = config.name.to_string();
+                match (config.config_operation, &config.value) {
+                    (OP_SET, Some(value)) => {
+                        let _ = overrides.insert(name, value.to_string());
+                    }
+                    (OP_DELETE, _) => {
+                        let _ = overrides.remove(&name);
+                    }
+                    (OP_SET, None) => {
+                        return Err((ErrorCode::InvalidRequest, format!("SET of {name} needs a value")));
+                    }
+                    (op, _) => {
+                        return Err((
+                            ErrorCode::InvalidRequest,
+                            format!("config operation {op} on {name} is not supported (only SET and DELETE)"),
+                        ));
+                    }
+                }
+            }
+            Ok(overrides)
+        })
+        .await;
+        let response = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err((code, message)) => response
+                .with_error_code(code.code())
+                .with_error_message(super::message(message)),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Computes a topic's new overrides from its current ones and stores them.
+async fn apply(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(
+        &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, (ErrorCode, String)>,
+) -> Result<(), (ErrorCode, String)> {
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return Err((
+                ErrorCode::InvalidRequest,
+                "broker configs are set at start (flags, environment) and cannot be altered"
+                    .to_owned(),
+            ));
+        }
+        other => {
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!("resource type {other} is not supported"),
+            ));
+        }
+    }
+    let topic = broker.topic(name).ok_or_else(|| {
+        (
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    })?;
+    let overrides = change(&topic.overrides)?;
+    broker
+        .set_topic_configs(name, overrides, validate_only)
+        .await
+}

@@ -1,0 +1,83 @@
+//! DescribeTopicPartitions (KIP-966): topics' partitions, paged by a partition limit and a cursor.
+
+use rill_protocol::ErrorCode;
+use rill_protocol::kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use rill_protocol::kafka_protocol::messages::{
+    BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
+};
+
+use crate::broker::Broker;
+
+pub(crate) fn handle(
+    broker: &Broker,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    let node = BrokerId(broker.config.node_id);
+    let mut names: Vec<String> = if req.topics.is_empty() {
+        broker.all_topics().iter().map(|t| t.name.clone()).collect()
+    } else {
+        req.topics.iter().map(|t| t.name.0.to_string()).collect()
+    };
+    names.sort();
+    let (start_topic, start_partition) = req.cursor.as_ref().map_or((String::new(), 0), |c| {
+        (c.topic_name.0.to_string(), c.partition_index)
+    });
+    let mut budget = usize::try_from(req.response_partition_limit.max(1)).unwrap_or(usize::MAX);
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names.into_iter().filter(|n| *n >= start_topic) {
+        let Some(topic) = broker.topic(&name) else {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+                    .with_name(Some(super::topic_name(&name))),
+            );
+            continue;
+        };
+        if budget == 0 {
+            next_cursor = Some(Cursor::default().with_topic_name(super::topic_name(&name)));
+            break;
+        }
+        let first = if name == start_topic {
+            start_partition
+        } else {
+            0
+        };
+        let mut partitions = Vec::new();
+        for p in topic.partitions.iter().filter(|p| p.index >= first) {
+            if budget == 0 {
+                next_cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(super::topic_name(&name))
+                        .with_partition_index(p.index),
+                );
+                break;
+            }
+            budget -= 1;
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_partition_index(p.index)
+                    .with_leader_id(node)
+                    .with_leader_epoch(0)
+                    .with_replica_nodes(vec![node])
+                    .with_isr_nodes(vec![node])
+                    .with_eligible_leader_replicas(Some(Vec::new()))
+                    .with_last_known_elr(Some(Vec::new())),
+            );
+        }
+        topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(super::topic_name(&name)))
+                .with_topic_id(topic.id)
+                .with_partitions(partitions),
+        );
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse::default()
+        .with_topics(topics)
+        .with_next_cursor(next_cursor)
+}

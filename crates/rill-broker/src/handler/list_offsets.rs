@@ -1,0 +1,69 @@
+//! ListOffsets: earliest, latest, max timestamp, or the first offset at or after a timestamp.
+
+use rill_protocol::ErrorCode;
+use rill_protocol::kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use rill_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::broker::Broker;
+use crate::partition::OffsetQuery;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405's earliest local and earliest pending-upload offsets: with no tiered storage, the
+/// earliest offset.
+const EARLIEST_LOCAL: i64 = -4;
+const EARLIEST_PENDING_UPLOAD: i64 = -5;
+
+pub(crate) async fn handle(
+    broker: &Broker,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    // leader_epoch exists from v4; an older answer must leave it at its default.
+    let leader_epoch = if version >= 4 { 0 } else { -1 };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for topic_req in req.topics {
+        let topic = broker.topic(&topic_req.name.0);
+        let mut partitions = Vec::with_capacity(topic_req.partitions.len());
+        for p in topic_req.partitions {
+            let response = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(leader_epoch);
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
+            else {
+                partitions
+                    .push(response.with_error_code(ErrorCode::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let query = match p.timestamp {
+                LATEST => OffsetQuery::Latest,
+                EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => OffsetQuery::Earliest,
+                MAX_TIMESTAMP => OffsetQuery::MaxTimestamp,
+                t if t >= 0 => OffsetQuery::Timestamp(t),
+                t => {
+                    tracing::debug!(timestamp = t, "unknown ListOffsets timestamp");
+                    partitions.push(response.with_error_code(ErrorCode::InvalidRequest.code()));
+                    continue;
+                }
+            };
+            partitions.push(match partition.list_offset(query).await {
+                Ok(Some(found)) => response
+                    .with_offset(found.offset)
+                    .with_timestamp(found.timestamp),
+                Ok(None) => response,
+                Err(code) => response.with_error_code(code.code()),
+            });
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic_req.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

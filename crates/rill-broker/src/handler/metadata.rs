@@ -1,0 +1,115 @@
+//! Metadata: the one broker, and each topic's partitions led by it. Unknown topics are created
+//! when the broker and the request allow it (`auto.create.topics.enable`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rill_protocol::ErrorCode;
+use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use rill_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+
+use crate::broker::{Broker, Topic, validate_topic_name};
+
+pub(crate) async fn handle(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let node_id = BrokerId(broker.config.node_id);
+    let wanted: Option<Vec<String>> = match req.topics {
+        // v0 asks for every topic with an empty list; later versions with null.
+        Some(topics) if !(version == 0 && topics.is_empty()) => Some(
+            topics
+                .into_iter()
+                .map(|t| match (t.name, t.topic_id.is_nil()) {
+                    (Some(name), _) => name.0.to_string(),
+                    (None, false) => broker
+                        .topic_by_id(t.topic_id)
+                        .map(|topic| topic.name.clone())
+                        .unwrap_or_default(),
+                    (None, true) => String::new(),
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    let auto_create =
+        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let topics = match wanted {
+        None => broker
+            .all_topics()
+            .iter()
+            .map(|t| describe(broker, t))
+            .collect(),
+        Some(names) => {
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                out.push(match broker.topic(&name) {
+                    Some(topic) => describe(broker, &topic),
+                    None => lookup_or_create(broker, &name, auto_create).await,
+                });
+            }
+            out
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(node_id)
+                .with_host(StrBytes::from_string(broker.advertised.0.clone()))
+                .with_port(i32::from(broker.advertised.1)),
+        ])
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(node_id)
+        .with_topics(topics)
+}
+
+async fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool) -> MetadataResponseTopic {
+    let failed = |code: ErrorCode| {
+        MetadataResponseTopic::default()
+            .with_error_code(code.code())
+            .with_name(Some(super::topic_name(name)))
+    };
+    if !auto_create {
+        return failed(ErrorCode::UnknownTopicOrPartition);
+    }
+    if let Err((code, _)) = validate_topic_name(name) {
+        return failed(code);
+    }
+    match broker
+        .create_topic(name, broker.config.num_partitions, BTreeMap::new(), false)
+        .await
+    {
+        Ok(topic) => describe(broker, &topic),
+        // Created by someone else meanwhile.
+        Err((ErrorCode::TopicAlreadyExists, _)) => match broker.topic(name) {
+            Some(topic) => describe(broker, &topic),
+            None => failed(ErrorCode::UnknownTopicOrPartition),
+        },
+        Err((code, _)) => failed(code),
+    }
+}
+
+fn describe(broker: &Broker, topic: &Arc<Topic>) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    MetadataResponseTopic::default()
+        .with_name(Some(super::topic_name(&topic.name)))
+        .with_topic_id(topic.id)
+        .with_partitions(
+            topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p.index)
+                        .with_leader_id(node)
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![node])
+                        .with_isr_nodes(vec![node])
+                })
+                .collect(),
+        )
+}

@@ -1,0 +1,185 @@
+//! Produce: check each partition's batch without decompressing it, hand it to the partition's
+//! owner, and answer once every append is done (and fsynced, for acks=all).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rill_protocol::ErrorCode;
+use rill_protocol::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use rill_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use rill_record::{Batch, BatchHeader, MAGIC_V2, RecordError};
+
+use crate::broker::Broker;
+use crate::config::AckDurability;
+
+/// A partition's outcome before the owner answers: an error found while checking, or the
+/// pending append.
+enum Pending<F> {
+    Failed(ErrorCode, String),
+    Appending(F),
+}
+
+pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let durable = acks == -1 && broker.config.ack_durability == AckDurability::Fsync;
+    let refuse_all = match acks {
+        -1..=1 if req.transactional_id.is_some() => Some((
+            ErrorCode::InvalidRequest,
+            "transactions are not supported by this broker yet".to_owned(),
+        )),
+        -1..=1 => None,
+        _ => Some((
+            ErrorCode::InvalidRequiredAcks,
+            format!("acks must be -1, 0 or 1, got {acks}"),
+        )),
+    };
+
+    // Hand every batch off first, in request order; then wait for the owners' answers.
+    let mut pending = Vec::with_capacity(req.topic_data.len());
+    for topic_data in req.topic_data {
+        let name = topic_data.name.0.to_string();
+        let topic = broker.topic(&name);
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let outcome = match (&refuse_all, &topic) {
+                (Some((code, message)), _) => Pending::Failed(*code, message.clone()),
+                (None, None) => Pending::Failed(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                ),
+                (None, Some(topic)) => match topic.partition(data.index) {
+                    None => Pending::Failed(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{name}' has no partition {}", data.index),
+                    ),
+                    Some(partition) => match check(data.records, topic.config.max_message_bytes) {
+                        Ok(batch) => Pending::Appending(partition.append(batch, durable)),
+                        Err((code, message)) => Pending::Failed(code, message),
+                    },
+                },
+            };
+            partitions.push((data.index, outcome));
+        }
+        pending.push((topic_data.name, topic, partitions));
+    }
+    if acks == 0 {
+        return None;
+    }
+
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
+    let mut responses = Vec::with_capacity(pending.len());
+    for (name, topic, partitions) in pending {
+        let mut out = Vec::with_capacity(partitions.len());
+        for (index, outcome) in partitions {
+            let response = PartitionProduceResponse::default().with_index(index);
+            let result = match outcome {
+                Pending::Failed(code, message) => Err((code, message)),
+                Pending::Appending(append) => {
+                    match tokio::time::timeout_at(deadline, append).await {
+                        Ok(Ok(info)) => Ok(info),
+                        Ok(Err(code)) => Err((code, format!("append failed: {}", code.name()))),
+                        Err(_) => Err((
+                            ErrorCode::RequestTimedOut,
+                            "the append did not complete within the request timeout".to_owned(),
+                        )),
+                    }
+                }
+            };
+            out.push(match result {
+                Ok(info) => response
+                    .with_base_offset(info.base_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(
+                        topic
+                            .as_ref()
+                            .and_then(|t| t.partition(index))
+                            .map_or(-1, |p| p.offsets().log_start),
+                    ),
+                Err((code, message)) => {
+                    tracing::debug!(topic = %name.0, partition = index, error = code.name(), %message, "produce refused");
+                    response
+                        .with_error_code(code.code())
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                        .with_error_message(super::message(message))
+                }
+            });
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(out),
+        );
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Checks a partition's records: exactly one v2 batch, within the size limit, with a valid CRC
+/// and consistent counts, from a producer kind this broker serves. Nothing is decompressed.
+fn check(records: Option<Bytes>, max_message_bytes: i32) -> Result<BytesMut, (ErrorCode, String)> {
+    let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
+        (
+            ErrorCode::InvalidRecord,
+            "the produce request carries no records".to_owned(),
+        )
+    })?;
+    if records.len() > usize::try_from(max_message_bytes).unwrap_or(0) {
+        return Err((
+            ErrorCode::MessageTooLarge,
+            format!(
+                "the record batch is {} bytes, more than max.message.bytes ({max_message_bytes})",
+                records.len()
+            ),
+        ));
+    }
+    let batch = Batch::parse(&records).map_err(|err| match err {
+        RecordError::UnsupportedMagic { magic } => (
+            ErrorCode::UnsupportedForMessageFormat,
+            format!("message format v{magic} is not supported; use a client that writes record batches v2"),
+        ),
+        err => (ErrorCode::CorruptMessage, err.to_string()),
+    })?;
+    if batch.as_bytes().len() != records.len() {
+        return Err((
+            ErrorCode::InvalidRecord,
+            "a produce request must carry exactly one record batch per partition".to_owned(),
+        ));
+    }
+    batch
+        .verify_crc()
+        .map_err(|err| (ErrorCode::CorruptMessage, err.to_string()))?;
+    check_header(batch.header())?;
+    Ok(BytesMut::from(&records[..]))
+}
+
+fn check_header(header: &BatchHeader) -> Result<(), (ErrorCode, String)> {
+    debug_assert_eq!(header.magic, MAGIC_V2);
+    if header.records_count < 1
+        || i64::from(header.last_offset_delta) != i64::from(header.records_count) - 1
+    {
+        return Err((
+            ErrorCode::InvalidRecord,
+            format!(
+                "the batch counts {} records but its last offset delta is {}",
+                header.records_count, header.last_offset_delta
+            ),
+        ));
+    }
+    if header.attributes.is_transactional() || header.attributes.is_control() {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "transactional batches are not supported by this broker yet".to_owned(),
+        ));
+    }
+    if header.has_producer_id() {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "idempotent producers are not supported by this broker yet; set enable.idempotence=false".to_owned(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Rill's broker: the Kafka wire protocol on tokio, wired to the storage engine.
+//!
+//! # Layout
+//! - [`run`]: the whole broker as a library function over a bound listener and a shutdown
+//!   future; `rill serve` and the tests call it.
+//! - `connection.rs`: one task per client connection; requests answered in order.
+//! - `dispatch.rs` and `handler/`: one handler per Kafka API.
+//! - `broker.rs`: topics and their partitions; topic changes; `meta.rs`: the metadata log.
+//! - `partition.rs`: one owner thread per partition holding its `rill_log::Log`, reached over a
+//!   channel; group commit for `acks=all`.
+//! - [`BrokerConfig`]: settings with Kafka's defaults.
+//!
+//! # Concurrency (the seed's model)
+//! tokio's multi-threaded runtime runs the network: an acceptor task and a task per connection
+//! (M:N on the worker threads, with work stealing). Every disk access happens on a partition's
+//! owner thread or in `spawn_blocking`, never on a network worker, so a slow disk never stalls a
+//! socket. State is shared by message passing to owners; the few locks are never held across an
+//! `.await` (see `broker.rs`).
+#![doc(test(attr(deny(warnings))))]
+#![warn(missing_docs)]
+
+mod broker;
+mod config;
+mod connection;
+mod dispatch;
+mod error;
+mod handler;
+mod meta;
+mod partition;
+mod topic_config;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{
+    AckDurability, BrokerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_NUM_PARTITIONS, DEFAULT_RETENTION_CHECK_INTERVAL,
+};
+pub use error::BrokerError;
+
+/// Runs the broker on `listener` until `shutdown` resolves, then stops accepting, lets every
+/// connection finish the request it is handling, and closes every log cleanly (fsynced).
+///
+/// Opening the data directory (recovering every partition) happens before the first accept.
+pub async fn run(
+    config: BrokerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BrokerError> {
+    let local = listener.local_addr().map_err(BrokerError::Listen)?;
+    let advertised = config
+        .advertised
+        .clone()
+        .unwrap_or_else(|| (local.ip().to_string(), local.port()));
+    let broker = tokio::task::spawn_blocking(move || broker::Broker::open(config, advertised))
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))??;
+    let broker = Arc::new(broker);
+    tracing::info!(listener = %local, cluster_id = %broker.cluster_id, "ready");
+
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Detached: the tracker waits for it at shutdown.
+        drop(connections.spawn(connection::serve(
+            broker.clone(),
+            stream,
+            peer,
+            stop.child_token(),
+        )));
+    }
+    tracing::info!("shutting down");
+    drop(listener);
+    stop.cancel();
+    let _ = connections.close();
+    connections.wait().await;
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close_blocking())
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))?;
+    tracing::info!("stopped");
+    Ok(())
+}

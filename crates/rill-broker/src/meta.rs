@@ -1,0 +1,170 @@
+//! What the broker knows about its topics, kept through the storage engine: an internal log
+//! (`__rill_metadata-0`) of records keyed by topic name whose value is the topic's definition,
+//! or null once it is deleted. The last record for a name wins. Every change is fsynced before
+//! it is acknowledged. The cluster id lives in `meta.properties`, as in Kafka.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rill_log::{Log, LogConfig, LogError};
+use rill_record::{BatchBuilder, Batches, RecordSpec};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::BrokerError;
+use crate::partition::now_ms;
+
+/// Directory of the metadata log under the data directory.
+pub(crate) const METADATA_LOG: &str = "__rill_metadata-0";
+/// The file in each partition directory naming the topic id it belongs to (as Kafka's).
+pub(crate) const PARTITION_METADATA: &str = "partition.metadata";
+
+/// A topic as the metadata log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TopicRecord {
+    pub(crate) id: Uuid,
+    pub(crate) partitions: i32,
+    /// Topic config overrides (Kafka names), validated before they were written.
+    #[serde(default)]
+    pub(crate) configs: BTreeMap<String, String>,
+}
+
+/// The metadata log, owned by whoever holds the broker's admin lock.
+#[derive(Debug)]
+pub(crate) struct MetaStore {
+    log: Log,
+}
+
+/// What the metadata log held at start.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    pub(crate) topics: BTreeMap<String, TopicRecord>,
+    /// Topics whose last record is a deletion.
+    pub(crate) deleted: BTreeSet<String>,
+}
+
+impl MetaStore {
+    /// Opens the metadata log and replays it.
+    pub(crate) fn open(data_dir: &Path) -> Result<(Self, Replayed), BrokerError> {
+        let dir = data_dir.join(METADATA_LOG);
+        let log = Log::open(&dir, LogConfig::default(), now_ms())?;
+        let mut replayed = Replayed::default();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let bytes = log.read(offset, 1 << 20)?;
+            for batch in Batches::new(&bytes) {
+                let batch = batch.map_err(|source| corrupt(&dir, source.to_string()))?;
+                offset = batch.header().next_offset();
+                for record in batch.records().map_err(|e| corrupt(&dir, e.to_string()))? {
+                    let name = record
+                        .key
+                        .as_deref()
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .ok_or_else(|| corrupt(&dir, "a record without a topic name".into()))?
+                        .to_owned();
+                    match record.value {
+                        Some(value) => {
+                            let topic = serde_json::from_slice(&value)
+                                .map_err(|e| corrupt(&dir, format!("topic {name}: {e}")))?;
+                            let _ = replayed.deleted.remove(&name);
+                            let _ = replayed.topics.insert(name, topic);
+                        }
+                        None => {
+                            let _ = replayed.topics.remove(&name);
+                            let _ = replayed.deleted.insert(name);
+                        }
+                    }
+                }
+            }
+        }
+        Ok((Self { log }, replayed))
+    }
+
+    /// Records a topic's new definition (or its deletion) durably.
+    pub(crate) fn put(
+        &mut self,
+        name: &str,
+        topic: Option<&TopicRecord>,
+    ) -> Result<(), BrokerError> {
+        let mut record = RecordSpec::new(now_ms()).key(Bytes::copy_from_slice(name.as_bytes()));
+        if let Some(topic) = topic {
+            let json =
+                serde_json::to_vec(topic).map_err(|e| BrokerError::Internal(e.to_string()))?;
+            record = record.value(json);
+        }
+        let batch = BatchBuilder::new()
+            .record(record)
+            .build()
+            .map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let mut batch = batch.to_vec();
+        let _ = self.log.append(&mut batch, now_ms())?;
+        self.log.sync()?;
+        Ok(())
+    }
+
+    pub(crate) fn close(self) -> Result<(), LogError> {
+        self.log.close()
+    }
+}
+
+fn corrupt(dir: &Path, what: String) -> BrokerError {
+    BrokerError::Metadata(format!("{}: {what}", dir.display()))
+}
+
+/// Reads `meta.properties`, creating it with a new cluster id on first start.
+pub(crate) fn cluster_id(data_dir: &Path, node_id: i32) -> Result<String, BrokerError> {
+    let path = data_dir.join("meta.properties");
+    match fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .find_map(|line| line.strip_prefix("cluster.id="))
+            .map(|id| id.trim().to_owned())
+            .ok_or_else(|| BrokerError::Metadata(format!("{}: no cluster.id", path.display()))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let id = Uuid::new_v4().simple().to_string();
+            let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+            write_durably(&path, text.as_bytes())?;
+            Ok(id)
+        }
+        Err(source) => Err(BrokerError::Io { path, source }),
+    }
+}
+
+/// Writes `partition.metadata` (the topic id) into a new partition directory.
+pub(crate) fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> Result<(), BrokerError> {
+    fs::create_dir_all(dir).map_err(|source| BrokerError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let text = format!("version: 0\ntopic_id: {topic_id}\n");
+    write_durably(&dir.join(PARTITION_METADATA), text.as_bytes())
+}
+
+/// The topic id a partition directory belongs to, if it says.
+pub(crate) fn read_partition_topic_id(dir: &Path) -> Option<Uuid> {
+    let text = fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("topic_id:"))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+/// Writes a small file through a temporary name, fsyncing the file and the directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
+    let io = |source, path: &Path| BrokerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut file = fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io(e, &tmp))?;
+    fs::rename(&tmp, path).map_err(|e| io(e, path))?;
+    if let Some(dir) = path.parent() {
+        rill_log::dir::fsync_dir(dir)?;
+    }
+    Ok(())
+}

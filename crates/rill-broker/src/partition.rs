@@ -1,0 +1,349 @@
+//! One owner per partition: a thread that holds the partition's [`Log`] and does all its disk
+//! I/O, reached over a channel. Network tasks never touch the disk; a slow disk stalls only the
+//! partitions on it, never a socket.
+//!
+//! The owner drains its queue in rounds: it appends every batch that arrived, then, if any of
+//! them waits for durability (`acks=all`), fsyncs once for all of them (group commit) before it
+//! answers them. Reads and offset lookups are answered as they come.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use rill_log::{AppendInfo, Log, LogConfig, LogError, TimestampOffset};
+use rill_protocol::ErrorCode;
+use tokio::sync::{oneshot, watch};
+
+/// How many queued commands one round takes before it fsyncs and answers.
+const MAX_ROUND: usize = 1024;
+/// How often an idle owner wakes to run interval flushes.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The offsets readers wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Offsets {
+    pub(crate) log_start: i64,
+    /// The log end offset, which is also the high watermark (one replica).
+    pub(crate) log_end: i64,
+}
+
+/// Which offset a ListOffsets query asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OffsetQuery {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    Timestamp(i64),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ErrorCode>>;
+
+#[derive(Debug)]
+enum Command {
+    Append {
+        batch: BytesMut,
+        durable: bool,
+        reply: Reply<AppendInfo>,
+    },
+    Read {
+        offset: i64,
+        max_bytes: usize,
+        reply: Reply<Bytes>,
+    },
+    ListOffset {
+        query: OffsetQuery,
+        reply: Reply<Option<TimestampOffset>>,
+    },
+    DeleteRecords {
+        before: i64,
+        reply: Reply<i64>,
+    },
+    Configure(LogConfig),
+    /// Close cleanly; remove the log directory too when `delete`.
+    Close {
+        delete: bool,
+    },
+}
+
+/// The handle the rest of the broker holds for a partition.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) index: i32,
+    commands: mpsc::Sender<Command>,
+    offsets: watch::Receiver<Offsets>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Partition {
+    /// Opens (recovering) the log in `dir` and starts its owner thread.
+    pub(crate) fn open(
+        dir: std::path::PathBuf,
+        index: i32,
+        config: LogConfig,
+        retention_check: Duration,
+    ) -> Result<Self, LogError> {
+        let log = Log::open(&dir, config, now_ms())?;
+        let (offsets_tx, offsets) = watch::channel(offsets_of(&log));
+        let (commands, rx) = mpsc::channel();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let thread = std::thread::Builder::new()
+            .name(format!("rill-partition-{name}"))
+            .spawn(move || {
+                Owner {
+                    log,
+                    offsets: offsets_tx,
+                    retention_check,
+                }
+                .run(&rx)
+            })
+            .map_err(|source| LogError::Io { path: dir, source })?;
+        Ok(Self {
+            index,
+            commands,
+            offsets,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn offsets(&self) -> Offsets {
+        *self.offsets.borrow()
+    }
+
+    /// A receiver that wakes when new records arrive (for long-polling fetches).
+    pub(crate) fn watch(&self) -> watch::Receiver<Offsets> {
+        self.offsets.clone()
+    }
+
+    /// Hands a batch to the owner; the returned future resolves once it is appended (and
+    /// fsynced, if `durable`). The hand-off happens before this returns, so batches from one
+    /// connection reach the log in the order they were handed off.
+    pub(crate) fn append(
+        &self,
+        batch: BytesMut,
+        durable: bool,
+    ) -> impl Future<Output = Result<AppendInfo, ErrorCode>> + use<> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::Append {
+            batch,
+            durable,
+            reply,
+        });
+        async move {
+            sent.map_err(|_| ErrorCode::NotLeaderOrFollower)?;
+            rx.await.map_err(|_| ErrorCode::NotLeaderOrFollower)?
+        }
+    }
+
+    pub(crate) async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
+        self.ask(|reply| Command::Read {
+            offset,
+            max_bytes,
+            reply,
+        })
+        .await
+    }
+
+    pub(crate) async fn list_offset(
+        &self,
+        query: OffsetQuery,
+    ) -> Result<Option<TimestampOffset>, ErrorCode> {
+        self.ask(|reply| Command::ListOffset { query, reply }).await
+    }
+
+    pub(crate) async fn delete_records(&self, before: i64) -> Result<i64, ErrorCode> {
+        self.ask(|reply| Command::DeleteRecords { before, reply })
+            .await
+    }
+
+    pub(crate) fn configure(&self, config: LogConfig) {
+        let _ = self.commands.send(Command::Configure(config));
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorCode> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| ErrorCode::NotLeaderOrFollower)?;
+        rx.await.map_err(|_| ErrorCode::NotLeaderOrFollower)?
+    }
+
+    /// Closes the log cleanly (or deletes it) and waits for the owner thread to finish.
+    /// Blocking: call it from a blocking context.
+    pub(crate) fn close_blocking(&self, delete: bool) {
+        let _ = self.commands.send(Command::Close { delete });
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Owner {
+    log: Log,
+    offsets: watch::Sender<Offsets>,
+    retention_check: Duration,
+}
+
+impl Owner {
+    fn run(mut self, rx: &mpsc::Receiver<Command>) {
+        let mut last_retention = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(TICK) {
+                Ok(command) => command,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.housekeeping(&mut last_retention);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut waiting = Vec::new();
+            let mut close = None;
+            for command in std::iter::once(first).chain(rx.try_iter().take(MAX_ROUND)) {
+                if let Command::Close { delete } = command {
+                    close = Some(delete);
+                    break;
+                }
+                self.handle(command, &mut waiting);
+            }
+            if !waiting.is_empty() {
+                let synced = self.log.sync().map_err(|err| self.failed(&err));
+                for (reply, info) in waiting {
+                    let _ = reply.send(synced.map(|()| info));
+                }
+            }
+            self.publish();
+            if let Some(delete) = close {
+                self.close(delete);
+                return;
+            }
+            self.housekeeping(&mut last_retention);
+        }
+        self.close(false);
+    }
+
+    fn handle(&mut self, command: Command, waiting: &mut Vec<(Reply<AppendInfo>, AppendInfo)>) {
+        match command {
+            Command::Append {
+                mut batch,
+                durable,
+                reply,
+            } => match self.log.append(&mut batch, now_ms()) {
+                Ok(info) if durable => waiting.push((reply, info)),
+                Ok(info) => {
+                    let _ = reply.send(Ok(info));
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(self.failed(&err)));
+                }
+            },
+            Command::Read {
+                offset,
+                max_bytes,
+                reply,
+            } => {
+                let result = self
+                    .log
+                    .read(offset, max_bytes)
+                    .map_err(|e| self.failed(&e));
+                let _ = reply.send(result);
+            }
+            Command::ListOffset { query, reply } => {
+                let log = &self.log;
+                let result = match query {
+                    OffsetQuery::Earliest => Ok(Some(TimestampOffset {
+                        offset: log.log_start_offset(),
+                        timestamp: -1,
+                    })),
+                    OffsetQuery::Latest => Ok(Some(TimestampOffset {
+                        offset: log.log_end_offset(),
+                        timestamp: -1,
+                    })),
+                    OffsetQuery::MaxTimestamp => log.max_timestamp(),
+                    OffsetQuery::Timestamp(t) => log.offset_for_timestamp(t),
+                };
+                let _ = reply.send(result.map_err(|e| self.failed(&e)));
+            }
+            Command::DeleteRecords { before, reply } => {
+                let result = self
+                    .log
+                    .delete_records_before(before)
+                    .map_err(|e| self.failed(&e));
+                let _ = reply.send(result);
+            }
+            Command::Configure(config) => {
+                if let Err(err) = self.log.set_config(config) {
+                    tracing::error!(%err, dir = %self.log.dir().display(), "refused log config");
+                }
+            }
+            Command::Close { .. } => {}
+        }
+    }
+
+    /// Maps a storage error to the code the client gets, logging what a person must look at.
+    fn failed(&self, err: &LogError) -> ErrorCode {
+        match err {
+            LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            LogError::InvalidBatch { .. } => ErrorCode::CorruptMessage,
+            LogError::BatchTooLarge { .. } => ErrorCode::RecordListTooLarge,
+            _ => {
+                tracing::error!(%err, dir = %self.log.dir().display(), "partition storage error");
+                ErrorCode::KafkaStorageError
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let now = offsets_of(&self.log);
+        let _ = self.offsets.send_if_modified(|offsets| {
+            let changed = *offsets != now;
+            *offsets = now;
+            changed
+        });
+    }
+
+    fn housekeeping(&mut self, last_retention: &mut Instant) {
+        if let Err(err) = self.log.flush_if_due(now_ms()) {
+            let _ = self.failed(&err);
+        }
+        if last_retention.elapsed() >= self.retention_check {
+            *last_retention = Instant::now();
+            match self.log.apply_retention(now_ms()) {
+                Ok(deleted) if !deleted.is_empty() => self.publish(),
+                Ok(_) => {}
+                Err(err) => {
+                    let _ = self.failed(&err);
+                }
+            }
+        }
+    }
+
+    fn close(self, delete: bool) {
+        let dir = self.log.dir().to_path_buf();
+        if let Err(err) = self.log.close() {
+            tracing::error!(%err, dir = %dir.display(), "closing partition log");
+        }
+        if delete {
+            if let Err(err) = std::fs::remove_dir_all(&dir) {
+                tracing::error!(%err, dir = %dir.display(), "deleting partition log");
+            }
+        }
+    }
+}
+
+fn offsets_of(log: &Log) -> Offsets {
+    Offsets {
+        log_start: log.log_start_offset(),
+        log_end: log.log_end_offset(),
+    }
+}
+
+/// Wall-clock milliseconds since the epoch, as Kafka timestamps are.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
