@@ -61,6 +61,8 @@ pub(crate) struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     admin: tokio::sync::Mutex<()>,
     meta: Arc<Mutex<Option<MetaStore>>>,
+    /// Cancelled when the broker starts to shut down: long polls answer at once.
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Broker {
@@ -97,6 +99,7 @@ impl Broker {
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
             meta: Arc::new(Mutex::new(Some(store))),
+            stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
 

@@ -88,6 +88,7 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     drop(listener);
+    broker.stopping.cancel();
     stop.cancel();
     let _ = connections.close();
     connections.wait().await;

@@ -90,11 +90,15 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse 
             );
         }
         let now = tokio::time::Instant::now();
-        if errors || total >= min_bytes.max(1) || now >= deadline || watches.is_empty() {
+        let done = errors || total >= min_bytes.max(1) || watches.is_empty();
+        if done || now >= deadline || broker.stopping.is_cancelled() {
             return FetchResponse::default().with_responses(topics);
         }
         // Nothing (or not enough) yet: wait for any of the partitions to grow.
-        let _ = tokio::time::timeout_at(deadline, any_changed(&mut watches)).await;
+        tokio::select! {
+            _ = tokio::time::timeout_at(deadline, any_changed(&mut watches)) => {}
+            () = broker.stopping.cancelled() => {}
+        }
     }
 }
 
