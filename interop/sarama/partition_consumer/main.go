@@ -1,0 +1,151 @@
+// Command partition_consumer is the seed's partition consumer: it lists the partitions of a topic,
+// consumes each one from the newest offset (or the oldest, with -oldest) in its own goroutine and
+// prints every message. Unlike the seed, which runs forever, it can stop after -count messages or
+// after -timeout.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Shopify/sarama"
+)
+
+// defaultVersion is the Kafka version sarama is told it talks to. Debian's sarama (1.22) defaults
+// to 0.8.2, which sends Produce v0 with the v0 message format and Fetch v0; Kafka 4.x removed
+// those versions (KIP-896) and Rill serves Kafka 4.x's ranges. 2.2.0 is the newest version this
+// sarama knows: it sends Produce v3 with RecordBatch v2, Fetch v4, ListOffsets v1, Metadata v5.
+const defaultVersion = "2.2.0"
+
+func main() {
+	brokers := flag.String("brokers", "127.0.0.1:9092", "comma-separated bootstrap brokers")
+	topic := flag.String("topic", "test0", "topic to consume")
+	oldest := flag.Bool("oldest", false, "start from the oldest offset instead of the newest")
+	count := flag.Int("count", 0, "stop after this many messages (0: no limit)")
+	timeout := flag.Duration("timeout", 0, "stop after this long (0: no limit); exit 1 if -count was not reached")
+	version := flag.String("version", defaultVersion, "Kafka version sarama assumes the broker speaks")
+	verbose := flag.Bool("verbose", false, "log sarama's internals to stderr")
+	flag.Parse()
+
+	if *verbose {
+		sarama.Logger = log.New(os.Stderr, "[sarama] ", log.LstdFlags|log.Lmicroseconds)
+	}
+	kafkaVersion, err := sarama.ParseKafkaVersion(*version)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bad -version:", err)
+		os.Exit(2)
+	}
+	start := sarama.OffsetNewest
+	if *oldest {
+		start = sarama.OffsetOldest
+	}
+
+	config := sarama.NewConfig()
+	config.Version = kafkaVersion
+	config.Consumer.Return.Errors = true
+
+	consumer, err := sarama.NewConsumer(strings.Split(*brokers, ","), config)
+	if err != nil {
+		fmt.Println("Failed to start consumer:", err)
+		os.Exit(1)
+	}
+	partitions, err := consumer.Partitions(*topic)
+	if err != nil {
+		fmt.Println("Failed to get the list of partitions:", err)
+		os.Exit(1)
+	}
+	// On stderr, so that stdout carries only the seed's lines.
+	fmt.Fprintf(os.Stderr, "partitions of %s: %v\n", *topic, partitions)
+
+	// One goroutine per partition passes its messages to the main goroutine, which prints and
+	// counts them; done tells the partition goroutines to stop, and stopped tells the main
+	// goroutine that a partition consumer gave up by itself (sarama closes its Messages channel
+	// after an error it cannot retry, such as OFFSET_OUT_OF_RANGE).
+	messages := make(chan *sarama.ConsumerMessage)
+	done := make(chan struct{})
+	stopped := make(chan int32, len(partitions))
+	var wg sync.WaitGroup
+	var pcs []sarama.PartitionConsumer
+	for _, partition := range partitions {
+		pc, err := consumer.ConsumePartition(*topic, partition, start)
+		if err != nil {
+			fmt.Printf("Failed to start consumer for partition %d: %s\n", partition, err)
+			os.Exit(1)
+		}
+		pcs = append(pcs, pc)
+		wg.Add(1)
+		go func(partition int32, pc sarama.PartitionConsumer) {
+			defer wg.Done()
+			errs := pc.Errors()
+			for {
+				select {
+				case msg, ok := <-pc.Messages():
+					if !ok {
+						stopped <- partition
+						return
+					}
+					select {
+					case messages <- msg:
+					case <-done:
+						return
+					}
+				case cerr, ok := <-errs:
+					if !ok {
+						errs = nil // closed: a nil channel is never ready
+						continue
+					}
+					fmt.Fprintln(os.Stderr, "consumer error:", cerr)
+				case <-done:
+					return
+				}
+			}
+		}(partition, pc)
+	}
+
+	var deadline <-chan time.Time
+	if *timeout > 0 {
+		deadline = time.After(*timeout)
+	}
+	interrupt := make(chan os.Signal, 1)
+	signal.Notify(interrupt, os.Interrupt)
+
+	seen := 0
+	status := 0
+loop:
+	for *count == 0 || seen < *count {
+		select {
+		case msg := <-messages:
+			seen++
+			fmt.Printf("Partition:%d, Offset:%d, key:%s, value:%s\n",
+				msg.Partition, msg.Offset, string(msg.Key), string(msg.Value))
+		case <-deadline:
+			if *count > 0 {
+				fmt.Fprintf(os.Stderr, "timed out after %v with %d of %d messages\n", *timeout, seen, *count)
+				status = 1
+			}
+			break loop
+		case partition := <-stopped:
+			fmt.Fprintf(os.Stderr, "the consumer of partition %d stopped after %d messages in all\n", partition, seen)
+			status = 1
+			break loop
+		case <-interrupt:
+			break loop
+		}
+	}
+
+	close(done)
+	wg.Wait()
+	for _, pc := range pcs {
+		pc.AsyncClose()
+	}
+	if err := consumer.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "closing the consumer:", err)
+	}
+	os.Exit(status)
+}
