@@ -232,9 +232,18 @@ impl Owner {
                 durable,
                 reply,
             } => match self.log.append(&mut batch, now_ms()) {
-                Ok(info) if durable => waiting.push((reply, info)),
                 Ok(info) => {
-                    let _ = reply.send(Ok(info));
+                    // Publish the new end before anything else is answered: a read later in
+                    // this round returns these records, and the client's next fetch must find
+                    // its offset inside the published range. (Like Kafka with one replica, the
+                    // high watermark is the log end; acks=all waits for the fsync, readers
+                    // don't.)
+                    self.publish();
+                    if durable {
+                        waiting.push((reply, info));
+                    } else {
+                        let _ = reply.send(Ok(info));
+                    }
                 }
                 Err(err) => {
                     let _ = reply.send(Err(self.failed(&err)));

@@ -1,0 +1,314 @@
+//! Interop with the seed's sarama programs (`interop/sarama/`, Go, sarama as Debian ships it):
+//! a partition consumer reads what a sync and an async producer wrote, and every (partition,
+//! offset) a producer was given comes back with the value it sent.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use common::{Broker, Result, RunOutput, ms, run};
+
+/// Where Debian's `golang-github-shopify-sarama-dev` puts sarama's source.
+const DEBIAN_GOCODE: &str = "/usr/share/gocode";
+const PROGRAMS: [&str; 3] = ["sync_producer", "async_producer", "partition_consumer"];
+/// A cold build compiles sarama and its dependencies from source (about 7 s on two cores).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
+const PRODUCER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The consumer's own deadline; the harness waits a little longer before killing it.
+const CONSUMER_DEADLINE: Duration = Duration::from_secs(40);
+
+const SYNC_N: usize = 10;
+const ASYNC_N: usize = 10;
+const SYNC_VALUE: &str = "Hello World!";
+
+/// The three programs, built once into a temporary directory.
+#[derive(Debug)]
+struct Programs {
+    dir: tempfile::TempDir,
+}
+
+impl Programs {
+    fn build() -> Result<Self> {
+        let go_version = Command::new("go").arg("version").output();
+        match go_version {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => bail!(
+                "`go version` failed ({}): {}; run scripts/test (it installs golang-go and \
+                 golang-github-shopify-sarama-dev)",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(err) => bail!(
+                "cannot run `go` ({err}); run scripts/test (it installs golang-go and \
+                 golang-github-shopify-sarama-dev)"
+            ),
+        }
+        let sarama = Path::new(DEBIAN_GOCODE).join("src/github.com/Shopify/sarama");
+        ensure!(
+            sarama.is_dir(),
+            "{} is missing; run scripts/test (it installs golang-github-shopify-sarama-dev)",
+            sarama.display()
+        );
+
+        let dir = tempfile::Builder::new().prefix("rill-sarama-").tempdir()?;
+        let gopath = dir.path().join("gopath");
+        // Kept in cargo's target directory, so only the first run compiles sarama.
+        let gocache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build");
+        let mut command = Command::new("go");
+        let _ = command
+            .current_dir(source_dir())
+            .arg("build")
+            .arg("-o")
+            // A trailing slash: a directory for several packages' binaries.
+            .arg(format!("{}/", dir.path().display()))
+            .args(PROGRAMS.map(|p| format!("./{p}")))
+            .env("GO111MODULE", "off")
+            .env("GOPATH", format!("{}:{DEBIAN_GOCODE}", gopath.display()))
+            .env("GOCACHE", &gocache)
+            .env("GOFLAGS", "");
+        let started = Instant::now();
+        let out = run(command, b"", BUILD_TIMEOUT).context("go build of interop/sarama")?;
+        ensure!(
+            out.status.success(),
+            "go build of interop/sarama failed ({}):\n{}",
+            out.status,
+            out.stderr
+        );
+        eprintln!("go build of interop/sarama took {:?}", started.elapsed());
+        Ok(Self { dir })
+    }
+
+    fn command(&self, program: &str, bootstrap: &str, topic: &str) -> Command {
+        let mut command = Command::new(self.dir.path().join(program));
+        let _ = command.args(["-brokers", bootstrap, "-topic", topic, "-verbose"]);
+        command
+    }
+}
+
+fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/sarama")
+}
+
+/// One record as a producer reported it or the consumer printed it.
+type Record = (i32, i64, String);
+
+fn stdout_text(out: &RunOutput) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn describe(name: &str, out: &RunOutput) -> String {
+    format!(
+        "{name} exited with {}\n--- stdout ---\n{}--- stderr (sarama's log) ---\n{}",
+        out.status,
+        stdout_text(out),
+        out.stderr
+    )
+}
+
+/// `分区ID:<p>, offset:<o>`: the seed's sync producer line.
+fn parse_sync_line(line: &str) -> Result<(i32, i64)> {
+    let rest = line
+        .strip_prefix("分区ID:")
+        .with_context(|| format!("not a sync producer line: {line:?}"))?;
+    let (partition, offset) = rest
+        .split_once(", offset:")
+        .with_context(|| format!("no offset in {line:?}"))?;
+    Ok((partition.trim().parse()?, offset.trim().parse()?))
+}
+
+/// `success: partition=<p> offset=<o> value=<v>`.
+fn parse_async_success(line: &str) -> Result<Record> {
+    let rest = line
+        .strip_prefix("success: partition=")
+        .with_context(|| format!("not a success line: {line:?}"))?;
+    let (partition, rest) = rest
+        .split_once(" offset=")
+        .with_context(|| format!("no offset in {line:?}"))?;
+    let (offset, value) = rest
+        .split_once(" value=")
+        .with_context(|| format!("no value in {line:?}"))?;
+    Ok((partition.parse()?, offset.parse()?, value.to_owned()))
+}
+
+/// `Partition:<p>, Offset:<o>, key:<k>, value:<v>`: the seed's consumer line.
+fn parse_consumer_line(line: &str) -> Result<(Record, String)> {
+    let rest = line
+        .strip_prefix("Partition:")
+        .with_context(|| format!("not a consumer line: {line:?}"))?;
+    let (partition, rest) = rest
+        .split_once(", Offset:")
+        .with_context(|| format!("no offset in {line:?}"))?;
+    let (offset, rest) = rest
+        .split_once(", key:")
+        .with_context(|| format!("no key in {line:?}"))?;
+    let (key, value) = rest
+        .split_once(", value:")
+        .with_context(|| format!("no value in {line:?}"))?;
+    Ok((
+        (partition.parse()?, offset.parse()?, value.to_owned()),
+        key.to_owned(),
+    ))
+}
+
+#[test]
+fn seed_sarama_programs_produce_and_consume() -> Result<()> {
+    let started = Instant::now();
+    let programs = Programs::build()?;
+    let broker = Broker::start_with(&["--num-partitions", "3"])?;
+    let bootstrap = broker.bootstrap();
+    let topic = broker.topic("test0");
+
+    // The consumer starts first and reads from the oldest offset, so it sees every record no
+    // matter when its partition consumers get going. Listing the partitions auto-creates the
+    // topic (3 partitions, from --num-partitions).
+    let mut consumer = programs.command("partition_consumer", &bootstrap, &topic);
+    let _ = consumer.args([
+        "-oldest",
+        "-count",
+        &(SYNC_N + ASYNC_N).to_string(),
+        "-timeout",
+        &format!("{}s", CONSUMER_DEADLINE.as_secs()),
+    ]);
+    let consumer = thread::spawn(move || run(consumer, b"", CONSUMER_DEADLINE + ms(10_000)));
+
+    let mut sync = programs.command("sync_producer", &bootstrap, &topic);
+    let _ = sync.args(["-n", &SYNC_N.to_string()]);
+    let sync = run(sync, b"", PRODUCER_TIMEOUT)?;
+    ensure!(
+        sync.status.success(),
+        "{}",
+        describe("sync_producer", &sync)
+    );
+    let sync_pairs = stdout_text(&sync)
+        .lines()
+        .map(parse_sync_line)
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| describe("sync_producer", &sync))?;
+    ensure!(
+        sync_pairs.len() == SYNC_N,
+        "sync_producer reported {} sends, not {SYNC_N}\n{}",
+        sync_pairs.len(),
+        describe("sync_producer", &sync)
+    );
+
+    let mut asynchronous = programs.command("async_producer", &bootstrap, &topic);
+    let _ = asynchronous.args([
+        "-n",
+        &ASYNC_N.to_string(),
+        "-interval",
+        "10ms",
+        "-timeout",
+        "20s",
+    ]);
+    let asynchronous = run(asynchronous, b"", PRODUCER_TIMEOUT)?;
+    let async_text = stdout_text(&asynchronous);
+    ensure!(
+        asynchronous.status.success()
+            && async_text.lines().last() == Some(&format!("done successes={ASYNC_N} errors=0")),
+        "{}",
+        describe("async_producer", &asynchronous)
+    );
+    let async_records = async_text
+        .lines()
+        .filter(|line| line.starts_with("success: "))
+        .map(parse_async_success)
+        .collect::<Result<Vec<_>>>()?;
+    ensure!(
+        async_records.len() == ASYNC_N,
+        "async_producer reported {} successes, not {ASYNC_N}\n{}",
+        async_records.len(),
+        describe("async_producer", &asynchronous)
+    );
+    for (p, o, value) in &async_records {
+        ensure!(
+            value.starts_with("async: "),
+            "async_producer sent {value:?} to {p}@{o}, not `async: <n>`"
+        );
+    }
+
+    // Every record the producers were told about, keyed by (partition, offset): no two sends
+    // may have been given the same place.
+    let mut produced: BTreeMap<(i32, i64), String> = BTreeMap::new();
+    let sync_records = sync_pairs
+        .iter()
+        .map(|&(p, o)| (p, o, SYNC_VALUE.to_owned()));
+    for (p, o, value) in sync_records.chain(async_records) {
+        if let Some(previous) = produced.insert((p, o), value.clone()) {
+            bail!(
+                "two sends were acknowledged at partition {p} offset {o}: {previous:?} and {value:?}"
+            );
+        }
+    }
+
+    let consumer = consumer
+        .join()
+        .map_err(|_| anyhow!("the consumer thread panicked"))??;
+    ensure!(
+        consumer.status.success(),
+        "{}",
+        describe("partition_consumer", &consumer)
+    );
+    let consumed = stdout_text(&consumer)
+        .lines()
+        .map(parse_consumer_line)
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| describe("partition_consumer", &consumer))?;
+    ensure!(
+        consumed.len() == SYNC_N + ASYNC_N,
+        "partition_consumer printed {} records, not {}\n{}",
+        consumed.len(),
+        SYNC_N + ASYNC_N,
+        describe("partition_consumer", &consumer)
+    );
+
+    // Per partition, the consumer sees offsets 0, 1, 2, ... in order (a fresh topic), and each
+    // record is the one a producer was acknowledged for at that place.
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for ((p, o, value), key) in &consumed {
+        ensure!(key.is_empty(), "partition {p} offset {o} has key {key:?}");
+        let expected = next.entry(*p).or_insert(0);
+        ensure!(
+            *o == *expected,
+            "partition {p}: offset {o} where {expected} was next\n{}",
+            describe("partition_consumer", &consumer)
+        );
+        *expected += 1;
+        match produced.get(&(*p, *o)) {
+            Some(sent) => ensure!(
+                sent == value,
+                "partition {p} offset {o}: consumed {value:?}, produced {sent:?}"
+            ),
+            None => {
+                bail!("partition {p} offset {o} ({value:?}) was not acknowledged to a producer")
+            }
+        }
+    }
+    let consumed_places: BTreeSet<(i32, i64)> =
+        consumed.iter().map(|((p, o, _), _)| (*p, *o)).collect();
+    let produced_places: BTreeSet<(i32, i64)> = produced.keys().copied().collect();
+    ensure!(
+        consumed_places == produced_places,
+        "consumed {consumed_places:?}, producers were acknowledged {produced_places:?}"
+    );
+    if broker.data_dir().is_some() {
+        // --num-partitions 3: the consumer found three partitions. Which ones got records
+        // depends on the random partitioner, but none may lie outside them.
+        let listed = format!("partitions of {topic}: [0 1 2]");
+        ensure!(
+            consumer.stderr.lines().any(|line| line == listed),
+            "partition_consumer did not print `{listed}`\n{}",
+            describe("partition_consumer", &consumer)
+        );
+        ensure!(
+            produced_places.iter().all(|(p, _)| (0..3).contains(p)),
+            "partitions outside 0..3: {produced_places:?}"
+        );
+    }
+    eprintln!("seed sarama interop took {:?}", started.elapsed());
+    Ok(())
+}
