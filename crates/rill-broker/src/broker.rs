@@ -61,6 +61,8 @@ pub(crate) struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     admin: tokio::sync::Mutex<()>,
     meta: Arc<Mutex<Option<MetaStore>>>,
+    /// Consumer groups and their committed offsets.
+    pub(crate) groups: crate::group::Coordinator,
     /// Cancelled when the broker starts to shut down: long polls answer at once.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
@@ -79,6 +81,16 @@ impl Broker {
         let cluster_id = meta::cluster_id(data_dir, config.node_id)?;
         let (store, replayed) = MetaStore::open(data_dir)?;
         remove_orphans(&config, &replayed)?;
+        let groups = crate::group::Coordinator::open(
+            data_dir,
+            rill_group::GroupConfig {
+                initial_rebalance_delay: config.group_initial_rebalance_delay,
+                min_session_timeout: config.group_session_timeout_range.0,
+                max_session_timeout: config.group_session_timeout_range.1,
+                ..rill_group::GroupConfig::default()
+            },
+            config.offsets_retention,
+        )?;
         let mut topics = HashMap::new();
         for (name, record) in replayed.topics {
             let topic = open_topic(
@@ -99,6 +111,7 @@ impl Broker {
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
             meta: Arc::new(Mutex::new(Some(store))),
+            groups,
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -321,6 +334,7 @@ impl Broker {
                 partition.close_blocking(false);
             }
         }
+        self.groups.close_blocking();
         let store = self.meta.lock().ok().and_then(|mut m| m.take());
         if let Some(store) = store {
             if let Err(err) = store.close() {
@@ -360,8 +374,8 @@ pub(crate) fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     {
         return invalid("may only contain ASCII letters, digits, '.', '_' and '-'");
     }
-    if name.starts_with("__rill") {
-        return invalid("is reserved for Rill's internal topics");
+    if name.starts_with("__rill") || name == "__consumer_offsets" || name == "__transaction_state" {
+        return invalid("is reserved for internal topics");
     }
     Ok(())
 }
@@ -418,7 +432,8 @@ fn remove_orphans(config: &BrokerConfig, replayed: &meta::Replayed) -> Result<()
         let Some((topic, index)) = name.rsplit_once('-') else {
             continue;
         };
-        if !path.is_dir() || index.parse::<u32>().is_err() || name == meta::METADATA_LOG {
+        let internal = name == meta::METADATA_LOG || name == crate::group::OFFSETS_LOG;
+        if !path.is_dir() || index.parse::<u32>().is_err() || internal {
             continue;
         }
         let dir_id = meta::read_partition_topic_id(&path);

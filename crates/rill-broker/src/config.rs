@@ -11,6 +11,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: i32 = 1_048_588;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 /// Kafka's `num.partitions` default: partitions of an auto-created topic.
 pub const DEFAULT_NUM_PARTITIONS: i32 = 1;
+/// Kafka's `offsets.retention.minutes` default: seven days.
+pub const DEFAULT_OFFSETS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Kafka's `log.retention.check.interval.ms` default: five minutes.
 pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -50,6 +52,15 @@ pub struct BrokerConfig {
     pub ack_durability: AckDurability,
     /// How often partitions apply retention.
     pub retention_check_interval: Duration,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
+    /// for more members.
+    pub group_initial_rebalance_delay: Duration,
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+    pub group_session_timeout_range: (Duration, Duration),
+    /// `offsets.retention.minutes`: how long the offsets of a group without members are kept.
+    pub offsets_retention: Duration,
+    /// How often expired offsets are removed and the offsets log is compacted.
+    pub group_housekeeping_interval: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +79,10 @@ impl Default for BrokerConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             ack_durability: AckDurability::Fsync,
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
+            group_initial_rebalance_delay: Duration::from_secs(3),
+            group_session_timeout_range: (Duration::from_secs(6), Duration::from_secs(30 * 60)),
+            offsets_retention: DEFAULT_OFFSETS_RETENTION,
+            group_housekeeping_interval: Duration::from_secs(600),
         }
     }
 }

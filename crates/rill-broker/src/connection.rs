@@ -55,7 +55,7 @@ pub(crate) async fn serve(
             }
         };
         let response = match Request::decode_frame(frame) {
-            Ok(request) => handle(&broker, request).await,
+            Ok(request) => handle(&broker, peer, request).await,
             Err(err) => match answer_undecodable(&err) {
                 Some(response) => Some(response),
                 None => {
@@ -83,7 +83,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(broker: &Broker, request: Request) -> Option<Response> {
+async fn handle(broker: &Broker, peer: SocketAddr, request: Request) -> Option<Response> {
     let span = tracing::debug_span!(
         "request",
         api_key = ?request.header.api_key,
@@ -91,7 +91,13 @@ async fn handle(broker: &Broker, request: Request) -> Option<Response> {
         correlation_id = request.header.correlation_id,
     );
     let header = request.header.clone();
-    let body = dispatch::dispatch(broker, request).instrument(span).await;
+    let ctx = dispatch::Context {
+        peer,
+        client_id: header.client_id.as_deref().unwrap_or_default().to_owned(),
+    };
+    let body = dispatch::dispatch(broker, &ctx, request)
+        .instrument(span)
+        .await;
     body.map(|body| Response::new(&header, body))
 }
 

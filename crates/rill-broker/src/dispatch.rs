@@ -5,9 +5,17 @@ use rill_protocol::{RequestKind, ResponseKind, versions};
 use crate::broker::Broker;
 use crate::handler;
 
+/// Who sent a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) client_id: String,
+}
+
 /// Runs the handler for `request`. `None` means no answer is sent (a produce with acks=0).
 pub(crate) async fn dispatch(
     broker: &Broker,
+    ctx: &Context,
     request: rill_protocol::Request,
 ) -> Option<ResponseKind> {
     let version = request.header.api_version;
@@ -46,6 +54,23 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeTopicPartitions(req) => {
             handler::describe_topic_partitions::handle(broker, req).into()
         }
+        RequestKind::FindCoordinator(req) => {
+            handler::find_coordinator::handle(broker, req, version).into()
+        }
+        RequestKind::JoinGroup(req) => handler::groups::join(broker, ctx, req, version)
+            .await
+            .into(),
+        RequestKind::SyncGroup(req) => handler::groups::sync(broker, req).await.into(),
+        RequestKind::Heartbeat(req) => handler::groups::heartbeat(broker, req).await.into(),
+        RequestKind::LeaveGroup(req) => handler::groups::leave(broker, req, version).await.into(),
+        RequestKind::ListGroups(req) => handler::groups::list(broker, req).await.into(),
+        RequestKind::DescribeGroups(req) => {
+            handler::groups::describe(broker, req, version).await.into()
+        }
+        RequestKind::DeleteGroups(req) => handler::groups::delete(broker, req).await.into(),
+        RequestKind::OffsetCommit(req) => handler::offsets::commit(broker, req).await.into(),
+        RequestKind::OffsetFetch(req) => handler::offsets::fetch(broker, req, version).into(),
+        RequestKind::OffsetDelete(req) => handler::offsets::delete(broker, req).await.into(),
         other => {
             // The header check admits only the APIs in the version table, and each has an arm
             // above; reaching this is a bug, answered by closing nothing and logging it.

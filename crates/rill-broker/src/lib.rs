@@ -24,6 +24,7 @@ mod config;
 mod connection;
 mod dispatch;
 mod error;
+mod group;
 mod handler;
 mod meta;
 mod partition;
@@ -38,7 +39,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{
     AckDurability, BrokerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_NUM_PARTITIONS, DEFAULT_RETENTION_CHECK_INTERVAL,
+    DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL,
 };
 pub use error::BrokerError;
 
@@ -64,6 +65,18 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
+    let housekeeping = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(broker.config.group_housekeeping_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let _ = every.tick().await;
+            loop {
+                let _ = every.tick().await;
+                broker.groups.housekeeping().await;
+            }
+        })
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -88,6 +101,7 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     drop(listener);
+    housekeeping.abort();
     broker.stopping.cancel();
     stop.cancel();
     let _ = connections.close();

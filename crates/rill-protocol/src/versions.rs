@@ -46,6 +46,19 @@ supported_apis! {
     Fetch 4..=12,
     ListOffsets 1..=10,
     Metadata 0..=13,
+    // Kafka 4.1 lists v10 but marks it unstable; kafka-protocol 0.18 decodes requests up to v9.
+    // v2 is the lowest kafka-protocol decodes (Kafka 4 removed v0-1); it still overlaps
+    // librdkafka's 1..2 group-consumer probe.
+    OffsetCommit 2..=9,
+    // As for OffsetCommit: v10 is unstable in Kafka 4.1 and kafka-protocol decodes up to v9.
+    OffsetFetch 1..=9,
+    FindCoordinator 0..=6,
+    JoinGroup 0..=9,
+    Heartbeat 0..=4,
+    LeaveGroup 0..=5,
+    SyncGroup 0..=5,
+    DescribeGroups 0..=6,
+    ListGroups 0..=5,
     ApiVersions 0..=4,
     CreateTopics 2..=7,
     DeleteTopics 1..=6,
@@ -53,12 +66,12 @@ supported_apis! {
     DescribeConfigs 1..=4,
     AlterConfigs 0..=2,
     CreatePartitions 0..=3,
+    DeleteGroups 0..=2,
     IncrementalAlterConfigs 0..=1,
+    OffsetDelete 0..=0,
     DescribeCluster 0..=2,
     DescribeTopicPartitions 0..=0,
-    // Not yet served, so not advertised: the consumer group APIs (FindCoordinator, JoinGroup,
-    // SyncGroup, Heartbeat, LeaveGroup, OffsetCommit 2..=9, OffsetFetch 1..=9, ListGroups,
-    // DescribeGroups, DeleteGroups, OffsetDelete) and InitProducerId 0..=5 (idempotence).
+    // Not yet served, so not advertised: InitProducerId 0..=5 (idempotence).
 }
 
 /// The `(min, max)` versions Rill accepts for `api_key`, or `None` if it does not serve it.
@@ -127,6 +140,13 @@ mod tests {
             (ApiKey::Produce, 7, 7),
             (ApiKey::Fetch, 10, 10),
             (ApiKey::ApiVersions, 0, 0),
+            (ApiKey::FindCoordinator, 0, 0),
+            (ApiKey::OffsetCommit, 1, 2),
+            (ApiKey::OffsetFetch, 1, 1),
+            (ApiKey::JoinGroup, 0, 0),
+            (ApiKey::SyncGroup, 0, 0),
+            (ApiKey::Heartbeat, 0, 0),
+            (ApiKey::LeaveGroup, 0, 0),
             (ApiKey::ListOffsets, 1, 1),
         ];
         for (key, lo, hi) in probes {

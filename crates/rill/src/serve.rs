@@ -79,6 +79,36 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_MAX_MESSAGE_BYTES", default_value_t = rill_broker::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: i32,
 
+    /// How long the first rebalance of an empty group waits for more members, ms
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "RILL_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    group_initial_rebalance_delay_ms: u64,
+
+    /// Shortest session timeout a group member may ask for, ms (group.min.session.timeout.ms).
+    #[arg(
+        long,
+        env = "RILL_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6000
+    )]
+    group_min_session_timeout_ms: u64,
+
+    /// Longest session timeout a group member may ask for, ms (group.max.session.timeout.ms).
+    #[arg(
+        long,
+        env = "RILL_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    group_max_session_timeout_ms: u64,
+
+    /// How long the committed offsets of a group without members are kept, minutes
+    /// (offsets.retention.minutes).
+    #[arg(long, env = "RILL_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080)]
+    offsets_retention_minutes: u64,
+
     /// Largest request frame, bytes; larger ones close the connection (socket.request.max.bytes).
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
@@ -121,7 +151,7 @@ impl Args {
                 retention_ms: self.retention_ms,
                 retention_bytes: self.retention_bytes,
                 flush,
-                ..defaults.log
+                ..defaults.log.clone()
             },
             max_message_bytes: self.max_message_bytes,
             max_request_bytes: self.max_request_bytes,
@@ -130,6 +160,17 @@ impl Args {
                 _ => AckDurability::Fsync,
             },
             retention_check_interval: Duration::from_millis(self.retention_check_ms.max(1)),
+            group_initial_rebalance_delay: Duration::from_millis(
+                self.group_initial_rebalance_delay_ms,
+            ),
+            group_session_timeout_range: (
+                Duration::from_millis(self.group_min_session_timeout_ms),
+                Duration::from_millis(self.group_max_session_timeout_ms),
+            ),
+            offsets_retention: Duration::from_secs(
+                self.offsets_retention_minutes.saturating_mul(60),
+            ),
+            ..defaults
         };
         config.log.validate().context("invalid log settings")?;
         Ok(config)

@@ -299,6 +299,11 @@ fn snappy_batches_round_trip_between_clients() -> Result<()> {
 }
 
 #[test]
+fn lz4_batches_round_trip_between_clients() -> Result<()> {
+    codec_round_trip("lz4")
+}
+
+#[test]
 fn zstd_batches_round_trip_between_clients() -> Result<()> {
     codec_round_trip("zstd")
 }

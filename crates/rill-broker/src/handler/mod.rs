@@ -8,8 +8,11 @@ pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_topic_partitions;
 pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
+pub(crate) mod groups;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod offsets;
 pub(crate) mod produce;
 
 use rill_protocol::StrBytes;

@@ -1,0 +1,268 @@
+//! Committed offsets, kept durably in the internal log `__consumer_offsets-0` through the same
+//! storage engine as topics: each commit is one batch of records keyed by (group, topic,
+//! partition), appended by the log's owner thread and fsynced before the commit is answered
+//! (group commit). A null value deletes. The log is replayed into memory at start; the latest
+//! record for a key wins. Old records are dropped by rewriting the live offsets and moving the
+//! log start past everything older.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rill_log::{Log, LogConfig};
+use rill_protocol::ErrorCode;
+use rill_record::{BatchBuilder, Batches, RecordSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::BrokerError;
+use crate::partition::{Partition, now_ms};
+
+/// Directory of the offsets log under the data directory.
+pub(crate) const OFFSETS_LOG: &str = "__consumer_offsets-0";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct OffsetKey {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+/// A committed offset and what came with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Committed {
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) metadata: Option<String>,
+    pub(crate) commit_ms: i64,
+}
+
+type GroupOffsets = BTreeMap<(String, i32), Committed>;
+
+/// Every group's committed offsets, in memory and in the offsets log.
+#[derive(Debug)]
+pub(crate) struct OffsetStore {
+    log: Partition,
+    committed: Mutex<HashMap<String, GroupOffsets>>,
+}
+
+impl OffsetStore {
+    /// Replays the offsets log, then hands it to an owner thread for appends.
+    pub(crate) fn open(data_dir: &Path, retention_check: Duration) -> Result<Self, BrokerError> {
+        let dir = data_dir.join(OFFSETS_LOG);
+        let config = LogConfig {
+            segment_bytes: 64 << 20,
+            retention_ms: -1,
+            retention_bytes: -1,
+            ..LogConfig::default()
+        };
+        let log = Log::open(&dir, config.clone(), now_ms())?;
+        let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
+        let mut offset = log.log_start_offset();
+        let corrupt = |what: String| BrokerError::Metadata(format!("{}: {what}", dir.display()));
+        while offset < log.log_end_offset() {
+            let bytes = log.read(offset, 1 << 20)?;
+            for batch in Batches::new(&bytes) {
+                let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+                offset = batch.header().next_offset();
+                for record in batch.records().map_err(|e| corrupt(e.to_string()))? {
+                    let key: OffsetKey = record
+                        .key
+                        .as_deref()
+                        .and_then(|k| serde_json::from_slice(k).ok())
+                        .ok_or_else(|| corrupt("a record without a readable key".into()))?;
+                    let group = committed.entry(key.group).or_default();
+                    match record.value {
+                        Some(value) => {
+                            let value = serde_json::from_slice(&value)
+                                .map_err(|e| corrupt(e.to_string()))?;
+                            let _ = group.insert((key.topic, key.partition), value);
+                        }
+                        None => {
+                            let _ = group.remove(&(key.topic, key.partition));
+                        }
+                    }
+                }
+            }
+        }
+        committed.retain(|_, offsets| !offsets.is_empty());
+        log.close()?;
+        let log = Partition::open(dir, 0, config, retention_check)?;
+        Ok(Self {
+            log,
+            committed: Mutex::new(committed),
+        })
+    }
+
+    /// Stores offsets durably (fsynced), then makes them visible.
+    pub(crate) async fn commit(
+        &self,
+        group: &str,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> Result<(), ErrorCode> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let batch = encode(
+            offsets
+                .iter()
+                .map(|(topic, partition, c)| (key(group, topic, *partition), Some(c))),
+        )?;
+        let _ = self.log.append(batch, true).await?;
+        if let Ok(mut committed) = self.committed.lock() {
+            let entry = committed.entry(group.to_owned()).or_default();
+            for (topic, partition, c) in offsets {
+                let _ = entry.insert((topic, partition), c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes offsets durably: the given partitions, or all of the group's when `None`.
+    pub(crate) async fn delete(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<(), ErrorCode> {
+        let doomed: Vec<(String, i32)> = match partitions {
+            Some(list) => list.to_vec(),
+            None => self
+                .group_offsets(group)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let batch = encode(doomed.iter().map(|(t, p)| (key(group, t, *p), None)))?;
+        let _ = self.log.append(batch, true).await?;
+        if let Ok(mut committed) = self.committed.lock() {
+            if let Some(entry) = committed.get_mut(group) {
+                for k in &doomed {
+                    let _ = entry.remove(k);
+                }
+                if entry.is_empty() {
+                    let _ = committed.remove(group);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
+        let committed = self.committed.lock().ok()?;
+        committed
+            .get(group)?
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+    }
+
+    /// Every committed offset of a group, sorted by topic and partition.
+    pub(crate) fn group_offsets(&self, group: &str) -> Vec<((String, i32), Committed)> {
+        self.committed
+            .lock()
+            .ok()
+            .and_then(|c| {
+                c.get(group)
+                    .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Groups that have committed offsets.
+    pub(crate) fn groups(&self) -> Vec<String> {
+        self.committed
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Deletes the offsets of `group` committed before `older_than_ms` (retention of groups
+    /// with no members).
+    pub(crate) async fn expire(&self, group: &str, older_than_ms: i64) -> Result<usize, ErrorCode> {
+        let doomed: Vec<(String, i32)> = self
+            .group_offsets(group)
+            .into_iter()
+            .filter(|(_, c)| c.commit_ms < older_than_ms)
+            .map(|(k, _)| k)
+            .collect();
+        self.delete(group, Some(&doomed)).await?;
+        Ok(doomed.len())
+    }
+
+    /// Keeps the log from growing without bound: when it holds many more records than live
+    /// offsets, writes the live ones again and drops everything before them.
+    pub(crate) async fn compact(&self) -> Result<(), ErrorCode> {
+        let live: Vec<(OffsetKey, Committed)> = self
+            .committed
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .flat_map(|(group, offsets)| {
+                        offsets
+                            .iter()
+                            .map(|((t, p), v)| (key(group, t, *p), v.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let offsets = self.log.offsets();
+        let stored = usize::try_from(offsets.log_end - offsets.log_start).unwrap_or(0);
+        if stored <= 4 * live.len() + 10_000 {
+            return Ok(());
+        }
+        let before = offsets.log_end;
+        for chunk in live.chunks(10_000) {
+            let batch = encode(chunk.iter().map(|(k, v)| (k.clone(), Some(v))))?;
+            let _ = self.log.append(batch, true).await?;
+        }
+        let _ = self.log.delete_records(before).await?;
+        tracing::info!(
+            dropped = stored,
+            kept = live.len(),
+            "rewrote the committed offsets log"
+        );
+        Ok(())
+    }
+
+    /// Closes the offsets log cleanly. Blocking.
+    pub(crate) fn close_blocking(&self) {
+        self.log.close_blocking(false);
+    }
+}
+
+fn key(group: &str, topic: &str, partition: i32) -> OffsetKey {
+    OffsetKey {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+    }
+}
+
+fn encode<'a>(
+    entries: impl Iterator<Item = (OffsetKey, Option<&'a Committed>)>,
+) -> Result<BytesMut, ErrorCode> {
+    let now = now_ms();
+    let mut builder = BatchBuilder::new();
+    for (key, value) in entries {
+        let mut record = RecordSpec::new(now).key(json(&key)?);
+        if let Some(value) = value {
+            record = record.value(json(value)?);
+        }
+        builder = builder.record(record);
+    }
+    let batch = builder.build().map_err(|err| {
+        tracing::error!(%err, "encoding committed offsets");
+        ErrorCode::UnknownServerError
+    })?;
+    Ok(BytesMut::from(&batch[..]))
+}
+
+fn json(value: &impl Serialize) -> Result<Bytes, ErrorCode> {
+    serde_json::to_vec(value).map(Bytes::from).map_err(|err| {
+        tracing::error!(%err, "encoding committed offsets");
+        ErrorCode::UnknownServerError
+    })
+}

@@ -1,0 +1,56 @@
+//! FindCoordinator: this broker coordinates every group (v0-3 one key, v4+ a batch of keys).
+//! Transaction coordinators are not offered until transactions are.
+
+use rill_protocol::ErrorCode;
+use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
+use rill_protocol::kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
+};
+
+use crate::broker::Broker;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub(crate) fn handle(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let node = BrokerId(broker.config.node_id);
+    let host = StrBytes::from_string(broker.advertised.0.clone());
+    let port = i32::from(broker.advertised.1);
+    let error = (req.key_type != KEY_TYPE_GROUP).then_some(ErrorCode::CoordinatorNotAvailable);
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key);
+                match error {
+                    Some(code) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(code.code())
+                        .with_error_message(super::message("transactions are not supported yet")),
+                    None => c.with_node_id(node).with_host(host.clone()).with_port(port),
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    match error {
+        Some(code) => FindCoordinatorResponse::default()
+            .with_error_code(code.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_message(
+                (version >= 1)
+                    .then(|| StrBytes::from_static_str("transactions are not supported yet")),
+            ),
+        None => FindCoordinatorResponse::default()
+            .with_node_id(node)
+            .with_host(host)
+            .with_port(port),
+    }
+}
