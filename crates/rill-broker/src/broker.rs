@@ -61,6 +61,8 @@ pub(crate) struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     admin: tokio::sync::Mutex<()>,
     meta: Arc<Mutex<Option<MetaStore>>>,
+    /// The next producer id to hand out, and the end of the block reserved in the metadata log.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Consumer groups and their committed offsets.
     pub(crate) groups: crate::group::Coordinator,
     /// Cancelled when the broker starts to shut down: long polls answer at once.
@@ -80,6 +82,7 @@ impl Broker {
         })?;
         let cluster_id = meta::cluster_id(data_dir, config.node_id)?;
         let (store, replayed) = MetaStore::open(data_dir)?;
+        let producer_ids_from = replayed.producer_ids_from;
         remove_orphans(&config, &replayed)?;
         let groups = crate::group::Coordinator::open(
             data_dir,
@@ -112,6 +115,7 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             meta: Arc::new(Mutex::new(Some(store))),
             groups,
+            producer_ids: tokio::sync::Mutex::new((producer_ids_from, producer_ids_from)),
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -294,6 +298,22 @@ impl Broker {
         }
         self.install(changed);
         Ok(())
+    }
+
+    /// A producer id never handed out before, on this broker or before a restart: ids are
+    /// reserved in blocks, each recorded durably in the metadata log before it is used.
+    pub(crate) async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        const BLOCK: i64 = 1000;
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let reserved_to = ids.1 + BLOCK;
+            self.blocking(move |store| store.reserve_producer_ids(reserved_to))
+                .await?;
+            ids.1 = reserved_to;
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// Runs disk work for a topic change off the network threads, with the metadata store.

@@ -71,6 +71,9 @@ pub(crate) async fn dispatch(
         RequestKind::OffsetCommit(req) => handler::offsets::commit(broker, req).await.into(),
         RequestKind::OffsetFetch(req) => handler::offsets::fetch(broker, req, version).into(),
         RequestKind::OffsetDelete(req) => handler::offsets::delete(broker, req).await.into(),
+        RequestKind::InitProducerId(req) => {
+            handler::init_producer_id::handle(broker, req).await.into()
+        }
         other => {
             // The header check admits only the APIs in the version table, and each has an arm
             // above; reaching this is a bug, answered by closing nothing and logging it.

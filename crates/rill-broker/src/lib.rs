@@ -26,6 +26,7 @@ mod dispatch;
 mod error;
 mod group;
 mod handler;
+mod idempotence;
 mod meta;
 mod partition;
 mod topic_config;

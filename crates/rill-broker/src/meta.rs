@@ -38,12 +38,23 @@ pub(crate) struct MetaStore {
     log: Log,
 }
 
+/// The metadata record that reserves producer ids: its key cannot be a topic name ('/').
+const PRODUCER_IDS_KEY: &str = "__rill/producer-ids";
+
+/// Producer ids below `reserved_to` may have been handed out; a restart continues above it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct ProducerIdBlock {
+    reserved_to: i64,
+}
+
 /// What the metadata log held at start.
 #[derive(Debug, Default)]
 pub(crate) struct Replayed {
     pub(crate) topics: BTreeMap<String, TopicRecord>,
     /// Topics whose last record is a deletion.
     pub(crate) deleted: BTreeSet<String>,
+    /// The first producer id never handed out.
+    pub(crate) producer_ids_from: i64,
 }
 
 impl MetaStore {
@@ -65,6 +76,18 @@ impl MetaStore {
                         .and_then(|k| std::str::from_utf8(k).ok())
                         .ok_or_else(|| corrupt(&dir, "a record without a topic name".into()))?
                         .to_owned();
+                    if name == PRODUCER_IDS_KEY {
+                        let block: ProducerIdBlock = record
+                            .value
+                            .as_deref()
+                            .and_then(|v| serde_json::from_slice(v).ok())
+                            .ok_or_else(|| {
+                                corrupt(&dir, "an unreadable producer id block".into())
+                            })?;
+                        replayed.producer_ids_from =
+                            replayed.producer_ids_from.max(block.reserved_to);
+                        continue;
+                    }
                     match record.value {
                         Some(value) => {
                             let topic = serde_json::from_slice(&value)
@@ -89,11 +112,23 @@ impl MetaStore {
         name: &str,
         topic: Option<&TopicRecord>,
     ) -> Result<(), BrokerError> {
-        let mut record = RecordSpec::new(now_ms()).key(Bytes::copy_from_slice(name.as_bytes()));
-        if let Some(topic) = topic {
-            let json =
-                serde_json::to_vec(topic).map_err(|e| BrokerError::Internal(e.to_string()))?;
-            record = record.value(json);
+        let value = topic
+            .map(|t| serde_json::to_vec(t).map_err(|e| BrokerError::Internal(e.to_string())))
+            .transpose()?;
+        self.append(name, value)
+    }
+
+    /// Records durably that producer ids below `reserved_to` may be handed out.
+    pub(crate) fn reserve_producer_ids(&mut self, reserved_to: i64) -> Result<(), BrokerError> {
+        let value = serde_json::to_vec(&ProducerIdBlock { reserved_to })
+            .map_err(|e| BrokerError::Internal(e.to_string()))?;
+        self.append(PRODUCER_IDS_KEY, Some(value))
+    }
+
+    fn append(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<(), BrokerError> {
+        let mut record = RecordSpec::new(now_ms()).key(Bytes::copy_from_slice(key.as_bytes()));
+        if let Some(value) = value {
+            record = record.value(value);
         }
         let batch = BatchBuilder::new()
             .record(record)

@@ -13,7 +13,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use rill_log::{AppendInfo, Log, LogConfig, LogError, TimestampOffset};
 use rill_protocol::ErrorCode;
+use rill_record::{BatchHeader, Batches};
 use tokio::sync::{oneshot, watch};
+
+use crate::idempotence::{
+    PRODUCER_ID_EXPIRATION_MS, ProducerStates, Verdict, load_snapshot, write_snapshot,
+};
 
 /// How many queued commands one round takes before it fsyncs and answers.
 const MAX_ROUND: usize = 1024;
@@ -84,6 +89,7 @@ impl Partition {
         retention_check: Duration,
     ) -> Result<Self, LogError> {
         let log = Log::open(&dir, config, now_ms())?;
+        let producers = rebuild_producer_states(&log)?;
         let (offsets_tx, offsets) = watch::channel(offsets_of(&log));
         let (commands, rx) = mpsc::channel();
         let name = dir
@@ -94,9 +100,11 @@ impl Partition {
             .name(format!("rill-partition-{name}"))
             .spawn(move || {
                 Owner {
+                    segments: log.segment_count(),
                     log,
                     offsets: offsets_tx,
                     retention_check,
+                    producers,
                 }
                 .run(&rx)
             })
@@ -186,6 +194,10 @@ struct Owner {
     log: Log,
     offsets: watch::Sender<Offsets>,
     retention_check: Duration,
+    /// What each idempotent producer last wrote here.
+    producers: ProducerStates,
+    /// Segment count after the last append, to notice rolls.
+    segments: usize,
 }
 
 impl Owner {
@@ -231,7 +243,7 @@ impl Owner {
                 mut batch,
                 durable,
                 reply,
-            } => match self.log.append(&mut batch, now_ms()) {
+            } => match self.append(&mut batch) {
                 Ok(info) => {
                     // Publish the new end before anything else is answered: a read later in
                     // this round returns these records, and the client's next fetch must find
@@ -245,8 +257,8 @@ impl Owner {
                         let _ = reply.send(Ok(info));
                     }
                 }
-                Err(err) => {
-                    let _ = reply.send(Err(self.failed(&err)));
+                Err(code) => {
+                    let _ = reply.send(Err(code));
                 }
             },
             Command::Read {
@@ -281,6 +293,11 @@ impl Owner {
                     .log
                     .delete_records_before(before)
                     .map_err(|e| self.failed(&e));
+                let _ = self.producers.expire(
+                    now_ms(),
+                    PRODUCER_ID_EXPIRATION_MS,
+                    self.log.log_start_offset(),
+                );
                 let _ = reply.send(result);
             }
             Command::Configure(config) => {
@@ -289,6 +306,48 @@ impl Owner {
                 }
             }
             Command::Close { .. } => {}
+        }
+    }
+
+    /// Appends a batch, first checking an idempotent producer's sequence: a retry of a batch
+    /// already written gets its original offsets and writes nothing.
+    fn append(&mut self, batch: &mut [u8]) -> Result<AppendInfo, ErrorCode> {
+        let now = now_ms();
+        let header = BatchHeader::parse(batch).map_err(|_| ErrorCode::CorruptMessage)?;
+        if header.has_producer_id() {
+            match self.producers.check(&header) {
+                Verdict::Append => {}
+                Verdict::Duplicate(written) => {
+                    return Ok(AppendInfo {
+                        base_offset: written.base_offset,
+                        last_offset: written.last_offset,
+                        log_append_time_ms: now,
+                    });
+                }
+                Verdict::Reject(code) => return Err(code),
+            }
+        }
+        let info = self.log.append(batch, now).map_err(|e| self.failed(&e))?;
+        if header.has_producer_id() {
+            let stored = BatchHeader {
+                base_offset: info.base_offset,
+                ..header
+            };
+            self.producers.record(&stored, now);
+        }
+        // A roll: snapshot the producer state there, so a restart replays at most a segment.
+        let segments = self.log.segment_count();
+        if segments != self.segments {
+            self.segments = segments;
+            self.snapshot();
+        }
+        Ok(info)
+    }
+
+    fn snapshot(&self) {
+        let end = self.log.log_end_offset();
+        if let Err(err) = write_snapshot(self.log.dir(), end, &self.producers) {
+            tracing::warn!(%err, dir = %self.log.dir().display(), "writing the producer state snapshot");
         }
     }
 
@@ -320,6 +379,11 @@ impl Owner {
         }
         if last_retention.elapsed() >= self.retention_check {
             *last_retention = Instant::now();
+            let _ = self.producers.expire(
+                now_ms(),
+                PRODUCER_ID_EXPIRATION_MS,
+                self.log.log_start_offset(),
+            );
             match self.log.apply_retention(now_ms()) {
                 Ok(deleted) if !deleted.is_empty() => self.publish(),
                 Ok(_) => {}
@@ -332,6 +396,9 @@ impl Owner {
 
     fn close(self, delete: bool) {
         let dir = self.log.dir().to_path_buf();
+        if !delete {
+            self.snapshot();
+        }
         if let Err(err) = self.log.close() {
             tracing::error!(%err, dir = %dir.display(), "closing partition log");
         }
@@ -341,6 +408,35 @@ impl Owner {
             }
         }
     }
+}
+
+/// The idempotent producers' state: the newest snapshot, then every batch after it.
+fn rebuild_producer_states(log: &Log) -> Result<ProducerStates, LogError> {
+    let end = log.log_end_offset();
+    let (mut offset, mut states) = load_snapshot(log.dir(), end)
+        .unwrap_or((log.log_start_offset(), ProducerStates::default()));
+    offset = offset.max(log.log_start_offset());
+    let now = now_ms();
+    while offset < end {
+        let bytes = log.read(offset, 1 << 20)?;
+        let before = offset;
+        for batch in Batches::new(&bytes) {
+            let Ok(batch) = batch else { break };
+            let header = batch.header();
+            if header.has_producer_id() {
+                states.record(header, now);
+            }
+            offset = header.next_offset();
+        }
+        if offset == before {
+            break;
+        }
+    }
+    let _ = states.expire(now, PRODUCER_ID_EXPIRATION_MS, log.log_start_offset());
+    if states.len() > 0 {
+        tracing::debug!(dir = %log.dir().display(), producers = states.len(), "producer state rebuilt");
+    }
+    Ok(states)
 }
 
 fn offsets_of(log: &Log) -> Offsets {

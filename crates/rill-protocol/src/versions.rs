@@ -63,6 +63,8 @@ supported_apis! {
     CreateTopics 2..=7,
     DeleteTopics 1..=6,
     DeleteRecords 0..=2,
+    // Kafka 4.1 lists v6 (KIP-939, unstable); kafka-protocol 0.18 decodes requests up to v5.
+    InitProducerId 0..=5,
     DescribeConfigs 1..=4,
     AlterConfigs 0..=2,
     CreatePartitions 0..=3,
@@ -71,7 +73,6 @@ supported_apis! {
     OffsetDelete 0..=0,
     DescribeCluster 0..=2,
     DescribeTopicPartitions 0..=0,
-    // Not yet served, so not advertised: InitProducerId 0..=5 (idempotence).
 }
 
 /// The `(min, max)` versions Rill accepts for `api_key`, or `None` if it does not serve it.
@@ -148,6 +149,7 @@ mod tests {
             (ApiKey::Heartbeat, 0, 0),
             (ApiKey::LeaveGroup, 0, 0),
             (ApiKey::ListOffsets, 1, 1),
+            (ApiKey::InitProducerId, 0, 0),
         ];
         for (key, lo, hi) in probes {
             let (min, max) = version_range(key).unwrap();

@@ -95,25 +95,14 @@ fn metadata_request_v13_001() {
 
 #[test]
 fn init_producer_id_request_v4_001() {
-    // Rill does not serve InitProducerId until idempotent producers land, so the captured frame
-    // is refused at the header, with the correlation id kept for the error answer.
-    let raw = fixture("init_producer_id_request_v4_001");
-    let mut buf = BytesMut::from(&raw[..]);
-    let frame = split_frame(&mut buf, DEFAULT_MAX_FRAME_SIZE)
-        .unwrap()
-        .unwrap();
-    match Request::decode_frame(frame) {
-        Err(rill_protocol::ProtocolError::UnsupportedVersion {
-            api_key,
-            api_version,
-            correlation_id,
-        }) => {
-            assert_eq!(api_key, ApiKey::InitProducerId);
-            assert_eq!(api_version, 4);
-            assert_eq!(correlation_id, 2);
-        }
-        other => panic!("{other:?}"),
-    }
+    let request = decode("init_producer_id_request_v4_001");
+    check_header(&request, ApiKey::InitProducerId, 4, 2);
+    let RequestKind::InitProducerId(body) = &request.body else {
+        panic!("{request:?}")
+    };
+    assert_eq!(body.transactional_id, None);
+    assert_eq!(body.producer_id.0, -1);
+    assert_eq!(body.producer_epoch, -1);
 }
 
 /// The one record batch of a captured Produce request: (producer id, record batch bytes).

@@ -232,6 +232,40 @@ fn kafka_python_produces_keyed_records_that_confluent_reads_back() -> Result<()>
 /// other tests switch it off to keep their failures about one thing.
 /// Produces compressible records with `codec` from each client and reads them with the other.
 /// The broker stores batches as sent, so the segments must be much smaller than the values.
+#[test]
+fn idempotent_producers_of_both_clients_round_trip() -> Result<()> {
+    let broker = Broker::start()?;
+    for (producer, consumer, setting) in [
+        (
+            Client::Confluent,
+            Client::KafkaPython,
+            "enable.idempotence=true",
+        ),
+        (
+            Client::KafkaPython,
+            Client::Confluent,
+            "enable_idempotence=true",
+        ),
+    ] {
+        let topic = broker.topic(&format!("idempotent-{}", producer.name()));
+        create_topic(&broker, &topic, 3, &[])?;
+        let records = keyed(1_000, 40);
+        let deliveries = produce(
+            &broker,
+            producer,
+            &topic,
+            &records,
+            &["--acks", "all", "--set", setting],
+        )?;
+        let got = consume(&broker, consumer, &topic, 3, records.len())?;
+        check_round_trip(&records, &deliveries, &got).with_context(|| {
+            format!("idempotent {} read by {}", producer.name(), consumer.name())
+        })?;
+        check_key_affinity(&got, 3)?;
+    }
+    Ok(())
+}
+
 fn codec_round_trip(codec: &str) -> Result<()> {
     let broker = Broker::start()?;
     let records: Vec<Rec> = (0..500)

@@ -175,11 +175,5 @@ fn check_header(header: &BatchHeader) -> Result<(), (ErrorCode, String)> {
             "transactional batches are not supported by this broker yet".to_owned(),
         ));
     }
-    if header.has_producer_id() {
-        return Err((
-            ErrorCode::InvalidRequest,
-            "idempotent producers are not supported by this broker yet; set enable.idempotence=false".to_owned(),
-        ));
-    }
     Ok(())
 }
