@@ -1,0 +1,90 @@
+//! The APIs this client speaks, and at which versions: [`CLIENT_VERSIONS`] lists, for each API,
+//! the versions whose request and response shapes the client actually fills in and reads.
+//! [`Connection::version_for`](crate::Connection::version_for) intersects them with the broker's.
+
+use rill_protocol::ApiKey;
+use rill_protocol::kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestKind, ResponseKind,
+};
+
+/// A request body this client can send: its API, and how to take its typed response out of
+/// `rill-protocol`'s [`ResponseKind`] enum.
+pub trait ApiRequest: Into<RequestKind> + Send + 'static {
+    /// The request's API.
+    const API_KEY: ApiKey;
+    /// The typed response body.
+    type Response: Send + std::fmt::Debug + 'static;
+    /// The typed body, if `kind` is a response to this API.
+    fn from_kind(kind: ResponseKind) -> Option<Self::Response>;
+}
+
+macro_rules! api_requests {
+    ($( $key:ident $req:ident $resp:ident $min:literal ..= $max:literal; )*) => {
+        /// Every API this client speaks, with the lowest and highest version it handles.
+        pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[$( (ApiKey::$key, $min, $max), )*];
+
+        $(
+            impl ApiRequest for $req {
+                const API_KEY: ApiKey = ApiKey::$key;
+                type Response = $resp;
+                fn from_kind(kind: ResponseKind) -> Option<$resp> {
+                    match kind {
+                        ResponseKind::$key(body) => Some(body),
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+api_requests! {
+    // v3 is the first with record format v2; v13 names topics by id only.
+    Produce ProduceRequest ProduceResponse 3..=12;
+    // v4 is the first returning record format v2; v13 names topics by id only.
+    Fetch FetchRequest FetchResponse 4..=12;
+    // v4 adds allow_auto_topic_creation; v13 only adds a top-level error code.
+    Metadata MetadataRequest MetadataResponse 4..=12;
+    // v3 is the first with client software name and version (KIP-511).
+    ApiVersions ApiVersionsRequest ApiVersionsResponse 0..=3;
+    InitProducerId InitProducerIdRequest InitProducerIdResponse 0..=5;
+}
+
+/// The `(min, max)` versions this client handles for `api_key`, if it speaks it at all.
+pub fn client_range(api_key: ApiKey) -> Option<(i16, i16)> {
+    CLIENT_VERSIONS
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// The highest version in both ranges, if they overlap.
+pub(crate) fn highest_common(a: (i16, i16), b: (i16, i16)) -> Option<i16> {
+    let (min, max) = (a.0.max(b.0), a.1.min(b.1));
+    (min <= max).then_some(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_versions_are_within_what_rill_protocol_encodes() {
+        for &(key, min, max) in CLIENT_VERSIONS {
+            let valid = key.valid_versions();
+            assert!(
+                valid.min <= min && min <= max && max <= valid.max,
+                "{key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn highest_common_picks_the_top_of_the_overlap() {
+        assert_eq!(highest_common((3, 12), (0, 9)), Some(9));
+        assert_eq!(highest_common((3, 12), (0, 2)), None);
+        assert_eq!(highest_common((0, 3), (0, 4)), Some(3));
+    }
+}

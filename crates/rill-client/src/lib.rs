@@ -1,0 +1,36 @@
+//! A pure-Rust async Kafka client on tokio, for Rill and any Kafka-compatible broker.
+//!
+//! # Layout
+//! - [`Connection`]: one TCP connection to one broker; requests pipelined by correlation id,
+//!   API versions negotiated on connect (`ApiVersions`, KIP-511), per-request timeout.
+//! - [`Cluster`]: bootstrap, the metadata cache (brokers, topics, partition leaders) and one
+//!   reused connection per broker, reconnected with backoff.
+//! - [`producer`]: [`Producer`] (sarama's SyncProducer shape: `send(record).await` returns
+//!   where the record landed) and [`AsyncProducer`] (sarama's AsyncProducer shape: an input
+//!   and `successes()`/`errors()` receivers), both on one batching core with `linger`,
+//!   `batch_size`, compression, retries, `max_in_flight` and idempotence.
+//! - [`ClientError`]: the one error type.
+//!
+//! Wire formats come from `rill-protocol` (framing, headers, message bodies) and
+//! `rill-record` (record batches and codecs); this crate owns the sockets and the tasks.
+//!
+#![doc(test(attr(deny(warnings))))]
+#![warn(missing_docs)]
+
+mod api;
+mod cluster;
+mod connection;
+mod error;
+
+pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
+pub use cluster::{
+    ClientConfig, Cluster, DEFAULT_METADATA_MAX_AGE, DEFAULT_RECONNECT_BACKOFF,
+    DEFAULT_RECONNECT_BACKOFF_MAX, PartitionMetadata, TopicMetadata,
+};
+pub use connection::{
+    CLIENT_SOFTWARE_NAME, CLIENT_SOFTWARE_VERSION, Connection, ConnectionConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_REQUEST_TIMEOUT,
+};
+pub use error::{ClientError, Result};
+pub use rill_protocol::{ApiKey, ErrorCode, kafka_protocol};
+pub use rill_record::{Compression, Header};
