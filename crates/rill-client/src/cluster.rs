@@ -327,9 +327,28 @@ impl Cluster {
         cache.stale = false;
     }
 
-    /// Sends a request to whichever broker answers first: known brokers, then the bootstrap
-    /// list. Fails with [`ClientError::NoBrokerAvailable`] naming every address tried.
-    async fn any_broker_request(&self, request: MetadataRequest) -> Result<MetadataResponse> {
+    /// A connection to any broker that answers: known brokers first, then the bootstrap list
+    /// (for requests any broker can serve, like `InitProducerId` without a transaction).
+    ///
+    /// ```no_run
+    /// # async fn _demo(cluster: &rill_client::Cluster) -> Result<(), rill_client::ClientError> {
+    /// let conn = cluster.any_connection().await?;
+    /// # drop(conn);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn any_connection(&self) -> Result<Arc<Connection>> {
+        let mut tried = Vec::new();
+        for addr in self.candidates() {
+            match self.connection(&addr).await {
+                Ok(conn) => return Ok(conn),
+                Err(err) => tried.push(format!("{addr}: {err}")),
+            }
+        }
+        Err(ClientError::NoBrokerAvailable { tried })
+    }
+
+    fn candidates(&self) -> Vec<String> {
         let mut addrs: Vec<String> = self.cache().brokers.values().cloned().collect();
         addrs.sort();
         for addr in &self.config.bootstrap {
@@ -337,6 +356,13 @@ impl Cluster {
                 addrs.push(addr.clone());
             }
         }
+        addrs
+    }
+
+    /// Sends a request to whichever broker answers first: known brokers, then the bootstrap
+    /// list. Fails with [`ClientError::NoBrokerAvailable`] naming every address tried.
+    async fn any_broker_request(&self, request: MetadataRequest) -> Result<MetadataResponse> {
+        let addrs = self.candidates();
         let mut tried = Vec::with_capacity(addrs.len());
         for addr in addrs {
             let result = match self.connection(&addr).await {

@@ -14,6 +14,19 @@
 //! Wire formats come from `rill-protocol` (framing, headers, message bodies) and
 //! `rill-record` (record batches and codecs); this crate owns the sockets and the tasks.
 //!
+//! ```no_run
+//! use rill_client::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn _demo() -> Result<(), rill_client::ClientError> {
+//! let producer = Producer::new(ProducerConfig::new(ClientConfig::new(["127.0.0.1:9092"])))?;
+//! let meta = producer
+//!     .send(ProducerRecord::new("events").key("user-1").value("hello"))
+//!     .await?;
+//! println!("partition {} offset {}", meta.partition, meta.offset);
+//! producer.close().await;
+//! # Ok(())
+//! # }
+//! ```
 #![doc(test(attr(deny(warnings))))]
 #![warn(missing_docs)]
 
@@ -21,6 +34,7 @@ mod api;
 mod cluster;
 mod connection;
 mod error;
+pub mod producer;
 
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{
@@ -32,5 +46,9 @@ pub use connection::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{ClientError, Result};
+pub use producer::{
+    Acks, AsyncProducer, Delivered, Partitioner, Producer, ProducerConfig, ProducerError,
+    ProducerRecord, RecordMetadata,
+};
 pub use rill_protocol::{ApiKey, ErrorCode, kafka_protocol};
 pub use rill_record::{Compression, Header};

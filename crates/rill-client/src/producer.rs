@@ -1,0 +1,451 @@
+//! Producers: [`Producer`] (sarama's SyncProducer shape) and [`AsyncProducer`] (its
+//! AsyncProducer shape), one batching core underneath.
+//!
+//! Records go to a background task that owns the per-partition accumulator (no locks: other
+//! tasks talk to it over channels). It partitions each record, fills batches up to
+//! `batch_size`, sends a batch once `linger` has passed (or it is full, or on `flush`), with
+//! at most `max_in_flight` produce requests per broker connection, and retries retriable
+//! failures after `retry_backoff` until `delivery_timeout`.
+//!
+//! **Every record ends in exactly one outcome**, a success with its offset or an error: none is
+//! dropped, not by a retry, a timeout, a dead broker, [`Producer::flush`] or
+//! [`Producer::close`].
+//!
+//! # Ordering
+//! Within a partition, records are delivered in the order they were sent as long as nothing is
+//! retried. With retries and `max_in_flight > 1`, a failed batch can be retried after a later
+//! one succeeded, so records can reorder, unless idempotence is on: then every batch carries a
+//! producer id and sequence number, the broker refuses gaps and recognises repeats, and the
+//! producer retries in sequence order, so order is kept and nothing is written twice with
+//! `max_in_flight` up to 5 (Kafka's limit for idempotence). `enable_idempotence` is on by
+//! default, as in Kafka's Java client.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_record::{Compression, Header, RecordSpec};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::cluster::{ClientConfig, Cluster};
+use crate::error::{ClientError, Result};
+
+mod accumulator;
+mod async_producer;
+mod partitioner;
+mod sender;
+
+pub use async_producer::{AsyncProducer, Delivered};
+pub use partitioner::{Partitioner, murmur2, partition_for_key};
+
+/// Default [`ProducerConfig::linger`]: 5 ms, librdkafka's `linger.ms` (the Java client has
+/// used 5 ms since Kafka 4.0 too): a little latency buys much larger batches.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+/// Default [`ProducerConfig::batch_size`]: 16 KiB, Kafka's `batch.size`.
+pub const DEFAULT_BATCH_SIZE: usize = 16 * 1024;
+/// Default [`ProducerConfig::max_request_size`]: 1 MiB, Kafka's `max.request.size`.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 1024 * 1024;
+/// Default [`ProducerConfig::delivery_timeout`]: 120 s, Kafka's `delivery.timeout.ms`.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default [`ProducerConfig::retry_backoff`]: 100 ms, Kafka's `retry.backoff.ms`.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Default [`ProducerConfig::max_in_flight`]: 5, Kafka's
+/// `max.in.flight.requests.per.connection`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 5;
+/// Default [`ProducerConfig::channel_buffer`]: 256, sarama's `ChannelBufferSize`.
+pub const DEFAULT_CHANNEL_BUFFER: usize = 256;
+
+/// Which acknowledgement the producer waits for (Kafka's `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Acks {
+    /// No answer at all (`acks=0`): fastest, and a lost record goes unnoticed; the offset
+    /// reported is `-1`. Not allowed with idempotence.
+    None,
+    /// The leader has written the batch (`acks=1`).
+    Leader,
+    /// Every in-sync replica has it (`acks=all`, `-1`); on Rill, after the fsync. The default.
+    #[default]
+    All,
+}
+
+impl Acks {
+    /// The wire value: 0, 1 or -1.
+    pub fn value(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Leader => 1,
+            Self::All => -1,
+        }
+    }
+}
+
+/// Producer settings. Every field documents its default and what changing it risks.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProducerConfig {
+    /// How to reach the cluster.
+    pub client: ClientConfig,
+    /// How long a batch waits for more records before it is sent (default [`DEFAULT_LINGER`]).
+    /// Zero sends at once: lower latency, smaller batches, more requests.
+    pub linger: Duration,
+    /// Records per partition are batched up to this many bytes (default
+    /// [`DEFAULT_BATCH_SIZE`]); a larger record gets a batch of its own.
+    pub batch_size: usize,
+    /// Largest produce request, and so largest record (default [`DEFAULT_MAX_REQUEST_SIZE`]);
+    /// a larger record fails with [`ClientError::RecordTooLarge`] without being sent.
+    pub max_request_size: usize,
+    /// Codec for batches (default none). All four of Kafka's are supported.
+    pub compression: Compression,
+    /// What the broker must do before it answers (default [`Acks::All`]).
+    pub acks: Acks,
+    /// Sends per batch after the first (default unlimited: `delivery_timeout` bounds retries).
+    pub retries: u32,
+    /// Wait before retrying a failed batch (default [`DEFAULT_RETRY_BACKOFF`]).
+    pub retry_backoff: Duration,
+    /// Upper bound on the time from `send` to the outcome, retries included (default
+    /// [`DEFAULT_DELIVERY_TIMEOUT`]). A record still undelivered then fails with
+    /// [`ClientError::Timeout`].
+    pub delivery_timeout: Duration,
+    /// Produce requests in flight per broker connection (default [`DEFAULT_MAX_IN_FLIGHT`]).
+    /// Above 1 without idempotence, a retry can reorder records; with idempotence it must be
+    /// at most 5.
+    pub max_in_flight: usize,
+    /// Producer ids and sequence numbers so that retries write nothing twice and keep order
+    /// (default `true`, as in Kafka's Java client). Requires `acks` = [`Acks::All`] and
+    /// `max_in_flight` ≤ 5.
+    pub enable_idempotence: bool,
+    /// How partitions are chosen (default [`Partitioner::Default`]).
+    pub partitioner: Partitioner,
+    /// Capacity of the input queue and, for [`AsyncProducer`], of the successes and errors
+    /// channels (default [`DEFAULT_CHANNEL_BUFFER`]).
+    pub channel_buffer: usize,
+}
+
+impl ProducerConfig {
+    /// The defaults above for this cluster.
+    ///
+    /// ```no_run
+    /// use rill_client::{ClientConfig, Compression, ProducerConfig};
+    /// let mut config = ProducerConfig::new(ClientConfig::new(["127.0.0.1:9092"]));
+    /// config.compression = Compression::Zstd;
+    /// # drop(config);
+    /// ```
+    pub fn new(client: ClientConfig) -> Self {
+        Self {
+            client,
+            linger: DEFAULT_LINGER,
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            compression: Compression::None,
+            acks: Acks::All,
+            retries: u32::MAX,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            enable_idempotence: true,
+            partitioner: Partitioner::Default,
+            channel_buffer: DEFAULT_CHANNEL_BUFFER,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.enable_idempotence && self.acks != Acks::All {
+            return Err(ClientError::Config(
+                "enable_idempotence requires acks = all".to_owned(),
+            ));
+        }
+        if self.enable_idempotence && self.max_in_flight > 5 {
+            return Err(ClientError::Config(
+                "enable_idempotence requires max_in_flight <= 5".to_owned(),
+            ));
+        }
+        if self.max_in_flight == 0 || self.channel_buffer == 0 {
+            return Err(ClientError::Config(
+                "max_in_flight and channel_buffer must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProducerRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition; `None` lets the [`Partitioner`] choose.
+    pub partition: Option<i32>,
+    /// The key; `None` is null.
+    pub key: Option<Bytes>,
+    /// The value; `None` is null (a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+    /// Milliseconds since the epoch; `None` is the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with null key and value, no headers, no partition or timestamp.
+    ///
+    /// ```no_run
+    /// use rill_client::ProducerRecord;
+    /// let record = ProducerRecord::new("events").key("k").value("v").header("h", "1");
+    /// # drop(record);
+    /// ```
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    #[must_use]
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Names the partition.
+    #[must_use]
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the epoch).
+    #[must_use]
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Appends a header.
+    #[must_use]
+    pub fn header(mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, Some(value.into())));
+        self
+    }
+
+    /// Estimated encoded size in a batch (the varint framing rounded up).
+    fn estimated_size(&self) -> usize {
+        let field = |b: Option<&Bytes>| 5 + b.map_or(0, Bytes::len);
+        21 + field(self.key.as_ref())
+            + field(self.value.as_ref())
+            + self
+                .headers
+                .iter()
+                .map(|h| 5 + h.key.len() + field(h.value.as_ref()))
+                .sum::<usize>()
+    }
+
+    fn spec(&self, timestamp: i64) -> RecordSpec {
+        RecordSpec {
+            timestamp,
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordMetadata {
+    /// The partition.
+    pub partition: i32,
+    /// Its offset (`-1` with [`Acks::None`]).
+    pub offset: i64,
+    /// Its timestamp: the producer's (CreateTime), or the broker's append time when the topic
+    /// uses LogAppendTime.
+    pub timestamp: i64,
+}
+
+/// A record that failed, with why; what [`AsyncProducer::errors`] yields.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("record for topic '{}' failed", record.topic)]
+#[non_exhaustive]
+pub struct ProducerError {
+    /// The record, as it was sent.
+    pub record: ProducerRecord,
+    /// Why it failed.
+    #[source]
+    pub error: ClientError,
+}
+
+/// Where a record's outcome goes.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Sync(oneshot::Sender<Result<RecordMetadata>>),
+    Async {
+        successes: mpsc::Sender<Delivered>,
+        errors: mpsc::Sender<ProducerError>,
+    },
+}
+
+/// A record inside the producer, with where its outcome goes.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// Order of arrival, for `flush`.
+    pub(crate) id: u64,
+    pub(crate) record: ProducerRecord,
+    pub(crate) reply: Reply,
+    pub(crate) enqueued: Instant,
+    /// The record's timestamp, or the time it was handed over.
+    pub(crate) timestamp: i64,
+    pub(crate) size: usize,
+}
+
+impl Pending {
+    /// Delivers the outcome. For the async producer this waits for room in the channel,
+    /// which is why its caller must drain both channels.
+    pub(crate) async fn complete(self, outcome: Result<RecordMetadata>) {
+        match (self.reply, outcome) {
+            (Reply::Sync(tx), outcome) => {
+                let _ = tx.send(outcome);
+            }
+            (Reply::Async { successes, .. }, Ok(metadata)) => {
+                let _ = successes
+                    .send(Delivered {
+                        record: self.record,
+                        metadata,
+                    })
+                    .await;
+            }
+            (Reply::Async { errors, .. }, Err(error)) => {
+                let _ = errors
+                    .send(ProducerError {
+                        record: self.record,
+                        error,
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// The sync producer: `send(record).await` returns where the record landed (sarama's
+/// SyncProducer). Records sent concurrently from many tasks are batched together.
+///
+/// ```no_run
+/// use rill_client::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
+///
+/// # async fn _demo() -> Result<(), rill_client::ClientError> {
+/// let producer = Producer::new(ProducerConfig::new(ClientConfig::new(["127.0.0.1:9092"])))?;
+/// let meta = producer.send(ProducerRecord::new("events").value("hello")).await?;
+/// println!("partition {} offset {}", meta.partition, meta.offset);
+/// producer.close().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer {
+    handle: sender::Handle,
+}
+
+impl Producer {
+    /// Starts a producer (and its background task) on a new [`Cluster`]. Must be called
+    /// within a tokio runtime.
+    ///
+    /// ```no_run
+    /// # use rill_client::{ClientConfig, Producer, ProducerConfig};
+    /// # async fn _demo() -> Result<(), rill_client::ClientError> {
+    /// let producer = Producer::new(ProducerConfig::new(ClientConfig::new(["127.0.0.1:9092"])))?;
+    /// # drop(producer);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(config: ProducerConfig) -> Result<Self> {
+        let cluster = std::sync::Arc::new(Cluster::new(config.client.clone()));
+        Self::with_cluster(config, cluster)
+    }
+
+    /// Starts a producer sharing `cluster`'s connections and metadata (`config.client` is
+    /// ignored).
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use rill_client::{ClientConfig, Cluster, Producer, ProducerConfig};
+    /// # async fn _demo() -> Result<(), rill_client::ClientError> {
+    /// let client = ClientConfig::new(["127.0.0.1:9092"]);
+    /// let cluster = Arc::new(Cluster::new(client.clone()));
+    /// let producer = Producer::with_cluster(ProducerConfig::new(client), cluster)?;
+    /// # drop(producer);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_cluster(config: ProducerConfig, cluster: std::sync::Arc<Cluster>) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            handle: sender::Handle::start(config, cluster),
+        })
+    }
+
+    /// Sends one record and waits for its outcome: where it landed, or why it failed (after
+    /// retries, within `delivery_timeout`).
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::ProducerRecord;
+    /// let meta = producer.send(ProducerRecord::new("events").key("k").value("v")).await?;
+    /// println!("offset {}", meta.offset);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send(&self, record: ProducerRecord) -> Result<RecordMetadata> {
+        let (tx, rx) = oneshot::channel();
+        self.handle.enqueue(record, Reply::Sync(tx)).await?;
+        rx.await
+            .unwrap_or_else(|_dropped| Err(ClientError::Closed("producer")))
+    }
+
+    /// Sends every record handed over so far without waiting for `linger`, and returns once
+    /// each has its outcome.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) {
+    /// producer.flush().await;
+    /// # }
+    /// ```
+    pub async fn flush(&self) {
+        self.handle.flush().await;
+    }
+
+    /// Flushes, then stops the background task. Records sent afterwards fail with
+    /// [`ClientError::Closed`]. Other clones of this producer are closed too.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: rill_client::Producer) {
+    /// producer.close().await;
+    /// # }
+    /// ```
+    pub async fn close(&self) {
+        self.handle.close().await;
+    }
+
+    /// The cluster this producer talks to.
+    pub fn cluster(&self) -> &std::sync::Arc<Cluster> {
+        self.handle.cluster()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,678 @@
+//! The producer's background task: it owns the accumulator, partitions records, sends ready
+//! batches (at most `max_in_flight` requests per broker), and turns answers into outcomes,
+//! retrying what may succeed later. Other tasks talk to it over channels only.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use rill_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use rill_protocol::kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+};
+use rill_protocol::{ErrorCode, StrBytes};
+use rill_record::BatchBuilder;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::accumulator::{Accumulator, ProducerBatch, TopicPartition};
+use super::partitioner::PartitionerState;
+use super::{Acks, Pending, ProducerConfig, ProducerRecord, RecordMetadata, Reply, now_ms};
+use crate::cluster::{Cluster, TopicMetadata};
+use crate::error::{ClientError, Result};
+
+enum Command {
+    Send(Pending),
+    Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
+}
+
+enum Event {
+    Metadata(String, Result<TopicMetadata>),
+    ProducerId(Result<(i64, i16)>),
+    Produced(i32, Vec<(ProducerBatch, Result<(i64, i64)>)>),
+}
+
+/// The handle producers hold: the command channel into the task.
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    commands: mpsc::Sender<Command>,
+    cluster: Arc<Cluster>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Send(_) => "Send",
+            Self::Flush(_) => "Flush",
+            Self::Close(_) => "Close",
+        })
+    }
+}
+
+impl Handle {
+    pub(crate) fn start(config: ProducerConfig, cluster: Arc<Cluster>) -> Self {
+        let (commands, rx) = mpsc::channel(config.channel_buffer);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let task = Sender {
+            accumulator: Accumulator::new(config.batch_size, config.linger),
+            partitioner: PartitionerState::new(config.partitioner),
+            cluster: Arc::clone(&cluster),
+            config,
+            events_tx,
+            waiting: HashMap::new(),
+            fetching: HashSet::new(),
+            metadata_retry: HashMap::new(),
+            in_flight: HashMap::new(),
+            outstanding: BTreeSet::new(),
+            flushes: Vec::new(),
+            closing: None,
+            next_id: 0,
+            producer_id: None,
+            fetching_pid: false,
+            pid_retry_at: None,
+            reset_pid: false,
+            sequences: HashMap::new(),
+        };
+        drop(tokio::spawn(task.run(rx, events)));
+        Self { commands, cluster }
+    }
+
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    pub(crate) async fn enqueue(&self, record: ProducerRecord, reply: Reply) -> Result<()> {
+        let size = record.estimated_size();
+        let record_timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let pending = Pending {
+            id: 0,
+            record,
+            reply,
+            enqueued: Instant::now(),
+            timestamp: record_timestamp,
+            size,
+        };
+        self.commands
+            .send(Command::Send(pending))
+            .await
+            .map_err(|_closed| ClientError::Closed("producer"))
+    }
+
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Sender {
+    config: ProducerConfig,
+    cluster: Arc<Cluster>,
+    accumulator: Accumulator,
+    partitioner: PartitionerState,
+    events_tx: mpsc::UnboundedSender<Event>,
+    /// Records whose topic's metadata is being fetched.
+    waiting: HashMap<String, Vec<Pending>>,
+    fetching: HashSet<String>,
+    metadata_retry: HashMap<String, Instant>,
+    /// Produce requests in flight per broker.
+    in_flight: HashMap<i32, usize>,
+    /// Ids of records without an outcome yet.
+    outstanding: BTreeSet<u64>,
+    /// Flushes waiting for every record up to an id.
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    closing: Option<oneshot::Sender<()>>,
+    next_id: u64,
+    producer_id: Option<(i64, i16)>,
+    fetching_pid: bool,
+    pid_retry_at: Option<Instant>,
+    /// A sent batch failed for good: get a new producer id once nothing is in flight.
+    reset_pid: bool,
+    /// Next sequence per partition (idempotence).
+    sequences: HashMap<TopicPartition, i32>,
+}
+
+impl Sender {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) {
+        let mut accepting = true;
+        loop {
+            self.step().await;
+            if let Some(done) = self.finished() {
+                let _ = done.send(());
+                return;
+            }
+            let wakeup = self.next_wakeup();
+            tokio::select! {
+                command = commands.recv(), if accepting => match command {
+                    Some(Command::Send(pending)) => self.accept(pending).await,
+                    Some(Command::Flush(done)) => self.flushes.push((self.next_id, done)),
+                    Some(Command::Close(done)) => {
+                        // Refuse new records; what is queued in the channel is still taken.
+                        commands.close();
+                        while let Some(command) = commands.recv().await {
+                            match command {
+                                Command::Send(pending) => self.accept(pending).await,
+                                Command::Flush(d) | Command::Close(d) => self.flushes.push((self.next_id, d)),
+                            }
+                        }
+                        accepting = false;
+                        self.closing = Some(done);
+                    }
+                    None => {
+                        accepting = false;
+                        let (done, _) = oneshot::channel();
+                        self.closing = Some(done);
+                    }
+                },
+                Some(event) = events.recv() => self.on_event(event).await,
+                () = sleep_until(wakeup) => {}
+            }
+        }
+    }
+
+    fn finished(&mut self) -> Option<oneshot::Sender<()>> {
+        let idle = self.outstanding.is_empty();
+        if idle {
+            for (_, done) in self.flushes.drain(..) {
+                let _ = done.send(());
+            }
+        } else if let Some(&first) = self.outstanding.first() {
+            let (done, waiting): (Vec<_>, Vec<_>) =
+                self.flushes.drain(..).partition(|(upto, _)| *upto <= first);
+            self.flushes = waiting;
+            for (_, tx) in done {
+                let _ = tx.send(());
+            }
+        }
+        if idle { self.closing.take() } else { None }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let mut at = self.accumulator.next_wakeup();
+        let mut consider = |t: Option<Instant>| {
+            at = match (at, t) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        };
+        consider(self.metadata_retry.values().min().copied());
+        consider(self.pid_retry_at);
+        // Delivery timeouts are checked at least every 100 ms while records wait.
+        if !self.outstanding.is_empty() {
+            consider(Some(Instant::now() + std::time::Duration::from_millis(100)));
+        }
+        at
+    }
+
+    async fn accept(&mut self, mut pending: Pending) {
+        pending.id = self.next_id;
+        self.next_id += 1;
+        let _ = self.outstanding.insert(pending.id);
+        if pending.size > self.config.max_request_size {
+            let err = ClientError::RecordTooLarge {
+                topic: pending.record.topic.clone(),
+                size: pending.size,
+                max: self.config.max_request_size,
+            };
+            self.complete(pending, Err(err)).await;
+            return;
+        }
+        let topic = pending.record.topic.clone();
+        match self
+            .cluster
+            .cached_topic(&topic)
+            .filter(|t| t.error.is_none())
+        {
+            Some(meta) if !self.waiting.contains_key(&topic) => self.place(&meta, pending).await,
+            _ => {
+                self.waiting.entry(topic.clone()).or_default().push(pending);
+                self.fetch_metadata(topic);
+            }
+        }
+    }
+
+    fn fetch_metadata(&mut self, topic: String) {
+        if self.metadata_retry.contains_key(&topic) || !self.fetching.insert(topic.clone()) {
+            return;
+        }
+        let cluster = Arc::clone(&self.cluster);
+        let events = self.events_tx.clone();
+        drop(tokio::spawn(async move {
+            let result = cluster.topic_metadata(&topic).await;
+            let _ = events.send(Event::Metadata(topic, result));
+        }));
+    }
+
+    /// Partitions a record and appends it.
+    async fn place(&mut self, meta: &TopicMetadata, pending: Pending) {
+        let count = meta.partition_count();
+        let chosen = match pending.record.partition {
+            Some(p) => Some(p),
+            None => self
+                .partitioner
+                .choose(&meta.name, pending.record.key.as_deref(), count),
+        };
+        let partition = match chosen {
+            Some(p) if (0..count).contains(&p) => p,
+            other => {
+                let err = ClientError::InvalidPartition {
+                    topic: meta.name.clone(),
+                    partition: other,
+                    partitions: count,
+                };
+                self.complete(pending, Err(err)).await;
+                return;
+            }
+        };
+        let tp = (meta.name.clone(), partition);
+        if self.accumulator.append(tp, pending, Instant::now()) {
+            self.partitioner.batch_closed(&meta.name, partition);
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Metadata(topic, result) => {
+                let _ = self.fetching.remove(&topic);
+                let records = self.waiting.remove(&topic).unwrap_or_default();
+                match result {
+                    Ok(meta) => {
+                        for pending in records {
+                            self.place(&meta, pending).await;
+                        }
+                    }
+                    Err(err) if err.is_retriable() => {
+                        tracing::debug!(%topic, %err, "metadata not ready; retrying");
+                        let _ = self.waiting.insert(topic.clone(), records);
+                        let _ = self
+                            .metadata_retry
+                            .insert(topic, Instant::now() + self.config.retry_backoff);
+                    }
+                    Err(err) => {
+                        for pending in records {
+                            self.complete(pending, Err(err.clone())).await;
+                        }
+                    }
+                }
+            }
+            Event::ProducerId(result) => {
+                self.fetching_pid = false;
+                match result {
+                    Ok(pid) => {
+                        tracing::debug!(producer_id = pid.0, producer_epoch = pid.1, "producer id");
+                        self.producer_id = Some(pid);
+                        self.sequences.clear();
+                        self.accumulator.reset_sequences();
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "init producer id failed; retrying");
+                        self.pid_retry_at = Some(Instant::now() + self.config.retry_backoff);
+                    }
+                }
+            }
+            Event::Produced(leader, results) => {
+                if let Some(n) = self.in_flight.get_mut(&leader) {
+                    *n = n.saturating_sub(1);
+                }
+                for (batch, result) in results {
+                    self.on_produced(batch, result).await;
+                }
+            }
+        }
+    }
+
+    async fn on_produced(&mut self, mut batch: ProducerBatch, result: Result<(i64, i64)>) {
+        let tp = batch.tp.clone();
+        match result {
+            Ok((base_offset, append_time)) => {
+                self.accumulator.done(&tp);
+                for (i, pending) in batch.records.into_iter().enumerate() {
+                    let offset = if base_offset < 0 {
+                        -1
+                    } else {
+                        base_offset + i as i64
+                    };
+                    let timestamp = if append_time >= 0 {
+                        append_time
+                    } else {
+                        pending.timestamp
+                    };
+                    let meta = RecordMetadata {
+                        partition: tp.1,
+                        offset,
+                        timestamp,
+                    };
+                    self.complete(pending, Ok(meta)).await;
+                }
+            }
+            Err(err) => {
+                if err.invalidates_metadata() {
+                    self.cluster.invalidate();
+                }
+                let explained_gap = err.code() == Some(ErrorCode::OutOfOrderSequenceNumber)
+                    && batch
+                        .base_sequence
+                        .is_some_and(|seq| self.accumulator.has_earlier(&tp, seq));
+                let unknown_pid = err.code() == Some(ErrorCode::UnknownProducerId);
+                let retriable = err.is_retriable() || explained_gap || unknown_pid;
+                let expired = batch.oldest() + self.config.delivery_timeout <= Instant::now();
+                if retriable && !expired && batch.attempts <= self.config.retries {
+                    tracing::debug!(topic = %tp.0, partition = tp.1, %err, attempts = batch.attempts, "retrying batch");
+                    if unknown_pid {
+                        self.reset_pid = true;
+                    }
+                    let retry_at = Instant::now() + self.config.retry_backoff;
+                    self.accumulator.requeue(batch, retry_at);
+                    return;
+                }
+                self.accumulator.done(&tp);
+                if batch.base_sequence.is_some() {
+                    // The broker may or may not have it: later sequences would be refused
+                    // as a gap, so start again with a new producer id.
+                    self.reset_pid = true;
+                }
+                let err = if expired && retriable {
+                    ClientError::Timeout {
+                        what: format!("delivery to topic '{}' partition {} ({err})", tp.0, tp.1),
+                        after: self.config.delivery_timeout,
+                    }
+                } else {
+                    err
+                };
+                for pending in batch.records.drain(..) {
+                    self.complete(pending, Err(err.clone())).await;
+                }
+            }
+        }
+    }
+
+    async fn complete(&mut self, pending: Pending, outcome: Result<RecordMetadata>) {
+        let _ = self.outstanding.remove(&pending.id);
+        pending.complete(outcome).await;
+    }
+
+    /// Timeouts, producer id, and sending what is ready.
+    async fn step(&mut self) {
+        let now = Instant::now();
+        self.expire(now).await;
+        let due: Vec<String> = self
+            .metadata_retry
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in due {
+            let _ = self.metadata_retry.remove(&topic);
+            self.fetch_metadata(topic);
+        }
+        if self.config.enable_idempotence {
+            if self.reset_pid && self.accumulator.in_flight() == 0 {
+                self.reset_pid = false;
+                self.producer_id = None;
+            }
+            if self.producer_id.is_none() {
+                self.init_producer_id(now);
+                return;
+            }
+            if self.reset_pid {
+                return;
+            }
+        }
+        self.send_ready(now);
+    }
+
+    async fn expire(&mut self, now: Instant) {
+        let Some(older_than) = now.checked_sub(self.config.delivery_timeout) else {
+            return;
+        };
+        let after = self.config.delivery_timeout;
+        let timeout = move |topic: &str| ClientError::Timeout {
+            what: format!("delivery to topic '{topic}'"),
+            after,
+        };
+        for batch in self.accumulator.expire(older_than) {
+            if batch.base_sequence.is_some() {
+                self.reset_pid = true;
+            }
+            let err = timeout(&batch.tp.0);
+            for pending in batch.records {
+                self.complete(pending, Err(err.clone())).await;
+            }
+        }
+        let mut expired = Vec::new();
+        for records in self.waiting.values_mut() {
+            let (old, keep): (Vec<_>, Vec<_>) =
+                records.drain(..).partition(|p| p.enqueued <= older_than);
+            *records = keep;
+            expired.extend(old);
+        }
+        for pending in expired {
+            let err = timeout(&pending.record.topic);
+            self.complete(pending, Err(err)).await;
+        }
+    }
+
+    fn init_producer_id(&mut self, now: Instant) {
+        if self.fetching_pid || self.pid_retry_at.is_some_and(|at| at > now) {
+            return;
+        }
+        self.fetching_pid = true;
+        self.pid_retry_at = None;
+        let cluster = Arc::clone(&self.cluster);
+        let events = self.events_tx.clone();
+        drop(tokio::spawn(async move {
+            let result = async {
+                let conn = cluster.any_connection().await?;
+                let response = conn
+                    .request(
+                        InitProducerIdRequest::default()
+                            .with_transactional_id(None)
+                            .with_transaction_timeout_ms(-1)
+                            .with_producer_id((-1).into())
+                            .with_producer_epoch(-1),
+                    )
+                    .await?;
+                ClientError::check(response.error_code, || {
+                    format!("init producer id at {}", conn.addr())
+                })?;
+                Ok((response.producer_id.0, response.producer_epoch))
+            }
+            .await;
+            let _ = events.send(Event::ProducerId(result));
+        }));
+    }
+
+    fn send_ready(&mut self, now: Instant) {
+        let flush = !self.flushes.is_empty() || self.closing.is_some();
+        let ready = self
+            .accumulator
+            .ready(now, flush, self.config.max_in_flight);
+        // Group by leader; one request per leader, one batch per partition in it.
+        let mut by_leader: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
+        for tp in ready {
+            match self
+                .cluster
+                .cached_topic(&tp.0)
+                .and_then(|t| t.leader(tp.1))
+            {
+                Some(leader) => by_leader.entry(leader).or_default().push(tp),
+                None => {
+                    self.cluster.invalidate();
+                    self.fetch_metadata(tp.0.clone());
+                }
+            }
+        }
+        for (leader, tps) in by_leader {
+            let in_flight = self.in_flight.entry(leader).or_insert(0);
+            if *in_flight >= self.config.max_in_flight {
+                continue;
+            }
+            let mut batches = Vec::new();
+            let mut size = 0;
+            for tp in tps {
+                if !batches.is_empty() && size >= self.config.max_request_size / 2 {
+                    break;
+                }
+                if let Some(mut batch) = self.accumulator.take(&tp) {
+                    self.partitioner.batch_closed(&tp.0, tp.1);
+                    batch.attempts += 1;
+                    if let Some((_, _)) = self.producer_id {
+                        if batch.base_sequence.is_none() {
+                            let next = self.sequences.entry(tp.clone()).or_insert(0);
+                            batch.base_sequence = Some(*next);
+                            let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
+                            *next = next
+                                .checked_add(count)
+                                .unwrap_or(count - (i32::MAX - *next) - 1);
+                        }
+                    }
+                    size += batch.size;
+                    batches.push(batch);
+                }
+            }
+            if batches.is_empty() {
+                continue;
+            }
+            *in_flight += 1;
+            let cluster = Arc::clone(&self.cluster);
+            let events = self.events_tx.clone();
+            let config = self.config.clone();
+            let pid = self.producer_id;
+            drop(tokio::spawn(async move {
+                let results = produce(&cluster, &config, pid, leader, batches).await;
+                let _ = events.send(Event::Produced(leader, results));
+            }));
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends one produce request with these batches to `leader`; every batch comes back with its
+/// own result.
+async fn produce(
+    cluster: &Cluster,
+    config: &ProducerConfig,
+    pid: Option<(i64, i16)>,
+    leader: i32,
+    batches: Vec<ProducerBatch>,
+) -> Vec<(ProducerBatch, Result<(i64, i64)>)> {
+    let mut built = Vec::with_capacity(batches.len());
+    let mut good = Vec::with_capacity(batches.len());
+    let mut out = Vec::new();
+    for batch in batches {
+        let mut builder = BatchBuilder::with_capacity(batch.size).compression(config.compression);
+        if let (Some((id, epoch)), Some(seq)) = (pid, batch.base_sequence) {
+            builder = builder.producer(id, epoch, seq);
+        }
+        for pending in &batch.records {
+            let _ = builder.push(&pending.record.spec(pending.timestamp));
+        }
+        match builder.build() {
+            Ok(bytes) => {
+                built.push((batch.tp.clone(), bytes));
+                good.push(batch);
+            }
+            Err(err) => {
+                let err = ClientError::Record {
+                    topic: batch.tp.0.clone(),
+                    source: Arc::new(err),
+                };
+                out.push((batch, Err(err)));
+            }
+        }
+    }
+    if good.is_empty() {
+        return out;
+    }
+    let result = send_request(cluster, config, leader, built).await;
+    for batch in good {
+        let outcome = match &result {
+            Ok(response) => partition_result(response, &batch.tp),
+            Err(err) => Err(err.clone()),
+        };
+        out.push((batch, outcome));
+    }
+    out
+}
+
+async fn send_request(
+    cluster: &Cluster,
+    config: &ProducerConfig,
+    leader: i32,
+    built: Vec<(TopicPartition, bytes::Bytes)>,
+) -> Result<Option<ProduceResponse>> {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for ((topic, partition), records) in built {
+        let data = PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(records));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic)))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    let timeout_ms =
+        i32::try_from(config.client.connection.request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let request = ProduceRequest::default()
+        .with_acks(config.acks.value())
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topics);
+    let conn = cluster.broker_connection(leader).await?;
+    if config.acks == Acks::None {
+        let version = conn.version_for(rill_protocol::ApiKey::Produce)?;
+        conn.send_oneway(request, version).await?;
+        return Ok(None);
+    }
+    Ok(Some(conn.request(request).await?))
+}
+
+/// The outcome for one partition: `(base offset, log append time)`.
+fn partition_result(response: &Option<ProduceResponse>, tp: &TopicPartition) -> Result<(i64, i64)> {
+    let Some(response) = response else {
+        return Ok((-1, -1));
+    };
+    let found = response
+        .responses
+        .iter()
+        .filter(|t| t.name.0.as_str() == tp.0)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == tp.1);
+    let Some(p) = found else {
+        return Err(ClientError::Kafka {
+            code: ErrorCode::UnknownServerError,
+            context: format!(
+                "produce to topic '{}' partition {}: no answer for it",
+                tp.0, tp.1
+            ),
+        });
+    };
+    ClientError::check(p.error_code, || {
+        let message = p.error_message.as_ref().map_or("", |m| m.as_str());
+        format!("produce to topic '{}' partition {} {message}", tp.0, tp.1)
+    })?;
+    Ok((p.base_offset, p.log_append_time_ms))
+}
