@@ -4,48 +4,20 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use common::{
-    Broker, Client, Result, check_offsets, connect, consume, create_topic, ms, python_command,
-    read_frame, wait_timeout,
+    Broker, Client, Result, call, check_offsets, connect, consume, create_topic, log_end, ms,
+    produce_one, python_command, wait_timeout,
 };
-use rill_protocol::kafka_protocol::messages::produce_request::{
-    PartitionProduceData, TopicProduceData,
-};
-use rill_protocol::kafka_protocol::messages::{
-    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, TopicName,
-    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-};
-use rill_protocol::{ApiKey, ErrorCode, Request, RequestHeader, Response, ResponseKind, StrBytes};
+use rill_protocol::kafka_protocol::messages::InitProducerIdRequest;
+use rill_protocol::{ApiKey, ErrorCode, ResponseKind};
 use rill_record::{BatchBuilder, RecordSpec};
-
-/// One request and its answer over a raw connection, encoded with rill-protocol.
-fn call(
-    stream: &mut std::net::TcpStream,
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: impl Into<rill_protocol::RequestKind>,
-) -> Result<ResponseKind> {
-    let header = RequestHeader::new(api_key, version, correlation_id).with_client_id("rill-test");
-    let mut buf = BytesMut::new();
-    Request::new(header, body).encode(&mut buf)?;
-    stream.write_all(&buf)?;
-    let frame = read_frame(stream)?;
-    let response = Response::decode(api_key, version, Bytes::from(frame))?;
-    ensure!(
-        response.correlation_id == correlation_id,
-        "answer to another request"
-    );
-    Ok(response.body)
-}
 
 fn batch(producer_id: i64, epoch: i16, first_seq: i32, values: &[&str]) -> Result<Bytes> {
     let mut builder = BatchBuilder::new().producer(producer_id, epoch, first_seq);
@@ -63,51 +35,7 @@ fn produce(
     records: Bytes,
     corr: i32,
 ) -> Result<(i16, i64)> {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let ResponseKind::Produce(response) = call(stream, ApiKey::Produce, 9, corr, request)? else {
-        bail!("not a produce answer");
-    };
-    let partition = response
-        .responses
-        .first()
-        .and_then(|t| t.partition_responses.first())
-        .context("no partition in the produce answer")?;
-    Ok((partition.error_code, partition.base_offset))
-}
-
-fn log_end(stream: &mut std::net::TcpStream, topic: &str, corr: i32) -> Result<i64> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(rill_protocol::kafka_protocol::messages::BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let ResponseKind::ListOffsets(response) = call(stream, ApiKey::ListOffsets, 7, corr, request)?
-    else {
-        bail!("not a list offsets answer");
-    };
-    response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .map(|p| p.offset)
-        .context("no partition in the list offsets answer")
+    produce_one(stream, topic, 0, records, corr)
 }
 
 #[test]
@@ -147,7 +75,7 @@ fn a_replayed_batch_gets_its_original_offsets_and_the_log_does_not_grow() -> Res
         "second batch"
     );
     ensure!(
-        log_end(&mut stream, &topic, 4)? == 5,
+        log_end(&mut stream, &topic, 0, 4)? == 5,
         "five records written"
     );
 
@@ -161,7 +89,7 @@ fn a_replayed_batch_gets_its_original_offsets_and_the_log_does_not_grow() -> Res
         "replayed second batch"
     );
     ensure!(
-        log_end(&mut stream, &topic, 7)? == 5,
+        log_end(&mut stream, &topic, 0, 7)? == 5,
         "the log did not grow"
     );
 
@@ -182,7 +110,7 @@ fn a_replayed_batch_gets_its_original_offsets_and_the_log_does_not_grow() -> Res
         "stale epoch answered {code}"
     );
     ensure!(
-        log_end(&mut stream, &topic, 11)? == 6,
+        log_end(&mut stream, &topic, 0, 11)? == 6,
         "only the bumped batch was written"
     );
 

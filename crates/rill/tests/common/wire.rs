@@ -5,6 +5,19 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use bytes::{Bytes, BytesMut};
+use rill_protocol::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use rill_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use rill_protocol::kafka_protocol::messages::{
+    BrokerId, ListOffsetsRequest, ProduceRequest, TopicName,
+};
+use rill_protocol::{
+    ApiKey, Request, RequestHeader, RequestKind, Response, ResponseKind, StrBytes,
+};
 
 use super::{Broker, Result, hex};
 
@@ -246,4 +259,155 @@ pub fn assert_healthy(broker: &mut Broker) -> Result<()> {
         broker.bootstrap()
     );
     Ok(())
+}
+
+/// One request as a frame (size prefix, header, body), encoded with rill-protocol.
+pub fn encode_request(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: impl Into<RequestKind>,
+) -> Result<BytesMut> {
+    let header = RequestHeader::new(api_key, version, correlation_id).with_client_id("rill-test");
+    let mut buf = BytesMut::new();
+    Request::new(header, body).encode(&mut buf)?;
+    Ok(buf)
+}
+
+/// Writes one request without waiting for its answer (for acks=0, pipelining, long polls).
+pub fn send_request(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: impl Into<RequestKind>,
+) -> Result<()> {
+    stream.write_all(&encode_request(api_key, version, correlation_id, body)?)?;
+    Ok(())
+}
+
+/// Reads the next answer on `stream`, decoded as `api_key` at `version`; it must carry
+/// `correlation_id`.
+pub fn read_response(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+) -> Result<ResponseKind> {
+    let frame = read_frame(stream)?;
+    let response = Response::decode(api_key, version, Bytes::from(frame))?;
+    ensure!(
+        response.correlation_id == correlation_id,
+        "answer to request {}, expected one to {correlation_id}",
+        response.correlation_id
+    );
+    Ok(response.body)
+}
+
+/// One request and its answer over a raw connection, encoded with rill-protocol.
+pub fn call(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: impl Into<RequestKind>,
+) -> Result<ResponseKind> {
+    send_request(stream, api_key, version, correlation_id, body)?;
+    read_response(stream, api_key, version, correlation_id)
+}
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+/// A produce request carrying `records` for one partition.
+pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+/// Produces `records` to one partition (Produce v9, acks=-1) and returns the partition's
+/// (error code, base offset).
+pub fn produce_one(
+    stream: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    correlation_id: i32,
+) -> Result<(i16, i64)> {
+    let request = produce_request(topic, partition, records, -1);
+    let ResponseKind::Produce(response) =
+        call(stream, ApiKey::Produce, 9, correlation_id, request)?
+    else {
+        bail!("not a produce answer");
+    };
+    let answer = response
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .context("no partition in the produce answer")?;
+    ensure!(
+        answer.index == partition,
+        "produce answer for partition {}, sent {partition}",
+        answer.index
+    );
+    Ok((answer.error_code, answer.base_offset))
+}
+
+/// ListOffsets v7 for one partition at `timestamp` (-1 latest, -2 earliest); returns the
+/// partition's (error code, offset).
+pub fn list_offset(
+    stream: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    correlation_id: i32,
+) -> Result<(i16, i64)> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let ResponseKind::ListOffsets(response) =
+        call(stream, ApiKey::ListOffsets, 7, correlation_id, request)?
+    else {
+        bail!("not a list offsets answer");
+    };
+    response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| (p.error_code, p.offset))
+        .context("no partition in the list offsets answer")
+}
+
+/// The log end offset (ListOffsets latest) of one partition; fails on an error code.
+pub fn log_end(
+    stream: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+    correlation_id: i32,
+) -> Result<i64> {
+    let (code, offset) = list_offset(stream, topic, partition, -1, correlation_id)?;
+    ensure!(
+        code == 0,
+        "ListOffsets latest of {topic}/{partition} answered error {code}"
+    );
+    Ok(offset)
 }
