@@ -55,17 +55,21 @@ pub(crate) async fn serve(
             }
         };
         let response = match Request::decode_frame(frame) {
-            Ok(request) => handle(&broker, peer, request).await,
+            Ok(request) => match handle(&broker, peer, request).await {
+                Some(Ok(response)) => response,
+                Some(Err(())) => {
+                    tracing::debug!("closing connection: an acks=0 produce failed");
+                    return;
+                }
+                None => continue, // acks=0: no answer
+            },
             Err(err) => match answer_undecodable(&err) {
-                Some(response) => Some(response),
+                Some(response) => response,
                 None => {
                     tracing::warn!(%err, "closing connection: undecodable request");
                     return;
                 }
             },
-        };
-        let Some(response) = response else {
-            continue; // acks=0: no answer
         };
         write_buf.clear();
         if let Err(err) = response.encode(&mut write_buf) {
@@ -83,7 +87,12 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(broker: &Broker, peer: SocketAddr, request: Request) -> Option<Response> {
+/// Runs a request: `Some(Ok(answer))`, `None` for no answer, `Some(Err(()))` to close.
+async fn handle(
+    broker: &Broker,
+    peer: SocketAddr,
+    request: Request,
+) -> Option<Result<Response, ()>> {
     let span = tracing::debug_span!(
         "request",
         api_key = ?request.header.api_key,
@@ -95,10 +104,14 @@ async fn handle(broker: &Broker, peer: SocketAddr, request: Request) -> Option<R
         peer,
         client_id: header.client_id.as_deref().unwrap_or_default().to_owned(),
     };
-    let body = dispatch::dispatch(broker, &ctx, request)
+    match dispatch::dispatch(broker, &ctx, request)
         .instrument(span)
-        .await;
-    body.map(|body| Response::new(&header, body))
+        .await
+    {
+        dispatch::Reply::Answer(body) => Some(Ok(Response::new(&header, body))),
+        dispatch::Reply::Silent => None,
+        dispatch::Reply::Close => Some(Err(())),
+    }
 }
 
 /// The answer Kafka gives to a request it cannot decode, where it gives one: an ApiVersions

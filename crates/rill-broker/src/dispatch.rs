@@ -12,18 +12,33 @@ pub(crate) struct Context {
     pub(crate) client_id: String,
 }
 
-/// Runs the handler for `request`. `None` means no answer is sent (a produce with acks=0).
+/// What the connection does after a request.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per request, moved once; boxing the answer would allocate per request"
+)]
+pub(crate) enum Reply {
+    /// Send this answer.
+    Answer(ResponseKind),
+    /// Send nothing (a produce with acks=0).
+    Silent,
+    /// Close the connection: how Kafka tells an acks=0 producer that a produce failed.
+    Close,
+}
+
+/// Runs the handler for `request`.
 pub(crate) async fn dispatch(
     broker: &Broker,
     ctx: &Context,
     request: rill_protocol::Request,
-) -> Option<ResponseKind> {
+) -> Reply {
     let version = request.header.api_version;
-    Some(match request.body {
+    Reply::Answer(match request.body {
         RequestKind::ApiVersions(_) => versions::api_versions_response().into(),
         RequestKind::Metadata(req) => handler::metadata::handle(broker, req, version).await.into(),
         RequestKind::Produce(req) => {
-            return handler::produce::handle(broker, req).await.map(Into::into);
+            return handler::produce::handle(broker, req).await;
         }
         RequestKind::Fetch(req) => handler::fetch::handle(broker, req).await.into(),
         RequestKind::ListOffsets(req) => handler::list_offsets::handle(broker, req, version)
@@ -78,7 +93,7 @@ pub(crate) async fn dispatch(
             // The header check admits only the APIs in the version table, and each has an arm
             // above; reaching this is a bug, answered by closing nothing and logging it.
             tracing::error!(request = ?other, "no handler for an advertised API");
-            return None;
+            return Reply::Close;
         }
     })
 }

@@ -298,6 +298,8 @@ impl Owner {
                     PRODUCER_ID_EXPIRATION_MS,
                     self.log.log_start_offset(),
                 );
+                // Publish the new start before answering, as appends publish the new end.
+                self.publish();
                 let _ = reply.send(result);
             }
             Command::Configure(config) => {

@@ -574,6 +574,32 @@ fn an_acks_0_produce_gets_no_answer_and_is_written() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_refused_acks_0_produce_closes_the_connection() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("fire-and-forget-refused");
+    create_ok(&mut c, &topic, 1, &[])?;
+    // Partition 7 does not exist: with acks=0 there is no answer to carry the error, so the
+    // broker closes the connection, as Kafka does, for the producer to notice.
+    send_request(
+        &mut c.stream,
+        ApiKey::Produce,
+        9,
+        200,
+        produce_request(&topic, 7, batch(&[b"x"])?, 0),
+    )?;
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut c.stream, &mut byte);
+    ensure!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "the connection stayed open after a refused acks=0 produce: {read:?}"
+    );
+    let mut fresh = Conn::open(&broker)?;
+    ensure!(fresh.log_end(&topic, 0)? == 0, "nothing was written");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ordering
 
@@ -954,8 +980,9 @@ fn delete_records_moves_the_log_start_durably() -> Result<()> {
         at_3.error_code == OFFSET_OUT_OF_RANGE,
         "fetch at 3 after delete before 4: {at_3:?}"
     );
-    // (The fetch answer's log_start_offset is checked after the restart below: right after a
-    // DeleteRecords the broker may still report the old one, a known bug.)
+    // (The fetch answer's log_start_offset right after a DeleteRecords is checked by
+    // a_fetch_right_after_delete_records_reports_the_new_log_start; here it is checked after a
+    // restart.)
     let at_4 = fetch_at(&mut c, &topic, 0, 4)?;
     let got = batches(at_4.records.as_ref())?;
     ensure!(
@@ -1049,6 +1076,86 @@ fn delete_records_moves_the_log_start_durably() -> Result<()> {
                 .collect::<Vec<_>>()
                 == [10],
         "fetch at 10: {at_10:?}"
+    );
+    Ok(())
+}
+
+/// Once DeleteRecords has answered, every later request sees the new log start, as in Kafka.
+/// A fetch pipelined right behind the DeleteRecords (while another client's acks=all produce
+/// makes the partition owner fsync in the same round) must report it as log_start_offset.
+#[test]
+fn a_fetch_right_after_delete_records_reports_the_new_log_start() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let mut producer = Conn::open(&broker)?;
+    let topic = broker.topic("delete-then-fetch");
+    create_ok(&mut c, &topic, 1, &[])?;
+    let values: Vec<&[u8]> = (0..200).map(|_| b"r".as_slice()).collect();
+    ensure!(
+        c.produce(&topic, 0, batch(&values)?)? == (NONE, 0),
+        "produce"
+    );
+    let one = batch(&[b"more"])?;
+    // Each round: another client's acks=all produce, and at the same moment a DeleteRecords
+    // followed at once by a fetch at the new log start.
+    let mut stale = Vec::new();
+    for before in 1..=100 {
+        send_request(
+            &mut producer.stream,
+            ApiKey::Produce,
+            9,
+            before,
+            produce_request(&topic, 0, one.clone(), -1),
+        )?;
+        let delete = DeleteRecordsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(name(&topic))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(i64::from(before)),
+                    ]),
+            ]);
+        let mut bytes = encode_request(ApiKey::DeleteRecords, 2, 1, delete)?;
+        bytes.extend_from_slice(&encode_request(
+            ApiKey::Fetch,
+            12,
+            2,
+            fetch_request(&topic, &[(0, i64::from(before), 1 << 20)], 0, 1 << 20),
+        )?);
+        c.stream.write_all(&bytes)?;
+        let ResponseKind::DeleteRecords(deleted) =
+            read_response(&mut c.stream, ApiKey::DeleteRecords, 2, 1)?
+        else {
+            bail!("not a DeleteRecords answer");
+        };
+        let low = deleted
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| (p.error_code, p.low_watermark));
+        ensure!(
+            low == Some((NONE, i64::from(before))),
+            "delete before {before}: {low:?}"
+        );
+        let ResponseKind::Fetch(fetched) = read_response(&mut c.stream, ApiKey::Fetch, 12, 2)?
+        else {
+            bail!("not a Fetch answer");
+        };
+        let got = part(&fetched, 0)?;
+        if got.error_code != NONE || got.log_start_offset != i64::from(before) {
+            stale.push((before, got.error_code, got.log_start_offset));
+        }
+        let _ = read_response(&mut producer.stream, ApiKey::Produce, 9, before)?;
+    }
+    ensure!(
+        stale.is_empty(),
+        "{} of 100 fetches sent right behind a DeleteRecords answered a stale log start; \
+         (delete before, fetch error, fetch log_start_offset): {:?}",
+        stale.len(),
+        stale.iter().take(5).collect::<Vec<_>>()
     );
     Ok(())
 }
@@ -1518,6 +1625,31 @@ fn create_topics_refuses_what_it_cannot_serve_and_defaults_the_partition_count()
         topic_names(&mut c)?.is_empty(),
         "refused topics exist: {:?}",
         topic_names(&mut c)?
+    );
+
+    // A config with a null value is refused, as Kafka refuses it.
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name("null-config"))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(vec![
+                    CreatableTopicConfig::default()
+                        .with_name(text("retention.ms"))
+                        .with_value(None),
+                ]),
+        ]);
+    let response = ask!(&mut c, CreateTopics, 7, request);
+    ensure!(
+        response.topics.first().map(|t| t.error_code) == Some(INVALID_CONFIG),
+        "a null config value: {:?}",
+        response.topics
+    );
+    ensure!(
+        topic_names(&mut c)?.is_empty(),
+        "a topic with a null config was created"
     );
 
     // validate_only creates nothing.

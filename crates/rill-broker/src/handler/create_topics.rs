@@ -46,11 +46,23 @@ pub(crate) async fn handle(
             None
         };
         let mut overrides = BTreeMap::new();
+        let mut null_config = None;
         for config in topic.configs {
-            if let Some(value) = config.value {
-                let _ = overrides.insert(config.name.to_string(), value.to_string());
+            match config.value {
+                Some(value) => {
+                    let _ = overrides.insert(config.name.to_string(), value.to_string());
+                }
+                None => null_config = Some(config.name.to_string()),
             }
         }
+        let refused = refused.or_else(|| {
+            null_config.map(|name| {
+                (
+                    ErrorCode::InvalidConfig,
+                    format!("config {name} has a null value"),
+                )
+            })
+        });
         let outcome = match refused {
             Some(err) => Err(err),
             None => {

@@ -17,7 +17,11 @@ pub(crate) async fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitP
             .with_producer_epoch(-1)
     };
     // As Kafka: an empty transactional id is a malformed request, not "no transactional id".
-    if req.transactional_id.as_ref().is_some_and(|id| id.is_empty()) {
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty())
+    {
         return refused(ErrorCode::InvalidRequest);
     }
     if req.transactional_id.is_some() {

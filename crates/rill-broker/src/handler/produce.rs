@@ -13,6 +13,7 @@ use rill_record::{Batch, BatchHeader, MAGIC_V2, RecordError};
 
 use crate::broker::Broker;
 use crate::config::AckDurability;
+use crate::dispatch::Reply;
 
 /// A partition's outcome before the owner answers: an error found while checking, or the
 /// pending append.
@@ -21,7 +22,7 @@ enum Pending<F> {
     Appending(F),
 }
 
-pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
     let acks = req.acks;
     let durable = acks == -1 && broker.config.ack_durability == AckDurability::Fsync;
     let refuse_all = match acks {
@@ -65,7 +66,13 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Option<Produ
         pending.push((topic_data.name, topic, partitions));
     }
     if acks == 0 {
-        return None;
+        // No answer; but a refused batch closes the connection, as Kafka does, so that the
+        // producer learns of it. (Failures inside the owner are not awaited: they are logged.)
+        let refused = pending
+            .iter()
+            .flat_map(|(_, _, partitions)| partitions)
+            .any(|(_, outcome)| matches!(outcome, Pending::Failed(..)));
+        return if refused { Reply::Close } else { Reply::Silent };
     }
 
     let deadline = tokio::time::Instant::now()
@@ -115,7 +122,7 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Option<Produ
                 .with_partition_responses(out),
         );
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Reply::Answer(ProduceResponse::default().with_responses(responses).into())
 }
 
 /// Checks a partition's records: exactly one v2 batch, within the size limit, with a valid CRC
