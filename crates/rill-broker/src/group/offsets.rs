@@ -266,3 +266,85 @@ fn json(value: &impl Serialize) -> Result<Bytes, ErrorCode> {
         ErrorCode::UnknownServerError
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(offset: i64, commit_ms: i64) -> Committed {
+        Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: Some(format!("m{offset}")),
+            commit_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_survive_reopen_and_expire_by_age() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        store
+            .commit(
+                "g",
+                vec![
+                    ("t".to_owned(), 0, committed(5, 1_000)),
+                    ("t".to_owned(), 1, committed(7, 9_000)),
+                ],
+            )
+            .await
+            .map_err(|c| c.name())?;
+        store
+            .commit("h", vec![("t".to_owned(), 0, committed(3, 1_000))])
+            .await
+            .map_err(|c| c.name())?;
+        assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5));
+        // Offsets committed before the cutoff go; later ones stay.
+        assert_eq!(store.expire("g", 5_000).await.map_err(|c| c.name())?, 1);
+        assert_eq!(store.fetch("g", "t", 0), None);
+        assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
+        store.delete("h", None).await.map_err(|c| c.name())?;
+        assert!(store.groups().iter().all(|g| g != "h"));
+        tokio::task::spawn_blocking(move || store.close_blocking()).await?;
+
+        // Reopened from the log: the same state, expiry and deletion included.
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        assert_eq!(store.fetch("g", "t", 0), None);
+        assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
+        assert_eq!(store.groups(), vec!["g".to_owned()]);
+        tokio::task::spawn_blocking(move || store.close_blocking()).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_only_live_offsets() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        // Many commits of the same two partitions: far more records than live offsets.
+        for i in 0..6_000 {
+            store
+                .commit(
+                    "g",
+                    vec![
+                        ("t".to_owned(), 0, committed(i, 1)),
+                        ("t".to_owned(), 1, committed(i + 1, 1)),
+                    ],
+                )
+                .await
+                .map_err(|c| c.name())?;
+        }
+        store.compact().await.map_err(|c| c.name())?;
+        let offsets = store.log.offsets();
+        assert_eq!(
+            offsets.log_end - offsets.log_start,
+            2,
+            "only the live offsets remain"
+        );
+        tokio::task::spawn_blocking(move || store.close_blocking()).await?;
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5_999));
+        assert_eq!(store.fetch("g", "t", 1).map(|c| c.offset), Some(6_000));
+        tokio::task::spawn_blocking(move || store.close_blocking()).await?;
+        Ok(())
+    }
+}
