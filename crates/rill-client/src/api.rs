@@ -5,8 +5,8 @@
 use rill_protocol::ApiKey;
 use rill_protocol::kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestKind, ResponseKind,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestKind, ResponseKind,
 };
 
 /// A request body this client can send: its API, and how to take its typed response out of
@@ -45,6 +45,9 @@ api_requests! {
     Produce ProduceRequest ProduceResponse 3..=12;
     // v4 is the first returning record format v2; v13 names topics by id only.
     Fetch FetchRequest FetchResponse 4..=12;
+    // v1 is the first with one offset per timestamp; v7 adds MAX_TIMESTAMP (-3), which this
+    // client does not ask for; v8+ add tiered-storage specs and a timeout.
+    ListOffsets ListOffsetsRequest ListOffsetsResponse 1..=7;
     // v4 adds allow_auto_topic_creation; v13 only adds a top-level error code.
     Metadata MetadataRequest MetadataResponse 4..=12;
     // v3 is the first with client software name and version (KIP-511).
