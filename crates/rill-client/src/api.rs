@@ -8,6 +8,15 @@ use rill_protocol::kafka_protocol::messages::{
     InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
     MetadataResponse, ProduceRequest, ProduceResponse, RequestKind, ResponseKind,
 };
+// The admin client's APIs.
+use rill_protocol::kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse, OffsetFetchRequest,
+    OffsetFetchResponse,
+};
 
 /// A request body this client can send: its API, and how to take its typed response out of
 /// `rill-protocol`'s [`ResponseKind`] enum.
@@ -53,6 +62,23 @@ api_requests! {
     // v3 is the first with client software name and version (KIP-511).
     ApiVersions ApiVersionsRequest ApiVersionsResponse 0..=3;
     InitProducerId InitProducerIdRequest InitProducerIdResponse 0..=5;
+    // The admin client's APIs (`admin/`), each read and filled in across the whole range.
+    // v8 asks for several groups at once in `groups`; v1-7 name one group.
+    OffsetFetch OffsetFetchRequest OffsetFetchResponse 1..=9;
+    // v4 asks for several keys at once in `coordinator_keys`; v0-3 name one key.
+    FindCoordinator FindCoordinatorRequest FindCoordinatorResponse 0..=6;
+    // v6 reports an unknown group as GROUP_ID_NOT_FOUND (before: state Dead, no error).
+    DescribeGroups DescribeGroupsRequest DescribeGroupsResponse 0..=6;
+    // v4 adds the states filter (applied client-side below v4), v5 the types filter.
+    ListGroups ListGroupsRequest ListGroupsResponse 0..=5;
+    // v2 is the lowest Kafka 4 keeps; v5 returns the new topic's configs, v7 its id.
+    CreateTopics CreateTopicsRequest CreateTopicsResponse 2..=7;
+    // v6 names topics in `topics` (by name or id) rather than `topic_names`.
+    DeleteTopics DeleteTopicsRequest DeleteTopicsResponse 1..=6;
+    DescribeConfigs DescribeConfigsRequest DescribeConfigsResponse 1..=4;
+    CreatePartitions CreatePartitionsRequest CreatePartitionsResponse 0..=3;
+    DeleteGroups DeleteGroupsRequest DeleteGroupsResponse 0..=2;
+    IncrementalAlterConfigs IncrementalAlterConfigsRequest IncrementalAlterConfigsResponse 0..=1;
 }
 
 /// The `(min, max)` versions this client handles for `api_key`, if it speaks it at all.
