@@ -9,6 +9,9 @@
 //!   where the record landed) and [`AsyncProducer`] (sarama's AsyncProducer shape: an input
 //!   and `successes()`/`errors()` receivers), both on one batching core with `linger`,
 //!   `batch_size`, compression, retries, `max_in_flight` and idempotence.
+//! - [`consumer`]: [`Consumer`] (partitions, start offsets) and [`PartitionConsumer`]
+//!   (sarama's `ConsumePartition` shape: one partition's records from an [`Offset`] on,
+//!   fetched ahead by a background task, across leader changes and broker restarts).
 //! - [`ClientError`]: the one error type.
 //!
 //! Wire formats come from `rill-protocol` (framing, headers, message bodies) and
@@ -33,6 +36,7 @@
 mod api;
 mod cluster;
 mod connection;
+pub mod consumer;
 mod error;
 pub mod producer;
 
@@ -44,6 +48,9 @@ pub use cluster::{
 pub use connection::{
     CLIENT_SOFTWARE_NAME, CLIENT_SOFTWARE_VERSION, Connection, ConnectionConfig,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_REQUEST_TIMEOUT,
+};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset, PartitionConsumer,
 };
 pub use error::{ClientError, Result};
 pub use producer::{
