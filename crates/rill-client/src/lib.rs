@@ -33,13 +33,20 @@
 #![doc(test(attr(deny(warnings))))]
 #![warn(missing_docs)]
 
+pub mod admin;
 mod api;
+pub mod blocking;
 mod cluster;
 mod connection;
 pub mod consumer;
 mod error;
 pub mod producer;
 
+pub use admin::{
+    Admin, AdminConfig, AlterConfigOp, CommittedOffset, ConfigEntry, ConfigResource,
+    ConfigSource, CreatedTopic, GroupDescription, GroupListing, GroupMember, ListedOffset,
+    NewTopic, OffsetSpec, PartitionInfo, PartitionLag, TopicDescription, TopicListing,
+};
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{
     ClientConfig, Cluster, DEFAULT_METADATA_MAX_AGE, DEFAULT_RECONNECT_BACKOFF,

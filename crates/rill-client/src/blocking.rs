@@ -1,0 +1,565 @@
+//! Blocking wrappers for code without an async runtime (mini-redis's `blocking_client` shape).
+//!
+//! Each wrapper owns the async client and a `current_thread` tokio runtime, and every method
+//! is the async method run to completion with `Runtime::block_on`. The async client is the
+//! only implementation; these add no behaviour of their own.
+//!
+//! - [`Producer`]: [`send`](Producer::send) blocks until the record is delivered (or fails),
+//!   then returns where it landed.
+//! - [`Admin`]: every method of [`crate::Admin`].
+//!
+//! The consumer ([`crate::Consumer`]) has no blocking wrapper yet; one will follow the same
+//! shape (the async consumer plus a runtime, each method a `block_on`).
+//!
+//! # Not inside a runtime
+//! **Do not call these from async code**, nor from a thread already inside a tokio runtime:
+//! `block_on` panics there ("Cannot start a runtime from within a runtime"), and dropping a
+//! wrapper there panics too, because it drops a runtime. From async code use the async
+//! clients; from a runtime worker thread that must block, use `tokio::task::spawn_blocking`.
+//!
+//! # Background work
+//! A `current_thread` runtime runs tasks only while some thread is inside `block_on`. The
+//! producer's batching task and each connection's reader and writer therefore make progress
+//! during calls, not between them. That is enough here because every call waits for its own
+//! outcome ([`Producer::send`] returns only once the record is delivered), but it means an
+//! idle wrapper holds its connections open without reading them. Calls from several threads
+//! at once are allowed: one of them drives the runtime while the others wait.
+
+use std::sync::Arc;
+
+use tokio::runtime::Runtime;
+
+use crate::admin::{
+    AdminConfig, AlterConfigOp, CommittedOffset, ConfigEntry, ConfigResource, CreatedTopic,
+    GroupDescription, GroupListing, ListedOffset, NewTopic, OffsetSpec, PartitionLag,
+    TopicDescription, TopicListing,
+};
+use crate::cluster::Cluster;
+use crate::error::{ClientError, Result};
+use crate::producer::{ProducerConfig, ProducerRecord, RecordMetadata};
+
+/// A `current_thread` runtime with I/O and timers.
+fn runtime() -> Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ClientError::Io {
+            addr: "a new tokio runtime".to_owned(),
+            source: Arc::new(source),
+        })
+}
+
+/// The blocking producer: [`crate::Producer`] on its own `current_thread` runtime.
+///
+/// Must not be used from inside an async runtime (see the [module docs](self)).
+///
+/// ```no_run
+/// use rill_client::{ClientConfig, ProducerConfig, ProducerRecord};
+/// use rill_client::blocking::Producer;
+///
+/// # fn main() -> Result<(), rill_client::ClientError> {
+/// let producer = Producer::new(ProducerConfig::new(ClientConfig::new(["127.0.0.1:9092"])))?;
+/// let meta = producer.send(ProducerRecord::new("events").value("hello"))?;
+/// println!("partition {} offset {}", meta.partition, meta.offset);
+/// producer.close();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Producer {
+    // Dropped before the runtime its tasks live on.
+    inner: crate::Producer,
+    rt: Runtime,
+}
+
+impl Producer {
+    /// Starts a producer and its runtime. Nothing is connected until the first send.
+    ///
+    /// ```no_run
+    /// # use rill_client::{ClientConfig, ProducerConfig};
+    /// # fn main() -> Result<(), rill_client::ClientError> {
+    /// let producer = rill_client::blocking::Producer::new(ProducerConfig::new(
+    ///     ClientConfig::new(["127.0.0.1:9092"]),
+    /// ))?;
+    /// # drop(producer);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(config: ProducerConfig) -> Result<Self> {
+        let rt = runtime()?;
+        // The producer spawns its batching task on the runtime it is created in.
+        let inner = {
+            let _entered = rt.enter();
+            crate::Producer::new(config)?
+        };
+        Ok(Self { inner, rt })
+    }
+
+    /// Sends one record and blocks until its outcome: where it landed, or why it failed
+    /// (after retries, within `delivery_timeout`).
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::ProducerRecord;
+    /// let meta = producer.send(ProducerRecord::new("events").key("k").value("v"))?;
+    /// println!("offset {}", meta.offset);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send(&self, record: ProducerRecord) -> Result<RecordMetadata> {
+        self.rt.block_on(self.inner.send(record))
+    }
+
+    /// Blocks until every record handed over so far has its outcome. (With only this
+    /// wrapper's `send`, which waits for each record, there is never anything pending; it
+    /// matters when other threads send at the same time.)
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) {
+    /// producer.flush();
+    /// # }
+    /// ```
+    pub fn flush(&self) {
+        self.rt.block_on(self.inner.flush());
+    }
+
+    /// Flushes, stops the producer's task and shuts the runtime down.
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: rill_client::blocking::Producer) {
+    /// producer.close();
+    /// # }
+    /// ```
+    pub fn close(self) {
+        self.rt.block_on(self.inner.close());
+    }
+
+    /// The cluster this producer talks to.
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) {
+    /// println!("{:?}", producer.cluster().config().bootstrap);
+    /// # }
+    /// ```
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        self.inner.cluster()
+    }
+}
+
+/// The blocking admin client: [`crate::Admin`] on its own `current_thread` runtime. Every
+/// method blocks until the async one would have returned, with the same results and errors.
+///
+/// Must not be used from inside an async runtime (see the [module docs](self)).
+///
+/// ```no_run
+/// use rill_client::{AdminConfig, ClientConfig, NewTopic};
+/// use rill_client::blocking::Admin;
+///
+/// # fn main() -> Result<(), rill_client::ClientError> {
+/// let admin = Admin::new(AdminConfig::new(ClientConfig::new(["127.0.0.1:9092"])))?;
+/// admin.create_topic(NewTopic::new("events", 3))?;
+/// println!("{:?}", admin.describe_topic("events")?);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Admin {
+    inner: crate::Admin,
+    rt: Runtime,
+}
+
+impl Admin {
+    /// An admin client and its runtime; nothing is connected until the first call.
+    ///
+    /// ```no_run
+    /// # use rill_client::{AdminConfig, ClientConfig};
+    /// # fn main() -> Result<(), rill_client::ClientError> {
+    /// let admin = rill_client::blocking::Admin::new(AdminConfig::new(ClientConfig::new([
+    ///     "127.0.0.1:9092",
+    /// ])))?;
+    /// # drop(admin);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(config: AdminConfig) -> Result<Self> {
+        Ok(Self {
+            inner: crate::Admin::new(config),
+            rt: runtime()?,
+        })
+    }
+
+    /// The async admin client underneath (to share its cluster, say). Its futures must be
+    /// driven by some other runtime: this wrapper's runs only inside its own calls.
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) {
+    /// let cluster = admin.as_async().cluster().clone();
+    /// # drop(cluster);
+    /// # }
+    /// ```
+    pub fn as_async(&self) -> &crate::Admin {
+        &self.inner
+    }
+
+    /// Blocking [`crate::Admin::create_topics`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::NewTopic;
+    /// for result in admin.create_topics(&[NewTopic::new("a", 1), NewTopic::new("b", 2)], false)? {
+    ///     result?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Result<Vec<Result<CreatedTopic>>> {
+        self.rt
+            .block_on(self.inner.create_topics(topics, validate_only))
+    }
+
+    /// Blocking [`crate::Admin::create_topic`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// admin.create_topic(rill_client::NewTopic::new("events", 3))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_topic(&self, topic: NewTopic) -> Result<CreatedTopic> {
+        self.rt.block_on(self.inner.create_topic(topic))
+    }
+
+    /// Blocking [`crate::Admin::delete_topics`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for result in admin.delete_topics(&["a", "b"])? {
+    ///     result?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete_topics<S: AsRef<str> + Sync>(&self, names: &[S]) -> Result<Vec<Result<()>>> {
+        self.rt.block_on(self.inner.delete_topics(names))
+    }
+
+    /// Blocking [`crate::Admin::delete_topic`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// admin.delete_topic("events")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.rt.block_on(self.inner.delete_topic(name))
+    }
+
+    /// Blocking [`crate::Admin::list_topics`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for topic in admin.list_topics()? {
+    ///     println!("{} internal={}", topic.name, topic.internal);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list_topics(&self) -> Result<Vec<TopicListing>> {
+        self.rt.block_on(self.inner.list_topics())
+    }
+
+    /// Blocking [`crate::Admin::describe_topics`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for topic in admin.describe_topics(&["events"])? {
+    ///     println!("{} partitions", topic?.partitions.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn describe_topics<S: AsRef<str> + Sync>(
+        &self,
+        names: &[S],
+    ) -> Result<Vec<Result<TopicDescription>>> {
+        self.rt.block_on(self.inner.describe_topics(names))
+    }
+
+    /// Blocking [`crate::Admin::describe_topic`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// let topic = admin.describe_topic("events")?;
+    /// println!("{} partitions", topic.partitions.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        self.rt.block_on(self.inner.describe_topic(name))
+    }
+
+    /// Blocking [`crate::Admin::create_partitions`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for result in admin.create_partitions(&[("events", 6)], false)? {
+    ///     result?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_partitions<S: AsRef<str> + Sync>(
+        &self,
+        totals: &[(S, i32)],
+        validate_only: bool,
+    ) -> Result<Vec<Result<()>>> {
+        self.rt
+            .block_on(self.inner.create_partitions(totals, validate_only))
+    }
+
+    /// Blocking [`crate::Admin::increase_partitions`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// admin.increase_partitions("events", 6)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn increase_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        self.rt
+            .block_on(self.inner.increase_partitions(topic, total))
+    }
+
+    /// Blocking [`crate::Admin::describe_configs`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::ConfigResource;
+    /// for configs in admin.describe_configs(&[ConfigResource::Broker(0)])? {
+    ///     println!("{} configs", configs?.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn describe_configs(
+        &self,
+        resources: &[ConfigResource],
+    ) -> Result<Vec<Result<Vec<ConfigEntry>>>> {
+        self.rt.block_on(self.inner.describe_configs(resources))
+    }
+
+    /// Blocking [`crate::Admin::describe_topic_configs`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for entry in admin.describe_topic_configs("events")? {
+    ///     println!("{} = {:?}", entry.name, entry.value);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn describe_topic_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
+        self.rt.block_on(self.inner.describe_topic_configs(topic))
+    }
+
+    /// Blocking [`crate::Admin::describe_broker_configs`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// println!("{} configs", admin.describe_broker_configs(0)?.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn describe_broker_configs(&self, node_id: i32) -> Result<Vec<ConfigEntry>> {
+        self.rt
+            .block_on(self.inner.describe_broker_configs(node_id))
+    }
+
+    /// Blocking [`crate::Admin::incremental_alter_configs`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::{AlterConfigOp, ConfigResource};
+    /// let changes = [(
+    ///     ConfigResource::Topic("events".into()),
+    ///     vec![AlterConfigOp::set("retention.ms", "3600000")],
+    /// )];
+    /// for result in admin.incremental_alter_configs(&changes, false)? {
+    ///     result?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn incremental_alter_configs(
+        &self,
+        changes: &[(ConfigResource, Vec<AlterConfigOp>)],
+        validate_only: bool,
+    ) -> Result<Vec<Result<()>>> {
+        self.rt
+            .block_on(self.inner.incremental_alter_configs(changes, validate_only))
+    }
+
+    /// Blocking [`crate::Admin::alter_topic_configs`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::AlterConfigOp;
+    /// admin.alter_topic_configs("events", &[AlterConfigOp::delete("retention.ms")])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn alter_topic_configs(&self, topic: &str, ops: &[AlterConfigOp]) -> Result<()> {
+        self.rt.block_on(self.inner.alter_topic_configs(topic, ops))
+    }
+
+    /// Blocking [`crate::Admin::list_offsets`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::OffsetSpec;
+    /// for listed in admin.list_offsets(&[("events", 0)], OffsetSpec::Earliest)? {
+    ///     println!("starts at {}", listed?.offset);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list_offsets<S: AsRef<str> + Sync>(
+        &self,
+        partitions: &[(S, i32)],
+        spec: OffsetSpec,
+    ) -> Result<Vec<Result<ListedOffset>>> {
+        self.rt.block_on(self.inner.list_offsets(partitions, spec))
+    }
+
+    /// Blocking [`crate::Admin::topic_offsets`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::OffsetSpec;
+    /// for listed in admin.topic_offsets("events", OffsetSpec::Latest)? {
+    ///     println!("partition {} ends at {}", listed.partition, listed.offset);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn topic_offsets(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<ListedOffset>> {
+        self.rt.block_on(self.inner.topic_offsets(topic, spec))
+    }
+
+    /// Blocking [`crate::Admin::list_groups`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for group in admin.list_groups()? {
+    ///     println!("{} {:?}", group.group_id, group.state);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        self.rt.block_on(self.inner.list_groups())
+    }
+
+    /// Blocking [`crate::Admin::list_groups_in_states`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// println!("{} stable groups", admin.list_groups_in_states(&["Stable"])?.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list_groups_in_states<S: AsRef<str> + Sync>(
+        &self,
+        states: &[S],
+    ) -> Result<Vec<GroupListing>> {
+        self.rt.block_on(self.inner.list_groups_in_states(states))
+    }
+
+    /// Blocking [`crate::Admin::describe_groups`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for group in admin.describe_groups(&["billing"])? {
+    ///     println!("{}", group?.state);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn describe_groups<S: AsRef<str> + Sync>(
+        &self,
+        groups: &[S],
+    ) -> Result<Vec<Result<GroupDescription>>> {
+        self.rt.block_on(self.inner.describe_groups(groups))
+    }
+
+    /// Blocking [`crate::Admin::describe_group`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// println!("{} members", admin.describe_group("billing")?.members.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        self.rt.block_on(self.inner.describe_group(group))
+    }
+
+    /// Blocking [`crate::Admin::delete_groups`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for result in admin.delete_groups(&["old"])? {
+    ///     result?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete_groups<S: AsRef<str> + Sync>(&self, groups: &[S]) -> Result<Vec<Result<()>>> {
+        self.rt.block_on(self.inner.delete_groups(groups))
+    }
+
+    /// Blocking [`crate::Admin::delete_group`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// admin.delete_group("old")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete_group(&self, group: &str) -> Result<()> {
+        self.rt.block_on(self.inner.delete_group(group))
+    }
+
+    /// Blocking [`crate::Admin::group_offsets`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for c in admin.group_offsets("billing")? {
+    ///     println!("{}/{} at {}", c.topic, c.partition, c.offset);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
+        self.rt.block_on(self.inner.group_offsets(group))
+    }
+
+    /// Blocking [`crate::Admin::group_lag`].
+    ///
+    /// ```no_run
+    /// # fn _demo(admin: &rill_client::blocking::Admin) -> Result<(), rill_client::ClientError> {
+    /// for p in admin.group_lag("billing")? {
+    ///     println!("{}/{}: {:?} behind", p.topic, p.partition, p.lag);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+        self.rt.block_on(self.inner.group_lag(group))
+    }
+}
