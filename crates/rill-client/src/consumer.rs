@@ -67,8 +67,8 @@ pub enum Offset {
     /// The next record produced after the consumer starts (sarama's `OffsetNewest`, Kafka's
     /// `latest`).
     Newest,
-    /// This offset. One beyond the log end, or below its start, is out of range and handled as
-    /// [`ConsumerConfig::offset_reset`] says.
+    /// This offset. One past the log end (the offset the next record will get) or before the
+    /// log start is out of range, and handled as [`ConsumerConfig::offset_reset`] says.
     At(i64),
     /// The first record whose timestamp (milliseconds since the epoch) is at or after this
     /// one; the log end when there is none yet.

@@ -215,6 +215,9 @@ impl Fetcher {
                 Ok(batch) => batch,
                 // The broker cut the last batch at the size limit; the next fetch starts there.
                 Err(RecordError::Truncated { .. }) => break,
+                // Hand over what came before the bad batch first; the next fetch starts at it
+                // and reports it.
+                Err(_) if !out.is_empty() => break,
                 Err(err) => return Err(record_error(err)),
             };
             whole += 1;
@@ -224,10 +227,17 @@ impl Fetcher {
             }
             // Control batches (transaction markers) hold no user records.
             if !header.attributes.is_control() {
-                for record in batch.records().map_err(record_error)? {
-                    // A fetch returns whole batches: skip what precedes the offset asked for.
-                    if record.offset >= self.offset {
-                        out.push(ConsumerRecord {
+                let records = match batch.records() {
+                    Ok(records) => records,
+                    Err(_) if !out.is_empty() => break,
+                    Err(err) => return Err(record_error(err)),
+                };
+                // A fetch returns whole batches: skip what precedes the offset asked for.
+                out.extend(
+                    records
+                        .into_iter()
+                        .filter(|record| record.offset >= self.offset)
+                        .map(|record| ConsumerRecord {
                             topic: Arc::clone(&self.topic),
                             partition: self.partition,
                             offset: record.offset,
@@ -235,9 +245,8 @@ impl Fetcher {
                             value: record.value,
                             headers: record.headers,
                             timestamp: record.timestamp,
-                        });
-                    }
-                }
+                        }),
+                );
             }
             self.offset = header.next_offset();
         }
