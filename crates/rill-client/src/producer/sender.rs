@@ -202,7 +202,15 @@ impl Sender {
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
-        let mut at = self.accumulator.next_wakeup();
+        // Batches can only go once the producer id is known: until then their linger
+        // deadlines would wake the loop for nothing, over and over.
+        let waiting_for_pid =
+            self.config.enable_idempotence && (self.producer_id.is_none() || self.reset_pid);
+        let mut at = if waiting_for_pid {
+            None
+        } else {
+            self.accumulator.next_wakeup()
+        };
         let mut consider = |t: Option<Instant>| {
             at = match (at, t) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -317,6 +325,14 @@ impl Sender {
                         self.producer_id = Some(pid);
                         self.sequences.clear();
                         self.accumulator.reset_sequences();
+                    }
+                    Err(ClientError::UnsupportedApi { .. }) => {
+                        // A broker without InitProducerId: as the Java client does when
+                        // idempotence is on by default, produce without it.
+                        tracing::warn!(
+                            "the broker does not support idempotent producers; producing without idempotence"
+                        );
+                        self.config.enable_idempotence = false;
                     }
                     Err(err) => {
                         tracing::debug!(%err, "init producer id failed; retrying");
