@@ -17,6 +17,12 @@ use rill_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse, OffsetFetchRequest,
     OffsetFetchResponse,
 };
+// The group consumer's APIs (`group/`).
+use rill_protocol::kafka_protocol::messages::{
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest,
+    SyncGroupResponse,
+};
 
 /// A request body this client can send: its API, and how to take its typed response out of
 /// `rill-protocol`'s [`ResponseKind`] enum.
@@ -79,6 +85,15 @@ api_requests! {
     CreatePartitions CreatePartitionsRequest CreatePartitionsResponse 0..=3;
     DeleteGroups DeleteGroupsRequest DeleteGroupsResponse 0..=2;
     IncrementalAlterConfigs IncrementalAlterConfigsRequest IncrementalAlterConfigsResponse 0..=1;
+    // The group consumer's APIs (`group/`). JoinGroup v1 adds the rebalance timeout, v4
+    // MEMBER_ID_REQUIRED, v5 static membership (also SyncGroup v3, Heartbeat v3, LeaveGroup
+    // v3, OffsetCommit v7).
+    JoinGroup JoinGroupRequest JoinGroupResponse 1..=9;
+    SyncGroup SyncGroupRequest SyncGroupResponse 0..=5;
+    Heartbeat HeartbeatRequest HeartbeatResponse 0..=4;
+    LeaveGroup LeaveGroupRequest LeaveGroupResponse 0..=5;
+    // v2 is the lowest Kafka 4 keeps; v9 is the last before topic ids.
+    OffsetCommit OffsetCommitRequest OffsetCommitResponse 2..=9;
 }
 
 /// The `(min, max)` versions this client handles for `api_key`, if it speaks it at all.

@@ -12,6 +12,8 @@
 //! - [`consumer`]: [`Consumer`] (partitions, start offsets) and [`PartitionConsumer`]
 //!   (sarama's `ConsumePartition` shape: one partition's records from an [`Offset`] on,
 //!   fetched ahead by a background task, across leader changes and broker restarts).
+//! - [`group`]: [`GroupConsumer`] (sarama's `ConsumerGroup` shape): a consumer-group member
+//!   sharing partitions with the group's other members, committing marked offsets.
 //! - [`ClientError`]: the one error type.
 //!
 //! Wire formats come from `rill-protocol` (framing, headers, message bodies) and
@@ -40,6 +42,7 @@ mod cluster;
 mod connection;
 pub mod consumer;
 mod error;
+pub mod group;
 pub mod producer;
 
 pub use admin::{
@@ -60,6 +63,7 @@ pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset, PartitionConsumer,
 };
 pub use error::{ClientError, Result};
+pub use group::{Assignor, GroupConfig, GroupConsumer, GroupEvent, StartOffset};
 pub use producer::{
     Acks, AsyncProducer, Delivered, Partitioner, Producer, ProducerConfig, ProducerError,
     ProducerRecord, RecordMetadata,
