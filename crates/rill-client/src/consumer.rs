@@ -511,7 +511,12 @@ async fn resolve(cluster: &Cluster, topic: &str, partition: i32, offset: Offset)
 
 /// Asks the leader of `topic`/`partition` for the offset of `timestamp` (or of the
 /// earliest/latest marker), reading uncommitted records.
-async fn list_offset(cluster: &Cluster, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+async fn list_offset(
+    cluster: &Cluster,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<i64> {
     let (_, conn) = cluster.leader_connection(topic, partition).await?;
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))

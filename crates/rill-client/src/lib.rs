@@ -14,6 +14,10 @@
 //!   fetched ahead by a background task, across leader changes and broker restarts).
 //! - [`group`]: [`GroupConsumer`] (sarama's `ConsumerGroup` shape): a consumer-group member
 //!   sharing partitions with the group's other members, committing marked offsets.
+//! - [`admin`]: [`Admin`] (topics, partitions, configs, offsets, groups, committed offsets
+//!   and lag).
+//! - [`blocking`]: the same producer and admin for code without a runtime, each over its own
+//!   `current_thread` runtime.
 //! - [`ClientError`]: the one error type.
 //!
 //! Wire formats come from `rill-protocol` (framing, headers, message bodies) and
@@ -46,9 +50,9 @@ pub mod group;
 pub mod producer;
 
 pub use admin::{
-    Admin, AdminConfig, AlterConfigOp, CommittedOffset, ConfigEntry, ConfigResource,
-    ConfigSource, CreatedTopic, GroupDescription, GroupListing, GroupMember, ListedOffset,
-    NewTopic, OffsetSpec, PartitionInfo, PartitionLag, TopicDescription, TopicListing,
+    Admin, AdminConfig, AlterConfigOp, CommittedOffset, ConfigEntry, ConfigResource, ConfigSource,
+    CreatedTopic, GroupDescription, GroupListing, GroupMember, ListedOffset, NewTopic, OffsetSpec,
+    PartitionInfo, PartitionLag, TopicDescription, TopicListing,
 };
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{

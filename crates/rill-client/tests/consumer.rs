@@ -159,7 +159,10 @@ async fn oldest_reads_every_record_in_order_with_identical_fields() -> Result<()
             got.value.as_deref(),
             Some(format!("cv{i} ").repeat(20).as_bytes())
         );
-        assert_eq!(got.headers, vec![Header::new("h", Some(i.to_string().into()))]);
+        assert_eq!(
+            got.headers,
+            vec![Header::new("h", Some(i.to_string().into()))]
+        );
         assert_eq!(got.timestamp, 1_700_000_000_000 + i64::try_from(i)?);
     }
     assert_eq!(pc.high_watermark(), 320);
@@ -181,7 +184,11 @@ async fn an_offset_inside_a_batch_starts_exactly_there() -> Result<()> {
             let producer = producer.clone();
             tokio::spawn(async move {
                 producer
-                    .send(ProducerRecord::new("mid").partition(0).value(format!("{i}")))
+                    .send(
+                        ProducerRecord::new("mid")
+                            .partition(0)
+                            .value(format!("{i}")),
+                    )
                     .await
             })
         })
@@ -226,10 +233,7 @@ async fn an_offset_inside_a_batch_starts_exactly_there() -> Result<()> {
         let got = take(&mut pc, usize::try_from(10 - start)?).await?;
         let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, (start..10).collect::<Vec<_>>());
-        assert_eq!(
-            got[0].value.as_deref(),
-            Some(start.to_string().as_bytes())
-        );
+        assert_eq!(got[0].value.as_deref(), Some(start.to_string().as_bytes()));
     }
     // At the log end: nothing until something is produced.
     let mut pc = consumer.consume_partition("mid", 0, Offset::At(10)).await?;
@@ -251,7 +255,11 @@ async fn newest_reads_only_records_produced_afterwards() -> Result<()> {
     let producer = producer(&broker, Compression::None)?;
     for i in 0..5 {
         let _ = producer
-            .send(ProducerRecord::new("new").partition(0).value(format!("old {i}")))
+            .send(
+                ProducerRecord::new("new")
+                    .partition(0)
+                    .value(format!("old {i}")),
+            )
             .await?;
     }
     let consumer = Consumer::new(client(&broker))?;
@@ -260,7 +268,11 @@ async fn newest_reads_only_records_produced_afterwards() -> Result<()> {
     assert_eq!(pc.high_watermark(), 5);
     for i in 0..3 {
         let _ = producer
-            .send(ProducerRecord::new("new").partition(0).value(format!("new {i}")))
+            .send(
+                ProducerRecord::new("new")
+                    .partition(0)
+                    .value(format!("new {i}")),
+            )
             .await?;
     }
     let got = take(&mut pc, 3).await?;
@@ -290,7 +302,13 @@ async fn a_timestamp_starts_at_the_first_record_at_or_after_it() -> Result<()> {
         .collect();
     let _ = send_all(&producer, records).await?;
     let consumer = Consumer::new(client(&broker))?;
-    for (t, first) in [(0, 0), (1_000_000, 0), (1_004_500, 5), (1_005_000, 5), (1_019_000, 19)] {
+    for (t, first) in [
+        (0, 0),
+        (1_000_000, 0),
+        (1_004_500, 5),
+        (1_005_000, 5),
+        (1_019_000, 19),
+    ] {
         let mut pc = consumer
             .consume_partition("time", 0, Offset::Timestamp(t))
             .await?;
@@ -335,7 +353,9 @@ async fn every_codec_decodes_from_this_producer_and_from_librdkafka() -> Result<
         producer.close().await;
         produce_confluent(&broker, &topic, codec.name(), 50)?;
 
-        let mut pc = consumer.consume_partition(&topic, 0, Offset::Oldest).await?;
+        let mut pc = consumer
+            .consume_partition(&topic, 0, Offset::Oldest)
+            .await?;
         let got = take(&mut pc, 100).await?;
         for (i, r) in got.iter().enumerate() {
             assert_eq!(r.offset, i64::try_from(i)?, "{codec:?}");
@@ -383,11 +403,17 @@ async fn an_offset_out_of_range_is_an_error_item_or_a_reset() -> Result<()> {
     let producer = producer(&broker, Compression::None)?;
     for i in 0..3 {
         let _ = producer
-            .send(ProducerRecord::new("oor").partition(0).value(format!("{i}")))
+            .send(
+                ProducerRecord::new("oor")
+                    .partition(0)
+                    .value(format!("{i}")),
+            )
             .await?;
     }
     let consumer = Consumer::new(client(&broker))?;
-    let mut pc = consumer.consume_partition("oor", 0, Offset::At(1000)).await?;
+    let mut pc = consumer
+        .consume_partition("oor", 0, Offset::At(1000))
+        .await?;
     let item = tokio::time::timeout(WAIT, pc.next())
         .await?
         .context("an error item")?;
@@ -398,7 +424,9 @@ async fn an_offset_out_of_range_is_an_error_item_or_a_reset() -> Result<()> {
     let mut config = ConsumerConfig::new(client(&broker));
     config.offset_reset = OffsetReset::Earliest;
     let earliest = Consumer::new(config)?;
-    let mut pc = earliest.consume_partition("oor", 0, Offset::At(1000)).await?;
+    let mut pc = earliest
+        .consume_partition("oor", 0, Offset::At(1000))
+        .await?;
     assert_eq!(take(&mut pc, 3).await?[0].offset, 0);
 
     let mut config = ConsumerConfig::new(client(&broker));
@@ -427,7 +455,11 @@ async fn the_consumer_keeps_going_across_a_broker_restart() -> Result<()> {
     let producer = producer(&broker, Compression::None)?;
     for i in 0..10 {
         let _ = producer
-            .send(ProducerRecord::new("restart").partition(0).value(format!("{i}")))
+            .send(
+                ProducerRecord::new("restart")
+                    .partition(0)
+                    .value(format!("{i}")),
+            )
             .await?;
     }
     let consumer = Consumer::new(client(&broker))?;
@@ -443,7 +475,11 @@ async fn the_consumer_keeps_going_across_a_broker_restart() -> Result<()> {
     })?;
     for i in 10..20 {
         let _ = producer
-            .send(ProducerRecord::new("restart").partition(0).value(format!("{i}")))
+            .send(
+                ProducerRecord::new("restart")
+                    .partition(0)
+                    .value(format!("{i}")),
+            )
             .await?;
     }
     let second = take(&mut pc, 10).await?;
@@ -462,11 +498,15 @@ async fn the_consumer_keeps_going_across_a_broker_restart() -> Result<()> {
 async fn dropping_or_closing_stops_the_background_task() -> Result<()> {
     let broker = Broker::start()?;
     let consumer = Consumer::new(client(&broker))?;
-    let pc = consumer.consume_partition("idle", 0, Offset::Newest).await?;
+    let pc = consumer
+        .consume_partition("idle", 0, Offset::Newest)
+        .await?;
     // A long poll is in flight; close must not wait for it to end.
     tokio::time::sleep(Duration::from_millis(100)).await;
     tokio::time::timeout(Duration::from_millis(200), pc.close()).await?;
-    let pc = consumer.consume_partition("idle", 0, Offset::Newest).await?;
+    let pc = consumer
+        .consume_partition("idle", 0, Offset::Newest)
+        .await?;
     drop(pc);
     Ok(())
 }

@@ -168,7 +168,11 @@ async fn should_consume_everything_commit_and_let_a_new_member_resume() -> Resul
     member.subscribe(&[TOPIC]);
     let mut running = run(member);
     let records = running.take(20).await?;
-    ensure!(values(&records) == expected(5, "a", 0..4), "{:?}", values(&records));
+    ensure!(
+        values(&records) == expected(5, "a", 0..4),
+        "{:?}",
+        values(&records)
+    );
     running.close().await?;
     ensure!(
         committed(&client, "g1").await? == [(0, 5), (1, 5), (2, 5), (3, 5)],
@@ -182,7 +186,11 @@ async fn should_consume_everything_commit_and_let_a_new_member_resume() -> Resul
     member.subscribe(&[TOPIC]);
     let mut running = run(member);
     let records = running.take(8).await?;
-    ensure!(values(&records) == expected(2, "b", 0..4), "{:?}", values(&records));
+    ensure!(
+        values(&records) == expected(2, "b", 0..4),
+        "{:?}",
+        values(&records)
+    );
     ensure!(
         tokio::time::timeout(Duration::from_secs(1), running.records.recv())
             .await
@@ -223,7 +231,11 @@ async fn should_split_partitions_and_hand_them_over_on_close() -> Result<()> {
     a.assigned(&mut a_owned, 4).await?;
     produce(&client, 1, "d").await?;
     let records = a.take(4).await?;
-    ensure!(values(&records) == expected(1, "d", 0..4), "{:?}", values(&records));
+    ensure!(
+        values(&records) == expected(1, "d", 0..4),
+        "{:?}",
+        values(&records)
+    );
     a.close().await?;
     Ok(())
 }
@@ -314,7 +326,11 @@ async fn should_share_a_group_with_confluent_kafka_and_take_over_when_it_dies() 
     ours.assigned(&mut owned, 4).await?;
     produce(&client, 1, "e").await?;
     let records = ours.take(4).await?;
-    ensure!(values(&records) == expected(1, "e", 0..4), "{:?}", values(&records));
+    ensure!(
+        values(&records) == expected(1, "e", 0..4),
+        "{:?}",
+        values(&records)
+    );
     ours.close().await?;
     Ok(())
 }

@@ -115,12 +115,12 @@ impl Fetcher {
                 context: self.context(),
             })?;
         // Not in the metadata: an error that invalidates it, so the retry refreshes it.
-        let addr = self
-            .cluster
-            .broker_addr(leader)
-            .ok_or_else(|| ClientError::NoBrokerAvailable {
-                tried: vec![format!("node {leader}: not in the metadata")],
-            })?;
+        let addr =
+            self.cluster
+                .broker_addr(leader)
+                .ok_or_else(|| ClientError::NoBrokerAvailable {
+                    tried: vec![format!("node {leader}: not in the metadata")],
+                })?;
         if let Some(conn) = &self.conn {
             if !conn.is_closed() && conn.addr() == addr {
                 return Ok(Arc::clone(conn));
@@ -269,6 +269,9 @@ impl Fetcher {
     }
 
     fn context(&self) -> String {
-        format!("fetch from topic '{}' partition {}", self.topic, self.partition)
+        format!(
+            "fetch from topic '{}' partition {}",
+            self.topic, self.partition
+        )
     }
 }

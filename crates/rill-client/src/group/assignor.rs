@@ -33,7 +33,10 @@ fn empty_plan(members: &[Member]) -> Plan {
 
 fn give(plan: &mut Plan, member: &str, topic: &str, partition: i32) {
     if let Some(assignment) = plan.get_mut(member) {
-        assignment.entry(topic.to_owned()).or_default().push(partition);
+        assignment
+            .entry(topic.to_owned())
+            .or_default()
+            .push(partition);
     }
 }
 
@@ -221,7 +224,10 @@ mod tests {
         let members = [member("a", &["t", "u"], &[]), member("b", &["t"], &[])];
         let counts = HashMap::from([("t".to_owned(), 3), ("u".to_owned(), 2)]);
         let plan = round_robin(&members, &counts);
-        assert_eq!(flat(&plan, "a"), [tp("t", 0), tp("t", 2), tp("u", 0), tp("u", 1)]);
+        assert_eq!(
+            flat(&plan, "a"),
+            [tp("t", 0), tp("t", 2), tp("u", 0), tp("u", 1)]
+        );
         assert_eq!(flat(&plan, "b"), [tp("t", 1)]);
     }
 
@@ -229,12 +235,18 @@ mod tests {
     fn cooperative_sticky_keeps_owned_and_withholds_moving_partitions() {
         let counts = HashMap::from([("t".to_owned(), 4)]);
         // a owned everything; b is new: a keeps two, the other two are withheld this round.
-        let members = [member("a", &["t"], &[("t", &[0, 1, 2, 3])]), member("b", &["t"], &[])];
+        let members = [
+            member("a", &["t"], &[("t", &[0, 1, 2, 3])]),
+            member("b", &["t"], &[]),
+        ];
         let plan = cooperative_sticky(&members, &counts);
         assert_eq!(flat(&plan, "a"), [tp("t", 0), tp("t", 1)]);
         assert!(flat(&plan, "b").is_empty());
         // Second round: a owns two now; b gets the rest.
-        let members = [member("a", &["t"], &[("t", &[0, 1])]), member("b", &["t"], &[])];
+        let members = [
+            member("a", &["t"], &[("t", &[0, 1])]),
+            member("b", &["t"], &[]),
+        ];
         let plan = cooperative_sticky(&members, &counts);
         assert_eq!(flat(&plan, "a"), [tp("t", 0), tp("t", 1)]);
         assert_eq!(flat(&plan, "b"), [tp("t", 2), tp("t", 3)]);

@@ -183,15 +183,14 @@ pub(crate) async fn heartbeat(
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        let result = match tokio::time::timeout(session_timeout, heartbeat_once(&conn, &member))
-            .await
-        {
-            Ok(result) => result,
-            Err(_elapsed) => Err(ClientError::Timeout {
-                what: format!("heartbeat to {}", conn.addr()),
-                after: session_timeout,
-            }),
-        };
+        let result =
+            match tokio::time::timeout(session_timeout, heartbeat_once(&conn, &member)).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(ClientError::Timeout {
+                    what: format!("heartbeat to {}", conn.addr()),
+                    after: session_timeout,
+                }),
+            };
         if let Err(err) = result {
             tracing::debug!(group = %member.group_id, %err, "heartbeat stopped");
             let _ = stop.send(err).await;
