@@ -39,7 +39,7 @@ use crate::error::{ClientError, Result};
 
 mod assignor;
 mod coordinator;
-mod protocol;
+pub(crate) mod protocol;
 
 use coordinator::Member;
 use protocol::{Assignment, Subscription};

@@ -55,9 +55,9 @@ pub struct GroupMember {
 }
 
 impl GroupMember {
-    /// The member's partitions, `(topic, partitions)` in the order the leader wrote them,
-    /// when [`GroupMember::assignment`] is a consumer-protocol assignment; `None` when it is
-    /// empty or not one.
+    /// The member's partitions, `(topic, partitions)` sorted by topic, when
+    /// [`GroupMember::assignment`] is a consumer-protocol assignment (empty bytes are an empty
+    /// assignment); `None` when it is not one.
     ///
     /// ```no_run
     /// # async fn _demo(admin: &rill_client::Admin) -> Result<(), rill_client::ClientError> {
@@ -68,7 +68,8 @@ impl GroupMember {
     /// # }
     /// ```
     pub fn assigned_partitions(&self) -> Option<Vec<(String, Vec<i32>)>> {
-        decode_assignment(&self.assignment)
+        crate::group::protocol::decode_assignment(&self.assignment)
+            .map(|assignment| assignment.into_iter().collect())
     }
 }
 
@@ -502,51 +503,21 @@ impl Admin {
     }
 }
 
-/// A `ConsumerProtocolAssignment` (int16 version, then an array of topic name and partition
-/// array, then nullable user data), read with bounds checks: the bytes come from another
-/// client through the broker.
-fn decode_assignment(bytes: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
-    struct Reader<'a>(&'a [u8]);
-    impl Reader<'_> {
-        fn take(&mut self, n: usize) -> Option<&[u8]> {
-            let (head, tail) = self.0.split_at_checked(n)?;
-            self.0 = tail;
-            Some(head)
-        }
-        fn i16(&mut self) -> Option<i16> {
-            Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
-        }
-        fn i32(&mut self) -> Option<i32> {
-            Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
-        }
-    }
-    let mut r = Reader(bytes);
-    let version = r.i16()?;
-    if version < 0 {
-        return None;
-    }
-    let topics = usize::try_from(r.i32()?).ok()?;
-    let mut out = Vec::new();
-    for _ in 0..topics {
-        let len = usize::try_from(r.i16()?).ok()?;
-        let name = String::from_utf8(r.take(len)?.to_vec()).ok()?;
-        let count = usize::try_from(r.i32()?).ok()?;
-        // Each partition is four bytes: a count the bytes cannot hold is garbage.
-        if count > r.0.len() / 4 {
-            return None;
-        }
-        let mut partitions = Vec::with_capacity(count);
-        for _ in 0..count {
-            partitions.push(r.i32()?);
-        }
-        out.push((name, partitions));
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::decode_assignment;
+    use super::GroupMember;
+
+    fn decode_assignment(bytes: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+        GroupMember {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            metadata: bytes::Bytes::new(),
+            assignment: bytes::Bytes::copy_from_slice(bytes),
+        }
+        .assigned_partitions()
+    }
 
     #[test]
     fn decodes_a_consumer_assignment_and_refuses_garbage() {
@@ -563,14 +534,18 @@ mod tests {
         assert_eq!(
             decode_assignment(&bytes),
             Some(vec![
-                ("orders".to_owned(), vec![0, 2]),
-                ("audit".to_owned(), vec![1])
+                ("audit".to_owned(), vec![1]),
+                ("orders".to_owned(), vec![0, 2])
             ])
         );
-        for cut in 0..bytes.len() - 4 {
+        assert_eq!(
+            decode_assignment(&[]),
+            Some(Vec::new()),
+            "empty: nothing assigned"
+        );
+        for cut in 1..bytes.len() - 4 {
             assert_eq!(decode_assignment(&bytes[..cut]), None, "cut at {cut}");
         }
         assert_eq!(decode_assignment(&[0, 1, 0x7f, 0xff, 0xff, 0xff]), None);
-        assert_eq!(decode_assignment(&[]), None);
     }
 }
