@@ -1,15 +1,15 @@
 //! Blocking wrappers for code without an async runtime (mini-redis's `blocking_client` shape).
 //!
-//! Each wrapper owns the async client and a `current_thread` tokio runtime, and every method
-//! is the async method run to completion with `Runtime::block_on`. The async client is the
-//! only implementation; these add no behaviour of their own.
+//! Each wrapper owns the async client and a tokio runtime, and every method is the async
+//! method run to completion with `Runtime::block_on`. The async client is the only
+//! implementation; these add no behaviour of their own.
 //!
 //! - [`Producer`]: [`send`](Producer::send) blocks until the record is delivered (or fails),
 //!   then returns where it landed.
 //! - [`Admin`]: every method of [`crate::Admin`].
-//!
-//! The consumer ([`crate::Consumer`]) has no blocking wrapper yet; one will follow the same
-//! shape (the async consumer plus a runtime, each method a `block_on`).
+//! - [`Consumer`] and its [`PartitionConsumer`]s: one partition's records; `next` blocks
+//!   until the next record.
+//! - [`GroupConsumer`]: a consumer-group member; `next` blocks through joins and rebalances.
 //!
 //! # Not inside a runtime
 //! **Do not call these from async code**, nor from a thread already inside a tokio runtime:
@@ -18,14 +18,26 @@
 //! clients; from a runtime worker thread that must block, use `tokio::task::spawn_blocking`.
 //!
 //! # Background work
-//! A `current_thread` runtime runs tasks only while some thread is inside `block_on`. The
-//! producer's batching task and each connection's reader and writer therefore make progress
-//! during calls, not between them. That is enough here because every call waits for its own
-//! outcome ([`Producer::send`] returns only once the record is delivered), but it means an
-//! idle wrapper holds its connections open without reading them. Calls from several threads
-//! at once are allowed: one of them drives the runtime while the others wait.
+//! [`Producer`] and [`Admin`] use a `current_thread` runtime, which runs tasks only while some
+//! thread is inside `block_on`. The producer's batching task and each connection's reader and
+//! writer therefore make progress during calls, not between them. That is enough there
+//! because every call waits for its own outcome ([`Producer::send`] returns only once the
+//! record is delivered), but it means an idle wrapper holds its connections open without
+//! reading them. Calls from several threads at once are allowed: one of them drives the
+//! runtime while the others wait.
+//!
+//! The consumers cannot work that way. A [`PartitionConsumer`] fetches ahead in a background
+//! task, and a [`GroupConsumer`] sends heartbeats from one: if those ran only inside `next`,
+//! a caller that spends longer than the session timeout on a record between two calls would
+//! be thrown out of its group, and fetch-ahead would stop whenever the caller is busy. So
+//! [`Consumer`] and [`GroupConsumer`] each run a **multi-thread runtime with one worker
+//! thread**: their tasks keep running between calls (heartbeats go out, the next fetch is
+//! already in flight), at the cost of one extra thread per wrapper. Driving the runtime
+//! inside `next` alone was rejected for that reason. A [`Consumer`] shares its runtime with
+//! the [`PartitionConsumer`]s it starts, which keep it alive after the consumer is dropped.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
@@ -35,7 +47,9 @@ use crate::admin::{
     TopicDescription, TopicListing,
 };
 use crate::cluster::Cluster;
+use crate::consumer::{ConsumerConfig, ConsumerRecord, Offset};
 use crate::error::{ClientError, Result};
+use crate::group::GroupConfig;
 use crate::producer::{ProducerConfig, ProducerRecord, RecordMetadata};
 
 /// A `current_thread` runtime with I/O and timers.
@@ -47,6 +61,25 @@ fn runtime() -> Result<Runtime> {
             addr: "a new tokio runtime".to_owned(),
             source: Arc::new(source),
         })
+}
+
+/// A multi-thread runtime with one worker thread, I/O and timers: the consumers' background
+/// tasks (fetch-ahead, heartbeats) run on it between calls too (see the [module docs](self)).
+fn worker_runtime() -> Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("rill-blocking-consumer")
+        .enable_all()
+        .build()
+        .map_err(|source| ClientError::Io {
+            addr: "a new tokio runtime".to_owned(),
+            source: Arc::new(source),
+        })
+}
+
+/// `Some(Err(Timeout))` when `next` gives nothing within `timeout`.
+fn timed_out(what: String, after: Duration) -> Option<Result<ConsumerRecord>> {
+    Some(Err(ClientError::Timeout { what, after }))
 }
 
 /// The blocking producer: [`crate::Producer`] on its own `current_thread` runtime.
@@ -561,5 +594,392 @@ impl Admin {
     /// ```
     pub fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
         self.rt.block_on(self.inner.group_lag(group))
+    }
+}
+
+/// The blocking consumer: [`crate::Consumer`] on its own multi-thread runtime with one worker
+/// thread, which the [`PartitionConsumer`]s it starts share (see the [module docs](self) for
+/// why not `current_thread`).
+///
+/// Must not be used from inside an async runtime.
+///
+/// ```no_run
+/// use rill_client::{ClientConfig, Offset};
+/// use rill_client::blocking::Consumer;
+///
+/// # fn main() -> Result<(), rill_client::ClientError> {
+/// let consumer = Consumer::new(ClientConfig::new(["127.0.0.1:9092"]))?;
+/// let mut pc = consumer.consume_partition("events", 0, Offset::Oldest)?;
+/// for record in std::iter::from_fn(|| pc.next()).take(10) {
+///     let record = record?;
+///     println!("offset {}: {:?}", record.offset, record.value);
+/// }
+/// pc.close();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    inner: crate::Consumer,
+    rt: Arc<Runtime>,
+}
+
+impl Consumer {
+    /// A consumer and its runtime; takes a [`ConsumerConfig`] or a
+    /// [`ClientConfig`](crate::ClientConfig). Connects nothing yet.
+    ///
+    /// ```no_run
+    /// # use rill_client::ClientConfig;
+    /// # fn main() -> Result<(), rill_client::ClientError> {
+    /// let consumer = rill_client::blocking::Consumer::new(ClientConfig::new(["127.0.0.1:9092"]))?;
+    /// # drop(consumer);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(config: impl Into<ConsumerConfig>) -> Result<Self> {
+        let rt = worker_runtime()?;
+        let inner = {
+            let _entered = rt.enter();
+            crate::Consumer::new(config)?
+        };
+        Ok(Self {
+            inner,
+            rt: Arc::new(rt),
+        })
+    }
+
+    /// Blocking [`crate::Consumer::partitions`].
+    ///
+    /// ```no_run
+    /// # fn _demo(consumer: &rill_client::blocking::Consumer) -> Result<(), rill_client::ClientError> {
+    /// println!("{:?}", consumer.partitions("events")?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+        self.rt.block_on(self.inner.partitions(topic))
+    }
+
+    /// Blocking [`crate::Consumer::resolve_offset`].
+    ///
+    /// ```no_run
+    /// # fn _demo(consumer: &rill_client::blocking::Consumer) -> Result<(), rill_client::ClientError> {
+    /// let end = consumer.resolve_offset("events", 0, rill_client::Offset::Newest)?;
+    /// println!("partition 0 ends at {end}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resolve_offset(&self, topic: &str, partition: i32, offset: Offset) -> Result<i64> {
+        self.rt
+            .block_on(self.inner.resolve_offset(topic, partition, offset))
+    }
+
+    /// Blocking [`crate::Consumer::consume_partition`]: starts reading `topic`/`partition` at
+    /// `offset`. The partition consumer's fetch task runs on this consumer's runtime, which it
+    /// keeps alive.
+    ///
+    /// ```no_run
+    /// # fn _demo(consumer: &rill_client::blocking::Consumer) -> Result<(), rill_client::ClientError> {
+    /// let mut pc = consumer.consume_partition("events", 0, rill_client::Offset::Newest)?;
+    /// if let Some(record) = pc.next() {
+    ///     println!("offset {}", record?.offset);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn consume_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+    ) -> Result<PartitionConsumer> {
+        let inner = self
+            .rt
+            .block_on(self.inner.consume_partition(topic, partition, offset))?;
+        Ok(PartitionConsumer {
+            inner,
+            rt: Arc::clone(&self.rt),
+        })
+    }
+
+    /// The async consumer underneath.
+    ///
+    /// ```no_run
+    /// # fn _demo(consumer: &rill_client::blocking::Consumer) {
+    /// println!("{:?}", consumer.as_async().cluster().config().bootstrap);
+    /// # }
+    /// ```
+    pub fn as_async(&self) -> &crate::Consumer {
+        &self.inner
+    }
+}
+
+/// The blocking [`crate::PartitionConsumer`]: one partition's records in offset order;
+/// [`next`](Self::next) blocks until the next record (or the error that ended the consumer;
+/// `None` after it). Its fetch task keeps fetching ahead between calls.
+///
+/// ```no_run
+/// # fn _demo(consumer: &rill_client::blocking::Consumer) -> Result<(), rill_client::ClientError> {
+/// use std::time::Duration;
+/// let mut pc = consumer.consume_partition("events", 0, rill_client::Offset::Oldest)?;
+/// while let Some(record) = pc.next_timeout(Duration::from_secs(1)) {
+///     match record {
+///         Ok(record) => println!("offset {}", record.offset),
+///         Err(err) => {
+///             eprintln!("{err}");
+///             break;
+///         }
+///     }
+/// }
+/// pc.close();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PartitionConsumer {
+    // Dropped (its task aborted) before the runtime, if this holds the last reference.
+    inner: crate::PartitionConsumer,
+    rt: Arc<Runtime>,
+}
+
+impl PartitionConsumer {
+    /// Blocking [`crate::PartitionConsumer::next`]: the next record, waiting while the
+    /// partition has nothing new; the error that ended the consumer; then `None`.
+    ///
+    /// Not [`Iterator::next`]: an `Iterator` impl would make `pc.partition()` resolve to
+    /// [`Iterator::partition`] instead of [`partition`](Self::partition). For a `for` loop
+    /// use `std::iter::from_fn(|| pc.next())`.
+    ///
+    /// ```no_run
+    /// # fn _demo(pc: &mut rill_client::blocking::PartitionConsumer) {
+    /// while let Some(record) = pc.next() {
+    ///     match record {
+    ///         Ok(record) => println!("{}: {:?}", record.offset, record.value),
+    ///         Err(err) => eprintln!("consumer stopped: {err}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<ConsumerRecord>> {
+        self.rt.block_on(self.inner.next())
+    }
+
+    /// Like `next`, but gives up after `timeout`: then `Some(Err(ClientError::Timeout))`,
+    /// and the consumer carries on (no record is lost; a later call picks up where it was).
+    ///
+    /// ```no_run
+    /// # fn _demo(pc: &mut rill_client::blocking::PartitionConsumer) {
+    /// match pc.next_timeout(std::time::Duration::from_millis(500)) {
+    ///     Some(Ok(record)) => println!("offset {}", record.offset),
+    ///     Some(Err(err)) => eprintln!("{err}"),
+    ///     None => eprintln!("ended"),
+    /// }
+    /// # }
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<ConsumerRecord>> {
+        let inner = &mut self.inner;
+        let what = format!("next record of {}/{}", inner.topic(), inner.partition());
+        self.rt
+            .block_on(async { tokio::time::timeout(timeout, inner.next()).await })
+            .unwrap_or_else(|_| timed_out(what, timeout))
+    }
+
+    /// [`crate::PartitionConsumer::high_watermark`].
+    ///
+    /// ```no_run
+    /// # fn _demo(pc: &rill_client::blocking::PartitionConsumer) {
+    /// println!("high watermark {}", pc.high_watermark());
+    /// # }
+    /// ```
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.high_watermark()
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        self.inner.topic()
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.inner.partition()
+    }
+
+    /// Stops the fetch task and waits until it has. Dropping also stops it, without waiting.
+    ///
+    /// ```no_run
+    /// # fn _demo(pc: rill_client::blocking::PartitionConsumer) {
+    /// pc.close();
+    /// # }
+    /// ```
+    pub fn close(self) {
+        let Self { inner, rt } = self;
+        rt.block_on(inner.close());
+    }
+}
+
+/// The blocking group member: [`crate::GroupConsumer`] on its own multi-thread runtime with one
+/// worker thread, so that heartbeats and fetch-ahead go on between calls (see the
+/// [module docs](self)). [`next`](Self::next) blocks through joins and rebalances until a
+/// record of an assigned partition arrives.
+///
+/// Must not be used from inside an async runtime.
+///
+/// ```no_run
+/// use rill_client::{ClientConfig, GroupConfig};
+/// use rill_client::blocking::GroupConsumer;
+///
+/// # fn main() -> Result<(), rill_client::ClientError> {
+/// let mut group = GroupConsumer::new(ClientConfig::new(["127.0.0.1:9092"]), GroupConfig::new("billing"))?;
+/// group.subscribe(&["orders"]);
+/// while let Some(record) = group.next() {
+///     let record = record?;
+///     println!("{}/{}@{}", record.topic, record.partition, record.offset);
+///     group.mark(&record);
+///     group.commit()?;
+/// }
+/// group.close()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct GroupConsumer {
+    // Dropped (its tasks aborted) before the runtime they run on.
+    inner: crate::GroupConsumer,
+    rt: Runtime,
+}
+
+impl GroupConsumer {
+    /// A group member and its runtime; joins nothing until [`subscribe`](Self::subscribe) and
+    /// the first `next`.
+    ///
+    /// ```no_run
+    /// # use rill_client::{ClientConfig, GroupConfig};
+    /// # fn main() -> Result<(), rill_client::ClientError> {
+    /// let group = rill_client::blocking::GroupConsumer::new(
+    ///     ClientConfig::new(["127.0.0.1:9092"]),
+    ///     GroupConfig::new("billing"),
+    /// )?;
+    /// # drop(group);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(consumer: impl Into<ConsumerConfig>, config: GroupConfig) -> Result<Self> {
+        let rt = worker_runtime()?;
+        let inner = {
+            let _entered = rt.enter();
+            crate::GroupConsumer::new(consumer, config)?
+        };
+        Ok(Self { inner, rt })
+    }
+
+    /// [`crate::GroupConsumer::subscribe`]: the next `next` joins (or rejoins) the group.
+    ///
+    /// ```no_run
+    /// # fn _demo(group: &mut rill_client::blocking::GroupConsumer) {
+    /// group.subscribe(&["orders", "audit"]);
+    /// # }
+    /// ```
+    pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) {
+        self.inner.subscribe(topics);
+    }
+
+    /// Blocking [`crate::GroupConsumer::next`]: the next record of any assigned partition,
+    /// waiting through joins and rebalances (heartbeats and auto-commit also run between
+    /// calls); an error the member cannot get past; `None` once closed. An inherent method,
+    /// like [`PartitionConsumer::next`], rather than [`Iterator::next`].
+    ///
+    /// ```no_run
+    /// # fn _demo(group: &mut rill_client::blocking::GroupConsumer) -> Result<(), rill_client::ClientError> {
+    /// while let Some(record) = group.next() {
+    ///     group.mark(&record?);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<ConsumerRecord>> {
+        self.rt.block_on(self.inner.next())
+    }
+
+    /// Like [`next`](Self::next), but gives up after `timeout`: then `Some(Err(ClientError::Timeout))`, and
+    /// the member carries on (no record is lost; a join in progress starts over at the next
+    /// call).
+    ///
+    /// ```no_run
+    /// # fn _demo(group: &mut rill_client::blocking::GroupConsumer) {
+    /// if let Some(Ok(record)) = group.next_timeout(std::time::Duration::from_secs(1)) {
+    ///     group.mark(&record);
+    /// }
+    /// # }
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<ConsumerRecord>> {
+        let inner = &mut self.inner;
+        self.rt
+            .block_on(async { tokio::time::timeout(timeout, inner.next()).await })
+            .unwrap_or_else(|_| timed_out("next record of the group".to_owned(), timeout))
+    }
+
+    /// [`crate::GroupConsumer::mark`]: `record`'s offset + 1 is committed at the next commit.
+    ///
+    /// ```no_run
+    /// # fn _demo(group: &mut rill_client::blocking::GroupConsumer) {
+    /// if let Some(Ok(record)) = group.next() {
+    ///     group.mark(&record);
+    /// }
+    /// # }
+    /// ```
+    pub fn mark(&mut self, record: &ConsumerRecord) {
+        self.inner.mark(record);
+    }
+
+    /// Blocking [`crate::GroupConsumer::commit`]: commits the marked offsets now.
+    ///
+    /// ```no_run
+    /// # fn _demo(group: &mut rill_client::blocking::GroupConsumer) -> Result<(), rill_client::ClientError> {
+    /// group.commit()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commit(&mut self) -> Result<()> {
+        self.rt.block_on(self.inner.commit())
+    }
+
+    /// The partitions assigned to this member now.
+    ///
+    /// ```no_run
+    /// # fn _demo(group: &rill_client::blocking::GroupConsumer) {
+    /// for (topic, partition) in group.assignment() {
+    ///     println!("{topic}/{partition}");
+    /// }
+    /// # }
+    /// ```
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.inner.assignment()
+    }
+
+    /// The member id the coordinator gave this member (empty before the first join).
+    pub fn member_id(&self) -> &str {
+        self.inner.member_id()
+    }
+
+    /// The group generation this member is in (`-1` before the first join).
+    pub fn generation(&self) -> i32 {
+        self.inner.generation()
+    }
+
+    /// Blocking [`crate::GroupConsumer::close`]: commits what is marked, leaves the group and
+    /// shuts the runtime down.
+    ///
+    /// ```no_run
+    /// # fn _demo(group: rill_client::blocking::GroupConsumer) -> Result<(), rill_client::ClientError> {
+    /// group.close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn close(self) -> Result<()> {
+        let Self { inner, rt } = self;
+        rt.block_on(inner.close())
     }
 }

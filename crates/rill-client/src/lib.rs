@@ -16,8 +16,8 @@
 //!   sharing partitions with the group's other members, committing marked offsets.
 //! - [`admin`]: [`Admin`] (topics, partitions, configs, offsets, groups, committed offsets
 //!   and lag).
-//! - [`blocking`]: the same producer and admin for code without a runtime, each over its own
-//!   `current_thread` runtime.
+//! - [`blocking`]: the same producer, admin and consumers for code without a runtime, each
+//!   over a runtime of its own.
 //! - [`ClientError`]: the one error type.
 //!
 //! Wire formats come from `rill-protocol` (framing, headers, message bodies) and
