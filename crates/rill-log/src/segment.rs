@@ -88,13 +88,7 @@ impl Segment {
         let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
         let size = std::fs::metadata(&log_path).at(&log_path)?.len();
         let max_relative = u32::try_from(next_offset - base_offset).unwrap_or(u32::MAX);
-        let index = IndexFile::load(segment_file(dir, base_offset, INDEX_SUFFIX), |e| {
-            crate::index::valid_offset_entries(e, size)
-        })?;
-        let time_index = IndexFile::load(segment_file(dir, base_offset, TIME_INDEX_SUFFIX), |e| {
-            crate::index::valid_time_entries(e, max_relative)
-        })?;
-        if let (Some(index), Some(time_index)) = (index, time_index) {
+        if let Some((index, time_index)) = load_indexes(dir, base_offset, size, max_relative)? {
             // A sealed segment with batches always ends its time index with its largest timestamp.
             if size == 0 || time_index.last().is_some() {
                 let mut segment = Self::open_log(base_offset, log_path, index, time_index)?;
@@ -161,13 +155,7 @@ impl Segment {
     ) -> Result<Option<Self>, LogError> {
         let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
         let size = std::fs::metadata(&log_path).at(&log_path)?.len();
-        let index = IndexFile::load(segment_file(dir, base_offset, INDEX_SUFFIX), |e| {
-            crate::index::valid_offset_entries(e, size)
-        })?;
-        let time_index = IndexFile::load(segment_file(dir, base_offset, TIME_INDEX_SUFFIX), |e| {
-            crate::index::valid_time_entries(e, u32::MAX)
-        })?;
-        let (Some(index), Some(time_index)) = (index, time_index) else {
+        let Some((index, time_index)) = load_indexes(dir, base_offset, size, u32::MAX)? else {
             return Ok(None);
         };
         let mut segment = Self::open_log(base_offset, log_path, index, time_index)?;
@@ -294,7 +282,7 @@ impl Segment {
         u32::try_from(offset - self.base_offset).unwrap_or(u32::MAX)
     }
 
-    /// Whether `extra_records` more offsets still fit the 32-bit relative offsets.
+    /// Whether a batch ending at `last_offset` still fits the 32-bit relative offsets.
     pub(crate) fn can_hold_offsets(&self, last_offset: i64) -> bool {
         last_offset - self.base_offset <= i64::from(i32::MAX)
     }
@@ -428,6 +416,26 @@ impl Segment {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
+}
+
+/// A segment's offset index and time index.
+type Indexes = (IndexFile<OffsetEntry>, IndexFile<TimeEntry>);
+
+/// Both index files of a segment whose log is `size` bytes, when both are whole and
+/// consistent (time index offsets at most `max_relative`); `None` when either must be rebuilt.
+fn load_indexes(
+    dir: &Path,
+    base_offset: i64,
+    size: u64,
+    max_relative: u32,
+) -> Result<Option<Indexes>, LogError> {
+    let index = IndexFile::load(segment_file(dir, base_offset, INDEX_SUFFIX), |e| {
+        crate::index::valid_offset_entries(e, size)
+    })?;
+    let time_index = IndexFile::load(segment_file(dir, base_offset, TIME_INDEX_SUFFIX), |e| {
+        crate::index::valid_time_entries(e, max_relative)
+    })?;
+    Ok(index.zip(time_index))
 }
 
 /// Walks the batches of `file` from `position` to its end, checking structure, CRC and offset

@@ -244,7 +244,7 @@ impl Coordinator {
     ) -> Result<(), rill_protocol::ErrorCode> {
         use rill_protocol::ErrorCode;
         let tx = self.existing(group_id);
-        let has_offsets = !self.offsets.group_offsets(group_id).is_empty();
+        let has_offsets = self.offsets.has_offsets(group_id);
         if tx.is_none() && !has_offsets {
             return Err(ErrorCode::GroupIdNotFound);
         }

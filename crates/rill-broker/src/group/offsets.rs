@@ -171,6 +171,13 @@ impl OffsetStore {
             .unwrap_or_default()
     }
 
+    /// Whether `group` has any committed offset.
+    pub(crate) fn has_offsets(&self, group: &str) -> bool {
+        self.committed
+            .lock()
+            .is_ok_and(|c| c.get(group).is_some_and(|o| !o.is_empty()))
+    }
+
     /// Groups that have committed offsets.
     pub(crate) fn groups(&self) -> Vec<String> {
         self.committed

@@ -208,7 +208,7 @@ pub(crate) async fn describe(
     let mut groups = Vec::with_capacity(req.groups.len());
     for group_id in req.groups {
         let described = DescribedGroup::default().with_group_id(group_id.clone());
-        let has_offsets = !broker.groups.offsets.group_offsets(&group_id.0).is_empty();
+        let has_offsets = broker.groups.offsets.has_offsets(&group_id.0);
         groups.push(match broker.groups.describe(&group_id.0).await {
             Some(d) if d.state != GroupState::Dead => described
                 .with_group_state(StrBytes::from_static_str(d.state.kafka_name()))

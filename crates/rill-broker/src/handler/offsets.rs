@@ -223,7 +223,7 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
 pub(crate) async fn delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
     let description = broker.groups.describe(&group).await;
-    let has_offsets = !broker.groups.offsets.group_offsets(&group).is_empty();
+    let has_offsets = broker.groups.offsets.has_offsets(&group);
     if description.is_none() && !has_offsets {
         return OffsetDeleteResponse::default().with_error_code(ErrorCode::GroupIdNotFound.code());
     }
