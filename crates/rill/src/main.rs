@@ -1,7 +1,17 @@
 //! The `rill` command line: a thin layer over the library crates.
+//!
+//! Each subcommand is an `Args` struct with a `run()` in its own module. The client subcommands
+//! (`topic`, `produce`, `consume`, `group`, `bench`) are built on `rill-client` and share
+//! [`cli::Bootstrap`].
 
 mod alloc;
+mod bench;
+mod cli;
+mod consume;
+mod group;
+mod produce;
 mod serve;
+mod topic;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Allocator = alloc::Allocator;
@@ -11,10 +21,21 @@ use clap::{Parser, Subcommand};
 /// Rill: a Kafka-compatible event-streaming broker, client and command-line tool.
 ///
 /// One binary, no ZooKeeper, no JVM, no configuration needed: `rill serve` starts a broker that
-/// any Kafka client can talk to.
+/// any Kafka client can talk to; the other subcommands are clients for any Kafka-compatible
+/// broker (kcat, kafka-topics.sh, kafka-consumer-groups.sh and the perf-test tools in one).
 #[derive(Debug, Parser)]
 #[command(name = "rill", version, about, long_about)]
 struct Cli {
+    /// Log format on stderr: `text` for people, `json` for log collectors (one object a line).
+    #[arg(
+        long,
+        global = true,
+        env = "RILL_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
+    log_format: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -22,20 +43,35 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker (Kafka protocol on --listen, data in --data-dir).
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
+    /// Create, list, describe, alter and delete topics.
+    Topic(topic::Args),
+    /// Write records read line by line from stdin or a file.
+    Produce(produce::Args),
+    /// Read records and print them, one a line.
+    Consume(consume::Args),
+    /// List, describe, reset and delete consumer groups.
+    Group(group::Args),
+    /// Measure throughput and latency: produce, consume, or end to end.
+    Bench(bench::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match cli.command {
+    cli::install_logging(&cli.log_format, &cli.command);
+    let result = match cli.command {
         Command::Serve(args) => args.run(),
+        Command::Topic(args) => args.run(),
+        Command::Produce(args) => args.run(),
+        Command::Consume(args) => args.run(),
+        Command::Group(args) => args.run(),
+        Command::Bench(args) => args.run(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            cli::report(&err);
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,16 @@
+//! `rill topic`.
+
+/// Placeholder until the subcommand lands.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    bootstrap: crate::cli::Bootstrap,
+}
+
+impl Args {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        let _config = self.bootstrap.client_config();
+        crate::cli::block_on(async {})?;
+        anyhow::bail!("`rill topic` is not built yet")
+    }
+}
