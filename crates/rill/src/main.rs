@@ -57,10 +57,19 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The matches are kept: `serve` asks them where each value came from (flag, environment or
+    // default) to layer its config file under them.
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     cli::install_logging(&cli.log_format, &cli.command);
     let result = match cli.command {
-        Command::Serve(args) => args.run(),
+        Command::Serve(args) => match matches.subcommand_matches("serve") {
+            Some(serve) => args.run(serve),
+            None => Err(anyhow::anyhow!("internal: no matches for serve")),
+        },
         Command::Topic(args) => args.run(),
         Command::Produce(args) => args.run(),
         Command::Consume(args) => args.run(),

@@ -1,5 +1,8 @@
 //! `rill serve`: run a broker.
 
+mod settings;
+
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,10 +10,26 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rill_broker::{AckDurability, BrokerConfig};
 use rill_log::FlushPolicy;
+use settings::Sources;
 
-/// Run a broker. Every flag can also be set with the environment variable shown.
+/// Run a broker. Every flag can also be set with the environment variable shown, or in a TOML
+/// config file (`--config`) under Kafka's property name (`log.dirs`, `num.partitions`,
+/// `log.retention.hours`, ...). A flag beats its environment variable, which beats the file;
+/// `--print-config` shows the outcome and where each value came from.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rill serve                                  # 127.0.0.1:9092, data in ./rill-data
+  rill serve --data-dir /var/lib/rill --listen 0.0.0.0:9092 --advertise kafka.example:9092
+  rill serve --config rill.toml --print-config   # show the effective settings and exit")]
 pub(crate) struct Args {
+    /// TOML config file; keys are Kafka's broker property names (see docs/rill.toml).
+    #[arg(long, env = "RILL_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Print the effective settings, each with its source, as a config file, and exit.
+    #[arg(long)]
+    print_config: bool,
+
     /// Address to listen on for Kafka clients.
     #[arg(long, env = "RILL_LISTEN", default_value = "127.0.0.1:9092")]
     listen: SocketAddr,
@@ -115,18 +134,126 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    fn config(&self) -> anyhow::Result<BrokerConfig> {
-        let flush = match (self.flush_messages, self.flush_ms) {
-            (Some(0), _) => anyhow::bail!("--flush-messages must be at least 1"),
+    /// The broker's settings: each flag (or its environment variable) if given, else the config
+    /// file's value, else the default. Returns the resolved sources too, for `--print-config`.
+    fn config<'m>(
+        &self,
+        matches: &'m clap::ArgMatches,
+    ) -> anyhow::Result<(SocketAddr, BrokerConfig, Sources<'m>)> {
+        let mut s = Sources::new(matches, self.config.as_deref())?;
+        let listen = s.get("listen", self.listen, &[("listeners", 1)])?;
+        let advertise = s.get(
+            "advertise",
+            self.advertise.clone(),
+            &[("advertised.listeners", 1)],
+        )?;
+        let data_dir = s.get(
+            "data_dir",
+            self.data_dir.clone(),
+            &[("log.dirs", 1), ("log.dir", 1)],
+        )?;
+        let node_id = s.get("node_id", self.node_id, &[("node.id", 1), ("broker.id", 1)])?;
+        let num_partitions = s.get(
+            "num_partitions",
+            self.num_partitions,
+            &[("num.partitions", 1)],
+        )?;
+        let auto_create_topics = s.get(
+            "auto_create_topics",
+            self.auto_create_topics,
+            &[("auto.create.topics.enable", 1)],
+        )?;
+        let segment_bytes = s.get(
+            "segment_bytes",
+            self.segment_bytes,
+            &[("log.segment.bytes", 1)],
+        )?;
+        let segment_ms = s.get(
+            "segment_ms",
+            self.segment_ms,
+            &[("log.roll.ms", 1), ("log.roll.hours", HOUR_MS)],
+        )?;
+        let retention_ms = s.get(
+            "retention_ms",
+            self.retention_ms,
+            &[
+                ("log.retention.ms", 1),
+                ("log.retention.minutes", MINUTE_MS),
+                ("log.retention.hours", HOUR_MS),
+            ],
+        )?;
+        let retention_bytes = s.get(
+            "retention_bytes",
+            self.retention_bytes,
+            &[("log.retention.bytes", 1)],
+        )?;
+        let retention_check_ms = s.get(
+            "retention_check_ms",
+            self.retention_check_ms,
+            &[("log.retention.check.interval.ms", 1)],
+        )?;
+        let flush_messages = s.get(
+            "flush_messages",
+            self.flush_messages,
+            &[("log.flush.interval.messages", 1)],
+        )?;
+        let flush_ms = s.get("flush_ms", self.flush_ms, &[("log.flush.interval.ms", 1)])?;
+        let max_message_bytes = s.get(
+            "max_message_bytes",
+            self.max_message_bytes,
+            &[("message.max.bytes", 1)],
+        )?;
+        let max_request_bytes = s.get(
+            "max_request_bytes",
+            self.max_request_bytes,
+            &[("socket.request.max.bytes", 1)],
+        )?;
+        let group_initial_rebalance_delay_ms = s.get(
+            "group_initial_rebalance_delay_ms",
+            self.group_initial_rebalance_delay_ms,
+            &[("group.initial.rebalance.delay.ms", 1)],
+        )?;
+        let group_min_session_timeout_ms = s.get(
+            "group_min_session_timeout_ms",
+            self.group_min_session_timeout_ms,
+            &[("group.min.session.timeout.ms", 1)],
+        )?;
+        let group_max_session_timeout_ms = s.get(
+            "group_max_session_timeout_ms",
+            self.group_max_session_timeout_ms,
+            &[("group.max.session.timeout.ms", 1)],
+        )?;
+        let offsets_retention_minutes = s.get(
+            "offsets_retention_minutes",
+            self.offsets_retention_minutes,
+            &[("offsets.retention.minutes", 1)],
+        )?;
+        let ack_durability = s.get(
+            "ack_durability",
+            self.ack_durability.clone(),
+            &[("rill.ack.durability", 1)],
+        )?;
+        s.check_unused()?;
+
+        let flush = match (flush_messages, flush_ms) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set one of log.flush.interval.messages (--flush-messages) and \
+                 log.flush.interval.ms (--flush-ms), not both"
+            ),
+            (Some(0), _) => {
+                anyhow::bail!("log.flush.interval.messages (--flush-messages) must be at least 1")
+            }
             (Some(n), _) => FlushPolicy::Messages(n),
             (None, Some(0)) => FlushPolicy::EveryAppend,
             (None, Some(ms)) => FlushPolicy::Interval(Duration::from_millis(ms)),
             (None, None) => FlushPolicy::Never,
         };
-        let advertised = match &self.advertise {
+        let advertised = match &advertise {
             None => None,
             Some(text) => {
-                let (host, port) = text
+                let address = settings::listener_address(text)
+                    .map_err(|why| anyhow::anyhow!("advertised.listeners (--advertise): {why}"))?;
+                let (host, port) = address
                     .rsplit_once(':')
                     .with_context(|| format!("--advertise must be host:port, got {text}"))?;
                 let port = port
@@ -135,58 +262,70 @@ impl Args {
                 Some((host.to_owned(), port))
             }
         };
-        if self.num_partitions < 1 {
-            anyhow::bail!("--num-partitions must be at least 1");
+        if num_partitions < 1 {
+            anyhow::bail!(
+                "num.partitions (--num-partitions) must be at least 1, got {num_partitions}"
+            );
         }
+        let ack_durability = match ack_durability.as_str() {
+            "fsync" => AckDurability::Fsync,
+            "page-cache" => AckDurability::PageCache,
+            other => anyhow::bail!(
+                "rill.ack.durability (--ack-durability) must be fsync or page-cache, got '{other}'"
+            ),
+        };
         let defaults = BrokerConfig::default();
         let config = BrokerConfig {
-            data_dir: self.data_dir.clone(),
+            data_dir,
             advertised,
-            node_id: self.node_id,
-            num_partitions: self.num_partitions,
-            auto_create_topics: self.auto_create_topics,
+            node_id,
+            num_partitions,
+            auto_create_topics,
             log: rill_log::LogConfig {
-                segment_bytes: self.segment_bytes,
-                segment_ms: self.segment_ms,
-                retention_ms: self.retention_ms,
-                retention_bytes: self.retention_bytes,
+                segment_bytes,
+                segment_ms,
+                retention_ms,
+                retention_bytes,
                 flush,
                 ..defaults.log.clone()
             },
-            max_message_bytes: self.max_message_bytes,
-            max_request_bytes: self.max_request_bytes,
-            ack_durability: match self.ack_durability.as_str() {
-                "page-cache" => AckDurability::PageCache,
-                _ => AckDurability::Fsync,
-            },
-            retention_check_interval: Duration::from_millis(self.retention_check_ms.max(1)),
-            group_initial_rebalance_delay: Duration::from_millis(
-                self.group_initial_rebalance_delay_ms,
-            ),
+            max_message_bytes,
+            max_request_bytes,
+            ack_durability,
+            retention_check_interval: Duration::from_millis(retention_check_ms.max(1)),
+            group_initial_rebalance_delay: Duration::from_millis(group_initial_rebalance_delay_ms),
             group_session_timeout_range: (
-                Duration::from_millis(self.group_min_session_timeout_ms),
-                Duration::from_millis(self.group_max_session_timeout_ms),
+                Duration::from_millis(group_min_session_timeout_ms),
+                Duration::from_millis(group_max_session_timeout_ms),
             ),
-            offsets_retention: Duration::from_secs(
-                self.offsets_retention_minutes.saturating_mul(60),
-            ),
+            offsets_retention: Duration::from_secs(offsets_retention_minutes.saturating_mul(60)),
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;
-        Ok(config)
+        Ok((listen, config, s))
     }
 
-    pub(crate) fn run(self) -> anyhow::Result<()> {
-        let config = self.config()?;
+    pub(crate) fn run(self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+        let (listen, config, sources) = self.config(matches)?;
+        if self.print_config {
+            let mut out = std::io::stdout().lock();
+            return match out.write_all(sources.render().as_bytes()) {
+                Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(err).context("writing to stdout")
+                }
+                _ => Ok(()),
+            };
+        }
+        drop(sources);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("rill-net")
             .build()
             .context("starting the runtime")?;
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(self.listen)
+            let listener = tokio::net::TcpListener::bind(listen)
                 .await
-                .with_context(|| format!("cannot listen on {}", self.listen))?;
+                .with_context(|| format!("cannot listen on {listen}"))?;
             let local = listener.local_addr().context("listener address")?;
             print_banner(&config, local);
             rill_broker::run(config, listener, shutdown_signal()).await?;
@@ -194,6 +333,9 @@ impl Args {
         })
     }
 }
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
 
 /// What a person needs to know at start: where, and what survives what.
 fn print_banner(config: &BrokerConfig, local: SocketAddr) {
