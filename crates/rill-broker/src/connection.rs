@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use rill_protocol::{ApiKey, ProtocolError, Request, Response, split_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rill_protocol::{ApiKey, ProtocolError, Request, Response, SIZE_PREFIX_LEN, split_frame};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -16,8 +16,14 @@ use tracing::Instrument as _;
 use crate::broker::Broker;
 use crate::dispatch;
 
+/// Bytes asked of the kernel per read when no frame size is known yet.
+const READ_CHUNK: usize = 4096;
+
 /// Serves one client until it disconnects, sends something unanswerable, or the broker stops.
-#[tracing::instrument(skip_all, fields(peer = %peer))]
+///
+/// An idle connection holds no buffers: they are released whenever the connection waits for
+/// its client with nothing half-read, so 10,000 idle clients cost their tasks and sockets only.
+#[tracing::instrument(level = "debug", skip_all, fields(peer = %peer))]
 pub(crate) async fn serve(
     broker: Arc<Broker>,
     mut stream: TcpStream,
@@ -25,37 +31,33 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut read_buf = BytesMut::with_capacity(4096);
+    let mut read_buf = BytesMut::new();
     let mut write_buf = BytesMut::new();
     loop {
         let frame = match split_frame(&mut read_buf, broker.config.max_request_bytes) {
             Ok(Some(frame)) => frame,
-            Ok(None) => {
-                let read = tokio::select! {
-                    read = stream.read_buf(&mut read_buf) => read,
-                    () = shutdown.cancelled() => return,
-                };
-                match read {
-                    Ok(0) => {
-                        if !read_buf.is_empty() {
-                            tracing::debug!(left = read_buf.len(), "connection closed mid-frame");
-                        }
-                        return;
+            Ok(None) => match read_more(&stream, &mut read_buf, &mut write_buf, &shutdown).await {
+                Ok(0) => {
+                    if !read_buf.is_empty() {
+                        tracing::debug!(left = read_buf.len(), "connection closed mid-frame");
                     }
-                    Ok(_) => continue,
-                    Err(err) => {
-                        tracing::debug!(%err, "read failed");
-                        return;
-                    }
+                    return;
                 }
-            }
+                Ok(_) => continue,
+                Err(err) => {
+                    tracing::debug!(%err, "read failed");
+                    return;
+                }
+            },
             Err(err) => {
-                tracing::warn!(%err, "closing connection: bad frame");
+                tracing::warn!(%err, %peer, "closing connection: bad frame");
                 return;
             }
         };
         let response = match Request::decode_frame(frame) {
-            Ok(request) => match handle(&broker, peer, request).await {
+            // Boxed: the handlers' futures are large, and inline they would make every
+            // connection's task that large for its whole life, idle or not.
+            Ok(request) => match Box::pin(handle(&broker, peer, request)).await {
                 Some(Ok(response)) => response,
                 Some(Err(())) => {
                     tracing::debug!("closing connection: an acks=0 produce failed");
@@ -66,7 +68,7 @@ pub(crate) async fn serve(
             Err(err) => match answer_undecodable(&err) {
                 Some(response) => response,
                 None => {
-                    tracing::warn!(%err, "closing connection: undecodable request");
+                    tracing::warn!(%err, %peer, "closing connection: undecodable request");
                     return;
                 }
             },
@@ -76,13 +78,49 @@ pub(crate) async fn serve(
             tracing::error!(%err, api_key = ?response.api_key, "could not encode a response");
             return;
         }
+        drop(response);
         if let Err(err) = stream.write_all(&write_buf).await {
             tracing::debug!(%err, "write failed");
             return;
         }
-        // A large response buffer is not kept for an idle connection.
-        if write_buf.capacity() > 1 << 20 {
-            write_buf = BytesMut::new();
+    }
+}
+
+/// Reads what the socket has into `read_buf` (`Ok(0)` at end of stream). Room is made for the
+/// whole frame once its size prefix is in, so a large produce is read without regrowing. When
+/// there is nothing to read and no frame is half-read, both buffers are released before
+/// waiting.
+async fn read_more(
+    stream: &TcpStream,
+    read_buf: &mut BytesMut,
+    write_buf: &mut BytesMut,
+    shutdown: &CancellationToken,
+) -> std::io::Result<usize> {
+    loop {
+        let wanted = match read_buf.get(..SIZE_PREFIX_LEN) {
+            Some(&[b0, b1, b2, b3]) => {
+                // split_frame has checked the size against the limit.
+                let size = usize::try_from(i32::from_be_bytes([b0, b1, b2, b3])).unwrap_or(0);
+                (SIZE_PREFIX_LEN + size).saturating_sub(read_buf.len())
+            }
+            _ => READ_CHUNK,
+        };
+        if read_buf.capacity() - read_buf.len() < wanted.min(READ_CHUNK) {
+            read_buf.reserve(wanted.max(READ_CHUNK));
+        }
+        match stream.try_read_buf(read_buf) {
+            Ok(n) => return Ok(n),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                if read_buf.is_empty() {
+                    *read_buf = BytesMut::new();
+                    *write_buf = BytesMut::new();
+                }
+                tokio::select! {
+                    ready = stream.readable() => ready?,
+                    () = shutdown.cancelled() => return Ok(0),
+                }
+            }
+            Err(err) => return Err(err),
         }
     }
 }

@@ -97,7 +97,7 @@ pub async fn run(
             broker.clone(),
             stream,
             peer,
-            stop.child_token(),
+            stop.clone(),
         )));
     }
     tracing::info!("shutting down");

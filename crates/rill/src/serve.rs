@@ -317,6 +317,12 @@ impl Args {
             };
         }
         drop(sources);
+        // Each client connection is a file descriptor; the usual soft limit of 1024 would
+        // refuse clients long before memory or CPU run out (Go's runtime raises it the same way).
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => tracing::debug!(limit, "open file limit"),
+            Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("rill-net")
