@@ -89,6 +89,12 @@ impl Partition {
         retention_check: Duration,
     ) -> Result<Self, LogError> {
         let log = Log::open(&dir, config, now_ms())?;
+        Self::start(log, index, retention_check)
+    }
+
+    /// Starts the owner thread of a log already open.
+    pub(crate) fn start(log: Log, index: i32, retention_check: Duration) -> Result<Self, LogError> {
+        let dir = log.dir().to_path_buf();
         let producers = rebuild_producer_states(&log)?;
         let (offsets_tx, offsets) = watch::channel(offsets_of(&log));
         let (commands, rx) = mpsc::channel();

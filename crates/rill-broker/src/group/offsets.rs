@@ -57,7 +57,7 @@ impl OffsetStore {
             retention_bytes: -1,
             ..LogConfig::default()
         };
-        let log = Log::open(&dir, config.clone(), now_ms())?;
+        let log = Log::open(&dir, config, now_ms())?;
         let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
         let mut offset = log.log_start_offset();
         let corrupt = |what: String| BrokerError::Metadata(format!("{}: {what}", dir.display()));
@@ -87,8 +87,7 @@ impl OffsetStore {
             }
         }
         committed.retain(|_, offsets| !offsets.is_empty());
-        log.close()?;
-        let log = Partition::open(dir, 0, config, retention_check)?;
+        let log = Partition::start(log, 0, retention_check)?;
         Ok(Self {
             log,
             committed: Mutex::new(committed),
