@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use rill_protocol::{ApiKey, ProtocolError, Request, Response, split_frame};
@@ -15,14 +16,17 @@ use tracing::Instrument as _;
 
 use crate::broker::Broker;
 use crate::dispatch;
+use crate::metrics::ConnectionGuard;
 
 /// Serves one client until it disconnects, sends something unanswerable, or the broker stops.
+/// The connection counts as open until `_open` is dropped with the task.
 #[tracing::instrument(skip_all, fields(peer = %peer))]
 pub(crate) async fn serve(
     broker: Arc<Broker>,
     mut stream: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
+    _open: ConnectionGuard,
 ) {
     let _ = stream.set_nodelay(true);
     let mut read_buf = BytesMut::with_capacity(4096);
@@ -54,23 +58,40 @@ pub(crate) async fn serve(
                 return;
             }
         };
-        let response = match Request::decode_frame(frame) {
-            Ok(request) => match handle(&broker, peer, request).await {
-                Some(Ok(response)) => response,
-                Some(Err(())) => {
-                    tracing::debug!("closing connection: an acks=0 produce failed");
-                    return;
-                }
-                None => continue, // acks=0: no answer
-            },
+        let started = Instant::now();
+        let (metrics, outcome) = match Request::decode_frame(frame) {
+            Ok(request) => (
+                broker.metrics.api(request.header.api_key),
+                handle(&broker, peer, request).await,
+            ),
             Err(err) => match answer_undecodable(&err) {
-                Some(response) => response,
+                Some(response) => (broker.metrics.api(response.api_key), Some(Ok(response))),
                 None => {
                     tracing::warn!(%err, "closing connection: undecodable request");
                     return;
                 }
             },
         };
+        let response = match outcome {
+            Some(Ok(response)) => response,
+            Some(Err(())) => {
+                if let Some(metrics) = metrics {
+                    metrics.finished(started);
+                }
+                tracing::debug!("closing connection: an acks=0 produce failed");
+                return;
+            }
+            None => {
+                // acks=0: no answer.
+                if let Some(metrics) = metrics {
+                    metrics.finished(started);
+                }
+                continue;
+            }
+        };
+        if let Some(metrics) = metrics {
+            metrics.count_errors(&response.body);
+        }
         write_buf.clear();
         if let Err(err) = response.encode(&mut write_buf) {
             tracing::error!(%err, api_key = ?response.api_key, "could not encode a response");
@@ -79,6 +100,9 @@ pub(crate) async fn serve(
         if let Err(err) = stream.write_all(&write_buf).await {
             tracing::debug!(%err, "write failed");
             return;
+        }
+        if let Some(metrics) = metrics {
+            metrics.finished(started);
         }
         // A large response buffer is not kept for an idle connection.
         if write_buf.capacity() > 1 << 20 {

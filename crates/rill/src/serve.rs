@@ -112,6 +112,28 @@ pub(crate) struct Args {
     /// Largest request frame, bytes; larger ones close the connection (socket.request.max.bytes).
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
+
+    /// Address of the admin HTTP listener (/metrics, /health/live, /health/ready, /status), or
+    /// `none` to run without it.
+    #[arg(long, env = "RILL_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
+    admin_listen: AdminListen,
+}
+
+/// `--admin-listen`: an address, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        text.parse().map(|addr| Self(Some(addr))).map_err(|_| {
+            format!("expected host:port (an IP address and a port) or `none`, got {text:?}")
+        })
+    }
 }
 
 impl Args {
@@ -188,15 +210,27 @@ impl Args {
                 .await
                 .with_context(|| format!("cannot listen on {}", self.listen))?;
             let local = listener.local_addr().context("listener address")?;
-            print_banner(&config, local);
-            rill_broker::run(config, listener, shutdown_signal()).await?;
+            let admin = match self.admin_listen.0 {
+                None => None,
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen for admin http on {addr}"))?,
+                ),
+            };
+            let admin_local = match &admin {
+                None => None,
+                Some(admin) => Some(admin.local_addr().context("admin listener address")?),
+            };
+            print_banner(&config, local, admin_local);
+            rill_broker::run(config, listener, admin, shutdown_signal()).await?;
             Ok(())
         })
     }
 }
 
 /// What a person needs to know at start: where, and what survives what.
-fn print_banner(config: &BrokerConfig, local: SocketAddr) {
+fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAddr>) {
     let acks_all = match config.ack_durability {
         AckDurability::Fsync => "answered after fsync (survives power loss)",
         AckDurability::PageCache => {
@@ -212,6 +246,10 @@ fn print_banner(config: &BrokerConfig, local: SocketAddr) {
         }
     };
     println!("rill {} listening on {local}", env!("CARGO_PKG_VERSION"));
+    match admin {
+        Some(admin) => println!("  admin http:  http://{admin}"),
+        None => println!("  admin http:  off (--admin-listen none)"),
+    }
     println!("  data dir:    {}", config.data_dir.display());
     println!("  acks=all:    {acks_all}");
     println!("  acks=1:      answered after the write (survives a process crash)");
