@@ -20,7 +20,7 @@ use crate::metrics::ConnectionGuard;
 
 /// Serves one client until it disconnects, sends something unanswerable, or the broker stops.
 /// The connection counts as open until `_open` is dropped with the task.
-#[tracing::instrument(skip_all, fields(peer = %peer))]
+#[tracing::instrument(name = "connection", skip_all, fields(peer = %peer))]
 pub(crate) async fn serve(
     broker: Arc<Broker>,
     mut stream: TcpStream,

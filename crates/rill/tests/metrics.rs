@@ -1,6 +1,6 @@
 //! The admin HTTP listener: `/metrics` moving exactly with what real clients do, the health
-//! endpoints, `/status`, HTTP errors, hostile HTTP clients, `--admin-listen none` and a busy
-//! admin port.
+//! endpoints, `/status`, HTTP errors, hostile HTTP clients, `--admin-listen none`, a busy admin
+//! port, and the connection and request spans in JSON logs.
 
 mod common;
 
@@ -655,6 +655,59 @@ fn a_busy_admin_port_fails_start_up_naming_the_address() -> Result<()> {
         out.stderr
     );
     drop(taken);
+    Ok(())
+}
+
+#[test]
+fn json_logs_carry_the_connection_and_request_spans() -> Result<()> {
+    let broker = Broker::start_with_env(
+        &["--log-format", "json"],
+        &[("RILL_LOG", "rill_broker=debug")],
+    )?;
+    let mut stream = connect(&broker)?;
+    let peer = stream.local_addr()?.to_string();
+    // A produce to a topic that does not exist is refused with a debug event in the request.
+    let (code, _) = produce_one(&mut stream, "absent", 0, batch(&["x"])?, 4242)?;
+    ensure!(code == ErrorCode::UnknownTopicOrPartition.code());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let event: Value = loop {
+        let found = broker.output_text().lines().find_map(|line| {
+            let json = line.strip_prefix("[err] ")?;
+            let value: Value = serde_json::from_str(json).ok()?;
+            (value["fields"]["message"] == "produce refused").then_some(value)
+        });
+        if let Some(event) = found {
+            break event;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no `produce refused` event\n{}",
+            broker.output_tail(40)
+        );
+        std::thread::sleep(ms(20));
+    };
+    // The event's own fields do not collide with its message (a JSON object with two
+    // `message` keys loses one).
+    ensure!(
+        event["level"] == "DEBUG"
+            && event["fields"]["error"] == UNKNOWN
+            && event["fields"]["reason"] == "topic 'absent' does not exist",
+        "event {event}"
+    );
+    let spans = event["spans"].as_array().context("no spans")?;
+    let connection = find(&event["spans"], "name", "connection")?;
+    ensure!(
+        connection["peer"] == peer.as_str(),
+        "connection span {connection}"
+    );
+    let request = find(&event["spans"], "name", "request")?;
+    ensure!(
+        request["api_key"] == "Produce"
+            && request["api_version"] == 9
+            && request["correlation_id"] == 4242,
+        "request span {request}"
+    );
+    ensure!(spans.len() == 2, "spans {spans:?}");
     Ok(())
 }
 
