@@ -4,10 +4,10 @@
 #   scripts/bench-client.sh                 # 1M x 100 B and 300k x 1 KiB, each pair twice
 #   N100=200000 N1K=100000 ROUNDS=1 PARTITIONS=4 scripts/bench-client.sh
 #
-# Needs the venv of scripts/test (.venv with confluent-kafka). Starts `rill serve` with its
-# defaults on a free loopback port and a temporary data dir; every run produces into, or
-# consumes from, a fresh topic of its own, so every consume reads the same amount. Settings on
-# both sides: acks=1, linger 5 ms, batch size 1 MiB, no idempotence, keyless records; consumers
+# Needs the venv of scripts/test (.venv with confluent-kafka). Starts `rill serve` with its defaults
+# on a free loopback port (its admin http on another) and a temporary data dir; every run produces
+# into, or consumes from, a fresh topic of its own, so every consume reads the same amount. Settings
+# on both sides: acks=1, linger 5 ms, batch size 1 MiB, no idempotence, keyless records; consumers
 # read every partition from offset 0 with 1 MiB per partition per fetch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 bootstrap=127.0.0.1:$port
-target/release/rill serve --listen "$bootstrap" --data-dir "$tmp/data" >"$tmp/broker.log" 2>&1 &
+target/release/rill serve --listen "$bootstrap" --data-dir "$tmp/data" --admin-listen 127.0.0.1:0 >"$tmp/broker.log" 2>&1 &
 broker_pid=$!
 for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::meta::{self, MetaStore, TopicRecord};
-use crate::partition::Partition;
+use crate::metrics::{Metrics, TopicMetrics};
+use crate::partition::{OwnerMetrics, Partition};
 use crate::topic_config::TopicConfig;
 
 /// Kafka's limit on topic name length.
@@ -30,6 +31,8 @@ pub(crate) struct Topic {
     pub(crate) overrides: BTreeMap<String, String>,
     pub(crate) config: TopicConfig,
     pub(crate) partitions: Vec<Arc<Partition>>,
+    /// Its throughput counters, resolved once when the topic is created or opened.
+    pub(crate) metrics: TopicMetrics,
 }
 
 impl Topic {
@@ -67,6 +70,8 @@ pub(crate) struct Broker {
     pub(crate) groups: crate::group::Coordinator,
     /// Cancelled when the broker starts to shut down: long polls answer at once.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
+    /// This broker's metrics registry.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -74,6 +79,7 @@ impl Broker {
     pub(crate) fn open(
         config: BrokerConfig,
         advertised: (String, u16),
+        metrics: Arc<Metrics>,
     ) -> Result<Self, BrokerError> {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| BrokerError::Io {
@@ -93,11 +99,13 @@ impl Broker {
                 ..rill_group::GroupConfig::default()
             },
             config.offsets_retention,
+            metrics.fsync.clone(),
         )?;
         let mut topics = HashMap::new();
         for (name, record) in replayed.topics {
             let topic = open_topic(
                 &config,
+                &metrics,
                 &name,
                 record.id,
                 record.configs,
@@ -117,6 +125,7 @@ impl Broker {
             groups,
             producer_ids: tokio::sync::Mutex::new((producer_ids_from, producer_ids_from)),
             stopping: tokio_util::sync::CancellationToken::new(),
+            metrics,
         })
     }
 
@@ -182,6 +191,8 @@ impl Broker {
                 config: TopicConfig::resolve(&self.config, &overrides),
                 overrides,
                 partitions: Vec::new(),
+                // Not registered: a topic that is only validated must not appear in /metrics.
+                metrics: self.metrics.unregistered_topic(),
             }));
         }
         let record = TopicRecord {
@@ -190,10 +201,20 @@ impl Broker {
             configs: overrides.clone(),
         };
         let config = self.config.clone();
+        let metrics = self.metrics.clone();
         let name_owned = name.to_owned();
         let topic = self
             .blocking(move |store| {
-                let topic = open_topic(&config, &name_owned, id, overrides, 0, partitions, &[])?;
+                let topic = open_topic(
+                    &config,
+                    &metrics,
+                    &name_owned,
+                    id,
+                    overrides,
+                    0,
+                    partitions,
+                    &[],
+                )?;
                 store.put(&name_owned, Some(&record))?;
                 Ok(topic)
             })
@@ -221,6 +242,7 @@ impl Broker {
             Ok(())
         })
         .await?;
+        self.metrics.remove_topic(name);
         tracing::info!(topic = name, "deleted topic");
         Ok(topic.id)
     }
@@ -247,11 +269,13 @@ impl Broker {
             return Ok(());
         }
         let config = self.config.clone();
+        let metrics = self.metrics.clone();
         let old = topic.clone();
         let grown = self
             .blocking(move |store| {
                 let grown = open_topic(
                     &config,
+                    &metrics,
                     &old.name,
                     old.id,
                     old.overrides.clone(),
@@ -288,6 +312,7 @@ impl Broker {
             config: TopicConfig::resolve(&self.config, &overrides),
             overrides,
             partitions: topic.partitions.clone(),
+            metrics: topic.metrics.clone(),
         });
         let record = changed.record();
         let name_owned = name.to_owned();
@@ -405,8 +430,13 @@ fn partition_dir(config: &BrokerConfig, topic: &str, index: i32) -> PathBuf {
 }
 
 /// Opens partitions `from..to` of a topic, keeping `existing` ones (`0..from`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call per way a topic comes to be; a struct would only rename them"
+)]
 fn open_topic(
     config: &BrokerConfig,
+    metrics: &Metrics,
     name: &str,
     id: Uuid,
     overrides: BTreeMap<String, String>,
@@ -415,6 +445,7 @@ fn open_topic(
     existing: &[Arc<Partition>],
 ) -> Result<Topic, BrokerError> {
     let topic_config = TopicConfig::resolve(config, &overrides);
+    let topic_metrics = metrics.topic(name);
     let mut partitions: Vec<Arc<Partition>> = existing.to_vec();
     for index in from..to {
         let dir = partition_dir(config, name, index);
@@ -426,6 +457,10 @@ fn open_topic(
             index,
             topic_config.log.clone(),
             config.retention_check_interval,
+            OwnerMetrics {
+                topic: Some(topic_metrics.clone()),
+                fsync: metrics.fsync.clone(),
+            },
         )?));
     }
     Ok(Topic {
@@ -434,6 +469,7 @@ fn open_topic(
         overrides,
         config: topic_config,
         partitions,
+        metrics: topic_metrics,
     })
 }
 

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use rill_protocol::{ApiKey, ProtocolError, Request, Response, SIZE_PREFIX_LEN, split_frame};
@@ -15,20 +16,23 @@ use tracing::Instrument as _;
 
 use crate::broker::Broker;
 use crate::dispatch;
+use crate::metrics::ConnectionGuard;
 
 /// Bytes asked of the kernel per read when no frame size is known yet.
 const READ_CHUNK: usize = 4096;
 
 /// Serves one client until it disconnects, sends something unanswerable, or the broker stops.
+/// The connection counts as open until `_open` is dropped with the task.
 ///
 /// An idle connection holds no buffers: they are released whenever the connection waits for
 /// its client with nothing half-read, so 10,000 idle clients cost their tasks and sockets only.
-#[tracing::instrument(level = "debug", skip_all, fields(peer = %peer))]
+#[tracing::instrument(name = "connection", level = "debug", skip_all, fields(peer = %peer))]
 pub(crate) async fn serve(
     broker: Arc<Broker>,
     mut stream: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
+    _open: ConnectionGuard,
 ) {
     let _ = stream.set_nodelay(true);
     let mut read_buf = BytesMut::new();
@@ -54,25 +58,42 @@ pub(crate) async fn serve(
                 return;
             }
         };
-        let response = match Request::decode_frame(frame) {
+        let started = Instant::now();
+        let (metrics, outcome) = match Request::decode_frame(frame) {
             // Boxed: the handlers' futures are large, and inline they would make every
             // connection's task that large for its whole life, idle or not.
-            Ok(request) => match Box::pin(handle(&broker, peer, request)).await {
-                Some(Ok(response)) => response,
-                Some(Err(())) => {
-                    tracing::debug!("closing connection: an acks=0 produce failed");
-                    return;
-                }
-                None => continue, // acks=0: no answer
-            },
+            Ok(request) => (
+                broker.metrics.api(request.header.api_key),
+                Box::pin(handle(&broker, peer, request)).await,
+            ),
             Err(err) => match answer_undecodable(&err) {
-                Some(response) => response,
+                Some(response) => (broker.metrics.api(response.api_key), Some(Ok(response))),
                 None => {
                     tracing::warn!(%err, %peer, "closing connection: undecodable request");
                     return;
                 }
             },
         };
+        let finished = || {
+            if let Some(metrics) = metrics {
+                metrics.finished(started);
+            }
+        };
+        let response = match outcome {
+            Some(Ok(response)) => response,
+            Some(Err(())) => {
+                finished();
+                tracing::debug!("closing connection: an acks=0 produce failed");
+                return;
+            }
+            None => {
+                finished(); // acks=0: no answer
+                continue;
+            }
+        };
+        if let Some(metrics) = metrics {
+            metrics.count_errors(&response.body);
+        }
         write_buf.clear();
         if let Err(err) = response.encode(&mut write_buf) {
             tracing::error!(%err, api_key = ?response.api_key, "could not encode a response");
@@ -83,6 +104,7 @@ pub(crate) async fn serve(
             tracing::debug!(%err, "write failed");
             return;
         }
+        finished();
     }
 }
 

@@ -1,13 +1,17 @@
 //! Rill's broker: the Kafka wire protocol on tokio, wired to the storage engine.
 //!
 //! # Layout
-//! - [`run`]: the whole broker as a library function over a bound listener and a shutdown
-//!   future; `rill serve` and the tests call it.
+//! - [`run`]: the whole broker as a library function over bound listeners (Kafka, and the
+//!   optional admin HTTP one) and a shutdown future; `rill serve` and the tests call it.
 //! - `connection.rs`: one task per client connection; requests answered in order.
 //! - `dispatch.rs` and `handler/`: one handler per Kafka API.
 //! - `broker.rs`: topics and their partitions; topic changes; `meta.rs`: the metadata log.
 //! - `partition.rs`: one owner thread per partition holding its `rill_log::Log`, reached over a
 //!   channel; group commit for `acks=all`.
+//! - `metrics/`: the broker's Prometheus registry (one per broker), the per-API, per-topic
+//!   and fsync metrics, the error-code walk over answers, and the collector that reads
+//!   partitions and groups at scrape time.
+//! - `admin/`: the admin HTTP listener (`/metrics`, `/health/live`, `/health/ready`, `/status`).
 //! - [`BrokerConfig`]: settings with Kafka's defaults.
 //!
 //! # Concurrency (the seed's model)
@@ -19,6 +23,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![warn(missing_docs)]
 
+mod admin;
 mod broker;
 mod config;
 mod connection;
@@ -28,6 +33,7 @@ mod group;
 mod handler;
 mod idempotence;
 mod meta;
+mod metrics;
 mod partition;
 mod topic_config;
 
@@ -47,10 +53,14 @@ pub use error::BrokerError;
 /// Runs the broker on `listener` until `shutdown` resolves, then stops accepting, lets every
 /// connection finish the request it is handling, and closes every log cleanly (fsynced).
 ///
-/// Opening the data directory (recovering every partition) happens before the first accept.
+/// `admin`, if given, serves `/metrics`, `/health/live`, `/health/ready` and `/status` over
+/// HTTP from the start: live answers while the data directory is being opened (recovering
+/// every partition), which happens before the first Kafka accept; ready answers 200 from the
+/// first accept until shutdown begins.
 pub async fn run(
     config: BrokerConfig,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BrokerError> {
     let local = listener.local_addr().map_err(BrokerError::Listen)?;
@@ -58,11 +68,29 @@ pub async fn run(
         .advertised
         .clone()
         .unwrap_or_else(|| (local.ip().to_string(), local.port()));
-    let broker = tokio::task::spawn_blocking(move || broker::Broker::open(config, advertised))
-        .await
-        .map_err(|e| BrokerError::Internal(e.to_string()))??;
+    let internal =
+        |what: &str, err: prometheus::Error| BrokerError::Internal(format!("{what}: {err}"));
+    let metrics = Arc::new(metrics::Metrics::new().map_err(|e| internal("metrics", e))?);
+    let admin_state = Arc::new(admin::AdminState::new(metrics.clone(), local));
+    let admin_stop = CancellationToken::new();
+    // Stops the admin listener however `run` returns, a failed start included.
+    let _admin_stop_guard = admin_stop.clone().drop_guard();
+    let admin_task = admin
+        .map(|admin| tokio::spawn(admin::serve(admin, admin_state.clone(), admin_stop.clone())));
+
+    let opening = metrics.clone();
+    let broker =
+        tokio::task::spawn_blocking(move || broker::Broker::open(config, advertised, opening))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
     let broker = Arc::new(broker);
+    let collector = metrics::collector::BrokerCollector::new(Arc::downgrade(&broker))
+        .map_err(|e| internal("metrics", e))?;
+    metrics
+        .register(Box::new(collector))
+        .map_err(|e| internal("metrics", e))?;
     tracing::info!(listener = %local, cluster_id = %broker.cluster_id, "ready");
+    admin_state.ready(broker.clone());
 
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -92,15 +120,18 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        let open = metrics.connection_opened();
         // Detached: the tracker waits for it at shutdown.
         drop(connections.spawn(connection::serve(
             broker.clone(),
             stream,
             peer,
             stop.clone(),
+            open,
         )));
     }
     tracing::info!("shutting down");
+    admin_state.stopping();
     drop(listener);
     housekeeping.abort();
     broker.stopping.cancel();
@@ -111,6 +142,10 @@ pub async fn run(
     tokio::task::spawn_blocking(move || closing.close_blocking())
         .await
         .map_err(|e| BrokerError::Internal(e.to_string()))?;
+    admin_stop.cancel();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

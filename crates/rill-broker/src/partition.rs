@@ -19,18 +19,29 @@ use tokio::sync::{oneshot, watch};
 use crate::idempotence::{
     PRODUCER_ID_EXPIRATION_MS, ProducerStates, Verdict, load_snapshot, write_snapshot,
 };
+use crate::metrics::TopicMetrics;
 
 /// How many queued commands one round takes before it fsyncs and answers.
 const MAX_ROUND: usize = 1024;
 /// How often an idle owner wakes to run interval flushes.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The offsets readers wait on.
+/// The offsets readers wait on, and the log's size, published by the owner after every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Offsets {
     pub(crate) log_start: i64,
     /// The log end offset, which is also the high watermark (one replica).
     pub(crate) log_end: i64,
+    /// Bytes in all segments (for metrics; it changes only when an offset does).
+    pub(crate) size_bytes: u64,
+}
+
+/// What an owner thread counts: its topic's produce counters (`None` for the broker's internal
+/// logs) and every fsync it does.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnerMetrics {
+    pub(crate) topic: Option<TopicMetrics>,
+    pub(crate) fsync: prometheus::Histogram,
 }
 
 /// Which offset a ListOffsets query asks for.
@@ -87,16 +98,23 @@ impl Partition {
         index: i32,
         config: LogConfig,
         retention_check: Duration,
+        metrics: OwnerMetrics,
     ) -> Result<Self, LogError> {
         let log = Log::open(&dir, config, now_ms())?;
-        Self::start(log, index, retention_check)
+        Self::start(log, index, retention_check, metrics)
     }
 
     /// Starts the owner thread of a log already open.
-    pub(crate) fn start(log: Log, index: i32, retention_check: Duration) -> Result<Self, LogError> {
+    pub(crate) fn start(
+        log: Log,
+        index: i32,
+        retention_check: Duration,
+        metrics: OwnerMetrics,
+    ) -> Result<Self, LogError> {
         let dir = log.dir().to_path_buf();
         let producers = rebuild_producer_states(&log)?;
-        let (offsets_tx, offsets) = watch::channel(offsets_of(&log));
+        let size = log.size_bytes();
+        let (offsets_tx, offsets) = watch::channel(offsets_of(&log, size));
         let (commands, rx) = mpsc::channel();
         let name = dir
             .file_name()
@@ -111,6 +129,8 @@ impl Partition {
                     offsets: offsets_tx,
                     retention_check,
                     producers,
+                    size,
+                    metrics,
                 }
                 .run(&rx)
             })
@@ -204,6 +224,10 @@ struct Owner {
     producers: ProducerStates,
     /// Segment count after the last append, to notice rolls.
     segments: usize,
+    /// The log's size in bytes, kept up to date here rather than summed over every segment at
+    /// each publish.
+    size: u64,
+    metrics: OwnerMetrics,
 }
 
 impl Owner {
@@ -228,7 +252,7 @@ impl Owner {
                 self.handle(command, &mut waiting);
             }
             if !waiting.is_empty() {
-                let synced = self.log.sync().map_err(|err| self.failed(&err));
+                let synced = self.sync();
                 for (reply, info) in waiting {
                     let _ = reply.send(synced.map(|()| info));
                 }
@@ -299,6 +323,7 @@ impl Owner {
                     .log
                     .delete_records_before(before)
                     .map_err(|e| self.failed(&e));
+                self.size = self.log.size_bytes();
                 let _ = self.producers.expire(
                     now_ms(),
                     PRODUCER_ID_EXPIRATION_MS,
@@ -335,7 +360,26 @@ impl Owner {
                 Verdict::Reject(code) => return Err(code),
             }
         }
-        let info = self.log.append(batch, now).map_err(|e| self.failed(&e))?;
+        let flushed = self.log.flushed_offset();
+        let started = Instant::now();
+        let appended = self.log.append(batch, now);
+        if self.log.flushed_offset() != flushed {
+            // The flush policy fsynced within the append; the write itself is small beside it.
+            self.metrics.fsync.observe(started.elapsed().as_secs_f64());
+        }
+        let info = match appended {
+            Ok(info) => info,
+            Err(err) => {
+                // Whatever the failure, the size is what the segments say.
+                self.size = self.log.size_bytes();
+                return Err(self.failed(&err));
+            }
+        };
+        // Stored verbatim, so the log grew by exactly the batch.
+        self.size += batch.len() as u64;
+        if let Some(topic) = &self.metrics.topic {
+            topic.appended(batch.len(), header.records_count);
+        }
         if header.has_producer_id() {
             let stored = BatchHeader {
                 base_offset: info.base_offset,
@@ -372,8 +416,20 @@ impl Owner {
         }
     }
 
+    /// One group commit: fsyncs everything appended so far, timing it if there was anything.
+    fn sync(&mut self) -> Result<(), ErrorCode> {
+        let due = self.log.flushed_offset() != self.log.log_end_offset();
+        let started = Instant::now();
+        let synced = self.log.sync();
+        if due {
+            self.metrics.fsync.observe(started.elapsed().as_secs_f64());
+        }
+        synced.map_err(|err| self.failed(&err))
+    }
+
     fn publish(&self) {
-        let now = offsets_of(&self.log);
+        debug_assert_eq!(self.size, self.log.size_bytes(), "tracked log size drifted");
+        let now = offsets_of(&self.log, self.size);
         let _ = self.offsets.send_if_modified(|offsets| {
             let changed = *offsets != now;
             *offsets = now;
@@ -382,7 +438,13 @@ impl Owner {
     }
 
     fn housekeeping(&mut self, last_retention: &mut Instant) {
-        if let Err(err) = self.log.flush_if_due(now_ms()) {
+        let flushed = self.log.flushed_offset();
+        let started = Instant::now();
+        let result = self.log.flush_if_due(now_ms());
+        if self.log.flushed_offset() != flushed {
+            self.metrics.fsync.observe(started.elapsed().as_secs_f64());
+        }
+        if let Err(err) = result {
             let _ = self.failed(&err);
         }
         if last_retention.elapsed() >= self.retention_check {
@@ -393,9 +455,14 @@ impl Owner {
                 self.log.log_start_offset(),
             );
             match self.log.apply_retention(now_ms()) {
-                Ok(deleted) if !deleted.is_empty() => self.publish(),
-                Ok(_) => {}
+                Ok(deleted) if deleted.is_empty() => {}
+                Ok(_) => {
+                    self.size = self.log.size_bytes();
+                    self.publish();
+                }
                 Err(err) => {
+                    // Some segments may be gone before the failure.
+                    self.size = self.log.size_bytes();
                     let _ = self.failed(&err);
                 }
             }
@@ -447,10 +514,11 @@ fn rebuild_producer_states(log: &Log) -> Result<ProducerStates, LogError> {
     Ok(states)
 }
 
-fn offsets_of(log: &Log) -> Offsets {
+fn offsets_of(log: &Log, size_bytes: u64) -> Offsets {
     Offsets {
         log_start: log.log_start_offset(),
         log_end: log.log_end_offset(),
+        size_bytes,
     }
 }
 

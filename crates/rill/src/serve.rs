@@ -131,7 +131,44 @@ pub(crate) struct Args {
     /// Largest request frame, bytes; larger ones close the connection (socket.request.max.bytes).
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
+
+    /// Address of the admin HTTP listener (/metrics, /health/live, /health/ready, /status), or
+    /// `none` to run without it.
+    #[arg(long, env = "RILL_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
+    admin_listen: AdminListen,
 }
+
+/// `--admin-listen`: an address, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        text.parse().map(|addr| Self(Some(addr))).map_err(|_| {
+            format!("expected host:port (an IP address and a port) or `none`, got {text:?}")
+        })
+    }
+}
+
+impl settings::Value for AdminListen {
+    fn from_text(text: &str, _: i64) -> Result<Self, String> {
+        text.trim().parse()
+    }
+    fn to_toml(&self) -> Option<String> {
+        Some(match self.0 {
+            Some(addr) => format!("\"{addr}\""),
+            None => "\"none\"".to_owned(),
+        })
+    }
+}
+
+/// Where the broker listens: Kafka clients, then the admin HTTP listener (if any).
+type Listeners = (SocketAddr, Option<SocketAddr>);
 
 impl Args {
     /// The broker's settings: each flag (or its environment variable) if given, else the config
@@ -139,7 +176,7 @@ impl Args {
     fn config<'m>(
         &self,
         matches: &'m clap::ArgMatches,
-    ) -> anyhow::Result<(SocketAddr, BrokerConfig, Sources<'m>)> {
+    ) -> anyhow::Result<(Listeners, BrokerConfig, Sources<'m>)> {
         let mut s = Sources::new(matches, self.config.as_deref())?;
         let listen = s.get("listen", self.listen, &[("listeners", 1)])?;
         let advertise = s.get(
@@ -233,6 +270,11 @@ impl Args {
             self.ack_durability.clone(),
             &[("rill.ack.durability", 1)],
         )?;
+        let admin_listen = s.get(
+            "admin_listen",
+            self.admin_listen,
+            &[("rill.admin.listen", 1)],
+        )?;
         s.check_unused()?;
 
         let flush = match (flush_messages, flush_ms) {
@@ -302,11 +344,11 @@ impl Args {
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;
-        Ok((listen, config, s))
+        Ok(((listen, admin_listen.0), config, s))
     }
 
     pub(crate) fn run(self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-        let (listen, config, sources) = self.config(matches)?;
+        let ((listen, admin_listen), config, sources) = self.config(matches)?;
         if self.print_config {
             let mut out = std::io::stdout().lock();
             return match out.write_all(sources.render().as_bytes()) {
@@ -333,8 +375,20 @@ impl Args {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let local = listener.local_addr().context("listener address")?;
-            print_banner(&config, local);
-            rill_broker::run(config, listener, shutdown_signal()).await?;
+            let admin = match admin_listen {
+                None => None,
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen for admin http on {addr}"))?,
+                ),
+            };
+            let admin_local = match &admin {
+                None => None,
+                Some(admin) => Some(admin.local_addr().context("admin listener address")?),
+            };
+            print_banner(&config, local, admin_local);
+            rill_broker::run(config, listener, admin, shutdown_signal()).await?;
             Ok(())
         })
     }
@@ -344,7 +398,7 @@ const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
 
 /// What a person needs to know at start: where, and what survives what.
-fn print_banner(config: &BrokerConfig, local: SocketAddr) {
+fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAddr>) {
     let acks_all = match config.ack_durability {
         AckDurability::Fsync => "answered after fsync (survives power loss)",
         AckDurability::PageCache => {
@@ -360,6 +414,10 @@ fn print_banner(config: &BrokerConfig, local: SocketAddr) {
         }
     };
     println!("rill {} listening on {local}", env!("CARGO_PKG_VERSION"));
+    match admin {
+        Some(admin) => println!("  admin http:  http://{admin}"),
+        None => println!("  admin http:  off (--admin-listen none)"),
+    }
     println!("  data dir:    {}", config.data_dir.display());
     println!("  acks=all:    {acks_all}");
     println!("  acks=1:      answered after the write (survives a process crash)");

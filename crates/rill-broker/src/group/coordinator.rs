@@ -68,11 +68,12 @@ impl Coordinator {
         data_dir: &Path,
         config: GroupConfig,
         offsets_retention: Duration,
+        fsync: prometheus::Histogram,
     ) -> Result<Self, BrokerError> {
         Ok(Self {
             config,
             groups: Mutex::new(HashMap::new()),
-            offsets: OffsetStore::open(data_dir, Duration::from_secs(3600))?,
+            offsets: OffsetStore::open(data_dir, Duration::from_secs(3600), fsync)?,
             offsets_retention,
         })
     }

@@ -17,7 +17,7 @@ use rill_record::{BatchBuilder, Batches, RecordSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
-use crate::partition::{Partition, now_ms};
+use crate::partition::{OwnerMetrics, Partition, now_ms};
 
 /// Directory of the offsets log under the data directory.
 pub(crate) const OFFSETS_LOG: &str = "__consumer_offsets-0";
@@ -49,7 +49,11 @@ pub(crate) struct OffsetStore {
 
 impl OffsetStore {
     /// Replays the offsets log, then hands it to an owner thread for appends.
-    pub(crate) fn open(data_dir: &Path, retention_check: Duration) -> Result<Self, BrokerError> {
+    pub(crate) fn open(
+        data_dir: &Path,
+        retention_check: Duration,
+        fsync: prometheus::Histogram,
+    ) -> Result<Self, BrokerError> {
         let dir = data_dir.join(OFFSETS_LOG);
         let config = LogConfig {
             segment_bytes: 64 << 20,
@@ -87,7 +91,10 @@ impl OffsetStore {
             }
         }
         committed.retain(|_, offsets| !offsets.is_empty());
-        let log = Partition::start(log, 0, retention_check)?;
+        // Its commits are fsynced like any acks=all produce, so they count in the fsync
+        // histogram; its bytes are not a topic's.
+        let metrics = OwnerMetrics { topic: None, fsync };
+        let log = Partition::start(log, 0, retention_check, metrics)?;
         Ok(Self {
             log,
             committed: Mutex::new(committed),
@@ -175,6 +182,25 @@ impl OffsetStore {
         self.committed
             .lock()
             .is_ok_and(|c| c.get(group).is_some_and(|o| !o.is_empty()))
+    }
+
+    /// Every committed offset: (group, topic, partition, offset), sorted.
+    pub(crate) fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        let mut all: Vec<_> = self
+            .committed
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .flat_map(|(group, offsets)| {
+                        offsets.iter().map(|((topic, partition), committed)| {
+                            (group.clone(), topic.clone(), *partition, committed.offset)
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        all.sort();
+        all
     }
 
     /// Groups that have committed offsets.
@@ -277,6 +303,14 @@ fn json(value: &impl Serialize) -> Result<Bytes, ErrorCode> {
 mod tests {
     use super::*;
 
+    fn fsync() -> prometheus::Histogram {
+        // Unregistered: any valid name will do.
+        match prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("fsync", "test")) {
+            Ok(histogram) => histogram,
+            Err(err) => panic!("a histogram named fsync: {err}"),
+        }
+    }
+
     fn committed(offset: i64, commit_ms: i64) -> Committed {
         Committed {
             offset,
@@ -289,7 +323,7 @@ mod tests {
     #[tokio::test]
     async fn commits_survive_reopen_and_expire_by_age() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
         store
             .commit(
                 "g",
@@ -314,7 +348,7 @@ mod tests {
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
 
         // Reopened from the log: the same state, expiry and deletion included.
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
         assert_eq!(store.fetch("g", "t", 0), None);
         assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
         assert_eq!(store.groups(), vec!["g".to_owned()]);
@@ -325,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn compaction_keeps_only_live_offsets() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
         // Many commits of the same two partitions: far more records than live offsets.
         for i in 0..6_000 {
             store
@@ -347,7 +381,7 @@ mod tests {
             "only the live offsets remain"
         );
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600))?;
+        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
         assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5_999));
         assert_eq!(store.fetch("g", "t", 1).map(|c| c.offset), Some(6_000));
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;

@@ -92,6 +92,15 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse 
         let now = tokio::time::Instant::now();
         let done = errors || total >= min_bytes.max(1) || watches.is_empty();
         if done || now >= deadline || broker.stopping.is_cancelled() {
+            for ((topic, _), response) in wanted.iter().zip(&topics) {
+                if let Some(topic) = topic {
+                    for partition in &response.partitions {
+                        topic
+                            .metrics
+                            .fetched(partition.records.as_deref().unwrap_or_default());
+                    }
+                }
+            }
             return FetchResponse::default().with_responses(topics);
         }
         // Nothing (or not enough) yet: wait for any of the partitions to grow.

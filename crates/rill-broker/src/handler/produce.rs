@@ -106,7 +106,7 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
                             .map_or(-1, |p| p.offsets().log_start),
                     ),
                 Err((code, message)) => {
-                    tracing::debug!(topic = %name.0, partition = index, error = code.name(), %message, "produce refused");
+                    tracing::debug!(topic = %name.0, partition = index, error = code.name(), reason = %message, "produce refused");
                     response
                         .with_error_code(code.code())
                         .with_base_offset(-1)

@@ -91,6 +91,8 @@ impl Broker {
             .arg(self.bootstrap())
             .arg("--data-dir")
             .arg(self.data_dir.path())
+            // Parallel tests must not meet on the default admin port, and these need none.
+            .args(["--admin-listen", "none"])
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

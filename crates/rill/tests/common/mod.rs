@@ -12,7 +12,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -25,10 +25,13 @@ use serde_json::Value;
 
 pub use anyhow::Result;
 
+mod admin;
 mod clients;
 mod wire;
 
 // Each test binary uses a different part of the harness.
+#[allow(unused_imports)]
+pub use admin::*;
 #[allow(unused_imports)]
 pub use clients::*;
 #[allow(unused_imports)]
@@ -47,6 +50,21 @@ const PYTHON_ENV: &str = "RILL_TEST_PYTHON";
 /// Lines the broker wrote, both streams interleaved in arrival order.
 type Lines = Arc<Mutex<Vec<String>>>;
 
+/// What the start-up banner has said so far.
+#[derive(Debug, Default)]
+struct Banner {
+    /// The `listening on` line arrived.
+    listening: AtomicBool,
+    /// The `admin http:` line arrived: `Some(None)` when the admin listener is off.
+    admin: Mutex<Option<Option<SocketAddr>>>,
+}
+
+impl Banner {
+    fn admin(&self) -> Option<Option<SocketAddr>> {
+        *lock(&self.admin)
+    }
+}
+
 /// One `rill serve` process (or, with `RILL_TEST_EXTERNAL_BOOTSTRAP`, someone else's broker).
 #[derive(Debug)]
 pub struct Broker {
@@ -54,9 +72,13 @@ pub struct Broker {
     host: String,
     data_dir: Option<tempfile::TempDir>,
     args: Vec<String>,
+    /// Extra environment for the broker process (e.g. `RILL_LOG`).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     output: Lines,
     starts: u32,
+    /// The admin HTTP listener's address, as the last start's banner gave it.
+    admin: Option<SocketAddr>,
 }
 
 impl Broker {
@@ -67,6 +89,11 @@ impl Broker {
 
     /// Starts `rill serve` with extra flags (e.g. `["--num-partitions", "3"]`).
     pub fn start_with(extra_args: &[&str]) -> Result<Self> {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// Starts `rill serve` with extra flags and environment variables (e.g. `RILL_LOG`).
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         if let Ok(bootstrap) = std::env::var(EXTERNAL_ENV) {
             let (host, port) = bootstrap
                 .rsplit_once(':')
@@ -78,12 +105,18 @@ impl Broker {
                 host: host.to_owned(),
                 data_dir: None,
                 args: Vec::new(),
+                env: Vec::new(),
                 child: None,
                 output: Lines::default(),
                 starts: 0,
+                admin: None,
             });
         }
         let args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         // The port is free when we read it but not reserved, so another process may take it
         // before the broker binds; try a few ports before blaming the broker.
         let mut last_err = None;
@@ -94,9 +127,11 @@ impl Broker {
                 host: "127.0.0.1".to_owned(),
                 data_dir: Some(data_dir),
                 args: args.clone(),
+                env: env.clone(),
                 child: None,
                 output: Lines::default(),
                 starts: 0,
+                admin: None,
             };
             match broker.spawn() {
                 Ok(()) => return Ok(broker),
@@ -114,6 +149,14 @@ impl Broker {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin HTTP listener (`/metrics`, `/health/*`, `/status`) of the running broker, as
+    /// its banner gave it; `None` with `--admin-listen none` or for an external broker. Every
+    /// broker the harness starts gets `--admin-listen 127.0.0.1:0` unless the test passes its
+    /// own, so a restart may bring a new port.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// The broker's data directory (`None` for an external broker).
@@ -242,30 +285,47 @@ impl Broker {
             .into_owned();
         let listen = self.bootstrap();
         self.starts += 1;
+        self.admin = None;
         lock(&self.output).push(format!("=== start {} of rill serve ===", self.starts));
+        // Parallel tests must never meet on the default admin port.
+        let own_admin = self
+            .args
+            .iter()
+            .any(|a| a == "--admin-listen" || a.starts_with("--admin-listen="));
+        let admin_args: &[&str] = if own_admin {
+            &[]
+        } else {
+            &["--admin-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
             .arg("serve")
             .args(["--listen", &listen, "--data-dir", &data_dir])
+            .args(admin_args)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .context("spawning the rill binary")?;
-        let ready = Arc::new(AtomicBool::new(false));
+        let banner = Arc::new(Banner::default());
         let needle = format!("listening on {listen}");
         if let Some(stdout) = child.stdout.take() {
-            collect_lines(stdout, "out", Arc::clone(&self.output), &needle, &ready);
+            collect_lines(stdout, "out", Arc::clone(&self.output), &needle, &banner);
         }
         if let Some(stderr) = child.stderr.take() {
-            collect_lines(stderr, "err", Arc::clone(&self.output), &needle, &ready);
+            collect_lines(stderr, "err", Arc::clone(&self.output), &needle, &banner);
         }
         self.child = Some(child);
         let started = Instant::now();
         loop {
-            if ready.load(Ordering::Acquire) {
-                return Ok(());
+            // The admin line follows `listening on` in the same banner.
+            if banner.listening.load(Ordering::Acquire) {
+                if let Some(admin) = banner.admin() {
+                    self.admin = admin;
+                    return Ok(());
+                }
             }
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
@@ -285,8 +345,8 @@ impl Broker {
                     let _ = child.wait();
                 }
                 bail!(
-                    "rill serve --listen {listen} did not print `{needle}` within \
-                     {START_TIMEOUT:?}\n{}",
+                    "rill serve --listen {listen} did not print `{needle}` and its \
+                     `admin http:` line within {START_TIMEOUT:?}\n{}",
                     self.output_tail(60)
                 );
             }
@@ -313,15 +373,26 @@ fn collect_lines(
     label: &'static str,
     output: Lines,
     needle: &str,
-    ready: &Arc<AtomicBool>,
+    banner: &Arc<Banner>,
 ) {
     let needle = needle.to_owned();
-    let ready = Arc::clone(ready);
+    let banner = Arc::clone(banner);
     let _ = thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             if line.contains(&needle) {
-                ready.store(true, Ordering::Release);
+                banner.listening.store(true, Ordering::Release);
+            }
+            // The banner is on stdout: `  admin http:  http://ADDR` or `... off (...)`.
+            if let Some(admin) = line
+                .strip_prefix("  admin http:")
+                .filter(|_| label == "out")
+            {
+                let addr = admin
+                    .trim()
+                    .strip_prefix("http://")
+                    .and_then(|a| a.parse().ok());
+                *lock(&banner.admin) = Some(addr);
             }
             lock(&output).push(format!("[{label}] {line}"));
         }

@@ -1,0 +1,133 @@
+//! Metrics read at scrape time from the broker's state: per partition its offsets and size (as
+//! the owner threads last published them), per group and partition its committed offset and
+//! lag. Nothing on the produce or fetch path updates them, and a deleted topic or group is
+//! simply not there at the next scrape.
+
+use std::sync::Weak;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGaugeVec, Opts};
+
+use crate::broker::Broker;
+
+/// Reads the broker's partitions and groups when `/metrics` is scraped.
+#[derive(Debug)]
+pub(crate) struct BrokerCollector {
+    /// Weak: the broker holds the registry that holds this collector.
+    broker: Weak<Broker>,
+    /// Templates: their descriptions are this collector's; each scrape fills fresh copies.
+    templates: Families,
+}
+
+#[derive(Debug)]
+struct Families {
+    log_end: IntGaugeVec,
+    log_start: IntGaugeVec,
+    size: IntGaugeVec,
+    committed: IntGaugeVec,
+    lag: IntGaugeVec,
+}
+
+impl Families {
+    fn new() -> Result<Self, prometheus::Error> {
+        let partition = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"])
+        };
+        let group = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["group", "topic", "partition"])
+        };
+        Ok(Self {
+            log_end: partition(
+                "rill_partition_log_end_offset",
+                "The offset the next record appended to the partition will get",
+            )?,
+            log_start: partition(
+                "rill_partition_log_start_offset",
+                "The first offset still in the partition's log",
+            )?,
+            size: partition(
+                "rill_partition_size_bytes",
+                "Bytes in all of the partition's segments",
+            )?,
+            committed: group(
+                "rill_group_committed_offset",
+                "The offset a consumer group committed for a partition",
+            )?,
+            lag: group(
+                "rill_group_lag",
+                "Log end offset minus the group's committed offset (at least 0)",
+            )?,
+        })
+    }
+
+    fn all(&self) -> [&IntGaugeVec; 5] {
+        [
+            &self.log_end,
+            &self.log_start,
+            &self.size,
+            &self.committed,
+            &self.lag,
+        ]
+    }
+}
+
+impl BrokerCollector {
+    pub(crate) fn new(broker: Weak<Broker>) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            broker,
+            templates: Families::new()?,
+        })
+    }
+}
+
+impl Collector for BrokerCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.templates
+            .all()
+            .into_iter()
+            .flat_map(|family| family.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(broker) = self.broker.upgrade() else {
+            return Vec::new();
+        };
+        let Ok(out) = Families::new() else {
+            return Vec::new();
+        };
+        for topic in broker.all_topics() {
+            for partition in &topic.partitions {
+                let index = partition.index.to_string();
+                let labels = [topic.name.as_str(), index.as_str()];
+                let offsets = partition.offsets();
+                out.log_end.with_label_values(&labels).set(offsets.log_end);
+                out.log_start
+                    .with_label_values(&labels)
+                    .set(offsets.log_start);
+                out.size
+                    .with_label_values(&labels)
+                    .set(i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX));
+            }
+        }
+        for (group, topic, partition, committed) in broker.groups.offsets.all_committed() {
+            let index = partition.to_string();
+            let labels = [group.as_str(), topic.as_str(), index.as_str()];
+            out.committed.with_label_values(&labels).set(committed);
+            let log_end = broker
+                .topic(&topic)
+                .and_then(|t| t.partition(partition).map(|p| p.offsets().log_end));
+            // No lag for a partition that does not exist (any more): there is no log end.
+            if let Some(log_end) = log_end {
+                out.lag
+                    .with_label_values(&labels)
+                    .set(log_end.saturating_sub(committed).max(0));
+            }
+        }
+        out.all()
+            .into_iter()
+            .flat_map(|family| family.collect())
+            .collect()
+    }
+}
