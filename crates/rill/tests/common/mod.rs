@@ -25,10 +25,13 @@ use serde_json::Value;
 
 pub use anyhow::Result;
 
+mod cli;
 mod clients;
 mod wire;
 
 // Each test binary uses a different part of the harness.
+#[allow(unused_imports)]
+pub use cli::*;
 #[allow(unused_imports)]
 pub use clients::*;
 #[allow(unused_imports)]
