@@ -34,7 +34,7 @@ use format::{Fields, Printer};
 #[command(after_help = "\
 Examples:
   rill consume demo --from-beginning -e                 # everything there now, then exit
-  rill consume demo -o -10 -f '%p:%o %k=%s\\n'          # the last 10 of each partition
+  rill consume demo -o -10 -f '%p:%o %k=%s\\n'           # the last 10 of each partition
   rill consume demo -p 0 -o 42 -c 1 -J                  # one record as JSON
   rill consume demo --timestamp 2024-05-01T12:00:00Z -e
   rill consume demo -g billing                          # as group 'billing', committing

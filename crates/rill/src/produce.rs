@@ -145,12 +145,13 @@ impl Args {
         let mut config = ProducerConfig::new(client);
         config.acks = self.acks;
         config.compression = self.compression.into();
-        // Idempotence (Kafka's default) writes a retried batch once but needs acks=all. One
-        // request in flight keeps the lines in order across retries. (With several in flight,
-        // rill-client's idempotent producer has been seen to get OUT_OF_ORDER_SEQUENCE_NUMBER
-        // on long runs of batches to one partition.)
+        // Idempotence (Kafka's default) keeps the lines in order across retries, and writes a
+        // retried batch once, but needs acks=all; without it, one request in flight keeps the
+        // order.
         config.enable_idempotence = self.acks == Acks::All;
-        config.max_in_flight = 1;
+        if !config.enable_idempotence {
+            config.max_in_flight = 1;
+        }
         let producer = AsyncProducer::with_cluster(config, Arc::clone(&cluster)).explain()?;
         let failed = Arc::new(AtomicBool::new(false));
         let collector = tokio::spawn(collect(&producer, Arc::clone(&failed)).await?);
