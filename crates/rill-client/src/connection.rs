@@ -304,12 +304,33 @@ impl Connection {
     /// # }
     /// ```
     pub async fn request_at<R: ApiRequest>(&self, body: R, version: i16) -> Result<R::Response> {
+        let queued = self.queue(body, version).await?;
+        self.answer(queued).await
+    }
+
+    /// The first half of [`Connection::request_at`]: returns once the frame is queued for the
+    /// writer, so frames queued one after the other reach the broker in that order. Finish
+    /// with [`Connection::answer`].
+    pub(crate) async fn queue<R: ApiRequest>(&self, body: R, version: i16) -> Result<Queued<R>> {
         let (correlation_id, rx) = self
             .send_frame(body.into(), R::API_KEY, version, true)
             .await?;
         let Some(rx) = rx else {
             return Err(self.closed_error());
         };
+        Ok(Queued {
+            correlation_id,
+            rx,
+            _response: std::marker::PhantomData,
+        })
+    }
+
+    /// The second half of [`Connection::request_at`]: waits for the answer to a queued
+    /// request.
+    pub(crate) async fn answer<R: ApiRequest>(&self, queued: Queued<R>) -> Result<R::Response> {
+        let Queued {
+            correlation_id, rx, ..
+        } = queued;
         let kind = match tokio::time::timeout(self.config.request_timeout, rx).await {
             Ok(Ok(result)) => result?,
             Ok(Err(_dropped)) => {
@@ -408,6 +429,14 @@ impl Connection {
         }
         Ok((correlation_id, rx))
     }
+}
+
+/// A request queued on a connection, waiting for its answer ([`Connection::queue`]).
+#[derive(Debug)]
+pub(crate) struct Queued<R> {
+    correlation_id: i32,
+    rx: oneshot::Receiver<Result<ResponseKind>>,
+    _response: std::marker::PhantomData<fn() -> R>,
 }
 
 /// The broker's range for `api_key` in an `ApiVersions` answer.

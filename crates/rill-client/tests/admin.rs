@@ -520,6 +520,11 @@ async fn consumer_groups_are_listed_described_measured_and_deleted() -> Result<(
         ]
     );
 
+    // Offsets are not altered from outside while the group has members.
+    let refused = admin.alter_group_offsets(group, &[(topic, 0, 1)]).await?;
+    assert_kafka_error(&refused[0], ErrorCode::UnknownMemberId, "'billing'");
+    assert_eq!(admin.group_offsets(group).await?[0].offset, 3);
+
     // A group with members cannot be deleted.
     assert_kafka_error(
         &admin.delete_group(group).await,
@@ -555,5 +560,39 @@ async fn consumer_groups_are_listed_described_measured_and_deleted() -> Result<(
             .iter()
             .all(|g| g.group_id != group)
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_offsets_are_altered_from_outside_and_topics_have_ids() -> Result<()> {
+    let broker = Broker::start()?;
+    let admin = admin(&broker);
+    let _ = admin.create_topic(NewTopic::new("moved", 2)).await?;
+    let described = admin.describe_topic("moved").await?;
+    let id = described.topic_id.context("no topic id")?;
+    assert_ne!(id, [0; 16]);
+
+    // A group that does not exist yet is created with the offsets.
+    let results = admin
+        .alter_group_offsets("resetter", &[("moved", 1, 7), ("moved", 0, 4)])
+        .await?;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let committed: Vec<_> = admin
+        .group_offsets("resetter")
+        .await?
+        .into_iter()
+        .map(|c| (c.topic, c.partition, c.offset))
+        .collect();
+    assert_eq!(
+        committed,
+        [("moved".to_owned(), 0, 4), ("moved".to_owned(), 1, 7)]
+    );
+
+    // Altered again: the new offsets replace the old ones.
+    let results = admin
+        .alter_group_offsets("resetter", &[("moved", 0, 0)])
+        .await?;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(admin.group_offsets("resetter").await?[0].offset, 0);
     Ok(())
 }

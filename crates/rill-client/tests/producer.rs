@@ -289,3 +289,72 @@ async fn idempotent_producer_survives_a_broker_restart_without_duplicates() -> R
     }
     Ok(())
 }
+
+/// On a runtime with several threads, the tasks that send produce requests run in parallel:
+/// a request built later (a small batch) must still not overtake an earlier one (a large
+/// batch, slower to compress) to the same leader, or the broker sees a sequence gap
+/// (OUT_OF_ORDER_SEQUENCE_NUMBER) and, without idempotence, records out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_to_one_partition_reach_the_broker_in_order_on_many_threads() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut config = config(&broker);
+    config.compression = Compression::Zstd;
+    let producer = AsyncProducer::new(config)?;
+    let mut successes = producer
+        .successes()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("taken"))?;
+    let mut errors = producer
+        .errors()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("taken"))?;
+    let drain = tokio::spawn(async move {
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        loop {
+            tokio::select! {
+                Some(s) = successes.recv() => ok.push(s.metadata.offset),
+                Some(e) = errors.recv() => bad.push(e.error.to_string()),
+                else => break,
+            }
+        }
+        (ok, bad)
+    });
+    let n = 20_000_usize;
+    for i in 0..n {
+        // Varying sizes make batches of varying encode times.
+        let value = format!("{i:06} {}", "x".repeat(i % 97));
+        producer
+            .send(ProducerRecord::new("ordered").partition(0).value(value))
+            .await?;
+    }
+    producer.close().await;
+    drop(producer);
+    let (ok, bad) = tokio::time::timeout(Duration::from_secs(60), drain).await??;
+    assert!(
+        bad.is_empty(),
+        "{} failed, first: {:?}",
+        bad.len(),
+        bad.first()
+    );
+    // Outcomes of different requests may arrive in any order; the offsets must not.
+    let mut ok = ok;
+    ok.sort_unstable();
+    ensure!(
+        ok == (0..n as i64).collect::<Vec<_>>(),
+        "offsets are not 0..{n} once each"
+    );
+
+    let reader = Producer::new(ProducerConfig::new(ClientConfig::new([broker.bootstrap()])))?;
+    let records = read_all(&reader, "ordered", 0).await?;
+    assert_eq!(records.len(), n);
+    for (i, record) in records.iter().enumerate() {
+        let value = record.value.as_deref().unwrap_or_default();
+        ensure!(
+            value.starts_with(format!("{i:06} ").as_bytes()),
+            "offset {i} holds {:?}",
+            String::from_utf8_lossy(value)
+        );
+    }
+    reader.close().await;
+    Ok(())
+}

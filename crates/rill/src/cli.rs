@@ -1,9 +1,25 @@
-//! What the subcommands share: the `-b/--bootstrap` flag, the runtime, logging and how an error
-//! is shown to a person.
+//! What the subcommands share: the `-b/--bootstrap` flag and the first connection, the
+//! runtime, logging, value parsers, aligned tables, stdout that tolerates a closed pipe, and
+//! how an error is shown to a person.
 
 use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use rill_client::{ClientConfig, ClientError, Cluster};
+
+mod errors;
+mod table;
+
+pub(crate) use errors::{Explain, explain, topic_error};
+pub(crate) use table::Table;
+
+/// How long the CLI waits for a TCP connect plus the `ApiVersions` exchange before it calls a
+/// broker unreachable. Short, so that a wrong address is reported in seconds, not after the
+/// library's 10 s default (and then retries).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the client subcommands find the cluster.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,17 +31,63 @@ pub(crate) struct Bootstrap {
         env = "RILL_BOOTSTRAP",
         default_value = "127.0.0.1:9092",
         value_delimiter = ',',
-        visible_alias = "bootstrap-server"
+        visible_alias = "bootstrap-server",
+        global = true
     )]
     pub(crate) brokers: Vec<String>,
 }
 
 impl Bootstrap {
-    /// A client configuration for these brokers.
-    pub(crate) fn client_config(&self) -> rill_client::ClientConfig {
-        let mut config = rill_client::ClientConfig::new(self.brokers.iter().cloned());
+    /// A client configuration for these brokers, with the CLI's short connect timeout. Its
+    /// metadata requests may create topics (the broker's `auto.create.topics.enable`), as a
+    /// Kafka producer's do; commands that only read use [`Bootstrap::read_only_config`].
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new(self.brokers.iter().cloned());
         config.connection.client_id = "rill-cli".to_owned();
+        config.connection.connect_timeout = CONNECT_TIMEOUT;
         config
+    }
+
+    /// [`Bootstrap::client_config`] whose metadata requests never create a topic, so that
+    /// asking about a missing topic says so instead of creating it.
+    pub(crate) fn read_only_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config.allow_auto_topic_creation = false;
+        config
+    }
+
+    /// A [`Cluster`] on `config` with a connection to the first bootstrap broker that answers,
+    /// or, when none does, the error a person can act on: `no broker answered at
+    /// 127.0.0.1:9092 (connection refused)`. Done once up front so that a wrong address fails
+    /// within [`CONNECT_TIMEOUT`] instead of inside the clients' retry loops.
+    pub(crate) async fn connect(&self, config: ClientConfig) -> anyhow::Result<Arc<Cluster>> {
+        let cluster = Arc::new(Cluster::new(config));
+        let mut failures = Vec::new();
+        for addr in &self.brokers {
+            match cluster.connection(addr).await {
+                Ok(_) => return Ok(cluster),
+                Err(err) => {
+                    tracing::debug!(%addr, %err, "bootstrap broker did not answer");
+                    failures.push(format!("{addr} ({})", why_unreachable(&err)));
+                }
+            }
+        }
+        anyhow::bail!("no broker answered at {}", failures.join(", "))
+    }
+}
+
+/// Why a connection attempt failed, in a few words: `connection refused`, `no answer within
+/// 5s`.
+fn why_unreachable(err: &ClientError) -> String {
+    match err {
+        ClientError::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+            _ => source.to_string(),
+        },
+        ClientError::Timeout { after, .. } => format!("no answer within {after:?}"),
+        other => explain(other),
     }
 }
 
@@ -66,4 +128,73 @@ pub(crate) fn install_logging(format: &str, command: &super::Command) {
 /// Prints an error on one line, with its causes: `rill: error: what: why: root cause`.
 pub(crate) fn report(err: &anyhow::Error) {
     eprintln!("rill: error: {err:#}");
+}
+
+/// Writes `text` to stdout and flushes it. A reader that went away (`rill topic list | head
+/// -1`) is not an error: there is nobody left to tell.
+pub(crate) fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("writing to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Parses `k=v` (`--config`, `--header`): the key is what comes before the first `=` and must
+/// not be empty; the value may be.
+pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expects k=v, got '{text}'")),
+    }
+}
+
+/// Parses a point in time: milliseconds since the epoch (`1714560000000`) or an RFC 3339
+/// time with its offset (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00+02:00`).
+pub(crate) fn timestamp_ms(text: &str) -> Result<i64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map_err(|_| format!("timestamp '{text}' is too large"));
+    }
+    text.parse::<jiff::Timestamp>()
+        .map(jiff::Timestamp::as_millisecond)
+        .map_err(|_| {
+            format!(
+                "expects milliseconds since the epoch or an RFC 3339 time \
+                 (2024-05-01T12:00:00Z), got '{text}'"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{key_value, timestamp_ms};
+
+    #[test]
+    fn key_values_split_at_the_first_equals_sign() {
+        assert_eq!(
+            key_value("retention.ms=1000"),
+            Ok(("retention.ms".into(), "1000".into()))
+        );
+        assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(key_value("empty="), Ok(("empty".into(), String::new())));
+        assert_eq!(key_value("x"), Err("expects k=v, got 'x'".into()));
+        assert!(key_value("=v").is_err());
+    }
+
+    #[test]
+    fn timestamps_are_millis_or_rfc3339() {
+        assert_eq!(timestamp_ms("1714564800000"), Ok(1_714_564_800_000));
+        assert_eq!(timestamp_ms("2024-05-01T12:00:00Z"), Ok(1_714_564_800_000));
+        assert_eq!(
+            timestamp_ms("2024-05-01T14:00:00.5+02:00"),
+            Ok(1_714_564_800_500)
+        );
+        assert!(timestamp_ms("yesterday").is_err());
+        assert!(timestamp_ms("-5").is_err());
+        assert!(timestamp_ms("").is_err());
+    }
 }

@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rill_protocol::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use rill_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use rill_protocol::kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    OffsetFetchRequest,
+    OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use rill_protocol::{ApiKey, ErrorCode, StrBytes};
 
@@ -465,6 +468,85 @@ impl Admin {
         }
         offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(offsets)
+    }
+
+    /// Commits `offsets` (`(topic, partition, next offset to read)`) for `group` from outside
+    /// the group (Kafka's `alterConsumerGroupOffsets`: an `OffsetCommit` with no member id and
+    /// generation `-1`). The coordinator only takes it while the group has no active members
+    /// (otherwise `UNKNOWN_MEMBER_ID` or `ILLEGAL_GENERATION`); a group that does not exist
+    /// yet is created with these offsets. One result per partition, in the order given; the
+    /// outer error is the request's (no coordinator, a broken connection). Sent once, not
+    /// retried.
+    ///
+    /// ```no_run
+    /// # async fn _demo(admin: &rill_client::Admin) -> Result<(), rill_client::ClientError> {
+    /// for result in admin.alter_group_offsets("billing", &[("events", 0, 42)]).await? {
+    ///     result?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn alter_group_offsets<S: AsRef<str> + Sync>(
+        &self,
+        group: &str,
+        offsets: &[(S, i32, i64)],
+    ) -> Result<Vec<Result<()>>> {
+        let mut topics: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+        for (topic, partition, offset) in offsets {
+            topics
+                .entry(topic.as_ref())
+                .or_default()
+                .push((*partition, *offset));
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(StrBytes::default())
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(topic, partitions)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string((*topic).to_owned())))
+                            .with_partitions(
+                                partitions
+                                    .iter()
+                                    .map(|&(partition, offset)| {
+                                        OffsetCommitRequestPartition::default()
+                                            .with_partition_index(partition)
+                                            .with_committed_offset(offset)
+                                            .with_committed_metadata(Some(StrBytes::default()))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let conn = self.retrying(|| self.coordinator(group)).await?;
+        let response = conn.request(request).await?;
+        Ok(offsets
+            .iter()
+            .map(|(topic, partition, _)| {
+                let topic = topic.as_ref();
+                let result = response
+                    .topics
+                    .iter()
+                    .filter(|t| t.name.0.as_str() == topic)
+                    .flat_map(|t| &t.partitions)
+                    .find(|p| p.partition_index == *partition)
+                    .ok_or_else(|| {
+                        missing(
+                            ApiKey::OffsetCommit,
+                            &format!("topic '{topic}' partition {partition}"),
+                        )
+                    })?;
+                check(result.error_code, None, || {
+                    format!(
+                        "commit the offset of group '{group}' for topic '{topic}' partition {partition}"
+                    )
+                })
+            })
+            .collect())
     }
 
     /// How far `group` is behind: for each partition it has committed an offset for,

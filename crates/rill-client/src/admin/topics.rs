@@ -120,6 +120,9 @@ pub struct TopicDescription {
     pub name: String,
     /// Whether it is one of Kafka's internal topics.
     pub internal: bool,
+    /// Its topic id (a UUID's 16 bytes; Kafka shows it in URL-safe base64), from brokers that
+    /// report one (`Metadata` v10+, Kafka 2.8); `None` otherwise.
+    pub topic_id: Option<[u8; 16]>,
     /// Its partitions, sorted by index.
     pub partitions: Vec<PartitionInfo>,
 }
@@ -379,6 +382,7 @@ impl Admin {
                 Ok(TopicDescription {
                     name: name.to_owned(),
                     internal: topic.is_internal,
+                    topic_id: (!topic.topic_id.is_nil()).then(|| *topic.topic_id.as_bytes()),
                     partitions,
                 })
             })

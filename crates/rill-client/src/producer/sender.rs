@@ -74,6 +74,7 @@ impl Handle {
             pid_retry_at: None,
             reset_pid: false,
             sequences: HashMap::new(),
+            turns: HashMap::new(),
         };
         drop(tokio::spawn(task.run(rx, events)));
         Self { commands, cluster }
@@ -140,6 +141,9 @@ struct Sender {
     reset_pid: bool,
     /// Next sequence per partition (idempotence).
     sequences: HashMap<TopicPartition, i32>,
+    /// Per leader, fires once the last produce request sent to it is queued on the
+    /// connection; the next one waits for it (see [`Turn`]).
+    turns: HashMap<i32, oneshot::Receiver<()>>,
 }
 
 impl Sender {
@@ -568,8 +572,15 @@ impl Sender {
             let events = self.events_tx.clone();
             let config = self.config.clone();
             let pid = self.producer_id;
+            // Requests to one leader are written in the order they leave here (the order of
+            // the sequence numbers): each task queues its frame only after the one before it.
+            let (queued, next_turn) = oneshot::channel();
+            let turn = Turn {
+                after: self.turns.insert(leader, next_turn),
+                queued,
+            };
             drop(tokio::spawn(async move {
-                let results = produce(&cluster, &config, pid, leader, batches).await;
+                let results = produce(&cluster, &config, pid, leader, batches, turn).await;
                 let _ = events.send(Event::Produced(leader, results));
             }));
         }
@@ -583,14 +594,24 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// A produce request's place in its leader's line: it may queue its frame once `after` has
+/// fired (or was dropped), and fires `queued` (by sending or dropping it) once it has.
+#[derive(Debug)]
+struct Turn {
+    after: Option<oneshot::Receiver<()>>,
+    queued: oneshot::Sender<()>,
+}
+
 /// Sends one produce request with these batches to `leader`; every batch comes back with its
-/// own result.
+/// own result. The batches are encoded (and compressed) before waiting for `turn`, so
+/// requests are built in parallel and only written in order.
 async fn produce(
     cluster: &Cluster,
     config: &ProducerConfig,
     pid: Option<(i64, i16)>,
     leader: i32,
     batches: Vec<ProducerBatch>,
+    turn: Turn,
 ) -> Vec<(ProducerBatch, Result<(i64, i64)>)> {
     let mut built = Vec::with_capacity(batches.len());
     let mut good = Vec::with_capacity(batches.len());
@@ -620,7 +641,7 @@ async fn produce(
     if good.is_empty() {
         return out;
     }
-    let result = send_request(cluster, config, leader, built).await;
+    let result = send_request(cluster, config, leader, built, turn).await;
     for batch in good {
         let outcome = match &result {
             Ok(response) => partition_result(response, &batch.tp),
@@ -636,6 +657,7 @@ async fn send_request(
     config: &ProducerConfig,
     leader: i32,
     built: Vec<(TopicPartition, bytes::Bytes)>,
+    turn: Turn,
 ) -> Result<Option<ProduceResponse>> {
     let mut topics: Vec<TopicProduceData> = Vec::new();
     for ((topic, partition), records) in built {
@@ -657,13 +679,19 @@ async fn send_request(
         .with_acks(config.acks.value())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topics);
+    if let Some(after) = turn.after {
+        // Fired or dropped: either way the request before this one is queued or gone.
+        let _ = after.await;
+    }
     let conn = cluster.broker_connection(leader).await?;
+    let version = conn.version_for(rill_protocol::ApiKey::Produce)?;
     if config.acks == Acks::None {
-        let version = conn.version_for(rill_protocol::ApiKey::Produce)?;
         conn.send_oneway(request, version).await?;
         return Ok(None);
     }
-    Ok(Some(conn.request(request).await?))
+    let queued = conn.queue(request, version).await?;
+    drop(turn.queued);
+    Ok(Some(conn.answer(queued).await?))
 }
 
 /// The outcome for one partition: `(base offset, log append time)`.

@@ -26,12 +26,15 @@ use serde_json::Value;
 pub use anyhow::Result;
 
 mod admin;
+mod cli;
 mod clients;
 mod wire;
 
 // Each test binary uses a different part of the harness.
 #[allow(unused_imports)]
 pub use admin::*;
+#[allow(unused_imports)]
+pub use cli::*;
 #[allow(unused_imports)]
 pub use clients::*;
 #[allow(unused_imports)]
