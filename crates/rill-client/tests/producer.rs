@@ -159,12 +159,21 @@ async fn async_producer_accounts_for_every_record() -> Result<()> {
     let n = 500;
     for i in 0..n {
         producer
-            .send(ProducerRecord::new("async").key(format!("{i}")).value("v"))
+            .send(
+                ProducerRecord::new("async")
+                    .key(format!("{i}"))
+                    .value("v")
+                    .tag(i as u64),
+            )
             .await?;
     }
     for i in 0..5 {
         producer
-            .send(ProducerRecord::new("bad/topic name!").value(format!("{i}")))
+            .send(
+                ProducerRecord::new("bad/topic name!")
+                    .value(format!("{i}"))
+                    .tag(1_000 + i),
+            )
             .await?;
     }
     producer.close().await;
@@ -173,6 +182,14 @@ async fn async_producer_accounts_for_every_record() -> Result<()> {
     assert_eq!(ok.len(), n);
     assert_eq!(bad.len(), 5, "{bad:?}");
     assert!(bad.iter().all(|e| e.record.topic == "bad/topic name!"));
+    // Each outcome carries its record's tag back, untouched.
+    for s in &ok {
+        let key = s.record.key.as_deref().unwrap_or_default();
+        assert_eq!(key, s.record.tag.to_string().as_bytes(), "tag of {s:?}");
+    }
+    let mut bad_tags: Vec<u64> = bad.iter().map(|e| e.record.tag).collect();
+    bad_tags.sort_unstable();
+    assert_eq!(bad_tags, (1_000..1_005).collect::<Vec<_>>());
     let mut per_partition: HashMap<i32, Vec<i64>> = HashMap::new();
     for s in &ok {
         per_partition
