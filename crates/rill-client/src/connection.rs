@@ -304,9 +304,31 @@ impl Connection {
     /// # }
     /// ```
     pub async fn request_at<R: ApiRequest>(&self, body: R, version: i16) -> Result<R::Response> {
+        let queued = self.queue_at(body, version).await?;
+        self.response(queued).await
+    }
+
+    /// The first half of [`request_at`](Self::request_at): returns once the request is queued
+    /// for the writer, so that a caller can order requests on the wire (requests queued one
+    /// after the other are written, and answered, in that order) and wait for the answers
+    /// concurrently with [`response`](Self::response).
+    pub(crate) async fn queue_at<R: ApiRequest>(&self, body: R, version: i16) -> Result<Queued<R>> {
         let (correlation_id, rx) = self
             .send_frame(body.into(), R::API_KEY, version, true)
             .await?;
+        Ok(Queued {
+            correlation_id,
+            rx,
+            _response: std::marker::PhantomData,
+        })
+    }
+
+    /// The second half of [`request_at`](Self::request_at): waits for the answer to a
+    /// request queued with [`queue_at`](Self::queue_at) (at most the request timeout).
+    pub(crate) async fn response<R: ApiRequest>(&self, queued: Queued<R>) -> Result<R::Response> {
+        let Queued {
+            correlation_id, rx, ..
+        } = queued;
         let Some(rx) = rx else {
             return Err(self.closed_error());
         };
@@ -408,6 +430,14 @@ impl Connection {
         }
         Ok((correlation_id, rx))
     }
+}
+
+/// A request queued for the writer, its answer not yet awaited
+/// ([`Connection::queue_at`]).
+pub(crate) struct Queued<R> {
+    correlation_id: i32,
+    rx: Option<oneshot::Receiver<Result<ResponseKind>>>,
+    _response: std::marker::PhantomData<fn() -> R>,
 }
 
 /// The broker's range for `api_key` in an `ApiVersions` answer.

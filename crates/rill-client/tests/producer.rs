@@ -306,3 +306,73 @@ async fn idempotent_producer_survives_a_broker_restart_without_duplicates() -> R
     }
     Ok(())
 }
+
+/// Produce requests are built by tasks of their own; on a multi-threaded runtime those run in
+/// any order, yet the broker must receive each partition's batches in the order they were
+/// made: an idempotent batch that skips ahead is refused (OUT_OF_ORDER_SEQUENCE_NUMBER), and
+/// without idempotence records would land out of order. Small batches and no linger keep
+/// several requests in flight at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_reach_the_broker_in_order() -> Result<()> {
+    let broker = Broker::start()?;
+    for idempotence in [true, false] {
+        let topic = format!("in-order-{idempotence}");
+        let mut config = config(&broker);
+        config.enable_idempotence = idempotence;
+        config.acks = rill_client::Acks::All;
+        config.batch_size = 512;
+        config.linger = Duration::ZERO;
+        let producer = AsyncProducer::new(config)?;
+        let mut successes = producer
+            .successes()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("taken"))?;
+        let mut errors = producer
+            .errors()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("taken"))?;
+        let drain = tokio::spawn(async move {
+            let (mut ok, mut bad) = (Vec::new(), Vec::new());
+            loop {
+                tokio::select! {
+                    Some(s) = successes.recv() => ok.push(s),
+                    Some(e) = errors.recv() => bad.push(e),
+                    else => break,
+                }
+            }
+            (ok, bad)
+        });
+        let n: u64 = 20_000;
+        for i in 0..n {
+            producer
+                .send(
+                    ProducerRecord::new(topic.as_str())
+                        .partition(0)
+                        .value(format!("{i:08}"))
+                        .tag(i),
+                )
+                .await?;
+        }
+        producer.close().await;
+        drop(producer);
+        let (ok, bad) = tokio::time::timeout(Duration::from_secs(60), drain).await??;
+        ensure!(
+            bad.is_empty(),
+            "idempotence {idempotence}: {} records failed, the first: {:?}",
+            bad.len(),
+            bad.first().map(|e| e.error.to_string())
+        );
+        // Each record's offset is its place in the sending order.
+        let misplaced = ok
+            .iter()
+            .filter(|s| s.metadata.offset != s.record.tag as i64)
+            .count();
+        ensure!(
+            ok.len() as u64 == n && misplaced == 0,
+            "idempotence {idempotence}: {} delivered, {misplaced} not at the offset of their \
+             place in the sending order",
+            ok.len()
+        );
+    }
+    Ok(())
+}

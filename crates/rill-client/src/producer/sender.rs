@@ -74,6 +74,7 @@ impl Handle {
             pid_retry_at: None,
             reset_pid: false,
             sequences: HashMap::new(),
+            turns: HashMap::new(),
         };
         drop(tokio::spawn(task.run(rx, events)));
         Self { commands, cluster }
@@ -140,6 +141,39 @@ struct Sender {
     reset_pid: bool,
     /// Next sequence per partition (idempotence).
     sequences: HashMap<TopicPartition, i32>,
+    /// Per broker, the signal that the last produce request handed to a task is queued on
+    /// the connection: the next one waits for it (see [`Turn`]).
+    turns: HashMap<i32, oneshot::Receiver<()>>,
+}
+
+/// A produce request's place in line on its broker's connection.
+///
+/// Requests are built and sent by tasks of their own, so that encoding and compressing run
+/// beside the sender loop; but tasks run in any order, and the broker must receive a
+/// partition's batches in the order the loop made them (it refuses an idempotent batch whose
+/// sequence skips ahead, and without idempotence records would land out of order). So each
+/// task waits until the previous request to the same broker is queued on the connection
+/// (or has failed before that) and then queues its own, which releases the next.
+#[derive(Debug)]
+struct Turn {
+    after: Option<oneshot::Receiver<()>>,
+    /// Dropped once this request is queued (or will never be): the next may go.
+    done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    async fn wait(&mut self) {
+        if let Some(after) = self.after.take() {
+            // Sent or dropped: either way the previous request is queued or gone.
+            let _ = after.await;
+        }
+    }
+
+    /// This request is queued: the next may go. (Dropping a turn does the same, for the
+    /// paths that fail before queueing.)
+    fn release(self) {
+        let _ = self.done.send(());
+    }
 }
 
 impl Sender {
@@ -564,12 +598,17 @@ impl Sender {
                 continue;
             }
             *in_flight += 1;
+            let (done, next) = oneshot::channel();
+            let turn = Turn {
+                after: self.turns.insert(leader, next),
+                done,
+            };
             let cluster = Arc::clone(&self.cluster);
             let events = self.events_tx.clone();
             let config = self.config.clone();
             let pid = self.producer_id;
             drop(tokio::spawn(async move {
-                let results = produce(&cluster, &config, pid, leader, batches).await;
+                let results = produce(&cluster, &config, pid, leader, batches, turn).await;
                 let _ = events.send(Event::Produced(leader, results));
             }));
         }
@@ -583,14 +622,15 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Sends one produce request with these batches to `leader`; every batch comes back with its
-/// own result.
+/// Sends one produce request with these batches to `leader`, in its [`Turn`]; every batch
+/// comes back with its own result.
 async fn produce(
     cluster: &Cluster,
     config: &ProducerConfig,
     pid: Option<(i64, i16)>,
     leader: i32,
     batches: Vec<ProducerBatch>,
+    turn: Turn,
 ) -> Vec<(ProducerBatch, Result<(i64, i64)>)> {
     let mut built = Vec::with_capacity(batches.len());
     let mut good = Vec::with_capacity(batches.len());
@@ -620,7 +660,7 @@ async fn produce(
     if good.is_empty() {
         return out;
     }
-    let result = send_request(cluster, config, leader, built).await;
+    let result = send_request(cluster, config, leader, built, turn).await;
     for batch in good {
         let outcome = match &result {
             Ok(response) => partition_result(response, &batch.tp),
@@ -636,6 +676,7 @@ async fn send_request(
     config: &ProducerConfig,
     leader: i32,
     built: Vec<(TopicPartition, bytes::Bytes)>,
+    mut turn: Turn,
 ) -> Result<Option<ProduceResponse>> {
     let mut topics: Vec<TopicProduceData> = Vec::new();
     for ((topic, partition), records) in built {
@@ -657,13 +698,17 @@ async fn send_request(
         .with_acks(config.acks.value())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topics);
+    turn.wait().await;
     let conn = cluster.broker_connection(leader).await?;
+    let version = conn.version_for(rill_protocol::ApiKey::Produce)?;
     if config.acks == Acks::None {
-        let version = conn.version_for(rill_protocol::ApiKey::Produce)?;
         conn.send_oneway(request, version).await?;
         return Ok(None);
     }
-    Ok(Some(conn.request(request).await?))
+    let queued = conn.queue_at(request, version).await?;
+    // Queued: the next request to this broker may be queued behind it.
+    turn.release();
+    Ok(Some(conn.response(queued).await?))
 }
 
 /// The outcome for one partition: `(base offset, log append time)`.
