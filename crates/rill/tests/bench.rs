@@ -160,6 +160,24 @@ fn produce_writes_every_record_it_reports_and_consume_reads_them_back() -> Resul
     )?;
     assert_eq!(count(&c, "records")?, 1500);
     assert_eq!(count(&c, "bytes")?, 1500 * 100);
+    // Asked for more than will ever come: it gives up once nothing arrives for a while.
+    let b = broker.bootstrap();
+    let out = bench(&[
+        "consume",
+        "-b",
+        &b,
+        "--topic",
+        &topic,
+        "--records",
+        "5000",
+        "--idle-timeout",
+        "1s",
+    ])?;
+    let line = one_line_error(&out)?;
+    ensure!(
+        line.contains("no record arrived for 1s: read 2000 of 5000"),
+        "{line}"
+    );
     Ok(())
 }
 

@@ -104,8 +104,12 @@ pub(super) async fn run(args: ConsumeArgs) -> anyhow::Result<Outcome> {
         Some(Stop::Time(d)) => Some(shared.stop_after(d)),
         _ => None,
     };
-    let watchdog =
-        (!matches!(stop, Some(Stop::Time(_)))).then(|| shared.watchdog(args.idle_timeout));
+    // A timed run may be quiet, except while it waits for warm-up records to arrive.
+    let watchdog = match stop {
+        Some(Stop::Time(_)) => matches!(args.warmup, Some(Warmup::Records(_)))
+            .then(|| shared.watchdog(args.idle_timeout, true)),
+        _ => Some(shared.watchdog(args.idle_timeout, false)),
+    };
 
     let mut totals = Totals::new(&templates);
     let mut failure = None;
@@ -126,14 +130,15 @@ pub(super) async fn run(args: ConsumeArgs) -> anyhow::Result<Outcome> {
         return Err(err);
     }
     if shared.idle.load(Ordering::Relaxed) {
+        let read = shared.read_so_far();
+        let wanted = match stop {
+            Some(Stop::Records(n)) => format!("of {n}"),
+            Some(Stop::Time(_)) => "and the warm-up needs more".to_owned(),
+            None => format!("of {expected}"),
+        };
         bail!(
-            "no record arrived for {}: read {} of {}",
+            "no record arrived for {}: read {read} {wanted}",
             humantime::format_duration(args.idle_timeout),
-            shared.read_so_far(),
-            match stop {
-                Some(Stop::Records(n)) => n.to_string(),
-                _ => expected.to_string(),
-            }
         );
     }
     // The measured part begins when the warm-up ends (or the run starts), not at a send.
@@ -198,8 +203,9 @@ impl Shared {
         }
     }
 
+    /// Records read so far, by every reader.
     pub(super) fn read_so_far(&self) -> u64 {
-        self.read.load(Ordering::Relaxed)
+        self.progress.load(Ordering::Relaxed)
     }
 
     pub(super) fn idle(&self) -> bool {
@@ -253,8 +259,9 @@ impl Shared {
         })
     }
 
-    /// Stops the readers, marking the run idle, when nothing arrives for `limit`.
-    pub(super) fn watchdog(self: &Arc<Self>, limit: Duration) -> JoinHandle<()> {
+    /// Stops the readers, marking the run idle, when nothing arrives for `limit` (only
+    /// until the warm-up is over, with `warmup_only`).
+    pub(super) fn watchdog(self: &Arc<Self>, limit: Duration, warmup_only: bool) -> JoinHandle<()> {
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let step = limit.min(Duration::from_millis(250));
@@ -262,6 +269,9 @@ impl Shared {
             let mut quiet = Duration::ZERO;
             loop {
                 tokio::time::sleep(step).await;
+                if warmup_only && shared.warm_end.load(Ordering::Relaxed) != u64::MAX {
+                    return;
+                }
                 let now = shared.progress.load(Ordering::Relaxed);
                 if now == seen {
                     quiet += step;
@@ -342,6 +352,11 @@ impl Reader {
         let mut tick = tokio::time::interval(progress::TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            // The select below prefers records; a reader that always has one ready must
+            // still notice the stop.
+            if self.shared.stop.is_cancelled() {
+                break;
+            }
             let chunk = tokio::select! {
                 biased;
                 chunk = pc.next_chunk() => chunk,

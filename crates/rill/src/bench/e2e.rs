@@ -68,7 +68,7 @@ pub(super) async fn run(args: E2eArgs) -> anyhow::Result<Outcome> {
     };
     // Everything acknowledged (warm-up included) is what the readers wait for.
     shared.set_target(produced.records + produced.warmup_records);
-    let watchdog = shared.watchdog(args.idle_timeout);
+    let watchdog = shared.watchdog(args.idle_timeout, false);
 
     let mut totals = Totals::new(&templates);
     let mut failure = None;
