@@ -342,7 +342,7 @@ impl Cluster {
         for addr in self.candidates() {
             match self.connection(&addr).await {
                 Ok(conn) => return Ok(conn),
-                Err(err) => tried.push(format!("{addr}: {err}")),
+                Err(err) => tried.push(format!("{addr}: {}", err.with_causes())),
             }
         }
         Err(ClientError::NoBrokerAvailable { tried })
@@ -373,7 +373,7 @@ impl Cluster {
                 Ok(response) => return Ok(response),
                 Err(err) => {
                     tracing::debug!(%addr, %err, "metadata request failed");
-                    tried.push(format!("{addr}: {err}"));
+                    tried.push(format!("{addr}: {}", err.with_causes()));
                 }
             }
         }

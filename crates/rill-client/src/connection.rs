@@ -304,20 +304,18 @@ impl Connection {
     /// # }
     /// ```
     pub async fn request_at<R: ApiRequest>(&self, body: R, version: i16) -> Result<R::Response> {
-        let queued = self.queue(body, version).await?;
-        self.answer(queued).await
+        let queued = self.queue_at(body, version).await?;
+        self.response(queued).await
     }
 
-    /// The first half of [`Connection::request_at`]: returns once the frame is queued for the
-    /// writer, so frames queued one after the other reach the broker in that order. Finish
-    /// with [`Connection::answer`].
-    pub(crate) async fn queue<R: ApiRequest>(&self, body: R, version: i16) -> Result<Queued<R>> {
+    /// The first half of [`request_at`](Self::request_at): returns once the request is queued
+    /// for the writer, so that a caller can order requests on the wire (requests queued one
+    /// after the other are written, and answered, in that order) and wait for the answers
+    /// concurrently with [`response`](Self::response).
+    pub(crate) async fn queue_at<R: ApiRequest>(&self, body: R, version: i16) -> Result<Queued<R>> {
         let (correlation_id, rx) = self
             .send_frame(body.into(), R::API_KEY, version, true)
             .await?;
-        let Some(rx) = rx else {
-            return Err(self.closed_error());
-        };
         Ok(Queued {
             correlation_id,
             rx,
@@ -325,12 +323,15 @@ impl Connection {
         })
     }
 
-    /// The second half of [`Connection::request_at`]: waits for the answer to a queued
-    /// request.
-    pub(crate) async fn answer<R: ApiRequest>(&self, queued: Queued<R>) -> Result<R::Response> {
+    /// The second half of [`request_at`](Self::request_at): waits for the answer to a
+    /// request queued with [`queue_at`](Self::queue_at) (at most the request timeout).
+    pub(crate) async fn response<R: ApiRequest>(&self, queued: Queued<R>) -> Result<R::Response> {
         let Queued {
             correlation_id, rx, ..
         } = queued;
+        let Some(rx) = rx else {
+            return Err(self.closed_error());
+        };
         let kind = match tokio::time::timeout(self.config.request_timeout, rx).await {
             Ok(Ok(result)) => result?,
             Ok(Err(_dropped)) => {
@@ -431,11 +432,11 @@ impl Connection {
     }
 }
 
-/// A request queued on a connection, waiting for its answer ([`Connection::queue`]).
-#[derive(Debug)]
+/// A request queued for the writer, its answer not yet awaited
+/// ([`Connection::queue_at`]).
 pub(crate) struct Queued<R> {
     correlation_id: i32,
-    rx: oneshot::Receiver<Result<ResponseKind>>,
+    rx: Option<oneshot::Receiver<Result<ResponseKind>>>,
     _response: std::marker::PhantomData<fn() -> R>,
 }
 

@@ -437,6 +437,39 @@ impl PartitionConsumer {
         }
     }
 
+    /// The records of one Fetch answer not yet returned, all at once (at least one); an error
+    /// that ended the consumer; or `None` once it has ended. Waits while the partition has
+    /// nothing new. Mixes freely with [`next`](Self::next): together they yield every record
+    /// once, in offset order.
+    ///
+    /// For callers that work per fetch rather than per record (a benchmark reads the clock
+    /// once per chunk: its records became available at the same instant).
+    ///
+    /// Cancel-safe: dropping the future (in a `select!`) loses no record.
+    ///
+    /// ```no_run
+    /// # async fn _demo(pc: &mut rill_client::PartitionConsumer) -> Result<(), rill_client::ClientError> {
+    /// while let Some(chunk) = pc.next_chunk().await {
+    ///     let chunk = chunk?;
+    ///     println!("{} records up to offset {:?}", chunk.len(), chunk.last().map(|r| r.offset));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn next_chunk(&mut self) -> Option<Result<Vec<ConsumerRecord>>> {
+        if self.buffered.len() > 0 {
+            // Collecting a vector's own iterator reuses its allocation.
+            return Some(Ok(std::mem::take(&mut self.buffered).collect()));
+        }
+        loop {
+            match self.chunks.recv().await? {
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => return Some(Ok(chunk)),
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+
     /// The partition's high watermark in the last Fetch answer (the offset the next record
     /// produced will get; sarama's `HighWaterMarkOffset`), or `-1` before the first answer.
     /// `high_watermark() - 1 - record.offset` is how far the consumer lags.

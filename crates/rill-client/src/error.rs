@@ -171,6 +171,19 @@ impl ClientError {
         }
     }
 
+    /// The message followed by its causes, `: `-separated (`i/o error talking to
+    /// 127.0.0.1:1: Connection refused (os error 111)`), for an error that is kept as text.
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(err) = cause {
+            text.push_str(": ");
+            text.push_str(&err.to_string());
+            cause = err.source();
+        }
+        text
+    }
+
     /// Whether the error means the client's metadata (leaders, partitions) may be stale.
     pub fn invalidates_metadata(&self) -> bool {
         match self {

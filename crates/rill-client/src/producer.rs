@@ -185,6 +185,12 @@ pub struct ProducerRecord {
     pub headers: Vec<Header>,
     /// Milliseconds since the epoch; `None` is the time of `send`.
     pub timestamp: Option<i64>,
+    /// A value of the caller's, never sent: it comes back untouched with the record's
+    /// outcome ([`Delivered::record`], [`ProducerError::record`]), as sarama's
+    /// `ProducerMessage.Metadata` and librdkafka's per-message opaque do. Default 0. For
+    /// example a send instant, to time each record's acknowledgement, or an index into the
+    /// caller's own table.
+    pub tag: u64,
 }
 
 impl ProducerRecord {
@@ -203,6 +209,7 @@ impl ProducerRecord {
             value: None,
             headers: Vec::new(),
             timestamp: None,
+            tag: 0,
         }
     }
 
@@ -231,6 +238,19 @@ impl ProducerRecord {
     #[must_use]
     pub fn timestamp(mut self, timestamp: i64) -> Self {
         self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Sets the [`tag`](Self::tag): carried to the record's outcome, never sent.
+    ///
+    /// ```no_run
+    /// use rill_client::ProducerRecord;
+    /// let record = ProducerRecord::new("events").value("v").tag(42);
+    /// assert_eq!(record.tag, 42);
+    /// ```
+    #[must_use]
+    pub fn tag(mut self, tag: u64) -> Self {
+        self.tag = tag;
         self
     }
 

@@ -82,6 +82,8 @@ async fn no_broker_available_names_every_address() -> Result<()> {
         Err(ClientError::NoBrokerAvailable { tried }) => {
             assert_eq!(tried.len(), 1);
             assert!(tried[0].contains(&port.to_string()), "{tried:?}");
+            // Why it failed, not only that it did.
+            assert!(tried[0].to_lowercase().contains("refused"), "{tried:?}");
         }
         other => anyhow::bail!("expected NoBrokerAvailable, got {other:?}"),
     }

@@ -235,6 +235,14 @@ async fn an_offset_inside_a_batch_starts_exactly_there() -> Result<()> {
         assert_eq!(offsets, (start..10).collect::<Vec<_>>());
         assert_eq!(got[0].value.as_deref(), Some(start.to_string().as_bytes()));
     }
+    // Chunks: the rest of the fetched batch at once, after records taken one by one.
+    let mut pc = consumer.consume_partition("mid", 0, Offset::At(2)).await?;
+    assert_eq!(take(&mut pc, 1).await?[0].offset, 2);
+    let chunk = tokio::time::timeout(WAIT, pc.next_chunk())
+        .await?
+        .context("the consumer ended")??;
+    let offsets: Vec<i64> = chunk.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (3..10).collect::<Vec<_>>());
     // At the log end: nothing until something is produced.
     let mut pc = consumer.consume_partition("mid", 0, Offset::At(10)).await?;
     expect_nothing(&mut pc, Duration::from_millis(300)).await?;

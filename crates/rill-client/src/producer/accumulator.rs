@@ -20,6 +20,10 @@ pub(crate) struct ProducerBatch {
     /// Estimated encoded size of the records.
     pub(crate) size: usize,
     pub(crate) created: Instant,
+    /// When the oldest record in it was handed to the producer, kept as records are added:
+    /// the delivery timeout is checked against it on every turn of the sender loop, which
+    /// must not walk every queued record.
+    oldest: Instant,
     /// Sends so far.
     pub(crate) attempts: u32,
     /// Not to be sent before this (retry backoff).
@@ -34,11 +38,7 @@ pub(crate) struct ProducerBatch {
 impl ProducerBatch {
     /// When the oldest record in it was handed to the producer.
     pub(crate) fn oldest(&self) -> Instant {
-        self.records
-            .iter()
-            .map(|p| p.enqueued)
-            .min()
-            .unwrap_or(self.created)
+        self.oldest
     }
 }
 
@@ -74,6 +74,7 @@ impl Accumulator {
         if let Some(open) = queue.batches.back_mut().filter(|b| !b.closed) {
             if open.size + size <= self.batch_size || open.records.is_empty() {
                 open.size += size;
+                open.oldest = open.oldest.min(pending.enqueued);
                 open.records.push(pending);
                 return false;
             }
@@ -82,6 +83,7 @@ impl Accumulator {
         let closed_one = !queue.batches.is_empty();
         queue.batches.push_back(ProducerBatch {
             tp,
+            oldest: pending.enqueued,
             records: vec![pending],
             size,
             created: now,
@@ -193,6 +195,11 @@ impl Accumulator {
     pub(crate) fn expire(&mut self, older_than: Instant) -> Vec<ProducerBatch> {
         let mut expired = Vec::new();
         for queue in self.queues.values_mut() {
+            // Called on every turn of the sender loop: only move batches around when one has
+            // expired.
+            if !queue.batches.iter().any(|b| b.oldest <= older_than) {
+                continue;
+            }
             let (old, keep): (Vec<_>, Vec<_>) = queue
                 .batches
                 .drain(..)
@@ -200,8 +207,10 @@ impl Accumulator {
             queue.batches = keep.into();
             expired.extend(old);
         }
-        self.queues
-            .retain(|_, q| q.in_flight > 0 || !q.batches.is_empty());
+        if !expired.is_empty() {
+            self.queues
+                .retain(|_, q| q.in_flight > 0 || !q.batches.is_empty());
+        }
         expired
     }
 
@@ -305,5 +314,20 @@ mod tests {
         assert_eq!(expired[0].tp, tp(0));
         assert!(!acc.is_empty());
         assert!(acc.expire(later).len() == 1 && acc.is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_as_old_as_its_oldest_record_whatever_the_order() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(10);
+        let mut acc = Accumulator::new(100, Duration::ZERO);
+        // Handed over by two tasks: the older record can arrive second.
+        let _ = acc.append(tp(0), pending(10, later), later);
+        let _ = acc.append(tp(0), pending(10, now), later);
+        assert!(acc.expire(now - Duration::from_secs(1)).is_empty());
+        let expired = acc.expire(now);
+        assert_eq!(expired.iter().map(|b| b.records.len()).sum::<usize>(), 2);
+        assert_eq!(expired.first().map(ProducerBatch::oldest), Some(now));
+        assert!(acc.is_empty());
     }
 }

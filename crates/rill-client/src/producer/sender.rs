@@ -141,9 +141,39 @@ struct Sender {
     reset_pid: bool,
     /// Next sequence per partition (idempotence).
     sequences: HashMap<TopicPartition, i32>,
-    /// Per leader, fires once the last produce request sent to it is queued on the
-    /// connection; the next one waits for it (see [`Turn`]).
+    /// Per broker, the signal that the last produce request handed to a task is queued on
+    /// the connection: the next one waits for it (see [`Turn`]).
     turns: HashMap<i32, oneshot::Receiver<()>>,
+}
+
+/// A produce request's place in line on its broker's connection.
+///
+/// Requests are built and sent by tasks of their own, so that encoding and compressing run
+/// beside the sender loop; but tasks run in any order, and the broker must receive a
+/// partition's batches in the order the loop made them (it refuses an idempotent batch whose
+/// sequence skips ahead, and without idempotence records would land out of order). So each
+/// task waits until the previous request to the same broker is queued on the connection
+/// (or has failed before that) and then queues its own, which releases the next.
+#[derive(Debug)]
+struct Turn {
+    after: Option<oneshot::Receiver<()>>,
+    /// Dropped once this request is queued (or will never be): the next may go.
+    done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    async fn wait(&mut self) {
+        if let Some(after) = self.after.take() {
+            // Sent or dropped: either way the previous request is queued or gone.
+            let _ = after.await;
+        }
+    }
+
+    /// This request is queued: the next may go. (Dropping a turn does the same, for the
+    /// paths that fail before queueing.)
+    fn release(self) {
+        let _ = self.done.send(());
+    }
 }
 
 impl Sender {
@@ -568,17 +598,15 @@ impl Sender {
                 continue;
             }
             *in_flight += 1;
+            let (done, next) = oneshot::channel();
+            let turn = Turn {
+                after: self.turns.insert(leader, next),
+                done,
+            };
             let cluster = Arc::clone(&self.cluster);
             let events = self.events_tx.clone();
             let config = self.config.clone();
             let pid = self.producer_id;
-            // Requests to one leader are written in the order they leave here (the order of
-            // the sequence numbers): each task queues its frame only after the one before it.
-            let (queued, next_turn) = oneshot::channel();
-            let turn = Turn {
-                after: self.turns.insert(leader, next_turn),
-                queued,
-            };
             drop(tokio::spawn(async move {
                 let results = produce(&cluster, &config, pid, leader, batches, turn).await;
                 let _ = events.send(Event::Produced(leader, results));
@@ -594,17 +622,8 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// A produce request's place in its leader's line: it may queue its frame once `after` has
-/// fired (or was dropped), and fires `queued` (by sending or dropping it) once it has.
-#[derive(Debug)]
-struct Turn {
-    after: Option<oneshot::Receiver<()>>,
-    queued: oneshot::Sender<()>,
-}
-
-/// Sends one produce request with these batches to `leader`; every batch comes back with its
-/// own result. The batches are encoded (and compressed) before waiting for `turn`, so
-/// requests are built in parallel and only written in order.
+/// Sends one produce request with these batches to `leader`, in its [`Turn`]; every batch
+/// comes back with its own result.
 async fn produce(
     cluster: &Cluster,
     config: &ProducerConfig,
@@ -657,7 +676,7 @@ async fn send_request(
     config: &ProducerConfig,
     leader: i32,
     built: Vec<(TopicPartition, bytes::Bytes)>,
-    turn: Turn,
+    mut turn: Turn,
 ) -> Result<Option<ProduceResponse>> {
     let mut topics: Vec<TopicProduceData> = Vec::new();
     for ((topic, partition), records) in built {
@@ -679,19 +698,17 @@ async fn send_request(
         .with_acks(config.acks.value())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topics);
-    if let Some(after) = turn.after {
-        // Fired or dropped: either way the request before this one is queued or gone.
-        let _ = after.await;
-    }
+    turn.wait().await;
     let conn = cluster.broker_connection(leader).await?;
     let version = conn.version_for(rill_protocol::ApiKey::Produce)?;
     if config.acks == Acks::None {
         conn.send_oneway(request, version).await?;
         return Ok(None);
     }
-    let queued = conn.queue(request, version).await?;
-    drop(turn.queued);
-    Ok(Some(conn.answer(queued).await?))
+    let queued = conn.queue_at(request, version).await?;
+    // Queued: the next request to this broker may be queued behind it.
+    turn.release();
+    Ok(Some(conn.response(queued).await?))
 }
 
 /// The outcome for one partition: `(base offset, log append time)`.
