@@ -123,7 +123,8 @@ impl TopicMetadata {
 #[derive(Debug, Default)]
 struct Cache {
     brokers: HashMap<i32, String>,
-    topics: HashMap<String, TopicMetadata>,
+    /// Shared: the producer looks a topic up for every record it takes.
+    topics: HashMap<String, Arc<TopicMetadata>>,
     refreshed_at: Option<Instant>,
     stale: bool,
 }
@@ -200,6 +201,11 @@ impl Cluster {
 
     /// The cached metadata of `topic`, however old, without asking anyone.
     pub fn cached_topic(&self, topic: &str) -> Option<TopicMetadata> {
+        self.cached_topic_shared(topic).map(|t| (*t).clone())
+    }
+
+    /// [`Cluster::cached_topic`] without copying it.
+    pub(crate) fn cached_topic_shared(&self, topic: &str) -> Option<Arc<TopicMetadata>> {
         self.cache().topics.get(topic).cloned()
     }
 
@@ -245,7 +251,7 @@ impl Cluster {
             .topics
             .get(topic)
             .filter(|t| t.error.is_none() && t.partitions.iter().all(|p| p.leader >= 0))
-            .cloned()
+            .map(|t| (**t).clone())
     }
 
     /// Asks a broker for the metadata of `topics` plus every topic already cached, and
@@ -316,11 +322,11 @@ impl Cluster {
             };
             let _ = cache.topics.insert(
                 name.clone(),
-                TopicMetadata {
+                Arc::new(TopicMetadata {
                     name,
                     error,
                     partitions,
-                },
+                }),
             );
         }
         cache.refreshed_at = Some(Instant::now());

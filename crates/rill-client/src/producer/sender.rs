@@ -22,6 +22,9 @@ use super::{Acks, Pending, ProducerConfig, ProducerRecord, RecordMetadata, Reply
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::error::{ClientError, Result};
 
+/// Most commands the sender loop takes from its channel per turn.
+const RECV_CHUNK: usize = 1024;
+
 enum Command {
     Send(Pending),
     Flush(oneshot::Sender<()>),
@@ -183,6 +186,9 @@ impl Sender {
         mut events: mpsc::UnboundedReceiver<Event>,
     ) {
         let mut accepting = true;
+        // Commands are taken in chunks: the housekeeping of a turn of the loop (timeouts,
+        // what is ready to send, the next timer) then costs once per chunk, not per record.
+        let mut received = Vec::with_capacity(RECV_CHUNK);
         loop {
             self.step().await;
             if let Some(done) = self.finished() {
@@ -191,10 +197,22 @@ impl Sender {
             }
             let wakeup = self.next_wakeup();
             tokio::select! {
-                command = commands.recv(), if accepting => match command {
-                    Some(Command::Send(pending)) => self.accept(pending).await,
-                    Some(Command::Flush(done)) => self.flushes.push((self.next_id, done)),
-                    Some(Command::Close(done)) => {
+                n = commands.recv_many(&mut received, RECV_CHUNK), if accepting => {
+                    if n == 0 {
+                        accepting = false;
+                        let (done, _) = oneshot::channel();
+                        self.closing = Some(done);
+                    }
+                    let mut closing = None;
+                    for command in received.drain(..) {
+                        match command {
+                            Command::Send(pending) => self.accept(pending).await,
+                            Command::Flush(done) => self.flushes.push((self.next_id, done)),
+                            Command::Close(done) if closing.is_none() => closing = Some(done),
+                            Command::Close(done) => self.flushes.push((self.next_id, done)),
+                        }
+                    }
+                    if let Some(done) = closing {
                         // Refuse new records; what is queued in the channel is still taken.
                         commands.close();
                         while let Some(command) = commands.recv().await {
@@ -204,11 +222,6 @@ impl Sender {
                             }
                         }
                         accepting = false;
-                        self.closing = Some(done);
-                    }
-                    None => {
-                        accepting = false;
-                        let (done, _) = oneshot::channel();
                         self.closing = Some(done);
                     }
                 },
@@ -273,14 +286,15 @@ impl Sender {
             self.complete(pending, Err(err)).await;
             return;
         }
-        let topic = pending.record.topic.clone();
+        let topic = &pending.record.topic;
         match self
             .cluster
-            .cached_topic(&topic)
+            .cached_topic_shared(topic)
             .filter(|t| t.error.is_none())
         {
-            Some(meta) if !self.waiting.contains_key(&topic) => self.place(&meta, pending).await,
+            Some(meta) if !self.waiting.contains_key(topic) => self.place(&meta, pending).await,
             _ => {
+                let topic = topic.clone();
                 self.waiting.entry(topic.clone()).or_default().push(pending);
                 self.fetch_metadata(topic);
             }
@@ -321,7 +335,8 @@ impl Sender {
             }
         };
         let tp = (meta.name.clone(), partition);
-        if self.accumulator.append(tp, pending, Instant::now()) {
+        let now = pending.enqueued;
+        if self.accumulator.append(tp, pending, now) {
             self.partitioner.batch_closed(&meta.name, partition);
         }
     }
@@ -556,7 +571,7 @@ impl Sender {
         for tp in ready {
             match self
                 .cluster
-                .cached_topic(&tp.0)
+                .cached_topic_shared(&tp.0)
                 .and_then(|t| t.leader(tp.1))
             {
                 Some(leader) => by_leader.entry(leader).or_default().push(tp),
