@@ -368,6 +368,9 @@ impl Args {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("rill-net")
+            // Blocking work (opening the data dir, topic changes) comes in short bursts; an idle
+            // broker should not keep those threads (and their stacks and malloc arenas) around.
+            .thread_keep_alive(Duration::from_secs(1))
             .build()
             .context("starting the runtime")?;
         runtime.block_on(async move {
