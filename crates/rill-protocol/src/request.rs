@@ -2,6 +2,7 @@
 //! wrapped in its [`RequestKind`] enum (`RequestKind::Produce(ProduceRequest)`, ...).
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::Encodable as _;
 pub use kafka_protocol::messages::RequestKind;
 
 use crate::error::{ProtocolError, decode_error};
@@ -86,6 +87,11 @@ impl Request {
                 api_key,
                 what: "request body",
             });
+        }
+        // A produce carries record batches: room for all of it at once, rather than growing
+        // (and copying) the buffer step by step while the batches are written.
+        if let RequestKind::Produce(body) = &self.body {
+            dst.reserve(body.compute_size(api_version).unwrap_or(0) + 64);
         }
         write_frame(dst, |buf| {
             self.header.encode(buf)?;

@@ -77,6 +77,11 @@ impl Response {
                 what: "response body",
             });
         }
+        // A fetch answer carries record batches: room for all of it at once, rather than
+        // growing (and copying) the buffer step by step while the batches are written.
+        if let ResponseKind::Fetch(body) = &self.body {
+            dst.reserve(body.compute_size(api_version).unwrap_or(0) + 64);
+        }
         write_frame(dst, |buf| {
             WireResponseHeader::default()
                 .with_correlation_id(self.correlation_id)
