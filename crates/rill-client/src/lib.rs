@@ -69,8 +69,8 @@ pub use consumer::{
 pub use error::{ClientError, Result};
 pub use group::{Assignor, GroupConfig, GroupConsumer, GroupEvent, StartOffset};
 pub use producer::{
-    Acks, AsyncProducer, Delivered, Partitioner, Producer, ProducerConfig, ProducerError,
-    ProducerRecord, RecordMetadata,
+    Acks, AsyncProducer, DEFAULT_BUFFER_MEMORY, Delivered, Partitioner, Producer, ProducerConfig,
+    ProducerError, ProducerRecord, RecordMetadata,
 };
 pub use rill_protocol::{ApiKey, ErrorCode, kafka_protocol};
 pub use rill_record::{Compression, Header};

@@ -54,6 +54,8 @@ pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 5;
 /// Default [`ProducerConfig::channel_buffer`]: 256, sarama's `ChannelBufferSize`.
 pub const DEFAULT_CHANNEL_BUFFER: usize = 256;
+/// Default [`ProducerConfig::buffer_memory`]: 32 MiB, Kafka's `buffer.memory`.
+pub const DEFAULT_BUFFER_MEMORY: usize = 32 * 1024 * 1024;
 
 /// Which acknowledgement the producer waits for (Kafka's `acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,6 +122,11 @@ pub struct ProducerConfig {
     /// Capacity of the input queue and, for [`AsyncProducer`], of the successes and errors
     /// channels (default [`DEFAULT_CHANNEL_BUFFER`]).
     pub channel_buffer: usize,
+    /// Most bytes of records the producer holds, batched or in flight, before it stops taking
+    /// more (Kafka's `buffer.memory`; default [`DEFAULT_BUFFER_MEMORY`]). Then `send` waits
+    /// for room, so a caller faster than the brokers is slowed down instead of growing memory
+    /// and latency without bound.
+    pub buffer_memory: usize,
 }
 
 impl ProducerConfig {
@@ -146,6 +153,7 @@ impl ProducerConfig {
             enable_idempotence: true,
             partitioner: Partitioner::Default,
             channel_buffer: DEFAULT_CHANNEL_BUFFER,
+            buffer_memory: DEFAULT_BUFFER_MEMORY,
         }
     }
 
@@ -160,9 +168,9 @@ impl ProducerConfig {
                 "enable_idempotence requires max_in_flight <= 5".to_owned(),
             ));
         }
-        if self.max_in_flight == 0 || self.channel_buffer == 0 {
+        if self.max_in_flight == 0 || self.channel_buffer == 0 || self.buffer_memory == 0 {
             return Err(ClientError::Config(
-                "max_in_flight and channel_buffer must be at least 1".to_owned(),
+                "max_in_flight, channel_buffer and buffer_memory must be at least 1".to_owned(),
             ));
         }
         Ok(())

@@ -230,6 +230,90 @@ async fn flush_completes_every_record_sent_before_it() -> Result<()> {
     Ok(())
 }
 
+/// `buffer_memory` bounds what the producer holds: with room for four 1 KiB records, a caller
+/// sending 400 is held back by `send` until batches are acknowledged, and a full buffer is sent
+/// at once rather than after a minute of linger. So the records arrive in order, in batches of
+/// at most five (with the default buffer they would wait in one batch for the linger or the
+/// flush).
+#[tokio::test]
+async fn a_full_buffer_holds_send_back_and_sends_without_waiting_for_linger() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut config = config(&broker);
+    config.linger = Duration::from_secs(60);
+    config.batch_size = 1 << 20;
+    config.buffer_memory = 4 * 1024;
+    config.channel_buffer = 1;
+    let producer = Producer::new(config)?;
+    // The topic's metadata first: records waiting for it are not in the buffer yet.
+    let warm = ProducerRecord::new("bounded").partition(0).value("warm");
+    let flushed = producer.clone();
+    let first = tokio::spawn(async move { flushed.send(warm).await });
+    while !first.is_finished() {
+        // A flush that overtook the send has nothing to wait for: flush again.
+        tokio::time::timeout(Duration::from_secs(30), producer.flush()).await?;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(first.await??.offset, 0);
+
+    let value = vec![b'v'; 1000];
+    let mut sends = Vec::new();
+    for i in 0..400 {
+        let record = ProducerRecord::new("bounded")
+            .partition(0)
+            .key(format!("{i}"))
+            .value(value.clone());
+        let p = producer.clone();
+        sends.push(tokio::spawn(async move { p.send(record).await }));
+        // Let each send reach the producer before the next, so offsets follow i.
+        tokio::task::yield_now().await;
+    }
+    // The last few records fit the buffer and would wait out the linger: flush sends them
+    // (its command gets through once the full buffer has drained).
+    tokio::time::timeout(Duration::from_secs(30), producer.flush()).await?;
+    let mut offsets = Vec::new();
+    for s in sends {
+        offsets.push(
+            tokio::time::timeout(Duration::from_secs(30), s)
+                .await???
+                .offset,
+        );
+    }
+    assert_eq!(offsets, (1..=400).collect::<Vec<_>>());
+
+    let (_, conn) = producer.cluster().leader_connection("bounded", 0).await?;
+    let request = FetchRequest::default()
+        .with_max_wait_ms(100)
+        .with_max_bytes(1 << 24)
+        .with_replica_id((-1).into())
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName("bounded".to_owned().into()))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_fetch_offset(1)
+                        .with_partition_max_bytes(1 << 24),
+                ]),
+        ]);
+    let response = conn.request(request).await?;
+    let bytes = response.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    let mut keys = Vec::new();
+    for batch in Batches::new(&bytes) {
+        let records = batch?.records()?;
+        assert!(records.len() <= 5, "a batch of {} records", records.len());
+        keys.extend(records.into_iter().map(|r| r.key));
+    }
+    let expected: Vec<_> = (0..400)
+        .map(|i| Some(bytes::Bytes::from(i.to_string())))
+        .collect();
+    assert_eq!(keys, expected);
+    producer.close().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn idempotent_producer_survives_a_broker_restart_without_duplicates() -> Result<()> {
     let mut broker = Broker::start()?;

@@ -2,8 +2,8 @@
 //! wrapped in its [`RequestKind`] enum (`RequestKind::Produce(ProduceRequest)`, ...).
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::protocol::Encodable as _;
 pub use kafka_protocol::messages::RequestKind;
+use kafka_protocol::protocol::Encodable as _;
 
 use crate::error::{ProtocolError, decode_error};
 use crate::frame::write_frame;

@@ -2,7 +2,7 @@
 //! batches (at most `max_in_flight` requests per broker), and turns answers into outcomes,
 //! retrying what may succeed later. Other tasks talk to it over channels only.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use rill_protocol::kafka_protocol::messages::produce_request::{
@@ -68,7 +68,9 @@ impl Handle {
             fetching: HashSet::new(),
             metadata_retry: HashMap::new(),
             in_flight: HashMap::new(),
-            outstanding: BTreeSet::new(),
+            outstanding: Outstanding::default(),
+            buffered: 0,
+            chunk_topic: None,
             flushes: Vec::new(),
             closing: None,
             next_id: 0,
@@ -132,7 +134,13 @@ struct Sender {
     /// Produce requests in flight per broker.
     in_flight: HashMap<i32, usize>,
     /// Ids of records without an outcome yet.
-    outstanding: BTreeSet<u64>,
+    outstanding: Outstanding,
+    /// Bytes of the records in the accumulator, queued or in flight: no command is taken
+    /// while this is at `buffer_memory` (back-pressure to `send`).
+    buffered: usize,
+    /// The topic of the last record taken, valid for one chunk of commands: records in a
+    /// chunk mostly go to one topic, and metadata may change between chunks.
+    chunk_topic: Option<Arc<TopicMetadata>>,
     /// Flushes waiting for every record up to an id.
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     closing: Option<oneshot::Sender<()>>,
@@ -179,6 +187,49 @@ impl Turn {
     }
 }
 
+/// Ids of records without an outcome yet. Ids are handed out in order and outcomes mostly
+/// arrive in order, so a window from the oldest open id does what a set would, in O(1).
+#[derive(Debug, Default)]
+struct Outstanding {
+    /// The id of `done[0]`.
+    first: u64,
+    done: VecDeque<bool>,
+    open: usize,
+}
+
+impl Outstanding {
+    /// `id` is the next id handed out.
+    fn insert(&mut self, id: u64) {
+        debug_assert_eq!(id, self.first + self.done.len() as u64);
+        self.done.push_back(false);
+        self.open += 1;
+    }
+
+    fn remove(&mut self, id: u64) {
+        let slot = id
+            .checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.done.get_mut(i));
+        if let Some(slot) = slot.filter(|done| !**done) {
+            *slot = true;
+            self.open -= 1;
+        }
+        while self.done.front() == Some(&true) {
+            let _ = self.done.pop_front();
+            self.first += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.open == 0
+    }
+
+    /// The oldest id without an outcome.
+    fn first(&self) -> Option<u64> {
+        (self.open > 0).then_some(self.first)
+    }
+}
+
 impl Sender {
     async fn run(
         mut self,
@@ -197,13 +248,14 @@ impl Sender {
             }
             let wakeup = self.next_wakeup();
             tokio::select! {
-                n = commands.recv_many(&mut received, RECV_CHUNK), if accepting => {
+                n = commands.recv_many(&mut received, RECV_CHUNK), if accepting && self.buffered < self.config.buffer_memory => {
                     if n == 0 {
                         accepting = false;
                         let (done, _) = oneshot::channel();
                         self.closing = Some(done);
                     }
                     let mut closing = None;
+                    self.chunk_topic = None;
                     for command in received.drain(..) {
                         match command {
                             Command::Send(pending) => self.accept(pending).await,
@@ -237,7 +289,7 @@ impl Sender {
             for (_, done) in self.flushes.drain(..) {
                 let _ = done.send(());
             }
-        } else if let Some(&first) = self.outstanding.first() {
+        } else if let Some(first) = self.outstanding.first() {
             let (done, waiting): (Vec<_>, Vec<_>) =
                 self.flushes.drain(..).partition(|(upto, _)| *upto <= first);
             self.flushes = waiting;
@@ -276,7 +328,7 @@ impl Sender {
     async fn accept(&mut self, mut pending: Pending) {
         pending.id = self.next_id;
         self.next_id += 1;
-        let _ = self.outstanding.insert(pending.id);
+        self.outstanding.insert(pending.id);
         if pending.size > self.config.max_request_size {
             let err = ClientError::RecordTooLarge {
                 topic: pending.record.topic.clone(),
@@ -287,11 +339,18 @@ impl Sender {
             return;
         }
         let topic = &pending.record.topic;
-        match self
-            .cluster
-            .cached_topic_shared(topic)
-            .filter(|t| t.error.is_none())
-        {
+        let meta = match &self.chunk_topic {
+            Some(meta) if meta.name == *topic => Some(Arc::clone(meta)),
+            _ => {
+                let meta = self
+                    .cluster
+                    .cached_topic_shared(topic)
+                    .filter(|t| t.error.is_none());
+                self.chunk_topic.clone_from(&meta);
+                meta
+            }
+        };
+        match meta {
             Some(meta) if !self.waiting.contains_key(topic) => self.place(&meta, pending).await,
             _ => {
                 let topic = topic.clone();
@@ -336,6 +395,7 @@ impl Sender {
         };
         let tp = (meta.name.clone(), partition);
         let now = pending.enqueued;
+        self.buffered += pending.size;
         if self.accumulator.append(tp, pending, now) {
             self.partitioner.batch_closed(&meta.name, partition);
         }
@@ -405,6 +465,7 @@ impl Sender {
         match result {
             Ok((base_offset, append_time)) => {
                 self.accumulator.done(&tp);
+                self.buffered = self.buffered.saturating_sub(batch.size);
                 for (i, pending) in batch.records.into_iter().enumerate() {
                     let offset = if base_offset < 0 {
                         -1
@@ -445,6 +506,7 @@ impl Sender {
                     return;
                 }
                 self.accumulator.done(&tp);
+                self.buffered = self.buffered.saturating_sub(batch.size);
                 if batch.base_sequence.is_some() {
                     // The broker may or may not have it: later sequences would be refused
                     // as a gap, so start again with a new producer id.
@@ -466,7 +528,7 @@ impl Sender {
     }
 
     async fn complete(&mut self, pending: Pending, outcome: Result<RecordMetadata>) {
-        let _ = self.outstanding.remove(&pending.id);
+        self.outstanding.remove(pending.id);
         pending.complete(outcome).await;
     }
 
@@ -510,6 +572,7 @@ impl Sender {
             after,
         };
         for batch in self.accumulator.expire(older_than) {
+            self.buffered = self.buffered.saturating_sub(batch.size);
             if batch.base_sequence.is_some() {
                 self.reset_pid = true;
             }
@@ -562,7 +625,10 @@ impl Sender {
     }
 
     fn send_ready(&mut self, now: Instant) {
-        let flush = !self.flushes.is_empty() || self.closing.is_some();
+        // A full buffer sends what it holds without waiting for linger: nothing else frees it.
+        let flush = !self.flushes.is_empty()
+            || self.closing.is_some()
+            || self.buffered >= self.config.buffer_memory;
         let ready = self
             .accumulator
             .ready(now, flush, self.config.max_in_flight);
@@ -751,4 +817,34 @@ fn partition_result(response: &Option<ProduceResponse>, tp: &TopicPartition) -> 
         format!("produce to topic '{}' partition {} {message}", tp.0, tp.1)
     })?;
     Ok((p.base_offset, p.log_append_time_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outstanding;
+
+    #[test]
+    fn outstanding_tracks_the_oldest_open_id_whatever_the_completion_order() {
+        let mut open = Outstanding::default();
+        assert!(open.is_empty());
+        assert_eq!(open.first(), None);
+        for id in 0..5 {
+            open.insert(id);
+        }
+        assert_eq!(open.first(), Some(0));
+        open.remove(2);
+        open.remove(2); // twice: no effect
+        assert_eq!(open.first(), Some(0));
+        open.remove(0);
+        assert_eq!(open.first(), Some(1));
+        open.remove(1);
+        assert_eq!(open.first(), Some(3));
+        open.remove(9); // never handed out: ignored
+        open.remove(4);
+        open.remove(3);
+        assert!(open.is_empty());
+        assert_eq!(open.first(), None);
+        open.insert(5);
+        assert_eq!(open.first(), Some(5));
+    }
 }
