@@ -51,6 +51,8 @@ pub(crate) struct Segment {
 /// beside the appends. This is not an fsync: durability is unchanged (RocksDB's
 /// `bytes_per_sync` and PostgreSQL's `backend_flush_after` do the same).
 pub(crate) const WRITEBACK_CHUNK: u64 = 8 << 20;
+/// The page size writeback works in (the smallest x86-64 and arm64 page).
+const PAGE: u64 = 4096;
 
 /// What a scan of a segment found.
 #[derive(Debug)]
@@ -259,10 +261,13 @@ impl Segment {
         }
         self.record_batch(position, header, index_interval);
         let _ = self.first_append_ms.get_or_insert(now_ms);
-        if self.size.saturating_sub(self.written_back) >= WRITEBACK_CHUNK {
-            let from = self.written_back.min(self.size);
-            start_writeback(&self.file, from, self.size);
-            self.written_back = self.size;
+        // Whole pages only: the last, partial page is still being appended to, and a write
+        // to a page under writeback may have to wait for the disk.
+        let to = self.size & !(PAGE - 1);
+        if to.saturating_sub(self.written_back) >= WRITEBACK_CHUNK {
+            let from = self.written_back.min(to);
+            start_writeback(&self.file, from, to);
+            self.written_back = to;
         }
         Ok(())
     }
@@ -518,10 +523,36 @@ fn scan(
 }
 
 /// Asks the kernel to start writing `from..to` of `file` to the disk, without waiting for it
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint: a failure changes nothing for durability
-/// (fsync still decides that), so it is only logged.
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). The call itself can block while the disk's
+/// queue is full, so it runs on a thread of its own (one per process), never on the appending
+/// thread; when that thread is behind, the hint is dropped. A hint: fsync still decides
+/// durability, so failures are only logged.
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &File, from: u64, to: u64) {
+    use std::sync::OnceLock;
+    use std::sync::mpsc::{SyncSender, sync_channel};
+
+    type Job = (File, u64, u64);
+    static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Job>(64);
+        std::thread::Builder::new()
+            .name("rill-writeback".to_owned())
+            .spawn(move || {
+                for (file, from, to) in rx {
+                    sync_file_range(&file, from, to);
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    if let (Some(queue), Ok(file)) = (queue, file.try_clone()) {
+        let _ = queue.try_send((file, from, to));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn sync_file_range(file: &File, from: u64, to: u64) {
     use std::os::fd::AsRawFd as _;
     let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
         return;
