@@ -19,33 +19,43 @@ fn config(broker: &Broker) -> ProducerConfig {
     ProducerConfig::new(ClientConfig::new([broker.bootstrap()]))
 }
 
-/// Every record of `topic`/`partition` from offset 0, by raw Fetch.
-async fn read_all(producer: &Producer, topic: &str, partition: i32) -> Result<Vec<Record>> {
+/// The stored batches of `topic`/`partition` from `offset` on, by one raw Fetch.
+async fn fetch_raw(
+    producer: &Producer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<bytes::Bytes> {
     let (_, conn) = producer
         .cluster()
         .leader_connection(topic, partition)
         .await?;
+    let request = FetchRequest::default()
+        .with_max_wait_ms(100)
+        .with_max_bytes(1 << 24)
+        .with_replica_id((-1).into())
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(topic.to_owned().into()))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 24),
+                ]),
+        ]);
+    let response = conn.request(request).await?;
+    let data = &response.responses[0].partitions[0];
+    ensure!(data.error_code == 0, "fetch error {}", data.error_code);
+    Ok(data.records.clone().unwrap_or_default())
+}
+
+/// Every record of `topic`/`partition` from offset 0, by raw Fetch.
+async fn read_all(producer: &Producer, topic: &str, partition: i32) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     loop {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(100)
-            .with_max_bytes(1 << 24)
-            .with_replica_id((-1).into())
-            .with_session_epoch(-1)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName(topic.to_owned().into()))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(out.len() as i64)
-                            .with_partition_max_bytes(1 << 24),
-                    ]),
-            ]);
-        let response = conn.request(request).await?;
-        let data = &response.responses[0].partitions[0];
-        ensure!(data.error_code == 0, "fetch error {}", data.error_code);
-        let bytes = data.records.clone().unwrap_or_default();
+        let bytes = fetch_raw(producer, topic, partition, out.len() as i64).await?;
         let before = out.len();
         for batch in Batches::new(&bytes) {
             for record in batch?.records()? {
@@ -280,26 +290,7 @@ async fn a_full_buffer_holds_send_back_and_sends_without_waiting_for_linger() ->
     }
     assert_eq!(offsets, (1..=400).collect::<Vec<_>>());
 
-    let (_, conn) = producer.cluster().leader_connection("bounded", 0).await?;
-    let request = FetchRequest::default()
-        .with_max_wait_ms(100)
-        .with_max_bytes(1 << 24)
-        .with_replica_id((-1).into())
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName("bounded".to_owned().into()))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_fetch_offset(1)
-                        .with_partition_max_bytes(1 << 24),
-                ]),
-        ]);
-    let response = conn.request(request).await?;
-    let bytes = response.responses[0].partitions[0]
-        .records
-        .clone()
-        .unwrap_or_default();
+    let bytes = fetch_raw(&producer, "bounded", 0, 1).await?;
     let mut keys = Vec::new();
     for batch in Batches::new(&bytes) {
         let records = batch?.records()?;
