@@ -169,6 +169,25 @@ pub(crate) fn timestamp_ms(text: &str) -> Result<i64, String> {
         })
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: how `rill serve` and `rill consume` are stopped.
+pub(crate) async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                let _ = signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{key_value, timestamp_ms};

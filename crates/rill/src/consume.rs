@@ -15,13 +15,13 @@ use rill_client::{
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::cli::{self, Explain as _, explain, topic_error};
+use crate::cli::{self, Explain as _, explain, shutdown_signal, topic_error};
 
 mod format;
 mod output;
 
 use format::{Fields, Printer};
-use output::{flush, quiet_if_broken_pipe, shutdown_signal, stdout_closed};
+use output::{flush, quiet_if_broken_pipe, stdout_closed};
 
 /// Read records and print them, one a line.
 ///

@@ -391,7 +391,7 @@ impl Args {
                 Some(admin) => Some(admin.local_addr().context("admin listener address")?),
             };
             print_banner(&config, local, admin_local);
-            rill_broker::run(config, listener, admin, shutdown_signal()).await?;
+            rill_broker::run(config, listener, admin, crate::cli::shutdown_signal()).await?;
             Ok(())
         })
     }
@@ -425,27 +425,4 @@ fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAd
     println!("  acks=all:    {acks_all}");
     println!("  acks=1:      answered after the write (survives a process crash)");
     println!("  flush:       {flush}");
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

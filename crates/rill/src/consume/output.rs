@@ -1,5 +1,4 @@
-//! Where `rill consume` writes and when it stops: flushing stdout, a reader that went away,
-//! Ctrl-C and SIGTERM.
+//! Where `rill consume` writes and when it stops: flushing stdout, a reader that went away.
 
 /// Flushes stdout: `Some(())` when done, `None` when the reader went away.
 pub(super) fn flush(out: &mut impl std::io::Write) -> anyhow::Result<Option<()>> {
@@ -38,24 +37,5 @@ pub(super) async fn stdout_closed() {
         }
         // A regular file cannot be watched (and never closes under us).
         Err(_) => std::future::pending::<()>().await,
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-pub(super) async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                let _ = signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }
