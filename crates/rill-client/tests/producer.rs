@@ -11,12 +11,39 @@ use common::Broker;
 use rill_client::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_client::kafka_protocol::messages::{FetchRequest, TopicName};
 use rill_client::{
-    AsyncProducer, ClientConfig, Compression, Producer, ProducerConfig, ProducerRecord,
+    AsyncProducer, ClientConfig, Compression, Delivered, Producer, ProducerConfig, ProducerError,
+    ProducerRecord,
 };
 use rill_record::{Batches, Record};
 
 fn config(broker: &Broker) -> ProducerConfig {
     ProducerConfig::new(ClientConfig::new([broker.bootstrap()]))
+}
+
+/// Collects every outcome of an async producer until its channels end (after close):
+/// `(successes, errors)`.
+async fn drain(
+    producer: &AsyncProducer,
+) -> Result<tokio::task::JoinHandle<(Vec<Delivered>, Vec<ProducerError>)>> {
+    let mut successes = producer
+        .successes()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("successes taken"))?;
+    let mut errors = producer
+        .errors()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("errors taken"))?;
+    Ok(tokio::spawn(async move {
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        loop {
+            tokio::select! {
+                Some(s) = successes.recv() => ok.push(s),
+                Some(e) = errors.recv() => bad.push(e),
+                else => break,
+            }
+        }
+        (ok, bad)
+    }))
 }
 
 /// The stored batches of `topic`/`partition` from `offset` on, by one raw Fetch.
@@ -147,25 +174,7 @@ async fn every_codec_round_trips() -> Result<()> {
 async fn async_producer_accounts_for_every_record() -> Result<()> {
     let broker = Broker::start_with(&["--num-partitions", "3"])?;
     let producer = AsyncProducer::new(config(&broker))?;
-    let mut successes = producer
-        .successes()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("taken"))?;
-    let mut errors = producer
-        .errors()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("taken"))?;
-    let drain = tokio::spawn(async move {
-        let (mut ok, mut bad) = (Vec::new(), Vec::new());
-        loop {
-            tokio::select! {
-                Some(s) = successes.recv() => ok.push(s),
-                Some(e) = errors.recv() => bad.push(e),
-                else => break,
-            }
-        }
-        (ok, bad)
-    });
+    let drain = drain(&producer).await?;
     let n = 500;
     for i in 0..n {
         producer
@@ -312,25 +321,7 @@ async fn idempotent_producer_survives_a_broker_restart_without_duplicates() -> R
     config.retry_backoff = Duration::from_millis(50);
     config.delivery_timeout = Duration::from_secs(30);
     let producer = AsyncProducer::new(config)?;
-    let mut successes = producer
-        .successes()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("taken"))?;
-    let mut errors = producer
-        .errors()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("taken"))?;
-    let drain = tokio::spawn(async move {
-        let (mut ok, mut bad) = (Vec::new(), Vec::new());
-        loop {
-            tokio::select! {
-                Some(s) = successes.recv() => ok.push(s),
-                Some(e) = errors.recv() => bad.push(e),
-                else => break,
-            }
-        }
-        (ok, bad)
-    });
+    let drain = drain(&producer).await?;
     let n = 2000;
     for i in 0..n {
         producer
@@ -398,25 +389,7 @@ async fn requests_in_flight_reach_the_broker_in_order() -> Result<()> {
         config.batch_size = 512;
         config.linger = Duration::ZERO;
         let producer = AsyncProducer::new(config)?;
-        let mut successes = producer
-            .successes()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("taken"))?;
-        let mut errors = producer
-            .errors()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("taken"))?;
-        let drain = tokio::spawn(async move {
-            let (mut ok, mut bad) = (Vec::new(), Vec::new());
-            loop {
-                tokio::select! {
-                    Some(s) = successes.recv() => ok.push(s),
-                    Some(e) = errors.recv() => bad.push(e),
-                    else => break,
-                }
-            }
-            (ok, bad)
-        });
+        let drain = drain(&producer).await?;
         let n: u64 = 20_000;
         for i in 0..n {
             producer
