@@ -111,17 +111,7 @@ pub(super) async fn run(args: ConsumeArgs) -> anyhow::Result<Outcome> {
         _ => Some(shared.watchdog(args.idle_timeout, false)),
     };
 
-    let mut totals = Totals::new(&templates);
-    let mut failure = None;
-    for handle in handles {
-        match handle.await.context("a reader task failed")? {
-            Ok(part) => totals.merge(&part),
-            Err(err) => {
-                shared.stop.cancel();
-                let _ = failure.get_or_insert(err);
-            }
-        }
-    }
+    let (mut totals, failure) = join_readers(handles, &shared, &templates).await?;
     for task in [warm_timer, stop_timer, watchdog].into_iter().flatten() {
         task.abort();
     }
@@ -295,6 +285,27 @@ pub(super) enum Latency {
     Age,
     /// Now minus the send instant in the value's first 8 bytes (e2e).
     Stamp,
+}
+
+/// Waits for every reader: their totals merged, and the first reader's failure (which stops
+/// the others).
+pub(super) async fn join_readers(
+    handles: Vec<JoinHandle<anyhow::Result<Totals>>>,
+    shared: &Shared,
+    templates: &Templates,
+) -> anyhow::Result<(Totals, Option<anyhow::Error>)> {
+    let mut totals = Totals::new(templates);
+    let mut failure = None;
+    for handle in handles {
+        match handle.await.context("a reader task failed")? {
+            Ok(part) => totals.merge(&part),
+            Err(err) => {
+                shared.stop.cancel();
+                let _ = failure.get_or_insert(err);
+            }
+        }
+    }
+    Ok((totals, failure))
 }
 
 /// How the reader tasks are made.

@@ -14,10 +14,10 @@ use rill_client::{Consumer, ConsumerConfig, Offset};
 use tokio::sync::mpsc;
 
 use super::args::E2eArgs;
-use super::consume::{Latency, Readers, Shared};
+use super::consume::{Latency, Readers, Shared, join_readers};
 use super::produce::{self, Fleet};
 use super::report::{Outcome, live};
-use super::stats::{Templates, Totals};
+use super::stats::Templates;
 use super::{Clock, progress, setup};
 
 pub(super) async fn run(args: E2eArgs) -> anyhow::Result<Outcome> {
@@ -70,17 +70,7 @@ pub(super) async fn run(args: E2eArgs) -> anyhow::Result<Outcome> {
     shared.set_target(produced.records + produced.warmup_records);
     let watchdog = shared.watchdog(args.idle_timeout, false);
 
-    let mut totals = Totals::new(&templates);
-    let mut failure = None;
-    for handle in handles {
-        match handle.await.context("a reader task failed")? {
-            Ok(part) => totals.merge(&part),
-            Err(err) => {
-                shared.stop.cancel();
-                let _ = failure.get_or_insert(err);
-            }
-        }
-    }
+    let (mut totals, failure) = join_readers(handles, &shared, &templates).await?;
     watchdog.abort();
     let series = reporter.await.context("the reporter failed")?;
     if let Some(err) = failure {
