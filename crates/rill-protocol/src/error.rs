@@ -179,7 +179,11 @@ impl ProtocolError {
 pub(crate) fn is_truncation<'a>(
     mut chain: impl Iterator<Item = &'a (dyn StdError + 'static)>,
 ) -> bool {
-    chain.any(|err| err.is::<NotEnoughBytesError>() || err.is::<TryGetError>())
+    chain.any(|err| {
+        err.is::<NotEnoughBytesError>()
+            || err.is::<kafka_protocol_39::protocol::buf::NotEnoughBytesError>()
+            || err.is::<TryGetError>()
+    })
 }
 
 /// Builds the `map_err` closure for a `kafka-protocol` decode error (an `anyhow::Error`, whose

@@ -68,6 +68,7 @@
 mod error;
 pub mod frame;
 pub mod header;
+pub mod legacy;
 pub mod request;
 pub mod response;
 pub mod versions;
@@ -75,6 +76,7 @@ pub mod versions;
 pub use error::{BoxError, ErrorCode, ProtocolError, UnknownErrorCode};
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameError, SIZE_PREFIX_LEN, split_frame, write_frame};
 pub use header::RequestHeader;
+pub use legacy::LegacyFields;
 pub use request::{Request, RequestKind};
 pub use response::{Response, ResponseKind};
 pub use versions::{SUPPORTED, api_versions_response, supported, version_range};

@@ -8,6 +8,7 @@ use kafka_protocol::protocol::Encodable as _;
 use crate::error::{ProtocolError, decode_error};
 use crate::frame::write_frame;
 use crate::header::RequestHeader;
+use crate::legacy::{self, LegacyFields};
 use crate::versions::{request_api_key, supported};
 
 /// A decoded request: its header and its body.
@@ -20,6 +21,9 @@ pub struct Request {
     pub header: RequestHeader,
     /// The body, e.g. `RequestKind::Produce(ProduceRequest { .. })`.
     pub body: RequestKind,
+    /// What an old version's body carried that `body`'s type has no field for (OffsetCommit
+    /// v1's commit timestamps); `None` for every current version.
+    pub legacy: Option<LegacyFields>,
 }
 
 impl Request {
@@ -28,6 +32,7 @@ impl Request {
         Self {
             header,
             body: body.into(),
+            legacy: None,
         }
     }
 
@@ -39,6 +44,10 @@ impl Request {
     /// ends early is [`ProtocolError::Truncated`]; other malformations are
     /// [`ProtocolError::Decode`]. A header whose version is outside the table (possible only for
     /// a hand-built header) is [`ProtocolError::UnsupportedVersion`].
+    ///
+    /// The versions Kafka 4 dropped and Kafka 3.9 still serves are translated into the current
+    /// types (see [`legacy`](crate::legacy)); what they carry beyond those types is in
+    /// [`Request::legacy`].
     ///
     /// Record batches inside Produce requests are not looked into here: they stay as `Bytes`
     /// (shared with the frame, not copied) for `rill-record`.
@@ -56,12 +65,24 @@ impl Request {
                 correlation_id,
             });
         }
+        if legacy::is_legacy(api_key, api_version) {
+            let (body, legacy) = legacy::decode_request(api_key, api_version, &mut body)?;
+            return Ok(Self {
+                header,
+                body,
+                legacy,
+            });
+        }
         let kind = RequestKind::decode(api_key, &mut body, api_version).map_err(decode_error!(
             api_key,
             api_version,
             "request body"
         ))?;
-        Ok(Self { header, body: kind })
+        Ok(Self {
+            header,
+            body: kind,
+            legacy: None,
+        })
     }
 
     /// Decodes a whole request frame (header and body, without the size prefix), as returned by
@@ -95,6 +116,15 @@ impl Request {
         }
         write_frame(dst, |buf| {
             self.header.encode(buf)?;
+            if legacy::is_legacy(api_key, api_version) {
+                return legacy::encode_request(
+                    &self.body,
+                    self.legacy.as_ref(),
+                    api_key,
+                    api_version,
+                    buf,
+                );
+            }
             self.body
                 .encode(buf, api_version)
                 .map_err(|err| ProtocolError::encode(api_key, api_version, "request body", err))

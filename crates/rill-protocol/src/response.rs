@@ -15,6 +15,7 @@ pub use kafka_protocol::messages::ResponseKind;
 use crate::error::{ErrorCode, ProtocolError, decode_error};
 use crate::frame::write_frame;
 use crate::header::RequestHeader;
+use crate::legacy;
 use crate::versions::{api_versions_response, response_api_key};
 
 /// A response, ready to encode (broker side) or just decoded (client side).
@@ -89,6 +90,9 @@ impl Response {
                 .map_err(|err| {
                     ProtocolError::encode(api_key, api_version, "response header", err)
                 })?;
+            if legacy::is_legacy(api_key, api_version) {
+                return legacy::encode_response(&self.body, api_key, api_version, buf);
+            }
             self.body
                 .encode(buf, api_version)
                 .map_err(|err| ProtocolError::encode(api_key, api_version, "response body", err))
@@ -107,8 +111,15 @@ impl Response {
         let header_version = api_key.response_header_version(api_version);
         let header = WireResponseHeader::decode(&mut frame, header_version)
             .map_err(decode_error!(api_key, api_version, "response header"))?;
-        let body = ResponseKind::decode(api_key, &mut frame, api_version)
-            .map_err(decode_error!(api_key, api_version, "response body"))?;
+        let body = if legacy::is_legacy(api_key, api_version) {
+            legacy::decode_response(api_key, api_version, &mut frame)?
+        } else {
+            ResponseKind::decode(api_key, &mut frame, api_version).map_err(decode_error!(
+                api_key,
+                api_version,
+                "response body"
+            ))?
+        };
         if !frame.is_empty() {
             return Err(ProtocolError::TrailingBytes {
                 api_key,

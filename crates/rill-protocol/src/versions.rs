@@ -2,9 +2,10 @@
 //! source of truth: request headers are checked against it and the `ApiVersions` answer is built
 //! from it.
 //!
-//! The ranges follow Kafka 4.1 (which dropped many old versions, KIP-896), capped at what the
-//! `kafka-protocol` crate (0.18, generated from Kafka 4.1's schemas) can decode and encode. Old
-//! versions stay where common clients still send them. librdkafka enables features when the
+//! The ranges are the union of Kafka 3.9's and Kafka 4.1's, capped at what the `kafka-protocol`
+//! crate (0.18, generated from Kafka 4.1's schemas) can decode and encode: Kafka 4 dropped many
+//! old versions (KIP-896) that old clients still send, and Rill serves them through Kafka 3.9's
+//! schemas (see [`legacy`](crate::legacy)). librdkafka enables features when the
 //! broker's range *overlaps* these probes (`rdkafka_feature.c`): Produce 3 + Fetch 4 (record
 //! format v2), Produce 7 + Fetch 10 (zstd), ListOffsets 1 (offsets by time), FindCoordinator 0,
 //! OffsetCommit 1..2, OffsetFetch 1, JoinGroup/SyncGroup/Heartbeat/LeaveGroup 0 (its classic group
@@ -38,20 +39,21 @@ macro_rules! supported_apis {
 }
 
 supported_apis! {
-    // Kafka 4 removed v0-2; v3 is the first with record format v2, and librdkafka's probe for it.
+    // v0-2 (Kafka 3.9; Kafka 4 dropped them) carry magic 0/1 message sets, converted to v2
+    // batches on append. librdkafka before 2.11.1 compresses only when v0 is advertised.
     // v13 (Kafka 4.1) names topics by id only; Rill serves names, so it stops at v12.
-    Produce 3..=12,
-    // Kafka 4 removed v0-3; v4 is librdkafka's record-format-v2 probe. v13+ name topics by id
-    // only; Rill stops at v12 until it resolves topic ids on the fetch path.
-    Fetch 4..=12,
-    ListOffsets 1..=10,
+    Produce 0..=12,
+    // v0-3 (Kafka 3.9) get the stored batches converted down to magic 0/1 message sets.
+    // v13+ name topics by id only; Rill stops at v12 until it resolves topic ids on the fetch
+    // path.
+    Fetch 0..=12,
+    ListOffsets 0..=10,
     Metadata 0..=13,
     // Kafka 4.1 lists v10 but marks it unstable; kafka-protocol 0.18 decodes requests up to v9.
-    // v2 is the lowest kafka-protocol decodes (Kafka 4 removed v0-1); it still overlaps
-    // librdkafka's 1..2 group-consumer probe.
-    OffsetCommit 2..=9,
+    // v0-1 (Kafka 3.9): sarama's consumer groups commit with v1.
+    OffsetCommit 0..=9,
     // As for OffsetCommit: v10 is unstable in Kafka 4.1 and kafka-protocol decodes up to v9.
-    OffsetFetch 1..=9,
+    OffsetFetch 0..=9,
     FindCoordinator 0..=6,
     JoinGroup 0..=9,
     Heartbeat 0..=4,
@@ -60,12 +62,12 @@ supported_apis! {
     DescribeGroups 0..=6,
     ListGroups 0..=5,
     ApiVersions 0..=4,
-    CreateTopics 2..=7,
-    DeleteTopics 1..=6,
+    CreateTopics 0..=7,
+    DeleteTopics 0..=6,
     DeleteRecords 0..=2,
     // Kafka 4.1 lists v6 (KIP-939, unstable); kafka-protocol 0.18 decodes requests up to v5.
     InitProducerId 0..=5,
-    DescribeConfigs 1..=4,
+    DescribeConfigs 0..=4,
     AlterConfigs 0..=2,
     CreatePartitions 0..=3,
     DeleteGroups 0..=2,
@@ -116,18 +118,23 @@ mod tests {
         for &(key, min, max) in SUPPORTED {
             let valid = key.valid_versions();
             assert!(0 <= min && min <= max, "{key:?}");
-            assert!(valid.min <= min && max <= valid.max, "{key:?} {valid:?}");
+            assert!(max <= valid.max, "{key:?} {valid:?}");
+            // Below the current types' range, Kafka 3.9's types must know the version.
+            if min < valid.min {
+                let old = kafka_protocol_39::messages::ApiKey::try_from(key as i16).unwrap();
+                assert!(old.valid_versions().min <= min, "{key:?}");
+            }
         }
     }
 
     #[test]
     fn supported_checks_both_ends() {
-        assert!(supported(ApiKey::Produce, 3));
+        assert!(supported(ApiKey::Produce, 0));
         assert!(supported(ApiKey::Produce, 12));
-        assert!(!supported(ApiKey::Produce, 2));
+        assert!(!supported(ApiKey::Produce, -1));
         assert!(!supported(ApiKey::Produce, 13));
         assert!(!supported(ApiKey::SaslHandshake, 1));
-        assert_eq!(version_range(ApiKey::Fetch), Some((4, 12)));
+        assert_eq!(version_range(ApiKey::Fetch), Some((0, 12)));
         assert_eq!(version_range(ApiKey::EndTxn), None);
     }
 

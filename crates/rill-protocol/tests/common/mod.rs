@@ -70,7 +70,11 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
             .with_include_topic_authorized_operations(v >= 8)
             .into(),
         ApiKey::Produce => ProduceRequest::default()
-            .with_transactional_id(Some(TransactionalId(s("txn-1"))))
+            .with_transactional_id(if v >= 3 {
+                Some(TransactionalId(s("txn-1")))
+            } else {
+                None
+            })
             .with_acks(-1)
             .with_timeout_ms(30_000)
             .with_topic_data(vec![
@@ -97,8 +101,8 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(500)
             .with_min_bytes(1)
-            .with_max_bytes(52_428_800)
-            .with_isolation_level(1)
+            .with_max_bytes(if v >= 3 { 52_428_800 } else { 0x7fff_ffff })
+            .with_isolation_level(if v >= 4 { 1 } else { 0 })
             .with_session_epoch(-1)
             .with_topics(vec![
                 fetch_request::FetchTopic::default()
@@ -174,7 +178,7 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     ]),
             ])
             .with_timeout_ms(60_000)
-            .with_validate_only(true)
+            .with_validate_only(v >= 1)
             .into(),
         ApiKey::DeleteTopics => DeleteTopicsRequest::default()
             .with_topic_names(if v <= 5 {
@@ -213,7 +217,7 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     .with_resource_name(s("orders"))
                     .with_configuration_keys(Some(vec![s("retention.ms")])),
             ])
-            .with_include_synonyms(true)
+            .with_include_synonyms(v >= 1)
             .with_include_documentation(v >= 3)
             .into(),
         ApiKey::AlterConfigs => AlterConfigsRequest::default()
@@ -272,7 +276,11 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
             ))
             .into(),
         ApiKey::InitProducerId => InitProducerIdRequest::default()
-            .with_transactional_id(Some(TransactionalId(s("txn-1"))))
+            .with_transactional_id(if v >= 3 {
+                Some(TransactionalId(s("txn-1")))
+            } else {
+                None
+            })
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(if v >= 3 { 17 } else { -1 }))
             .with_producer_epoch(if v >= 3 { 2 } else { -1 })
@@ -337,10 +345,10 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
             .into(),
         ApiKey::OffsetCommit => OffsetCommitRequest::default()
             .with_group_id(group("group-1"))
-            .with_generation_id_or_member_epoch(3)
-            .with_member_id(s("member-1"))
+            .with_generation_id_or_member_epoch(if v >= 1 { 3 } else { -1 })
+            .with_member_id(if v >= 1 { s("member-1") } else { s("") })
             .with_group_instance_id(if v >= 7 { Some(s("instance-1")) } else { None })
-            .with_retention_time_ms(if v <= 4 { 86_400_000 } else { -1 })
+            .with_retention_time_ms(if (2..=4).contains(&v) { 86_400_000 } else { -1 })
             .with_topics(vec![
                 offset_commit_request::OffsetCommitRequestTopic::default()
                     .with_name(topic("orders"))
