@@ -38,9 +38,9 @@ pub(crate) async fn dispatch(
         RequestKind::ApiVersions(_) => versions::api_versions_response().into(),
         RequestKind::Metadata(req) => handler::metadata::handle(broker, req, version).await.into(),
         RequestKind::Produce(req) => {
-            return handler::produce::handle(broker, req).await;
+            return handler::produce::handle(broker, req, version).await;
         }
-        RequestKind::Fetch(req) => handler::fetch::handle(broker, req).await.into(),
+        RequestKind::Fetch(req) => handler::fetch::handle(broker, req, version).await.into(),
         RequestKind::ListOffsets(req) => handler::list_offsets::handle(broker, req, version)
             .await
             .into(),
@@ -83,7 +83,11 @@ pub(crate) async fn dispatch(
             handler::groups::describe(broker, req, version).await.into()
         }
         RequestKind::DeleteGroups(req) => handler::groups::delete(broker, req).await.into(),
-        RequestKind::OffsetCommit(req) => handler::offsets::commit(broker, req).await.into(),
+        RequestKind::OffsetCommit(req) => {
+            handler::offsets::commit(broker, req, version, request.legacy)
+                .await
+                .into()
+        }
         RequestKind::OffsetFetch(req) => handler::offsets::fetch(broker, req, version).into(),
         RequestKind::OffsetDelete(req) => handler::offsets::delete(broker, req).await.into(),
         RequestKind::InitProducerId(req) => {

@@ -88,6 +88,24 @@ pub enum RecordError {
         /// Bytes left over.
         remaining: usize,
     },
+    /// A magic 0 or 1 message's CRC-32 does not match its bytes.
+    #[error(
+        "message crc mismatch at offset {offset}: stored {stored:#010x}, computed {computed:#010x}"
+    )]
+    MessageCrcMismatch {
+        /// The message's offset field.
+        offset: i64,
+        /// CRC stored in the message.
+        stored: u32,
+        /// CRC-32 (IEEE) computed over magic..end.
+        computed: u32,
+    },
+    /// A magic 0 or 1 message set breaks one of the format's rules.
+    #[error("invalid message set: {reason}")]
+    InvalidMessageSet {
+        /// Which rule.
+        reason: &'static str,
+    },
     /// A builder was asked to build a batch without records.
     #[error("record batch has no records")]
     EmptyBatch,

@@ -10,6 +10,7 @@
 //! - [`compression`]: gzip, snappy (xerial and raw), LZ4 frame and zstd, with decompression
 //!   bounded by a caller-given size.
 //! - [`varint`]: the zigzag varints and varlongs records are made of.
+//! - [`legacy`]: the magic 0 and 1 message sets of old clients, converted to and from batches.
 //!
 //! ```
 //! use rill_record::{Batch, BatchBuilder, Compression, RecordError, RecordSpec};
@@ -41,6 +42,7 @@ pub mod batch;
 pub mod builder;
 pub mod compression;
 mod error;
+pub mod legacy;
 pub mod record;
 pub mod varint;
 

@@ -63,7 +63,6 @@ const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
-const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_RECORD: i16 = 87;
 
@@ -416,11 +415,11 @@ fn refused_produces_get_exact_error_codes_and_write_nothing() -> Result<()> {
             CORRUPT_MESSAGE,
         ),
         (
-            "magic 1",
+            "magic 1 in produce v3+",
             &topic,
             0,
             magic_1.into(),
-            UNSUPPORTED_FOR_MESSAGE_FORMAT,
+            INVALID_RECORD,
         ),
         (
             "2 KB over max.message.bytes=1000",

@@ -272,15 +272,15 @@ impl Coordinator {
 
     /// Expires the offsets of groups without members and compacts the offsets log.
     pub(crate) async fn housekeeping(&self) {
-        let cutoff =
-            now_ms() - i64::try_from(self.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let retention = i64::try_from(self.offsets_retention.as_millis()).unwrap_or(i64::MAX);
         for group_id in self.offsets.groups() {
             let empty = match self.describe(&group_id).await {
                 Some(d) => d.members.is_empty(),
                 None => true,
             };
             if empty {
-                match self.offsets.expire(&group_id, cutoff).await {
+                match self.offsets.expire(&group_id, now, retention).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(group_id, expired = n, "expired committed offsets"),
                     Err(code) => tracing::warn!(group_id, error = code.name(), "expiring offsets"),

@@ -36,6 +36,22 @@ pub(crate) struct Committed {
     pub(crate) leader_epoch: i32,
     pub(crate) metadata: Option<String>,
     pub(crate) commit_ms: i64,
+    /// When the commit asked for its own retention (OffsetCommit v2-4's `retention_time_ms`):
+    /// the time it expires once the group has no members, instead of the broker's retention
+    /// after the commit. Absent in logs written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) expire_ms: Option<i64>,
+}
+
+impl Committed {
+    /// Whether this offset has expired at `now_ms` in a group with no members, where offsets
+    /// without an expiry of their own are kept `retention_ms` after their commit (KIP-211).
+    fn expired(&self, now_ms: i64, retention_ms: i64) -> bool {
+        match self.expire_ms {
+            Some(at) => now_ms >= at,
+            None => now_ms.saturating_sub(self.commit_ms) > retention_ms,
+        }
+    }
 }
 
 type GroupOffsets = BTreeMap<(String, i32), Committed>;
@@ -211,13 +227,18 @@ impl OffsetStore {
             .unwrap_or_default()
     }
 
-    /// Deletes the offsets of `group` committed before `older_than_ms` (retention of groups
-    /// with no members).
-    pub(crate) async fn expire(&self, group: &str, older_than_ms: i64) -> Result<usize, ErrorCode> {
+    /// Deletes the offsets of `group` (which has no members) that expired at `now_ms`: those
+    /// past their own expiry, and the others committed more than `retention_ms` ago.
+    pub(crate) async fn expire(
+        &self,
+        group: &str,
+        now_ms: i64,
+        retention_ms: i64,
+    ) -> Result<usize, ErrorCode> {
         let doomed: Vec<(String, i32)> = self
             .group_offsets(group)
             .into_iter()
-            .filter(|(_, c)| c.commit_ms < older_than_ms)
+            .filter(|(_, c)| c.expired(now_ms, retention_ms))
             .map(|(k, _)| k)
             .collect();
         self.delete(group, Some(&doomed)).await?;
@@ -317,6 +338,7 @@ mod tests {
             leader_epoch: -1,
             metadata: Some(format!("m{offset}")),
             commit_ms,
+            expire_ms: None,
         }
     }
 
@@ -339,8 +361,39 @@ mod tests {
             .await
             .map_err(|c| c.name())?;
         assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5));
-        // Offsets committed before the cutoff go; later ones stay.
-        assert_eq!(store.expire("g", 5_000).await.map_err(|c| c.name())?, 1);
+        // Offsets committed more than the retention ago go; later ones stay.
+        assert_eq!(
+            store
+                .expire("g", 6_000, 1_000)
+                .await
+                .map_err(|c| c.name())?,
+            1
+        );
+        // An offset with its own expiry goes at that time, not the broker's retention after it.
+        let own = Committed {
+            expire_ms: Some(20_000),
+            ..committed(9, 9_000)
+        };
+        store
+            .commit("g", vec![("u".to_owned(), 0, own.clone())])
+            .await
+            .map_err(|c| c.name())?;
+        assert_eq!(
+            store
+                .expire("g", 19_999, 1_000_000)
+                .await
+                .map_err(|c| c.name())?,
+            0
+        );
+        assert_eq!(store.fetch("g", "u", 0), Some(own));
+        assert_eq!(
+            store
+                .expire("g", 20_000, 1_000_000)
+                .await
+                .map_err(|c| c.name())?,
+            1
+        );
+        assert_eq!(store.fetch("g", "u", 0), None);
         assert_eq!(store.fetch("g", "t", 0), None);
         assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
         store.delete("h", None).await.map_err(|c| c.name())?;

@@ -11,10 +11,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_protocol::ErrorCode;
+use rill_protocol::kafka_protocol::messages::fetch_request::FetchTopic;
 use rill_protocol::kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, PartitionData,
 };
 use rill_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use rill_record::DEFAULT_MAX_RECORDS_LEN;
+use rill_record::legacy::{MAGIC_V0, MAGIC_V1, batches_to_message_set};
 use tokio::sync::watch;
 
 use crate::broker::{Broker, Topic};
@@ -23,7 +26,7 @@ use crate::partition::{Offsets, Partition};
 /// Largest wait a client may ask for; longer ones are cut to this.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse {
+pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     if req.session_id != 0 {
         return FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code());
     }
@@ -92,13 +95,16 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse 
         let now = tokio::time::Instant::now();
         let done = errors || total >= min_bytes.max(1) || watches.is_empty();
         if done || now >= deadline || broker.stopping.is_cancelled() {
-            for ((topic, _), response) in wanted.iter().zip(&topics) {
+            for ((topic, fetch_topic), response) in wanted.iter().zip(&mut topics) {
                 if let Some(topic) = topic {
                     for partition in &response.partitions {
                         topic
                             .metrics
                             .fetched(partition.records.as_deref().unwrap_or_default());
                     }
+                }
+                if version < FIRST_V2_VERSION {
+                    convert_down(fetch_topic, &mut response.partitions, version);
                 }
             }
             return FetchResponse::default().with_responses(topics);
@@ -107,6 +113,34 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse 
         tokio::select! {
             _ = tokio::time::timeout_at(deadline, any_changed(&mut watches)) => {}
             () = broker.stopping.cancelled() => {}
+        }
+    }
+}
+
+/// Fetch v4 is the first to carry record batches v2; v0-3 carry message sets.
+const FIRST_V2_VERSION: i16 = 4;
+
+/// Converts the stored batches of an answer to Fetch v0-3 into the message set that version
+/// carries: magic 0 for v0-1, magic 1 for v2-3. The cost falls on old clients alone; a batch
+/// that cannot be converted makes that partition's answer CORRUPT_MESSAGE.
+fn convert_down(fetch_topic: &FetchTopic, partitions: &mut [PartitionData], version: i16) {
+    let magic = if version < 2 { MAGIC_V0 } else { MAGIC_V1 };
+    for partition in partitions {
+        let Some(stored) = partition.records.as_ref().filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let from = fetch_topic
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition.partition_index)
+            .map_or(0, |p| p.fetch_offset);
+        match batches_to_message_set(stored, magic, from, DEFAULT_MAX_RECORDS_LEN) {
+            Ok(set) => partition.records = Some(set),
+            Err(err) => {
+                tracing::warn!(topic = %fetch_topic.topic.0, partition = partition.partition_index, %err, "converting stored batches for an old fetch");
+                partition.records = Some(Bytes::new());
+                partition.error_code = ErrorCode::CorruptMessage.code();
+            }
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use rill_protocol::ErrorCode;
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -18,6 +17,7 @@ use rill_protocol::kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
     OffsetFetchRequest, OffsetFetchResponse,
 };
+use rill_protocol::{ErrorCode, LegacyFields};
 
 use crate::broker::Broker;
 use crate::group::Committed;
@@ -26,7 +26,17 @@ use crate::partition::now_ms;
 /// Kafka's `offset.metadata.max.bytes` default.
 const MAX_METADATA_BYTES: usize = 4096;
 
-pub(crate) async fn commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+/// Commits offsets. Old versions keep their own rules: v0 names no generation or member (a
+/// commit from outside any group generation); v1 may give each partition's commit time (`legacy`,
+/// -1 for now), which is where its retention counts from; v2-4 may ask for a retention of their
+/// own (`retention_time_ms`, -1 for the broker's): once the group has no members, the offset
+/// expires that long after the commit instead of `offsets.retention.minutes` after it.
+pub(crate) async fn commit(
+    broker: &Broker,
+    req: OffsetCommitRequest,
+    version: i16,
+    legacy: Option<LegacyFields>,
+) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
     let group_error = if group_id.is_empty() {
         Some(ErrorCode::InvalidGroupId)
@@ -44,12 +54,19 @@ pub(crate) async fn commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             .map(|e| ErrorCode::from_code(e.kafka_code()).unwrap_or(ErrorCode::UnknownServerError))
     };
     let now = now_ms();
+    let expire_ms = ((2..=4).contains(&version) && req.retention_time_ms >= 0)
+        .then(|| now.saturating_add(req.retention_time_ms));
+    let stamps = legacy.map(|l| l.commit_timestamps).unwrap_or_default();
+    let commit_ms = |t: usize, p: usize| match stamps.get(t).and_then(|s| s.get(p)) {
+        Some(&stamp) if stamp >= 0 => stamp,
+        _ => now,
+    };
     // Per partition: an error now, or an offset to store.
     let mut results: Vec<(usize, i32, Result<(), ErrorCode>)> = Vec::new();
     let mut to_store = Vec::new();
     for (t, topic) in req.topics.iter().enumerate() {
         let known = broker.topic(&topic.name.0);
-        for p in &topic.partitions {
+        for (i, p) in topic.partitions.iter().enumerate() {
             let check = match group_error {
                 Some(code) => Err(code),
                 None if known
@@ -74,7 +91,8 @@ pub(crate) async fn commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
                             offset: p.committed_offset,
                             leader_epoch: p.committed_leader_epoch,
                             metadata: p.committed_metadata.as_ref().map(ToString::to_string),
-                            commit_ms: now,
+                            commit_ms: commit_ms(t, i),
+                            expire_ms,
                         },
                     ));
                     Ok(())

@@ -9,7 +9,10 @@ use rill_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use rill_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use rill_record::{Batch, BatchHeader, MAGIC_V2, RecordError};
+use rill_record::legacy::{MAGIC_V0, MAGIC_V1, magic_of, message_set_to_batch};
+use rill_record::{
+    Batch, BatchHeader, Compression, DEFAULT_MAX_RECORDS_LEN, MAGIC_V2, RecordError,
+};
 
 use crate::broker::Broker;
 use crate::config::AckDurability;
@@ -22,7 +25,7 @@ enum Pending<F> {
     Appending(F),
 }
 
-pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
+pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
     let durable = acks == -1 && broker.config.ack_durability == AckDurability::Fsync;
     let refuse_all = match acks {
@@ -55,10 +58,12 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
                         ErrorCode::UnknownTopicOrPartition,
                         format!("topic '{name}' has no partition {}", data.index),
                     ),
-                    Some(partition) => match check(data.records, topic.config.max_message_bytes) {
-                        Ok(batch) => Pending::Appending(partition.append(batch, durable)),
-                        Err((code, message)) => Pending::Failed(code, message),
-                    },
+                    Some(partition) => {
+                        match check(data.records, topic.config.max_message_bytes, version) {
+                            Ok(batch) => Pending::Appending(partition.append(batch, durable)),
+                            Err((code, message)) => Pending::Failed(code, message),
+                        }
+                    }
                 },
             };
             partitions.push((data.index, outcome));
@@ -127,7 +132,15 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
 
 /// Checks a partition's records: exactly one v2 batch, within the size limit, with a valid CRC
 /// and consistent counts, from a producer kind this broker serves. Nothing is decompressed.
-fn check(records: Option<Bytes>, max_message_bytes: i32) -> Result<BytesMut, (ErrorCode, String)> {
+///
+/// Produce v0-2 may carry a magic 0 or 1 message set instead (old clients): it is checked
+/// message by message and converted to one v2 batch, which is then checked like any other.
+/// From v3 on only v2 batches are allowed, and zstd only from v7, as Kafka rules.
+fn check(
+    records: Option<Bytes>,
+    max_message_bytes: i32,
+    version: i16,
+) -> Result<BytesMut, (ErrorCode, String)> {
     let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
         (
             ErrorCode::InvalidRecord,
@@ -143,13 +156,41 @@ fn check(records: Option<Bytes>, max_message_bytes: i32) -> Result<BytesMut, (Er
             ),
         ));
     }
+    let records = match magic_of(&records) {
+        Some(MAGIC_V0 | MAGIC_V1) if version < 3 => {
+            message_set_to_batch(&records, DEFAULT_MAX_RECORDS_LEN).map_err(|err| {
+                let code = match err {
+                    RecordError::InvalidMessageSet { .. } | RecordError::EmptyBatch => {
+                        ErrorCode::InvalidRecord
+                    }
+                    _ => ErrorCode::CorruptMessage,
+                };
+                (code, err.to_string())
+            })?
+        }
+        Some(magic @ (MAGIC_V0 | MAGIC_V1)) => {
+            return Err((
+                ErrorCode::InvalidRecord,
+                format!(
+                    "produce v{version} carries record batches v2 only, not message format v{magic}"
+                ),
+            ));
+        }
+        _ => records,
+    };
     let batch = Batch::parse(&records).map_err(|err| match err {
         RecordError::UnsupportedMagic { magic } => (
             ErrorCode::UnsupportedForMessageFormat,
-            format!("message format v{magic} is not supported; use a client that writes record batches v2"),
+            format!("message format v{magic} is not supported"),
         ),
         err => (ErrorCode::CorruptMessage, err.to_string()),
     })?;
+    if version < 7 && batch.header().attributes.compression() == Ok(Compression::Zstd) {
+        return Err((
+            ErrorCode::UnsupportedCompressionType,
+            format!("produce v{version} cannot carry zstd batches (v7 and later can)"),
+        ));
+    }
     if batch.as_bytes().len() != records.len() {
         return Err((
             ErrorCode::InvalidRecord,
