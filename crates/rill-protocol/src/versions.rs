@@ -44,9 +44,9 @@ supported_apis! {
     // v13 (Kafka 4.1) names topics by id only; Rill serves names, so it stops at v12.
     Produce 0..=12,
     // v0-3 (Kafka 3.9) get the stored batches converted down to magic 0/1 message sets.
-    // v13+ name topics by id only; Rill stops at v12 until it resolves topic ids on the fetch
-    // path.
-    Fetch 0..=12,
+    // v13+ name topics by id only. v17 is Kafka 3.9's and 4.0's highest (4.1's v18 is not
+    // yet stable).
+    Fetch 0..=17,
     ListOffsets 0..=10,
     Metadata 0..=13,
     // Kafka 4.1 lists v10 but marks it unstable; kafka-protocol 0.18 decodes requests up to v9.
@@ -134,7 +134,7 @@ mod tests {
         assert!(!supported(ApiKey::Produce, -1));
         assert!(!supported(ApiKey::Produce, 13));
         assert!(!supported(ApiKey::SaslHandshake, 1));
-        assert_eq!(version_range(ApiKey::Fetch), Some((0, 12)));
+        assert_eq!(version_range(ApiKey::Fetch), Some((0, 17)));
         assert_eq!(version_range(ApiKey::EndTxn), None);
     }
 

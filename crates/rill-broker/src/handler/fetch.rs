@@ -35,10 +35,24 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
     let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0);
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     // Resolve the topics once; a topic deleted meanwhile keeps answering from its old handle.
+    // From v13 topics are named by id only; an id no topic has is UNKNOWN_TOPIC_ID.
+    let by_id = version >= FIRST_TOPIC_ID_VERSION;
+    let unknown = if by_id {
+        ErrorCode::UnknownTopicId
+    } else {
+        ErrorCode::UnknownTopicOrPartition
+    };
     let wanted: Vec<(Option<Arc<Topic>>, _)> = req
         .topics
         .into_iter()
-        .map(|t| (broker.topic(&t.topic.0), t))
+        .map(|t| {
+            let topic = if by_id {
+                broker.topic_by_id(t.topic_id)
+            } else {
+                broker.topic(&t.topic.0)
+            };
+            (topic, t)
+        })
         .collect();
 
     loop {
@@ -54,10 +68,14 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
                     .with_partition_index(fp.partition)
                     .with_preferred_read_replica(BrokerId(-1));
                 let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                    let code = match topic {
+                        None => unknown,
+                        Some(_) => ErrorCode::UnknownTopicOrPartition,
+                    };
                     errors = true;
                     partitions.push(
                         response
-                            .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+                            .with_error_code(code.code())
                             .with_high_watermark(-1)
                             .with_last_stable_offset(-1)
                             .with_log_start_offset(-1),
@@ -116,6 +134,9 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
         }
     }
 }
+
+/// Fetch v13 is the first to name topics by id (KIP-516) instead of by name.
+const FIRST_TOPIC_ID_VERSION: i16 = 13;
 
 /// Fetch v4 is the first to carry record batches v2; v0-3 carry message sets.
 const FIRST_V2_VERSION: i16 = 4;
