@@ -1,0 +1,144 @@
+//! Fetch v13-17 name topics by id (KIP-516): the id Metadata gives reads the topic, an id no
+//! topic has is UNKNOWN_TOPIC_ID, and a deleted topic's id stays unknown after the name is
+//! reused.
+
+mod common;
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use common::{Broker, Result, call, connect, produce_one};
+use rill_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use rill_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use rill_protocol::kafka_protocol::messages::{
+    BrokerId, DeleteTopicsRequest, FetchRequest, MetadataRequest, TopicName,
+};
+use rill_protocol::{ApiKey, ResponseKind, StrBytes};
+use rill_record::{Batch, BatchBuilder, Batches, RecordSpec};
+use uuid::Uuid;
+
+const UNKNOWN_TOPIC_ID: i16 = 100;
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+/// The topic's id as Metadata v12 reports it (creating the topic if it is missing).
+fn topic_id(stream: &mut std::net::TcpStream, topic: &str, id: i32) -> Result<Uuid> {
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(true)
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+        ]));
+    let ResponseKind::Metadata(response) = call(stream, ApiKey::Metadata, 12, id, request)? else {
+        bail!("not a metadata answer");
+    };
+    let found = response.topics.first().context("no topic in metadata")?;
+    ensure!(found.error_code == 0, "metadata error {}", found.error_code);
+    Ok(found.topic_id)
+}
+
+/// Fetch at `version` of partition 0 from offset 0 of the topic with `id`: (error, values).
+fn fetch_by_id(
+    stream: &mut std::net::TcpStream,
+    version: i16,
+    topic_id: Uuid,
+    id: i32,
+) -> Result<(i16, Vec<Bytes>)> {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(1 << 20)
+        .with_min_bytes(1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let ResponseKind::Fetch(response) = call(stream, ApiKey::Fetch, version, id, request)? else {
+        bail!("not a fetch answer");
+    };
+    ensure!(
+        response.error_code == 0,
+        "top-level error {}",
+        response.error_code
+    );
+    let topic = response
+        .responses
+        .first()
+        .context("no topic in the fetch answer")?;
+    ensure!(topic.topic_id == topic_id, "answer for another topic id");
+    let partition = topic.partitions.first().context("no partition")?;
+    let mut values = Vec::new();
+    for batch in Batches::new(partition.records.as_deref().unwrap_or_default()) {
+        let batch: Batch<'_> = batch?;
+        values.extend(batch.records()?.into_iter().filter_map(|r| r.value));
+    }
+    Ok((partition.error_code, values))
+}
+
+#[test]
+fn fetch_by_topic_id_reads_the_topic_and_refuses_unknown_ids() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut stream = connect(&broker)?;
+    let topic = broker.topic("by-id");
+    let batch = BatchBuilder::new()
+        .record(RecordSpec::new(1).value("a"))
+        .record(RecordSpec::new(2).value("b"))
+        .build()?;
+    let id = topic_id(&mut stream, &topic, 1)?;
+    ensure!(!id.is_nil(), "a topic id");
+    let (code, _) = produce_one(&mut stream, &topic, 0, batch, 2)?;
+    ensure!(code == 0, "produce error {code}");
+
+    for (n, version) in (13..=17).enumerate() {
+        let (code, values) = fetch_by_id(&mut stream, version, id, 10 + n as i32)?;
+        ensure!(code == 0, "v{version}: error {code}");
+        ensure!(
+            values == [Bytes::from("a"), Bytes::from("b")],
+            "v{version}: {values:?}"
+        );
+        let (code, values) = fetch_by_id(&mut stream, version, Uuid::new_v4(), 20 + n as i32)?;
+        ensure!(
+            code == UNKNOWN_TOPIC_ID,
+            "v{version} unknown id: error {code}"
+        );
+        ensure!(values.is_empty(), "v{version}: records for an unknown id");
+    }
+
+    // Deleted and created again under the same name: the old id is unknown, the new one reads.
+    let delete = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteTopicState::default().with_topic_id(id)]);
+    let ResponseKind::DeleteTopics(deleted) =
+        call(&mut stream, ApiKey::DeleteTopics, 6, 30, delete)?
+    else {
+        bail!("not a delete topics answer");
+    };
+    ensure!(
+        deleted.responses.first().map(|r| r.error_code) == Some(0),
+        "delete failed: {deleted:?}"
+    );
+    let new_id = topic_id(&mut stream, &topic, 31)?;
+    let again = BatchBuilder::new()
+        .record(RecordSpec::new(3).value("c"))
+        .build()?;
+    let (code, _) = produce_one(&mut stream, &topic, 0, again, 32)?;
+    ensure!(code == 0, "produce after re-create: error {code}");
+    ensure!(new_id != id, "a new topic gets a new id");
+    let (code, _) = fetch_by_id(&mut stream, 17, id, 33)?;
+    ensure!(
+        code == UNKNOWN_TOPIC_ID,
+        "old id after delete: error {code}"
+    );
+    let (code, values) = fetch_by_id(&mut stream, 17, new_id, 34)?;
+    ensure!(
+        code == 0 && values == [Bytes::from("c")],
+        "new id: {code} {values:?}"
+    );
+    Ok(())
+}
