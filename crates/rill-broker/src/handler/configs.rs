@@ -16,11 +16,11 @@ use rill_protocol::kafka_protocol::messages::{
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::broker::Broker;
-use crate::topic_config::{ConfigType, TOPIC_CONFIGS};
+use crate::topic_config::{ConfigDef, ConfigType, TOPIC_CONFIGS, TopicConfig};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-const SOURCE_STATIC_BROKER: i8 = 4;
+pub(super) const SOURCE_STATIC_BROKER: i8 = 4;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -44,17 +44,10 @@ pub(crate) fn describe(
             match resource.resource_type {
                 RESOURCE_TOPIC => match broker.topic(&resource.resource_name) {
                     Some(topic) => result.with_configs(
-                        TOPIC_CONFIGS
-                            .iter()
-                            .filter(|def| wanted(def.name))
-                            .map(|def| {
-                                let value = topic.config.value_of(def.name);
-                                let overridden = topic.overrides.contains_key(def.name);
-                                let source = if overridden {
-                                    SOURCE_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                };
+                        topic_entries(broker, &topic.config, &topic.overrides)
+                            .into_iter()
+                            .filter(|(def, ..)| wanted(def.name))
+                            .map(|(def, value, source)| {
                                 let mut entry = entry(
                                     def.name,
                                     value.clone(),
@@ -66,12 +59,11 @@ pub(crate) fn describe(
                                     req.include_documentation,
                                 );
                                 if req.include_synonyms {
-                                    entry = entry.with_synonyms(vec![
-                                        DescribeConfigsSynonym::default()
-                                            .with_name(StrBytes::from_static_str(def.name))
-                                            .with_value(value.map(StrBytes::from_string))
-                                            .with_source(source),
-                                    ]);
+                                    entry = entry.with_synonyms(synonyms(
+                                        broker,
+                                        def,
+                                        value.filter(|_| source == SOURCE_TOPIC),
+                                    ));
                                 }
                                 entry
                             })
@@ -111,6 +103,59 @@ pub(crate) fn describe(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Every topic config with its value and where the value comes from: the topic's override,
+/// a broker setting that differs from Kafka's default, or Kafka's default.
+pub(super) fn topic_entries(
+    broker: &Broker,
+    config: &TopicConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<(&'static ConfigDef, Option<String>, i8)> {
+    let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let source = if overrides.contains_key(def.name) {
+                SOURCE_TOPIC
+            } else if defaults.value_of(def.name).as_deref() != Some(def.default) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            (def, config.value_of(def.name), source)
+        })
+        .collect()
+}
+
+/// Kafka's synonyms, most specific first: the topic's override, the broker setting (under its
+/// broker name) when it differs from Kafka's default, and Kafka's default.
+fn synonyms(
+    broker: &Broker,
+    def: &'static ConfigDef,
+    overridden: Option<String>,
+) -> Vec<DescribeConfigsSynonym> {
+    let synonym = |name: &'static str, value: String, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_value(Some(StrBytes::from_string(value)))
+            .with_source(source)
+    };
+    let broker_name = if def.broker.is_empty() {
+        def.name
+    } else {
+        def.broker
+    };
+    let mut out = Vec::with_capacity(3);
+    if let Some(value) = overridden {
+        out.push(synonym(def.name, value, SOURCE_TOPIC));
+    }
+    let from_broker = TopicConfig::resolve(&broker.config, &BTreeMap::new()).value_of(def.name);
+    if let Some(value) = from_broker.filter(|v| v != def.default) {
+        out.push(synonym(broker_name, value, SOURCE_STATIC_BROKER));
+    }
+    out.push(synonym(broker_name, def.default.to_owned(), SOURCE_DEFAULT));
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -171,6 +216,12 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType, &'s
             c.max_message_bytes.to_string(),
             ConfigType::Int,
             "Default max.message.bytes of topics.",
+        ),
+        (
+            "min.insync.replicas",
+            c.min_insync_replicas.to_string(),
+            ConfigType::Int,
+            "Default min.insync.replicas of topics.",
         ),
         (
             "num.partitions",

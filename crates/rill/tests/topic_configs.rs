@@ -1,0 +1,351 @@
+//! Kafka's topic configs against the real broker over raw requests: every name Kafka 3.9
+//! documents is accepted, checked and described with its source, and the ones Rill honours
+//! change what a produce does.
+
+mod common;
+
+use std::net::TcpStream;
+
+use anyhow::{Context, bail, ensure};
+use common::{Broker, Result, call, connect};
+use rill_protocol::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig,
+};
+use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use rill_protocol::kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
+use rill_protocol::kafka_protocol::messages::{
+    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+};
+use rill_protocol::{ApiKey, ResponseKind, StrBytes};
+
+const NONE: i16 = 0;
+const INVALID_CONFIG: i16 = 40;
+
+const RESOURCE_TOPIC: i8 = 2;
+const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
+const SOURCE_DEFAULT_CONFIG: i8 = 5;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+/// Kafka 3.9's topic configs: (name, DescribeConfigs type, Kafka's default).
+const KAFKA_TOPIC_CONFIGS: &[(&str, i8, &str)] = &[
+    ("cleanup.policy", 7, "delete"),
+    ("compression.gzip.level", 3, "-1"),
+    ("compression.lz4.level", 3, "9"),
+    ("compression.type", 2, "producer"),
+    ("compression.zstd.level", 3, "3"),
+    ("delete.retention.ms", 5, "86400000"),
+    ("file.delete.delay.ms", 5, "60000"),
+    ("flush.messages", 5, "9223372036854775807"),
+    ("flush.ms", 5, "9223372036854775807"),
+    ("follower.replication.throttled.replicas", 7, ""),
+    ("index.interval.bytes", 3, "4096"),
+    ("leader.replication.throttled.replicas", 7, ""),
+    ("local.retention.bytes", 5, "-2"),
+    ("local.retention.ms", 5, "-2"),
+    ("max.compaction.lag.ms", 5, "9223372036854775807"),
+    ("max.message.bytes", 3, "1048588"),
+    ("message.downconversion.enable", 1, "true"),
+    ("message.format.version", 2, "3.0-IV1"),
+    ("message.timestamp.after.max.ms", 5, "9223372036854775807"),
+    ("message.timestamp.before.max.ms", 5, "9223372036854775807"),
+    (
+        "message.timestamp.difference.max.ms",
+        5,
+        "9223372036854775807",
+    ),
+    ("message.timestamp.type", 2, "CreateTime"),
+    ("min.cleanable.dirty.ratio", 6, "0.5"),
+    ("min.compaction.lag.ms", 5, "0"),
+    ("min.insync.replicas", 3, "1"),
+    ("preallocate", 1, "false"),
+    ("remote.log.copy.disable", 1, "false"),
+    ("remote.log.delete.on.disable", 1, "false"),
+    ("remote.storage.enable", 1, "false"),
+    ("retention.bytes", 5, "-1"),
+    ("retention.ms", 5, "604800000"),
+    ("segment.bytes", 3, "1073741824"),
+    ("segment.index.bytes", 3, "10485760"),
+    ("segment.jitter.ms", 5, "0"),
+    ("segment.ms", 5, "604800000"),
+    ("unclean.leader.election.enable", 1, "false"),
+];
+
+/// A raw connection that numbers its requests.
+struct Conn {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Conn {
+    fn open(broker: &Broker) -> Result<Self> {
+        Ok(Self {
+            stream: connect(broker)?,
+            next_id: 1,
+        })
+    }
+
+    fn id(&mut self) -> i32 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// Sends one request on a [`Conn`] and unwraps the answer of the same API.
+macro_rules! ask {
+    ($conn:expr, $api:ident, $version:expr, $body:expr) => {{
+        let conn: &mut Conn = $conn;
+        let id = conn.id();
+        match call(&mut conn.stream, ApiKey::$api, $version, id, $body)? {
+            ResponseKind::$api(response) => response,
+            other => bail!("expected a {} answer, got {other:?}", stringify!($api)),
+        }
+    }};
+}
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_owned())
+}
+
+/// CreateTopics v7 of one single-partition topic; returns its error code.
+fn create(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> Result<i16> {
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(text(k))
+                .with_value(Some(text(v)))
+        })
+        .collect();
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(text(topic)))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(configs),
+        ]);
+    let response = ask!(conn, CreateTopics, 7, request);
+    response
+        .topics
+        .first()
+        .map(|t| t.error_code)
+        .context("no topic in the CreateTopics answer")
+}
+
+fn create_ok(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> Result<()> {
+    let code = create(conn, topic, configs)?;
+    ensure!(
+        code == NONE,
+        "creating {topic} with {configs:?}: error {code}"
+    );
+    Ok(())
+}
+
+/// DescribeConfigs v4 of a topic, synonyms included: every entry.
+fn describe(conn: &mut Conn, topic: &str) -> Result<Vec<DescribeConfigsResourceResult>> {
+    let request = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(text(topic))
+                .with_configuration_keys(None),
+        ]);
+    let response = ask!(conn, DescribeConfigs, 4, request);
+    let result = response
+        .results
+        .into_iter()
+        .next()
+        .context("no resource in the DescribeConfigs answer")?;
+    ensure!(
+        result.error_code == NONE,
+        "DescribeConfigs {topic}: error {}",
+        result.error_code
+    );
+    Ok(result.configs)
+}
+
+/// A topic config's (value, source).
+fn config(conn: &mut Conn, topic: &str, key: &str) -> Result<(String, i8)> {
+    let entry = describe(conn, topic)?
+        .into_iter()
+        .find(|e| e.name.as_str() == key)
+        .with_context(|| format!("{key} missing from DescribeConfigs of {topic}"))?;
+    Ok((
+        entry.value.map(|v| v.to_string()).unwrap_or_default(),
+        entry.config_source,
+    ))
+}
+
+/// IncrementalAlterConfigs v1 of one topic: (name, operation, value). Returns the error code
+/// and message.
+fn alter(
+    conn: &mut Conn,
+    topic: &str,
+    changes: &[(&str, i8, Option<&str>)],
+) -> Result<(i16, String)> {
+    let configs = changes
+        .iter()
+        .map(|(k, op, v)| {
+            incremental::AlterableConfig::default()
+                .with_name(text(k))
+                .with_config_operation(*op)
+                .with_value(v.map(text))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental::AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(text(topic))
+            .with_configs(configs),
+    ]);
+    let response = ask!(conn, IncrementalAlterConfigs, 1, request);
+    let result = response
+        .responses
+        .first()
+        .context("no resource in the IncrementalAlterConfigs answer")?;
+    Ok((
+        result.error_code,
+        result
+            .error_message
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    ))
+}
+
+#[test]
+fn every_kafka_topic_config_is_described_with_its_type_default_and_source() -> Result<()> {
+    let broker = Broker::start_with(&["--min-insync-replicas", "2"])?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("described");
+    create_ok(&mut c, &topic, &[("preallocate", "true")])?;
+    let entries = describe(&mut c, &topic)?;
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let expected: Vec<&str> = KAFKA_TOPIC_CONFIGS.iter().map(|(n, ..)| *n).collect();
+    ensure!(names == expected, "described {names:?}");
+    for (name, kind, default) in KAFKA_TOPIC_CONFIGS {
+        let entry = entries
+            .iter()
+            .find(|e| e.name.as_str() == *name)
+            .context("missing")?;
+        let value = entry.value.as_deref().unwrap_or_default();
+        let (want_value, want_source) = match *name {
+            "preallocate" => ("true", SOURCE_TOPIC_CONFIG),
+            "min.insync.replicas" => ("2", SOURCE_STATIC_BROKER_CONFIG),
+            _ => (*default, SOURCE_DEFAULT_CONFIG),
+        };
+        ensure!(
+            value == want_value
+                && entry.config_source == want_source
+                && entry.config_type == *kind
+                && !entry.read_only,
+            "{name}: {entry:?}"
+        );
+    }
+    // The broker setting appears as a synonym under its broker name, above Kafka's default.
+    let min_isr = entries
+        .iter()
+        .find(|e| e.name.as_str() == "min.insync.replicas")
+        .context("missing")?;
+    let synonyms: Vec<(&str, &str, i8)> = min_isr
+        .synonyms
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.value.as_deref().unwrap_or_default(),
+                s.source,
+            )
+        })
+        .collect();
+    ensure!(
+        synonyms
+            == [
+                ("min.insync.replicas", "2", SOURCE_STATIC_BROKER_CONFIG),
+                ("min.insync.replicas", "1", SOURCE_DEFAULT_CONFIG),
+            ],
+        "min.insync.replicas synonyms: {synonyms:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn kafka_values_are_accepted_and_bad_ones_refused_with_invalid_config() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("checked");
+    create_ok(
+        &mut c,
+        &topic,
+        &[
+            ("message.format.version", "0.10.0"),
+            ("unclean.leader.election.enable", "true"),
+            ("leader.replication.throttled.replicas", "0:0"),
+        ],
+    )?;
+    for (name, value) in [
+        ("message.format.version", "2.8"),
+        ("message.format.version", "3.0-IV1"),
+        ("min.cleanable.dirty.ratio", "0.25"),
+        ("follower.replication.throttled.replicas", "*"),
+        ("compression.zstd.level", "-5"),
+        ("segment.jitter.ms", "100"),
+        ("local.retention.ms", "-2"),
+        ("cleanup.policy", "delete,compact"),
+    ] {
+        let (code, message) = alter(&mut c, &topic, &[(name, OP_SET, Some(value))])?;
+        ensure!(code == NONE, "SET {name}={value}: {code} {message}");
+        ensure!(
+            config(&mut c, &topic, name)? == (value.to_owned(), SOURCE_TOPIC_CONFIG),
+            "{name} after SET {value}"
+        );
+    }
+    for (name, value) in [
+        ("message.format.version", "9.9"),
+        ("min.insync.replicas", "0"),
+        ("min.cleanable.dirty.ratio", "2"),
+        ("compression.type", "brotli"),
+        ("compression.gzip.level", "10"),
+        ("message.timestamp.type", "WallClock"),
+        ("cleanup.policy", "compact,archive"),
+        ("preallocate", "maybe"),
+        ("leader.replication.throttled.replicas", "all"),
+        ("remote.storage.enable", "true"),
+        ("segment.index.bytes", "3"),
+    ] {
+        let (code, message) = alter(&mut c, &topic, &[(name, OP_SET, Some(value))])?;
+        ensure!(
+            code == INVALID_CONFIG && message.contains(name),
+            "SET {name}={value}: {code} {message}"
+        );
+        let bad = broker.topic("refused");
+        let code = create(&mut c, &bad, &[(name, value)])?;
+        ensure!(
+            code == INVALID_CONFIG,
+            "CreateTopics {name}={value}: {code}"
+        );
+    }
+    ensure!(
+        config(&mut c, &topic, "message.format.version")?
+            == ("3.0-IV1".to_owned(), SOURCE_TOPIC_CONFIG),
+        "a refused value changed message.format.version"
+    );
+    let (code, _) = alter(
+        &mut c,
+        &topic,
+        &[("message.format.version", OP_DELETE, None)],
+    )?;
+    ensure!(code == NONE, "DELETE: {code}");
+    ensure!(
+        config(&mut c, &topic, "message.format.version")?
+            == ("3.0-IV1".to_owned(), SOURCE_DEFAULT_CONFIG),
+        "message.format.version after DELETE"
+    );
+    Ok(())
+}
