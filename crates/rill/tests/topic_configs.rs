@@ -21,6 +21,7 @@ use rill_protocol::{ApiKey, ResponseKind, StrBytes};
 
 const NONE: i16 = 0;
 const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
 
 const RESOURCE_TOPIC: i8 = 2;
 const SOURCE_TOPIC_CONFIG: i8 = 1;
@@ -29,6 +30,8 @@ const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 /// Kafka 3.9's topic configs: (name, DescribeConfigs type, Kafka's default).
 const KAFKA_TOPIC_CONFIGS: &[(&str, i8, &str)] = &[
@@ -346,6 +349,111 @@ fn kafka_values_are_accepted_and_bad_ones_refused_with_invalid_config() -> Resul
         config(&mut c, &topic, "message.format.version")?
             == ("3.0-IV1".to_owned(), SOURCE_DEFAULT_CONFIG),
         "message.format.version after DELETE"
+    );
+    Ok(())
+}
+
+#[test]
+fn append_and_subtract_change_list_configs_only() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("lists");
+    create_ok(&mut c, &topic, &[])?;
+    let policy = |c: &mut Conn| config(c, &topic, "cleanup.policy");
+
+    // librdkafka's test 0011 appends compact to the default policy this way.
+    let (code, message) = alter(
+        &mut c,
+        &topic,
+        &[("cleanup.policy", OP_APPEND, Some("compact"))],
+    )?;
+    ensure!(code == NONE, "APPEND compact: {code} {message}");
+    ensure!(
+        policy(&mut c)? == ("delete,compact".to_owned(), SOURCE_TOPIC_CONFIG),
+        "after APPEND: {:?}",
+        policy(&mut c)?
+    );
+    // Appending what is there already changes nothing.
+    let (code, _) = alter(
+        &mut c,
+        &topic,
+        &[("cleanup.policy", OP_APPEND, Some("delete"))],
+    )?;
+    ensure!(code == NONE, "APPEND delete again: {code}");
+    ensure!(
+        policy(&mut c)? == ("delete,compact".to_owned(), SOURCE_TOPIC_CONFIG),
+        "after a second APPEND: {:?}",
+        policy(&mut c)?
+    );
+    let (code, _) = alter(
+        &mut c,
+        &topic,
+        &[("cleanup.policy", OP_SUBTRACT, Some("delete"))],
+    )?;
+    ensure!(code == NONE, "SUBTRACT delete: {code}");
+    ensure!(
+        policy(&mut c)? == ("compact".to_owned(), SOURCE_TOPIC_CONFIG),
+        "after SUBTRACT: {:?}",
+        policy(&mut c)?
+    );
+
+    // The throttled-replicas lists, from their empty default; several operations in order.
+    let (code, message) = alter(
+        &mut c,
+        &topic,
+        &[
+            (
+                "leader.replication.throttled.replicas",
+                OP_APPEND,
+                Some("0:0,1:0"),
+            ),
+            (
+                "leader.replication.throttled.replicas",
+                OP_SUBTRACT,
+                Some("0:0"),
+            ),
+            (
+                "follower.replication.throttled.replicas",
+                OP_APPEND,
+                Some("2:0"),
+            ),
+        ],
+    )?;
+    ensure!(code == NONE, "throttled lists: {code} {message}");
+    ensure!(
+        config(&mut c, &topic, "leader.replication.throttled.replicas")?
+            == ("1:0".to_owned(), SOURCE_TOPIC_CONFIG),
+        "leader list"
+    );
+    ensure!(
+        config(&mut c, &topic, "follower.replication.throttled.replicas")?
+            == ("2:0".to_owned(), SOURCE_TOPIC_CONFIG),
+        "follower list"
+    );
+
+    // Not a list: INVALID_REQUEST, as Kafka answers; a bad item: INVALID_CONFIG.
+    for op in [OP_APPEND, OP_SUBTRACT] {
+        let (code, message) = alter(&mut c, &topic, &[("retention.ms", op, Some("1000"))])?;
+        ensure!(
+            code == INVALID_REQUEST && message.contains("retention.ms"),
+            "op {op} on retention.ms: {code} {message}"
+        );
+    }
+    let (code, _) = alter(
+        &mut c,
+        &topic,
+        &[("cleanup.policy", OP_APPEND, Some("archive"))],
+    )?;
+    ensure!(code == INVALID_CONFIG, "APPEND archive: {code}");
+    let (code, _) = alter(&mut c, &topic, &[("no.such.list", OP_APPEND, Some("x"))])?;
+    ensure!(
+        code == INVALID_CONFIG,
+        "APPEND to an unknown config: {code}"
+    );
+    ensure!(
+        policy(&mut c)? == ("compact".to_owned(), SOURCE_TOPIC_CONFIG),
+        "refused operations changed the policy: {:?}",
+        policy(&mut c)?
     );
     Ok(())
 }

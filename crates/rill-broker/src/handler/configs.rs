@@ -16,7 +16,7 @@ use rill_protocol::kafka_protocol::messages::{
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::broker::Broker;
-use crate::topic_config::{ConfigDef, ConfigType, TOPIC_CONFIGS, TopicConfig};
+use crate::topic_config::{ConfigDef, ConfigType, TOPIC_CONFIGS, TopicConfig, find, list_items};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -24,6 +24,8 @@ pub(super) const SOURCE_STATIC_BROKER: i8 = 4;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 pub(crate) fn describe(
     broker: &Broker,
@@ -275,30 +277,42 @@ pub(crate) async fn incremental_alter(
     let mut responses = Vec::with_capacity(req.resources.len());
     for resource in req.resources {
         let configs = resource.configs;
-        let outcome = apply(broker, resource.resource_type, &resource.resource_name, req.validate_only, |current| {
-            let mut overrides = current.clone();
-            for config in &configs {
-                let name = config.name.to_string();
-                match (config.config_operation, &config.value) {
-                    (OP_SET, Some(value)) => {
-                        let _ = overrides.insert(name, value.to_string());
-                    }
-                    (OP_DELETE, _) => {
-                        let _ = overrides.remove(&name);
-                    }
-                    (OP_SET, None) => {
-                        return Err((ErrorCode::InvalidRequest, format!("SET of {name} needs a value")));
-                    }
-                    (op, _) => {
-                        return Err((
-                            ErrorCode::InvalidRequest,
-                            format!("config operation {op} on {name} is not supported (only SET and DELETE)"),
-                        ));
+        let outcome = apply(
+            broker,
+            resource.resource_type,
+            &resource.resource_name,
+            req.validate_only,
+            |current| {
+                let mut overrides = current.clone();
+                for config in &configs {
+                    let name = config.name.to_string();
+                    match (config.config_operation, &config.value) {
+                        (OP_SET, Some(value)) => {
+                            let _ = overrides.insert(name, value.to_string());
+                        }
+                        (OP_DELETE, _) => {
+                            let _ = overrides.remove(&name);
+                        }
+                        (OP_SET, None) => {
+                            return Err((
+                                ErrorCode::InvalidRequest,
+                                format!("SET of {name} needs a value"),
+                            ));
+                        }
+                        (op @ (OP_APPEND | OP_SUBTRACT), value) => {
+                            change_list(&mut overrides, name, op == OP_APPEND, value.as_deref())?;
+                        }
+                        (op, _) => {
+                            return Err((
+                                ErrorCode::InvalidRequest,
+                                format!("config operation {op} on {name} is not supported"),
+                            ));
+                        }
                     }
                 }
-            }
-            Ok(overrides)
-        })
+                Ok(overrides)
+            },
+        )
         .await;
         let response = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
@@ -311,6 +325,50 @@ pub(crate) async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// APPEND (or SUBTRACT) the items of `value` to (from) a list config, as Kafka does: from the
+/// override or else Kafka's default, appending only items not there yet. Any other config is
+/// INVALID_REQUEST, as Kafka answers.
+fn change_list(
+    overrides: &mut BTreeMap<String, String>,
+    name: String,
+    append: bool,
+    value: Option<&str>,
+) -> Result<(), (ErrorCode, String)> {
+    let verb = if append { "append" } else { "subtract" };
+    let def = find(&name).ok_or_else(|| {
+        (
+            ErrorCode::InvalidConfig,
+            format!("unknown topic config {name}"),
+        )
+    })?;
+    if def.kind != ConfigType::List {
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!("Config value {verb} is not allowed for config key: {name}"),
+        ));
+    }
+    let value = value.ok_or_else(|| {
+        (
+            ErrorCode::InvalidRequest,
+            format!("{} of {name} needs a value", verb.to_uppercase()),
+        )
+    })?;
+    let old = overrides.get(&name).map_or(def.default, String::as_str);
+    let mut items: Vec<String> = list_items(old).into_iter().map(str::to_owned).collect();
+    let change = list_items(value);
+    if append {
+        for item in change {
+            if !items.iter().any(|i| i == item) {
+                items.push(item.to_owned());
+            }
+        }
+    } else {
+        items.retain(|i| !change.contains(&i.as_str()));
+    }
+    let _ = overrides.insert(name, items.join(","));
+    Ok(())
 }
 
 /// Computes a topic's new overrides from its current ones and stores them.
