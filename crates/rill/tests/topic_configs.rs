@@ -7,21 +7,25 @@ mod common;
 use std::net::TcpStream;
 
 use anyhow::{Context, bail, ensure};
-use common::{Broker, Result, call, connect};
+use bytes::Bytes;
+use common::{Broker, Result, call, connect, log_end, produce_request};
 use rill_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
 use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
+use rill_protocol::kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use rill_protocol::kafka_protocol::messages::{
     CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
 };
 use rill_protocol::{ApiKey, ResponseKind, StrBytes};
+use rill_record::{BatchBuilder, RecordSpec};
 
 const NONE: i16 = 0;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
 
 const RESOURCE_TOPIC: i8 = 2;
 const SOURCE_TOPIC_CONFIG: i8 = 1;
@@ -147,6 +151,41 @@ fn create_ok(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> Result<(
         "creating {topic} with {configs:?}: error {code}"
     );
     Ok(())
+}
+
+/// Produce v9 of one batch to partition 0: the partition's answer.
+fn produce(
+    conn: &mut Conn,
+    topic: &str,
+    batch: Bytes,
+    acks: i16,
+) -> Result<PartitionProduceResponse> {
+    let response = ask!(conn, Produce, 9, produce_request(topic, 0, batch, acks));
+    response
+        .responses
+        .into_iter()
+        .next()
+        .and_then(|t| t.partition_responses.into_iter().next())
+        .context("no partition in the produce answer")
+}
+
+/// Partition 0's log end offset.
+fn end(conn: &mut Conn, topic: &str) -> Result<i64> {
+    let id = conn.id();
+    log_end(&mut conn.stream, topic, 0, id)
+}
+
+/// One uncompressed batch of keyed records with these values, CreateTime `timestamp`.
+fn batch(values: &[&str], timestamp: i64) -> Result<Bytes> {
+    let mut builder = BatchBuilder::new();
+    for (i, value) in values.iter().enumerate() {
+        builder = builder.record(
+            RecordSpec::new(timestamp)
+                .key(format!("k{i}"))
+                .value(value.to_string()),
+        );
+    }
+    Ok(builder.build()?)
 }
 
 /// DescribeConfigs v4 of a topic, synonyms included: every entry.
@@ -454,6 +493,41 @@ fn append_and_subtract_change_list_configs_only() -> Result<()> {
         policy(&mut c)? == ("compact".to_owned(), SOURCE_TOPIC_CONFIG),
         "refused operations changed the policy: {:?}",
         policy(&mut c)?
+    );
+    Ok(())
+}
+
+#[test]
+fn min_insync_replicas_above_one_refuses_acks_all_only() -> Result<()> {
+    let broker = Broker::start_with(&["--min-insync-replicas", "2"])?;
+    let mut c = Conn::open(&broker)?;
+    let from_broker = broker.topic("isr-broker");
+    let own = broker.topic("isr-topic");
+    let relaxed = broker.topic("isr-relaxed");
+    create_ok(&mut c, &from_broker, &[])?;
+    create_ok(&mut c, &own, &[("min.insync.replicas", "3")])?;
+    create_ok(&mut c, &relaxed, &[("min.insync.replicas", "1")])?;
+    for topic in [&from_broker, &own] {
+        let answer = produce(&mut c, topic, batch(&["refused"], 1_700_000_000_000)?, -1)?;
+        ensure!(
+            answer.error_code == NOT_ENOUGH_REPLICAS && answer.base_offset == -1,
+            "acks=all to {topic}: {answer:?}"
+        );
+        ensure!(
+            end(&mut c, topic)? == 0,
+            "a refused batch was appended to {topic}"
+        );
+        let answer = produce(&mut c, topic, batch(&["a", "b"], 1_700_000_000_000)?, 1)?;
+        ensure!(
+            answer.error_code == NONE && answer.base_offset == 0,
+            "acks=1 to {topic}: {answer:?}"
+        );
+        ensure!(end(&mut c, topic)? == 2, "acks=1 to {topic} appended");
+    }
+    let answer = produce(&mut c, &relaxed, batch(&["ok"], 1_700_000_000_000)?, -1)?;
+    ensure!(
+        answer.error_code == NONE,
+        "acks=all with min.insync.replicas=1: {answer:?}"
     );
     Ok(())
 }

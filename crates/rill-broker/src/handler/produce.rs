@@ -55,6 +55,17 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
                         ErrorCode::UnknownTopicOrPartition,
                         format!("topic '{name}' has no partition {}", data.index),
                     ),
+                    // Kafka checks the in-sync replicas before it looks at the records.
+                    Some(_) if acks == -1 && topic.config.min_insync_replicas > 1 => {
+                        Pending::Failed(
+                            ErrorCode::NotEnoughReplicas,
+                            format!(
+                                "partition {name}-{} has 1 in-sync replica, fewer than its \
+                                 min.insync.replicas ({}), so acks=all cannot be met",
+                                data.index, topic.config.min_insync_replicas
+                            ),
+                        )
+                    }
                     Some(partition) => match check(data.records, topic.config.max_message_bytes) {
                         Ok(batch) => Pending::Appending(partition.append(batch, durable)),
                         Err((code, message)) => Pending::Failed(code, message),
