@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::TcpStream;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
@@ -14,13 +15,15 @@ use rill_protocol::kafka_protocol::messages::create_topics_request::{
 };
 use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use rill_protocol::kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use rill_protocol::kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    BrokerId, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use rill_protocol::{ApiKey, ResponseKind, StrBytes};
-use rill_record::{BatchBuilder, RecordSpec};
+use rill_record::{Batch, BatchBuilder, RecordSpec, TimestampType};
 
 const NONE: i16 = 0;
 const INVALID_CONFIG: i16 = 40;
@@ -167,6 +170,46 @@ fn produce(
         .next()
         .and_then(|t| t.partition_responses.into_iter().next())
         .context("no partition in the produce answer")
+}
+
+/// The first stored batch at or after `offset` of partition 0, as Fetch v12 returns it.
+fn fetch_batch(conn: &mut Conn, topic: &str, offset: i64) -> Result<Bytes> {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(text(topic)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response = ask!(conn, Fetch, 12, request);
+    let partition = response
+        .responses
+        .into_iter()
+        .next()
+        .and_then(|t| t.partitions.into_iter().next())
+        .context("no partition in the fetch answer")?;
+    ensure!(
+        partition.error_code == NONE,
+        "fetch: error {}",
+        partition.error_code
+    );
+    let records = partition.records.context("no records fetched")?;
+    let len = Batch::parse(&records)?.as_bytes().len();
+    Ok(records.slice(..len))
+}
+
+fn now_ms() -> Result<i64> {
+    Ok(i64::try_from(
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis(),
+    )?)
 }
 
 /// Partition 0's log end offset.
@@ -528,6 +571,62 @@ fn min_insync_replicas_above_one_refuses_acks_all_only() -> Result<()> {
     ensure!(
         answer.error_code == NONE,
         "acks=all with min.insync.replicas=1: {answer:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn log_append_time_stamps_the_stored_batch_and_the_answer() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("stamped");
+    create_ok(
+        &mut c,
+        &topic,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )?;
+    let before = now_ms()?;
+    let answer = produce(&mut c, &topic, batch(&["a", "b"], 1_000)?, -1)?;
+    let after = now_ms()?;
+    ensure!(answer.error_code == NONE, "produce: {answer:?}");
+    let stamped = answer.log_append_time_ms;
+    ensure!(
+        (before..=after).contains(&stamped),
+        "log_append_time_ms {stamped} not in [{before}, {after}]"
+    );
+    let stored = fetch_batch(&mut c, &topic, 0)?;
+    let view = Batch::parse(&stored)?;
+    view.verify_crc()?;
+    ensure!(
+        view.header().attributes.timestamp_type() == TimestampType::LogAppendTime
+            && view.header().max_timestamp == stamped,
+        "stored header: {:?}",
+        view.header()
+    );
+    let timestamps: Vec<i64> = view.records()?.iter().map(|r| r.timestamp).collect();
+    ensure!(
+        timestamps == [stamped, stamped],
+        "records read {timestamps:?}"
+    );
+
+    // Back to CreateTime: no stamp, and the answer says so with -1.
+    let (code, _) = alter(
+        &mut c,
+        &topic,
+        &[("message.timestamp.type", OP_DELETE, None)],
+    )?;
+    ensure!(code == NONE, "DELETE message.timestamp.type: {code}");
+    let answer = produce(&mut c, &topic, batch(&["c"], 1_000)?, -1)?;
+    ensure!(
+        answer.error_code == NONE && answer.log_append_time_ms == -1,
+        "CreateTime produce: {answer:?}"
+    );
+    let stored = fetch_batch(&mut c, &topic, 2)?;
+    let header = *Batch::parse(&stored)?.header();
+    ensure!(
+        header.attributes.timestamp_type() == TimestampType::CreateTime
+            && header.max_timestamp == 1_000,
+        "CreateTime batch: {header:?}"
     );
     Ok(())
 }

@@ -9,7 +9,7 @@ use rill_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use rill_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use rill_record::{Batch, BatchHeader, MAGIC_V2, RecordError};
+use rill_record::{Batch, BatchHeader, MAGIC_V2, RecordError, TimestampType};
 
 use crate::broker::Broker;
 use crate::config::AckDurability;
@@ -67,7 +67,11 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
                         )
                     }
                     Some(partition) => match check(data.records, topic.config.max_message_bytes) {
-                        Ok(batch) => Pending::Appending(partition.append(batch, durable)),
+                        Ok(batch) => Pending::Appending(partition.append(
+                            batch,
+                            durable,
+                            topic.config.timestamp_type == TimestampType::LogAppendTime,
+                        )),
                         Err((code, message)) => Pending::Failed(code, message),
                     },
                 },
@@ -106,10 +110,17 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
                     }
                 }
             };
+            let log_append_time = topic
+                .as_ref()
+                .is_some_and(|t| t.config.timestamp_type == TimestampType::LogAppendTime);
             out.push(match result {
                 Ok(info) => response
                     .with_base_offset(info.base_offset)
-                    .with_log_append_time_ms(-1)
+                    .with_log_append_time_ms(if log_append_time {
+                        info.log_append_time_ms
+                    } else {
+                        -1
+                    })
                     .with_log_start_offset(
                         topic
                             .as_ref()

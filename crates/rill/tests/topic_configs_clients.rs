@@ -1,0 +1,66 @@
+//! Topic configs as librdkafka (confluent-kafka) sees them, against the real broker: topics
+//! created with AdminClient, records produced and consumed with the clients' defaults.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, ensure};
+use common::{Broker, Client, Rec, Result, consume, create_topic, produce};
+
+fn now_ms() -> Result<i64> {
+    Ok(i64::try_from(
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis(),
+    )?)
+}
+
+#[test]
+fn log_append_time_is_what_a_librdkafka_consumer_reads() -> Result<()> {
+    let broker = Broker::start()?;
+    let topic = broker.topic("append-time");
+    create_topic(
+        &broker,
+        &topic,
+        1,
+        &["message.timestamp.type=LogAppendTime"],
+    )?;
+    // CreateTime timestamps far in the past, so that a stamped batch cannot be mistaken.
+    let records: Vec<Rec> = (0..5)
+        .map(|i| Rec {
+            timestamp: Some(1_000_000 + i),
+            ..Rec::kv(format!("k{i}"), format!("v{i}"))
+        })
+        .collect();
+    let before = now_ms()?;
+    let _ = produce(&broker, Client::Confluent, &topic, &records, &[])?;
+    let after = now_ms()?;
+    let got = consume(&broker, Client::Confluent, &topic, 1, records.len())?;
+    ensure!(got.records.len() == records.len(), "read {:?}", got.records);
+    for (sent, read) in records.iter().zip(&got.records) {
+        ensure!(
+            read.key == sent.key && read.value == sent.value,
+            "record {} changed: {read:?}",
+            read.offset
+        );
+        ensure!(
+            read.timestamp_type.as_deref() == Some("log_append")
+                && (before..=after).contains(&read.timestamp),
+            "record {}: {:?} {} not a LogAppendTime in [{before}, {after}]",
+            read.offset,
+            read.timestamp_type,
+            read.timestamp
+        );
+    }
+
+    // A CreateTime topic keeps the producer's timestamps.
+    let plain = broker.topic("create-time");
+    create_topic(&broker, &plain, 1, &[])?;
+    let _ = produce(&broker, Client::Confluent, &plain, &records, &[])?;
+    let got = consume(&broker, Client::Confluent, &plain, 1, records.len())?;
+    let first = got.records.first().context("nothing read")?;
+    ensure!(
+        first.timestamp_type.as_deref() == Some("create") && first.timestamp == 1_000_000,
+        "CreateTime topic: {first:?}"
+    );
+    Ok(())
+}
