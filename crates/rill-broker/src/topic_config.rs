@@ -223,7 +223,6 @@ impl TopicConfig {
 
     /// The oldest and newest CreateTime timestamps accepted at `now`, or `None` when any is
     /// (Kafka's rule: the deprecated difference bound applies where before/after are unset).
-    #[cfg_attr(not(test), expect(dead_code, reason = "the produce path uses it next"))]
     pub(crate) fn timestamp_window(&self, now: i64) -> Option<(i64, i64)> {
         if self.timestamp_type == TimestampType::LogAppendTime {
             return None;

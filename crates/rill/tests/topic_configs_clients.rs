@@ -6,7 +6,7 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
-use common::{Broker, Client, Rec, Result, consume, create_topic, produce};
+use common::{Broker, Client, Rec, Result, consume, create_topic, produce, run_py_failing};
 
 fn now_ms() -> Result<i64> {
     Ok(i64::try_from(
@@ -61,6 +61,46 @@ fn log_append_time_is_what_a_librdkafka_consumer_reads() -> Result<()> {
     ensure!(
         first.timestamp_type.as_deref() == Some("create") && first.timestamp == 1_000_000,
         "CreateTime topic: {first:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_librdkafka_producer_gets_invalid_record_for_a_keyless_record_on_a_compacted_topic()
+-> Result<()> {
+    let broker = Broker::start()?;
+    let topic = broker.topic("compact");
+    create_topic(&broker, &topic, 1, &["cleanup.policy=compact"])?;
+    let args = vec![
+        broker.bootstrap(),
+        topic.clone(),
+        "--client".to_owned(),
+        "confluent".to_owned(),
+        "--timeout".to_owned(),
+        "10".to_owned(),
+    ];
+    // produce.py takes keys and values in hex; the key is null.
+    let input = serde_json::json!([{"k": null, "v": common::hex(b"no key")}]);
+    let stderr = run_py_failing("produce.py", &args, &serde_json::to_vec(&input)?)?;
+    ensure!(
+        stderr.contains("INVALID_RECORD"),
+        "produce.py said: {stderr}"
+    );
+    let _ = produce(
+        &broker,
+        Client::Confluent,
+        &topic,
+        &[Rec::kv("k", "keyed")],
+        &[],
+    )?;
+    let got = consume(&broker, Client::Confluent, &topic, 1, 1)?;
+    let first = got.records.first().context("nothing read")?;
+    ensure!(
+        got.records.len() == 1
+            && first.offset == 0
+            && first.key.as_deref() == Some(b"k".as_slice()),
+        "read {:?}",
+        got.records
     );
     Ok(())
 }
