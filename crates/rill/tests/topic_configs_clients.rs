@@ -6,7 +6,11 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
-use common::{Broker, Client, Rec, Result, consume, create_topic, produce, run_py_failing};
+use common::{
+    Broker, Client, Rec, Result, connect, consume, create_topic, first_batch, produce,
+    run_py_failing,
+};
+use rill_record::{Batch, Compression};
 
 fn now_ms() -> Result<i64> {
     Ok(i64::try_from(
@@ -62,6 +66,61 @@ fn log_append_time_is_what_a_librdkafka_consumer_reads() -> Result<()> {
         first.timestamp_type.as_deref() == Some("create") && first.timestamp == 1_000_000,
         "CreateTime topic: {first:?}"
     );
+    Ok(())
+}
+
+/// The codec of the first batch stored in partition 0 of `topic`, read over a raw fetch.
+fn stored_codec(broker: &Broker, topic: &str) -> Result<Compression> {
+    let mut stream = connect(broker)?;
+    let batch = first_batch(&mut stream, topic, 0, 0, 1)?;
+    let view = Batch::parse(&batch)?;
+    view.verify_crc()?;
+    Ok(view.header().attributes.compression()?)
+}
+
+#[test]
+fn compression_type_recompresses_what_librdkafka_sends() -> Result<()> {
+    let broker = Broker::start()?;
+    let records: Vec<Rec> = (0..20)
+        .map(|i| {
+            let mut rec = Rec::kv(format!("key-{i}"), format!("value {i} ").repeat(40));
+            rec.headers = vec![("trace".to_owned(), Some(format!("t{i}").into_bytes()))];
+            rec
+        })
+        .collect();
+    for (config, producer_codec, stored) in [
+        ("gzip", "none", Compression::Gzip),
+        ("uncompressed", "zstd", Compression::None),
+        ("producer", "lz4", Compression::Lz4),
+    ] {
+        let topic = broker.topic(&format!("codec-{config}"));
+        create_topic(&broker, &topic, 1, &[&format!("compression.type={config}")])?;
+        let _ = produce(
+            &broker,
+            Client::Confluent,
+            &topic,
+            &records,
+            &["--compression", producer_codec],
+        )?;
+        let codec = stored_codec(&broker, &topic)?;
+        ensure!(
+            codec == stored,
+            "compression.type={config}, producer {producer_codec}: stored as {codec:?}"
+        );
+        let got = consume(&broker, Client::Confluent, &topic, 1, records.len())?;
+        ensure!(
+            got.records.len() == records.len(),
+            "{config}: read {}",
+            got.records.len()
+        );
+        for (sent, read) in records.iter().zip(&got.records) {
+            ensure!(
+                read.key == sent.key && read.value == sent.value && read.headers == sent.headers,
+                "{config}: record {} read back as {read:?}",
+                read.offset
+            );
+        }
+    }
     Ok(())
 }
 

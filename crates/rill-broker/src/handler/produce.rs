@@ -31,10 +31,10 @@ fn failed<F>(code: ErrorCode, message: String) -> Pending<F> {
     Pending::Failed(Refusal::new(code, message))
 }
 
-/// Batches at least this large have their record-level work (decompression, checks) done on a
-/// blocking thread: decompressing gzip at this size already takes longer than the hop, and a
-/// megabyte would hold up every connection on this async worker for milliseconds. Below it the
-/// work is cheaper than the hop.
+/// Batches at least this large have their record-level work (decompression, checks,
+/// recompression) done on a blocking thread: gzip or zstd at this size already takes longer
+/// than the hop, and a megabyte would hold up every connection on this async worker for
+/// milliseconds. Below it the work is cheaper than the hop.
 const OFFLOAD_BYTES: usize = 64 * 1024;
 
 pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
@@ -182,7 +182,9 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest) -> Reply {
 async fn prepare(topic: &Topic, index: i32, records: Option<Bytes>) -> Result<BytesMut, Refusal> {
     let batch = check(records, topic.config.max_message_bytes)
         .map_err(|(code, message)| Refusal::new(code, message))?;
-    let rules = Rules::new(&topic.config, now_ms());
+    let header = BatchHeader::parse(&batch)
+        .map_err(|err| Refusal::new(ErrorCode::CorruptMessage, err.to_string()))?;
+    let rules = Rules::new(&topic.config, &header, now_ms());
     if rules.is_empty() {
         return Ok(batch);
     }

@@ -215,6 +215,127 @@ fn create_time_outside_the_topic_window_is_invalid_timestamp() -> Result<()> {
 }
 
 #[test]
+fn compression_type_decides_the_stored_codec() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let make = |codec: Compression| -> Result<Bytes> {
+        Ok(BatchBuilder::new()
+            .compression(codec)
+            .record(
+                RecordSpec::new(1_000)
+                    .key("k")
+                    .value("v".repeat(500))
+                    .header("h", "x"),
+            )
+            .record(RecordSpec::new(1_001).value("w"))
+            .build()?)
+    };
+    for (config, sent, stored) in [
+        ("gzip", Compression::None, Compression::Gzip),
+        ("zstd", Compression::Lz4, Compression::Zstd),
+        ("snappy", Compression::Gzip, Compression::Snappy),
+        ("lz4", Compression::Snappy, Compression::Lz4),
+        ("uncompressed", Compression::Zstd, Compression::None),
+        ("producer", Compression::Lz4, Compression::Lz4),
+        ("gzip", Compression::Gzip, Compression::Gzip),
+    ] {
+        let topic = broker.topic(&format!("codec-{config}-{}", sent.name()));
+        create_ok(&mut c, &topic, &[("compression.type", config)])?;
+        let original = make(sent)?;
+        let answer = produce(&mut c, &topic, original.clone(), -1)?;
+        ensure!(
+            answer.error_code == NONE,
+            "{config} <- {sent:?}: {answer:?}"
+        );
+        let fetched = fetch_batch(&mut c, &topic, 0)?;
+        let view = Batch::parse(&fetched)?;
+        view.verify_crc()?;
+        ensure!(
+            view.header().attributes.compression()? == stored,
+            "{config} <- {sent:?}: stored as {:?}",
+            view.header().attributes.compression()
+        );
+        ensure!(
+            view.records()? == Batch::parse(&original)?.records()?,
+            "{config} <- {sent:?}: the records changed"
+        );
+        if sent == stored {
+            // Kept as the producer sent it: the very bytes (the base offset is 0 in both).
+            ensure!(
+                fetched == original,
+                "{config} <- {sent:?}: the batch was rewritten"
+            );
+        }
+    }
+
+    // A batch past the size recompressed on a blocking thread, with gzip's level honoured.
+    let topic = broker.topic("codec-large");
+    create_ok(
+        &mut c,
+        &topic,
+        &[
+            ("compression.type", "gzip"),
+            ("compression.gzip.level", "1"),
+        ],
+    )?;
+    let mut large = BatchBuilder::new();
+    for i in 0..100 {
+        large = large.record(
+            RecordSpec::new(1_000)
+                .key(format!("k{i}"))
+                .value(format!("{i:04}").repeat(500)),
+        );
+    }
+    let large = large.build()?;
+    ensure!(
+        large.len() > 150_000,
+        "the large batch is {} bytes",
+        large.len()
+    );
+    let answer = produce(&mut c, &topic, large.clone(), -1)?;
+    ensure!(answer.error_code == NONE, "large batch: {answer:?}");
+    let stored = fetch_batch(&mut c, &topic, 0)?;
+    let view = Batch::parse(&stored)?;
+    ensure!(
+        view.header().attributes.compression()? == Compression::Gzip
+            && stored.len() < large.len() / 4
+            && view.records()? == Batch::parse(&large)?.records()?,
+        "large batch stored as {:?}, {} bytes",
+        view.header().attributes.compression(),
+        stored.len()
+    );
+
+    // An idempotent producer's batch keeps its producer id, epoch and sequence, and a retry
+    // of it, recompressed again, is still recognised as a duplicate.
+    let topic = broker.topic("codec-idempotent");
+    create_ok(&mut c, &topic, &[("compression.type", "zstd")])?;
+    let idempotent = BatchBuilder::new()
+        .producer(4000, 0, 0)
+        .record(RecordSpec::new(1_000).key("k").value("once"))
+        .build()?;
+    for attempt in 0..2 {
+        let answer = produce(&mut c, &topic, idempotent.clone(), -1)?;
+        ensure!(
+            answer.error_code == NONE && answer.base_offset == 0,
+            "attempt {attempt}: {answer:?}"
+        );
+    }
+    ensure!(end(&mut c, &topic)? == 1, "the retry was written twice");
+    let stored = fetch_batch(&mut c, &topic, 0)?;
+    let header = *Batch::parse(&stored)?.header();
+    ensure!(
+        header.attributes.compression()? == Compression::Zstd
+            && (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ) == (4000, 0, 0),
+        "stored header: {header:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn retention_never_deletes_a_compact_only_topic() -> Result<()> {
     let broker = Broker::start_with(&["--retention-check-ms", "20"])?;
     let mut c = Conn::open(&broker)?;

@@ -1,13 +1,13 @@
 //! What a topic's configs ask of a batch's records before it is appended, as Kafka's log
-//! validator asks it: a key on every record of a compacted topic, and CreateTime timestamps
-//! inside the topic's window. A batch that needs none of this (the defaults) is never
-//! decompressed and keeps the zero-copy path.
+//! validator asks it: a key on every record of a compacted topic, CreateTime timestamps inside
+//! the topic's window, and the topic's codec. A batch that needs none of this (the defaults)
+//! is never decompressed and keeps the zero-copy path.
 
 use bytes::{Bytes, BytesMut};
 use rill_protocol::ErrorCode;
-use rill_record::{Batch, BatchHeader, DEFAULT_MAX_RECORDS_LEN, RecordError};
+use rill_record::{Batch, BatchHeader, Compression, DEFAULT_MAX_RECORDS_LEN, RecordError};
 
-use crate::topic_config::TopicConfig;
+use crate::topic_config::{TopicCompression, TopicConfig};
 
 /// Why a partition's batch is refused: the code, a message, and the records at fault
 /// (`batch_index`, message) for ProduceResponse v8+'s `record_errors`.
@@ -35,22 +35,34 @@ pub(super) struct Rules {
     compacted: bool,
     /// The CreateTime timestamps accepted, oldest and newest.
     window: Option<(i64, i64)>,
+    /// The codec (and level) the batch must be stored in, when not the one it came in.
+    recompress: Option<(Compression, Option<i32>)>,
+    max_message_bytes: i32,
 }
 
 impl Rules {
-    pub(super) fn new(config: &TopicConfig, now: i64) -> Self {
+    pub(super) fn new(config: &TopicConfig, header: &BatchHeader, now: i64) -> Self {
+        let recompress = match config.compression {
+            TopicCompression::Producer => None,
+            TopicCompression::Codec { codec, level } => {
+                // An unknown codec id also takes this path, where decompressing refuses it.
+                (header.attributes.compression().ok() != Some(codec)).then_some((codec, level))
+            }
+        };
         Self {
             compacted: config.cleanup.compact,
             window: config.timestamp_window(now),
+            recompress,
+            max_message_bytes: config.max_message_bytes,
         }
     }
 
     /// Nothing to do: the batch is appended as it came.
     pub(super) fn is_empty(&self) -> bool {
-        !self.compacted && self.window.is_none()
+        !self.compacted && self.window.is_none() && self.recompress.is_none()
     }
 
-    /// Checks the records, as the rules say. `partition` names the
+    /// Checks the records and recompresses the batch, as the rules say. `partition` names the
     /// topic partition in messages (`orders-0`). CPU-bound: a large batch is given to a
     /// blocking thread by the caller.
     pub(super) fn apply(&self, batch: BytesMut, partition: &str) -> Result<BytesMut, Refusal> {
@@ -69,7 +81,24 @@ impl Rules {
             self.check_records(&header, &section, partition)
                 .map_err(|refusal| refusal.unwrap_or_else(corrupt))?;
         }
-        Ok(batch)
+        let Some((codec, level)) = self.recompress else {
+            return Ok(batch);
+        };
+        let rebuilt = rill_record::rebuild(&header, &section, codec, level).map_err(corrupt)?;
+        if rebuilt.len() > usize::try_from(self.max_message_bytes).unwrap_or(0) {
+            return Err(Refusal::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "the record batch is {} bytes in the topic's codec {}, more than \
+                     max.message.bytes ({})",
+                    rebuilt.len(),
+                    codec.name(),
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        // A unique `Bytes` becomes a `BytesMut` without a copy.
+        Ok(BytesMut::from(Bytes::from(rebuilt)))
     }
 
     /// Kafka's per-record rules: a compacted topic's records need a key, and a CreateTime
@@ -136,7 +165,7 @@ impl Rules {
 mod tests {
     use std::collections::BTreeMap;
 
-    use rill_record::{BatchBuilder, Compression, RecordSpec};
+    use rill_record::{BatchBuilder, RecordSpec};
 
     use super::*;
     use crate::config::BrokerConfig;
@@ -164,14 +193,17 @@ mod tests {
             .unwrap_or_default()
     }
 
-    fn rules(config: &TopicConfig, _batch: &BytesMut, now: i64) -> Rules {
-        Rules::new(config, now)
+    fn rules(config: &TopicConfig, batch: &BytesMut, now: i64) -> Rules {
+        let header = BatchHeader::parse(batch).unwrap_or_else(|err| panic!("{err}"));
+        Rules::new(config, &header, now)
     }
 
     #[test]
     fn defaults_need_nothing() {
         let b = batch(&[(None, 5)], Compression::Lz4);
         assert!(rules(&config(&[]), &b, 10).is_empty());
+        let same = config(&[("compression.type", "lz4")]);
+        assert!(rules(&same, &b, 10).is_empty());
     }
 
     #[test]
@@ -213,5 +245,32 @@ mod tests {
         assert_eq!(indexes, [1, 2]);
         let inside = batch(&[(Some("a"), 900), (Some("b"), 1010)], Compression::None);
         assert!(rules(&bounded, &inside, 1000).apply(inside, "t-0").is_ok());
+    }
+
+    #[test]
+    fn batches_are_recompressed_into_the_topic_codec() {
+        let gzip = config(&[("compression.type", "gzip")]);
+        let b = batch(&[(Some("a"), 5), (None, 6)], Compression::None);
+        let before = Batch::parse(&b)
+            .and_then(|v| v.records())
+            .unwrap_or_default();
+        let stored = rules(&gzip, &b, 10)
+            .apply(b, "t-0")
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        let view = Batch::parse(&stored).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(view.verify_crc().ok(), Some(()));
+        assert_eq!(
+            view.header().attributes.compression().ok(),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(view.records().unwrap_or_default(), before);
+
+        let tiny = config(&[
+            ("compression.type", "uncompressed"),
+            ("max.message.bytes", "70"),
+        ]);
+        let b = batch(&[(Some("a"), 5), (Some("b"), 6)], Compression::Zstd);
+        let refusal = rules(&tiny, &b, 10).apply(b, "t-0").err();
+        assert_eq!(refusal.map(|r| r.code), Some(ErrorCode::MessageTooLarge));
     }
 }
