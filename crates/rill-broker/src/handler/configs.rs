@@ -32,6 +32,7 @@ pub(crate) fn describe(
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
+    let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
     let results = req
         .resources
         .into_iter()
@@ -46,7 +47,7 @@ pub(crate) fn describe(
             match resource.resource_type {
                 RESOURCE_TOPIC => match broker.topic(&resource.resource_name) {
                     Some(topic) => result.with_configs(
-                        topic_entries(broker, &topic.config, &topic.overrides)
+                        topic_entries(&defaults, &topic.config, &topic.overrides)
                             .into_iter()
                             .filter(|(def, ..)| wanted(def.name))
                             .map(|(def, value, source)| {
@@ -62,7 +63,7 @@ pub(crate) fn describe(
                                 );
                                 if req.include_synonyms {
                                     entry = entry.with_synonyms(synonyms(
-                                        broker,
+                                        &defaults,
                                         def,
                                         value.filter(|_| source == SOURCE_TOPIC),
                                     ));
@@ -108,13 +109,13 @@ pub(crate) fn describe(
 }
 
 /// Every topic config with its value and where the value comes from: the topic's override,
-/// a broker setting that differs from Kafka's default, or Kafka's default.
+/// a broker setting (`defaults` is a topic with no overrides) that differs from Kafka's
+/// default, or Kafka's default.
 pub(super) fn topic_entries(
-    broker: &Broker,
+    defaults: &TopicConfig,
     config: &TopicConfig,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<(&'static ConfigDef, Option<String>, i8)> {
-    let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
@@ -133,7 +134,7 @@ pub(super) fn topic_entries(
 /// Kafka's synonyms, most specific first: the topic's override, the broker setting (under its
 /// broker name) when it differs from Kafka's default, and Kafka's default.
 fn synonyms(
-    broker: &Broker,
+    defaults: &TopicConfig,
     def: &'static ConfigDef,
     overridden: Option<String>,
 ) -> Vec<DescribeConfigsSynonym> {
@@ -152,8 +153,7 @@ fn synonyms(
     if let Some(value) = overridden {
         out.push(synonym(def.name, value, SOURCE_TOPIC));
     }
-    let from_broker = TopicConfig::resolve(&broker.config, &BTreeMap::new()).value_of(def.name);
-    if let Some(value) = from_broker.filter(|v| v != def.default) {
+    if let Some(value) = defaults.value_of(def.name).filter(|v| v != def.default) {
         out.push(synonym(broker_name, value, SOURCE_STATIC_BROKER));
     }
     out.push(synonym(broker_name, def.default.to_owned(), SOURCE_DEFAULT));

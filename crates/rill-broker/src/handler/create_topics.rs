@@ -10,6 +10,7 @@ use rill_protocol::kafka_protocol::messages::create_topics_response::{
 use rill_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use crate::broker::Broker;
+use crate::topic_config::TopicConfig;
 
 /// DescribeConfigs/CreateTopics config sources.
 pub(crate) const SOURCE_TOPIC: i8 = 1;
@@ -73,7 +74,8 @@ pub(crate) async fn handle(
         results.push(match outcome {
             Ok(created) => {
                 let configs = (version >= 5).then(|| {
-                    super::configs::topic_entries(broker, &created.config, &created.overrides)
+                    let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
+                    super::configs::topic_entries(&defaults, &created.config, &created.overrides)
                         .into_iter()
                         .map(|(def, value, source)| {
                             CreatableTopicConfigs::default()
