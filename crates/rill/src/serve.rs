@@ -420,6 +420,10 @@ const HOUR_MS: i64 = 3_600_000;
 /// What a person needs to know at start: where, and what survives what.
 fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAddr>) {
     let acks_all = match config.ack_durability {
+        _ if config.min_insync_replicas > 1 => {
+            "refused with NOT_ENOUGH_REPLICAS (min.insync.replicas > 1, one replica) on topics \
+             that do not lower it"
+        }
         AckDurability::Fsync => "answered after fsync (survives power loss)",
         AckDurability::PageCache => {
             "answered from the page cache (survives a process crash, NOT a power loss)"

@@ -30,6 +30,13 @@ fn min_insync_replicas_above_one_refuses_acks_all_only() -> Result<()> {
         );
         ensure!(end(&mut c, topic)? == 2, "acks=1 to {topic} appended");
     }
+    ensure!(
+        broker
+            .output_text()
+            .contains("acks=all:    refused with NOT_ENOUGH_REPLICAS"),
+        "the start-up banner does not say acks=all is refused: {}",
+        broker.output_text()
+    );
     let answer = produce(&mut c, &relaxed, batch(&["ok"], 1_700_000_000_000)?, -1)?;
     ensure!(
         answer.error_code == NONE,
