@@ -14,12 +14,16 @@ use common::{Broker, Result, call, connect, first_batch, log_end, produce_reques
 use rill_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
+use rill_protocol::kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use rill_protocol::kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use rill_protocol::kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    CreateTopicsRequest, DeleteRecordsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use rill_protocol::{ApiKey, ResponseKind, StrBytes};
 use rill_record::{Batch, BatchBuilder, Compression, RecordSpec, TimestampType};
@@ -27,6 +31,7 @@ use rill_record::{Batch, BatchBuilder, Compression, RecordSpec, TimestampType};
 const NONE: i16 = 0;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
+const POLICY_VIOLATION: i16 = 44;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_TIMESTAMP: i16 = 32;
 const INVALID_RECORD: i16 = 87;
@@ -183,6 +188,28 @@ fn now_ms() -> Result<i64> {
     Ok(i64::try_from(
         SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis(),
     )?)
+}
+
+/// DeleteRecords v2 of partition 0 below `before`: (error code, low watermark).
+fn delete_records(conn: &mut Conn, topic: &str, before: i64) -> Result<(i16, i64)> {
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(TopicName(text(topic)))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(before),
+                ]),
+        ]);
+    let response = ask!(conn, DeleteRecords, 2, request);
+    response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| (p.error_code, p.low_watermark))
+        .context("no partition in the DeleteRecords answer")
 }
 
 /// Partition 0's log end offset.

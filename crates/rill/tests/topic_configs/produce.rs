@@ -384,6 +384,16 @@ fn retention_never_deletes_a_compact_only_topic() -> Result<()> {
         earliest(&mut c, &compact)? == 0 && end(&mut c, &compact)? == 10,
         "the compact-only topic lost records to retention"
     );
+    // DeleteRecords is refused too, as Kafka refuses it without delete in the policy.
+    let (code, _) = delete_records(&mut c, &compact, 5)?;
+    ensure!(
+        code == POLICY_VIOLATION,
+        "DeleteRecords on compact-only: {code}"
+    );
+    ensure!(
+        earliest(&mut c, &compact)? == 0,
+        "DeleteRecords moved the start"
+    );
     // Adding delete to the policy lets retention work again.
     let (code, _) = alter(
         &mut c,
@@ -392,5 +402,10 @@ fn retention_never_deletes_a_compact_only_topic() -> Result<()> {
     )?;
     ensure!(code == NONE, "APPEND delete: {code}");
     trimmed(&mut c, &compact)?;
+    let (code, low) = delete_records(&mut c, &compact, 10)?;
+    ensure!(
+        code == NONE && low == 10,
+        "DeleteRecords on compact,delete: {code} {low}"
+    );
     Ok(())
 }
