@@ -319,7 +319,7 @@ impl Broker {
         self.blocking(move |store| store.put(&name_owned, Some(&record)))
             .await?;
         for partition in &changed.partitions {
-            partition.configure(changed.config.log.clone());
+            partition.configure(changed.config.log_config());
         }
         self.install(changed);
         Ok(())
@@ -455,7 +455,7 @@ fn open_topic(
         partitions.push(Arc::new(Partition::open(
             dir,
             index,
-            topic_config.log.clone(),
+            topic_config.log_config(),
             config.retention_check_interval,
             OwnerMetrics {
                 topic: Some(topic_metrics.clone()),

@@ -46,6 +46,9 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// `message.max.bytes`: the largest batch a produce request may carry.
     pub max_message_bytes: i32,
+    /// `min.insync.replicas`: the default of topics' own. Above 1, `acks=all` produces are refused
+    /// with NOT_ENOUGH_REPLICAS, since every partition has one replica.
+    pub min_insync_replicas: i32,
     /// `socket.request.max.bytes`: larger frames close the connection.
     pub max_request_bytes: usize,
     /// What `acks=all` waits for.
@@ -76,6 +79,7 @@ impl Default for BrokerConfig {
                 ..LogConfig::default()
             },
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            min_insync_replicas: 1,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             ack_durability: AckDurability::Fsync,
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,

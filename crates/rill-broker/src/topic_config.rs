@@ -1,160 +1,191 @@
-//! Per-topic configuration: the Kafka topic configs Rill honours, their defaults, validation,
-//! and how they turn into a partition's [`LogConfig`].
+//! Per-topic configuration: every Kafka topic config, validated as Kafka validates it; the ones
+//! Rill honours turned into a partition's [`LogConfig`] and the produce path's rules.
+
+mod defs;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rill_log::{FlushPolicy, LogConfig};
+use rill_record::{Compression, TimestampType};
 
 use crate::config::BrokerConfig;
+pub(crate) use defs::{ConfigDef, ConfigType, TOPIC_CONFIGS, find, list_items};
 
-/// What kind of value a config holds (DescribeConfigs v3+ `config_type`).
+/// `cleanup.policy`: which of Kafka's two policies a topic has (both, one, or, as Kafka 3.9
+/// allows, neither).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ConfigType {
-    String = 2,
-    Int = 3,
-    Long = 5,
+pub(crate) struct CleanupPolicy {
+    pub(crate) delete: bool,
+    pub(crate) compact: bool,
 }
 
-/// A topic config Rill knows.
-#[derive(Debug)]
-pub(crate) struct ConfigDef {
-    pub(crate) name: &'static str,
-    pub(crate) kind: ConfigType,
-    pub(crate) doc: &'static str,
+/// `compression.type` with its level: what a stored batch must be compressed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopicCompression {
+    /// Stored as the producer compressed it.
+    Producer,
+    /// Recompressed into this codec when it arrives in another one; `level` is the codec's
+    /// (`None`: the codec's default).
+    Codec {
+        codec: Compression,
+        level: Option<i32>,
+    },
 }
 
-/// Every topic config Rill accepts. Others are refused with INVALID_CONFIG rather than
-/// silently ignored.
-pub(crate) const TOPIC_CONFIGS: &[ConfigDef] = &[
-    ConfigDef {
-        name: "cleanup.policy",
-        kind: ConfigType::String,
-        doc: "Only \"delete\": Rill does not compact.",
-    },
-    ConfigDef {
-        name: "compression.type",
-        kind: ConfigType::String,
-        doc: "Only \"producer\": batches are stored as the producer compressed them.",
-    },
-    ConfigDef {
-        name: "flush.messages",
-        kind: ConfigType::Long,
-        doc: "Fsync after this many records; Long.MAX_VALUE leaves it to the OS.",
-    },
-    ConfigDef {
-        name: "flush.ms",
-        kind: ConfigType::Long,
-        doc: "Fsync when the last fsync is older; Long.MAX_VALUE leaves it to the OS.",
-    },
-    ConfigDef {
-        name: "index.interval.bytes",
-        kind: ConfigType::Int,
-        doc: "Log bytes between two sparse index entries.",
-    },
-    ConfigDef {
-        name: "max.message.bytes",
-        kind: ConfigType::Int,
-        doc: "The largest record batch a produce may carry.",
-    },
-    ConfigDef {
-        name: "message.timestamp.type",
-        kind: ConfigType::String,
-        doc: "Only \"CreateTime\".",
-    },
-    ConfigDef {
-        name: "retention.bytes",
-        kind: ConfigType::Long,
-        doc: "Delete old segments while a partition is larger; -1 is unlimited.",
-    },
-    ConfigDef {
-        name: "retention.ms",
-        kind: ConfigType::Long,
-        doc: "Delete segments whose newest record is older; -1 keeps forever.",
-    },
-    ConfigDef {
-        name: "segment.bytes",
-        kind: ConfigType::Int,
-        doc: "Roll to a new segment at this size.",
-    },
-    ConfigDef {
-        name: "segment.ms",
-        kind: ConfigType::Long,
-        doc: "Roll to a new segment when the active one is older.",
-    },
-];
-
-/// The effective value of every topic config: broker defaults with the topic's overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The effective value of every topic config Rill honours: broker defaults with the topic's
+/// overrides. The others are only shown, from `overrides` or Kafka's default.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TopicConfig {
+    /// The log settings as configured (see [`TopicConfig::log_config`] for what the log uses).
     pub(crate) log: LogConfig,
     pub(crate) max_message_bytes: i32,
+    pub(crate) min_insync_replicas: i32,
+    pub(crate) cleanup: CleanupPolicy,
+    pub(crate) compression: TopicCompression,
+    pub(crate) timestamp_type: TimestampType,
+    /// Whether Fetch v0-3 may have this topic's batches converted down to their message
+    /// format (`message.downconversion.enable`); when not, they get UNSUPPORTED_VERSION.
+    pub(crate) down_conversion: bool,
+    timestamp_before_max_ms: i64,
+    timestamp_after_max_ms: i64,
+    timestamp_difference_max_ms: i64,
+    gzip_level: i32,
+    zstd_level: i32,
+    overrides: BTreeMap<String, String>,
 }
 
 impl TopicConfig {
     /// Applies `overrides` (already validated) on the broker's defaults.
     pub(crate) fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Self {
-        let mut config = Self {
-            log: broker.log.clone(),
-            max_message_bytes: broker.max_message_bytes,
-        };
+        let mut config = Self::defaults(broker);
         for (name, value) in overrides {
             // Validated on the way in; a value that no longer parses keeps the default.
             let _ = config.apply(name, value);
         }
+        config.finish();
+        config.overrides = overrides.clone();
         config
     }
 
+    fn defaults(broker: &BrokerConfig) -> Self {
+        Self {
+            log: broker.log.clone(),
+            max_message_bytes: broker.max_message_bytes,
+            min_insync_replicas: broker.min_insync_replicas,
+            cleanup: CleanupPolicy {
+                delete: true,
+                compact: false,
+            },
+            compression: TopicCompression::Producer,
+            timestamp_type: TimestampType::CreateTime,
+            down_conversion: true,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+            timestamp_difference_max_ms: i64::MAX,
+            gzip_level: -1,
+            zstd_level: 3,
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the honoured configs from `value`; the others only need [`ConfigDef::check`].
     fn apply(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let long = || {
-            value
-                .parse::<i64>()
-                .map_err(|_| format!("{name}: not a number: {value}"))
-        };
+        let def = find(name).ok_or_else(|| format!("unknown topic config {name}"))?;
+        def.check(value)?;
+        let trimmed = value.trim();
+        // `check` has parsed numbers already; 0 is never reached.
+        let long = || trimmed.parse::<i64>().unwrap_or(0);
+        let int = || i32::try_from(long()).unwrap_or(0);
         match name {
-            "cleanup.policy" if value == "delete" => {}
-            "compression.type" if value == "producer" => {}
-            "message.timestamp.type" if value == "CreateTime" => {}
-            "cleanup.policy" | "compression.type" | "message.timestamp.type" => {
-                return Err(format!("{name}={value} is not supported by Rill"));
+            "cleanup.policy" => {
+                let items = list_items(value);
+                self.cleanup = CleanupPolicy {
+                    delete: items.contains(&"delete"),
+                    compact: items.contains(&"compact"),
+                };
             }
-            "retention.ms" => self.log.retention_ms = long()?,
-            "retention.bytes" => self.log.retention_bytes = long()?,
-            "segment.ms" => self.log.segment_ms = long()?,
-            "segment.bytes" => {
-                self.log.segment_bytes = u64::try_from(long()?)
-                    .map_err(|_| format!("segment.bytes must be positive: {value}"))?;
+            "compression.type" => {
+                self.compression = match trimmed {
+                    "producer" => TopicCompression::Producer,
+                    other => TopicCompression::Codec {
+                        codec: match other {
+                            "gzip" => Compression::Gzip,
+                            "snappy" => Compression::Snappy,
+                            "lz4" => Compression::Lz4,
+                            "zstd" => Compression::Zstd,
+                            _ => Compression::None,
+                        },
+                        level: None,
+                    },
+                };
             }
+            "compression.gzip.level" => self.gzip_level = int(),
+            "compression.zstd.level" => self.zstd_level = int(),
+            "message.timestamp.type" => {
+                self.timestamp_type = if trimmed == "LogAppendTime" {
+                    TimestampType::LogAppendTime
+                } else {
+                    TimestampType::CreateTime
+                };
+            }
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms = long(),
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms = long(),
+            "message.timestamp.difference.max.ms" => self.timestamp_difference_max_ms = long(),
+            "min.insync.replicas" => self.min_insync_replicas = int(),
+            "message.downconversion.enable" => {
+                self.down_conversion = trimmed.eq_ignore_ascii_case("true");
+            }
+            "remote.storage.enable" if trimmed.eq_ignore_ascii_case("true") => {
+                // Kafka's answer on a broker without remote.log.storage.system.enable.
+                return Err(
+                    "remote.storage.enable=true: tiered storage is not available on \
+                            this broker, so a topic cannot keep its log in remote storage"
+                        .to_owned(),
+                );
+            }
+            "retention.ms" => self.log.retention_ms = long(),
+            "retention.bytes" => self.log.retention_bytes = long(),
+            "segment.ms" => self.log.segment_ms = long(),
+            "segment.bytes" => self.log.segment_bytes = long().unsigned_abs(),
+            // Kafka allows 0 (an entry for every batch); the log's sparse index wants at least 1.
             "index.interval.bytes" => {
-                self.log.index_interval_bytes = u32::try_from(long()?)
-                    .map_err(|_| format!("index.interval.bytes out of range: {value}"))?;
+                self.log.index_interval_bytes = u32::try_from(long().max(1)).unwrap_or(1);
             }
-            "max.message.bytes" => {
-                self.max_message_bytes = i32::try_from(long()?)
-                    .ok()
-                    .filter(|v| *v > 0)
-                    .ok_or_else(|| format!("max.message.bytes out of range: {value}"))?;
-            }
+            "max.message.bytes" => self.max_message_bytes = int(),
             "flush.messages" => {
-                let n = long()?;
+                let n = long();
                 self.log.flush = match n {
                     i64::MAX => FlushPolicy::Never,
-                    1.. => FlushPolicy::Messages(n.unsigned_abs()),
-                    _ => return Err(format!("flush.messages must be positive: {value}")),
+                    _ => FlushPolicy::Messages(n.unsigned_abs()),
                 };
             }
             "flush.ms" => {
-                let ms = long()?;
+                let ms = long();
                 self.log.flush = match ms {
                     i64::MAX => FlushPolicy::Never,
                     0 => FlushPolicy::EveryAppend,
-                    1.. => FlushPolicy::Interval(Duration::from_millis(ms.unsigned_abs())),
-                    _ => return Err(format!("flush.ms must not be negative: {value}")),
+                    _ => FlushPolicy::Interval(Duration::from_millis(ms.unsigned_abs())),
                 };
             }
-            _ => return Err(format!("unknown topic config {name}")),
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Derives what depends on more than one config.
+    fn finish(&mut self) {
+        self.compression = match self.compression {
+            TopicCompression::Codec { codec, .. } => TopicCompression::Codec {
+                codec,
+                level: match codec {
+                    Compression::Gzip if self.gzip_level != -1 => Some(self.gzip_level),
+                    Compression::Zstd => Some(self.zstd_level),
+                    _ => None,
+                },
+            },
+            TopicCompression::Producer => TopicCompression::Producer,
+        };
     }
 
     /// Checks a set of overrides: every name known, every value in range.
@@ -162,26 +193,74 @@ impl TopicConfig {
         broker: &BrokerConfig,
         overrides: &BTreeMap<String, String>,
     ) -> Result<(), String> {
-        let mut config = Self::resolve(broker, &BTreeMap::new());
+        let mut config = Self::defaults(broker);
         for (name, value) in overrides {
             config.apply(name, value)?;
+        }
+        let lag = |name: &str, default: i64| {
+            overrides
+                .get(name)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        let (min_lag, max_lag) = (
+            lag("min.compaction.lag.ms", 0),
+            lag("max.compaction.lag.ms", i64::MAX),
+        );
+        if min_lag > max_lag {
+            return Err(format!(
+                "conflicting configs: min.compaction.lag.ms ({min_lag}) is larger than \
+                 max.compaction.lag.ms ({max_lag})"
+            ));
         }
         config.log.validate().map_err(|err| err.to_string())
     }
 
-    /// The value Kafka would show for `name`.
+    /// The settings the partition log runs with. A topic whose policy lacks `delete` keeps
+    /// every record, whatever its retention says: Kafka never deletes the segments of a
+    /// compact-only topic by time or size (its cleaner compacts them, which Rill does not yet).
+    pub(crate) fn log_config(&self) -> LogConfig {
+        let mut log = self.log.clone();
+        if !self.cleanup.delete {
+            log.retention_ms = -1;
+            log.retention_bytes = -1;
+        }
+        log
+    }
+
+    /// The oldest and newest CreateTime timestamps accepted at `now`, or `None` when any is
+    /// (Kafka's rule: the deprecated difference bound applies where before/after are unset).
+    pub(crate) fn timestamp_window(&self, now: i64) -> Option<(i64, i64)> {
+        if self.timestamp_type == TimestampType::LogAppendTime {
+            return None;
+        }
+        let pick = |bound: i64| match bound {
+            i64::MAX => self.timestamp_difference_max_ms,
+            bound => bound,
+        };
+        let (before, after) = (
+            pick(self.timestamp_before_max_ms),
+            pick(self.timestamp_after_max_ms),
+        );
+        (before != i64::MAX || after != i64::MAX)
+            .then(|| (now.saturating_sub(before), now.saturating_add(after)))
+    }
+
+    /// The value Kafka would show for `name`: the topic's own, else the broker's default, else
+    /// Kafka's.
     pub(crate) fn value_of(&self, name: &str) -> Option<String> {
+        if let Some(value) = self.overrides.get(name) {
+            return Some(value.clone());
+        }
         let log = &self.log;
         Some(match name {
-            "cleanup.policy" => "delete".to_owned(),
-            "compression.type" => "producer".to_owned(),
-            "message.timestamp.type" => "CreateTime".to_owned(),
             "retention.ms" => log.retention_ms.to_string(),
             "retention.bytes" => log.retention_bytes.to_string(),
             "segment.ms" => log.segment_ms.to_string(),
             "segment.bytes" => log.segment_bytes.to_string(),
             "index.interval.bytes" => log.index_interval_bytes.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "flush.messages" => match log.flush {
                 FlushPolicy::EveryAppend => "1".to_owned(),
                 FlushPolicy::Messages(n) => n.to_string(),
@@ -192,7 +271,7 @@ impl TopicConfig {
                 FlushPolicy::Interval(d) => d.as_millis().to_string(),
                 _ => i64::MAX.to_string(),
             },
-            _ => return None,
+            other => find(other)?.default.to_owned(),
         })
     }
 }
@@ -201,14 +280,19 @@ impl TopicConfig {
 mod tests {
     use super::*;
 
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
     fn overrides_apply_and_bad_ones_are_refused() {
         let broker = BrokerConfig::default();
-        let mut overrides = BTreeMap::new();
-        let _ = overrides.insert("retention.ms".to_owned(), "1000".to_owned());
-        let _ = overrides.insert("flush.messages".to_owned(), "10".to_owned());
-        assert!(TopicConfig::validate(&broker, &overrides).is_ok());
-        let config = TopicConfig::resolve(&broker, &overrides);
+        let set = overrides(&[("retention.ms", "1000"), ("flush.messages", "10")]);
+        assert!(TopicConfig::validate(&broker, &set).is_ok());
+        let config = TopicConfig::resolve(&broker, &set);
         assert_eq!(config.log.retention_ms, 1000);
         assert_eq!(config.log.flush, FlushPolicy::Messages(10));
         assert_eq!(config.value_of("retention.ms").as_deref(), Some("1000"));
@@ -219,14 +303,122 @@ mod tests {
             ("retention.ms", "soon"),
             ("retention.ms", "-5"),
             ("segment.bytes", "10"),
-            ("cleanup.policy", "compact"),
-            ("max.message.bytes", "0"),
+            ("cleanup.policy", "shrink"),
+            ("max.message.bytes", "-1"),
+            ("remote.storage.enable", "true"),
+            ("min.insync.replicas", "0"),
         ] {
-            let bad = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+            let bad = overrides(&[(name, value)]);
             assert!(
                 TopicConfig::validate(&broker, &bad).is_err(),
                 "{name}={value}"
             );
         }
+        let lags = overrides(&[
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "5"),
+        ]);
+        assert!(TopicConfig::validate(&broker, &lags).is_err());
+    }
+
+    #[test]
+    fn every_config_has_a_value_and_defaults_come_from_the_broker() {
+        let broker = BrokerConfig {
+            min_insync_replicas: 2,
+            ..BrokerConfig::default()
+        };
+        let config = TopicConfig::resolve(&broker, &BTreeMap::new());
+        for def in TOPIC_CONFIGS {
+            assert!(config.value_of(def.name).is_some(), "{}", def.name);
+        }
+        assert_eq!(config.value_of("min.insync.replicas").as_deref(), Some("2"));
+        assert_eq!(config.value_of("cleanup.policy").as_deref(), Some("delete"));
+        assert_eq!(
+            config.value_of("message.format.version").as_deref(),
+            Some("3.0-IV1")
+        );
+    }
+
+    #[test]
+    fn compact_only_topics_keep_everything() {
+        let broker = BrokerConfig::default();
+        let compact = TopicConfig::resolve(&broker, &overrides(&[("cleanup.policy", "compact")]));
+        assert!(compact.cleanup.compact && !compact.cleanup.delete);
+        assert_eq!(compact.log_config().retention_ms, -1);
+        assert_eq!(compact.log_config().retention_bytes, -1);
+        assert_eq!(
+            compact.value_of("retention.ms").as_deref(),
+            Some("604800000")
+        );
+        let both = TopicConfig::resolve(
+            &broker,
+            &overrides(&[("cleanup.policy", "delete,compact"), ("retention.ms", "5")]),
+        );
+        assert!(both.cleanup.compact && both.cleanup.delete);
+        assert_eq!(both.log_config().retention_ms, 5);
+    }
+
+    #[test]
+    fn compression_and_its_level() {
+        let broker = BrokerConfig::default();
+        let zstd = TopicConfig::resolve(
+            &broker,
+            &overrides(&[
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", "7"),
+            ]),
+        );
+        assert_eq!(
+            zstd.compression,
+            TopicCompression::Codec {
+                codec: Compression::Zstd,
+                level: Some(7)
+            }
+        );
+        let none =
+            TopicConfig::resolve(&broker, &overrides(&[("compression.type", "uncompressed")]));
+        assert_eq!(
+            none.compression,
+            TopicCompression::Codec {
+                codec: Compression::None,
+                level: None
+            }
+        );
+        let gzip = TopicConfig::resolve(&broker, &overrides(&[("compression.type", "gzip")]));
+        assert_eq!(
+            gzip.compression,
+            TopicCompression::Codec {
+                codec: Compression::Gzip,
+                level: None
+            }
+        );
+    }
+
+    #[test]
+    fn timestamp_window_follows_kafka_precedence() {
+        let broker = BrokerConfig::default();
+        let plain = TopicConfig::resolve(&broker, &BTreeMap::new());
+        assert_eq!(plain.timestamp_window(1000), None);
+        let difference = TopicConfig::resolve(
+            &broker,
+            &overrides(&[("message.timestamp.difference.max.ms", "100")]),
+        );
+        assert_eq!(difference.timestamp_window(1000), Some((900, 1100)));
+        let both = TopicConfig::resolve(
+            &broker,
+            &overrides(&[
+                ("message.timestamp.difference.max.ms", "100"),
+                ("message.timestamp.after.max.ms", "5"),
+            ]),
+        );
+        assert_eq!(both.timestamp_window(1000), Some((900, 1005)));
+        let append = TopicConfig::resolve(
+            &broker,
+            &overrides(&[
+                ("message.timestamp.type", "LogAppendTime"),
+                ("message.timestamp.before.max.ms", "5"),
+            ]),
+        );
+        assert_eq!(append.timestamp_window(1000), None);
     }
 }

@@ -216,9 +216,10 @@ async fn configs_are_described_and_altered() -> Result<()> {
             .cloned()
             .context("no retention.ms")
     };
+    // The broker's --retention-ms gives the topic's value, as Kafka reports a server setting.
     let before = retention(&admin.describe_topic_configs("cfg").await?)?;
     assert_eq!(before.value.as_deref(), Some("86400000"));
-    assert_eq!(before.source, ConfigSource::DefaultConfig);
+    assert_eq!(before.source, ConfigSource::StaticBrokerConfig);
     assert!(!before.read_only);
 
     admin
@@ -228,13 +229,13 @@ async fn configs_are_described_and_altered() -> Result<()> {
     assert_eq!(after.value.as_deref(), Some("3600000"));
     assert_eq!(after.source, ConfigSource::TopicConfig);
 
-    // DELETE returns to the default.
+    // DELETE returns to the broker's value.
     admin
         .alter_topic_configs("cfg", &[AlterConfigOp::delete("retention.ms")])
         .await?;
     let reset = retention(&admin.describe_topic_configs("cfg").await?)?;
     assert_eq!(reset.value.as_deref(), Some("86400000"));
-    assert_eq!(reset.source, ConfigSource::DefaultConfig);
+    assert_eq!(reset.source, ConfigSource::StaticBrokerConfig);
 
     // Broker configs: read-only, from the start-up flags.
     let broker_configs = admin.describe_broker_configs(0).await?;

@@ -392,6 +392,33 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Re
     Ok(())
 }
 
+/// Marks a whole batch as stamped by the broker at `timestamp` (Kafka's LogAppendTime): sets the
+/// timestamp-type bit and `maxTimestamp`, and recomputes the CRC, which covers both. The
+/// records and their deltas are untouched: readers take every record's timestamp from
+/// `maxTimestamp` when the bit is set.
+pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) -> Result<(), RecordError> {
+    let header = BatchHeader::parse(batch)?;
+    let have = batch.len();
+    if have != header.total_len() {
+        return Err(RecordError::Truncated {
+            need: header.total_len(),
+            have,
+        });
+    }
+    let attributes = header.attributes.0 | Attributes::TIMESTAMP_TYPE;
+    if let Some(field) = batch.get_mut(CRC_START..CRC_START + 2) {
+        field.copy_from_slice(&attributes.to_be_bytes());
+    }
+    if let Some(field) = batch.get_mut(35..43) {
+        field.copy_from_slice(&timestamp.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(batch.get(CRC_START..).unwrap_or_default());
+    if let Some(field) = batch.get_mut(MAGIC_POS + 1..CRC_START) {
+        field.copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(())
+}
+
 // The helpers below take slices whose length the caller fixed with a constant range.
 fn be_i64(b: &[u8]) -> i64 {
     let mut a = [0u8; 8];
@@ -464,6 +491,24 @@ mod tests {
         assert_eq!(h.records_count, 0);
         assert_eq!(h.total_len(), HEADER_LEN);
         batch.verify_crc()
+    }
+
+    #[test]
+    fn log_append_time_stamp_sets_type_max_timestamp_and_crc() -> Result<(), RecordError> {
+        let mut bytes = empty_batch();
+        set_log_append_time(&mut bytes, 5_000)?;
+        let batch = Batch::parse(&bytes)?;
+        batch.verify_crc()?;
+        let h = batch.header();
+        assert_eq!(h.attributes.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(h.attributes.compression()?, Compression::Gzip);
+        assert!(h.attributes.is_transactional());
+        assert_eq!(h.max_timestamp, 5_000);
+        assert_eq!(h.base_timestamp, 1_000);
+        let mut longer = empty_batch();
+        longer.push(0);
+        assert!(set_log_append_time(&mut longer, 5_000).is_err());
+        Ok(())
     }
 
     #[test]

@@ -18,9 +18,9 @@
 use bytes::{BufMut, Bytes};
 
 use crate::batch::{Attributes, CRC_START, HEADER_LEN, LOG_OVERHEAD, MAGIC_POS, MAGIC_V2};
-use crate::compression::compress_into;
+use crate::compression::{compress_into, compress_into_level};
 use crate::record::{Header, Record, encode_record};
-use crate::{Compression, RecordError, TimestampType};
+use crate::{BatchHeader, Compression, RecordError, TimestampType};
 
 /// A record to put in a batch: what a producer sends, before offsets exist.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -308,10 +308,101 @@ impl BatchBuilder {
     }
 }
 
+/// Rebuilds `header`'s batch around `records` (its decompressed records section) compressed with
+/// `codec` at `level` (see [`crate::compress_into_level`]): every header field is kept but the
+/// codec bits of `attributes` and `batchLength`, and the CRC is computed anew. This is how a
+/// broker stores a batch in its topic's codec rather than the producer's.
+pub fn rebuild(
+    header: &BatchHeader,
+    records: &[u8],
+    codec: Compression,
+    level: Option<i32>,
+) -> Result<Vec<u8>, RecordError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len() / 2 + 64);
+    out.resize(HEADER_LEN, 0);
+    compress_into_level(codec, level, records, &mut out)?;
+    let batch_length = out.len() - LOG_OVERHEAD;
+    let batch_length = i32::try_from(batch_length).map_err(|_overflow| RecordError::TooLarge {
+        what: "batchLength",
+        value: batch_length,
+    })?;
+    let attributes = (header.attributes.0 & !0x07) | codec.id();
+    if let Some(mut h) = out.get_mut(..HEADER_LEN) {
+        h.put_i64(header.base_offset);
+        h.put_i32(batch_length);
+        h.put_i32(header.partition_leader_epoch);
+        h.put_i8(MAGIC_V2);
+        h.put_u32(0); // crc, computed below over what follows it
+        h.put_i16(attributes);
+        h.put_i32(header.last_offset_delta);
+        h.put_i64(header.base_timestamp);
+        h.put_i64(header.max_timestamp);
+        h.put_i64(header.producer_id);
+        h.put_i16(header.producer_epoch);
+        h.put_i32(header.base_sequence);
+        h.put_i32(header.records_count);
+    }
+    let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
+    if let Some(field) = out.get_mut(MAGIC_POS + 1..CRC_START) {
+        field.copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Batch;
+
+    #[test]
+    fn rebuild_changes_the_codec_and_keeps_everything_else() -> Result<(), RecordError> {
+        let original = BatchBuilder::new()
+            .producer(7, 2, 40)
+            .timestamp_type(TimestampType::LogAppendTime)
+            .record(RecordSpec::new(1_000).key("k").value("v").header("h", "x"))
+            .record(RecordSpec::new(900).value("w"))
+            .build()?;
+        let batch = Batch::parse(&original)?;
+        let section = batch.records_section(1 << 20)?;
+        for (codec, level) in [
+            (Compression::Gzip, Some(9)),
+            (Compression::Snappy, None),
+            (Compression::Lz4, None),
+            (Compression::Zstd, Some(19)),
+        ] {
+            let rebuilt = rebuild(batch.header(), &section, codec, level)?;
+            let view = Batch::parse(&rebuilt)?;
+            view.verify_crc()?;
+            let (h, o) = (view.header(), batch.header());
+            assert_eq!(h.attributes.compression()?, codec);
+            assert_eq!(h.attributes.timestamp_type(), TimestampType::LogAppendTime);
+            assert_eq!(h.total_len(), rebuilt.len());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (o.producer_id, o.producer_epoch, o.base_sequence)
+            );
+            assert_eq!(
+                (
+                    h.base_timestamp,
+                    h.max_timestamp,
+                    h.last_offset_delta,
+                    h.records_count
+                ),
+                (
+                    o.base_timestamp,
+                    o.max_timestamp,
+                    o.last_offset_delta,
+                    o.records_count
+                )
+            );
+            assert_eq!(view.records()?, batch.records()?);
+            // And back: the very bytes the producer built.
+            let back_section = view.records_section(1 << 20)?;
+            let back = rebuild(view.header(), &back_section, Compression::None, None)?;
+            assert_eq!(back, original.to_vec());
+        }
+        Ok(())
+    }
 
     #[test]
     fn defaults_fill_the_header() -> Result<(), RecordError> {

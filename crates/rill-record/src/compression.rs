@@ -52,10 +52,25 @@ pub fn compress_into(
     data: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), RecordError> {
+    compress_into_level(codec, None, data, out)
+}
+
+/// Compresses `data` as [`compress_into`] does, at `level` where the codec has levels: gzip
+/// 1..=9 and zstd's (out-of-range levels are clamped by the codec). `None`, and snappy and lz4
+/// (one level each here), use the codec's default.
+pub fn compress_into_level(
+    codec: Compression,
+    level: Option<i32>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
     match codec {
         Compression::Gzip => {
             out.reserve(data.len() / 2 + 32);
-            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+            let gzip_level = level
+                .and_then(|l| u32::try_from(l.clamp(1, 9)).ok())
+                .map_or_else(flate2::Compression::default, flate2::Compression::new);
+            let mut encoder = flate2::write::GzEncoder::new(out, gzip_level);
             encoder
                 .write_all(data)
                 .map_err(|err| codec_error(codec, &err))?;
@@ -80,7 +95,7 @@ pub fn compress_into(
         }
         Compression::Zstd => {
             out.reserve(data.len() / 2 + 32);
-            let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
+            let mut encoder = zstd::stream::write::Encoder::new(out, level.unwrap_or(ZSTD_LEVEL))
                 .map_err(|err| codec_error(codec, &err))?;
             let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
             encoder

@@ -46,11 +46,12 @@ pub mod legacy;
 pub mod record;
 pub mod varint;
 
+pub use batch::set_log_append_time;
 pub use batch::{
     Attributes, Batch, BatchHeader, Batches, Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
     TimestampType,
 };
-pub use builder::{BatchBuilder, RecordSpec};
-pub use compression::{compress, compress_into, decompress};
+pub use builder::{BatchBuilder, RecordSpec, rebuild};
+pub use compression::{compress, compress_into, compress_into_level, decompress};
 pub use error::RecordError;
-pub use record::{DEFAULT_MAX_RECORDS_LEN, DecodeOptions, Header, Record};
+pub use record::{DEFAULT_MAX_RECORDS_LEN, DecodeOptions, Header, Record, decode_records};

@@ -139,21 +139,33 @@ impl Batch<'_> {
         if header.records_count == 0 {
             return Ok(Vec::new());
         }
+        let section = self.records_section(options.max_records_len)?;
+        decode_section(header, &section)
+    }
+
+    /// The records section decompressed (copied when not compressed), refusing more than
+    /// `max_len` bytes. The CRC is not checked.
+    pub fn records_section(&self, max_len: usize) -> Result<Bytes, RecordError> {
         let raw = self.records_bytes();
-        let section = match header.attributes.compression()? {
+        Ok(match self.header().attributes.compression()? {
             Compression::None => {
-                if raw.len() > options.max_records_len {
+                if raw.len() > max_len {
                     return Err(RecordError::DecompressedTooLarge {
                         codec: Compression::None.name(),
-                        limit: options.max_records_len,
+                        limit: max_len,
                     });
                 }
                 Bytes::copy_from_slice(raw)
             }
-            codec => Bytes::from(decompress(codec, raw, options.max_records_len)?),
-        };
-        decode_section(header, &section)
+            codec => Bytes::from(decompress(codec, raw, max_len)?),
+        })
     }
+}
+
+/// Decodes the records of `header`'s batch from its decompressed records section (from
+/// [`Batch::records_section`]), as [`Batch::records`] does.
+pub fn decode_records(header: &BatchHeader, section: &Bytes) -> Result<Vec<Record>, RecordError> {
+    decode_section(header, section)
 }
 
 /// Decodes the records of an uncompressed records section.

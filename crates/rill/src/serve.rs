@@ -98,6 +98,11 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_MAX_MESSAGE_BYTES", default_value_t = rill_broker::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: i32,
 
+    /// Default min.insync.replicas of topics: above 1, acks=all produces are refused with
+    /// NOT_ENOUGH_REPLICAS, since every partition has one replica (min.insync.replicas).
+    #[arg(long, env = "RILL_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    min_insync_replicas: i32,
+
     /// How long the first rebalance of an empty group waits for more members, ms
     /// (group.initial.rebalance.delay.ms).
     #[arg(
@@ -240,6 +245,11 @@ impl Args {
             self.max_message_bytes,
             &[("message.max.bytes", 1)],
         )?;
+        let min_insync_replicas = s.get(
+            "min_insync_replicas",
+            self.min_insync_replicas,
+            &[("min.insync.replicas", 1)],
+        )?;
         let max_request_bytes = s.get(
             "max_request_bytes",
             self.max_request_bytes,
@@ -309,6 +319,12 @@ impl Args {
                 "num.partitions (--num-partitions) must be at least 1, got {num_partitions}"
             );
         }
+        if min_insync_replicas < 1 {
+            anyhow::bail!(
+                "min.insync.replicas (--min-insync-replicas) must be at least 1, got \
+                 {min_insync_replicas}"
+            );
+        }
         let ack_durability = match ack_durability.as_str() {
             "fsync" => AckDurability::Fsync,
             "page-cache" => AckDurability::PageCache,
@@ -332,6 +348,7 @@ impl Args {
                 ..defaults.log.clone()
             },
             max_message_bytes,
+            min_insync_replicas,
             max_request_bytes,
             ack_durability,
             retention_check_interval: Duration::from_millis(retention_check_ms.max(1)),
@@ -403,6 +420,10 @@ const HOUR_MS: i64 = 3_600_000;
 /// What a person needs to know at start: where, and what survives what.
 fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAddr>) {
     let acks_all = match config.ack_durability {
+        _ if config.min_insync_replicas > 1 => {
+            "refused with NOT_ENOUGH_REPLICAS (min.insync.replicas > 1, one replica) on topics \
+             that do not lower it"
+        }
         AckDurability::Fsync => "answered after fsync (survives power loss)",
         AckDurability::PageCache => {
             "answered from the page cache (survives a process crash, NOT a power loss)"

@@ -131,7 +131,7 @@ impl OffsetStore {
                 .iter()
                 .map(|(topic, partition, c)| (key(group, topic, *partition), Some(c))),
         )?;
-        let _ = self.log.append(batch, true).await?;
+        let _ = self.log.append(batch, true, false).await?;
         if let Ok(mut committed) = self.committed.lock() {
             let entry = committed.entry(group.to_owned()).or_default();
             for (topic, partition, c) in offsets {
@@ -159,7 +159,7 @@ impl OffsetStore {
             return Ok(());
         }
         let batch = encode(doomed.iter().map(|(t, p)| (key(group, t, *p), None)))?;
-        let _ = self.log.append(batch, true).await?;
+        let _ = self.log.append(batch, true, false).await?;
         if let Ok(mut committed) = self.committed.lock() {
             if let Some(entry) = committed.get_mut(group) {
                 for k in &doomed {
@@ -269,7 +269,7 @@ impl OffsetStore {
         let before = offsets.log_end;
         for chunk in live.chunks(10_000) {
             let batch = encode(chunk.iter().map(|(k, v)| (k.clone(), Some(v))))?;
-            let _ = self.log.append(batch, true).await?;
+            let _ = self.log.append(batch, true, false).await?;
         }
         let _ = self.log.delete_records(before).await?;
         tracing::info!(

@@ -16,20 +16,23 @@ use rill_protocol::kafka_protocol::messages::{
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::broker::Broker;
-use crate::topic_config::{ConfigType, TOPIC_CONFIGS};
+use crate::topic_config::{ConfigDef, ConfigType, TOPIC_CONFIGS, TopicConfig, find, list_items};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-const SOURCE_STATIC_BROKER: i8 = 4;
+pub(super) const SOURCE_STATIC_BROKER: i8 = 4;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 pub(crate) fn describe(
     broker: &Broker,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
+    let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
     let results = req
         .resources
         .into_iter()
@@ -44,17 +47,10 @@ pub(crate) fn describe(
             match resource.resource_type {
                 RESOURCE_TOPIC => match broker.topic(&resource.resource_name) {
                     Some(topic) => result.with_configs(
-                        TOPIC_CONFIGS
-                            .iter()
-                            .filter(|def| wanted(def.name))
-                            .map(|def| {
-                                let value = topic.config.value_of(def.name);
-                                let overridden = topic.overrides.contains_key(def.name);
-                                let source = if overridden {
-                                    SOURCE_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                };
+                        topic_entries(&defaults, &topic.config, &topic.overrides)
+                            .into_iter()
+                            .filter(|(def, ..)| wanted(def.name))
+                            .map(|(def, value, source)| {
                                 let mut entry = entry(
                                     def.name,
                                     value.clone(),
@@ -66,12 +62,11 @@ pub(crate) fn describe(
                                     req.include_documentation,
                                 );
                                 if req.include_synonyms {
-                                    entry = entry.with_synonyms(vec![
-                                        DescribeConfigsSynonym::default()
-                                            .with_name(StrBytes::from_static_str(def.name))
-                                            .with_value(value.map(StrBytes::from_string))
-                                            .with_source(source),
-                                    ]);
+                                    entry = entry.with_synonyms(synonyms(
+                                        &defaults,
+                                        def,
+                                        value.filter(|_| source == SOURCE_TOPIC),
+                                    ));
                                 }
                                 entry
                             })
@@ -111,6 +106,58 @@ pub(crate) fn describe(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Every topic config with its value and where the value comes from: the topic's override,
+/// a broker setting (`defaults` is a topic with no overrides) that differs from Kafka's
+/// default, or Kafka's default.
+pub(super) fn topic_entries(
+    defaults: &TopicConfig,
+    config: &TopicConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<(&'static ConfigDef, Option<String>, i8)> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let source = if overrides.contains_key(def.name) {
+                SOURCE_TOPIC
+            } else if defaults.value_of(def.name).as_deref() != Some(def.default) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            (def, config.value_of(def.name), source)
+        })
+        .collect()
+}
+
+/// Kafka's synonyms, most specific first: the topic's override, the broker setting (under its
+/// broker name) when it differs from Kafka's default, and Kafka's default.
+fn synonyms(
+    defaults: &TopicConfig,
+    def: &'static ConfigDef,
+    overridden: Option<String>,
+) -> Vec<DescribeConfigsSynonym> {
+    let synonym = |name: &'static str, value: String, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_value(Some(StrBytes::from_string(value)))
+            .with_source(source)
+    };
+    let broker_name = if def.broker.is_empty() {
+        def.name
+    } else {
+        def.broker
+    };
+    let mut out = Vec::with_capacity(3);
+    if let Some(value) = overridden {
+        out.push(synonym(def.name, value, SOURCE_TOPIC));
+    }
+    if let Some(value) = defaults.value_of(def.name).filter(|v| v != def.default) {
+        out.push(synonym(broker_name, value, SOURCE_STATIC_BROKER));
+    }
+    out.push(synonym(broker_name, def.default.to_owned(), SOURCE_DEFAULT));
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -173,6 +220,12 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType, &'s
             "Default max.message.bytes of topics.",
         ),
         (
+            "min.insync.replicas",
+            c.min_insync_replicas.to_string(),
+            ConfigType::Int,
+            "Default min.insync.replicas of topics.",
+        ),
+        (
             "num.partitions",
             c.num_partitions.to_string(),
             ConfigType::Int,
@@ -224,30 +277,42 @@ pub(crate) async fn incremental_alter(
     let mut responses = Vec::with_capacity(req.resources.len());
     for resource in req.resources {
         let configs = resource.configs;
-        let outcome = apply(broker, resource.resource_type, &resource.resource_name, req.validate_only, |current| {
-            let mut overrides = current.clone();
-            for config in &configs {
-                let name = config.name.to_string();
-                match (config.config_operation, &config.value) {
-                    (OP_SET, Some(value)) => {
-                        let _ = overrides.insert(name, value.to_string());
-                    }
-                    (OP_DELETE, _) => {
-                        let _ = overrides.remove(&name);
-                    }
-                    (OP_SET, None) => {
-                        return Err((ErrorCode::InvalidRequest, format!("SET of {name} needs a value")));
-                    }
-                    (op, _) => {
-                        return Err((
-                            ErrorCode::InvalidRequest,
-                            format!("config operation {op} on {name} is not supported (only SET and DELETE)"),
-                        ));
+        let outcome = apply(
+            broker,
+            resource.resource_type,
+            &resource.resource_name,
+            req.validate_only,
+            |current| {
+                let mut overrides = current.clone();
+                for config in &configs {
+                    let name = config.name.to_string();
+                    match (config.config_operation, &config.value) {
+                        (OP_SET, Some(value)) => {
+                            let _ = overrides.insert(name, value.to_string());
+                        }
+                        (OP_DELETE, _) => {
+                            let _ = overrides.remove(&name);
+                        }
+                        (OP_SET, None) => {
+                            return Err((
+                                ErrorCode::InvalidRequest,
+                                format!("SET of {name} needs a value"),
+                            ));
+                        }
+                        (op @ (OP_APPEND | OP_SUBTRACT), value) => {
+                            change_list(&mut overrides, name, op == OP_APPEND, value.as_deref())?;
+                        }
+                        (op, _) => {
+                            return Err((
+                                ErrorCode::InvalidRequest,
+                                format!("config operation {op} on {name} is not supported"),
+                            ));
+                        }
                     }
                 }
-            }
-            Ok(overrides)
-        })
+                Ok(overrides)
+            },
+        )
         .await;
         let response = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
@@ -260,6 +325,50 @@ pub(crate) async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// APPEND (or SUBTRACT) the items of `value` to (from) a list config, as Kafka does: from the
+/// override or else Kafka's default, appending only items not there yet. Any other config is
+/// INVALID_REQUEST, as Kafka answers.
+fn change_list(
+    overrides: &mut BTreeMap<String, String>,
+    name: String,
+    append: bool,
+    value: Option<&str>,
+) -> Result<(), (ErrorCode, String)> {
+    let verb = if append { "append" } else { "subtract" };
+    let def = find(&name).ok_or_else(|| {
+        (
+            ErrorCode::InvalidConfig,
+            format!("unknown topic config {name}"),
+        )
+    })?;
+    if def.kind != ConfigType::List {
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!("Config value {verb} is not allowed for config key: {name}"),
+        ));
+    }
+    let value = value.ok_or_else(|| {
+        (
+            ErrorCode::InvalidRequest,
+            format!("{} of {name} needs a value", verb.to_uppercase()),
+        )
+    })?;
+    let old = overrides.get(&name).map_or(def.default, String::as_str);
+    let mut items: Vec<String> = list_items(old).into_iter().map(str::to_owned).collect();
+    let change = list_items(value);
+    if append {
+        for item in change {
+            if !items.iter().any(|i| i == item) {
+                items.push(item.to_owned());
+            }
+        }
+    } else {
+        items.retain(|i| !change.contains(&i.as_str()));
+    }
+    let _ = overrides.insert(name, items.join(","));
+    Ok(())
 }
 
 /// Computes a topic's new overrides from its current ones and stores them.

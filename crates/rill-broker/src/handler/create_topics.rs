@@ -10,7 +10,7 @@ use rill_protocol::kafka_protocol::messages::create_topics_response::{
 use rill_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use crate::broker::Broker;
-use crate::topic_config::TOPIC_CONFIGS;
+use crate::topic_config::TopicConfig;
 
 /// DescribeConfigs/CreateTopics config sources.
 pub(crate) const SOURCE_TOPIC: i8 = 1;
@@ -74,20 +74,14 @@ pub(crate) async fn handle(
         results.push(match outcome {
             Ok(created) => {
                 let configs = (version >= 5).then(|| {
-                    TOPIC_CONFIGS
-                        .iter()
-                        .map(|def| {
-                            let overridden = created.overrides.contains_key(def.name);
+                    let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
+                    super::configs::topic_entries(&defaults, &created.config, &created.overrides)
+                        .into_iter()
+                        .map(|(def, value, source)| {
                             CreatableTopicConfigs::default()
                                 .with_name(StrBytes::from_static_str(def.name))
-                                .with_value(
-                                    created.config.value_of(def.name).map(StrBytes::from_string),
-                                )
-                                .with_config_source(if overridden {
-                                    SOURCE_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                })
+                                .with_value(value.map(StrBytes::from_string))
+                                .with_config_source(source)
                         })
                         .collect()
                 });

@@ -22,6 +22,12 @@ pub(crate) async fn handle(broker: &Broker, req: DeleteRecordsRequest) -> Delete
                 partitions.push(result.with_error_code(ErrorCode::UnknownTopicOrPartition.code()));
                 continue;
             };
+            // Kafka deletes records only where the policy says delete: a compact-only topic
+            // keeps them for its cleaner.
+            if topic.as_ref().is_some_and(|t| !t.config.cleanup.delete) {
+                partitions.push(result.with_error_code(ErrorCode::PolicyViolation.code()));
+                continue;
+            }
             let before = match p.offset {
                 -1 => partition.offsets().log_end,
                 offset => offset,

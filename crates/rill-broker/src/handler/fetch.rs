@@ -122,7 +122,8 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
                     }
                 }
                 if version < FIRST_V2_VERSION {
-                    convert_down(fetch_topic, &mut response.partitions, version);
+                    let allowed = topic.as_ref().is_none_or(|t| t.config.down_conversion);
+                    convert_down(fetch_topic, &mut response.partitions, version, allowed);
                 }
             }
             return FetchResponse::default().with_responses(topics);
@@ -143,10 +144,22 @@ const FIRST_V2_VERSION: i16 = 4;
 
 /// Converts the stored batches of an answer to Fetch v0-3 into the message set that version
 /// carries: magic 0 for v0-1, magic 1 for v2-3. The cost falls on old clients alone; a batch
-/// that cannot be converted makes that partition's answer CORRUPT_MESSAGE.
-fn convert_down(fetch_topic: &FetchTopic, partitions: &mut [PartitionData], version: i16) {
+/// that cannot be converted makes that partition's answer CORRUPT_MESSAGE. A topic with
+/// `message.downconversion.enable=false` (not `allowed`) answers UNSUPPORTED_VERSION instead,
+/// as Kafka does.
+fn convert_down(
+    fetch_topic: &FetchTopic,
+    partitions: &mut [PartitionData],
+    version: i16,
+    allowed: bool,
+) {
     let magic = if version < 2 { MAGIC_V0 } else { MAGIC_V1 };
     for partition in partitions {
+        if !allowed && partition.error_code == 0 {
+            partition.records = Some(Bytes::new());
+            partition.error_code = ErrorCode::UnsupportedVersion.code();
+            continue;
+        }
         let Some(stored) = partition.records.as_ref().filter(|r| !r.is_empty()) else {
             continue;
         };

@@ -6,24 +6,39 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use rill_protocol::ErrorCode;
 use rill_protocol::kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use rill_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rill_record::legacy::{MAGIC_V0, MAGIC_V1, magic_of, message_set_to_batch};
 use rill_record::{
-    Batch, BatchHeader, Compression, DEFAULT_MAX_RECORDS_LEN, MAGIC_V2, RecordError,
+    Batch, BatchHeader, Compression, DEFAULT_MAX_RECORDS_LEN, MAGIC_V2, RecordError, TimestampType,
 };
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Topic};
 use crate::config::AckDurability;
 use crate::dispatch::Reply;
+use crate::partition::now_ms;
+
+mod records;
+
+use records::{Refusal, Rules};
 
 /// A partition's outcome before the owner answers: an error found while checking, or the
 /// pending append.
 enum Pending<F> {
-    Failed(ErrorCode, String),
+    Failed(Refusal),
     Appending(F),
 }
+
+fn failed<F>(code: ErrorCode, message: String) -> Pending<F> {
+    Pending::Failed(Refusal::new(code, message))
+}
+
+/// Batches at least this large have their record-level work (decompression, checks,
+/// recompression, an old client's message set converted) done on a blocking thread: gzip or
+/// zstd at this size already takes longer than the hop, and a megabyte would hold up every
+/// connection on this async worker for milliseconds. Below it the work is cheaper than the hop.
+const OFFLOAD_BYTES: usize = 64 * 1024;
 
 pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
@@ -48,20 +63,33 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let outcome = match (&refuse_all, &topic) {
-                (Some((code, message)), _) => Pending::Failed(*code, message.clone()),
-                (None, None) => Pending::Failed(
+                (Some((code, message)), _) => failed(*code, message.clone()),
+                (None, None) => failed(
                     ErrorCode::UnknownTopicOrPartition,
                     format!("topic '{name}' does not exist"),
                 ),
                 (None, Some(topic)) => match topic.partition(data.index) {
-                    None => Pending::Failed(
+                    None => failed(
                         ErrorCode::UnknownTopicOrPartition,
                         format!("topic '{name}' has no partition {}", data.index),
                     ),
+                    // Kafka checks the in-sync replicas before it looks at the records.
+                    Some(_) if acks == -1 && topic.config.min_insync_replicas > 1 => failed(
+                        ErrorCode::NotEnoughReplicas,
+                        format!(
+                            "partition {name}-{} has 1 in-sync replica, fewer than its \
+                                 min.insync.replicas ({}), so acks=all cannot be met",
+                            data.index, topic.config.min_insync_replicas
+                        ),
+                    ),
                     Some(partition) => {
-                        match check(data.records, topic.config.max_message_bytes, version) {
-                            Ok(batch) => Pending::Appending(partition.append(batch, durable)),
-                            Err((code, message)) => Pending::Failed(code, message),
+                        match prepare(topic, data.index, data.records, version).await {
+                            Ok(batch) => Pending::Appending(partition.append(
+                                batch,
+                                durable,
+                                topic.config.timestamp_type == TimestampType::LogAppendTime,
+                            )),
+                            Err(refusal) => Pending::Failed(refusal),
                         }
                     }
                 },
@@ -88,29 +116,43 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
         for (index, outcome) in partitions {
             let response = PartitionProduceResponse::default().with_index(index);
             let result = match outcome {
-                Pending::Failed(code, message) => Err((code, message)),
+                Pending::Failed(refusal) => Err(refusal),
                 Pending::Appending(append) => {
                     match tokio::time::timeout_at(deadline, append).await {
                         Ok(Ok(info)) => Ok(info),
-                        Ok(Err(code)) => Err((code, format!("append failed: {}", code.name()))),
-                        Err(_) => Err((
+                        Ok(Err(code)) => Err(Refusal::new(
+                            code,
+                            format!("append failed: {}", code.name()),
+                        )),
+                        Err(_) => Err(Refusal::new(
                             ErrorCode::RequestTimedOut,
                             "the append did not complete within the request timeout".to_owned(),
                         )),
                     }
                 }
             };
+            let log_append_time = topic
+                .as_ref()
+                .is_some_and(|t| t.config.timestamp_type == TimestampType::LogAppendTime);
             out.push(match result {
                 Ok(info) => response
                     .with_base_offset(info.base_offset)
-                    .with_log_append_time_ms(-1)
+                    .with_log_append_time_ms(if log_append_time {
+                        info.log_append_time_ms
+                    } else {
+                        -1
+                    })
                     .with_log_start_offset(
                         topic
                             .as_ref()
                             .and_then(|t| t.partition(index))
                             .map_or(-1, |p| p.offsets().log_start),
                     ),
-                Err((code, message)) => {
+                Err(Refusal {
+                    code,
+                    message,
+                    records,
+                }) => {
                     tracing::debug!(topic = %name.0, partition = index, error = code.name(), reason = %message, "produce refused");
                     response
                         .with_error_code(code.code())
@@ -118,6 +160,16 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
                         .with_error_message(super::message(message))
+                        .with_record_errors(
+                            records
+                                .into_iter()
+                                .map(|(batch_index, message)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(batch_index)
+                                        .with_batch_index_error_message(super::message(message))
+                                })
+                                .collect(),
+                        )
                 }
             });
         }
@@ -128,6 +180,53 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
         );
     }
     Reply::Answer(ProduceResponse::default().with_responses(responses).into())
+}
+
+/// Checks a partition's batch, then does what the topic's configs ask of its records (see
+/// [`Rules`]), on a blocking thread when the batch is large.
+async fn prepare(
+    topic: &Topic,
+    index: i32,
+    records: Option<Bytes>,
+    version: i16,
+) -> Result<BytesMut, Refusal> {
+    let max_message_bytes = topic.config.max_message_bytes;
+    let old_format = records
+        .as_deref()
+        .and_then(magic_of)
+        .is_some_and(|m| m < MAGIC_V2);
+    let large = records.as_ref().is_some_and(|r| r.len() >= OFFLOAD_BYTES);
+    let checked = if old_format && large {
+        tokio::task::spawn_blocking(move || check(records, max_message_bytes, version))
+            .await
+            .unwrap_or_else(|err| {
+                Err((
+                    ErrorCode::UnknownServerError,
+                    format!("converting the message set failed: {err}"),
+                ))
+            })
+    } else {
+        check(records, max_message_bytes, version)
+    };
+    let batch = checked.map_err(|(code, message)| Refusal::new(code, message))?;
+    let header = BatchHeader::parse(&batch)
+        .map_err(|err| Refusal::new(ErrorCode::CorruptMessage, err.to_string()))?;
+    let rules = Rules::new(&topic.config, &header, now_ms());
+    if rules.is_empty() {
+        return Ok(batch);
+    }
+    let partition = format!("{}-{index}", topic.name);
+    if batch.len() < OFFLOAD_BYTES {
+        return rules.apply(batch, &partition);
+    }
+    tokio::task::spawn_blocking(move || rules.apply(batch, &partition))
+        .await
+        .unwrap_or_else(|err| {
+            Err(Refusal::new(
+                ErrorCode::UnknownServerError,
+                format!("checking the records failed: {err}"),
+            ))
+        })
 }
 
 /// Checks a partition's records: exactly one v2 batch, within the size limit, with a valid CRC

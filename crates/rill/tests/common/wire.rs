@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use bytes::{Bytes, BytesMut};
+use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
@@ -13,7 +14,7 @@ use rill_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use rill_protocol::kafka_protocol::messages::{
-    BrokerId, ListOffsetsRequest, ProduceRequest, TopicName,
+    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use rill_protocol::{
     ApiKey, Request, RequestHeader, RequestKind, Response, ResponseKind, StrBytes,
@@ -410,4 +411,47 @@ pub fn log_end(
         "ListOffsets latest of {topic}/{partition} answered error {code}"
     );
     Ok(offset)
+}
+
+/// The first stored batch at or after `offset` of one partition, as Fetch v12 returns it.
+pub fn first_batch(
+    stream: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    correlation_id: i32,
+) -> Result<Bytes> {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let ResponseKind::Fetch(response) = call(stream, ApiKey::Fetch, 12, correlation_id, request)?
+    else {
+        bail!("not a fetch answer");
+    };
+    let data = response
+        .responses
+        .into_iter()
+        .next()
+        .and_then(|t| t.partitions.into_iter().next())
+        .context("no partition in the fetch answer")?;
+    ensure!(
+        data.error_code == 0,
+        "fetch of {topic}/{partition} at {offset}: error {}",
+        data.error_code
+    );
+    let records = data.records.context("no records fetched")?;
+    let len = rill_record::Batch::parse(&records)?.as_bytes().len();
+    Ok(records.slice(..len))
 }
