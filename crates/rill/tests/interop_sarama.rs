@@ -1,6 +1,8 @@
 //! Interop with the seed's sarama programs (`interop/sarama/`, Go, sarama as Debian ships it):
 //! a partition consumer reads what a sync and an async producer wrote, and every (partition,
-//! offset) a producer was given comes back with the value it sent.
+//! offset) a producer was given comes back with the value it sent. Once at sarama's own default
+//! config (Kafka 0.8.2: Produce v0 with magic 0 messages, Fetch v0, ListOffsets v0, Metadata
+//! v0), once told Kafka 2.2.0 (Produce v3 with record batches v2, Fetch v4).
 
 mod common;
 
@@ -83,9 +85,19 @@ impl Programs {
         Ok(Self { dir })
     }
 
-    fn command(&self, program: &str, bootstrap: &str, topic: &str) -> Command {
+    /// `version`: the programs' `-version` (`None`: sarama's own default).
+    fn command(
+        &self,
+        program: &str,
+        bootstrap: &str,
+        topic: &str,
+        version: Option<&str>,
+    ) -> Command {
         let mut command = Command::new(self.dir.path().join(program));
         let _ = command.args(["-brokers", bootstrap, "-topic", topic, "-verbose"]);
+        if let Some(version) = version {
+            let _ = command.args(["-version", version]);
+        }
         command
     }
 }
@@ -156,7 +168,16 @@ fn parse_consumer_line(line: &str) -> Result<(Record, String)> {
 }
 
 #[test]
-fn seed_sarama_programs_produce_and_consume() -> Result<()> {
+fn seed_sarama_programs_at_sarama_defaults_produce_and_consume() -> Result<()> {
+    seed_sarama_programs_produce_and_consume(None)
+}
+
+#[test]
+fn seed_sarama_programs_told_kafka_2_2_produce_and_consume() -> Result<()> {
+    seed_sarama_programs_produce_and_consume(Some("2.2.0"))
+}
+
+fn seed_sarama_programs_produce_and_consume(version: Option<&str>) -> Result<()> {
     let started = Instant::now();
     let programs = Programs::build()?;
     let broker = Broker::start_with(&["--num-partitions", "3"])?;
@@ -166,7 +187,7 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
     // The consumer starts first and reads from the oldest offset, so it sees every record no
     // matter when its partition consumers get going. Listing the partitions auto-creates the
     // topic (3 partitions, from --num-partitions).
-    let mut consumer = programs.command("partition_consumer", &bootstrap, &topic);
+    let mut consumer = programs.command("partition_consumer", &bootstrap, &topic, version);
     let _ = consumer.args([
         "-oldest",
         "-count",
@@ -176,7 +197,7 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
     ]);
     let consumer = thread::spawn(move || run(consumer, b"", CONSUMER_DEADLINE + ms(10_000)));
 
-    let mut sync = programs.command("sync_producer", &bootstrap, &topic);
+    let mut sync = programs.command("sync_producer", &bootstrap, &topic, version);
     let _ = sync.args(["-n", &SYNC_N.to_string()]);
     let sync = run(sync, b"", PRODUCER_TIMEOUT)?;
     ensure!(
@@ -196,7 +217,7 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
         describe("sync_producer", &sync)
     );
 
-    let mut asynchronous = programs.command("async_producer", &bootstrap, &topic);
+    let mut asynchronous = programs.command("async_producer", &bootstrap, &topic, version);
     let _ = asynchronous.args([
         "-n",
         &ASYNC_N.to_string(),
@@ -309,6 +330,9 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
             "partitions outside 0..3: {produced_places:?}"
         );
     }
-    eprintln!("seed sarama interop took {:?}", started.elapsed());
+    eprintln!(
+        "seed sarama interop (version {version:?}) took {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
