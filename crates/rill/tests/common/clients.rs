@@ -146,7 +146,19 @@ pub fn consume(
     partitions: i32,
     min_records: usize,
 ) -> Result<Consumption> {
-    let args = vec![
+    consume_with(broker, client, topic, partitions, min_records, &[])
+}
+
+/// [`consume`] with more options for consume.py (e.g. `["--api-version", "0.10"]`).
+pub fn consume_with(
+    broker: &Broker,
+    client: Client,
+    topic: &str,
+    partitions: i32,
+    min_records: usize,
+    options: &[&str],
+) -> Result<Consumption> {
+    let mut args = vec![
         broker.bootstrap(),
         topic.to_owned(),
         "--client".to_owned(),
@@ -156,6 +168,7 @@ pub fn consume(
         "--min-records".to_owned(),
         min_records.to_string(),
     ];
+    args.extend(options.iter().map(|o| (*o).to_owned()));
     let out = run_py("consume.py", &args, b"")?;
     let mut end = BTreeMap::new();
     for (p, o) in out
