@@ -244,9 +244,9 @@ fn confluent_batches_with_headers_are_read_by_kafka_python_0_10_and_0_9() -> Res
     Ok(())
 }
 
-/// kafka-python told Kafka 0.9 produces magic 0 messages (no timestamps; plain, then in gzip
-/// wrappers, whose inner offsets are absolute); confluent-kafka reads them exactly, with no
-/// timestamp (-1).
+/// kafka-python told Kafka 0.9 produces magic 0 messages (no timestamps; plain, then in gzip and
+/// snappy wrappers, whose inner offsets are absolute); confluent-kafka reads them exactly, with
+/// no timestamp (-1).
 #[test]
 fn kafka_python_0_9_magic_0_messages_are_read_by_confluent() -> Result<()> {
     let broker = Broker::start()?;
@@ -254,7 +254,9 @@ fn kafka_python_0_9_magic_0_messages_are_read_by_confluent() -> Result<()> {
     create_topic(&broker, &topic, PARTITIONS, &[])?;
     let mut sent = Vec::new();
     let mut deliveries = Vec::new();
-    for codec in ["none", "gzip"] {
+    // Not lz4: kafka-python writes magic 0's LZ4 framing only with the xxhash module, which the
+    // test venv does not have (protocol_legacy.rs sends such a frame by hand).
+    for codec in ["none", "gzip", "snappy"] {
         let batch: Vec<Rec> = records(&format!("kp09-{codec}"), 30, false)?
             .into_iter()
             .map(|r| Rec {
@@ -277,15 +279,15 @@ fn kafka_python_0_9_magic_0_messages_are_read_by_confluent() -> Result<()> {
         sent.extend(batch);
     }
     if let Some(dir) = broker.data_dir() {
-        // The plain messages' batches first, then the wrappers', in every partition.
+        // Each produce's batches in turn, with its codec, in every partition.
         for partition in 0..PARTITIONS {
-            let codecs: Vec<Compression> = stored_batches(dir, &topic, partition)?
+            let mut codecs: Vec<Compression> = stored_batches(dir, &topic, partition)?
                 .iter()
                 .map(|h| h.attributes.compression())
                 .collect::<std::result::Result<_, _>>()?;
+            codecs.dedup();
             ensure!(
-                codecs.first() == Some(&Compression::None)
-                    && codecs.last() == Some(&Compression::Gzip),
+                codecs == [Compression::None, Compression::Gzip, Compression::Snappy],
                 "{topic}/{partition}: stored codecs {codecs:?}"
             );
         }

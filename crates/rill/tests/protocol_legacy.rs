@@ -351,10 +351,72 @@ fn old_message_sets_are_stored_as_batches_and_read_back_at_every_fetch_version()
         records == without_timestamps[4..],
         "Fetch v1 at 4 read {records:?}"
     );
+    // Fetch v2 from the middle of the gzip batch: a magic 1 wrapper of the rest.
+    let p = fetch_at(&mut conn, 2, &topic, 4)?;
+    let (records, codecs) = old_records(&p.records.unwrap_or_default(), MAGIC_V1)?;
+    ensure!(records == all[4..], "Fetch v2 at 4 read {records:?}");
+    ensure!(
+        codecs == [Compression::Gzip],
+        "Fetch v2 at 4 codecs {codecs:?}"
+    );
     // And Fetch v3 from the middle of the plain batch.
     let p = fetch_at(&mut conn, 3, &topic, 1)?;
     let (records, _) = old_records(&p.records.unwrap_or_default(), MAGIC_V1)?;
     ensure!(records == all[1..], "Fetch v3 at 1 read {records:?}");
+    Ok(())
+}
+
+/// `frame` (a standard LZ4 frame) with the header checksum magic 0 writers put there: over the
+/// magic number too (KAFKA-3160), as Kafka 0.8-0.9 and kafka-python write it for magic 0.
+fn with_kafka_3160_checksum(mut frame: Vec<u8>) -> Result<Vec<u8>> {
+    let flags = *frame.get(4).context("no LZ4 frame descriptor")?;
+    let end = 6 + if flags & 0x08 != 0 { 8 } else { 0 } + if flags & 0x01 != 0 { 4 } else { 0 };
+    let hash = twox_hash::XxHash32::oneshot(0, frame.get(..end).context("short frame")?);
+    *frame.get_mut(end).context("short frame")? = hash.to_le_bytes()[1];
+    Ok(frame)
+}
+
+#[test]
+fn a_magic_0_lz4_wrapper_with_kafka_3160_framing_is_stored_as_lz4() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut conn = Conn::open(&broker)?;
+    let topic = broker.topic("legacy-lz4");
+    create_v0(&mut conn, &topic)?;
+    let inner = [
+        plain(MAGIC_V0, 0, -1, Some("a"), "alpha"),
+        plain(MAGIC_V0, 1, -1, None, "beta"),
+    ];
+    let standard = compress(Compression::Lz4, &message_set(&inner))?;
+    let frame = with_kafka_3160_checksum(standard.clone())?;
+    ensure!(frame != standard, "the two checksums happen to agree here");
+    let lz4 = Message {
+        value: Some(Bytes::from(frame)),
+        ..wrapper(Compression::Lz4, 1, &inner)?
+    };
+    let (code, base) = produce_at(&mut conn, 0, &topic, message_set(&[lz4]))?;
+    ensure!(
+        (code, base) == (NONE, 0),
+        "Produce v0: error {code}, base {base}"
+    );
+
+    let expected = vec![seen(0, -1, Some("a"), "alpha"), seen(1, -1, None, "beta")];
+    let p = fetch_at(&mut conn, 12, &topic, 0)?;
+    let (records, batches) = v2_records(&p.records.unwrap_or_default())?;
+    ensure!(records == expected, "Fetch v12 read {records:?}");
+    ensure!(batches == [(0, Compression::Lz4)], "batches {batches:?}");
+    // Magic 0 readers get it uncompressed (their LZ4 framing was the broken one), magic 1
+    // readers as an LZ4 wrapper.
+    let p = fetch_at(&mut conn, 0, &topic, 0)?;
+    let (records, codecs) = old_records(&p.records.unwrap_or_default(), MAGIC_V0)?;
+    ensure!(records == expected, "Fetch v0 read {records:?}");
+    ensure!(
+        codecs == [Compression::None, Compression::None],
+        "Fetch v0 codecs {codecs:?}"
+    );
+    let p = fetch_at(&mut conn, 2, &topic, 0)?;
+    let (records, codecs) = old_records(&p.records.unwrap_or_default(), MAGIC_V1)?;
+    ensure!(records == expected, "Fetch v2 read {records:?}");
+    ensure!(codecs == [Compression::Lz4], "Fetch v2 codecs {codecs:?}");
     Ok(())
 }
 
