@@ -1,7 +1,8 @@
 //! The request versions Kafka 3.9 serves and Kafka 4 removed (KIP-896), over raw Kafka requests:
 //! magic 0 and magic 1 message sets produced (Produce v0-2) and read back at old and current
-//! Fetch versions, refused message sets appending nothing, ListOffsets v0's list of offsets,
-//! OffsetCommit v0-1 and OffsetFetch v0, and the ranges ApiVersions advertises.
+//! Fetch versions, refused message sets appending nothing, magic 1 wrappers with wrong relative
+//! offsets taken as Kafka takes them, ListOffsets v0's list of offsets, OffsetCommit v0-1 and
+//! OffsetFetch v0, and the ranges ApiVersions advertises.
 
 mod common;
 
@@ -471,14 +472,14 @@ fn refused_old_message_sets_append_nothing() -> Result<()> {
             INVALID_RECORD,
         ),
         (
-            "decreasing relative offsets",
+            "a magic 0 message in a magic 1 wrapper",
             2,
             message_set(&[wrapper(
                 Compression::Gzip,
-                1,
+                0,
                 &[
-                    plain(MAGIC_V1, 1, T, None, "second"),
-                    plain(MAGIC_V1, 0, T, None, "first"),
+                    plain(MAGIC_V1, 0, T, None, "magic 1"),
+                    plain(MAGIC_V0, 1, -1, None, "magic 0"),
                 ],
             )?]),
             INVALID_RECORD,
@@ -498,6 +499,43 @@ fn refused_old_message_sets_append_nothing() -> Result<()> {
         records == [seen(0, -1, Some("k"), "kept")],
         "the log holds {records:?}"
     );
+    Ok(())
+}
+
+/// Some old clients wrote the relative offsets inside magic 1 wrappers wrongly; Kafka takes such
+/// wrappers and assigns offsets in the order of the messages, and so does Rill.
+#[test]
+fn wrong_relative_offsets_in_a_magic_1_wrapper_are_assigned_in_message_order() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut conn = Conn::open(&broker)?;
+    let topic = broker.topic("legacy-relative");
+    create_v0(&mut conn, &topic)?;
+    let mut expected = Vec::new();
+    let mut next = 0;
+    for (i, relative) in [[1, 0, 2], [0, 0, 0], [7, 8, 9]].into_iter().enumerate() {
+        let values: Vec<String> = (0..3).map(|j| format!("set {i} message {j}")).collect();
+        let inner: Vec<Message> = values
+            .iter()
+            .zip(relative)
+            .map(|(value, offset)| plain(MAGIC_V1, offset, T + offset, None, value))
+            .collect();
+        let set = message_set(&[wrapper(Compression::Snappy, 2, &inner)?]);
+        let (code, base) = produce_at(&mut conn, 2, &topic, set)?;
+        ensure!(
+            (code, base) == (NONE, next),
+            "inner offsets {relative:?}: error {code}, base {base}"
+        );
+        for (value, offset) in values.iter().zip(relative) {
+            expected.push(seen(next, T + offset, None, value));
+            next += 1;
+        }
+    }
+    let p = fetch_at(&mut conn, 12, &topic, 0)?;
+    let (records, _) = v2_records(&p.records.unwrap_or_default())?;
+    ensure!(records == expected, "Fetch v12 read {records:?}");
+    let p = fetch_at(&mut conn, 3, &topic, 0)?;
+    let (records, _) = old_records(&p.records.unwrap_or_default(), MAGIC_V1)?;
+    ensure!(records == expected, "Fetch v3 read {records:?}");
     Ok(())
 }
 
