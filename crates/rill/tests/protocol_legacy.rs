@@ -2,7 +2,8 @@
 //! magic 0 and magic 1 message sets produced (Produce v0-2) and read back at old and current
 //! Fetch versions, refused message sets appending nothing, magic 1 wrappers with wrong relative
 //! offsets taken as Kafka takes them, ListOffsets v0's list of offsets, OffsetCommit v0-1 and
-//! OffsetFetch v0, and the ranges ApiVersions advertises.
+//! OffsetFetch v0, CreateTopics v0-1, DescribeConfigs v0, DeleteTopics v0, and the ranges
+//! ApiVersions advertises.
 
 mod common;
 
@@ -16,7 +17,10 @@ use common::{
     Broker, Result, Wire, api_versions_v0, call, connect, frame_v1, log_end, produce_request,
     read_frame,
 };
-use rill_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
+use rill_protocol::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig,
+};
+use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::kafka_protocol::messages::fetch_response::PartitionData;
 use rill_protocol::kafka_protocol::messages::offset_commit_request::{
@@ -24,8 +28,8 @@ use rill_protocol::kafka_protocol::messages::offset_commit_request::{
 };
 use rill_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use rill_protocol::kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
+    GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use rill_protocol::{
     ApiKey, LegacyFields, Request, RequestHeader, Response, ResponseKind, StrBytes,
@@ -35,6 +39,7 @@ use rill_record::{Batches, Compression, TimestampType, compress, decompress};
 
 const NONE: i16 = 0;
 const CORRUPT_MESSAGE: i16 = 2;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_RECORD: i16 = 87;
 
 /// CreateTime of the magic 1 records.
@@ -746,5 +751,79 @@ fn api_versions_advertises_the_old_versions() -> Result<()> {
             range(key)
         );
     }
+    Ok(())
+}
+
+/// CreateTopics v1 with a config, DescribeConfigs v0 (`is_default` instead of a config source;
+/// read back here as DEFAULT_CONFIG or not), DeleteTopics v0.
+#[test]
+fn create_topics_v1_describe_configs_v0_and_delete_topics_v0() -> Result<()> {
+    const SOURCE_DEFAULT_CONFIG: i8 = 5;
+    let broker = Broker::start()?;
+    let mut conn = Conn::open(&broker)?;
+    let topic = broker.topic("legacy-admin");
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name(&topic))
+                .with_num_partitions(2)
+                .with_replication_factor(1)
+                .with_configs(vec![
+                    CreatableTopicConfig::default()
+                        .with_name(text("retention.ms"))
+                        .with_value(Some(text("3600000"))),
+                ]),
+        ]);
+    let created = ask!(&mut conn, CreateTopics, 1, request);
+    ensure!(
+        created.topics.first().map(|t| t.error_code) == Some(NONE),
+        "CreateTopics v1: {created:?}"
+    );
+
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(text(&topic))
+            .with_configuration_keys(Some(vec![text("retention.ms"), text("segment.bytes")])),
+    ]);
+    let described = ask!(&mut conn, DescribeConfigs, 0, request);
+    let result = described.results.first().context("no resource answered")?;
+    ensure!(result.error_code == NONE, "DescribeConfigs v0: {result:?}");
+    let entry = |key: &str| {
+        result
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == key)
+            .map(|c| {
+                (
+                    c.value.as_ref().map(ToString::to_string),
+                    c.config_source == SOURCE_DEFAULT_CONFIG,
+                )
+            })
+    };
+    ensure!(
+        entry("retention.ms") == Some((Some("3600000".to_owned()), false)),
+        "retention.ms: {:?}",
+        entry("retention.ms")
+    );
+    ensure!(
+        entry("segment.bytes").is_some_and(|(value, default)| value.is_some() && default),
+        "segment.bytes: {:?}",
+        entry("segment.bytes")
+    );
+
+    let request = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topic_names(vec![name(&topic)]);
+    let deleted = ask!(&mut conn, DeleteTopics, 0, request);
+    let codes: Vec<i16> = deleted.responses.iter().map(|r| r.error_code).collect();
+    ensure!(codes == [NONE], "DeleteTopics v0: {codes:?}");
+    let set = message_set(&[plain(MAGIC_V0, 0, -1, None, "too late")]);
+    let (code, _) = produce_at(&mut conn, 0, &topic, set)?;
+    ensure!(
+        code == UNKNOWN_TOPIC_OR_PARTITION,
+        "Produce v0 to the deleted topic: error {code}"
+    );
     Ok(())
 }
