@@ -140,11 +140,11 @@ fn parse_message(buf: &Bytes) -> Result<(Message, usize), RecordError> {
 /// the same order, as Kafka 3.x does on append.
 ///
 /// Every message's CRC is checked ([`RecordError::MessageCrcMismatch`]); wrappers are
-/// decompressed (at most `max_len` bytes each) and their inner messages must be plain, of the
-/// wrapper's magic, and for magic 1 carry increasing relative offsets
-/// ([`RecordError::InvalidMessageSet`] otherwise). The batch is compressed with the first
-/// wrapper's codec (uncompressed when there is none); magic 0 records get timestamp -1, as in
-/// Kafka. Offsets are left for the log to assign.
+/// decompressed (at most `max_len` bytes each) and their inner messages must be plain and of the
+/// wrapper's magic ([`RecordError::InvalidMessageSet`] otherwise); their offsets are not looked
+/// at (records keep the order of the messages, as Kafka assigns them). The batch is compressed
+/// with the first wrapper's codec (uncompressed when there is none); magic 0 records get
+/// timestamp -1, as in Kafka. Offsets are left for the log to assign.
 pub fn message_set_to_batch(set: &Bytes, max_len: usize) -> Result<Bytes, RecordError> {
     let mut codec = Compression::None;
     let mut builder = BatchBuilder::with_capacity(set.len());
@@ -161,8 +161,23 @@ pub fn message_set_to_batch(set: &Bytes, max_len: usize) -> Result<Bytes, Record
             compressed = fix_lz4_header_checksum(&compressed);
         }
         let inner = Bytes::from(decompress(message.compression, &compressed, max_len)?);
-        let mut last_relative = -1;
-        for inner_message in parse_message_set(&inner)? {
+        let inner = parse_message_set(&inner)?;
+        let Some(last) = inner.last() else {
+            return Err(RecordError::InvalidMessageSet {
+                reason: "a compressed message holds no messages",
+            });
+        };
+        // Inner offsets are otherwise not checked: some old clients wrote magic 1's relative
+        // offsets wrongly (all 0, say), and Kafka has always taken such wrappers and assigned
+        // the offsets in the order of the messages, as the batch built here does. What it
+        // refuses is a magic 1 wrapper whose own offset (the last inner message's absolute one,
+        // or 0 from some librdkafka versions) is below the last relative offset.
+        if message.magic == MAGIC_V1 && message.offset != 0 && message.offset < last.offset {
+            return Err(RecordError::InvalidMessageSet {
+                reason: "a magic 1 wrapper's offset is below its last inner message's relative offset",
+            });
+        }
+        for inner_message in inner {
             if inner_message.compression != Compression::None {
                 return Err(RecordError::InvalidMessageSet {
                     reason: "a compressed message holds another compressed message",
@@ -172,14 +187,6 @@ pub fn message_set_to_batch(set: &Bytes, max_len: usize) -> Result<Bytes, Record
                 return Err(RecordError::InvalidMessageSet {
                     reason: "an inner message's magic differs from its wrapper's",
                 });
-            }
-            if message.magic == MAGIC_V1 {
-                if inner_message.offset <= last_relative {
-                    return Err(RecordError::InvalidMessageSet {
-                        reason: "inner messages of a magic 1 wrapper must have increasing relative offsets from 0",
-                    });
-                }
-                last_relative = inner_message.offset;
             }
             let _ = builder.push(&spec(&inner_message, Some(&message)));
         }
@@ -591,18 +598,6 @@ mod tests {
             message_set_to_batch(&nested, MAX),
             Err(RecordError::InvalidMessageSet { .. })
         ));
-        let backwards = set(&[wrapper(
-            MAGIC_V1,
-            Compression::Gzip,
-            &[
-                message(1, MAGIC_V1, 1, None, Some("x")),
-                message(0, MAGIC_V1, 1, None, Some("y")),
-            ],
-        )]);
-        assert!(matches!(
-            message_set_to_batch(&backwards, MAX),
-            Err(RecordError::InvalidMessageSet { .. })
-        ));
         let mixed = set(&[wrapper(
             MAGIC_V1,
             Compression::Gzip,
@@ -616,6 +611,53 @@ mod tests {
             message_set_to_batch(&Bytes::new(), MAX),
             Err(RecordError::EmptyBatch)
         ));
+    }
+
+    #[test]
+    fn wrong_relative_offsets_are_taken_in_message_order_as_kafka_does() {
+        for offsets in [[1, 0], [0, 0], [5, 9]] {
+            let wrapped = set(&[wrapper(
+                MAGIC_V1,
+                Compression::Gzip,
+                &[
+                    message(offsets[0], MAGIC_V1, 1, None, Some("x")),
+                    message(offsets[1], MAGIC_V1, 2, None, Some("y")),
+                ],
+            )]);
+            let batch = message_set_to_batch(&wrapped, MAX).unwrap();
+            assert_eq!(
+                records(&batch),
+                [kv(1, None, Some("x")), kv(2, None, Some("y"))],
+                "inner offsets {offsets:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrapper_below_its_last_relative_offset_or_empty_is_refused() {
+        let mut low = wrapper(
+            MAGIC_V1,
+            Compression::Gzip,
+            &[
+                message(4, MAGIC_V1, 1, None, Some("x")),
+                message(5, MAGIC_V1, 2, None, Some("y")),
+            ],
+        );
+        low.offset = 3;
+        assert!(matches!(
+            message_set_to_batch(&set(&[low.clone()]), MAX),
+            Err(RecordError::InvalidMessageSet { .. })
+        ));
+        // 0 is what some librdkafka versions write, and is taken.
+        low.offset = 0;
+        assert!(message_set_to_batch(&set(&[low]), MAX).is_ok());
+        for magic in [MAGIC_V0, MAGIC_V1] {
+            let empty = wrapper(magic, Compression::Snappy, &[]);
+            assert!(matches!(
+                message_set_to_batch(&set(&[empty]), MAX),
+                Err(RecordError::InvalidMessageSet { .. })
+            ));
+        }
     }
 
     fn stored(codec: Compression, base: i64, headers: bool) -> Bytes {

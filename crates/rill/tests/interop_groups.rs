@@ -1,7 +1,8 @@
 //! Consumer groups with real clients against a real `rill serve`: the seed's sarama consumer
-//! group (Go), confluent-kafka members sharing partitions and surviving a SIGKILL, kafka-python
-//! and aiokafka group consumers, a standalone (assign-only) consumer, committed offsets across a
-//! restart and a kill -9, and confluent-kafka's AdminClient on groups.
+//! group (Go, told Kafka 2.1.0, so it commits with OffsetCommit v1) and a confluent-kafka
+//! consumer resuming after its commits, confluent-kafka members sharing partitions and surviving
+//! a SIGKILL, kafka-python and aiokafka group consumers, a standalone (assign-only) consumer,
+//! committed offsets across a restart and a kill -9, and confluent-kafka's AdminClient on groups.
 //!
 //! Every test starts its own broker. Most pass `--group-initial-rebalance-delay-ms 200`: Kafka's
 //! default of 3 s (the first rebalance of an empty group waits that long for more members) only
@@ -552,6 +553,92 @@ fn seed_sarama_consumer_group_commits_every_second_and_resumes_after_a_restart()
         second.describe()
     );
     eprintln!("sarama consumer group test took {:?}", started.elapsed());
+    Ok(())
+}
+
+/// sarama's ConsumerGroup at Kafka 2.1.0 with its default `Retention` commits with OffsetCommit
+/// v1 (a commit timestamp per partition); a confluent-kafka consumer at librdkafka's defaults
+/// that joins the same group afterwards starts exactly at those offsets: nothing read twice,
+/// nothing skipped.
+#[test]
+fn sarama_offset_commit_v1_is_where_a_confluent_consumer_of_the_group_resumes() -> Result<()> {
+    const PARTITIONS: i32 = 3;
+    const TOTAL: usize = 30;
+    const TAKEN: usize = 13;
+    let bin = build_sarama(&["consumer_group"])?;
+    let broker = Broker::start_with(&["--group-initial-rebalance-delay-ms", "200"])?;
+    let topic = broker.topic("handover");
+    let group = broker.topic("handover-readers");
+    create_topic(&broker, &topic, PARTITIONS, &[])?;
+    let records = spread("handover", TOTAL, PARTITIONS)?;
+    let places = placed(
+        &records,
+        &produce(&broker, Client::Confluent, &topic, &records, &[])?,
+    )?;
+
+    let mut sarama = sarama_command(bin.path(), "consumer_group", &broker, &topic);
+    let _ = sarama.args([
+        "-group",
+        &group,
+        "-oldest",
+        "-count",
+        &TAKEN.to_string(),
+        "-timeout",
+        "30s",
+    ]);
+    let mut sarama = Proc::spawn("consumer_group", sarama)?;
+    let status = sarama.wait(Duration::from_secs(40))?;
+    ensure!(
+        status.success(),
+        "consumer_group exited with {status}\n{}",
+        sarama.describe()
+    );
+    let taken = sarama
+        .lines()
+        .iter()
+        .map(|l| parse_consumer_line(l))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| sarama.describe())?;
+    ensure!(
+        taken.len() == TAKEN,
+        "consumer_group printed {} records, not {TAKEN}\n{}",
+        taken.len(),
+        sarama.describe()
+    );
+    // Per partition sarama reads from offset 0 in order, and marks what it prints: its last
+    // commit (when the session ends) is one past the last record it printed there.
+    let mut marked: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o, value) in &taken {
+        let next = marked.entry(*p).or_insert(0);
+        ensure!(*o == *next, "sarama read {p}/{o} where {next} was next");
+        ensure!(
+            places.get(&(*p, *o)) == Some(value),
+            "sarama read {value:?} at {p}/{o}, produced {:?}",
+            places.get(&(*p, *o))
+        );
+        *next += 1;
+    }
+    let committed = committed_on(&broker, &group, &topic)?;
+    ensure!(
+        committed == marked,
+        "sarama's OffsetCommit v1 left {committed:?}; it had read up to {marked:?}\n{}",
+        sarama.describe()
+    );
+
+    let rest: BTreeMap<(i32, i64), String> = places
+        .iter()
+        .filter(|((p, o), _)| *o >= marked.get(p).copied().unwrap_or(0))
+        .map(|(place, value)| (*place, value.clone()))
+        .collect();
+    ensure!(rest.len() == TOTAL - TAKEN, "{} records left", rest.len());
+    group_consume(&broker, "confluent", &topic, &group, &rest, PARTITIONS)
+        .context("confluent-kafka after sarama")?;
+    let end = end_offsets(&broker, &topic, PARTITIONS)?;
+    let committed = committed_on(&broker, &group, &topic)?;
+    ensure!(
+        committed == end,
+        "after confluent-kafka the group committed {committed:?}; the log ends are {end:?}"
+    );
     Ok(())
 }
 

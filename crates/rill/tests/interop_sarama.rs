@@ -1,6 +1,9 @@
 //! Interop with the seed's sarama programs (`interop/sarama/`, Go, sarama as Debian ships it):
 //! a partition consumer reads what a sync and an async producer wrote, and every (partition,
-//! offset) a producer was given comes back with the value it sent.
+//! offset) a producer was given comes back with the value it sent. Once at sarama's own default
+//! config (Kafka 0.8.2: Produce v0 with magic 0 messages, Fetch v0, ListOffsets v0, Metadata
+//! v0), once told Kafka 2.2.0 (Produce v3 with record batches v2, Fetch v4). And sarama at its
+//! defaults reads confluent-kafka's batches of every codec, converted to magic 0 messages.
 
 mod common;
 
@@ -11,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use common::{Broker, Result, RunOutput, ms, run};
+use common::{Broker, Client, Rec, Result, RunOutput, create_topic, ms, produce, run};
 
 /// Where Debian's `golang-github-shopify-sarama-dev` puts sarama's source.
 const DEBIAN_GOCODE: &str = "/usr/share/gocode";
@@ -83,9 +86,19 @@ impl Programs {
         Ok(Self { dir })
     }
 
-    fn command(&self, program: &str, bootstrap: &str, topic: &str) -> Command {
+    /// `version`: the programs' `-version` (`None`: sarama's own default).
+    fn command(
+        &self,
+        program: &str,
+        bootstrap: &str,
+        topic: &str,
+        version: Option<&str>,
+    ) -> Command {
         let mut command = Command::new(self.dir.path().join(program));
         let _ = command.args(["-brokers", bootstrap, "-topic", topic, "-verbose"]);
+        if let Some(version) = version {
+            let _ = command.args(["-version", version]);
+        }
         command
     }
 }
@@ -156,7 +169,16 @@ fn parse_consumer_line(line: &str) -> Result<(Record, String)> {
 }
 
 #[test]
-fn seed_sarama_programs_produce_and_consume() -> Result<()> {
+fn seed_sarama_programs_at_sarama_defaults_produce_and_consume() -> Result<()> {
+    seed_sarama_programs_produce_and_consume(None)
+}
+
+#[test]
+fn seed_sarama_programs_told_kafka_2_2_produce_and_consume() -> Result<()> {
+    seed_sarama_programs_produce_and_consume(Some("2.2.0"))
+}
+
+fn seed_sarama_programs_produce_and_consume(version: Option<&str>) -> Result<()> {
     let started = Instant::now();
     let programs = Programs::build()?;
     let broker = Broker::start_with(&["--num-partitions", "3"])?;
@@ -166,7 +188,7 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
     // The consumer starts first and reads from the oldest offset, so it sees every record no
     // matter when its partition consumers get going. Listing the partitions auto-creates the
     // topic (3 partitions, from --num-partitions).
-    let mut consumer = programs.command("partition_consumer", &bootstrap, &topic);
+    let mut consumer = programs.command("partition_consumer", &bootstrap, &topic, version);
     let _ = consumer.args([
         "-oldest",
         "-count",
@@ -176,7 +198,7 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
     ]);
     let consumer = thread::spawn(move || run(consumer, b"", CONSUMER_DEADLINE + ms(10_000)));
 
-    let mut sync = programs.command("sync_producer", &bootstrap, &topic);
+    let mut sync = programs.command("sync_producer", &bootstrap, &topic, version);
     let _ = sync.args(["-n", &SYNC_N.to_string()]);
     let sync = run(sync, b"", PRODUCER_TIMEOUT)?;
     ensure!(
@@ -196,7 +218,7 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
         describe("sync_producer", &sync)
     );
 
-    let mut asynchronous = programs.command("async_producer", &bootstrap, &topic);
+    let mut asynchronous = programs.command("async_producer", &bootstrap, &topic, version);
     let _ = asynchronous.args([
         "-n",
         &ASYNC_N.to_string(),
@@ -309,6 +331,80 @@ fn seed_sarama_programs_produce_and_consume() -> Result<()> {
             "partitions outside 0..3: {produced_places:?}"
         );
     }
-    eprintln!("seed sarama interop took {:?}", started.elapsed());
+    eprintln!(
+        "seed sarama interop (version {version:?}) took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// sarama at its defaults (Fetch v0, magic 0 messages) reads what confluent-kafka wrote as
+/// record batches v2 with headers, uncompressed and with each codec (zstd and LZ4, which magic 0
+/// cannot carry, come uncompressed; gzip and snappy as wrappers): every key and value, in offset
+/// order.
+#[test]
+fn sarama_at_defaults_reads_confluent_batches_of_every_codec() -> Result<()> {
+    let programs = Programs::build()?;
+    let broker = Broker::start()?;
+    let topic = broker.topic("sarama-codecs");
+    create_topic(&broker, &topic, 1, &[])?;
+    let mut expected = Vec::new();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let records: Vec<Rec> = (0..40)
+            .map(|i| Rec {
+                headers: vec![("h".to_owned(), Some(b"1".to_vec()))],
+                partition: Some(0),
+                ..Rec::kv(
+                    format!("{codec}-{i}"),
+                    format!("{codec} value {i} {}", "x".repeat(i % 30)),
+                )
+            })
+            .collect();
+        for d in produce(
+            &broker,
+            Client::Confluent,
+            &topic,
+            &records,
+            &["--compression", codec],
+        )? {
+            let r = records.get(d.index).context("delivery index")?;
+            expected.push((
+                d.offset,
+                String::from_utf8(r.key.clone().unwrap_or_default())?,
+                String::from_utf8(r.value.clone().unwrap_or_default())?,
+            ));
+        }
+    }
+    expected.sort();
+    let mut consumer = programs.command("partition_consumer", &broker.bootstrap(), &topic, None);
+    let _ = consumer.args([
+        "-oldest",
+        "-count",
+        &expected.len().to_string(),
+        "-timeout",
+        "30s",
+    ]);
+    let out = run(consumer, b"", CONSUMER_DEADLINE)?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        describe("partition_consumer", &out)
+    );
+    let consumed = stdout_text(&out)
+        .lines()
+        .map(|line| {
+            let ((p, o, value), key) = parse_consumer_line(line)?;
+            ensure!(p == 0, "partition {p}");
+            Ok((o, key, value))
+        })
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| describe("partition_consumer", &out))?;
+    ensure!(
+        consumed == expected,
+        "sarama read {} records, expected {}; first difference: {:?}",
+        consumed.len(),
+        expected.len(),
+        consumed.iter().zip(&expected).find(|(a, b)| a != b)
+    );
     Ok(())
 }

@@ -26,12 +26,12 @@ import (
 	"github.com/Shopify/sarama"
 )
 
-// defaultVersion is the Kafka version sarama is told it talks to. Debian's sarama (1.22) defaults
-// to 0.8.2, which sends Produce v0 with the v0 message format and Fetch v0; Kafka 4.x removed
-// those versions (KIP-896) and Rill serves Kafka 4.x's ranges. 2.2.0 is the newest version this
-// sarama knows; for groups it sends FindCoordinator v0, JoinGroup v1, SyncGroup, Heartbeat and
-// LeaveGroup v0, OffsetFetch v1 and OffsetCommit v2 (see Retention below).
-const defaultVersion = "2.2.0"
+// defaultVersion is the Kafka version sarama is told it talks to. sarama's ConsumerGroup needs
+// at least 0.10.2 (its own default, 0.8.2, is refused by NewConsumerGroup). At 2.1.0 this sarama
+// sends FindCoordinator v0, JoinGroup v1, SyncGroup, Heartbeat and LeaveGroup v0, OffsetFetch v1,
+// Fetch v4 and, with Consumer.Offsets.Retention at its default of 0, OffsetCommit v1 (a commit
+// timestamp per partition, Kafka 3.9 serves it; Kafka 4 removed it).
+const defaultVersion = "2.1.0"
 
 // handler prints and marks the messages of every claim, and counts them all.
 type handler struct {
@@ -123,11 +123,6 @@ func main() {
 	if *oldest {
 		config.Consumer.Offsets.Initial = sarama.OffsetOldest
 	}
-	// With Retention left at 0 this sarama commits with OffsetCommit v1, which Kafka 4.x removed
-	// (KIP-896) and Rill does not serve either; any other value makes it send v2, whose
-	// retention_time field carries it. -1 ms is Kafka's "no retention time given": the broker
-	// keeps the offsets for its own offsets.retention.minutes.
-	config.Consumer.Offsets.Retention = -1 * time.Millisecond
 
 	consumerGroup, err := sarama.NewConsumerGroup(strings.Split(*brokers, ","), *group, config)
 	if err != nil {

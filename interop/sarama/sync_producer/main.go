@@ -13,31 +13,42 @@ import (
 	"github.com/Shopify/sarama"
 )
 
-// defaultVersion is the Kafka version sarama is told it talks to. Debian's sarama (1.22) defaults
-// to 0.8.2, which sends Produce v0 with the v0 message format and Fetch v0; Kafka 4.x removed
-// those versions (KIP-896) and Rill serves Kafka 4.x's ranges. 2.2.0 is the newest version this
-// sarama knows: it sends Produce v3 with RecordBatch v2, Fetch v4, ListOffsets v1, Metadata v5.
-const defaultVersion = "2.2.0"
+// parseVersion returns the Kafka version to tell sarama, or nil for "" to keep sarama's own
+// default (Debian's sarama 1.22 assumes Kafka 0.8.2 and sends Produce v0 with magic 0 messages,
+// Fetch v0, ListOffsets v0 and Metadata v0, all of which Kafka 3.9 and Rill serve). -version
+// 2.2.0, the newest this sarama knows, gives Produce v3 with RecordBatch v2 and Fetch v4.
+func parseVersion(version string) (*sarama.KafkaVersion, error) {
+	if version == "" {
+		return nil, nil
+	}
+	v, err := sarama.ParseKafkaVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
 
 func main() {
 	brokers := flag.String("brokers", "127.0.0.1:9092", "comma-separated bootstrap brokers")
 	topic := flag.String("topic", "test0", "topic to produce to")
 	n := flag.Int("n", 1, "number of messages to send")
-	version := flag.String("version", defaultVersion, "Kafka version sarama assumes the broker speaks")
+	version := flag.String("version", "", "Kafka version sarama assumes the broker speaks (default: sarama's own, 0.8.2)")
 	verbose := flag.Bool("verbose", false, "log sarama's internals to stderr")
 	flag.Parse()
 
 	if *verbose {
 		sarama.Logger = log.New(os.Stderr, "[sarama] ", log.LstdFlags|log.Lmicroseconds)
 	}
-	kafkaVersion, err := sarama.ParseKafkaVersion(*version)
+	kafkaVersion, err := parseVersion(*version)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bad -version:", err)
 		os.Exit(2)
 	}
 
 	config := sarama.NewConfig()
-	config.Version = kafkaVersion
+	if kafkaVersion != nil {
+		config.Version = *kafkaVersion
+	}
 	// acks=-1: the send counts only once every in-sync replica has the message.
 	config.Producer.RequiredAcks = sarama.WaitForAll
 	// Each message goes to a partition picked at random.

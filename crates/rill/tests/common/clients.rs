@@ -146,7 +146,19 @@ pub fn consume(
     partitions: i32,
     min_records: usize,
 ) -> Result<Consumption> {
-    let args = vec![
+    consume_with(broker, client, topic, partitions, min_records, &[])
+}
+
+/// [`consume`] with more options for consume.py (e.g. `["--api-version", "0.10"]`).
+pub fn consume_with(
+    broker: &Broker,
+    client: Client,
+    topic: &str,
+    partitions: i32,
+    min_records: usize,
+    options: &[&str],
+) -> Result<Consumption> {
+    let mut args = vec![
         broker.bootstrap(),
         topic.to_owned(),
         "--client".to_owned(),
@@ -156,6 +168,7 @@ pub fn consume(
         "--min-records".to_owned(),
         min_records.to_string(),
     ];
+    args.extend(options.iter().map(|o| (*o).to_owned()));
     let out = run_py("consume.py", &args, b"")?;
     let mut end = BTreeMap::new();
     for (p, o) in out
@@ -263,6 +276,35 @@ pub fn segment_bytes(data_dir: &Path, topic: &str) -> Result<u64> {
         data_dir.display()
     );
     Ok(total)
+}
+
+/// The headers of the batches stored for one partition of `topic`, in log order, read from its
+/// segment files (`<data-dir>/<topic>-<partition>/*.log`), each CRC-checked.
+pub fn stored_batches(
+    data_dir: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<rill_record::BatchHeader>> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    segments.retain(|path| path.extension().is_some_and(|e| e == "log"));
+    // Named by base offset, zero-padded: name order is log order.
+    segments.sort();
+    let mut headers = Vec::new();
+    for segment in segments {
+        let bytes = std::fs::read(&segment)?;
+        for batch in rill_record::Batches::new(&bytes) {
+            let batch = batch.with_context(|| format!("a batch in {}", segment.display()))?;
+            batch
+                .verify_crc()
+                .with_context(|| format!("a batch in {}", segment.display()))?;
+            headers.push(*batch.header());
+        }
+    }
+    Ok(headers)
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> Result<&'a Vec<Value>> {

@@ -57,6 +57,14 @@ def parse_kv(pairs):
     return out
 
 
+def parse_version(text):
+    """`"0.10"` -> (0, 10): kafka-python's `api_version`."""
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        fail(f"expected a version like 0.10, got {text!r}")
+
+
 class Deadline:
     def __init__(self, seconds):
         self.end = time.monotonic() + seconds

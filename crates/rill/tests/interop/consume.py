@@ -6,10 +6,15 @@ without a consumer group, and prints every record:
      "records": [{"p", "o", "k", "v", "h": [[name, hex or null]], "ts",
                  "tstype": "create" | "log_append" | null}, ...]}
 
-in the order the client returned them (so per partition in offset order).
+in the order the client returned them (so per partition in offset order). A record without a
+timestamp (message format v0) has "ts": -1 and "tstype": null, as Kafka's Java client reports it.
 
     consume.py BOOTSTRAP TOPIC --client confluent|kafka-python --partitions N
-               [--min-records N] [--timeout SECONDS]
+               [--min-records N] [--api-version X.Y[.Z]] [--timeout SECONDS]
+
+`--api-version` (kafka-python only) tells kafka-python the broker's version instead of asking
+it: 0.10 makes it fetch with Fetch v2 (magic 1 messages) and list offsets with ListOffsets v0,
+0.9 with Fetch v1 (magic 0, no timestamps).
 
 `--min-records` waits until the high watermarks add up to at least N before reading.
 Exits 1 if the records up to the watermarks do not all arrive before the timeout.
@@ -73,9 +78,12 @@ def consume_confluent(args, deadline):
 def consume_kafka_python(args, deadline):
     from kafka import KafkaConsumer, TopicPartition
 
+    extra = {}
+    if args.api_version:
+        extra["api_version"] = common.parse_version(args.api_version)
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap, group_id=None, enable_auto_commit=False,
-        fetch_max_wait_ms=100, consumer_timeout_ms=500)
+        fetch_max_wait_ms=100, consumer_timeout_ms=500, **extra)
     try:
         tps = [TopicPartition(args.topic, p) for p in range(args.partitions)]
         while True:
@@ -99,7 +107,7 @@ def consume_kafka_python(args, deadline):
                         "p": msg.partition, "o": msg.offset,
                         "k": common.tohex(msg.key), "v": common.tohex(msg.value),
                         "h": [[name, common.tohex(value)] for name, value in msg.headers or []],
-                        "ts": msg.timestamp,
+                        "ts": -1 if msg.timestamp is None else msg.timestamp,
                         "tstype": {0: "create", 1: "log_append"}.get(msg.timestamp_type),
                     })
                     position[msg.partition] = msg.offset + 1
@@ -115,8 +123,11 @@ def main():
     parser.add_argument("--client", choices=["confluent", "kafka-python"], required=True)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--min-records", type=int, default=0)
+    parser.add_argument("--api-version")
     parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args()
+    if args.api_version and args.client != "kafka-python":
+        common.fail("--api-version is for kafka-python")
     deadline = common.Deadline(args.timeout)
     if args.client == "confluent":
         end, records = consume_confluent(args, deadline)

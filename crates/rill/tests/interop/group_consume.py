@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Consumes COUNT records of TOPIC as the only member of consumer group GROUP, with kafka-python
-or aiokafka, from the earliest offset where the group has none; then keeps polling for
---linger seconds (to catch a record read twice), commits synchronously, and leaves the group:
+"""Consumes COUNT records of TOPIC as the only member of consumer group GROUP, with kafka-python,
+aiokafka or confluent-kafka, from the earliest offset where the group has none; then keeps
+polling for --linger seconds (to catch a record read twice), commits synchronously, and leaves
+the group:
 
-    group_consume.py BOOTSTRAP TOPIC GROUP --client kafka-python|aiokafka --count N
+    group_consume.py BOOTSTRAP TOPIC GROUP --client kafka-python|aiokafka|confluent --count N
                      [--linger S] [--timeout S]
 
 prints {"client", "assignment": [p, ...],
@@ -58,6 +59,44 @@ def consume_kafka_python(args):
     return records, assignment
 
 
+def consume_confluent(args):
+    from confluent_kafka import Consumer
+
+    # librdkafka's defaults but for where a group without a committed offset starts, which is
+    # the application's choice (the other clients here make the same one).
+    consumer = Consumer({
+        "bootstrap.servers": args.bootstrap,
+        "group.id": args.group,
+        "client.id": "rill-confluent-group",
+        "auto.offset.reset": "earliest",
+    })
+    consumer.subscribe([args.topic])
+    records = []
+    assignment = []
+    try:
+        deadline = common.Deadline(args.timeout)
+        linger = None
+        while not deadline.expired():
+            if len(records) >= args.count and linger is None:
+                linger = common.Deadline(args.linger)
+            if linger is not None and linger.expired():
+                break
+            msg = consumer.poll(0.1)
+            if msg is None:
+                continue
+            if msg.error():
+                common.fail(f"consume error: {msg.error()}")
+            value = msg.value()
+            records.append({"p": msg.partition(), "o": msg.offset(),
+                            "v": None if value is None else value.decode("utf-8", "replace")})
+        assignment = sorted(tp.partition for tp in consumer.assignment())
+        if len(records) >= args.count:
+            consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return records, assignment
+
+
 async def consume_aiokafka(args):
     from aiokafka import AIOKafkaConsumer
 
@@ -99,13 +138,15 @@ def main():
     parser.add_argument("bootstrap")
     parser.add_argument("topic")
     parser.add_argument("group")
-    parser.add_argument("--client", choices=["kafka-python", "aiokafka"], required=True)
+    parser.add_argument("--client", choices=["kafka-python", "aiokafka", "confluent"], required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--linger", type=float, default=0.5)
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args()
     if args.client == "kafka-python":
         records, assignment = consume_kafka_python(args)
+    elif args.client == "confluent":
+        records, assignment = consume_confluent(args)
     else:
         records, assignment = asyncio.run(consume_aiokafka(args))
     if len(records) < args.count:

@@ -3,11 +3,14 @@
 and prints each delivery report: {"client", "delivered": [[index, partition, offset], ...]}.
 
     produce.py BOOTSTRAP TOPIC --client confluent|kafka-python [--compression CODEC]
-               [--acks all|1|0] [--set NAME=VALUE ...] [--timeout SECONDS]
+               [--acks all|1|0] [--set NAME=VALUE ...] [--api-version X.Y[.Z]]
+               [--timeout SECONDS]
 
 `--set` passes extra client settings (librdkafka names for confluent, KafkaProducer keyword
 arguments for kafka-python, where integers and true/false are converted). Both producers are
 non-idempotent unless asked: librdkafka's default, and set explicitly for kafka-python.
+`--api-version` (kafka-python only) tells kafka-python the broker's version instead of asking
+it: 0.10 makes it send Produce v2 with magic 1 messages, 0.9 Produce v1 with magic 0.
 Exits 1 if any record is not delivered, or if librdkafka declines the requested compression.
 """
 
@@ -106,6 +109,8 @@ def produce_kafka_python(args, records):
         # tests ask for it explicitly where they mean to (`--set enable_idempotence=true`).
         "enable_idempotence": False,
     }
+    if args.api_version:
+        config["api_version"] = common.parse_version(args.api_version)
     for key, value in common.parse_kv(args.set).items():
         if value in ("true", "false"):
             config[key] = value == "true"
@@ -140,8 +145,11 @@ def main():
     parser.add_argument("--compression", default="none")
     parser.add_argument("--acks", default="all")
     parser.add_argument("--set", action="append")
+    parser.add_argument("--api-version")
     parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args()
+    if args.api_version and args.client != "kafka-python":
+        common.fail("--api-version is for kafka-python")
     records = common.read_records()
     if args.client == "confluent":
         delivered, errors = produce_confluent(args, records)

@@ -1,22 +1,27 @@
-//! Fetch v13-17 name topics by id (KIP-516): the id Metadata gives reads the topic, an id no
-//! topic has is UNKNOWN_TOPIC_ID, and a deleted topic's id stays unknown after the name is
-//! reused.
+//! Fetch versions at both ends of the range. v13-17 name topics by id (KIP-516): the id Metadata
+//! gives reads the topic, an id no topic has is UNKNOWN_TOPIC_ID, and a deleted topic's id stays
+//! unknown after the name is reused. v0-3 get batches converted down to the old message format,
+//! unless the topic says `message.downconversion.enable=false`: then UNSUPPORTED_VERSION.
 
 mod common;
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use common::{Broker, Result, call, connect, produce_one};
+use rill_protocol::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig,
+};
 use rill_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use rill_protocol::kafka_protocol::messages::{
-    BrokerId, DeleteTopicsRequest, FetchRequest, MetadataRequest, TopicName,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, MetadataRequest, TopicName,
 };
 use rill_protocol::{ApiKey, ResponseKind, StrBytes};
 use rill_record::{Batch, BatchBuilder, Batches, RecordSpec};
 use uuid::Uuid;
 
+const UNSUPPORTED_VERSION: i16 = 35;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
 fn topic_name(topic: &str) -> TopicName {
@@ -139,6 +144,95 @@ fn fetch_by_topic_id_reads_the_topic_and_refuses_unknown_ids() -> Result<()> {
     ensure!(
         code == 0 && values == [Bytes::from("c")],
         "new id: {code} {values:?}"
+    );
+    Ok(())
+}
+
+/// Fetch at `version` (below 13: by name) of partition 0 from offset 0: (error, records bytes).
+fn fetch_by_name(
+    stream: &mut std::net::TcpStream,
+    version: i16,
+    topic: &str,
+    id: i32,
+) -> Result<(i16, Bytes)> {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(1 << 20)
+        .with_min_bytes(1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let ResponseKind::Fetch(response) = call(stream, ApiKey::Fetch, version, id, request)? else {
+        bail!("not a fetch answer");
+    };
+    let partition = response
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition in the fetch answer")?;
+    Ok((
+        partition.error_code,
+        partition.records.clone().unwrap_or_default(),
+    ))
+}
+
+#[test]
+fn a_topic_without_down_conversion_refuses_old_fetches_only() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut stream = connect(&broker)?;
+    let topic = broker.topic("no-down-conversion");
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(topic_name(&topic))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(vec![
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str("message.downconversion.enable"))
+                        .with_value(Some(StrBytes::from_static_str("false"))),
+                ]),
+        ]);
+    let ResponseKind::CreateTopics(created) =
+        call(&mut stream, ApiKey::CreateTopics, 7, 1, create)?
+    else {
+        bail!("not a create topics answer");
+    };
+    ensure!(
+        created.topics.first().map(|t| t.error_code) == Some(0),
+        "create failed: {created:?}"
+    );
+    let batch = BatchBuilder::new()
+        .record(RecordSpec::new(1).value("v2 only"))
+        .build()?;
+    let (code, _) = produce_one(&mut stream, &topic, 0, batch, 2)?;
+    ensure!(code == 0, "produce error {code}");
+    for version in 0..=3 {
+        let (code, records) = fetch_by_name(&mut stream, version, &topic, 10 + i32::from(version))?;
+        ensure!(
+            code == UNSUPPORTED_VERSION && records.is_empty(),
+            "Fetch v{version}: error {code}, {} bytes",
+            records.len()
+        );
+    }
+    let (code, records) = fetch_by_name(&mut stream, 4, &topic, 20)?;
+    ensure!(code == 0, "Fetch v4: error {code}");
+    let values: Vec<Bytes> = Batch::parse(&records)?
+        .records()?
+        .into_iter()
+        .filter_map(|r| r.value)
+        .collect();
+    ensure!(
+        values == [Bytes::from("v2 only")],
+        "Fetch v4 read {values:?}"
     );
     Ok(())
 }
