@@ -70,6 +70,7 @@ const INVALID_RECORD: i16 = 87;
 /// ListOffsets timestamps.
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
 
 /// DescribeConfigs resource types and config sources.
 const RESOURCE_TOPIC: i8 = 2;
@@ -1157,6 +1158,93 @@ fn a_fetch_right_after_delete_records_reports_the_new_log_start() -> Result<()> 
         stale.len(),
         stale.iter().take(5).collect::<Vec<_>>()
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// ListOffsets
+
+/// ListOffsets v7 of one partition at `timestamp`: (error code, offset, timestamp).
+fn offset_and_time(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<(i16, i64, i64)> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let response = ask!(conn, ListOffsets, 7, request);
+    response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| (p.error_code, p.offset, p.timestamp))
+        .context("no partition in the ListOffsets answer")
+}
+
+/// One batch of records stamped `timestamps`.
+fn stamped_batch(timestamps: &[i64]) -> Result<Bytes> {
+    let mut builder = BatchBuilder::new();
+    for &t in timestamps {
+        builder = builder.record(RecordSpec::new(t).value(b"Message".to_vec()));
+    }
+    Ok(builder.build()?)
+}
+
+#[test]
+fn list_offsets_max_timestamp_is_the_record_with_the_largest_timestamp() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("max-timestamp");
+    create_ok(&mut c, &topic, 1, &[])?;
+    // Empty: no record, so Kafka's -1 and -1.
+    ensure!(
+        offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)? == (NONE, -1, -1),
+        "an empty partition"
+    );
+    // librdkafka's 0081 (KAFKA-16310): 100, 400, 250 in one batch is offset 1, at 400.
+    let base = 10_000_000;
+    let (code, _) = c.produce(
+        &topic,
+        0,
+        stamped_batch(&[base + 100, base + 400, base + 250])?,
+    )?;
+    ensure!(code == NONE, "produce: {code}");
+    let got = offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)?;
+    ensure!(got == (NONE, 1, base + 400), "max timestamp: {got:?}");
+    // The other specs of that test, on the same records.
+    for (spec, offset) in [
+        (EARLIEST, 0),
+        (LATEST, 3),
+        (base + 50, 0),
+        (base + 300, 1),
+        (base + 150, 1),
+    ] {
+        let (code, got, _) = offset_and_time(&mut c, &topic, 0, spec)?;
+        ensure!(
+            (code, got) == (NONE, offset),
+            "ListOffsets {spec}: ({code}, {got}), expected offset {offset}"
+        );
+    }
+    // A later batch with the same largest timestamp does not move it (the earliest wins, as
+    // in Kafka); a larger one does, at its own record.
+    let (code, _) = c.produce(&topic, 0, stamped_batch(&[base + 400, base + 10])?)?;
+    ensure!(code == NONE, "produce: {code}");
+    let got = offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)?;
+    ensure!(got == (NONE, 1, base + 400), "after a tie: {got:?}");
+    let (code, _) = c.produce(&topic, 0, stamped_batch(&[base, base + 900, base + 5])?)?;
+    ensure!(code == NONE, "produce: {code}");
+    let got = offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)?;
+    ensure!(got == (NONE, 6, base + 900), "after a larger one: {got:?}");
     Ok(())
 }
 
