@@ -44,8 +44,9 @@ use rill_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTo
 use rill_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeTopicPartitionsRequest, FetchRequest, FetchResponse, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    DescribeGroupsRequest, DescribeTopicPartitionsRequest, FetchRequest, FetchResponse, GroupId,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    TopicName,
 };
 use rill_protocol::{ApiKey, Response, ResponseKind, StrBytes};
 use rill_record::{Batch, BatchBuilder, Batches, RecordSpec};
@@ -1288,6 +1289,119 @@ fn describe_cluster_shows_one_broker_and_a_stable_cluster_id() -> Result<()> {
         before == after,
         "the cluster id changed across a restart: {before} then {after}"
     );
+    Ok(())
+}
+
+/// Kafka's authorized-operations bit sets with no authorizer (bit `1 << AclOperation code`),
+/// and its answer when they were not asked for.
+const TOPIC_OPERATIONS: i32 = 1 << 3 // READ
+    | 1 << 4 // WRITE
+    | 1 << 5 // CREATE
+    | 1 << 6 // DELETE
+    | 1 << 7 // ALTER
+    | 1 << 8 // DESCRIBE
+    | 1 << 10 // DESCRIBE_CONFIGS
+    | 1 << 11; // ALTER_CONFIGS
+const CLUSTER_OPERATIONS: i32 = 1 << 5 // CREATE
+    | 1 << 7 // ALTER
+    | 1 << 8 // DESCRIBE
+    | 1 << 9 // CLUSTER_ACTION
+    | 1 << 10 // DESCRIBE_CONFIGS
+    | 1 << 11 // ALTER_CONFIGS
+    | 1 << 12; // IDEMPOTENT_WRITE
+const GROUP_OPERATIONS: i32 = 1 << 3 // READ
+    | 1 << 6 // DELETE
+    | 1 << 8 // DESCRIBE
+    | 1 << 10 // DESCRIBE_CONFIGS
+    | 1 << 11; // ALTER_CONFIGS
+const NOT_REQUESTED: i32 = i32::MIN;
+
+#[test]
+fn authorized_operations_are_answered_only_when_asked() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("authorized");
+    create_ok(&mut c, &topic, 1, &[])?;
+
+    for (asked, want) in [(false, NOT_REQUESTED), (true, CLUSTER_OPERATIONS)] {
+        let response = ask!(
+            &mut c,
+            DescribeCluster,
+            1,
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked)
+        );
+        ensure!(
+            response.cluster_authorized_operations == want,
+            "DescribeCluster asked={asked}: {}",
+            response.cluster_authorized_operations
+        );
+    }
+
+    // Metadata v10 has both flags; v12 only the topic's.
+    for (version, cluster, topics) in [(10, true, true), (10, false, false), (12, false, true)] {
+        let response = ask!(
+            &mut c,
+            Metadata,
+            version,
+            MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name(&topic))),
+                ]))
+                .with_allow_auto_topic_creation(false)
+                .with_include_cluster_authorized_operations(cluster)
+                .with_include_topic_authorized_operations(topics)
+        );
+        let want_cluster = if cluster {
+            CLUSTER_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        let want_topic = if topics {
+            TOPIC_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        let got: Vec<(i16, i32)> = response
+            .topics
+            .iter()
+            .map(|t| (t.error_code, t.topic_authorized_operations))
+            .collect();
+        ensure!(
+            response.cluster_authorized_operations == want_cluster && got == [(NONE, want_topic)],
+            "Metadata v{version} cluster={cluster} topics={topics}: cluster {}, topics {got:?}",
+            response.cluster_authorized_operations
+        );
+    }
+
+    // DescribeTopicPartitions has no flag: Kafka always answers them.
+    let (_, response) = describe_partitions(&mut c, &[&topic], 10, None)?;
+    let got: Vec<i32> = response
+        .topics
+        .iter()
+        .map(|t| t.topic_authorized_operations)
+        .collect();
+    ensure!(
+        got == [TOPIC_OPERATIONS],
+        "DescribeTopicPartitions: {got:?}"
+    );
+
+    // DescribeGroups v3+: for every group asked about, known or not.
+    for (asked, want) in [(false, NOT_REQUESTED), (true, GROUP_OPERATIONS)] {
+        let response = ask!(
+            &mut c,
+            DescribeGroups,
+            5,
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(text("no-such-group"))])
+                .with_include_authorized_operations(asked)
+        );
+        let got: Vec<i32> = response
+            .groups
+            .iter()
+            .map(|g| g.authorized_operations)
+            .collect();
+        ensure!(got == [want], "DescribeGroups asked={asked}: {got:?}");
+    }
     Ok(())
 }
 
