@@ -20,9 +20,11 @@ use common::{
 use rill_protocol::kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use rill_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use rill_protocol::kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
 use rill_protocol::kafka_protocol::messages::create_topics_request::{
-    CreatableTopic, CreatableTopicConfig,
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
 use rill_protocol::kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
@@ -62,6 +64,7 @@ const INVALID_REQUIRED_ACKS: i16 = 21;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
@@ -1926,6 +1929,243 @@ fn create_topics_refuses_what_it_cannot_serve_and_defaults_the_partition_count()
     ensure!(partition_count(&mut c, &defaulted)? == 4, "shrunk");
     ensure!(grow(&mut c, 6)? == NONE, "CreatePartitions to 6");
     ensure!(partition_count(&mut c, &defaulted)? == 6, "not grown to 6");
+    Ok(())
+}
+
+/// CreateTopics v7 of one topic with a manual replica assignment `(partition, brokers)`.
+fn create_assigned(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+    assignment: &[(i32, &[i32])],
+    validate_only: bool,
+) -> Result<CreatableTopicResult> {
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_validate_only(validate_only)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor)
+                .with_assignments(
+                    assignment
+                        .iter()
+                        .map(|(p, brokers)| {
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(*p)
+                                .with_broker_ids(brokers.iter().copied().map(BrokerId).collect())
+                        })
+                        .collect(),
+                ),
+        ]);
+    let response = ask!(conn, CreateTopics, 7, request);
+    response
+        .topics
+        .into_iter()
+        .next()
+        .context("no topic in the CreateTopics answer")
+}
+
+/// CreatePartitions v3 of one topic to `count`, with the new partitions' replicas if given:
+/// the error code.
+fn grow_assigned(
+    conn: &mut Conn,
+    topic: &str,
+    count: i32,
+    assignment: Option<&[&[i32]]>,
+    validate_only: bool,
+) -> Result<i16> {
+    let request = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_validate_only(validate_only)
+        .with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(name(topic))
+                .with_count(count)
+                .with_assignments(assignment.map(|lists| {
+                    lists
+                        .iter()
+                        .map(|brokers| {
+                            CreatePartitionsAssignment::default()
+                                .with_broker_ids(brokers.iter().copied().map(BrokerId).collect())
+                        })
+                        .collect()
+                })),
+        ]);
+    let response = ask!(conn, CreatePartitions, 3, request);
+    response
+        .results
+        .first()
+        .map(|r| r.error_code)
+        .context("no topic in the CreatePartitions answer")
+}
+
+#[test]
+fn manual_replica_assignments_may_name_this_broker_only() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let me: &[i32] = &[0];
+    // (what, partitions, replication factor, assignment, expected code)
+    type Case<'a> = (&'a str, i32, i16, &'a [(i32, &'a [i32])], i16);
+    let refused: [Case<'_>; 9] = [
+        (
+            "a replication factor beside it",
+            -1,
+            1,
+            &[(0, me)],
+            INVALID_REQUEST,
+        ),
+        (
+            "a partition count beside it",
+            1,
+            -1,
+            &[(0, me)],
+            INVALID_REQUEST,
+        ),
+        (
+            "an unknown broker",
+            -1,
+            -1,
+            &[(0, &[1])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "two brokers",
+            -1,
+            -1,
+            &[(0, &[0, 1])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "the broker twice",
+            -1,
+            -1,
+            &[(0, &[0, 0])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "no replicas",
+            -1,
+            -1,
+            &[(0, &[])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "a partition twice",
+            -1,
+            -1,
+            &[(0, me), (0, me)],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "a gap",
+            -1,
+            -1,
+            &[(0, me), (2, me)],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        ("not from 0", -1, -1, &[(1, me)], INVALID_REPLICA_ASSIGNMENT),
+    ];
+    for (what, partitions, rf, assignment, expected) in refused {
+        let topic = broker.topic("assigned-refused");
+        let result = create_assigned(&mut c, &topic, partitions, rf, assignment, false)?;
+        ensure!(
+            result.error_code == expected,
+            "{what}: answered {} ({:?}), expected {expected}",
+            result.error_code,
+            result.error_message
+        );
+    }
+    ensure!(topic_names(&mut c)?.is_empty(), "a refused topic exists");
+
+    // Validate-only checks and creates nothing; then the same assignment, in any order.
+    let topic = broker.topic("assigned");
+    let assignment: &[(i32, &[i32])] = &[(2, me), (0, me), (1, me)];
+    let result = create_assigned(&mut c, &topic, -1, -1, assignment, true)?;
+    ensure!(
+        (
+            result.error_code,
+            result.num_partitions,
+            result.replication_factor
+        ) == (NONE, 3, 1),
+        "validate-only: {result:?}"
+    );
+    ensure!(topic_names(&mut c)?.is_empty(), "validate-only created it");
+    let result = create_assigned(&mut c, &topic, -1, -1, assignment, false)?;
+    ensure!(
+        (
+            result.error_code,
+            result.num_partitions,
+            result.replication_factor
+        ) == (NONE, 3, 1),
+        "created: {result:?}"
+    );
+    ensure!(partition_count(&mut c, &topic)? == 3, "not 3 partitions");
+
+    // CreatePartitions: one list per new partition, one replica, this broker.
+    // (what, count, assignment, expected code)
+    type Growth<'a> = (&'a str, i32, Option<&'a [&'a [i32]]>, i16);
+    let grown: [Growth<'_>; 7] = [
+        ("the same count", 3, Some(&[]), INVALID_PARTITIONS),
+        ("fewer", 2, Some(&[]), INVALID_PARTITIONS),
+        (
+            "an empty list for 2 new",
+            5,
+            Some(&[]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "1 list for 2 new",
+            5,
+            Some(&[me]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "an unknown broker",
+            5,
+            Some(&[me, &[7]]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "two replicas",
+            5,
+            Some(&[me, &[0, 0]]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "no replicas",
+            5,
+            Some(&[me, &[]]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+    ];
+    for (what, count, assignment, expected) in grown {
+        let code = grow_assigned(&mut c, &topic, count, assignment, false)?;
+        ensure!(
+            code == expected,
+            "{what}: answered {code}, expected {expected}"
+        );
+    }
+    ensure!(
+        grow_assigned(&mut c, &topic, 5, Some(&[me, me]), true)? == NONE,
+        "validate-only growth"
+    );
+    ensure!(
+        partition_count(&mut c, &topic)? == 3,
+        "validate-only grew it"
+    );
+    ensure!(
+        grow_assigned(&mut c, &topic, 5, Some(&[me, me]), false)? == NONE,
+        "growth to 5"
+    );
+    ensure!(partition_count(&mut c, &topic)? == 5, "not grown to 5");
+    ensure!(
+        grow_assigned(&mut c, &topic, 6, None, false)? == NONE,
+        "growth to 6 with no assignment"
+    );
+    ensure!(partition_count(&mut c, &topic)? == 6, "not grown to 6");
     Ok(())
 }
 
