@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 
 use rill_protocol::ErrorCode;
 use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use rill_protocol::kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use rill_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-
-use rill_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 
 use crate::assignment;
 use crate::broker::{Broker, TopicError};
