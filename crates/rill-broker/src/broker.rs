@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rill_protocol::ErrorCode;
 use uuid::Uuid;
 
+use crate::assignment;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::meta::{self, MetaStore, TopicRecord};
@@ -247,23 +248,49 @@ impl Broker {
         Ok(topic.id)
     }
 
-    /// Raises a topic's partition count.
+    /// Raises a topic's partition count. `assignments`, when given, holds the new partitions'
+    /// replicas, checked as Kafka checks them (one list per new partition, each naming only
+    /// this broker, as many replicas as the topic has).
     pub(crate) async fn create_partitions(
         &self,
         name: &str,
         count: i32,
+        assignments: Option<&[Vec<i32>]>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
         let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
         let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        if count <= current {
+        if count == current {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("Topic already has {current} partition(s)."),
+            ));
+        }
+        if count < current {
             return Err((
                 ErrorCode::InvalidPartitions,
                 format!(
-                    "topic '{name}' has {current} partitions; the new count {count} must be larger"
+                    "The topic {name} currently has {current} partition(s); {count} would not be \
+                     an increase."
                 ),
             ));
+        }
+        if let Some(assignments) = assignments {
+            let additional = count - current;
+            if usize::try_from(additional).ok() != Some(assignments.len()) {
+                return Err((
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!(
+                        "Attempted to add {additional} additional partition(s), but only {} \
+                         assignment(s) were specified.",
+                        assignments.len()
+                    ),
+                ));
+            }
+            for replicas in assignments {
+                assignment::check_replicas(replicas, self.config.node_id, Some(1))?;
+            }
         }
         if validate_only {
             return Ok(());

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod assignment;
 mod broker;
 mod config;
 mod connection;

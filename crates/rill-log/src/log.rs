@@ -452,62 +452,28 @@ impl Log {
         &self,
         timestamp: i64,
     ) -> Result<Option<TimestampOffset>, LogError> {
-        let Some(segment) = self.segments().find(|s| s.max_timestamp >= timestamp) else {
-            return Ok(None);
-        };
-        let start = segment
-            .time_lookup_offset(timestamp)
-            .max(self.log_start_offset);
-        let Some((mut position, _)) = segment.find_batch(start)? else {
-            return Ok(None);
-        };
-        while position < segment.size {
-            let header = segment.header_at(position)?;
-            if header.max_timestamp >= timestamp {
-                let bytes = segment.read_at(position, header.total_len())?;
-                let corrupt = |source: rill_record::RecordError| LogError::Corrupt {
-                    path: segment.path().to_path_buf(),
-                    position,
-                    source: source.into(),
-                };
-                // `records` checks the CRC before it decodes.
-                let records = Batch::parse(&bytes)
-                    .and_then(|batch| batch.records())
-                    .map_err(corrupt)?;
-                if let Some(found) = records.iter().find(|r| r.timestamp >= timestamp) {
-                    return Ok(Some(TimestampOffset {
-                        offset: found.offset,
-                        timestamp: found.timestamp,
-                    }));
-                }
+        for segment in self.segments().filter(|s| s.max_timestamp >= timestamp) {
+            if let Some(found) = first_at_or_after(segment, timestamp, self.log_start_offset)? {
+                return Ok(Some(found));
             }
-            position += header.total_len() as u64;
         }
         Ok(None)
     }
 
-    /// The record with the largest timestamp (Kafka's ListOffsets `MAX_TIMESTAMP`): the last
-    /// batch holding the log's largest timestamp, reported at its last offset.
+    /// The record with the largest timestamp (Kafka's ListOffsets `MAX_TIMESTAMP`, KIP-734):
+    /// its own offset and timestamp, found by decoding the batch that holds it, since a batch
+    /// header only has its largest timestamp. With ties, the earliest such record, as Kafka
+    /// (which keeps a segment's first batch with its largest timestamp). Like Kafka, it looks
+    /// at whole segments, so after DeleteRecords the record may lie below the log start.
     pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
         let max = self.segments().map(|s| s.max_timestamp).max().unwrap_or(-1);
         if max < 0 {
             return Ok(None);
         }
-        let mut found = None;
-        if let Some(segment) = self.segments().rev().find(|s| s.max_timestamp == max) {
-            let mut position = 0;
-            while position < segment.size {
-                let header = segment.header_at(position)?;
-                if header.max_timestamp == max {
-                    found = Some(TimestampOffset {
-                        offset: header.last_offset(),
-                        timestamp: max,
-                    });
-                }
-                position += header.total_len() as u64;
-            }
+        match self.segments().find(|s| s.max_timestamp == max) {
+            Some(segment) => first_at_or_after(segment, max, segment.base_offset),
+            None => Ok(None),
         }
-        Ok(found)
     }
 
     /// Deletes whole sealed segments past `retention.ms` (by their largest timestamp) or while
@@ -628,6 +594,46 @@ impl Log {
         fs::write(&marker, b"").at(&marker)?;
         fsync_dir(&self.dir)
     }
+}
+
+/// The first record of `segment` at or after offset `from` whose timestamp is at or after
+/// `timestamp`: the time index gives where to start, the batches' headers which batch to
+/// decode.
+fn first_at_or_after(
+    segment: &Segment,
+    timestamp: i64,
+    from: i64,
+) -> Result<Option<TimestampOffset>, LogError> {
+    let start = segment.time_lookup_offset(timestamp).max(from);
+    let Some((mut position, _)) = segment.find_batch(start)? else {
+        return Ok(None);
+    };
+    while position < segment.size {
+        let header = segment.header_at(position)?;
+        if header.max_timestamp >= timestamp {
+            let bytes = segment.read_at(position, header.total_len())?;
+            let corrupt = |source: rill_record::RecordError| LogError::Corrupt {
+                path: segment.path().to_path_buf(),
+                position,
+                source: source.into(),
+            };
+            // `records` checks the CRC before it decodes (and decompresses).
+            let records = Batch::parse(&bytes)
+                .and_then(|batch| batch.records())
+                .map_err(corrupt)?;
+            if let Some(found) = records
+                .iter()
+                .find(|r| r.offset >= from && r.timestamp >= timestamp)
+            {
+                return Ok(Some(TimestampOffset {
+                    offset: found.offset,
+                    timestamp: found.timestamp,
+                }));
+            }
+        }
+        position += header.total_len() as u64;
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -325,3 +325,50 @@ fn invalid_configs_are_refused() -> TestResult {
     }
     Ok(())
 }
+
+/// A batch of records stamped `timestamps`, compressed with `compression`.
+fn stamped(timestamps: &[i64], compression: rill_record::Compression) -> Vec<u8> {
+    let mut builder = rill_record::BatchBuilder::new().compression(compression);
+    for &t in timestamps {
+        builder = builder.record(rill_record::RecordSpec::new(t).value(vec![b'v'; 300]));
+    }
+    builder.build().map(|b| b.to_vec()).unwrap_or_default()
+}
+
+#[test]
+fn max_timestamp_is_the_record_not_its_batch() -> TestResult {
+    use rill_record::Compression;
+    let dir = tempfile::tempdir()?;
+    let mut log = Log::open(dir.path(), small_segments(2_000), NOW)?;
+    let found = |offset, timestamp| Some(TimestampOffset { offset, timestamp });
+    assert_eq!(log.max_timestamp()?, None);
+    // KAFKA-16310: 100, 400, 250 in one batch is offset 1, not the batch's last offset.
+    let _ = log.append(&mut stamped(&[100, 400, 250], Compression::None), NOW)?;
+    assert_eq!(log.max_timestamp()?, found(1, 400));
+    // A later batch with the same largest timestamp: the earliest record keeps it, as in Kafka.
+    let _ = log.append(&mut stamped(&[300, 400], Compression::Zstd), NOW)?;
+    assert_eq!(log.max_timestamp()?, found(1, 400));
+    // Inside a compressed batch: 5..=8 hold 50, 900, 900, 10.
+    let _ = log.append(&mut stamped(&[50, 900, 900, 10], Compression::Gzip), NOW)?;
+    assert_eq!(log.max_timestamp()?, found(6, 900));
+    // Newer segments with older timestamps do not move it.
+    for _ in 0..4 {
+        let _ = log.append(&mut stamped(&[500, 600, 700], Compression::None), NOW)?;
+    }
+    assert!(log.segment_count() > 2);
+    assert_eq!(log.max_timestamp()?, found(6, 900));
+    // The same after a clean reopen and after a crash (reopen without close).
+    log.close()?;
+    let log = Log::open(dir.path(), small_segments(2_000), NOW)?;
+    assert_eq!(log.max_timestamp()?, found(6, 900));
+    drop(log);
+    let mut log = Log::open(dir.path(), small_segments(2_000), NOW)?;
+    assert_eq!(log.max_timestamp()?, found(6, 900));
+    // A larger timestamp in the active segment wins.
+    let info = log.append(
+        &mut stamped(&[1_000, 2_000, 1_500], Compression::Snappy),
+        NOW,
+    )?;
+    assert_eq!(log.max_timestamp()?, found(info.base_offset + 1, 2_000));
+    Ok(())
+}

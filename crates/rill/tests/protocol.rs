@@ -20,9 +20,11 @@ use common::{
 use rill_protocol::kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use rill_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use rill_protocol::kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
 use rill_protocol::kafka_protocol::messages::create_topics_request::{
-    CreatableTopic, CreatableTopicConfig,
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
 use rill_protocol::kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
@@ -44,8 +46,9 @@ use rill_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTo
 use rill_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeTopicPartitionsRequest, FetchRequest, FetchResponse, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    DescribeGroupsRequest, DescribeTopicPartitionsRequest, FetchRequest, FetchResponse, GroupId,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    TopicName,
 };
 use rill_protocol::{ApiKey, Response, ResponseKind, StrBytes};
 use rill_record::{Batch, BatchBuilder, Batches, RecordSpec};
@@ -61,6 +64,7 @@ const INVALID_REQUIRED_ACKS: i16 = 21;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
@@ -69,6 +73,7 @@ const INVALID_RECORD: i16 = 87;
 /// ListOffsets timestamps.
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
 
 /// DescribeConfigs resource types and config sources.
 const RESOURCE_TOPIC: i8 = 2;
@@ -1160,6 +1165,93 @@ fn a_fetch_right_after_delete_records_reports_the_new_log_start() -> Result<()> 
 }
 
 // ---------------------------------------------------------------------------------------------
+// ListOffsets
+
+/// ListOffsets v7 of one partition at `timestamp`: (error code, offset, timestamp).
+fn offset_and_time(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<(i16, i64, i64)> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let response = ask!(conn, ListOffsets, 7, request);
+    response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| (p.error_code, p.offset, p.timestamp))
+        .context("no partition in the ListOffsets answer")
+}
+
+/// One batch of records stamped `timestamps`.
+fn stamped_batch(timestamps: &[i64]) -> Result<Bytes> {
+    let mut builder = BatchBuilder::new();
+    for &t in timestamps {
+        builder = builder.record(RecordSpec::new(t).value(b"Message".to_vec()));
+    }
+    Ok(builder.build()?)
+}
+
+#[test]
+fn list_offsets_max_timestamp_is_the_record_with_the_largest_timestamp() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("max-timestamp");
+    create_ok(&mut c, &topic, 1, &[])?;
+    // Empty: no record, so Kafka's -1 and -1.
+    ensure!(
+        offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)? == (NONE, -1, -1),
+        "an empty partition"
+    );
+    // librdkafka's 0081 (KAFKA-16310): 100, 400, 250 in one batch is offset 1, at 400.
+    let base = 10_000_000;
+    let (code, _) = c.produce(
+        &topic,
+        0,
+        stamped_batch(&[base + 100, base + 400, base + 250])?,
+    )?;
+    ensure!(code == NONE, "produce: {code}");
+    let got = offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)?;
+    ensure!(got == (NONE, 1, base + 400), "max timestamp: {got:?}");
+    // The other specs of that test, on the same records.
+    for (spec, offset) in [
+        (EARLIEST, 0),
+        (LATEST, 3),
+        (base + 50, 0),
+        (base + 300, 1),
+        (base + 150, 1),
+    ] {
+        let (code, got, _) = offset_and_time(&mut c, &topic, 0, spec)?;
+        ensure!(
+            (code, got) == (NONE, offset),
+            "ListOffsets {spec}: ({code}, {got}), expected offset {offset}"
+        );
+    }
+    // A later batch with the same largest timestamp does not move it (the earliest wins, as
+    // in Kafka); a larger one does, at its own record.
+    let (code, _) = c.produce(&topic, 0, stamped_batch(&[base + 400, base + 10])?)?;
+    ensure!(code == NONE, "produce: {code}");
+    let got = offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)?;
+    ensure!(got == (NONE, 1, base + 400), "after a tie: {got:?}");
+    let (code, _) = c.produce(&topic, 0, stamped_batch(&[base, base + 900, base + 5])?)?;
+    ensure!(code == NONE, "produce: {code}");
+    let got = offset_and_time(&mut c, &topic, 0, MAX_TIMESTAMP)?;
+    ensure!(got == (NONE, 6, base + 900), "after a larger one: {got:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // DescribeCluster, DescribeTopicPartitions
 
 #[test]
@@ -1199,6 +1291,119 @@ fn describe_cluster_shows_one_broker_and_a_stable_cluster_id() -> Result<()> {
         before == after,
         "the cluster id changed across a restart: {before} then {after}"
     );
+    Ok(())
+}
+
+/// Kafka's authorized-operations bit sets with no authorizer (bit `1 << AclOperation code`),
+/// and its answer when they were not asked for.
+const TOPIC_OPERATIONS: i32 = 1 << 3 // READ
+    | 1 << 4 // WRITE
+    | 1 << 5 // CREATE
+    | 1 << 6 // DELETE
+    | 1 << 7 // ALTER
+    | 1 << 8 // DESCRIBE
+    | 1 << 10 // DESCRIBE_CONFIGS
+    | 1 << 11; // ALTER_CONFIGS
+const CLUSTER_OPERATIONS: i32 = 1 << 5 // CREATE
+    | 1 << 7 // ALTER
+    | 1 << 8 // DESCRIBE
+    | 1 << 9 // CLUSTER_ACTION
+    | 1 << 10 // DESCRIBE_CONFIGS
+    | 1 << 11 // ALTER_CONFIGS
+    | 1 << 12; // IDEMPOTENT_WRITE
+const GROUP_OPERATIONS: i32 = 1 << 3 // READ
+    | 1 << 6 // DELETE
+    | 1 << 8 // DESCRIBE
+    | 1 << 10 // DESCRIBE_CONFIGS
+    | 1 << 11; // ALTER_CONFIGS
+const NOT_REQUESTED: i32 = i32::MIN;
+
+#[test]
+fn authorized_operations_are_answered_only_when_asked() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let topic = broker.topic("authorized");
+    create_ok(&mut c, &topic, 1, &[])?;
+
+    for (asked, want) in [(false, NOT_REQUESTED), (true, CLUSTER_OPERATIONS)] {
+        let response = ask!(
+            &mut c,
+            DescribeCluster,
+            1,
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked)
+        );
+        ensure!(
+            response.cluster_authorized_operations == want,
+            "DescribeCluster asked={asked}: {}",
+            response.cluster_authorized_operations
+        );
+    }
+
+    // Metadata v10 has both flags; v12 only the topic's.
+    for (version, cluster, topics) in [(10, true, true), (10, false, false), (12, false, true)] {
+        let response = ask!(
+            &mut c,
+            Metadata,
+            version,
+            MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name(&topic))),
+                ]))
+                .with_allow_auto_topic_creation(false)
+                .with_include_cluster_authorized_operations(cluster)
+                .with_include_topic_authorized_operations(topics)
+        );
+        let want_cluster = if cluster {
+            CLUSTER_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        let want_topic = if topics {
+            TOPIC_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        let got: Vec<(i16, i32)> = response
+            .topics
+            .iter()
+            .map(|t| (t.error_code, t.topic_authorized_operations))
+            .collect();
+        ensure!(
+            response.cluster_authorized_operations == want_cluster && got == [(NONE, want_topic)],
+            "Metadata v{version} cluster={cluster} topics={topics}: cluster {}, topics {got:?}",
+            response.cluster_authorized_operations
+        );
+    }
+
+    // DescribeTopicPartitions has no flag: Kafka always answers them.
+    let (_, response) = describe_partitions(&mut c, &[&topic], 10, None)?;
+    let got: Vec<i32> = response
+        .topics
+        .iter()
+        .map(|t| t.topic_authorized_operations)
+        .collect();
+    ensure!(
+        got == [TOPIC_OPERATIONS],
+        "DescribeTopicPartitions: {got:?}"
+    );
+
+    // DescribeGroups v3+: for every group asked about, known or not.
+    for (asked, want) in [(false, NOT_REQUESTED), (true, GROUP_OPERATIONS)] {
+        let response = ask!(
+            &mut c,
+            DescribeGroups,
+            5,
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(text("no-such-group"))])
+                .with_include_authorized_operations(asked)
+        );
+        let got: Vec<i32> = response
+            .groups
+            .iter()
+            .map(|g| g.authorized_operations)
+            .collect();
+        ensure!(got == [want], "DescribeGroups asked={asked}: {got:?}");
+    }
     Ok(())
 }
 
@@ -1723,6 +1928,243 @@ fn create_topics_refuses_what_it_cannot_serve_and_defaults_the_partition_count()
     ensure!(partition_count(&mut c, &defaulted)? == 4, "shrunk");
     ensure!(grow(&mut c, 6)? == NONE, "CreatePartitions to 6");
     ensure!(partition_count(&mut c, &defaulted)? == 6, "not grown to 6");
+    Ok(())
+}
+
+/// CreateTopics v7 of one topic with a manual replica assignment `(partition, brokers)`.
+fn create_assigned(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+    assignment: &[(i32, &[i32])],
+    validate_only: bool,
+) -> Result<CreatableTopicResult> {
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_validate_only(validate_only)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor)
+                .with_assignments(
+                    assignment
+                        .iter()
+                        .map(|(p, brokers)| {
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(*p)
+                                .with_broker_ids(brokers.iter().copied().map(BrokerId).collect())
+                        })
+                        .collect(),
+                ),
+        ]);
+    let response = ask!(conn, CreateTopics, 7, request);
+    response
+        .topics
+        .into_iter()
+        .next()
+        .context("no topic in the CreateTopics answer")
+}
+
+/// CreatePartitions v3 of one topic to `count`, with the new partitions' replicas if given:
+/// the error code.
+fn grow_assigned(
+    conn: &mut Conn,
+    topic: &str,
+    count: i32,
+    assignment: Option<&[&[i32]]>,
+    validate_only: bool,
+) -> Result<i16> {
+    let request = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_validate_only(validate_only)
+        .with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(name(topic))
+                .with_count(count)
+                .with_assignments(assignment.map(|lists| {
+                    lists
+                        .iter()
+                        .map(|brokers| {
+                            CreatePartitionsAssignment::default()
+                                .with_broker_ids(brokers.iter().copied().map(BrokerId).collect())
+                        })
+                        .collect()
+                })),
+        ]);
+    let response = ask!(conn, CreatePartitions, 3, request);
+    response
+        .results
+        .first()
+        .map(|r| r.error_code)
+        .context("no topic in the CreatePartitions answer")
+}
+
+#[test]
+fn manual_replica_assignments_may_name_this_broker_only() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = Conn::open(&broker)?;
+    let me: &[i32] = &[0];
+    // (what, partitions, replication factor, assignment, expected code)
+    type Case<'a> = (&'a str, i32, i16, &'a [(i32, &'a [i32])], i16);
+    let refused: [Case<'_>; 9] = [
+        (
+            "a replication factor beside it",
+            -1,
+            1,
+            &[(0, me)],
+            INVALID_REQUEST,
+        ),
+        (
+            "a partition count beside it",
+            1,
+            -1,
+            &[(0, me)],
+            INVALID_REQUEST,
+        ),
+        (
+            "an unknown broker",
+            -1,
+            -1,
+            &[(0, &[1])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "two brokers",
+            -1,
+            -1,
+            &[(0, &[0, 1])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "the broker twice",
+            -1,
+            -1,
+            &[(0, &[0, 0])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "no replicas",
+            -1,
+            -1,
+            &[(0, &[])],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "a partition twice",
+            -1,
+            -1,
+            &[(0, me), (0, me)],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "a gap",
+            -1,
+            -1,
+            &[(0, me), (2, me)],
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        ("not from 0", -1, -1, &[(1, me)], INVALID_REPLICA_ASSIGNMENT),
+    ];
+    for (what, partitions, rf, assignment, expected) in refused {
+        let topic = broker.topic("assigned-refused");
+        let result = create_assigned(&mut c, &topic, partitions, rf, assignment, false)?;
+        ensure!(
+            result.error_code == expected,
+            "{what}: answered {} ({:?}), expected {expected}",
+            result.error_code,
+            result.error_message
+        );
+    }
+    ensure!(topic_names(&mut c)?.is_empty(), "a refused topic exists");
+
+    // Validate-only checks and creates nothing; then the same assignment, in any order.
+    let topic = broker.topic("assigned");
+    let assignment: &[(i32, &[i32])] = &[(2, me), (0, me), (1, me)];
+    let result = create_assigned(&mut c, &topic, -1, -1, assignment, true)?;
+    ensure!(
+        (
+            result.error_code,
+            result.num_partitions,
+            result.replication_factor
+        ) == (NONE, 3, 1),
+        "validate-only: {result:?}"
+    );
+    ensure!(topic_names(&mut c)?.is_empty(), "validate-only created it");
+    let result = create_assigned(&mut c, &topic, -1, -1, assignment, false)?;
+    ensure!(
+        (
+            result.error_code,
+            result.num_partitions,
+            result.replication_factor
+        ) == (NONE, 3, 1),
+        "created: {result:?}"
+    );
+    ensure!(partition_count(&mut c, &topic)? == 3, "not 3 partitions");
+
+    // CreatePartitions: one list per new partition, one replica, this broker.
+    // (what, count, assignment, expected code)
+    type Growth<'a> = (&'a str, i32, Option<&'a [&'a [i32]]>, i16);
+    let grown: [Growth<'_>; 7] = [
+        ("the same count", 3, Some(&[]), INVALID_PARTITIONS),
+        ("fewer", 2, Some(&[]), INVALID_PARTITIONS),
+        (
+            "an empty list for 2 new",
+            5,
+            Some(&[]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "1 list for 2 new",
+            5,
+            Some(&[me]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "an unknown broker",
+            5,
+            Some(&[me, &[7]]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "two replicas",
+            5,
+            Some(&[me, &[0, 0]]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+        (
+            "no replicas",
+            5,
+            Some(&[me, &[]]),
+            INVALID_REPLICA_ASSIGNMENT,
+        ),
+    ];
+    for (what, count, assignment, expected) in grown {
+        let code = grow_assigned(&mut c, &topic, count, assignment, false)?;
+        ensure!(
+            code == expected,
+            "{what}: answered {code}, expected {expected}"
+        );
+    }
+    ensure!(
+        grow_assigned(&mut c, &topic, 5, Some(&[me, me]), true)? == NONE,
+        "validate-only growth"
+    );
+    ensure!(
+        partition_count(&mut c, &topic)? == 3,
+        "validate-only grew it"
+    );
+    ensure!(
+        grow_assigned(&mut c, &topic, 5, Some(&[me, me]), false)? == NONE,
+        "growth to 5"
+    );
+    ensure!(partition_count(&mut c, &topic)? == 5, "not grown to 5");
+    ensure!(
+        grow_assigned(&mut c, &topic, 6, None, false)? == NONE,
+        "growth to 6 with no assignment"
+    );
+    ensure!(partition_count(&mut c, &topic)? == 6, "not grown to 6");
     Ok(())
 }
 

@@ -1,6 +1,6 @@
-//! CreatePartitions: raise a topic's partition count (validate-only too).
+//! CreatePartitions: raise a topic's partition count (validate-only too), with or without a
+//! manual replica assignment (which may name this broker only).
 
-use rill_protocol::ErrorCode;
 use rill_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use rill_protocol::kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
@@ -13,16 +13,20 @@ pub(crate) async fn handle(
     let mut results = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-        let outcome = if topic.assignments.is_some_and(|a| !a.is_empty()) {
-            Err((
-                ErrorCode::InvalidReplicaAssignment,
-                "manual replica assignment is not supported".to_owned(),
-            ))
-        } else {
-            broker
-                .create_partitions(&topic.name.0, topic.count, req.validate_only)
-                .await
-        };
+        // Null is "place them"; a list (even empty) must give every new partition's replicas.
+        let assignments: Option<Vec<Vec<i32>>> = topic.assignments.map(|list| {
+            list.iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let outcome = broker
+            .create_partitions(
+                &topic.name.0,
+                topic.count,
+                assignments.as_deref(),
+                req.validate_only,
+            )
+            .await;
         results.push(match outcome {
             Ok(()) => result,
             Err((code, message)) => result

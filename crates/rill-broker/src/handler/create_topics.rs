@@ -1,15 +1,18 @@
-//! CreateTopics (validate-only too). One replica, so a replication factor above 1 is refused.
+//! CreateTopics (validate-only too). One replica, so a replication factor above 1 is refused;
+//! a manual replica assignment may name this broker only.
 
 use std::collections::BTreeMap;
 
 use rill_protocol::ErrorCode;
 use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use rill_protocol::kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use rill_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use crate::broker::Broker;
+use crate::assignment;
+use crate::broker::{Broker, TopicError};
 use crate::topic_config::TopicConfig;
 
 /// DescribeConfigs/CreateTopics config sources.
@@ -25,25 +28,27 @@ pub(crate) async fn handle(
     for topic in req.topics {
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let partitions = match topic.num_partitions {
-            -1 => broker.config.num_partitions,
-            n => n,
-        };
-        let refused = if !topic.assignments.is_empty() {
-            Some((
-                ErrorCode::InvalidRequest,
-                "manual replica assignment is not supported".to_owned(),
-            ))
-        } else if !(topic.replication_factor == -1 || topic.replication_factor == 1) {
-            Some((
-                ErrorCode::InvalidReplicationFactor,
-                format!(
-                    "replication factor {} is larger than the 1 broker available",
-                    topic.replication_factor
-                ),
-            ))
+        let (partitions, refused) = if topic.assignments.is_empty() {
+            let partitions = match topic.num_partitions {
+                -1 => broker.config.num_partitions,
+                n => n,
+            };
+            let refused = (!(topic.replication_factor == -1 || topic.replication_factor == 1))
+                .then(|| {
+                    (
+                        ErrorCode::InvalidReplicationFactor,
+                        format!(
+                            "replication factor {} is larger than the 1 broker available",
+                            topic.replication_factor
+                        ),
+                    )
+                });
+            (partitions, refused)
         } else {
-            None
+            match manual_assignment(broker, &topic) {
+                Ok(partitions) => (partitions, None),
+                Err(err) => (-1, Some(err)),
+            }
         };
         let mut overrides = BTreeMap::new();
         let mut null_config = None;
@@ -99,4 +104,37 @@ pub(crate) async fn handle(
         });
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// A manual replica assignment, checked as Kafka's controller checks it: `num_partitions` and
+/// `replication_factor` must be -1 beside it (INVALID_REQUEST), and each partition from 0 up
+/// named once, on registered brokers (INVALID_REPLICA_ASSIGNMENT). The partition count.
+fn manual_assignment(broker: &Broker, topic: &CreatableTopic) -> Result<i32, TopicError> {
+    if topic.replication_factor != -1 {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "A manual partition assignment was specified, but replication factor was not set \
+             to -1."
+                .to_owned(),
+        ));
+    }
+    if topic.num_partitions != -1 {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "A manual partition assignment was specified, but numPartitions was not set to -1."
+                .to_owned(),
+        ));
+    }
+    let replicas: Vec<(i32, Vec<i32>)> = topic
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    let replicas: Vec<(i32, &[i32])> = replicas.iter().map(|(p, r)| (*p, r.as_slice())).collect();
+    assignment::check_topic(&replicas, broker.config.node_id)
 }

@@ -14,6 +14,10 @@ pub(crate) fn handle(broker: &Broker, req: DescribeClusterRequest) -> DescribeCl
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_controller_id(node)
+        .with_cluster_authorized_operations(super::authorized::if_asked(
+            req.include_cluster_authorized_operations,
+            super::authorized::CLUSTER,
+        ))
         .with_brokers(vec![
             DescribeClusterBroker::default()
                 .with_broker_id(node)

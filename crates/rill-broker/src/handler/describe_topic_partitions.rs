@@ -15,6 +15,8 @@ pub(crate) fn handle(
     req: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let node = BrokerId(broker.config.node_id);
+    // There is no flag to ask for them: Kafka answers every topic's authorized operations.
+    let operations = super::authorized::TOPIC;
     let mut names: Vec<String> = if req.topics.is_empty() {
         broker.all_topics().iter().map(|t| t.name.clone()).collect()
     } else {
@@ -32,7 +34,8 @@ pub(crate) fn handle(
             topics.push(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
-                    .with_name(Some(super::topic_name(&name))),
+                    .with_name(Some(super::topic_name(&name)))
+                    .with_topic_authorized_operations(operations),
             );
             continue;
         };
@@ -71,6 +74,7 @@ pub(crate) fn handle(
             DescribeTopicPartitionsResponseTopic::default()
                 .with_name(Some(super::topic_name(&name)))
                 .with_topic_id(topic.id)
+                .with_topic_authorized_operations(operations)
                 .with_partitions(partitions),
         );
         if next_cursor.is_some() {

@@ -206,8 +206,13 @@ pub(crate) async fn describe(
     version: i16,
 ) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.groups.len());
+    // From v3; Kafka answers it for every group asked about, known or not.
+    let operations =
+        super::authorized::if_asked(req.include_authorized_operations, super::authorized::GROUP);
     for group_id in req.groups {
-        let described = DescribedGroup::default().with_group_id(group_id.clone());
+        let described = DescribedGroup::default()
+            .with_group_id(group_id.clone())
+            .with_authorized_operations(operations);
         let has_offsets = broker.groups.offsets.has_offsets(&group_id.0);
         groups.push(match broker.groups.describe(&group_id.0).await {
             Some(d) if d.state != GroupState::Dead => described

@@ -36,20 +36,26 @@ pub(crate) async fn handle(
         ),
         _ => None,
     };
+    // Asked for from v8, for every topic answered, as Kafka; the cluster's set only up to v10
+    // (later clients ask DescribeCluster).
+    let topic_operations = super::authorized::if_asked(
+        req.include_topic_authorized_operations,
+        super::authorized::TOPIC,
+    );
     let auto_create =
         broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let topics = match wanted {
         None => broker
             .all_topics()
             .iter()
-            .map(|t| describe(broker, t))
+            .map(|t| describe(broker, t, topic_operations))
             .collect(),
         Some(names) => {
             let mut out = Vec::with_capacity(names.len());
             for name in names {
                 out.push(match broker.topic(&name) {
-                    Some(topic) => describe(broker, &topic),
-                    None => lookup_or_create(broker, &name, auto_create).await,
+                    Some(topic) => describe(broker, &topic, topic_operations),
+                    None => lookup_or_create(broker, &name, auto_create, topic_operations).await,
                 });
             }
             out
@@ -64,14 +70,24 @@ pub(crate) async fn handle(
         ])
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
         .with_controller_id(node_id)
+        .with_cluster_authorized_operations(super::authorized::if_asked(
+            req.include_cluster_authorized_operations,
+            super::authorized::CLUSTER,
+        ))
         .with_topics(topics)
 }
 
-async fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool) -> MetadataResponseTopic {
+async fn lookup_or_create(
+    broker: &Broker,
+    name: &str,
+    auto_create: bool,
+    topic_operations: i32,
+) -> MetadataResponseTopic {
     let failed = |code: ErrorCode| {
         MetadataResponseTopic::default()
             .with_error_code(code.code())
             .with_name(Some(super::topic_name(name)))
+            .with_topic_authorized_operations(topic_operations)
     };
     if !auto_create {
         return failed(ErrorCode::UnknownTopicOrPartition);
@@ -83,21 +99,22 @@ async fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool) -> Met
         .create_topic(name, broker.config.num_partitions, BTreeMap::new(), false)
         .await
     {
-        Ok(topic) => describe(broker, &topic),
+        Ok(topic) => describe(broker, &topic, topic_operations),
         // Created by someone else meanwhile.
         Err((ErrorCode::TopicAlreadyExists, _)) => match broker.topic(name) {
-            Some(topic) => describe(broker, &topic),
+            Some(topic) => describe(broker, &topic, topic_operations),
             None => failed(ErrorCode::UnknownTopicOrPartition),
         },
         Err((code, _)) => failed(code),
     }
 }
 
-fn describe(broker: &Broker, topic: &Arc<Topic>) -> MetadataResponseTopic {
+fn describe(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataResponseTopic {
     let node = BrokerId(broker.config.node_id);
     MetadataResponseTopic::default()
         .with_name(Some(super::topic_name(&topic.name)))
         .with_topic_id(topic.id)
+        .with_topic_authorized_operations(operations)
         .with_partitions(
             topic
                 .partitions

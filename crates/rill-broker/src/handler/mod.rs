@@ -28,3 +28,75 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
 pub(crate) fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }
+
+/// What a principal may do to a resource, as Kafka answers `include_*_authorized_operations`:
+/// a bit set of Kafka's `AclOperation` codes (bit `1 << code`). With no authorizer, Kafka
+/// grants every operation that applies to the resource type, and so does Rill.
+pub(crate) mod authorized {
+    // Kafka's AclOperation codes (0 UNKNOWN, 1 ANY and 2 ALL are never in a set).
+    const READ: u8 = 3;
+    const WRITE: u8 = 4;
+    const CREATE: u8 = 5;
+    const DELETE: u8 = 6;
+    const ALTER: u8 = 7;
+    const DESCRIBE: u8 = 8;
+    const CLUSTER_ACTION: u8 = 9;
+    const DESCRIBE_CONFIGS: u8 = 10;
+    const ALTER_CONFIGS: u8 = 11;
+    const IDEMPOTENT_WRITE: u8 = 12;
+
+    /// The answer when the request did not ask (Kafka's `-2147483648`).
+    pub(crate) const NOT_REQUESTED: i32 = i32::MIN;
+
+    const fn bits(operations: &[u8]) -> i32 {
+        let mut set = 0;
+        let mut i = 0;
+        while i < operations.len() {
+            set |= 1 << operations[i];
+            i += 1;
+        }
+        set
+    }
+
+    /// A topic: read, write, create, delete, alter, describe, describe and alter configs.
+    pub(crate) const TOPIC: i32 = bits(&[
+        READ,
+        WRITE,
+        CREATE,
+        DELETE,
+        ALTER,
+        DESCRIBE,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+    ]);
+    /// The cluster: create, alter, describe, cluster action, describe and alter configs,
+    /// idempotent write.
+    pub(crate) const CLUSTER: i32 = bits(&[
+        CREATE,
+        ALTER,
+        DESCRIBE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+    ]);
+    /// A group: read, delete, describe, describe and alter configs (Kafka 4's set).
+    pub(crate) const GROUP: i32 = bits(&[READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS]);
+
+    /// `set` when the request asked for it, else [`NOT_REQUESTED`].
+    pub(crate) fn if_asked(asked: bool, set: i32) -> i32 {
+        if asked { set } else { NOT_REQUESTED }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_sets_are_kafkas() {
+            assert_eq!(TOPIC, 3576);
+            assert_eq!(CLUSTER, 8096);
+            assert_eq!(GROUP, 3400);
+        }
+    }
+}
