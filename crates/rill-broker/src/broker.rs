@@ -14,6 +14,7 @@ use rill_protocol::ErrorCode;
 use uuid::Uuid;
 
 use crate::assignment;
+use crate::broker_config::{self, DynamicConfigs};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::meta::{self, MetaStore, TopicRecord};
@@ -63,6 +64,8 @@ pub(crate) struct Broker {
     /// The host and port clients are told to connect to.
     pub(crate) advertised: (String, u16),
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Dynamic broker configs (changed only under `admin`).
+    dynamic: RwLock<DynamicConfigs>,
     admin: tokio::sync::Mutex<()>,
     meta: Arc<Mutex<Option<MetaStore>>>,
     /// The next producer id to hand out, and the end of the block reserved in the metadata log.
@@ -102,10 +105,20 @@ impl Broker {
             config.offsets_retention,
             metrics.fsync.clone(),
         )?;
+        let mut replayed = replayed;
+        let dynamic = DynamicConfigs {
+            cluster: replayed.broker_configs.remove("").unwrap_or_default(),
+            node: replayed
+                .broker_configs
+                .remove(&config.node_id.to_string())
+                .unwrap_or_default(),
+        };
+        let defaults = dynamic.topic_defaults();
         let mut topics = HashMap::new();
         for (name, record) in replayed.topics {
             let topic = open_topic(
                 &config,
+                &defaults,
                 &metrics,
                 &name,
                 record.id,
@@ -121,6 +134,7 @@ impl Broker {
             cluster_id,
             advertised,
             topics: RwLock::new(topics),
+            dynamic: RwLock::new(dynamic),
             admin: tokio::sync::Mutex::new(()),
             meta: Arc::new(Mutex::new(Some(store))),
             groups,
@@ -128,6 +142,17 @@ impl Broker {
             stopping: tokio_util::sync::CancellationToken::new(),
             metrics,
         })
+    }
+
+    /// A copy of the dynamic broker configs.
+    pub(crate) fn dynamic(&self) -> DynamicConfigs {
+        self.dynamic.read().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// A topic's effective configs: the broker's defaults (static and dynamic) with its
+    /// overrides.
+    pub(crate) fn resolve_topic(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        TopicConfig::resolve_with(&self.config, &self.dynamic().topic_defaults(), overrides)
     }
 
     pub(crate) fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -189,7 +214,7 @@ impl Broker {
             return Ok(Arc::new(Topic {
                 name: name.to_owned(),
                 id,
-                config: TopicConfig::resolve(&self.config, &overrides),
+                config: self.resolve_topic(&overrides),
                 overrides,
                 partitions: Vec::new(),
                 // Not registered: a topic that is only validated must not appear in /metrics.
@@ -202,12 +227,14 @@ impl Broker {
             configs: overrides.clone(),
         };
         let config = self.config.clone();
+        let defaults = self.dynamic().topic_defaults();
         let metrics = self.metrics.clone();
         let name_owned = name.to_owned();
         let topic = self
             .blocking(move |store| {
                 let topic = open_topic(
                     &config,
+                    &defaults,
                     &metrics,
                     &name_owned,
                     id,
@@ -296,12 +323,14 @@ impl Broker {
             return Ok(());
         }
         let config = self.config.clone();
+        let defaults = self.dynamic().topic_defaults();
         let metrics = self.metrics.clone();
         let old = topic.clone();
         let grown = self
             .blocking(move |store| {
                 let grown = open_topic(
                     &config,
+                    &defaults,
                     &metrics,
                     &old.name,
                     old.id,
@@ -336,7 +365,7 @@ impl Broker {
         let changed = Arc::new(Topic {
             name: topic.name.clone(),
             id: topic.id,
-            config: TopicConfig::resolve(&self.config, &overrides),
+            config: self.resolve_topic(&overrides),
             overrides,
             partitions: topic.partitions.clone(),
             metrics: topic.metrics.clone(),
@@ -349,6 +378,60 @@ impl Broker {
             partition.configure(changed.config.log_config());
         }
         self.install(changed);
+        Ok(())
+    }
+
+    /// Replaces the dynamic configs of this broker (`per_broker`) or of the cluster default
+    /// (checked first, as Kafka checks them), stores them durably, and hands every topic
+    /// without its own override of a changed default its new configs, live.
+    pub(crate) async fn set_broker_configs(
+        &self,
+        per_broker: bool,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        broker_config::validate(&configs, per_broker)?;
+        let mut next = self.dynamic();
+        *next.of_mut(per_broker) = configs.clone();
+        TopicConfig::validate(&self.config, &next.topic_defaults())
+            .map_err(|m| (ErrorCode::InvalidConfig, m))?;
+        let _admin = self.admin.lock().await;
+        if validate_only {
+            return Ok(());
+        }
+        let resource = if per_broker {
+            self.config.node_id.to_string()
+        } else {
+            String::new()
+        };
+        self.blocking(move |store| store.put_broker_configs(&resource, &configs))
+            .await?;
+        let next = match self.dynamic.write() {
+            Ok(mut dynamic) => {
+                *dynamic.of_mut(per_broker) = next.of(per_broker).clone();
+                dynamic.clone()
+            }
+            Err(_) => return Err((ErrorCode::UnknownServerError, "lock poisoned".to_owned())),
+        };
+        let defaults = next.topic_defaults();
+        for topic in self.all_topics() {
+            let config = TopicConfig::resolve_with(&self.config, &defaults, &topic.overrides);
+            if config == topic.config {
+                continue;
+            }
+            for partition in &topic.partitions {
+                partition.configure(config.log_config());
+            }
+            self.install(Arc::new(Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                overrides: topic.overrides.clone(),
+                config,
+                partitions: topic.partitions.clone(),
+                metrics: topic.metrics.clone(),
+            }));
+        }
+        tracing::info!(per_broker, "changed dynamic broker configs");
         Ok(())
     }
 
@@ -463,6 +546,7 @@ fn partition_dir(config: &BrokerConfig, topic: &str, index: i32) -> PathBuf {
 )]
 fn open_topic(
     config: &BrokerConfig,
+    defaults: &BTreeMap<String, String>,
     metrics: &Metrics,
     name: &str,
     id: Uuid,
@@ -471,7 +555,7 @@ fn open_topic(
     to: i32,
     existing: &[Arc<Partition>],
 ) -> Result<Topic, BrokerError> {
-    let topic_config = TopicConfig::resolve(config, &overrides);
+    let topic_config = TopicConfig::resolve_with(config, defaults, &overrides);
     let topic_metrics = metrics.topic(name);
     let mut partitions: Vec<Arc<Partition>> = existing.to_vec();
     for index in from..to {

@@ -26,6 +26,7 @@
 mod admin;
 mod assignment;
 mod broker;
+mod broker_config;
 mod config;
 mod connection;
 mod dispatch;

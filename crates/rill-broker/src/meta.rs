@@ -1,6 +1,8 @@
 //! What the broker knows about its topics, kept through the storage engine: an internal log
 //! (`__rill_metadata-0`) of records keyed by topic name whose value is the topic's definition,
-//! or null once it is deleted. The last record for a name wins. Every change is fsynced before
+//! or null once it is deleted. The last record for a name wins. Dynamic broker configs are
+//! records there too, keyed `__rill/broker-configs/<node id>` (or `.../` for the cluster
+//! default), each holding the resource's whole set. Every change is fsynced before
 //! it is acknowledged. The cluster id lives in `meta.properties`, as in Kafka.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +43,10 @@ pub(crate) struct MetaStore {
 /// The metadata record that reserves producer ids: its key cannot be a topic name ('/').
 const PRODUCER_IDS_KEY: &str = "__rill/producer-ids";
 
+/// The prefix of the records holding a BROKER resource's dynamic configs; the resource name
+/// (a node id, or "" for the cluster default) follows.
+const BROKER_CONFIGS_KEY: &str = "__rill/broker-configs/";
+
 /// Producer ids below `reserved_to` may have been handed out; a restart continues above it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct ProducerIdBlock {
@@ -55,6 +61,8 @@ pub(crate) struct Replayed {
     pub(crate) deleted: BTreeSet<String>,
     /// The first producer id never handed out.
     pub(crate) producer_ids_from: i64,
+    /// Dynamic broker configs by BROKER resource name (a node id, or "" for the default).
+    pub(crate) broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl MetaStore {
@@ -88,6 +96,17 @@ impl MetaStore {
                             replayed.producer_ids_from.max(block.reserved_to);
                         continue;
                     }
+                    if let Some(resource) = name.strip_prefix(BROKER_CONFIGS_KEY) {
+                        let configs = record
+                            .value
+                            .as_deref()
+                            .map(serde_json::from_slice)
+                            .transpose()
+                            .map_err(|e| corrupt(&dir, format!("broker configs: {e}")))?
+                            .unwrap_or_default();
+                        let _ = replayed.broker_configs.insert(resource.to_owned(), configs);
+                        continue;
+                    }
                     match record.value {
                         Some(value) => {
                             let topic = serde_json::from_slice(&value)
@@ -116,6 +135,17 @@ impl MetaStore {
             .map(|t| serde_json::to_vec(t).map_err(|e| BrokerError::Internal(e.to_string())))
             .transpose()?;
         self.append(name, value)
+    }
+
+    /// Records a BROKER resource's whole set of dynamic configs durably.
+    pub(crate) fn put_broker_configs(
+        &mut self,
+        resource: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        let value =
+            serde_json::to_vec(configs).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        self.append(&format!("{BROKER_CONFIGS_KEY}{resource}"), Some(value))
     }
 
     /// Records durably that producer ids below `reserved_to` may be handed out.
@@ -202,4 +232,46 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
         rill_log::dir::fsync_dir(dir)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_configs_replay_beside_topics_last_set_wins() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let topic = TopicRecord {
+            id: Uuid::new_v4(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+        };
+        let configs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        {
+            let (mut store, replayed) = MetaStore::open(dir.path())?;
+            assert!(replayed.broker_configs.is_empty());
+            store.put("orders", Some(&topic))?;
+            store.put_broker_configs("", &configs(&[("log.retention.ms", "1")]))?;
+            store.put_broker_configs("0", &configs(&[("background.threads", "9")]))?;
+            store.put_broker_configs("0", &configs(&[("log.roll.ms", "5")]))?;
+            store.close()?;
+        }
+        let (_store, replayed) = MetaStore::open(dir.path())?;
+        assert_eq!(replayed.topics.get("orders"), Some(&topic));
+        assert_eq!(
+            replayed.broker_configs.get(""),
+            Some(&configs(&[("log.retention.ms", "1")]))
+        );
+        assert_eq!(
+            replayed.broker_configs.get("0"),
+            Some(&configs(&[("log.roll.ms", "5")]))
+        );
+        Ok(())
+    }
 }

@@ -10,7 +10,9 @@ use rill_log::{FlushPolicy, LogConfig};
 use rill_record::{Compression, TimestampType};
 
 use crate::config::BrokerConfig;
-pub(crate) use defs::{ConfigDef, ConfigType, TOPIC_CONFIGS, find, list_items};
+pub(crate) use defs::{
+    Check, ConfigDef, ConfigType, LONG_MAX, TOPIC_CONFIGS, def, find, list_items,
+};
 
 /// `cleanup.policy`: which of Kafka's two policies a topic has (both, one, or, as Kafka 3.9
 /// allows, neither).
@@ -53,18 +55,31 @@ pub(crate) struct TopicConfig {
     gzip_level: i32,
     zstd_level: i32,
     overrides: BTreeMap<String, String>,
+    /// The topic defaults set by dynamic broker configs, by topic config name.
+    dynamic: BTreeMap<String, String>,
 }
 
 impl TopicConfig {
-    /// Applies `overrides` (already validated) on the broker's defaults.
+    /// Applies `overrides` (already validated) on the broker's static defaults.
     pub(crate) fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Self {
+        Self::resolve_with(broker, &BTreeMap::new(), overrides)
+    }
+
+    /// Applies `overrides` (already validated) on the broker's defaults: its static settings
+    /// with `dynamic`, the topic defaults that dynamic broker configs set (by topic name).
+    pub(crate) fn resolve_with(
+        broker: &BrokerConfig,
+        dynamic: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Self {
         let mut config = Self::defaults(broker);
-        for (name, value) in overrides {
-            // Validated on the way in; a value that no longer parses keeps the default.
+        // Validated on the way in; a value that no longer parses keeps the default.
+        for (name, value) in dynamic.iter().chain(overrides) {
             let _ = config.apply(name, value);
         }
         config.finish();
         config.overrides = overrides.clone();
+        config.dynamic = dynamic.clone();
         config
     }
 
@@ -86,6 +101,7 @@ impl TopicConfig {
             gzip_level: -1,
             zstd_level: 3,
             overrides: BTreeMap::new(),
+            dynamic: BTreeMap::new(),
         }
     }
 
@@ -249,7 +265,7 @@ impl TopicConfig {
     /// The value Kafka would show for `name`: the topic's own, else the broker's default, else
     /// Kafka's.
     pub(crate) fn value_of(&self, name: &str) -> Option<String> {
-        if let Some(value) = self.overrides.get(name) {
+        if let Some(value) = self.overrides.get(name).or_else(|| self.dynamic.get(name)) {
             return Some(value.clone());
         }
         let log = &self.log;

@@ -1,5 +1,5 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and a read-only view of
-//! the broker's own settings).
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics; BROKER resources are
+//! in `broker_configs.rs`.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ use rill_protocol::kafka_protocol::messages::{
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::broker::Broker;
+use crate::broker_config::{self, DynamicConfigs};
 use crate::topic_config::{ConfigDef, ConfigType, TOPIC_CONFIGS, TopicConfig, find, list_items};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -33,6 +34,7 @@ pub(crate) fn describe(
     version: i16,
 ) -> DescribeConfigsResponse {
     let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
+    let dynamic = broker.dynamic();
     let results = req
         .resources
         .into_iter()
@@ -47,13 +49,13 @@ pub(crate) fn describe(
             match resource.resource_type {
                 RESOURCE_TOPIC => match broker.topic(&resource.resource_name) {
                     Some(topic) => result.with_configs(
-                        topic_entries(&defaults, &topic.config, &topic.overrides)
+                        topic_entries(&defaults, &dynamic, &topic.config, &topic.overrides)
                             .into_iter()
                             .filter(|(def, ..)| wanted(def.name))
                             .map(|(def, value, source)| {
                                 let mut entry = entry(
-                                    def.name,
-                                    value.clone(),
+                                    StrBytes::from_static_str(def.name),
+                                    value.clone().map(StrBytes::from_string),
                                     source,
                                     false,
                                     def.kind,
@@ -64,6 +66,7 @@ pub(crate) fn describe(
                                 if req.include_synonyms {
                                     entry = entry.with_synonyms(synonyms(
                                         &defaults,
+                                        &dynamic,
                                         def,
                                         value.filter(|_| source == SOURCE_TOPIC),
                                     ));
@@ -79,24 +82,23 @@ pub(crate) fn describe(
                             resource.resource_name
                         ))),
                 },
-                RESOURCE_BROKER => result.with_configs(
-                    broker_configs(broker)
-                        .into_iter()
-                        .filter(|(name, ..)| wanted(name))
-                        .map(|(name, value, kind, doc)| {
-                            entry(
-                                name,
-                                Some(value),
-                                SOURCE_STATIC_BROKER,
-                                true,
-                                kind,
-                                doc,
-                                version,
-                                req.include_documentation,
-                            )
-                        })
-                        .collect(),
-                ),
+                RESOURCE_BROKER => {
+                    match super::broker_configs::per_broker(broker, &resource.resource_name) {
+                        Ok(per_broker) => result.with_configs(super::broker_configs::describe(
+                            broker,
+                            per_broker,
+                            &wanted,
+                            req.include_synonyms,
+                            req.include_documentation,
+                            version,
+                            &dynamic,
+                            &defaults,
+                        )),
+                        Err((code, message)) => result
+                            .with_error_code(code.code())
+                            .with_error_message(super::message(message)),
+                    }
+                }
                 other => result
                     .with_error_code(ErrorCode::InvalidRequest.code())
                     .with_error_message(super::message(format!(
@@ -109,10 +111,12 @@ pub(crate) fn describe(
 }
 
 /// Every topic config with its value and where the value comes from: the topic's override,
-/// a broker setting (`defaults` is a topic with no overrides) that differs from Kafka's
-/// default, or Kafka's default.
+/// a dynamic broker config (per-broker, then cluster default), a broker setting (`defaults` is
+/// a topic with no overrides and no dynamic defaults) that differs from Kafka's default, or
+/// Kafka's default.
 pub(super) fn topic_entries(
     defaults: &TopicConfig,
+    dynamic: &DynamicConfigs,
     config: &TopicConfig,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<(&'static ConfigDef, Option<String>, i8)> {
@@ -121,6 +125,8 @@ pub(super) fn topic_entries(
         .map(|def| {
             let source = if overrides.contains_key(def.name) {
                 SOURCE_TOPIC
+            } else if let Some(source) = dynamic.topic_source(def) {
+                source
             } else if defaults.value_of(def.name).as_deref() != Some(def.default) {
                 SOURCE_STATIC_BROKER
             } else {
@@ -131,10 +137,12 @@ pub(super) fn topic_entries(
         .collect()
 }
 
-/// Kafka's synonyms, most specific first: the topic's override, the broker setting (under its
-/// broker name) when it differs from Kafka's default, and Kafka's default.
+/// Kafka's synonyms, most specific first: the topic's override, the dynamic broker configs
+/// (per-broker, then cluster default), the broker setting (under its broker name) when it
+/// differs from Kafka's default, and Kafka's default.
 fn synonyms(
     defaults: &TopicConfig,
+    dynamic: &DynamicConfigs,
     def: &'static ConfigDef,
     overridden: Option<String>,
 ) -> Vec<DescribeConfigsSynonym> {
@@ -149,9 +157,19 @@ fn synonyms(
     } else {
         def.broker
     };
-    let mut out = Vec::with_capacity(3);
+    let mut out = Vec::with_capacity(5);
     if let Some(value) = overridden {
         out.push(synonym(def.name, value, SOURCE_TOPIC));
+    }
+    if broker_config::known(broker_name).is_some() {
+        for (layer, source) in [
+            (&dynamic.node, broker_config::SOURCE_DYNAMIC_BROKER),
+            (&dynamic.cluster, broker_config::SOURCE_DYNAMIC_DEFAULT),
+        ] {
+            if let Some(value) = layer.get(broker_name) {
+                out.push(synonym(broker_name, value.clone(), source));
+            }
+        }
     }
     if let Some(value) = defaults.value_of(def.name).filter(|v| v != def.default) {
         out.push(synonym(broker_name, value, SOURCE_STATIC_BROKER));
@@ -161,9 +179,9 @@ fn synonyms(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn entry(
-    name: &'static str,
-    value: Option<String>,
+pub(super) fn entry(
+    name: StrBytes,
+    value: Option<StrBytes>,
     source: i8,
     read_only: bool,
     kind: ConfigType,
@@ -172,8 +190,8 @@ fn entry(
     include_documentation: bool,
 ) -> DescribeConfigsResourceResult {
     let mut entry = DescribeConfigsResourceResult::default()
-        .with_name(StrBytes::from_static_str(name))
-        .with_value(value.map(StrBytes::from_string))
+        .with_name(name)
+        .with_value(value)
         .with_read_only(read_only)
         .with_config_source(source);
     if version >= 3 {
@@ -183,61 +201,6 @@ fn entry(
         }
     }
     entry
-}
-
-/// The broker settings a client may read (set at start, not alterable).
-fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType, &'static str)> {
-    let c = &broker.config;
-    vec![
-        (
-            "auto.create.topics.enable",
-            c.auto_create_topics.to_string(),
-            ConfigType::String,
-            "Create unknown topics on metadata requests.",
-        ),
-        (
-            "log.retention.bytes",
-            c.log.retention_bytes.to_string(),
-            ConfigType::Long,
-            "Default retention.bytes of topics.",
-        ),
-        (
-            "log.retention.ms",
-            c.log.retention_ms.to_string(),
-            ConfigType::Long,
-            "Default retention.ms of topics.",
-        ),
-        (
-            "log.segment.bytes",
-            c.log.segment_bytes.to_string(),
-            ConfigType::Int,
-            "Default segment.bytes of topics.",
-        ),
-        (
-            "message.max.bytes",
-            c.max_message_bytes.to_string(),
-            ConfigType::Int,
-            "Default max.message.bytes of topics.",
-        ),
-        (
-            "min.insync.replicas",
-            c.min_insync_replicas.to_string(),
-            ConfigType::Int,
-            "Default min.insync.replicas of topics.",
-        ),
-        (
-            "num.partitions",
-            c.num_partitions.to_string(),
-            ConfigType::Int,
-            "Partitions of auto-created topics.",
-        ),
-        (
-            "socket.request.max.bytes",
-            c.max_request_bytes.to_string(),
-            ConfigType::Int,
-            "The largest request accepted.",
-        ),
-    ]
 }
 
 pub(crate) async fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -277,6 +240,7 @@ pub(crate) async fn incremental_alter(
     let mut responses = Vec::with_capacity(req.resources.len());
     for resource in req.resources {
         let configs = resource.configs;
+        let on_broker = resource.resource_type == RESOURCE_BROKER;
         let outcome = apply(
             broker,
             resource.resource_type,
@@ -300,7 +264,8 @@ pub(crate) async fn incremental_alter(
                             ));
                         }
                         (op @ (OP_APPEND | OP_SUBTRACT), value) => {
-                            change_list(&mut overrides, name, op == OP_APPEND, value.as_deref())?;
+                            let value = value.as_deref();
+                            change_list(&mut overrides, name, op == OP_APPEND, value, on_broker)?;
                         }
                         (op, _) => {
                             return Err((
@@ -328,22 +293,34 @@ pub(crate) async fn incremental_alter(
 }
 
 /// APPEND (or SUBTRACT) the items of `value` to (from) a list config, as Kafka does: from the
-/// override or else Kafka's default, appending only items not there yet. Any other config is
-/// INVALID_REQUEST, as Kafka answers.
+/// override (or dynamic broker config) or else Kafka's default, appending only items not there
+/// yet. Any other config is INVALID_REQUEST, as Kafka answers.
 fn change_list(
     overrides: &mut BTreeMap<String, String>,
     name: String,
     append: bool,
     value: Option<&str>,
+    on_broker: bool,
 ) -> Result<(), (ErrorCode, String)> {
     let verb = if append { "append" } else { "subtract" };
-    let def = find(&name).ok_or_else(|| {
-        (
-            ErrorCode::InvalidConfig,
-            format!("unknown topic config {name}"),
-        )
-    })?;
-    if def.kind != ConfigType::List {
+    let (kind, default) = if on_broker {
+        broker_config::kind_and_default(&name).ok_or_else(|| {
+            (
+                ErrorCode::InvalidConfig,
+                format!("Unknown config name: {name}"),
+            )
+        })?
+    } else {
+        find(&name)
+            .map(|def| (def.kind, def.default))
+            .ok_or_else(|| {
+                (
+                    ErrorCode::InvalidConfig,
+                    format!("unknown topic config {name}"),
+                )
+            })?
+    };
+    if kind != ConfigType::List {
         return Err((
             ErrorCode::InvalidRequest,
             format!("Config value {verb} is not allowed for config key: {name}"),
@@ -355,7 +332,7 @@ fn change_list(
             format!("{} of {name} needs a value", verb.to_uppercase()),
         )
     })?;
-    let old = overrides.get(&name).map_or(def.default, String::as_str);
+    let old = overrides.get(&name).map_or(default, String::as_str);
     let mut items: Vec<String> = list_items(old).into_iter().map(str::to_owned).collect();
     let change = list_items(value);
     if append {
@@ -371,7 +348,8 @@ fn change_list(
     Ok(())
 }
 
-/// Computes a topic's new overrides from its current ones and stores them.
+/// Computes a resource's new configs (a topic's overrides, a broker's dynamic configs) from
+/// its current ones and stores them.
 async fn apply(
     broker: &Broker,
     resource_type: i8,
@@ -384,11 +362,7 @@ async fn apply(
     match resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER => {
-            return Err((
-                ErrorCode::InvalidRequest,
-                "broker configs are set at start (flags, environment) and cannot be altered"
-                    .to_owned(),
-            ));
+            return super::broker_configs::alter(broker, name, validate_only, change).await;
         }
         other => {
             return Err((

@@ -80,15 +80,21 @@ pub(crate) async fn handle(
             Ok(created) => {
                 let configs = (version >= 5).then(|| {
                     let defaults = TopicConfig::resolve(&broker.config, &BTreeMap::new());
-                    super::configs::topic_entries(&defaults, &created.config, &created.overrides)
-                        .into_iter()
-                        .map(|(def, value, source)| {
-                            CreatableTopicConfigs::default()
-                                .with_name(StrBytes::from_static_str(def.name))
-                                .with_value(value.map(StrBytes::from_string))
-                                .with_config_source(source)
-                        })
-                        .collect()
+                    let dynamic = broker.dynamic();
+                    super::configs::topic_entries(
+                        &defaults,
+                        &dynamic,
+                        &created.config,
+                        &created.overrides,
+                    )
+                    .into_iter()
+                    .map(|(def, value, source)| {
+                        CreatableTopicConfigs::default()
+                            .with_name(StrBytes::from_static_str(def.name))
+                            .with_value(value.map(StrBytes::from_string))
+                            .with_config_source(source)
+                    })
+                    .collect()
                 });
                 result
                     .with_topic_id(created.id)
