@@ -394,7 +394,7 @@ impl Broker {
         let mut next = self.dynamic();
         *next.of_mut(per_broker) = configs.clone();
         TopicConfig::validate(&self.config, &next.topic_defaults())
-            .map_err(|m| (ErrorCode::InvalidConfig, m))?;
+            .map_err(|m| (ErrorCode::InvalidRequest, m))?;
         let _admin = self.admin.lock().await;
         if validate_only {
             return Ok(());

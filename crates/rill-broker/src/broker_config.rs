@@ -293,7 +293,9 @@ pub(crate) fn validate(
             Some(Known::Unit(d) | Known::Other(d)) => d.check(value),
             None => Ok(()),
         };
-        checked.map_err(|m| (ErrorCode::InvalidConfig, m))?;
+        // Kafka 3.9 answers a broker config that fails validation with INVALID_REQUEST, not
+        // INVALID_CONFIG (its KAFKA-13609 says so and keeps it for compatibility); so does Rill.
+        checked.map_err(|m| (ErrorCode::InvalidRequest, m))?;
     }
     if !per_broker {
         let listener = |n: &str| {
@@ -416,11 +418,11 @@ mod tests {
         );
         assert_eq!(
             code(&[("log.retention.ms", "soon")], false),
-            Err(ErrorCode::InvalidConfig)
+            Err(ErrorCode::InvalidRequest)
         );
         assert_eq!(
             code(&[("log.cleanup.policy", "delete,shrink")], true),
-            Err(ErrorCode::InvalidConfig)
+            Err(ErrorCode::InvalidRequest)
         );
         assert_eq!(code(&[("background.threads", "9")], false), Ok(()));
         assert_eq!(

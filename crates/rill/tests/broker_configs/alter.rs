@@ -51,25 +51,25 @@ fn refusals_have_kafka_codes_and_messages() -> Result<()> {
         (
             "0",
             ("log.retention.ms", OP_SET, Some("soon")),
-            INVALID_CONFIG,
+            INVALID_REQUEST,
             "log.retention.ms",
         ),
         (
             "",
             ("log.cleanup.policy", OP_SET, Some("delete,shrink")),
-            INVALID_CONFIG,
+            INVALID_REQUEST,
             "shrink",
         ),
         (
             "0",
             ("background.threads", OP_SET, Some("0")),
-            INVALID_CONFIG,
+            INVALID_REQUEST,
             "background.threads",
         ),
         (
             "0",
             ("log.segment.bytes", OP_SET, Some("10")),
-            INVALID_CONFIG,
+            INVALID_REQUEST,
             "log.segment.bytes",
         ),
         (
@@ -112,7 +112,7 @@ fn refusals_have_kafka_codes_and_messages() -> Result<()> {
     }
     // AlterConfigs answers the same.
     ensure!(alter_legacy(&mut conn, "0", &[("log.dirs", "/x")])? == INVALID_REQUEST);
-    ensure!(alter_legacy(&mut conn, "", &[("log.retention.ms", "-5")])? == INVALID_CONFIG);
+    ensure!(alter_legacy(&mut conn, "", &[("log.retention.ms", "-5")])? == INVALID_REQUEST);
     // DescribeConfigs of another broker, as Kafka.
     ensure!(describe(&mut conn, RESOURCE_BROKER, "7")?.error_code == INVALID_REQUEST);
 
@@ -133,7 +133,7 @@ fn refusals_have_kafka_codes_and_messages() -> Result<()> {
         true,
     )?;
     ensure!(
-        bad.0 == INVALID_CONFIG,
+        bad.0 == INVALID_REQUEST,
         "validate_only of a bad value: {bad:?}"
     );
     ensure!(
