@@ -63,15 +63,18 @@ bench() {
     emit "{\"broker\":\"$broker\",\"scenario\":\"$scenario\",\"result\":$line}"
 }
 
-# librdkafka's own load tool: produce RECORDS 1 KiB messages with acks=1, then consume them.
+# librdkafka's own load tool: produce RECORDS 1 KiB messages with acks=1 into a 4-partition topic,
+# then read partition 0 back to its end. Its summary line ends "... and X MB/s" (produce) or
+# "(X MB/s)" (consume).
 rdkafka() {
     local broker=$1 out rate
     out=$("$RDKAFKA_PERF" -P -t rdk -s 1024 -c "$RECORDS" -b "$bootstrap" -X acks=1 \
-        -X linger.ms=5 -u 2>&1 | tail -3)
+        -X linger.ms=5 2>&1 | grep 'messages produced' | tail -1)
     rate=$(echo "$out" | grep -o '[0-9.]* MB/s' | tail -1 | cut -d' ' -f1)
     emit "{\"broker\":\"$broker\",\"scenario\":\"rdkafka-produce\",\"mb_per_s\":${rate:-null}}"
-    out=$("$RDKAFKA_PERF" -C -t rdk -p 0 -o beginning -c "$((RECORDS / PARTITIONS))" \
-        -b "$bootstrap" -u 2>&1 | tail -3)
+    sync
+    out=$(timeout 120 "$RDKAFKA_PERF" -C -t rdk -p 0 -o beginning -e -b "$bootstrap" 2>&1 \
+        | grep 'messages (' | tail -1)
     rate=$(echo "$out" | grep -o '[0-9.]* MB/s' | tail -1 | cut -d' ' -f1)
     emit "{\"broker\":\"$broker\",\"scenario\":\"rdkafka-consume-p0\",\"mb_per_s\":${rate:-null}}"
 }
