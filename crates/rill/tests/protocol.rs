@@ -2,10 +2,10 @@
 //! for what clients rarely send (refused produces, fetch edge cases, DeleteRecords, admin APIs),
 //! request ordering on one connection, and hostile array counts.
 
+#[macro_use]
 mod common;
 
 use std::io::Write as _;
-use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,8 @@ use anyhow::{Context, bail, ensure};
 use bytes::{Bytes, BytesMut};
 
 use common::{
-    Broker, Reaction, Result, assert_healthy, call, connect, encode_request, frame_v1, list_offset,
-    log_end, ms, produce_one, produce_request, reaction, read_frame, read_response, send_request,
-    sized,
+    Broker, Conn, Reaction, Result, assert_healthy, call, connect, encode_request, frame_v1, ms,
+    produce_request, reaction, read_frame, read_response, send_request, sized,
 };
 use rill_protocol::kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -81,62 +80,6 @@ const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC_CONFIG: i8 = 1;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
-
-/// A raw connection that numbers its requests.
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Conn {
-    fn open(broker: &Broker) -> Result<Self> {
-        Ok(Self {
-            stream: connect(broker)?,
-            next_id: 1,
-        })
-    }
-
-    fn id(&mut self) -> i32 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> Result<(i16, i64)> {
-        let id = self.id();
-        produce_one(&mut self.stream, topic, partition, records, id)
-    }
-
-    fn offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> Result<(i16, i64)> {
-        let id = self.id();
-        list_offset(&mut self.stream, topic, partition, timestamp, id)
-    }
-
-    fn log_end(&mut self, topic: &str, partition: i32) -> Result<i64> {
-        let id = self.id();
-        log_end(&mut self.stream, topic, partition, id)
-    }
-
-    fn earliest(&mut self, topic: &str, partition: i32) -> Result<i64> {
-        let (code, offset) = self.offset(topic, partition, EARLIEST)?;
-        ensure!(
-            code == NONE,
-            "ListOffsets earliest of {topic}/{partition}: error {code}"
-        );
-        Ok(offset)
-    }
-}
-
-/// Sends one request on a [`Conn`] and unwraps the answer of the same API.
-macro_rules! ask {
-    ($conn:expr, $api:ident, $version:expr, $body:expr) => {{
-        let conn: &mut Conn = $conn;
-        let id = conn.id();
-        match call(&mut conn.stream, ApiKey::$api, $version, id, $body)? {
-            ResponseKind::$api(response) => response,
-            other => bail!("expected a {} answer, got {other:?}", stringify!($api)),
-        }
-    }};
-}
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))

@@ -5,17 +5,16 @@
 //! OffsetFetch v0, CreateTopics v0-1, DescribeConfigs v0, DeleteTopics v0, and the ranges
 //! ApiVersions advertises.
 
+#[macro_use]
 mod common;
 
 use std::io::Write as _;
-use std::net::TcpStream;
 
 use anyhow::{Context, bail, ensure};
 use bytes::{BufMut as _, Bytes, BytesMut};
 
 use common::{
-    Broker, Result, Wire, api_versions_v0, call, connect, frame_v1, log_end, produce_request,
-    read_frame,
+    Broker, Conn, Result, Wire, api_versions_v0, connect, frame_v1, produce_request, read_frame,
 };
 use rill_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
@@ -44,43 +43,6 @@ const INVALID_RECORD: i16 = 87;
 
 /// CreateTime of the magic 1 records.
 const T: i64 = 1_700_000_000_000;
-
-/// A raw connection that numbers its requests.
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Conn {
-    fn open(broker: &Broker) -> Result<Self> {
-        Ok(Self {
-            stream: connect(broker)?,
-            next_id: 1,
-        })
-    }
-
-    fn id(&mut self) -> i32 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    fn log_end(&mut self, topic: &str) -> Result<i64> {
-        let id = self.id();
-        log_end(&mut self.stream, topic, 0, id)
-    }
-}
-
-/// Sends one request on a [`Conn`] and unwraps the answer of the same API.
-macro_rules! ask {
-    ($conn:expr, $api:ident, $version:expr, $body:expr) => {{
-        let conn: &mut Conn = $conn;
-        let id = conn.id();
-        match call(&mut conn.stream, ApiKey::$api, $version, id, $body)? {
-            ResponseKind::$api(response) => response,
-            other => bail!("expected a {} answer, got {other:?}", stringify!($api)),
-        }
-    }};
-}
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))
@@ -296,7 +258,7 @@ fn old_message_sets_are_stored_as_batches_and_read_back_at_every_fetch_version()
         (code, base) == (NONE, 3),
         "Produce v2: error {code}, base {base}"
     );
-    ensure!(conn.log_end(&topic)? == 6, "log end after two produces");
+    ensure!(conn.log_end(&topic, 0)? == 6, "log end after two produces");
 
     // Magic 0 records have no timestamp: -1 wherever one is reported.
     let all = vec![
@@ -525,7 +487,7 @@ fn refused_old_message_sets_append_nothing() -> Result<()> {
             code == expected,
             "{what} (Produce v{version}): error {code}, expected {expected}"
         );
-        ensure!(conn.log_end(&topic)? == 1, "{what}: the log end moved");
+        ensure!(conn.log_end(&topic, 0)? == 1, "{what}: the log end moved");
     }
     let p = fetch_at(&mut conn, 12, &topic, 0)?;
     let (records, _) = v2_records(&p.records.unwrap_or_default())?;

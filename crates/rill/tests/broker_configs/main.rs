@@ -4,12 +4,12 @@
 //! restart and a kill -9), and confluent-kafka's AdminClient.
 
 #[path = "../common/mod.rs"]
+#[macro_use]
 mod common;
 
-use std::net::TcpStream;
-
-use anyhow::{Context, bail, ensure};
-use common::{Broker, Result, call, connect, produce_request};
+use anyhow::{Context, ensure};
+use common::{Broker, Conn, Result, produce_request};
+use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::alter_configs_request as legacy;
 use rill_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
@@ -21,7 +21,6 @@ use rill_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, CreateTopicsRequest, DescribeConfigsRequest,
     IncrementalAlterConfigsRequest, TopicName,
 };
-use rill_protocol::{ApiKey, ResponseKind, StrBytes};
 
 const NONE: i16 = 0;
 const INVALID_CONFIG: i16 = 40;
@@ -40,37 +39,6 @@ const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
-
-/// A raw connection that numbers its requests.
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Conn {
-    fn open(broker: &Broker) -> Result<Self> {
-        Ok(Self {
-            stream: connect(broker)?,
-            next_id: 1,
-        })
-    }
-
-    fn id(&mut self) -> i32 {
-        self.next_id += 1;
-        self.next_id
-    }
-}
-
-macro_rules! ask {
-    ($conn:expr, $api:ident, $version:expr, $body:expr) => {{
-        let conn: &mut Conn = $conn;
-        let id = conn.id();
-        match call(&mut conn.stream, ApiKey::$api, $version, id, $body)? {
-            ResponseKind::$api(response) => response,
-            other => bail!("expected a {} answer, got {other:?}", stringify!($api)),
-        }
-    }};
-}
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_owned())

@@ -9,7 +9,7 @@
 //! For debugging the tests themselves against another Kafka-compatible broker, set
 //! `RILL_TEST_EXTERNAL_BOOTSTRAP=host:port`: nothing is spawned, and the tests that stop,
 //! restart or kill the broker, or look at its data directory, fail.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +24,25 @@ use anyhow::{Context, anyhow, bail, ensure};
 use serde_json::Value;
 
 pub use anyhow::Result;
+
+/// Sends one request on a [`Conn`] and unwraps the answer of the same API (a test file that
+/// wants it declares `#[macro_use] mod common;`).
+macro_rules! ask {
+    ($conn:expr, $api:ident, $version:expr, $body:expr) => {{
+        let conn: &mut $crate::common::Conn = $conn;
+        let id = conn.id();
+        match $crate::common::call(
+            &mut conn.stream,
+            ::rill_protocol::ApiKey::$api,
+            $version,
+            id,
+            $body,
+        )? {
+            ::rill_protocol::ResponseKind::$api(response) => response,
+            other => ::anyhow::bail!("expected a {} answer, got {other:?}", stringify!($api)),
+        }
+    }};
+}
 
 mod admin;
 mod cli;

@@ -455,3 +455,53 @@ pub fn first_batch(
     let len = rill_record::Batch::parse(&records)?.as_bytes().len();
     Ok(records.slice(..len))
 }
+
+/// A raw connection that numbers its requests.
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: TcpStream,
+    next_id: i32,
+}
+
+impl Conn {
+    pub fn open(broker: &Broker) -> Result<Self> {
+        Ok(Self {
+            stream: connect(broker)?,
+            next_id: 1,
+        })
+    }
+
+    /// The next correlation id.
+    pub fn id(&mut self) -> i32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Produce v9 of `records` to one partition, acks=-1: (error code, base offset).
+    pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> Result<(i16, i64)> {
+        let id = self.id();
+        produce_one(&mut self.stream, topic, partition, records, id)
+    }
+
+    /// ListOffsets v7 of one partition at `timestamp`: (error code, offset).
+    pub fn offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> Result<(i16, i64)> {
+        let id = self.id();
+        list_offset(&mut self.stream, topic, partition, timestamp, id)
+    }
+
+    /// The partition's log end offset; fails on an error code.
+    pub fn log_end(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let id = self.id();
+        log_end(&mut self.stream, topic, partition, id)
+    }
+
+    /// The partition's log start offset; fails on an error code.
+    pub fn earliest(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let (code, offset) = self.offset(topic, partition, -2)?;
+        ensure!(
+            code == 0,
+            "ListOffsets earliest of {topic}/{partition}: error {code}"
+        );
+        Ok(offset)
+    }
+}

@@ -3,14 +3,15 @@
 //! change what a produce does.
 
 #[path = "../common/mod.rs"]
+#[macro_use]
 mod common;
 
-use std::net::TcpStream;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use common::{Broker, Result, call, connect, first_batch, log_end, produce_request};
+use common::{Broker, Conn, Result, first_batch, log_end, produce_request};
+use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
@@ -25,7 +26,6 @@ use rill_protocol::kafka_protocol::messages::{
     CreateTopicsRequest, DeleteRecordsRequest, DescribeConfigsRequest,
     IncrementalAlterConfigsRequest, TopicName,
 };
-use rill_protocol::{ApiKey, ResponseKind, StrBytes};
 use rill_record::{Batch, BatchBuilder, Compression, RecordSpec, TimestampType};
 
 const NONE: i16 = 0;
@@ -89,38 +89,6 @@ const KAFKA_TOPIC_CONFIGS: &[(&str, i8, &str)] = &[
     ("segment.ms", 5, "604800000"),
     ("unclean.leader.election.enable", 1, "false"),
 ];
-
-/// A raw connection that numbers its requests.
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Conn {
-    fn open(broker: &Broker) -> Result<Self> {
-        Ok(Self {
-            stream: connect(broker)?,
-            next_id: 1,
-        })
-    }
-
-    fn id(&mut self) -> i32 {
-        self.next_id += 1;
-        self.next_id
-    }
-}
-
-/// Sends one request on a [`Conn`] and unwraps the answer of the same API.
-macro_rules! ask {
-    ($conn:expr, $api:ident, $version:expr, $body:expr) => {{
-        let conn: &mut Conn = $conn;
-        let id = conn.id();
-        match call(&mut conn.stream, ApiKey::$api, $version, id, $body)? {
-            ResponseKind::$api(response) => response,
-            other => bail!("expected a {} answer, got {other:?}", stringify!($api)),
-        }
-    }};
-}
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_owned())
