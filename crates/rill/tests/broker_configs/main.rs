@@ -11,15 +11,11 @@ use anyhow::{Context, ensure};
 use common::{Broker, Conn, Result, produce_request};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::alter_configs_request as legacy;
-use rill_protocol::kafka_protocol::messages::create_topics_request::{
-    CreatableTopic, CreatableTopicConfig,
-};
 use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use rill_protocol::kafka_protocol::messages::{
-    AlterConfigsRequest, CreateTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, TopicName,
+    AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
 };
 
 const NONE: i16 = 0;
@@ -45,26 +41,8 @@ fn text(value: &str) -> StrBytes {
 }
 
 fn create(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> Result<()> {
-    let configs = configs
-        .iter()
-        .map(|(k, v)| {
-            CreatableTopicConfig::default()
-                .with_name(text(k))
-                .with_value(Some(text(v)))
-        })
-        .collect();
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![
-            CreatableTopic::default()
-                .with_name(TopicName(text(topic)))
-                .with_num_partitions(1)
-                .with_replication_factor(1)
-                .with_configs(configs),
-        ]);
-    let response = ask!(conn, CreateTopics, 7, request);
-    let code = response.topics.first().map(|t| t.error_code);
-    ensure!(code == Some(NONE), "creating {topic}: {code:?}");
+    let code = conn.create_topic(topic, configs)?;
+    ensure!(code == NONE, "creating {topic}: {code}");
     Ok(())
 }
 

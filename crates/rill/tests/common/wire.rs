@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use bytes::{Bytes, BytesMut};
+use rill_protocol::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig,
+};
 use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
@@ -14,7 +17,7 @@ use rill_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use rill_protocol::kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use rill_protocol::{
     ApiKey, Request, RequestHeader, RequestKind, Response, ResponseKind, StrBytes,
@@ -493,6 +496,34 @@ impl Conn {
     pub fn log_end(&mut self, topic: &str, partition: i32) -> Result<i64> {
         let id = self.id();
         log_end(&mut self.stream, topic, partition, id)
+    }
+
+    /// CreateTopics v7 of one single-partition topic with these configs: its error code.
+    pub fn create_topic(&mut self, topic: &str, configs: &[(&str, &str)]) -> Result<i16> {
+        let text = |t: &str| StrBytes::from_string(t.to_owned());
+        let configs = configs
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(text(k))
+                    .with_value(Some(text(v)))
+            })
+            .collect();
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(TopicName(text(topic)))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+                    .with_configs(configs),
+            ]);
+        let response = ask!(self, CreateTopics, 7, request);
+        response
+            .topics
+            .first()
+            .map(|t| t.error_code)
+            .context("no topic in the CreateTopics answer")
     }
 
     /// The partition's log start offset; fails on an error code.

@@ -12,9 +12,6 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use common::{Broker, Conn, Result, first_batch, log_end, produce_request};
 use rill_protocol::StrBytes;
-use rill_protocol::kafka_protocol::messages::create_topics_request::{
-    CreatableTopic, CreatableTopicConfig,
-};
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -23,8 +20,7 @@ use rill_protocol::kafka_protocol::messages::describe_configs_response::Describe
 use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use rill_protocol::kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use rill_protocol::kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteRecordsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, TopicName,
+    DeleteRecordsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
 };
 use rill_record::{Batch, BatchBuilder, Compression, RecordSpec, TimestampType};
 
@@ -96,29 +92,7 @@ fn text(value: &str) -> StrBytes {
 
 /// CreateTopics v7 of one single-partition topic; returns its error code.
 fn create(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> Result<i16> {
-    let configs = configs
-        .iter()
-        .map(|(k, v)| {
-            CreatableTopicConfig::default()
-                .with_name(text(k))
-                .with_value(Some(text(v)))
-        })
-        .collect();
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![
-            CreatableTopic::default()
-                .with_name(TopicName(text(topic)))
-                .with_num_partitions(1)
-                .with_replication_factor(1)
-                .with_configs(configs),
-        ]);
-    let response = ask!(conn, CreateTopics, 7, request);
-    response
-        .topics
-        .first()
-        .map(|t| t.error_code)
-        .context("no topic in the CreateTopics answer")
+    conn.create_topic(topic, configs)
 }
 
 fn create_ok(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> Result<()> {
