@@ -41,12 +41,12 @@ macro_rules! supported_apis {
 supported_apis! {
     // v0-2 (Kafka 3.9; Kafka 4 dropped them) carry magic 0/1 message sets, converted to v2
     // batches on append. librdkafka before 2.11.1 compresses only when v0 is advertised.
-    // v13 (Kafka 4.1) names topics by id only; Rill serves names, so it stops at v12.
-    Produce 0..=12,
+    // v13 (Kafka 4.1) names topics by id only.
+    Produce 0..=13,
     // v0-3 (Kafka 3.9) get the stored batches converted down to magic 0/1 message sets.
-    // v13+ name topics by id only. v17 is Kafka 3.9's and 4.0's highest (4.1's v18 is not
-    // yet stable).
-    Fetch 0..=17,
+    // v13+ name topics by id only. v18 (Kafka 4.1) adds a follower's high watermark as a tagged
+    // field, which a consumer never sends and Rill (one replica) does not need.
+    Fetch 0..=18,
     ListOffsets 0..=10,
     Metadata 0..=13,
     // Kafka 4.1 lists v10 but marks it unstable; kafka-protocol 0.18 decodes requests up to v9.
@@ -130,11 +130,11 @@ mod tests {
     #[test]
     fn supported_checks_both_ends() {
         assert!(supported(ApiKey::Produce, 0));
-        assert!(supported(ApiKey::Produce, 12));
+        assert!(supported(ApiKey::Produce, 13));
         assert!(!supported(ApiKey::Produce, -1));
-        assert!(!supported(ApiKey::Produce, 13));
+        assert!(!supported(ApiKey::Produce, 14));
         assert!(!supported(ApiKey::SaslHandshake, 1));
-        assert_eq!(version_range(ApiKey::Fetch), Some((0, 17)));
+        assert_eq!(version_range(ApiKey::Fetch), Some((0, 18)));
         assert_eq!(version_range(ApiKey::EndTxn), None);
     }
 

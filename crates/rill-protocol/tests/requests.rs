@@ -113,11 +113,11 @@ fn body_of_another_api_is_refused_on_encode() {
 
 #[test]
 fn hand_built_header_with_unsupported_version_is_refused() {
-    let header = RequestHeader::new(rill_protocol::ApiKey::Produce, 13, 9);
+    let header = RequestHeader::new(rill_protocol::ApiKey::Produce, 14, 9);
     assert!(matches!(
         Request::decode(header, Bytes::new()),
         Err(ProtocolError::UnsupportedVersion {
-            api_version: 13,
+            api_version: 14,
             correlation_id: 9,
             ..
         })

@@ -733,8 +733,8 @@ fn api_versions_advertises_the_old_versions() -> Result<()> {
             .find(|(k, _, _)| *k == key)
             .map(|&(_, min, max)| (min, max))
     };
-    ensure!(range(0) == Some((0, 12)), "Produce {:?}", range(0));
-    ensure!(range(1) == Some((0, 17)), "Fetch {:?}", range(1));
+    ensure!(range(0) == Some((0, 13)), "Produce {:?}", range(0));
+    ensure!(range(1) == Some((0, 18)), "Fetch {:?}", range(1));
     // ListOffsets, OffsetCommit, OffsetFetch, CreateTopics, DeleteTopics, DescribeConfigs.
     for key in [2, 8, 9, 19, 20, 32] {
         ensure!(

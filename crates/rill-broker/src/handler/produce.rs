@@ -34,6 +34,9 @@ fn failed<F>(code: ErrorCode, message: String) -> Pending<F> {
     Pending::Failed(Refusal::new(code, message))
 }
 
+/// Produce v13 is the first to name topics by id (KIP-516) instead of by name.
+const FIRST_TOPIC_ID_VERSION: i16 = 13;
+
 /// Batches at least this large have their record-level work (decompression, checks,
 /// recompression, an old client's message set converted) done on a blocking thread: gzip or
 /// zstd at this size already takes longer than the hop, and a megabyte would hold up every
@@ -58,16 +61,26 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
     // Hand every batch off first, in request order; then wait for the owners' answers.
     let mut pending = Vec::with_capacity(req.topic_data.len());
     for topic_data in req.topic_data {
-        let name = topic_data.name.0.to_string();
-        let topic = broker.topic(&name);
+        // From v13 topics are named by id only (KIP-516); an id no topic has is UNKNOWN_TOPIC_ID.
+        let (topic, name, unknown) = if version >= FIRST_TOPIC_ID_VERSION {
+            let topic = broker.topic_by_id(topic_data.topic_id);
+            let name = topic
+                .as_ref()
+                .map_or_else(|| topic_data.topic_id.to_string(), |t| t.name.clone());
+            (topic, name, ErrorCode::UnknownTopicId)
+        } else {
+            let name = topic_data.name.0.to_string();
+            (
+                broker.topic(&name),
+                name,
+                ErrorCode::UnknownTopicOrPartition,
+            )
+        };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let outcome = match (&refuse_all, &topic) {
                 (Some((code, message)), _) => failed(*code, message.clone()),
-                (None, None) => failed(
-                    ErrorCode::UnknownTopicOrPartition,
-                    format!("topic '{name}' does not exist"),
-                ),
+                (None, None) => failed(unknown, format!("topic '{name}' does not exist")),
                 (None, Some(topic)) => match topic.partition(data.index) {
                     None => failed(
                         ErrorCode::UnknownTopicOrPartition,
@@ -96,14 +109,14 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
             };
             partitions.push((data.index, outcome));
         }
-        pending.push((topic_data.name, topic, partitions));
+        pending.push((topic_data.name, topic_data.topic_id, topic, partitions));
     }
     if acks == 0 {
         // No answer; but a refused batch closes the connection, as Kafka does, so that the
         // producer learns of it. (Failures inside the owner are not awaited: they are logged.)
         let refused = pending
             .iter()
-            .flat_map(|(_, _, partitions)| partitions)
+            .flat_map(|(_, _, _, partitions)| partitions)
             .any(|(_, outcome)| matches!(outcome, Pending::Failed(..)));
         return if refused { Reply::Close } else { Reply::Silent };
     }
@@ -111,7 +124,7 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
     let mut responses = Vec::with_capacity(pending.len());
-    for (name, topic, partitions) in pending {
+    for (name, topic_id, topic, partitions) in pending {
         let mut out = Vec::with_capacity(partitions.len());
         for (index, outcome) in partitions {
             let response = PartitionProduceResponse::default().with_index(index);
@@ -176,6 +189,7 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
         responses.push(
             TopicProduceResponse::default()
                 .with_name(name)
+                .with_topic_id(topic_id)
                 .with_partition_responses(out),
         );
     }

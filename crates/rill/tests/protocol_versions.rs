@@ -1,6 +1,6 @@
-//! Fetch versions at both ends of the range. v13-17 name topics by id (KIP-516): the id Metadata
-//! gives reads the topic, an id no topic has is UNKNOWN_TOPIC_ID, and a deleted topic's id stays
-//! unknown after the name is reused. v0-3 get batches converted down to the old message format,
+//! Produce and Fetch at both ends of their ranges. Produce v13 and Fetch v13-18 name topics by id
+//! (KIP-516): the id Metadata gives writes and reads the topic, an id no topic has is
+//! UNKNOWN_TOPIC_ID, and a deleted topic's id stays unknown after the name is reused. v0-3 get batches converted down to the old message format,
 //! unless the topic says `message.downconversion.enable=false`: then UNSUPPORTED_VERSION.
 
 mod common;
@@ -14,8 +14,12 @@ use rill_protocol::kafka_protocol::messages::create_topics_request::{
 use rill_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use rill_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
 use rill_protocol::kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, MetadataRequest, TopicName,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, MetadataRequest,
+    ProduceRequest, TopicName,
 };
 use rill_protocol::{ApiKey, ResponseKind, StrBytes};
 use rill_record::{Batch, BatchBuilder, Batches, RecordSpec};
@@ -100,7 +104,7 @@ fn fetch_by_topic_id_reads_the_topic_and_refuses_unknown_ids() -> Result<()> {
     let (code, _) = produce_one(&mut stream, &topic, 0, batch, 2)?;
     ensure!(code == 0, "produce error {code}");
 
-    for (n, version) in (13..=17).enumerate() {
+    for (n, version) in (13..=18).enumerate() {
         let (code, values) = fetch_by_id(&mut stream, version, id, 10 + n as i32)?;
         ensure!(code == 0, "v{version}: error {code}");
         ensure!(
@@ -233,6 +237,60 @@ fn a_topic_without_down_conversion_refuses_old_fetches_only() -> Result<()> {
     ensure!(
         values == [Bytes::from("v2 only")],
         "Fetch v4 read {values:?}"
+    );
+    Ok(())
+}
+
+/// Produce v13 of `records` to partition 0 of the topic with `topic_id`: (error, base offset).
+fn produce_by_id(
+    stream: &mut std::net::TcpStream,
+    topic_id: Uuid,
+    records: Bytes,
+    id: i32,
+) -> Result<(i16, i64)> {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_topic_id(topic_id)
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ]);
+    let ResponseKind::Produce(response) = call(stream, ApiKey::Produce, 13, id, request)? else {
+        bail!("not a produce answer");
+    };
+    let topic = response
+        .responses
+        .first()
+        .context("no topic in the produce answer")?;
+    ensure!(topic.topic_id == topic_id, "answer for another topic id");
+    let partition = topic.partition_responses.first().context("no partition")?;
+    Ok((partition.error_code, partition.base_offset))
+}
+
+#[test]
+fn produce_v13_writes_by_topic_id_and_refuses_unknown_ids() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut stream = connect(&broker)?;
+    let topic = broker.topic("produce-by-id");
+    let id = topic_id(&mut stream, &topic, 1)?;
+    let batch = |value: &'static str| {
+        BatchBuilder::new()
+            .record(RecordSpec::new(1).value(value))
+            .build()
+    };
+    ensure!(produce_by_id(&mut stream, id, batch("one")?, 2)? == (0, 0));
+    ensure!(produce_by_id(&mut stream, id, batch("two")?, 3)? == (0, 1));
+    let (code, _) = produce_by_id(&mut stream, Uuid::new_v4(), batch("lost")?, 4)?;
+    ensure!(code == UNKNOWN_TOPIC_ID, "unknown id: error {code}");
+    let (code, values) = fetch_by_id(&mut stream, 17, id, 5)?;
+    ensure!(
+        code == 0 && values == [Bytes::from("one"), Bytes::from("two")],
+        "read back: {code} {values:?}"
     );
     Ok(())
 }
