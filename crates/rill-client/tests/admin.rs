@@ -237,15 +237,20 @@ async fn configs_are_described_and_altered() -> Result<()> {
     assert_eq!(reset.value.as_deref(), Some("86400000"));
     assert_eq!(reset.source, ConfigSource::StaticBrokerConfig);
 
-    // Broker configs: read-only, from the start-up flags.
+    // Broker configs: from the start-up flags; log.retention.ms can be changed at run time
+    // (dynamic broker configs), num.partitions cannot.
     let broker_configs = admin.describe_broker_configs(0).await?;
-    let log_retention = broker_configs
-        .iter()
-        .find(|c| c.name == "log.retention.ms")
-        .context("no log.retention.ms")?;
+    let named = |name: &str| {
+        broker_configs
+            .iter()
+            .find(|c| c.name == name)
+            .with_context(|| format!("no {name}"))
+    };
+    let log_retention = named("log.retention.ms")?;
     assert_eq!(log_retention.value.as_deref(), Some("86400000"));
     assert_eq!(log_retention.source, ConfigSource::StaticBrokerConfig);
-    assert!(log_retention.read_only);
+    assert!(!log_retention.read_only);
+    assert!(named("num.partitions")?.read_only);
 
     // Errors name the resource.
     assert_kafka_error(
@@ -262,14 +267,14 @@ async fn configs_are_described_and_altered() -> Result<()> {
                 ),
                 (
                     rill_client::ConfigResource::Broker(0),
-                    vec![AlterConfigOp::set("log.retention.ms", "1")],
+                    vec![AlterConfigOp::set("num.partitions", "3")],
                 ),
             ],
             false,
         )
         .await?;
     assert_kafka_error(&altered[0], ErrorCode::UnknownTopicOrPartition, "'absent'");
-    assert_kafka_error(&altered[1], ErrorCode::InvalidRequest, "broker 0");
+    assert_kafka_error(&altered[1], ErrorCode::InvalidRequest, "num.partitions");
     Ok(())
 }
 
