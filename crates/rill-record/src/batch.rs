@@ -34,6 +34,8 @@ pub const MAGIC_V2: i8 = 2;
 pub const MAGIC_POS: usize = 16;
 /// Position where the CRC-covered bytes begin (attributes).
 pub const CRC_START: usize = 21;
+/// Where `maxTimestamp` sits: after attributes (2), lastOffsetDelta (4) and baseTimestamp (8).
+const MAX_TIMESTAMP_POS: usize = CRC_START + 2 + 4 + 8;
 /// Smallest valid `batchLength`: a header with no records.
 pub const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;
 /// `producerId` of a batch written by a non-idempotent producer.
@@ -409,14 +411,19 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) -> Result<(), Recor
     if let Some(field) = batch.get_mut(CRC_START..CRC_START + 2) {
         field.copy_from_slice(&attributes.to_be_bytes());
     }
-    if let Some(field) = batch.get_mut(35..43) {
+    if let Some(field) = batch.get_mut(MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8) {
         field.copy_from_slice(&timestamp.to_be_bytes());
     }
+    write_crc(batch);
+    Ok(())
+}
+
+/// Computes the CRC-32C of a whole batch (attributes to the end) and stores it in its field.
+pub(crate) fn write_crc(batch: &mut [u8]) {
     let crc = crc32c::crc32c(batch.get(CRC_START..).unwrap_or_default());
     if let Some(field) = batch.get_mut(MAGIC_POS + 1..CRC_START) {
         field.copy_from_slice(&crc.to_be_bytes());
     }
-    Ok(())
 }
 
 // The helpers below take slices whose length the caller fixed with a constant range.

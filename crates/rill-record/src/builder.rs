@@ -17,7 +17,7 @@
 
 use bytes::{BufMut, Bytes};
 
-use crate::batch::{Attributes, CRC_START, HEADER_LEN, LOG_OVERHEAD, MAGIC_POS, MAGIC_V2};
+use crate::batch::{Attributes, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, write_crc};
 use crate::compression::{compress_into, compress_into_level};
 use crate::record::{Header, Record, encode_record};
 use crate::{BatchHeader, Compression, RecordError, TimestampType};
@@ -277,33 +277,26 @@ impl BatchBuilder {
                 out
             }
         };
-        let batch_length = out.len() - LOG_OVERHEAD;
-        let batch_length =
-            i32::try_from(batch_length).map_err(|_overflow| RecordError::TooLarge {
-                what: "batchLength",
-                value: batch_length,
-            })?;
         let attributes = Attributes::new(self.compression, self.timestamp_type)
             .with_transactional(self.transactional);
-        if let Some(mut h) = out.get_mut(..HEADER_LEN) {
-            h.put_i64(self.base_offset);
-            h.put_i32(batch_length);
-            h.put_i32(self.partition_leader_epoch);
-            h.put_i8(MAGIC_V2);
-            h.put_u32(0); // crc, computed below over what follows it
-            h.put_i16(attributes.0);
-            h.put_i32(last_offset_delta);
-            h.put_i64(self.base_timestamp);
-            h.put_i64(self.max_timestamp);
-            h.put_i64(self.producer_id);
-            h.put_i16(self.producer_epoch);
-            h.put_i32(self.base_sequence);
-            h.put_i32(records_count);
-        }
-        let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
-        if let Some(field) = out.get_mut(MAGIC_POS + 1..CRC_START) {
-            field.copy_from_slice(&crc.to_be_bytes());
-        }
+        finish(
+            &mut out,
+            &BatchHeader {
+                base_offset: self.base_offset,
+                batch_length: 0,
+                partition_leader_epoch: self.partition_leader_epoch,
+                magic: MAGIC_V2,
+                crc: 0,
+                attributes,
+                last_offset_delta,
+                base_timestamp: self.base_timestamp,
+                max_timestamp: self.max_timestamp,
+                producer_id: self.producer_id,
+                producer_epoch: self.producer_epoch,
+                base_sequence: self.base_sequence,
+                records_count,
+            },
+        )?;
         Ok(Bytes::from(out))
     }
 }
@@ -321,19 +314,32 @@ pub fn rebuild(
     let mut out = Vec::with_capacity(HEADER_LEN + records.len() / 2 + 64);
     out.resize(HEADER_LEN, 0);
     compress_into_level(codec, level, records, &mut out)?;
+    let attributes = Attributes((header.attributes.0 & !0x07) | codec.id());
+    finish(
+        &mut out,
+        &BatchHeader {
+            attributes,
+            ..*header
+        },
+    )?;
+    Ok(out)
+}
+
+/// Fills in the header of `out` (`HEADER_LEN` bytes of room, then the records section) from
+/// `header`: every field but `batchLength`, `magic` and the CRC, which are computed here.
+fn finish(out: &mut [u8], header: &BatchHeader) -> Result<(), RecordError> {
     let batch_length = out.len() - LOG_OVERHEAD;
     let batch_length = i32::try_from(batch_length).map_err(|_overflow| RecordError::TooLarge {
         what: "batchLength",
         value: batch_length,
     })?;
-    let attributes = (header.attributes.0 & !0x07) | codec.id();
     if let Some(mut h) = out.get_mut(..HEADER_LEN) {
         h.put_i64(header.base_offset);
         h.put_i32(batch_length);
         h.put_i32(header.partition_leader_epoch);
         h.put_i8(MAGIC_V2);
         h.put_u32(0); // crc, computed below over what follows it
-        h.put_i16(attributes);
+        h.put_i16(header.attributes.0);
         h.put_i32(header.last_offset_delta);
         h.put_i64(header.base_timestamp);
         h.put_i64(header.max_timestamp);
@@ -342,11 +348,8 @@ pub fn rebuild(
         h.put_i32(header.base_sequence);
         h.put_i32(header.records_count);
     }
-    let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
-    if let Some(field) = out.get_mut(MAGIC_POS + 1..CRC_START) {
-        field.copy_from_slice(&crc.to_be_bytes());
-    }
-    Ok(out)
+    write_crc(out);
+    Ok(())
 }
 
 #[cfg(test)]

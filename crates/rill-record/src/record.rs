@@ -140,7 +140,7 @@ impl Batch<'_> {
             return Ok(Vec::new());
         }
         let section = self.records_section(options.max_records_len)?;
-        decode_section(header, &section)
+        decode_records(header, &section)
     }
 
     /// The records section decompressed (copied when not compressed), refusing more than
@@ -165,11 +165,6 @@ impl Batch<'_> {
 /// Decodes the records of `header`'s batch from its decompressed records section (from
 /// [`Batch::records_section`]), as [`Batch::records`] does.
 pub fn decode_records(header: &BatchHeader, section: &Bytes) -> Result<Vec<Record>, RecordError> {
-    decode_section(header, section)
-}
-
-/// Decodes the records of an uncompressed records section.
-fn decode_section(header: &BatchHeader, section: &Bytes) -> Result<Vec<Record>, RecordError> {
     let declared = header.records_count;
     let count = usize::try_from(declared).map_err(|_negative| RecordError::InvalidRecord {
         index: 0,
@@ -457,7 +452,7 @@ mod tests {
             0x02, b'n', 0x01,
         ];
         assert_eq!(buf, expected);
-        let records = decode_section(&header_for(1), &Bytes::from(buf))?;
+        let records = decode_records(&header_for(1), &Bytes::from(buf))?;
         assert_eq!(
             records,
             [Record {
@@ -486,21 +481,21 @@ mod tests {
         let mut two = one.clone();
         two.extend_from_slice(&one);
         assert_eq!(
-            decode_section(&header_for(3), &Bytes::from(two.clone())),
+            decode_records(&header_for(3), &Bytes::from(two.clone())),
             Err(RecordError::RecordCountMismatch {
                 declared: 3,
                 found: 2
             })
         );
         assert_eq!(
-            decode_section(&header_for(1), &Bytes::from(two)),
+            decode_records(&header_for(1), &Bytes::from(two)),
             Err(RecordError::TrailingBytes {
                 declared: 1,
                 remaining: one.len()
             })
         );
         assert!(matches!(
-            decode_section(&header_for(-1), &Bytes::from(one)),
+            decode_records(&header_for(-1), &Bytes::from(one)),
             Err(RecordError::InvalidRecord { .. })
         ));
     }
@@ -524,7 +519,7 @@ mod tests {
         ];
         for (bytes, reason) in cases {
             assert_eq!(
-                decode_section(&header_for(1), &Bytes::copy_from_slice(bytes)),
+                decode_records(&header_for(1), &Bytes::copy_from_slice(bytes)),
                 Err(RecordError::InvalidRecord { index: 0, reason }),
                 "{bytes:02x?}"
             );
@@ -535,7 +530,7 @@ mod tests {
     fn null_header_key_is_rejected() {
         let bytes: &[u8] = &[0x0e, 0, 0, 0, 0x01, 0x01, 0x02, 0x01, 0x01];
         assert_eq!(
-            decode_section(&header_for(1), &Bytes::copy_from_slice(bytes)),
+            decode_records(&header_for(1), &Bytes::copy_from_slice(bytes)),
             Err(RecordError::InvalidRecord {
                 index: 0,
                 reason: "null header key"
@@ -548,7 +543,7 @@ mod tests {
         let mut header = header_for(1);
         header.attributes = crate::Attributes::new(Compression::None, TimestampType::LogAppendTime);
         header.max_timestamp = 9_999;
-        let records = decode_section(&header, &Bytes::from(encode_one(None, None, &[])))?;
+        let records = decode_records(&header, &Bytes::from(encode_one(None, None, &[])))?;
         assert_eq!(
             records.first().map(|r| (r.timestamp, r.timestamp_delta)),
             Some((9_999, 5))
@@ -561,7 +556,7 @@ mod tests {
         // Four billion records claimed, seven bytes given: an error, and no 4-billion-slot Vec.
         let bytes = Bytes::from(encode_one(None, None, &[]));
         assert!(matches!(
-            decode_section(&header_for(i32::MAX), &bytes),
+            decode_records(&header_for(i32::MAX), &bytes),
             Err(RecordError::RecordCountMismatch { found: 1, .. })
         ));
     }

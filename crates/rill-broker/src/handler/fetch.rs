@@ -113,7 +113,7 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
         let now = tokio::time::Instant::now();
         let done = errors || total >= min_bytes.max(1) || watches.is_empty();
         if done || now >= deadline || broker.stopping.is_cancelled() {
-            for ((topic, fetch_topic), response) in wanted.iter().zip(&mut topics) {
+            for ((topic, _), response) in wanted.iter().zip(&topics) {
                 if let Some(topic) = topic {
                     for partition in &response.partitions {
                         topic
@@ -121,10 +121,9 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
                             .fetched(partition.records.as_deref().unwrap_or_default());
                     }
                 }
-                if version < FIRST_V2_VERSION {
-                    let allowed = topic.as_ref().is_none_or(|t| t.config.down_conversion);
-                    convert_down(fetch_topic, &mut response.partitions, version, allowed);
-                }
+            }
+            if version < FIRST_V2_VERSION {
+                topics = convert_down(&wanted, topics, version, total).await;
             }
             return FetchResponse::default().with_responses(topics);
         }
@@ -142,39 +141,78 @@ const FIRST_TOPIC_ID_VERSION: i16 = 13;
 /// Fetch v4 is the first to carry record batches v2; v0-3 carry message sets.
 const FIRST_V2_VERSION: i16 = 4;
 
-/// Converts the stored batches of an answer to Fetch v0-3 into the message set that version
-/// carries: magic 0 for v0-1, magic 1 for v2-3. The cost falls on old clients alone; a batch
-/// that cannot be converted makes that partition's answer CORRUPT_MESSAGE. A topic with
-/// `message.downconversion.enable=false` (not `allowed`) answers UNSUPPORTED_VERSION instead,
-/// as Kafka does.
-fn convert_down(
-    fetch_topic: &FetchTopic,
-    partitions: &mut [PartitionData],
+/// Converts the stored batches of an answer to Fetch v0-3 (`total` bytes of them) into the
+/// message sets that version carries: magic 0 for v0-1, magic 1 for v2-3, off the async workers
+/// when large. The cost falls on old clients alone.
+async fn convert_down(
+    wanted: &[(Option<Arc<Topic>>, FetchTopic)],
+    mut topics: Vec<FetchableTopicResponse>,
     version: i16,
-    allowed: bool,
-) {
+    total: usize,
+) -> Vec<FetchableTopicResponse> {
     let magic = if version < 2 { MAGIC_V0 } else { MAGIC_V1 };
-    for partition in partitions {
-        if !allowed && partition.error_code == 0 {
-            partition.records = Some(Bytes::new());
-            partition.error_code = ErrorCode::UnsupportedVersion.code();
-            continue;
-        }
-        let Some(stored) = partition.records.as_ref().filter(|r| !r.is_empty()) else {
-            continue;
-        };
-        let from = fetch_topic
-            .partitions
-            .iter()
-            .find(|p| p.partition == partition.partition_index)
-            .map_or(0, |p| p.fetch_offset);
-        match batches_to_message_set(stored, magic, from, DEFAULT_MAX_RECORDS_LEN) {
-            Ok(set) => partition.records = Some(set),
-            Err(err) => {
-                tracing::warn!(topic = %fetch_topic.topic.0, partition = partition.partition_index, %err, "converting stored batches for an old fetch");
-                partition.records = Some(Bytes::new());
-                partition.error_code = ErrorCode::CorruptMessage.code();
+    // Per topic: where each partition's fetch started, and whether the topic allows it.
+    let plans: Vec<(Vec<(i32, i64)>, bool)> = wanted
+        .iter()
+        .map(|(topic, fetch_topic)| {
+            let starts = fetch_topic
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.fetch_offset))
+                .collect();
+            (
+                starts,
+                topic.as_ref().is_none_or(|t| t.config.down_conversion),
+            )
+        })
+        .collect();
+    // Kept to answer UNKNOWN_SERVER_ERROR should the conversion's thread panic: stored v2
+    // batches must never reach a client of the old formats.
+    let mut failed = topics.clone();
+    for partition in failed.iter_mut().flat_map(|t| &mut t.partitions) {
+        partition.records = Some(Bytes::new());
+        partition.error_code = ErrorCode::UnknownServerError.code();
+    }
+    super::cpu_bound(total, move || {
+        for (response, (starts, allowed)) in topics.iter_mut().zip(&plans) {
+            for partition in &mut response.partitions {
+                convert_partition(partition, magic, starts, *allowed, &response.topic.0);
             }
+        }
+        topics
+    })
+    .await
+    .unwrap_or(failed)
+}
+
+/// One partition of [`convert_down`]: a batch that cannot be converted makes its answer
+/// CORRUPT_MESSAGE; a topic with `message.downconversion.enable=false` (not `allowed`) answers
+/// UNSUPPORTED_VERSION instead, as Kafka does.
+fn convert_partition(
+    partition: &mut PartitionData,
+    magic: i8,
+    starts: &[(i32, i64)],
+    allowed: bool,
+    topic: &str,
+) {
+    if !allowed && partition.error_code == 0 {
+        partition.records = Some(Bytes::new());
+        partition.error_code = ErrorCode::UnsupportedVersion.code();
+        return;
+    }
+    let Some(stored) = partition.records.as_ref().filter(|r| !r.is_empty()) else {
+        return;
+    };
+    let from = starts
+        .iter()
+        .find(|(index, _)| *index == partition.partition_index)
+        .map_or(0, |(_, offset)| *offset);
+    match batches_to_message_set(stored, magic, from, DEFAULT_MAX_RECORDS_LEN) {
+        Ok(set) => partition.records = Some(set),
+        Err(err) => {
+            tracing::warn!(topic, partition = partition.partition_index, %err, "converting stored batches for an old fetch");
+            partition.records = Some(Bytes::new());
+            partition.error_code = ErrorCode::CorruptMessage.code();
         }
     }
 }

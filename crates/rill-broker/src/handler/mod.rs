@@ -20,6 +20,24 @@ pub(crate) mod produce;
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::TopicName;
 
+/// Work on at least this many bytes of records (decompressing, checking, recompressing,
+/// converting an old client's message set) runs on a blocking thread: gzip or zstd at this size
+/// already takes longer than the hop, and a megabyte would hold up every connection on this async
+/// worker for milliseconds. Below it the work is cheaper than the hop.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Runs CPU-bound `work` over `bytes` bytes of records: here when small, on a blocking thread
+/// when large (see [`OFFLOAD_BYTES`]). `None` if that thread panicked.
+pub(crate) async fn cpu_bound<T: Send + 'static>(
+    bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if bytes < OFFLOAD_BYTES {
+        return Some(work());
+    }
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
 /// A topic name for a response.
 pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))

@@ -37,12 +37,6 @@ fn failed<F>(code: ErrorCode, message: String) -> Pending<F> {
 /// Produce v13 is the first to name topics by id (KIP-516) instead of by name.
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
 
-/// Batches at least this large have their record-level work (decompression, checks,
-/// recompression, an old client's message set converted) done on a blocking thread: gzip or
-/// zstd at this size already takes longer than the hop, and a megabyte would hold up every
-/// connection on this async worker for milliseconds. Below it the work is cheaper than the hop.
-const OFFLOAD_BYTES: usize = 64 * 1024;
-
 pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
     let durable = acks == -1 && broker.config.ack_durability == AckDurability::Fsync;
@@ -205,40 +199,37 @@ async fn prepare(
     version: i16,
 ) -> Result<BytesMut, Refusal> {
     let max_message_bytes = topic.config.max_message_bytes;
+    // Only an old client's message set costs more than a CRC pass to check: it is converted.
     let old_format = records
         .as_deref()
         .and_then(magic_of)
         .is_some_and(|m| m < MAGIC_V2);
-    let large = records.as_ref().is_some_and(|r| r.len() >= OFFLOAD_BYTES);
-    let checked = if old_format && large {
-        tokio::task::spawn_blocking(move || check(records, max_message_bytes, version))
+    let work = if old_format {
+        records.as_ref().map_or(0, Bytes::len)
+    } else {
+        0
+    };
+    let (batch, header) =
+        super::cpu_bound(work, move || check(records, max_message_bytes, version))
             .await
-            .unwrap_or_else(|err| {
+            .unwrap_or_else(|| {
                 Err((
                     ErrorCode::UnknownServerError,
-                    format!("converting the message set failed: {err}"),
+                    "converting the message set failed".to_owned(),
                 ))
             })
-    } else {
-        check(records, max_message_bytes, version)
-    };
-    let batch = checked.map_err(|(code, message)| Refusal::new(code, message))?;
-    let header = BatchHeader::parse(&batch)
-        .map_err(|err| Refusal::new(ErrorCode::CorruptMessage, err.to_string()))?;
+            .map_err(|(code, message)| Refusal::new(code, message))?;
     let rules = Rules::new(&topic.config, &header, now_ms());
     if rules.is_empty() {
         return Ok(batch);
     }
     let partition = format!("{}-{index}", topic.name);
-    if batch.len() < OFFLOAD_BYTES {
-        return rules.apply(batch, &partition);
-    }
-    tokio::task::spawn_blocking(move || rules.apply(batch, &partition))
+    super::cpu_bound(batch.len(), move || rules.apply(batch, &partition))
         .await
-        .unwrap_or_else(|err| {
+        .unwrap_or_else(|| {
             Err(Refusal::new(
                 ErrorCode::UnknownServerError,
-                format!("checking the records failed: {err}"),
+                "checking the records failed".to_owned(),
             ))
         })
 }
@@ -248,12 +239,13 @@ async fn prepare(
 ///
 /// Produce v0-2 may carry a magic 0 or 1 message set instead (old clients): it is checked
 /// message by message and converted to one v2 batch, which is then checked like any other.
-/// From v3 on only v2 batches are allowed, and zstd only from v7, as Kafka rules.
+/// From v3 on only v2 batches are allowed, and zstd only from v7, as Kafka rules. Returns the
+/// batch with its parsed header.
 fn check(
     records: Option<Bytes>,
     max_message_bytes: i32,
     version: i16,
-) -> Result<BytesMut, (ErrorCode, String)> {
+) -> Result<(BytesMut, BatchHeader), (ErrorCode, String)> {
     let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
         (
             ErrorCode::InvalidRecord,
@@ -313,8 +305,9 @@ fn check(
     batch
         .verify_crc()
         .map_err(|err| (ErrorCode::CorruptMessage, err.to_string()))?;
-    check_header(batch.header())?;
-    Ok(BytesMut::from(&records[..]))
+    let header = *batch.header();
+    check_header(&header)?;
+    Ok((BytesMut::from(&records[..]), header))
 }
 
 fn check_header(header: &BatchHeader) -> Result<(), (ErrorCode, String)> {
