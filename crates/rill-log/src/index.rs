@@ -1,5 +1,5 @@
 //! The sparse indexes beside each segment, kept in memory and written to their files when the
-//! segment is sealed or the log is closed.
+//! segment is sealed or the log is closed. No descriptor is kept open between those writes.
 //!
 //! The active segment's index files may lag behind its log after a crash; recovery rebuilds them
 //! from the log, so writing them on every entry would buy nothing but system calls.
@@ -12,7 +12,7 @@
 //!   entries when the segment's largest timestamp has grown, and once more when it is sealed.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +75,6 @@ impl Entry for TimeEntry {
 #[derive(Debug)]
 pub(crate) struct IndexFile<E> {
     path: PathBuf,
-    file: File,
     entries: Vec<E>,
     /// How many of `entries` the file holds.
     written: usize,
@@ -84,16 +83,9 @@ pub(crate) struct IndexFile<E> {
 impl<E: Entry> IndexFile<E> {
     /// Creates (or empties) the file.
     pub(crate) fn create(path: PathBuf) -> Result<Self, LogError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .at(&path)?;
+        let _ = truncate(&path)?;
         Ok(Self {
             path,
-            file,
             entries: Vec::new(),
             written: 0,
         })
@@ -105,13 +97,11 @@ impl<E: Entry> IndexFile<E> {
         path: PathBuf,
         valid: impl Fn(&[E]) -> bool,
     ) -> Result<Option<Self>, LogError> {
-        let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(file) => file,
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err).at(&path),
         };
-        let mut bytes = Vec::new();
-        let _ = file.read_to_end(&mut bytes).at(&path)?;
         if bytes.len() % E::SIZE != 0 {
             return Ok(None);
         }
@@ -119,7 +109,6 @@ impl<E: Entry> IndexFile<E> {
         match entries {
             Some(entries) if valid(&entries) => Ok(Some(Self {
                 path,
-                file,
                 written: entries.len(),
                 entries,
             })),
@@ -141,7 +130,7 @@ impl<E: Entry> IndexFile<E> {
 
     /// Replaces every entry (after a rebuild); the file is rewritten by the next `write_out`.
     pub(crate) fn replace(&mut self, entries: Vec<E>) -> Result<(), LogError> {
-        self.file.set_len(0).at(&self.path)?;
+        let _ = truncate(&self.path)?;
         self.entries = entries;
         self.written = 0;
         Ok(())
@@ -155,19 +144,31 @@ impl<E: Entry> IndexFile<E> {
                 entry.encode(&mut buf);
             }
             let at = (self.written * E::SIZE) as u64;
-            self.file.write_all_at(&buf, at).at(&self.path)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.path)
+                .at(&self.path)?;
+            file.write_all_at(&buf, at).at(&self.path)?;
             self.written = self.entries.len();
         }
         Ok(())
     }
 
-    pub(crate) fn file(&self) -> &File {
-        &self.file
-    }
-
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Creates `path` empty, or empties it.
+fn truncate(path: &Path) -> Result<File, LogError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .at(path)
 }
 
 /// Position to start scanning from for `relative_offset`: the last entry at or before it.

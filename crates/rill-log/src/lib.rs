@@ -5,6 +5,8 @@
 //!   group-commit `sync`, clean close.
 //! - `segment.rs`: one `.log` file of whole record batches with its `.index` and `.timeindex`.
 //! - `index.rs`: the sparse offset and time indexes.
+//! - [`FileCache`] (`cache.rs`): the bounded set of open segment files many logs share.
+//! - `background.rs`: the small thread pool that fsyncs sealed segments.
 //! - [`FlushPolicy`] (`flush.rs`): when appends are fsynced, and what survives what.
 //! - [`LogConfig`] (`config.rs`): Kafka's per-topic settings with Kafka's defaults.
 //! - [`dir`]: file naming and directory fsync.
@@ -16,7 +18,9 @@
 //!   cuts a torn or corrupt tail off the active segment, and corruption inside a sealed segment
 //!   is an error naming the file and position.
 //! - A failed fsync poisons the log: every later append and sync fails.
-//! - A roll fsyncs the sealed segment on a thread of its own; `sync` waits for it.
+//! - A roll fsyncs the sealed segment on a small shared pool of threads; `sync` waits for it.
+//! - Descriptors are bounded: only the files a [`FileCache`] holds are open, index files only
+//!   while they are written. A log unchanged since a clean close needs no work to close again.
 //! - Nothing read from disk can make it panic.
 //!
 //! ```no_run
@@ -38,6 +42,8 @@
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
 )]
 
+mod background;
+mod cache;
 mod config;
 pub mod dir;
 mod error;
@@ -46,6 +52,7 @@ mod index;
 mod log;
 mod segment;
 
+pub use cache::FileCache;
 pub use config::{
     DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_RETENTION_BYTES, DEFAULT_RETENTION_MS,
     DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_MS, LogConfig,

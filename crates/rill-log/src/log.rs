@@ -4,15 +4,17 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rill_record::{Batch, BatchHeader};
 
-use crate::LogConfig;
+use crate::background::{self, Pending};
+use crate::cache::FileCache;
 use crate::dir::{CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, fsync_dir, parse_segment_name};
 use crate::error::{IoContext, LogError};
 use crate::segment::Segment;
+use crate::{FlushPolicy, LogConfig};
 
 /// The file in a log directory that keeps a log start offset moved by
 /// [`Log::delete_records_before`].
@@ -57,10 +59,16 @@ pub struct TimestampOffset {
 ///
 /// The log has a single owner: `append`, `sync` and retention take `&mut self`, reads `&self`.
 /// It is synchronous and does blocking file I/O; async callers run it on a thread of its own.
+/// Its segment files are opened through a [`FileCache`], which may be shared by many logs.
 #[derive(Debug)]
 pub struct Log {
     dir: PathBuf,
     config: LogConfig,
+    cache: Arc<FileCache>,
+    /// The clean-shutdown marker is still in the directory: nothing has changed since a clean
+    /// close, so a crash now needs no recovery, and closing needs no work. The first change
+    /// removes it.
+    clean_marker: bool,
     /// Sealed segments, ordered by base offset and contiguous with each other and `active`.
     sealed: Vec<Segment>,
     /// The segment appends go to.
@@ -82,7 +90,7 @@ pub struct Log {
 #[derive(Debug)]
 struct PendingSeal {
     base_offset: i64,
-    handle: JoinHandle<Result<(), LogError>>,
+    fsync: Pending,
 }
 
 impl Log {
@@ -93,7 +101,20 @@ impl Log {
     /// index interval is walked; otherwise every batch in it is checked (length, magic, CRC and
     /// offset continuity) and whatever follows the last good batch is cut off. Opening never reads
     /// more than the active segment and the index files.
+    ///
+    /// The log keeps its files open through a cache of its own; [`Log::open_cached`] shares one.
     pub fn open(dir: impl Into<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Self, LogError> {
+        Self::open_cached(dir, config, now_ms, &FileCache::unbounded())
+    }
+
+    /// [`Log::open`], with the segment files opened through `cache`, which bounds how many
+    /// descriptors all the logs sharing it keep open.
+    pub fn open_cached(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        now_ms: i64,
+        cache: &Arc<FileCache>,
+    ) -> Result<Self, LogError> {
         config.validate()?;
         let dir = dir.into();
         if !dir.is_dir() {
@@ -121,6 +142,7 @@ impl Log {
         for pair in bases.windows(2) {
             if let [base, next] = *pair {
                 sealed.push(Segment::open_sealed(
+                    cache,
                     &dir,
                     base,
                     next,
@@ -128,26 +150,30 @@ impl Log {
                 )?);
             }
         }
+        let mut clean_marker = false;
         let active = match bases.last() {
             Some(&base) => {
                 let recovered = if clean {
-                    Segment::open_active_clean(&dir, base)?
+                    Segment::open_active_clean(cache, &dir, base)?
                 } else {
                     None
                 };
                 match recovered {
-                    Some(segment) => segment,
-                    None => Segment::open_active(&dir, base, config.index_interval_bytes)?,
+                    Some(segment) => {
+                        clean_marker = true;
+                        segment
+                    }
+                    None => Segment::open_active(cache, &dir, base, config.index_interval_bytes)?,
                 }
             }
             None => {
-                let segment = Segment::create(&dir, 0)?;
+                let segment = Segment::create(cache, &dir, 0)?;
                 fsync_dir(&dir)?;
                 segment
             }
         };
-        if clean {
-            // From now on a crash must be treated as one.
+        if clean && !clean_marker {
+            // The marker lied (the active segment needed recovery): it must not be trusted again.
             fs::remove_file(&marker).at(&marker)?;
             fsync_dir(&dir)?;
         }
@@ -168,6 +194,8 @@ impl Log {
         Ok(Self {
             dir,
             config,
+            cache: cache.clone(),
+            clean_marker,
             sealed,
             active,
             log_start_offset,
@@ -188,6 +216,18 @@ impl Log {
     /// The configuration the log runs with.
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// Removes the clean-shutdown marker before the first change since a clean open: from then on
+    /// a crash must be treated as one.
+    fn changing(&mut self) -> Result<(), LogError> {
+        if self.clean_marker {
+            let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+            fs::remove_file(&marker).at(&marker)?;
+            fsync_dir(&self.dir)?;
+            self.clean_marker = false;
+        }
+        Ok(())
     }
 
     /// Replaces the configuration (for example after a topic config change); it applies to the
@@ -268,6 +308,7 @@ impl Log {
             });
         }
         self.reap_seals(false)?;
+        self.changing()?;
         let base_offset = self.log_end_offset();
         header.base_offset = base_offset;
         if self.should_roll(&header, now_ms) {
@@ -306,29 +347,24 @@ impl Log {
         if let Some(path) = &self.poisoned {
             return Err(LogError::Poisoned { path: path.clone() });
         }
+        self.changing()?;
         let next = self.log_end_offset();
         self.active.seal()?;
-        let segment = Segment::create(&self.dir, next)?;
+        let segment = Segment::create(&self.cache, &self.dir, next)?;
         let sealed = std::mem::replace(&mut self.active, segment);
-        let files = sealed.durable_handles()?;
+        let files = sealed.files();
         let base_offset = sealed.base_offset;
         self.sealed.push(sealed);
         // The directory fsync after the files also makes the new segment's entry durable.
         let dir = self.dir.clone();
-        let work = move || {
-            for (path, file) in &files {
-                file.sync_all().at(path)?;
+        let fsync = background::run(move || {
+            for path in &files {
+                fsync_path(path)?;
             }
             fsync_dir(&dir)
-        };
-        let handle = std::thread::Builder::new()
-            .name("rill-log-seal".to_owned())
-            .spawn(work)
-            .at(&self.dir)?;
-        self.pending_seals.push_back(PendingSeal {
-            base_offset,
-            handle,
         });
+        self.pending_seals
+            .push_back(PendingSeal { base_offset, fsync });
         tracing::debug!(dir = %self.dir.display(), base_offset = next, "rolled segment");
         Ok(())
     }
@@ -336,19 +372,21 @@ impl Log {
     /// Collects finished background fsyncs of sealed segments (all of them, waiting, if `wait`).
     /// A failed one poisons the log.
     fn reap_seals(&mut self, wait: bool) -> Result<(), LogError> {
-        while self
-            .pending_seals
-            .front()
-            .is_some_and(|seal| wait || seal.handle.is_finished())
-        {
-            let Some(seal) = self.pending_seals.pop_front() else {
+        while let Some(seal) = self.pending_seals.pop_front() {
+            let result = if wait {
+                seal.fsync.wait()
+            } else if let Some(result) = seal.fsync.try_outcome() {
+                result
+            } else {
+                self.pending_seals.push_front(seal);
                 break;
             };
-            let result = seal.handle.join().unwrap_or_else(|_| {
-                Err(LogError::Io {
+            let result = result.map_err(|err| match err {
+                LogError::Io { path, source } if path.as_os_str().is_empty() => LogError::Io {
                     path: crate::dir::segment_file(&self.dir, seal.base_offset, LOG_SUFFIX),
-                    source: std::io::Error::other("the fsync thread panicked"),
-                })
+                    source,
+                },
+                err => err,
             });
             if let Err(err) = result {
                 self.poison(&err);
@@ -388,6 +426,44 @@ impl Log {
         {
             self.sync()?;
             self.last_flush_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// When time-based work next falls due (ms since the epoch, the clock [`Log::append`] is
+    /// given): an interval flush of unflushed appends, or a roll of the active segment by age
+    /// (`segment.ms`). `None` when nothing falls due until something is appended. An owner of
+    /// many logs sleeps until the earliest of them and then calls [`Log::tick`].
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        let flush = match self.config.flush {
+            FlushPolicy::Interval(every) if self.unflushed_records > 0 => Some(
+                self.last_flush_ms
+                    .saturating_add(i64::try_from(every.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            _ => None,
+        };
+        let roll = match self.active.first_append_ms {
+            Some(first) if self.config.segment_ms >= 0 && !self.active.is_empty() => {
+                Some(first.saturating_add(self.config.segment_ms))
+            }
+            _ => None,
+        };
+        flush.into_iter().chain(roll).min()
+    }
+
+    /// Does the time-based work that is due at `now_ms`: an interval flush, and a roll of an
+    /// active segment older than `segment.ms` even if nothing is appended to it (so that
+    /// retention can delete it, as Kafka does).
+    pub fn tick(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.flush_if_due(now_ms)?;
+        let old = self.config.segment_ms >= 0
+            && !self.active.is_empty()
+            && self
+                .active
+                .first_append_ms
+                .is_some_and(|first| now_ms - first >= self.config.segment_ms);
+        if old {
+            self.roll()?;
         }
         Ok(())
     }
@@ -500,6 +576,9 @@ impl Log {
             excess -= i64::try_from(segment.size).unwrap_or(i64::MAX);
             doomed += 1;
         }
+        if doomed > 0 {
+            self.changing()?;
+        }
         let deleted = self.delete_oldest(doomed)?;
         if !deleted.is_empty() {
             tracing::info!(
@@ -527,6 +606,7 @@ impl Log {
         if offset <= self.log_start_offset {
             return Ok(self.log_start_offset);
         }
+        self.changing()?;
         let path = self.dir.join(LOG_START_CHECKPOINT);
         let file = fs::File::create(&path).at(&path)?;
         use std::io::Write as _;
@@ -585,15 +665,25 @@ impl Log {
         if let Some(path) = &self.poisoned {
             return Err(LogError::Poisoned { path: path.clone() });
         }
+        if self.clean_marker {
+            // Unchanged since it was closed cleanly last time: the files are as that close left them.
+            return Ok(());
+        }
         self.reap_seals(true)?;
         self.active.seal()?;
-        for (path, file) in self.active.durable_handles()? {
-            file.sync_all().at(&path)?;
+        for path in self.active.files() {
+            fsync_path(&path)?;
         }
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         fs::write(&marker, b"").at(&marker)?;
         fsync_dir(&self.dir)
     }
+}
+
+/// fsync of a file by its path (a descriptor opened for the purpose: any descriptor of a file
+/// makes all of its written pages durable).
+fn fsync_path(path: &Path) -> Result<(), LogError> {
+    fs::File::open(path).and_then(|f| f.sync_all()).at(path)
 }
 
 /// The first record of `segment` at or after offset `from` whose timestamp is at or after

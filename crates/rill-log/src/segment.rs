@@ -3,9 +3,11 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rill_record::{Batch, BatchHeader, HEADER_LEN, RecordError};
 
+use crate::cache::{CachedFile, FileCache};
 use crate::dir::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_file};
 use crate::error::{Corruption, IoContext, LogError};
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
@@ -27,8 +29,8 @@ const SCAN_CHUNK: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
-    path: PathBuf,
-    file: File,
+    /// The `.log` file, open only while the descriptor cache keeps it.
+    file: CachedFile,
     /// Bytes of whole batches; the file is never longer once the segment is open.
     pub(crate) size: u64,
     /// The offset after this segment's last batch.
@@ -65,7 +67,11 @@ pub(crate) struct ScanOutcome {
 
 impl Segment {
     /// Creates the three files of a new, empty segment (the caller fsyncs the directory).
-    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
+    pub(crate) fn create(
+        cache: &Arc<FileCache>,
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<Self, LogError> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
@@ -76,8 +82,7 @@ impl Segment {
             .at(&path)?;
         Ok(Self {
             base_offset,
-            path,
-            file,
+            file: cache.adopt(path, file),
             size: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -91,8 +96,10 @@ impl Segment {
 
     /// Opens an existing segment whose log ends at `next_offset` (known for sealed segments from
     /// the next segment's name), trusting its index files when they are whole and consistent,
-    /// and rebuilding them from the log otherwise.
+    /// and rebuilding them from the log otherwise. With good index files, the log file itself is
+    /// not opened until it is read.
     pub(crate) fn open_sealed(
+        cache: &Arc<FileCache>,
         dir: &Path,
         base_offset: i64,
         next_offset: i64,
@@ -104,25 +111,26 @@ impl Segment {
         if let Some((index, time_index)) = load_indexes(dir, base_offset, size, max_relative)? {
             // A sealed segment with batches always ends its time index with its largest timestamp.
             if size == 0 || time_index.last().is_some() {
-                let mut segment = Self::open_log(base_offset, log_path, index, time_index)?;
+                let mut segment =
+                    Self::new(base_offset, cache.lazy(log_path), size, index, time_index);
                 segment.next_offset = next_offset;
                 segment.max_timestamp = segment.time_index.last().map_or(-1, |e| e.timestamp);
                 return Ok(segment);
             }
         }
         tracing::warn!(segment = %log_path.display(), "rebuilding damaged or missing indexes");
-        let mut segment = Self::open_with_new_indexes(dir, base_offset)?;
+        let mut segment = Self::open_with_new_indexes(cache, dir, base_offset)?;
         let outcome = segment.rebuild(index_interval)?;
         if let Some(source) = outcome.invalid {
             return Err(LogError::Corrupt {
-                path: segment.path.clone(),
+                path: segment.path().to_path_buf(),
                 position: outcome.valid_len,
                 source,
             });
         }
         if segment.next_offset != next_offset {
             return Err(LogError::Inconsistent {
-                path: segment.path.clone(),
+                path: segment.path().to_path_buf(),
                 reason: format!(
                     "ends at offset {} but the next segment starts at {next_offset}",
                     segment.next_offset
@@ -136,16 +144,17 @@ impl Segment {
     /// Opens the active segment: scans all of it, verifying every batch, rebuilds its indexes and
     /// cuts off whatever follows the last valid batch (a torn or corrupt tail).
     pub(crate) fn open_active(
+        cache: &Arc<FileCache>,
         dir: &Path,
         base_offset: i64,
         index_interval: u32,
     ) -> Result<Self, LogError> {
-        let mut segment = Self::open_with_new_indexes(dir, base_offset)?;
+        let mut segment = Self::open_with_new_indexes(cache, dir, base_offset)?;
         let file_len = segment.size;
         let outcome = segment.rebuild(index_interval)?;
         if let Some(reason) = &outcome.invalid {
             tracing::warn!(
-                segment = %segment.path.display(),
+                segment = %segment.path().display(),
                 position = outcome.valid_len,
                 dropped_bytes = file_len - outcome.valid_len,
                 %reason,
@@ -153,8 +162,10 @@ impl Segment {
             );
         }
         if outcome.valid_len < file_len {
-            segment.file.set_len(outcome.valid_len).at(&segment.path)?;
-            segment.file.sync_all().at(&segment.path)?;
+            let file = segment.file.get()?;
+            let path = segment.path();
+            file.set_len(outcome.valid_len).at(path)?;
+            file.sync_all().at(path)?;
         }
         Ok(segment)
     }
@@ -163,6 +174,7 @@ impl Segment {
     /// batches after the last index entry are walked (headers only) to find the end.
     /// `Ok(None)` when anything looks wrong; the caller then recovers it fully.
     pub(crate) fn open_active_clean(
+        cache: &Arc<FileCache>,
         dir: &Path,
         base_offset: i64,
     ) -> Result<Option<Self>, LogError> {
@@ -171,7 +183,7 @@ impl Segment {
         let Some((index, time_index)) = load_indexes(dir, base_offset, size, u32::MAX)? else {
             return Ok(None);
         };
-        let mut segment = Self::open_log(base_offset, log_path, index, time_index)?;
+        let mut segment = Self::new(base_offset, cache.lazy(log_path), size, index, time_index);
         let (mut position, mut next_offset) = match segment.index.last() {
             Some(e) => (
                 u64::from(e.position),
@@ -200,30 +212,37 @@ impl Segment {
         Ok(Some(segment))
     }
 
-    fn open_with_new_indexes(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
-        Self::open_log(
-            base_offset,
-            segment_file(dir, base_offset, LOG_SUFFIX),
-            IndexFile::create(segment_file(dir, base_offset, INDEX_SUFFIX))?,
-            IndexFile::create(segment_file(dir, base_offset, TIME_INDEX_SUFFIX))?,
-        )
-    }
-
-    fn open_log(
+    /// The log file opened (it is about to be scanned) with new, empty index files.
+    fn open_with_new_indexes(
+        cache: &Arc<FileCache>,
+        dir: &Path,
         base_offset: i64,
-        path: PathBuf,
-        index: IndexFile<OffsetEntry>,
-        time_index: IndexFile<TimeEntry>,
     ) -> Result<Self, LogError> {
+        let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .at(&path)?;
         let size = file.metadata().at(&path)?.len();
-        Ok(Self {
+        Ok(Self::new(
             base_offset,
-            path,
+            cache.adopt(path, file),
+            size,
+            IndexFile::create(segment_file(dir, base_offset, INDEX_SUFFIX))?,
+            IndexFile::create(segment_file(dir, base_offset, TIME_INDEX_SUFFIX))?,
+        ))
+    }
+
+    fn new(
+        base_offset: i64,
+        file: CachedFile,
+        size: u64,
+        index: IndexFile<OffsetEntry>,
+        time_index: IndexFile<TimeEntry>,
+    ) -> Self {
+        Self {
+            base_offset,
             file,
             size,
             next_offset: base_offset,
@@ -234,11 +253,11 @@ impl Segment {
             first_append_ms: None,
             // What is already there is the kernel's to write back; appends start from here.
             written_back: size,
-        })
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -254,10 +273,11 @@ impl Segment {
         now_ms: i64,
     ) -> Result<(), LogError> {
         let position = self.size;
-        if let Err(err) = self.file.write_all_at(batch, position) {
+        let file = self.file.get()?;
+        if let Err(err) = file.write_all_at(batch, position) {
             // Leave no partial batch behind for the next append to land after.
-            let _ = self.file.set_len(position);
-            return Err(err).at(&self.path);
+            let _ = file.set_len(position);
+            return Err(err).at(self.path());
         }
         self.record_batch(position, header, index_interval);
         let _ = self.first_append_ms.get_or_insert(now_ms);
@@ -266,7 +286,7 @@ impl Segment {
         let to = self.size & !(PAGE - 1);
         if to.saturating_sub(self.written_back) >= WRITEBACK_CHUNK {
             let from = self.written_back.min(to);
-            start_writeback(&self.file, from, to);
+            start_writeback(&file, from, to);
             self.written_back = to;
         }
         Ok(())
@@ -314,9 +334,9 @@ impl Segment {
     pub(crate) fn sync_data(&self) -> Result<(), LogError> {
         #[cfg(test)]
         if fault::FAIL_NEXT_SYNC.with(|fail| fail.replace(false)) {
-            return Err(std::io::Error::other("injected fsync failure")).at(&self.path);
+            return Err(std::io::Error::other("injected fsync failure")).at(self.path());
         }
-        self.file.sync_data().at(&self.path)
+        self.file.get()?.sync_data().at(self.path())
     }
 
     /// Completes the segment's indexes before it stops being active: the last time index entry,
@@ -333,18 +353,6 @@ impl Segment {
         self.time_index.write_out()
     }
 
-    /// Handles to the segment's three files, for an fsync away from the owner's thread.
-    pub(crate) fn durable_handles(&self) -> Result<Vec<(PathBuf, File)>, LogError> {
-        [
-            (self.path.as_path(), &self.file),
-            (self.index.path(), self.index.file()),
-            (self.time_index.path(), self.time_index.file()),
-        ]
-        .into_iter()
-        .map(|(path, file)| Ok((path.to_path_buf(), file.try_clone().at(path)?)))
-        .collect()
-    }
-
     /// Scans the whole log file with CRC checks and rebuilds both indexes from what is valid.
     fn rebuild(&mut self, index_interval: u32) -> Result<ScanOutcome, LogError> {
         self.index.replace(Vec::new())?;
@@ -353,8 +361,8 @@ impl Segment {
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.bytes_since_index_entry = 0;
-        let file = self.file.try_clone().at(&self.path)?;
-        let path = self.path.clone();
+        let file = self.file.get()?;
+        let path = self.path().to_path_buf();
         scan(
             &file,
             &path,
@@ -368,7 +376,13 @@ impl Segment {
 
     /// Checks every batch of the segment (structure, CRC, offsets) without changing anything.
     pub(crate) fn verify(&self) -> Result<ScanOutcome, LogError> {
-        scan(&self.file, &self.path, 0, self.base_offset, &mut |_, _| {})
+        scan(
+            self.file.get()?.as_ref(),
+            self.path(),
+            0,
+            self.base_offset,
+            &mut |_, _| {},
+        )
     }
 
     /// The header of the batch at `position`.
@@ -377,9 +391,12 @@ impl Segment {
         let available = usize::try_from(self.size.saturating_sub(position)).unwrap_or(usize::MAX);
         let len = available.min(HEADER_LEN);
         let buf = buf.get_mut(..len).unwrap_or_default();
-        self.file.read_exact_at(buf, position).at(&self.path)?;
+        self.file
+            .get()?
+            .read_exact_at(buf, position)
+            .at(self.path())?;
         BatchHeader::parse(buf).map_err(|source| LogError::Corrupt {
-            path: self.path.clone(),
+            path: self.path().to_path_buf(),
             position,
             source: source.into(),
         })
@@ -415,14 +432,17 @@ impl Segment {
     /// Reads `len` bytes at `position` (within the segment).
     pub(crate) fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, position).at(&self.path)?;
+        self.file
+            .get()?
+            .read_exact_at(&mut buf, position)
+            .at(self.path())?;
         Ok(buf)
     }
 
-    /// Paths of the segment's files, for deletion.
+    /// Paths of the segment's files, for deletion and for fsyncs away from the owner.
     pub(crate) fn files(&self) -> [PathBuf; 3] {
         [
-            self.path.clone(),
+            self.path().to_path_buf(),
             self.index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
         ]
@@ -430,11 +450,9 @@ impl Segment {
 
     /// The log file's modification time in ms since the epoch, when it has no timestamps.
     pub(crate) fn modified_ms(&self) -> Result<i64, LogError> {
-        let modified = self
-            .file
-            .metadata()
+        let modified = std::fs::metadata(self.path())
             .and_then(|m| m.modified())
-            .at(&self.path)?;
+            .at(self.path())?;
         Ok(modified
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use rill_log::{Log, LogConfig, LogError, TimestampOffset};
+use rill_log::{FlushPolicy, Log, LogConfig, LogError, TimestampOffset};
 use rill_record::{Batch, Batches};
 
 #[test]
@@ -260,14 +260,25 @@ fn reopen_clean_and_unclean_keeps_everything() -> TestResult {
     log.close()?;
     assert!(dir.path().join(rill_log::dir::CLEAN_SHUTDOWN_FILE).exists());
 
+    // Opened and closed again without a change: the marker stays, and closing has no work.
+    let log = Log::open(dir.path(), config.clone(), NOW)?;
+    assert_eq!(read_all(&log, 1 << 20)?, stored);
+    log.close()?;
+    // Opened, read and dropped without a close (a crash): nothing changed, so still clean.
+    let log = Log::open(dir.path(), config.clone(), NOW)?;
+    assert_eq!(read_all(&log, 1 << 20)?, stored);
+    drop(log);
+    assert!(dir.path().join(rill_log::dir::CLEAN_SHUTDOWN_FILE).exists());
+
     let mut log = Log::open(dir.path(), config.clone(), NOW)?;
-    assert!(!dir.path().join(rill_log::dir::CLEAN_SHUTDOWN_FILE).exists());
     assert_eq!(log.log_end_offset(), 40);
     assert_eq!(read_all(&log, 1 << 20)?, stored);
     stored.extend(append_all(
         &mut log,
         (20..30).map(|i| batch(i, 2, 300, NOW)).collect(),
     )?);
+    // The first append removed the marker: a crash from now on is treated as one.
+    assert!(!dir.path().join(rill_log::dir::CLEAN_SHUTDOWN_FILE).exists());
     drop(log); // no close: the next open recovers the active segment
 
     let log = Log::open(dir.path(), config, NOW)?;
@@ -290,6 +301,70 @@ fn segments_roll_by_age() -> TestResult {
     assert_eq!(log.segment_count(), 1);
     let _ = log.append(&mut batch(2, 1, 10, NOW), NOW + 1_000)?;
     assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+    Ok(())
+}
+
+#[test]
+fn an_idle_segment_rolls_by_age_when_its_deadline_comes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        segment_ms: 1_000,
+        flush: FlushPolicy::Interval(std::time::Duration::from_millis(300)),
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config, NOW)?;
+    assert_eq!(log.next_deadline_ms(), None, "an empty log has nothing due");
+    let _ = log.append(&mut batch(0, 1, 10, NOW), NOW)?;
+    // The interval flush falls due first, then the roll by age.
+    assert_eq!(log.next_deadline_ms(), Some(NOW + 300));
+    log.tick(NOW + 300)?;
+    assert_eq!(log.flushed_offset(), 1);
+    assert_eq!(log.next_deadline_ms(), Some(NOW + 1_000));
+    log.tick(NOW + 999)?;
+    assert_eq!(log.segment_count(), 1);
+    log.tick(NOW + 1_000)?;
+    assert_eq!(log.segment_base_offsets(), vec![0, 1]);
+    assert_eq!(log.next_deadline_ms(), None, "the new segment is empty");
+    assert_eq!(read_all(&log, 1 << 20)?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn logs_sharing_a_small_descriptor_cache_read_and_write_correctly() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let cache = rill_log::FileCache::new(3);
+    let config = small_segments(3_000);
+    let mut logs = Vec::new();
+    let mut stored = Vec::new();
+    for p in 0..6 {
+        let log_dir = dir.path().join(format!("t-{p}"));
+        logs.push(Log::open_cached(&log_dir, config.clone(), NOW, &cache)?);
+        stored.push(Vec::new());
+    }
+    // Interleaved appends: every log rolls several times, every append may reopen a file.
+    for round in 0..20 {
+        for (log, stored) in logs.iter_mut().zip(&mut stored) {
+            stored.extend(append_all(log, vec![batch(round, 2, 300, NOW)])?);
+            assert!(cache.open_files() <= 3);
+        }
+    }
+    for (log, stored) in logs.iter().zip(&stored) {
+        assert!(log.segment_count() > 2);
+        assert_eq!(&read_all(log, 1 << 20)?, stored);
+        assert_eq!(log.offset_for_timestamp(NOW)?.map(|f| f.offset), Some(0));
+    }
+    assert!(cache.opens() > 6, "the cache closed and reopened files");
+    // Durable through reopened descriptors: close (fsyncs), reopen with the same small cache.
+    for log in logs.drain(..) {
+        log.close()?;
+    }
+    assert_eq!(cache.open_files(), 0, "closed logs keep no descriptor");
+    for (p, stored) in stored.iter().enumerate() {
+        let log_dir = dir.path().join(format!("t-{p}"));
+        let log = Log::open_cached(&log_dir, config.clone(), NOW, &cache)?;
+        assert_eq!(&read_all(&log, 1 << 20)?, stored);
+        log.verify()?;
+    }
     Ok(())
 }
 
