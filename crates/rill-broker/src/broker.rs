@@ -19,7 +19,7 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::meta::{self, MetaStore, TopicRecord};
 use crate::metrics::{Metrics, TopicMetrics};
-use crate::partition::{OwnerMetrics, Partition};
+use crate::partition::{OwnerMetrics, Partition, Storage};
 use crate::topic_config::TopicConfig;
 
 /// Kafka's limit on topic name length.
@@ -76,6 +76,8 @@ pub(crate) struct Broker {
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// This broker's metrics registry.
     pub(crate) metrics: Arc<Metrics>,
+    /// The storage threads that own the partitions, and their descriptor cache.
+    pub(crate) storage: Arc<Storage>,
 }
 
 impl Broker {
@@ -91,6 +93,17 @@ impl Broker {
             source,
         })?;
         let cluster_id = meta::cluster_id(data_dir, config.node_id)?;
+        let storage = Arc::new(
+            Storage::start(
+                config.storage_threads(),
+                config.max_open_files(),
+                config.retention_check_interval,
+            )
+            .map_err(|source| BrokerError::Io {
+                path: data_dir.clone(),
+                source,
+            })?,
+        );
         let (store, replayed) = MetaStore::open(data_dir)?;
         let producer_ids_from = replayed.producer_ids_from;
         remove_orphans(&config, &replayed)?;
@@ -103,6 +116,7 @@ impl Broker {
                 ..rill_group::GroupConfig::default()
             },
             config.offsets_retention,
+            &storage,
             metrics.fsync.clone(),
         )?;
         let mut replayed = replayed;
@@ -114,21 +128,36 @@ impl Broker {
                 .unwrap_or_default(),
         };
         let defaults = dynamic.topic_defaults();
-        let mut topics = HashMap::new();
-        for (name, record) in replayed.topics {
-            let topic = open_topic(
-                &config,
-                &defaults,
-                &metrics,
-                &name,
-                record.id,
-                record.configs,
-                0,
-                record.partitions,
-                &[],
-            )?;
-            let _ = topics.insert(name, Arc::new(topic));
-        }
+        let opener = Opener {
+            config: &config,
+            defaults: &defaults,
+            metrics: &metrics,
+            storage: &storage,
+        };
+        let specs = replayed
+            .topics
+            .into_iter()
+            .map(|(name, record)| TopicSpec {
+                name,
+                id: record.id,
+                overrides: record.configs,
+                partitions: record.partitions,
+                existing: Vec::new(),
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let opened = opener.open(specs, false)?;
+        let partitions: usize = opened.iter().map(|t| t.partitions.len()).sum();
+        tracing::info!(
+            topics = opened.len(),
+            partitions,
+            elapsed_ms = started.elapsed().as_millis(),
+            "opened partitions"
+        );
+        let topics: HashMap<_, _> = opened
+            .into_iter()
+            .map(|topic| (topic.name.clone(), Arc::new(topic)))
+            .collect();
         Ok(Self {
             config,
             cluster_id,
@@ -141,7 +170,33 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((producer_ids_from, producer_ids_from)),
             stopping: tokio_util::sync::CancellationToken::new(),
             metrics,
+            storage,
         })
+    }
+
+    /// Partitions of every topic (the broker's internal logs not counted).
+    fn partition_count(&self) -> usize {
+        self.topics
+            .read()
+            .map(|t| t.values().map(|topic| topic.partitions.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Refuses a change that would take the broker past `rill.max.partitions`, as Kafka refuses
+    /// a create over its per-request limit: POLICY_VIOLATION, before anything is made.
+    fn check_partition_limit(&self, adding: usize) -> Result<(), TopicError> {
+        let held = self.partition_count();
+        let max = self.config.max_partitions;
+        if held.saturating_add(adding) > max {
+            return Err((
+                ErrorCode::PolicyViolation,
+                format!(
+                    "adding {adding} partition(s) to the {held} this broker holds would exceed \
+                     rill.max.partitions ({max})"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A copy of the dynamic broker configs.
@@ -209,6 +264,7 @@ impl Broker {
                 format!("topic '{name}' already exists"),
             ));
         }
+        self.check_partition_limit(usize::try_from(partitions).unwrap_or(usize::MAX))?;
         let id = Uuid::new_v4();
         if validate_only {
             return Ok(Arc::new(Topic {
@@ -226,28 +282,14 @@ impl Broker {
             partitions,
             configs: overrides.clone(),
         };
-        let config = self.config.clone();
-        let defaults = self.dynamic().topic_defaults();
-        let metrics = self.metrics.clone();
-        let name_owned = name.to_owned();
-        let topic = self
-            .blocking(move |store| {
-                let topic = open_topic(
-                    &config,
-                    &defaults,
-                    &metrics,
-                    &name_owned,
-                    id,
-                    overrides,
-                    0,
-                    partitions,
-                    &[],
-                )?;
-                store.put(&name_owned, Some(&record))?;
-                Ok(topic)
-            })
-            .await?;
-        let topic = Arc::new(topic);
+        let spec = TopicSpec {
+            name: name.to_owned(),
+            id,
+            overrides,
+            partitions,
+            existing: Vec::new(),
+        };
+        let topic = self.open_and_record(spec, record).await?;
         self.install(topic.clone());
         tracing::info!(topic = name, partitions, %id, "created topic");
         Ok(topic)
@@ -264,9 +306,7 @@ impl Broker {
         let doomed = topic.clone();
         self.blocking(move |store| {
             store.put(&name_owned, None)?;
-            for partition in &doomed.partitions {
-                partition.close_blocking(true);
-            }
+            Storage::close_all(doomed.partitions.iter().map(|p| &**p), true);
             Ok(())
         })
         .await?;
@@ -319,31 +359,24 @@ impl Broker {
                 assignment::check_replicas(replicas, self.config.node_id, Some(1))?;
             }
         }
+        self.check_partition_limit(usize::try_from(count - current).unwrap_or(usize::MAX))?;
         if validate_only {
             return Ok(());
         }
-        let config = self.config.clone();
-        let defaults = self.dynamic().topic_defaults();
-        let metrics = self.metrics.clone();
-        let old = topic.clone();
-        let grown = self
-            .blocking(move |store| {
-                let grown = open_topic(
-                    &config,
-                    &defaults,
-                    &metrics,
-                    &old.name,
-                    old.id,
-                    old.overrides.clone(),
-                    current,
-                    count,
-                    &old.partitions,
-                )?;
-                store.put(&old.name, Some(&grown.record()))?;
-                Ok(grown)
-            })
-            .await?;
-        self.install(Arc::new(grown));
+        let spec = TopicSpec {
+            name: topic.name.clone(),
+            id: topic.id,
+            overrides: topic.overrides.clone(),
+            partitions: count,
+            existing: topic.partitions.clone(),
+        };
+        let record = TopicRecord {
+            id: topic.id,
+            partitions: count,
+            configs: topic.overrides.clone(),
+        };
+        let grown = self.open_and_record(spec, record).await?;
+        self.install(grown);
         tracing::info!(topic = name, partitions = count, "added partitions");
         Ok(())
     }
@@ -451,6 +484,42 @@ impl Broker {
         Ok(id)
     }
 
+    /// Opens the new partitions of a topic being created or grown, then records it in the
+    /// metadata log: all or nothing. If any partition or the record fails, the partitions just
+    /// made are deleted again and the topic stays as it was.
+    async fn open_and_record(
+        &self,
+        spec: TopicSpec,
+        record: TopicRecord,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let config = self.config.clone();
+        let defaults = self.dynamic().topic_defaults();
+        let metrics = self.metrics.clone();
+        let storage = self.storage.clone();
+        let topic = self
+            .blocking(move |store| {
+                let opener = Opener {
+                    config: &config,
+                    defaults: &defaults,
+                    metrics: &metrics,
+                    storage: &storage,
+                };
+                let from = spec.existing.len();
+                let mut opened = opener.open(vec![spec], true)?;
+                let topic = opened
+                    .pop()
+                    .ok_or_else(|| BrokerError::Internal("no topic opened".into()))?;
+                if let Err(err) = store.put(&topic.name, Some(&record)) {
+                    let new = topic.partitions.get(from..).unwrap_or_default();
+                    Storage::close_all(new.iter().map(|p| &**p), true);
+                    return Err(err);
+                }
+                Ok(topic)
+            })
+            .await?;
+        Ok(Arc::new(topic))
+    }
+
     /// Runs disk work for a topic change off the network threads, with the metadata store.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -484,11 +553,12 @@ impl Broker {
             .write()
             .map(|mut t| t.drain().map(|(_, topic)| topic).collect())
             .unwrap_or_default();
-        for topic in topics {
-            for partition in &topic.partitions {
-                partition.close_blocking(false);
-            }
-        }
+        Storage::close_all(
+            topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| &**p)),
+            false,
+        );
         self.groups.close_blocking();
         let store = self.meta.lock().ok().and_then(|mut m| m.take());
         if let Some(store) = store {
@@ -496,6 +566,7 @@ impl Broker {
                 tracing::error!(%err, "closing the metadata log");
             }
         }
+        self.storage.stop();
     }
 }
 
@@ -539,49 +610,106 @@ fn partition_dir(config: &BrokerConfig, topic: &str, index: i32) -> PathBuf {
     rill_log::dir::partition_dir(&config.data_dir, topic, index)
 }
 
-/// Opens partitions `from..to` of a topic, keeping `existing` ones (`0..from`).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call per way a topic comes to be; a struct would only rename them"
-)]
-fn open_topic(
-    config: &BrokerConfig,
-    defaults: &BTreeMap<String, String>,
-    metrics: &Metrics,
-    name: &str,
+/// A topic to open: its partitions `existing.len()..partitions` are opened, the `existing`
+/// ones kept.
+struct TopicSpec {
+    name: String,
     id: Uuid,
     overrides: BTreeMap<String, String>,
-    from: i32,
-    to: i32,
-    existing: &[Arc<Partition>],
-) -> Result<Topic, BrokerError> {
-    let topic_config = TopicConfig::resolve_with(config, defaults, &overrides);
-    let topic_metrics = metrics.topic(name);
-    let mut partitions: Vec<Arc<Partition>> = existing.to_vec();
-    for index in from..to {
-        let dir = partition_dir(config, name, index);
-        if meta::read_partition_topic_id(&dir).is_none() {
-            meta::write_partition_metadata(&dir, id)?;
+    partitions: i32,
+    existing: Vec<Arc<Partition>>,
+}
+
+/// What opening a topic's partitions needs.
+struct Opener<'a> {
+    config: &'a BrokerConfig,
+    defaults: &'a BTreeMap<String, String>,
+    metrics: &'a Metrics,
+    storage: &'a Storage,
+}
+
+impl Opener<'_> {
+    /// Opens the partitions of every topic in `specs`, all in parallel (recovery after a crash
+    /// reads each active segment). When `creating`, a failure deletes every partition this call
+    /// made, directories included, so that nothing half-made is left behind; at start-up it
+    /// only closes them.
+    fn open(&self, specs: Vec<TopicSpec>, creating: bool) -> Result<Vec<Topic>, BrokerError> {
+        let configs: Vec<TopicConfig> = specs
+            .iter()
+            .map(|spec| TopicConfig::resolve_with(self.config, self.defaults, &spec.overrides))
+            .collect();
+        let topic_metrics: Vec<TopicMetrics> = specs
+            .iter()
+            .map(|spec| self.metrics.topic(&spec.name))
+            .collect();
+        let jobs: Vec<(usize, i32)> = specs
+            .iter()
+            .enumerate()
+            .flat_map(|(t, spec)| {
+                let from = i32::try_from(spec.existing.len()).unwrap_or(i32::MAX);
+                (from..spec.partitions).map(move |index| (t, index))
+            })
+            .collect();
+        let opened = crate::partition::parallel(jobs, self.storage.threads() * 2, |(t, index)| {
+            let Some(spec) = specs.get(t) else {
+                return Err((BrokerError::Internal("no such topic spec".into()), None));
+            };
+            let dir = partition_dir(self.config, &spec.name, index);
+            let existed = dir.exists();
+            let partition = (|| {
+                if meta::read_partition_topic_id(&dir).is_none() {
+                    meta::write_partition_metadata(&dir, spec.id)?;
+                }
+                let config = configs
+                    .get(t)
+                    .map(TopicConfig::log_config)
+                    .unwrap_or_default();
+                let metrics = OwnerMetrics {
+                    topic: topic_metrics.get(t).cloned(),
+                    fsync: self.metrics.fsync.clone(),
+                };
+                Ok::<_, BrokerError>(self.storage.open(dir.clone(), index, config, metrics)?)
+            })();
+            partition.map_err(|err| (err, (!existed && dir.is_dir()).then_some(dir)))
+        });
+        let mut partitions = Vec::with_capacity(opened.len());
+        let mut failure = None;
+        for result in opened {
+            match result {
+                Ok(partition) => partitions.push(Arc::new(partition)),
+                Err((err, made)) => {
+                    if creating {
+                        if let Some(dir) = made {
+                            let _ = std::fs::remove_dir_all(&dir);
+                        }
+                    }
+                    let _ = failure.get_or_insert(err);
+                }
+            }
         }
-        partitions.push(Arc::new(Partition::open(
-            dir,
-            index,
-            topic_config.log_config(),
-            config.retention_check_interval,
-            OwnerMetrics {
-                topic: Some(topic_metrics.clone()),
-                fsync: metrics.fsync.clone(),
-            },
-        )?));
+        if let Some(err) = failure {
+            Storage::close_all(partitions.iter().map(|p| &**p), creating);
+            return Err(err);
+        }
+        let mut partitions = partitions.into_iter();
+        let mut topics = Vec::with_capacity(specs.len());
+        for ((spec, config), metrics) in specs.into_iter().zip(configs).zip(topic_metrics) {
+            let new = usize::try_from(spec.partitions)
+                .unwrap_or(0)
+                .saturating_sub(spec.existing.len());
+            let mut all = spec.existing;
+            all.extend(partitions.by_ref().take(new));
+            topics.push(Topic {
+                name: spec.name,
+                id: spec.id,
+                overrides: spec.overrides,
+                config,
+                partitions: all,
+                metrics,
+            });
+        }
+        Ok(topics)
     }
-    Ok(Topic {
-        name: name.to_owned(),
-        id,
-        overrides,
-        config: topic_config,
-        partitions,
-        metrics: topic_metrics,
-    })
 }
 
 /// Removes partition directories left by a deletion that a crash interrupted: those of deleted

@@ -13,6 +13,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 pub const DEFAULT_NUM_PARTITIONS: i32 = 1;
 /// Kafka's `offsets.retention.minutes` default: seven days.
 pub const DEFAULT_OFFSETS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `rill.max.partitions` default: partitions one broker may hold.
+pub const DEFAULT_MAX_PARTITIONS: usize = 100_000;
 /// Kafka's `log.retention.check.interval.ms` default: five minutes.
 pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -64,6 +66,31 @@ pub struct BrokerConfig {
     pub offsets_retention: Duration,
     /// How often expired offsets are removed and the offsets log is compacted.
     pub group_housekeeping_interval: Duration,
+    /// `rill.storage.threads`: the threads that run the partitions' owners; 0 is one per core.
+    pub storage_threads: usize,
+    /// `rill.max.open.files`: the most segment files kept open at once; 0 is half the process's
+    /// descriptor limit.
+    pub max_open_files: usize,
+    /// `rill.max.partitions`: the most partitions the broker holds; creating more is refused.
+    pub max_partitions: usize,
+}
+
+impl BrokerConfig {
+    /// The number of storage threads to start.
+    pub fn storage_threads(&self) -> usize {
+        match self.storage_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
+
+    /// The cap of the segment descriptor cache.
+    pub fn max_open_files(&self) -> usize {
+        match self.max_open_files {
+            0 => (crate::descriptor_limit() / 2).max(64),
+            n => n,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -87,6 +114,9 @@ impl Default for BrokerConfig {
             group_session_timeout_range: (Duration::from_secs(6), Duration::from_secs(30 * 60)),
             offsets_retention: DEFAULT_OFFSETS_RETENTION,
             group_housekeeping_interval: Duration::from_secs(600),
+            storage_threads: 0,
+            max_open_files: 0,
+            max_partitions: DEFAULT_MAX_PARTITIONS,
         }
     }
 }

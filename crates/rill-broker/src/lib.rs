@@ -6,8 +6,10 @@
 //! - `connection.rs`: one task per client connection; requests answered in order.
 //! - `dispatch.rs` and `handler/`: one handler per Kafka API.
 //! - `broker.rs`: topics and their partitions; topic changes; `meta.rs`: the metadata log.
-//! - `partition.rs`: one owner thread per partition holding its `rill_log::Log`, reached over a
-//!   channel; group commit for `acks=all`.
+//! - `partition/`: one owner per partition holding its `rill_log::Log`, reached over a channel:
+//!   state machines run by a few storage threads (`storage.rs`), with one deadline heap per
+//!   thread for time-based work, group commit for `acks=all`, and a shared, bounded cache of
+//!   open segment files.
 //! - `metrics/`: the broker's Prometheus registry (one per broker), the per-API, per-topic
 //!   and fsync metrics, the error-code walk over answers, and the collector that reads
 //!   partitions and groups at scrape time.
@@ -16,9 +18,9 @@
 //!
 //! # Concurrency (the seed's model)
 //! tokio's multi-threaded runtime runs the network: an acceptor task and a task per connection
-//! (M:N on the worker threads, with work stealing). Every disk access happens on a partition's
-//! owner thread or in `spawn_blocking`, never on a network worker, so a slow disk never stalls a
-//! socket. State is shared by message passing to owners; the few locks are never held across an
+//! (M:N on the worker threads, with work stealing). Every disk access happens on a storage
+//! thread (which runs the owners of its share of the partitions, M:N as well) or in
+//! `spawn_blocking`, never on a network worker, so a slow disk never stalls a socket. State is shared by message passing to owners; the few locks are never held across an
 //! `.await` (see `broker.rs`).
 #![doc(test(attr(deny(warnings))))]
 #![warn(missing_docs)]
@@ -47,10 +49,41 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    AckDurability, BrokerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL,
+    AckDurability, BrokerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTITIONS,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_RETENTION,
+    DEFAULT_RETENTION_CHECK_INTERVAL,
 };
 pub use error::BrokerError;
+
+/// The process's limit on open descriptors, first raised to its hard limit (as Go's runtime
+/// does at start): the default descriptor cap is half of it, the rest left for sockets.
+pub fn descriptor_limit() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        #[expect(unsafe_code, reason = "libc has no safe getrlimit/setrlimit")]
+        // SAFETY: `limit` is a valid, writable rlimit for the whole call.
+        let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) };
+        if got != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            #[expect(unsafe_code, reason = "libc has no safe getrlimit/setrlimit")]
+            // SAFETY: `raised` is a valid rlimit, read by the call.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
+                limit = raised;
+            }
+        }
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    })
+}
 
 /// Runs the broker on `listener` until `shutdown` resolves, then stops accepting, lets every
 /// connection finish the request it is handling, and closes every log cleanly (fsynced).

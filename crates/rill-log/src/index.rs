@@ -78,6 +78,8 @@ pub(crate) struct IndexFile<E> {
     entries: Vec<E>,
     /// How many of `entries` the file holds.
     written: usize,
+    /// The file changed since its last fsync.
+    unsynced: bool,
 }
 
 impl<E: Entry> IndexFile<E> {
@@ -88,6 +90,8 @@ impl<E: Entry> IndexFile<E> {
             path,
             entries: Vec::new(),
             written: 0,
+            // Empty: once its directory entry is durable, so is all of it.
+            unsynced: false,
         })
     }
 
@@ -111,6 +115,7 @@ impl<E: Entry> IndexFile<E> {
                 path,
                 written: entries.len(),
                 entries,
+                unsynced: false,
             })),
             _ => Ok(None),
         }
@@ -133,6 +138,7 @@ impl<E: Entry> IndexFile<E> {
         let _ = truncate(&self.path)?;
         self.entries = entries;
         self.written = 0;
+        self.unsynced = true;
         Ok(())
     }
 
@@ -152,6 +158,18 @@ impl<E: Entry> IndexFile<E> {
                 .at(&self.path)?;
             file.write_all_at(&buf, at).at(&self.path)?;
             self.written = self.entries.len();
+            self.unsynced = true;
+        }
+        Ok(())
+    }
+
+    /// fsyncs the file if it changed since the last time.
+    pub(crate) fn sync(&mut self) -> Result<(), LogError> {
+        if self.unsynced {
+            File::open(&self.path)
+                .and_then(|f| f.sync_all())
+                .at(&self.path)?;
+            self.unsynced = false;
         }
         Ok(())
     }

@@ -353,6 +353,12 @@ impl Segment {
         self.time_index.write_out()
     }
 
+    /// fsyncs the index files that changed since their last fsync.
+    pub(crate) fn sync_indexes(&mut self) -> Result<(), LogError> {
+        self.index.sync()?;
+        self.time_index.sync()
+    }
+
     /// Scans the whole log file with CRC checks and rebuilds both indexes from what is valid.
     fn rebuild(&mut self, index_interval: u32) -> Result<ScanOutcome, LogError> {
         self.index.replace(Vec::new())?;

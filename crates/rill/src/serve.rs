@@ -137,6 +137,21 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
 
+    /// Threads that run the partitions' owners and do their disk I/O; 0 is one per core
+    /// (rill.storage.threads).
+    #[arg(long, env = "RILL_STORAGE_THREADS", default_value_t = 0)]
+    storage_threads: usize,
+
+    /// Most segment files kept open at once, shared by all partitions; 0 is half the process's
+    /// descriptor limit (rill.max.open.files).
+    #[arg(long, env = "RILL_MAX_OPEN_FILES", default_value_t = 0)]
+    max_open_files: usize,
+
+    /// Most partitions this broker holds; creating more is refused with POLICY_VIOLATION
+    /// (rill.max.partitions).
+    #[arg(long, env = "RILL_MAX_PARTITIONS", default_value_t = rill_broker::DEFAULT_MAX_PARTITIONS)]
+    max_partitions: usize,
+
     /// Address of the admin HTTP listener (/metrics, /health/live, /health/ready, /status), or
     /// `none` to run without it.
     #[arg(long, env = "RILL_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
@@ -280,6 +295,21 @@ impl Args {
             self.ack_durability.clone(),
             &[("rill.ack.durability", 1)],
         )?;
+        let storage_threads = s.get(
+            "storage_threads",
+            self.storage_threads,
+            &[("rill.storage.threads", 1)],
+        )?;
+        let max_open_files = s.get(
+            "max_open_files",
+            self.max_open_files,
+            &[("rill.max.open.files", 1)],
+        )?;
+        let max_partitions = s.get(
+            "max_partitions",
+            self.max_partitions,
+            &[("rill.max.partitions", 1)],
+        )?;
         let admin_listen = s.get(
             "admin_listen",
             self.admin_listen,
@@ -358,6 +388,9 @@ impl Args {
                 Duration::from_millis(group_max_session_timeout_ms),
             ),
             offsets_retention: Duration::from_secs(offsets_retention_minutes.saturating_mul(60)),
+            storage_threads,
+            max_open_files,
+            max_partitions,
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;
@@ -446,4 +479,10 @@ fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAd
     println!("  acks=all:    {acks_all}");
     println!("  acks=1:      answered after the write (survives a process crash)");
     println!("  flush:       {flush}");
+    println!(
+        "  storage:     {} threads, at most {} segment files open, {} partitions",
+        config.storage_threads(),
+        config.max_open_files(),
+        config.max_partitions
+    );
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::offsets::{Committed, OffsetStore};
 use crate::error::BrokerError;
+use crate::partition::Storage;
 use crate::partition::now_ms;
 
 #[derive(Debug)]
@@ -68,12 +69,13 @@ impl Coordinator {
         data_dir: &Path,
         config: GroupConfig,
         offsets_retention: Duration,
+        storage: &Storage,
         fsync: prometheus::Histogram,
     ) -> Result<Self, BrokerError> {
         Ok(Self {
             config,
             groups: Mutex::new(HashMap::new()),
-            offsets: OffsetStore::open(data_dir, Duration::from_secs(3600), fsync)?,
+            offsets: OffsetStore::open(data_dir, storage, fsync)?,
             offsets_retention,
         })
     }

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rill_log::{Log, LogConfig};
@@ -17,7 +16,7 @@ use rill_record::{BatchBuilder, Batches, RecordSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
-use crate::partition::{OwnerMetrics, Partition, now_ms};
+use crate::partition::{OwnerMetrics, Partition, Storage, now_ms};
 
 /// Directory of the offsets log under the data directory.
 pub(crate) const OFFSETS_LOG: &str = "__consumer_offsets-0";
@@ -67,7 +66,7 @@ impl OffsetStore {
     /// Replays the offsets log, then hands it to an owner thread for appends.
     pub(crate) fn open(
         data_dir: &Path,
-        retention_check: Duration,
+        storage: &Storage,
         fsync: prometheus::Histogram,
     ) -> Result<Self, BrokerError> {
         let dir = data_dir.join(OFFSETS_LOG);
@@ -77,7 +76,7 @@ impl OffsetStore {
             retention_bytes: -1,
             ..LogConfig::default()
         };
-        let log = Log::open(&dir, config, now_ms())?;
+        let log = Log::open_cached(&dir, config, now_ms(), storage.cache())?;
         let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
         let mut offset = log.log_start_offset();
         let corrupt = |what: String| BrokerError::Metadata(format!("{}: {what}", dir.display()));
@@ -110,7 +109,7 @@ impl OffsetStore {
         // Its commits are fsynced like any acks=all produce, so they count in the fsync
         // histogram; its bytes are not a topic's.
         let metrics = OwnerMetrics { topic: None, fsync };
-        let log = Partition::start(log, 0, retention_check, metrics)?;
+        let log = storage.adopt(log, 0, metrics)?;
         Ok(Self {
             log,
             committed: Mutex::new(committed),
@@ -323,6 +322,7 @@ fn json(value: &impl Serialize) -> Result<Bytes, ErrorCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn fsync() -> prometheus::Histogram {
         // Unregistered: any valid name will do.
@@ -344,8 +344,9 @@ mod tests {
 
     #[tokio::test]
     async fn commits_survive_reopen_and_expire_by_age() -> Result<(), Box<dyn std::error::Error>> {
+        let storage = Storage::start(1, 16, Duration::from_secs(3600))?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
+        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
         store
             .commit(
                 "g",
@@ -401,7 +402,7 @@ mod tests {
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
 
         // Reopened from the log: the same state, expiry and deletion included.
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
+        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
         assert_eq!(store.fetch("g", "t", 0), None);
         assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
         assert_eq!(store.groups(), vec!["g".to_owned()]);
@@ -411,8 +412,9 @@ mod tests {
 
     #[tokio::test]
     async fn compaction_keeps_only_live_offsets() -> Result<(), Box<dyn std::error::Error>> {
+        let storage = Storage::start(1, 16, Duration::from_secs(3600))?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
+        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
         // Many commits of the same two partitions: far more records than live offsets.
         for i in 0..6_000 {
             store
@@ -434,7 +436,7 @@ mod tests {
             "only the live offsets remain"
         );
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
-        let store = OffsetStore::open(dir.path(), Duration::from_secs(3600), fsync())?;
+        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
         assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5_999));
         assert_eq!(store.fetch("g", "t", 1).map(|c| c.offset), Some(6_000));
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;

@@ -1,0 +1,210 @@
+//! Partition owners: one place mutates each partition's [`rill_log::Log`]; everyone else talks
+//! to it by message (CSP). Owners are not threads: they are state machines (`owner.rs`) that a
+//! few storage threads (`storage.rs`) run, the way goroutines run on a few Ms. Network tasks
+//! never touch the disk; a slow disk stalls only the partitions of its storage thread, never a
+//! socket.
+//!
+//! A storage thread drains its queue in rounds: it appends every batch that arrived (for any of
+//! its partitions), then fsyncs each partition that has an `acks=all` batch waiting, once for
+//! all of them (group commit), before it answers them. Reads and offset lookups are answered
+//! as they come. Time-based work (interval flushes, rolls by age, retention, producer id
+//! expiry) is scheduled by deadline: nothing wakes an idle partition until its next one.
+
+mod owner;
+mod storage;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use rill_log::{AppendInfo, LogConfig, TimestampOffset};
+use rill_protocol::ErrorCode;
+use tokio::sync::{oneshot, watch};
+
+use crate::metrics::TopicMetrics;
+
+pub(crate) use storage::{Storage, parallel};
+
+/// The offsets readers wait on, and the log's size, published by the owner after every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Offsets {
+    pub(crate) log_start: i64,
+    /// The log end offset, which is also the high watermark (one replica).
+    pub(crate) log_end: i64,
+    /// Bytes in all segments (for metrics; it changes only when an offset does).
+    pub(crate) size_bytes: u64,
+}
+
+/// What an owner counts: its topic's produce counters (`None` for the broker's internal logs)
+/// and every fsync it does.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnerMetrics {
+    pub(crate) topic: Option<TopicMetrics>,
+    pub(crate) fsync: prometheus::Histogram,
+}
+
+/// Which offset a ListOffsets query asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OffsetQuery {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    Timestamp(i64),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ErrorCode>>;
+
+#[derive(Debug)]
+enum Command {
+    Append {
+        batch: BytesMut,
+        durable: bool,
+        /// Stamp the batch with the append time (the topic's `message.timestamp.type`).
+        log_append_time: bool,
+        reply: Reply<AppendInfo>,
+    },
+    Read {
+        offset: i64,
+        max_bytes: usize,
+        reply: Reply<Bytes>,
+    },
+    ListOffset {
+        query: OffsetQuery,
+        reply: Reply<Option<TimestampOffset>>,
+    },
+    DeleteRecords {
+        before: i64,
+        reply: Reply<i64>,
+    },
+    Configure(LogConfig),
+}
+
+/// The handle the rest of the broker holds for a partition: its storage thread's queue and the
+/// offsets its owner publishes. Dropping the last handle closes the partition cleanly.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) index: i32,
+    /// The owner's key on its storage thread.
+    id: u64,
+    queue: mpsc::Sender<storage::Message>,
+    offsets: watch::Receiver<Offsets>,
+    closed: AtomicBool,
+}
+
+impl Partition {
+    pub(crate) fn offsets(&self) -> Offsets {
+        *self.offsets.borrow()
+    }
+
+    /// A receiver that wakes when new records arrive (for long-polling fetches).
+    pub(crate) fn watch(&self) -> watch::Receiver<Offsets> {
+        self.offsets.clone()
+    }
+
+    /// Hands a batch to the owner; the returned future resolves once it is appended (and
+    /// fsynced, if `durable`). The hand-off happens before this returns, so batches from one
+    /// connection reach the log in the order they were handed off. With `log_append_time` the
+    /// owner stamps the batch with the time it appends it, which the answer carries.
+    pub(crate) fn append(
+        &self,
+        batch: BytesMut,
+        durable: bool,
+        log_append_time: bool,
+    ) -> impl Future<Output = Result<AppendInfo, ErrorCode>> + use<> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.send(Command::Append {
+            batch,
+            durable,
+            log_append_time,
+            reply,
+        });
+        async move {
+            sent?;
+            rx.await.map_err(|_| ErrorCode::NotLeaderOrFollower)?
+        }
+    }
+
+    pub(crate) async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
+        self.ask(|reply| Command::Read {
+            offset,
+            max_bytes,
+            reply,
+        })
+        .await
+    }
+
+    /// The offset a ListOffsets query asks for. The log's start and end are what the owner last
+    /// published, so those need no round trip to it.
+    pub(crate) async fn list_offset(
+        &self,
+        query: OffsetQuery,
+    ) -> Result<Option<TimestampOffset>, ErrorCode> {
+        let published = |offset| {
+            Ok(Some(TimestampOffset {
+                offset,
+                timestamp: -1,
+            }))
+        };
+        match query {
+            OffsetQuery::Earliest => published(self.offsets().log_start),
+            OffsetQuery::Latest => published(self.offsets().log_end),
+            query => self.ask(|reply| Command::ListOffset { query, reply }).await,
+        }
+    }
+
+    pub(crate) async fn delete_records(&self, before: i64) -> Result<i64, ErrorCode> {
+        self.ask(|reply| Command::DeleteRecords { before, reply })
+            .await
+    }
+
+    pub(crate) fn configure(&self, config: LogConfig) {
+        let _ = self.send(Command::Configure(config));
+    }
+
+    fn send(&self, command: Command) -> Result<(), ErrorCode> {
+        self.queue
+            .send(storage::Message::Command {
+                id: self.id,
+                command,
+            })
+            .map_err(|_| ErrorCode::NotLeaderOrFollower)
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorCode> {
+        let (reply, rx) = oneshot::channel();
+        self.send(command(reply))?;
+        rx.await.map_err(|_| ErrorCode::NotLeaderOrFollower)?
+    }
+
+    /// Asks the owner to close the log cleanly (or delete it); `done` hears when it has.
+    /// Commands sent after this get NOT_LEADER_OR_FOLLOWER.
+    fn start_close(&self, delete: bool, done: Option<mpsc::Sender<()>>) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.queue.send(storage::Message::Close {
+                id: self.id,
+                delete,
+                done,
+            });
+        }
+    }
+
+    /// Closes the log cleanly (or deletes it) and waits until it is. Blocking: call it from a
+    /// blocking context. [`Storage::close_all`] closes many at once.
+    pub(crate) fn close_blocking(&self, delete: bool) {
+        Storage::close_all([self], delete);
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.start_close(false, None);
+    }
+}
+
+/// Wall-clock milliseconds since the epoch, as Kafka timestamps are.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

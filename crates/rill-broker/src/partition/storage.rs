@@ -1,0 +1,370 @@
+//! The storage threads: a small, fixed set of OS threads, each running the owners of the
+//! partitions given to it (goroutines on an M). Each thread has one queue for all its
+//! partitions, works in rounds, and sleeps until a message comes or its earliest deadline
+//! falls due; an idle partition costs no wake-ups at all.
+//!
+//! One round: take what is queued (up to [`MAX_ROUND`] messages), let each partition's owner
+//! handle its commands (appends are written and published at once), then fsync every partition
+//! with an `acks=all` batch waiting, once each, and answer those batches; then run the
+//! housekeeping whose deadline has come.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rill_log::{FileCache, Log, LogConfig, LogError};
+use rill_protocol::ErrorCode;
+
+use super::owner::{Owner, Waiting};
+use super::{Command, OwnerMetrics, Partition, now_ms};
+
+/// How many queued messages one round takes before it fsyncs and answers.
+const MAX_ROUND: usize = 1024;
+
+/// What a storage thread is sent.
+#[derive(Debug)]
+pub(super) enum Message {
+    /// A partition to own from now on.
+    Adopt {
+        id: u64,
+        owner: Box<Owner>,
+    },
+    Command {
+        id: u64,
+        command: Command,
+    },
+    /// Close (or delete) a partition's log; `done` hears when it is.
+    Close {
+        id: u64,
+        delete: bool,
+        done: Option<mpsc::Sender<()>>,
+    },
+    /// Close every partition left and end the thread.
+    Stop,
+}
+
+/// The storage threads and the descriptor cache their logs share.
+#[derive(Debug)]
+pub(crate) struct Storage {
+    queues: Vec<mpsc::Sender<Message>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    cache: Arc<FileCache>,
+    retention_check: Duration,
+    next_queue: AtomicUsize,
+    next_id: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl Storage {
+    /// Starts `threads` storage threads (at least one) whose logs keep at most `max_open_files`
+    /// segment files open.
+    pub(crate) fn start(
+        threads: usize,
+        max_open_files: usize,
+        retention_check: Duration,
+    ) -> std::io::Result<Self> {
+        let mut queues = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let shard = Shard {
+                owners: HashMap::new(),
+                deadlines: BinaryHeap::new(),
+                retention_check,
+            };
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("rill-storage-{i}"))
+                    .spawn(move || shard.run(&rx))?,
+            );
+            queues.push(tx);
+        }
+        Ok(Self {
+            queues,
+            threads: Mutex::new(handles),
+            cache: FileCache::new(max_open_files),
+            retention_check,
+            next_queue: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// How many storage threads there are.
+    pub(crate) fn threads(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The descriptor cache every partition log shares.
+    pub(crate) fn cache(&self) -> &Arc<FileCache> {
+        &self.cache
+    }
+
+    /// Opens (recovering) the log in `dir` and gives it an owner.
+    pub(crate) fn open(
+        &self,
+        dir: PathBuf,
+        index: i32,
+        config: LogConfig,
+        metrics: OwnerMetrics,
+    ) -> Result<Partition, LogError> {
+        let log = Log::open_cached(dir, config, now_ms(), &self.cache)?;
+        self.adopt(log, index, metrics)
+    }
+
+    /// Gives an open log an owner on one of the storage threads (taken in turn).
+    pub(crate) fn adopt(
+        &self,
+        log: Log,
+        index: i32,
+        metrics: OwnerMetrics,
+    ) -> Result<Partition, LogError> {
+        let (owner, offsets) = Owner::new(log, metrics, self.retention_check)?;
+        let turn = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let queue = self
+            .queues
+            .get(turn % self.queues.len().max(1))
+            .cloned()
+            .ok_or_else(|| LogError::InvalidConfig("no storage threads".to_owned()))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let owner = Box::new(owner);
+        queue
+            .send(Message::Adopt { id, owner })
+            .map_err(|_| LogError::InvalidConfig("the storage threads have stopped".to_owned()))?;
+        Ok(Partition {
+            index,
+            id,
+            queue,
+            offsets,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Closes (or deletes) many partitions at once: every storage thread works on its share
+    /// while this waits for all of them. Blocking.
+    pub(crate) fn close_all<'a>(partitions: impl IntoIterator<Item = &'a Partition>, delete: bool) {
+        let (done, closed) = mpsc::channel();
+        let mut asked = 0usize;
+        for partition in partitions {
+            if !partition.closed.load(Ordering::Acquire) {
+                partition.start_close(delete, Some(done.clone()));
+                asked += 1;
+            }
+        }
+        drop(done);
+        for _ in 0..asked {
+            if closed.recv().is_err() {
+                // A storage thread is gone; what it owned was closed when it stopped.
+                break;
+            }
+        }
+    }
+
+    /// Stops the storage threads (closing whatever partitions are left) and waits for them.
+    pub(crate) fn stop(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for queue in &self.queues {
+            let _ = queue.send(Message::Stop);
+        }
+        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t));
+        for thread in threads.unwrap_or_default() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One storage thread's state.
+struct Shard {
+    owners: HashMap<u64, Owner>,
+    /// (deadline in ms since the epoch, owner id), earliest first; entries whose owner has
+    /// since scheduled another deadline (or gone) are skipped when they come up.
+    deadlines: BinaryHeap<Reverse<(i64, u64)>>,
+    retention_check: Duration,
+}
+
+/// What one round collects before it fsyncs and answers.
+#[derive(Default)]
+struct Round {
+    waiting: Vec<(u64, Waiting)>,
+    touched: Vec<u64>,
+    closes: Vec<(u64, bool, Option<mpsc::Sender<()>>)>,
+}
+
+impl Shard {
+    fn run(mut self, rx: &mpsc::Receiver<Message>) {
+        loop {
+            let first = match self.until_next_deadline() {
+                None => match rx.recv() {
+                    Ok(message) => message,
+                    Err(_) => break,
+                },
+                Some(wait) => match rx.recv_timeout(wait) {
+                    Ok(message) => message,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.run_due();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            let mut round = Round::default();
+            let mut stop = false;
+            for message in std::iter::once(first).chain(rx.try_iter().take(MAX_ROUND)) {
+                if let Message::Stop = message {
+                    stop = true;
+                    break;
+                }
+                self.handle(message, &mut round);
+            }
+            self.finish(round);
+            if stop {
+                break;
+            }
+            self.run_due();
+        }
+        for (_, owner) in self.owners.drain() {
+            owner.close(false);
+        }
+    }
+
+    fn handle(&mut self, message: Message, round: &mut Round) {
+        match message {
+            Message::Adopt { id, owner } => {
+                let _ = self.owners.insert(id, *owner);
+                self.schedule(id);
+            }
+            Message::Command { id, command } => {
+                // A command for a partition gone or going is dropped: its caller hears
+                // NOT_LEADER_OR_FOLLOWER.
+                let Some(owner) = self.owners.get_mut(&id).filter(|o| !o.closing) else {
+                    return;
+                };
+                if let Some(waiting) = owner.handle(command) {
+                    round.waiting.push((id, waiting));
+                }
+                round.touched.push(id);
+            }
+            Message::Close { id, delete, done } => {
+                if let Some(owner) = self.owners.get_mut(&id) {
+                    owner.closing = true;
+                }
+                round.closes.push((id, delete, done));
+            }
+            Message::Stop => {}
+        }
+    }
+
+    /// The end of a round: one fsync per partition with `acks=all` batches waiting (group
+    /// commit, batched across the thread's partitions), their answers, then the closes.
+    fn finish(&mut self, round: Round) {
+        let mut synced: HashMap<u64, Result<(), ErrorCode>> = HashMap::new();
+        for (id, (reply, info)) in round.waiting {
+            let result = *synced.entry(id).or_insert_with(|| {
+                self.owners
+                    .get_mut(&id)
+                    .map_or(Err(ErrorCode::NotLeaderOrFollower), Owner::sync)
+            });
+            let _ = reply.send(result.map(|()| info));
+        }
+        let mut touched = round.touched;
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            self.schedule(id);
+        }
+        for (id, delete, done) in round.closes {
+            if let Some(owner) = self.owners.remove(&id) {
+                owner.close(delete);
+            }
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Makes sure the owner's next deadline is in the heap.
+    fn schedule(&mut self, id: u64) {
+        let Some(owner) = self.owners.get_mut(&id) else {
+            return;
+        };
+        let next = owner.next_deadline();
+        if owner.scheduled.is_some_and(|at| at <= next) {
+            // An earlier wake-up is already due; it schedules the next one when it comes.
+            return;
+        }
+        owner.scheduled = Some(next);
+        self.deadlines.push(Reverse((next, id)));
+    }
+
+    fn until_next_deadline(&self) -> Option<Duration> {
+        let Reverse((at, _)) = self.deadlines.peek()?;
+        let wait = at.saturating_sub(now_ms()).max(0);
+        Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+    }
+
+    /// Runs the housekeeping of every owner whose deadline has come.
+    fn run_due(&mut self) {
+        let now = now_ms();
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            let _ = self.deadlines.pop();
+            let Some(owner) = self.owners.get_mut(&id) else {
+                continue;
+            };
+            if owner.scheduled != Some(at) {
+                continue;
+            }
+            owner.scheduled = None;
+            owner.housekeeping(now, self.retention_check);
+            self.schedule(id);
+        }
+    }
+}
+
+/// Runs `work` on every item with up to `workers` scoped threads, answers in the items' order.
+/// For blocking work done many times at once, such as opening thousands of partition logs.
+pub(crate) fn parallel<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    work: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let count = items.len();
+    let workers = workers.clamp(1, count.max(1));
+    if workers == 1 {
+        return items.into_iter().map(work).collect();
+    }
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let results = Mutex::new(Vec::with_capacity(count));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let _ = scope.spawn(|| {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.next());
+                    let Some((i, item)) = next else { break };
+                    let result = work(item);
+                    if let Ok(mut results) = results.lock() {
+                        results.push((i, result));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
