@@ -726,13 +726,17 @@ fn a_create_that_fails_half_way_leaves_nothing_behind() -> Result<()> {
     let id = c.id();
     let fetched = first_batch(&mut c.stream, "half", 37, 0, id)?;
     let records = Batch::parse(&fetched)?.records()?;
-    let got: Vec<_> = records
-        .iter()
-        .map(|r| (r.offset, r.key.as_deref(), r.value.as_deref()))
+    let got: Vec<(i64, Option<Bytes>, Option<Bytes>)> = records
+        .into_iter()
+        .map(|r| (r.offset, r.key, r.value))
         .collect();
-    let want: Vec<(i64, Option<&[u8]>, Option<&[u8]>)> = vec![
-        (0, Some(b"k37"), Some(b"in partition 37")),
-        (1, None, Some(b"second")),
+    let want = vec![
+        (
+            0,
+            Some(Bytes::from_static(b"k37")),
+            Some(Bytes::from_static(b"in partition 37")),
+        ),
+        (1, None, Some(Bytes::from_static(b"second"))),
     ];
     ensure!(got == want, "half/37 holds {got:?}");
     ensure!(c.log_end("half", 37)? == 2, "log end of half/37");
