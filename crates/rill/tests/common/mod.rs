@@ -217,6 +217,29 @@ impl Broker {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The broker process's thread count, `Threads:` in `/proc/PID/status` (Linux only).
+    pub fn threads(&self) -> Result<usize> {
+        let pid = self.pid().context("the broker is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .with_context(|| format!("no Threads: line in /proc/{pid}/status"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("the Threads: line of /proc/{pid}/status"))
+    }
+
+    /// How many descriptors the broker process holds open: the entries of `/proc/PID/fd`
+    /// (Linux only).
+    pub fn open_fds(&self) -> Result<usize> {
+        let pid = self.pid().context("the broker is not running")?;
+        let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .with_context(|| format!("listing /proc/{pid}/fd"))?;
+        Ok(dir.count())
+    }
+
     /// SIGTERM, then waits for the process and checks that it exited 0.
     pub fn stop(&mut self) -> Result<()> {
         let mut child = self.take_child("stop")?;

@@ -1,5 +1,6 @@
 //! Raw Kafka frames, for tests that speak the protocol by hand.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
@@ -13,11 +14,13 @@ use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, Fet
 use rill_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
+use rill_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use rill_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use rill_protocol::kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest, TopicName,
 };
 use rill_protocol::{
     ApiKey, Request, RequestHeader, RequestKind, Response, ResponseKind, StrBytes,
@@ -524,6 +527,42 @@ impl Conn {
             .first()
             .map(|t| t.error_code)
             .context("no topic in the CreateTopics answer")
+    }
+
+    /// Every topic Metadata v12 lists (asking creates none), with its partition count.
+    pub fn topics(&mut self) -> Result<BTreeMap<String, usize>> {
+        let request = MetadataRequest::default()
+            .with_topics(None)
+            .with_allow_auto_topic_creation(false);
+        let response = ask!(self, Metadata, 12, request);
+        let mut topics = BTreeMap::new();
+        for topic in response.topics {
+            ensure!(
+                topic.error_code == 0,
+                "Metadata of all topics lists {:?} with error {}",
+                topic.name,
+                topic.error_code
+            );
+            let name = topic.name.context("a topic without a name in Metadata")?;
+            let _ = topics.insert(name.0.to_string(), topic.partitions.len());
+        }
+        Ok(topics)
+    }
+
+    /// Metadata v12 of one topic, creating it if `auto_create` and the broker allow:
+    /// (error code, partition count).
+    pub fn metadata_of(&mut self, topic: &str, auto_create: bool) -> Result<(i16, usize)> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+            ]))
+            .with_allow_auto_topic_creation(auto_create);
+        let response = ask!(self, Metadata, 12, request);
+        let answer = response
+            .topics
+            .first()
+            .context("no topic in the Metadata answer")?;
+        Ok((answer.error_code, answer.partitions.len()))
     }
 
     /// The partition's log start offset; fails on an error code.
