@@ -12,7 +12,7 @@
 //! - [`dir`]: file naming and directory fsync.
 //!
 //! # Invariants
-//! - Synchronous: no async, no network. Callers give the log an owner thread.
+//! - Synchronous: no async, no network. Callers give the log an owner (one thread at a time).
 //! - Batches are stored verbatim; only `baseOffset` is rewritten (outside the CRC).
 //! - Never returns a byte that failed its CRC: reads verify every batch they return, recovery
 //!   cuts a torn or corrupt tail off the active segment, and corruption inside a sealed segment

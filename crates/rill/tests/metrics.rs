@@ -261,6 +261,8 @@ fn metrics_follow_produce_consume_commits_errors_and_connections() -> Result<()>
         ("rill_connections", "gauge"),
         ("rill_connections_accepted_total", "counter"),
         ("rill_fsync_duration_seconds", "histogram"),
+        ("rill_storage_open_files", "gauge"),
+        ("rill_storage_file_opens_total", "counter"),
         ("rill_build_info", "gauge"),
         ("rill_start_time_seconds", "gauge"),
     ] {
@@ -270,6 +272,12 @@ fn metrics_follow_produce_consume_commits_errors_and_connections() -> Result<()>
             errors.type_of(family)
         );
     }
+    // The partitions' segment files are held by the descriptor cache, within its cap.
+    let open_files = errors.value("rill_storage_open_files", &[]);
+    ensure!(
+        (1.0..=10_000.0).contains(&open_files),
+        "rill_storage_open_files: {open_files}"
+    );
     ensure!(
         before.get("rill_build_info", &[("version", env!("CARGO_PKG_VERSION"))]) == Some(1.0),
         "build info: {:?}",

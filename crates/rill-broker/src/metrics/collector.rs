@@ -1,13 +1,13 @@
 //! Metrics read at scrape time from the broker's state: per partition its offsets and size (as
-//! the owner threads last published them), per group and partition its committed offset and
-//! lag. Nothing on the produce or fetch path updates them, and a deleted topic or group is
+//! the owners last published them), per group and partition its committed offset and lag, and
+//! the storage's descriptor cache. Nothing on the produce or fetch path updates them, and a deleted topic or group is
 //! simply not there at the next scrape.
 
 use std::sync::Weak;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntGaugeVec, Opts};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
 use crate::broker::Broker;
 
@@ -27,6 +27,8 @@ struct Families {
     size: IntGaugeVec,
     committed: IntGaugeVec,
     lag: IntGaugeVec,
+    open_files: IntGaugeVec,
+    file_opens: IntCounterVec,
 }
 
 impl Families {
@@ -58,16 +60,32 @@ impl Families {
                 "rill_group_lag",
                 "Log end offset minus the group's committed offset (at least 0)",
             )?,
+            open_files: IntGaugeVec::new(
+                Opts::new(
+                    "rill_storage_open_files",
+                    "Segment files the descriptor cache holds open (at most rill.max.open.files)",
+                ),
+                &[],
+            )?,
+            file_opens: IntCounterVec::new(
+                Opts::new(
+                    "rill_storage_file_opens_total",
+                    "Times the descriptor cache opened a segment file it did not hold (misses)",
+                ),
+                &[],
+            )?,
         })
     }
 
-    fn all(&self) -> [&IntGaugeVec; 5] {
+    fn all(&self) -> [&dyn Collector; 7] {
         [
             &self.log_end,
             &self.log_start,
             &self.size,
             &self.committed,
             &self.lag,
+            &self.open_files,
+            &self.file_opens,
         ]
     }
 }
@@ -125,6 +143,13 @@ impl Collector for BrokerCollector {
                     .set(log_end.saturating_sub(committed).max(0));
             }
         }
+        let cache = broker.storage.cache();
+        out.open_files
+            .with_label_values(&[] as &[&str])
+            .set(i64::try_from(cache.open_files()).unwrap_or(i64::MAX));
+        out.file_opens
+            .with_label_values(&[] as &[&str])
+            .inc_by(cache.opens());
         out.all()
             .into_iter()
             .flat_map(|family| family.collect())
