@@ -59,4 +59,4 @@ pub use config::{
 };
 pub use error::{Corruption, LogError};
 pub use flush::FlushPolicy;
-pub use log::{AppendInfo, Log, TimestampOffset};
+pub use log::{AppendInfo, Log, PendingSync, TimestampOffset};

@@ -55,6 +55,27 @@ pub struct TimestampOffset {
     pub timestamp: i64,
 }
 
+/// An fsync of a log's active segment, taken out of the log by [`Log::begin_sync`] so that it
+/// can run beside others, and handed back to [`Log::finish_sync`].
+#[derive(Debug)]
+pub struct PendingSync {
+    file: Arc<fs::File>,
+    path: PathBuf,
+    /// The log end it makes durable.
+    end: i64,
+}
+
+impl PendingSync {
+    /// The fdatasync itself (blocking).
+    pub fn run(&self) -> Result<(), LogError> {
+        #[cfg(test)]
+        if crate::segment::fault::FAIL_NEXT_SYNC.with(|fail| fail.replace(false)) {
+            return Err(std::io::Error::other("injected fsync failure")).at(&self.path);
+        }
+        self.file.sync_data().at(&self.path)
+    }
+}
+
 /// One partition's log in its own directory.
 ///
 /// The log has a single owner: `append`, `sync` and retention take `&mut self`, reads `&self`.
@@ -399,20 +420,46 @@ impl Log {
     /// Makes everything appended so far durable with one fsync (group commit). A failure
     /// poisons the log: every later append and sync fails.
     pub fn sync(&mut self) -> Result<(), LogError> {
+        match self.begin_sync()? {
+            Some(pending) => {
+                let result = pending.run();
+                self.finish_sync(pending, result)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The first half of [`Log::sync`], for an owner of many logs that fsyncs several at once:
+    /// the fsync to run (on any thread: [`PendingSync::run`]), or `None` when everything is
+    /// already durable. Nothing may be appended before [`Log::finish_sync`] is called with it.
+    pub fn begin_sync(&mut self) -> Result<Option<PendingSync>, LogError> {
         if let Some(path) = &self.poisoned {
             return Err(LogError::Poisoned { path: path.clone() });
         }
         let end = self.log_end_offset();
         if self.flushed_offset == end {
-            return Ok(());
+            return Ok(None);
         }
         self.reap_seals(true)?;
-        if let Err(err) = self.active.sync_data() {
+        // Failing to reopen the file (no descriptor left) is not a failed fsync: the data is
+        // still in the page cache, so the log is not poisoned and a later sync may succeed.
+        let (file, path) = self.active.data_file()?;
+        Ok(Some(PendingSync { file, path, end }))
+    }
+
+    /// The second half of [`Log::sync`]: records what the fsync achieved (a failure poisons the
+    /// log, as in `sync`).
+    pub fn finish_sync(
+        &mut self,
+        pending: PendingSync,
+        result: Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        if let Err(err) = result {
             self.poison(&err);
             return Err(err);
         }
         self.unflushed_records = 0;
-        self.flushed_offset = end;
+        self.flushed_offset = self.flushed_offset.max(pending.end);
         Ok(())
     }
 

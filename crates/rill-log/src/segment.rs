@@ -330,13 +330,9 @@ impl Segment {
         last_offset - self.base_offset <= i64::from(i32::MAX)
     }
 
-    /// fdatasync of the log file.
-    pub(crate) fn sync_data(&self) -> Result<(), LogError> {
-        #[cfg(test)]
-        if fault::FAIL_NEXT_SYNC.with(|fail| fail.replace(false)) {
-            return Err(std::io::Error::other("injected fsync failure")).at(self.path());
-        }
-        self.file.get()?.sync_data().at(self.path())
+    /// The log file, open, with its path: for an fdatasync that may run on another thread.
+    pub(crate) fn data_file(&self) -> Result<(Arc<File>, PathBuf), LogError> {
+        Ok((self.file.get()?, self.path().to_path_buf()))
     }
 
     /// Completes the segment's indexes before it stops being active: the last time index entry,

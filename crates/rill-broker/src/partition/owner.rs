@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use rill_log::{AppendInfo, Log, LogError, TimestampOffset};
+use rill_log::{AppendInfo, Log, LogError, PendingSync, TimestampOffset};
 use rill_protocol::ErrorCode;
 use rill_record::{BatchHeader, Batches, set_log_append_time};
 use tokio::sync::watch;
@@ -241,15 +241,23 @@ impl Owner {
         }
     }
 
-    /// One group commit: fsyncs everything appended so far, timing it if there was anything.
-    pub(super) fn sync(&mut self) -> Result<(), ErrorCode> {
-        let due = self.log.flushed_offset() != self.log.log_end_offset();
-        let started = Instant::now();
-        let synced = self.log.sync();
-        if due {
-            self.metrics.fsync.observe(started.elapsed().as_secs_f64());
-        }
-        synced.map_err(|err| self.failed(&err))
+    /// The fsync a group commit needs, if anything appended is not yet durable; it may run on
+    /// another thread, beside other partitions' fsyncs, and comes back to [`Owner::end_sync`].
+    pub(super) fn begin_sync(&mut self) -> Result<Option<PendingSync>, ErrorCode> {
+        self.log.begin_sync().map_err(|err| self.failed(&err))
+    }
+
+    /// Completes a group commit with the fsync's outcome and how long it took.
+    pub(super) fn end_sync(
+        &mut self,
+        pending: PendingSync,
+        result: Result<(), LogError>,
+        took: Duration,
+    ) -> Result<(), ErrorCode> {
+        self.metrics.fsync.observe(took.as_secs_f64());
+        self.log
+            .finish_sync(pending, result)
+            .map_err(|err| self.failed(&err))
     }
 
     fn publish(&self) {

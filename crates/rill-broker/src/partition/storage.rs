@@ -5,19 +5,20 @@
 //!
 //! One round: take what is queued (up to [`MAX_ROUND`] messages), let each partition's owner
 //! handle its commands (appends are written and published at once), then fsync every partition
-//! with an `acks=all` batch waiting, once each, and answer those batches; then run the
-//! housekeeping whose deadline has come.
+//! with an `acks=all` batch waiting, once each and all at the same time (on a small fixed pool:
+//! the disk merges concurrent flushes), and answer those batches; then run the housekeeping
+//! whose deadline has come.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rill_log::{FileCache, Log, LogConfig, LogError};
+use rill_log::{FileCache, Log, LogConfig, LogError, PendingSync};
 use rill_protocol::ErrorCode;
 
 use super::owner::{Owner, Waiting};
@@ -25,6 +26,9 @@ use super::{Command, OwnerMetrics, Partition, now_ms};
 
 /// How many queued messages one round takes before it fsyncs and answers.
 const MAX_ROUND: usize = 1024;
+/// Threads that run a round's fsyncs side by side. On this project's test machine six fsyncs
+/// take a quarter of the time at once that they take one after another.
+const SYNC_THREADS: usize = 8;
 
 /// What a storage thread is sent.
 #[derive(Debug)]
@@ -70,12 +74,14 @@ impl Storage {
     ) -> std::io::Result<Self> {
         let mut queues = Vec::new();
         let mut handles = Vec::new();
+        let (syncs, sync_threads) = SyncPool::start()?;
         for i in 0..threads.max(1) {
             let (tx, rx) = mpsc::channel();
             let shard = Shard {
                 owners: HashMap::new(),
                 deadlines: BinaryHeap::new(),
                 retention_check,
+                syncs: syncs.clone(),
             };
             handles.push(
                 std::thread::Builder::new()
@@ -84,6 +90,9 @@ impl Storage {
             );
             queues.push(tx);
         }
+        // The fsync threads end once the storage threads (which hold the pool) have: joined last.
+        drop(syncs);
+        handles.extend(sync_threads);
         Ok(Self {
             queues,
             threads: Mutex::new(handles),
@@ -193,6 +202,7 @@ struct Shard {
     /// since scheduled another deadline (or gone) are skipped when they come up.
     deadlines: BinaryHeap<Reverse<(i64, u64)>>,
     retention_check: Duration,
+    syncs: SyncPool,
 }
 
 /// What one round collects before it fsyncs and answers.
@@ -270,13 +280,42 @@ impl Shard {
     /// The end of a round: one fsync per partition with `acks=all` batches waiting (group
     /// commit, batched across the thread's partitions), their answers, then the closes.
     fn finish(&mut self, round: Round) {
-        let mut synced: HashMap<u64, Result<(), ErrorCode>> = HashMap::new();
+        let mut outcome: HashMap<u64, Result<(), ErrorCode>> = HashMap::new();
+        let mut asked = HashSet::new();
+        let mut syncs = Vec::new();
+        for (id, _) in &round.waiting {
+            if !asked.insert(*id) {
+                continue;
+            }
+            let begun = self
+                .owners
+                .get_mut(id)
+                .map_or(Err(ErrorCode::NotLeaderOrFollower), Owner::begin_sync);
+            match begun {
+                Ok(Some(pending)) => syncs.push((*id, pending)),
+                Ok(None) => {
+                    let _ = outcome.insert(*id, Ok(()));
+                }
+                Err(code) => {
+                    let _ = outcome.insert(*id, Err(code));
+                }
+            }
+        }
+        for (id, pending, result, took) in self.syncs.run_all(syncs) {
+            let ended = self
+                .owners
+                .get_mut(&id)
+                .map_or(Err(ErrorCode::NotLeaderOrFollower), |owner| {
+                    owner.end_sync(pending, result, took)
+                });
+            let _ = outcome.insert(id, ended);
+        }
         for (id, (reply, info)) in round.waiting {
-            let result = *synced.entry(id).or_insert_with(|| {
-                self.owners
-                    .get_mut(&id)
-                    .map_or(Err(ErrorCode::NotLeaderOrFollower), Owner::sync)
-            });
+            // No outcome only if an fsync thread died with the fsync: not known durable.
+            let result = outcome
+                .get(&id)
+                .copied()
+                .unwrap_or(Err(ErrorCode::KafkaStorageError));
             let _ = reply.send(result.map(|()| info));
         }
         let mut touched = round.touched;
@@ -334,6 +373,80 @@ impl Shard {
             self.schedule(id);
         }
     }
+}
+
+/// An fsync done, for the partition `id`: its outcome and how long it took.
+type SyncDone = (u64, PendingSync, Result<(), LogError>, Duration);
+
+struct SyncJob {
+    id: u64,
+    pending: PendingSync,
+    done: mpsc::Sender<SyncDone>,
+}
+
+/// The fixed pool that runs a round's fsyncs side by side.
+#[derive(Clone)]
+struct SyncPool {
+    jobs: mpsc::Sender<SyncJob>,
+}
+
+impl SyncPool {
+    fn start() -> std::io::Result<(Self, Vec<JoinHandle<()>>)> {
+        let (jobs, rx) = mpsc::channel::<SyncJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::new();
+        for i in 0..SYNC_THREADS {
+            let rx = rx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("rill-fsync-{i}"))
+                    .spawn(move || {
+                        loop {
+                            let job = match rx.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok(job) = job else { return };
+                            let _ = job.done.send(fsync(job.id, job.pending));
+                        }
+                    })?,
+            );
+        }
+        Ok((Self { jobs }, threads))
+    }
+
+    /// Runs every fsync, at the same time, and returns them all done: one on this thread, the
+    /// others on the pool.
+    fn run_all(&self, syncs: Vec<(u64, PendingSync)>) -> Vec<SyncDone> {
+        let mut done = Vec::with_capacity(syncs.len());
+        let mut syncs = syncs.into_iter();
+        let here = syncs.next();
+        let (tx, rx) = mpsc::channel();
+        let mut sent = 0usize;
+        for (id, pending) in syncs {
+            let job = SyncJob {
+                id,
+                pending,
+                done: tx.clone(),
+            };
+            match self.jobs.send(job) {
+                Ok(()) => sent += 1,
+                Err(mpsc::SendError(job)) => done.push(fsync(job.id, job.pending)),
+            }
+        }
+        drop(tx);
+        if let Some((id, pending)) = here {
+            done.push(fsync(id, pending));
+        }
+        done.extend(rx.iter().take(sent));
+        done
+    }
+}
+
+fn fsync(id: u64, pending: PendingSync) -> SyncDone {
+    let started = Instant::now();
+    let result = pending.run();
+    (id, pending, result, started.elapsed())
 }
 
 /// Runs `work` on every item with up to `workers` scoped threads, answers in the items' order.
