@@ -8,14 +8,17 @@
 #     partitions with a leader (polled every 10 ms; the clock starts in the shell just before exec).
 #     A size a binary cannot hold (CreateTopics fails, e.g. "Too many open files") is recorded
 #     as failed and the binary skips the larger sizes.
-#  2. keyless 100 B records from librdkafka's rdkafka_performance (acks=1, linger 5 ms,
-#     sticky.partitioning.linger.ms=0: every record to a random partition) into one topic of
-#     LOAD_PARTITIONS (capped at the largest size the binary held in 1.) and one of 6: msgs/s flat
-#     out (the summary gives the ratio); the same from `rill bench produce` (LOAD_RECORDS flat out,
-#     then p99 latency, send to acknowledgement, at LOAD_RATE records/s for LOAD_SECONDS).
-#     rdkafka_performance prints no percentiles; RDKAFKA_LATENCY=1 adds a paced run of it (-r -l -A)
-#     and computes them from its per-message file, but on 2 cores that measures the client: paced,
-#     over 2,000 partitions it makes only ~7k msgs/s of the 20k asked, a core busy, latency ~1 s.
+#  2. 100 B records into one topic of LOAD_PARTITIONS (capped at the largest size the binary held
+#     in 1.) and one of 6, acks=1, linger 5 ms: LOAD_RECORDS flat out from librdkafka's
+#     rdkafka_performance (it has only a fixed key, -k, so keyless with
+#     sticky.partitioning.linger.ms=0: every record to a random partition, spread as keyed records
+#     are; its CPU time is recorded, as it can be the bottleneck) and from `rill bench produce`
+#     (keyless, sticky partitioner: one partition's batch at a time); then p99 latency, send to
+#     acknowledgement, of `rill bench produce` at LOAD_RATE records/s for LOAD_SECONDS. The summary
+#     gives the many/6 ratios. rdkafka_performance prints no percentiles; RDKAFKA_LATENCY=1 adds a
+#     paced run of it (-r -l -A) and computes them from its per-message file, but here that
+#     measures the client: paced over 5,000 partitions it makes 1.3k msgs/s of 2k asked (3.1k of
+#     5k), with most of a core busy.
 #  3. ROUNDS of 6-partition produce (1 KiB, acks=1, then acks=all) and consumer catch-up (from the
 #     beginning to the end of the acks=1 topic), `rill bench` of the NEW binary against both,
 #     alternating which broker goes first; medians.
@@ -176,10 +179,15 @@ load() {
     record "$which" "$parts" load-create "$line"
     sleep 2
     if [ -n "$RDKAFKA_PERF" ]; then
-        out=$("$RDKAFKA_PERF" -P -t load0000 -s 100 -c "$LOAD_RECORDS" -b "$bootstrap" -X acks=1 \
-            -X linger.ms=5 -X sticky.partitioning.linger.ms=0 2>&1 | grep 'messages produced' | tail -1)
+        rm -f "$tmp/time"
+        out=$("${timed[@]}" "$RDKAFKA_PERF" -P -t load0000 -s 100 -c "$LOAD_RECORDS" -b "$bootstrap" \
+            -X acks=1 -X linger.ms=5 -X sticky.partitioning.linger.ms=0 2>&1 \
+            | grep 'messages produced' | tail -1)
         rate=$(echo "$out" | grep -o '[0-9]* msgs/s' | tail -1 | cut -d' ' -f1)
-        record "$which" "$parts" rdkafka-produce "{\"msgs_per_s\":${rate:-null},\"text\":\"${out//\"/}\"}"
+        cpu=null
+        if [ -s "$tmp/time" ]; then cpu=$(awk '{ printf "%.2f", $1 + $2 }' "$tmp/time"); fi
+        record "$which" "$parts" rdkafka-produce \
+            "{\"msgs_per_s\":${rate:-null},\"client_cpu_s\":$cpu,\"text\":\"${out//\"/}\"}"
     fi
     if [ -n "$RDKAFKA_PERF" ] && [ -n "$RDKAFKA_LATENCY" ]; then
         count=$((LOAD_RATE * LOAD_SECONDS))
@@ -199,6 +207,8 @@ load() {
     record "$which" "$parts" rill-bench-latency "$line"
     stop
 }
+timed=()   # the client's user+sys seconds, when GNU time is there
+[ -x /usr/bin/time ] && timed=(/usr/bin/time -f '%U %S %e' -o "$tmp/time")
 cli=$new
 [ -n "$SKIP_NEW" ] && cli=$base   # rill bench of the binary at hand when there is no NEW
 for which in "${brokers[@]}"; do
@@ -287,12 +297,14 @@ for s in sizes:
                       + (f" ({made} partitions created)" if made is not None else ""))
     for label, scen, path in figures:
         b, n = one("base", s, scen, *path), one("new", s, scen, *path)
+        if b in (None, "failed") and n in (None, "failed") and scen != "create":
+            continue
         print(f"{s:>6} {label:28} {fmt(b)} {fmt(n)} {ratio(n, b)}")
 
-print("\n== produce, 100 B keyless records spread over all partitions, acks=1: flat out (msgs/s,"
-      " p99 of rill bench) and p99 at the fixed rate")
-print(f"{'broker':6} {'partitions':>10} {'rdk msg/s':>10} {'vs 6':>6} {'bench r/s':>10} {'vs 6':>6}"
-      f" {'p99 ms':>8} {'p99 @rate':>9} {'rdk p99 @rate':>13}")
+print("\n== produce, 100 B records, acks=1, flat out: rdkafka_performance (a random partition per"
+      " record; client CPU s) and rill bench (sticky; its p99); rill bench p99 at LOAD_RATE")
+print(f"{'broker':6} {'partitions':>10} {'rdk msg/s':>10} {'vs 6':>6} {'cpu s':>6} {'bench r/s':>10}"
+      f" {'vs 6':>6} {'p99 ms':>8} {'p99 @rate':>9} {'rdk p99 @rate':>13}")
 for b in ("base", "new"):
     sizes = sorted({r["size"] for r in rows if r["broker"] == b and r["scenario"] == "load-create"}, reverse=True)
     six = one(b, 6, "rdkafka-produce", "msgs_per_s")
@@ -306,7 +318,8 @@ for b in ("base", "new"):
         bsix = one(b, 6, "rill-bench-produce", "records_per_s")
         r6 = ratio(rate, six).strip() if s != 6 else ""
         b6 = ratio(brate, bsix).strip() if s != 6 else ""
-        print(f"{b:6} {s:>10} {fmt(rate)} {r6:>6} {fmt(brate)} {b6:>6}"
+        print(f"{b:6} {s:>10} {fmt(rate)} {r6:>6} {fmt(one(b, s, 'rdkafka-produce', 'client_cpu_s'), 6)}"
+              f" {fmt(brate)} {b6:>6}"
               f" {fmt(one(b, s, 'rill-bench-produce', 'latency_ms', 'p99'), 8)}"
               f" {fmt(one(b, s, 'rill-bench-latency', 'latency_ms', 'p99'), 9)}"
               f" {fmt(one(b, s, 'rdkafka-latency', 'p99_ms'), 13)}")
