@@ -30,6 +30,8 @@ pub(super) struct Owner {
     metrics: OwnerMetrics,
     /// When retention and producer id expiry run next (ms since the epoch).
     next_retention_ms: i64,
+    /// The offset of the newest producer state snapshot on disk.
+    snapshot_at: Option<i64>,
     /// The deadline its storage thread has scheduled for it, if any.
     pub(super) scheduled: Option<i64>,
     /// A close has been asked for: later commands are refused.
@@ -53,7 +55,7 @@ impl Owner {
         metrics: OwnerMetrics,
         retention_check: Duration,
     ) -> Result<(Self, watch::Receiver<Offsets>), LogError> {
-        let producers = rebuild_producer_states(&log)?;
+        let (producers, snapshot_at) = rebuild_producer_states(&log)?;
         let size = log.size_bytes();
         let (offsets, rx) = watch::channel(offsets_of(&log, size));
         let owner = Self {
@@ -64,6 +66,7 @@ impl Owner {
             size,
             metrics,
             next_retention_ms: now_ms().saturating_add(millis(retention_check)),
+            snapshot_at,
             scheduled: None,
             closing: false,
         };
@@ -221,11 +224,23 @@ impl Owner {
         }
     }
 
-    fn snapshot(&self) {
+    fn snapshot(&mut self) {
         let end = self.log.log_end_offset();
-        if let Err(err) = write_snapshot(self.log.dir(), end, &self.producers) {
-            tracing::warn!(%err, dir = %self.log.dir().display(), "writing the producer state snapshot");
+        match write_snapshot(self.log.dir(), end, &self.producers) {
+            Ok(()) => self.snapshot_at = Some(end),
+            Err(err) => {
+                tracing::warn!(%err, dir = %self.log.dir().display(), "writing the producer state snapshot");
+            }
         }
+    }
+
+    /// Whether closing should snapshot the producer state, so that the next open need not
+    /// replay the log: not if a snapshot at the log end is already there, nor if the log is
+    /// empty and no producer has state (there is nothing to replay).
+    fn snapshot_due(&self) -> bool {
+        let end = self.log.log_end_offset();
+        let empty = end == self.log.log_start_offset() && self.producers.len() == 0;
+        self.snapshot_at != Some(end) && !empty
     }
 
     /// Maps a storage error to the code the client gets, logging what a person must look at.
@@ -304,9 +319,9 @@ impl Owner {
         }
     }
 
-    pub(super) fn close(self, delete: bool) {
+    pub(super) fn close(mut self, delete: bool) {
         let dir = self.log.dir().to_path_buf();
-        if !delete {
+        if !delete && self.snapshot_due() {
             self.snapshot();
         }
         if let Err(err) = self.log.close() {
@@ -324,11 +339,14 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The idempotent producers' state: the newest snapshot, then every batch after it.
-fn rebuild_producer_states(log: &Log) -> Result<ProducerStates, LogError> {
+/// The idempotent producers' state: the newest snapshot, then every batch after it. Returns the
+/// snapshot's offset too, if there was one.
+fn rebuild_producer_states(log: &Log) -> Result<(ProducerStates, Option<i64>), LogError> {
     let end = log.log_end_offset();
-    let (mut offset, mut states) = load_snapshot(log.dir(), end)
-        .unwrap_or((log.log_start_offset(), ProducerStates::default()));
+    let loaded = load_snapshot(log.dir(), end);
+    let snapshot_at = loaded.as_ref().map(|(offset, _)| *offset);
+    let (mut offset, mut states) =
+        loaded.unwrap_or((log.log_start_offset(), ProducerStates::default()));
     offset = offset.max(log.log_start_offset());
     let now = now_ms();
     while offset < end {
@@ -350,7 +368,7 @@ fn rebuild_producer_states(log: &Log) -> Result<ProducerStates, LogError> {
     if states.len() > 0 {
         tracing::debug!(dir = %log.dir().display(), producers = states.len(), "producer state rebuilt");
     }
-    Ok(states)
+    Ok((states, snapshot_at))
 }
 
 fn offsets_of(log: &Log, size_bytes: u64) -> Offsets {
