@@ -455,6 +455,24 @@ fn check_bounded(broker: &Broker, threads_at_start: usize, when: &str) -> Result
 }
 
 /// Restarts (after a stop or a kill) with the same flags and waits until it is ready.
+/// Starts the stopped (or killed) broker again, reads every partition back and checks the
+/// bounds once more.
+fn read_after_restart(
+    broker: &mut Broker,
+    expected: &Expected,
+    threads_at_start: usize,
+    after: &str,
+) -> Result<Conn> {
+    let mut conn = start_again(broker, expected)?;
+    read_all(&mut conn, expected, &format!("after {after}"))?;
+    check_bounded(
+        broker,
+        threads_at_start,
+        &format!("after reading everything after {after}"),
+    )?;
+    Ok(conn)
+}
+
 fn start_again(broker: &mut Broker, expected: &Expected) -> Result<Conn> {
     broker.restart()?;
     broker.wait_ready()?;
@@ -514,25 +532,17 @@ fn thousands_of_partitions_survive_restarts_with_a_small_descriptor_cap() -> Res
     eprintln!("read everything at {:?}", started.elapsed());
 
     broker.stop()?;
-    let mut conn = start_again(&mut broker, &expected)?;
-    read_all(&mut conn, &expected, "after a graceful restart")?;
-    check_bounded(
-        &broker,
+    let mut conn = read_after_restart(
+        &mut broker,
+        &expected,
         threads_at_start,
-        "after reading everything after a graceful restart",
+        "a graceful restart",
     )?;
-    eprintln!("read everything after a restart at {:?}", started.elapsed());
 
     // One more batch to every seventh partition, acknowledged just before the crash.
     produce_round(&mut conn, &mut expected, ROUNDS, |p| p % 7 == 3)?;
     broker.kill9()?;
-    let mut conn = start_again(&mut broker, &expected)?;
-    read_all(&mut conn, &expected, "after kill -9")?;
-    check_bounded(
-        &broker,
-        threads_at_start,
-        "after reading everything after kill -9",
-    )?;
+    let _conn = read_after_restart(&mut broker, &expected, threads_at_start, "kill -9")?;
     eprintln!(
         "read all {} records after kill -9 at {:?}",
         expected.total(),
