@@ -26,6 +26,7 @@
 #   scripts/bench-partitions.sh BASE_RILL [NEW_RILL]      # NEW defaults to target/release/rill
 #   SIZES="2000" IDLE=5 ROUNDS=1 RECORDS=100000 scripts/bench-partitions.sh /tmp/rill-base /tmp/rill-base
 #   SKIP_NEW=1 SIZES="2000 5000" scripts/bench-partitions.sh /tmp/rill-base   # the base alone
+#   PARTS=3 ROUNDS=6 RECORDS=1000000 scripts/bench-partitions.sh /tmp/rill-base   # only part 3
 #
 # Needs python3, the venv of scripts/test (PY, default .venv/bin/python, with confluent-kafka) and
 # rdkafka_performance (RDKAFKA_PERF, default target/librdkafka/examples/rdkafka_performance; see
@@ -49,6 +50,7 @@ LOAD_SECONDS=${LOAD_SECONDS:-10}    # length of the latency runs
 RECORDS=${RECORDS:-500000}          # 1 KiB records per 6-partition produce run
 ROUNDS=${ROUNDS:-3}
 SKIP_NEW=${SKIP_NEW:-}              # 1: measure BASE only (its own `rill bench` then)
+PARTS=${PARTS:-1 2 3}               # which of the three parts below to run
 OUT=${OUT:-target/bench-partitions.jsonl}
 PY=${PY:-.venv/bin/python}
 RDKAFKA_PERF=${RDKAFKA_PERF-$PWD/target/librdkafka/examples/rdkafka_performance}
@@ -137,8 +139,11 @@ brokers=(base)
 declare -A held=([base]=0 [new]=0) gave_up=()
 binary() { if [ "$1" = new ]; then echo "$new"; else echo "$base"; fi; }
 
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+
 # ---- 1. sizes: create, idle, restart
 order=("${brokers[@]}")
+part 1 || SIZES=""
 for size in $SIZES; do
     for which in "${order[@]}"; do
         if [ -n "${gave_up[$which]:-}" ]; then
@@ -211,7 +216,7 @@ timed=()   # the client's user+sys seconds, when GNU time is there
 [ -x /usr/bin/time ] && timed=(/usr/bin/time -f '%U %S %e' -o "$tmp/time")
 cli=$new
 [ -n "$SKIP_NEW" ] && cli=$base   # rill bench of the binary at hand when there is no NEW
-for which in "${brokers[@]}"; do
+part 2 && for which in "${brokers[@]}"; do
     parts=$LOAD_PARTITIONS
     [ "${held[$which]}" -lt "$parts" ] && parts=${held[$which]}
     if [ "$parts" -le 0 ]; then
@@ -232,6 +237,7 @@ bench() {
     record "$broker" 6 "$scenario" "$line"
 }
 order=("${brokers[@]}")
+part 3 || ROUNDS=0
 for round in $(seq "$ROUNDS"); do
     for which in "${order[@]}"; do
         echo "== round $round: $which: 6 partitions" >&2

@@ -63,6 +63,8 @@ pub struct PendingSync {
     path: PathBuf,
     /// The log end it makes durable.
     end: i64,
+    /// The records it makes durable.
+    records: u64,
 }
 
 impl PendingSync {
@@ -431,7 +433,8 @@ impl Log {
 
     /// The first half of [`Log::sync`], for an owner of many logs that fsyncs several at once:
     /// the fsync to run (on any thread: [`PendingSync::run`]), or `None` when everything is
-    /// already durable. Nothing may be appended before [`Log::finish_sync`] is called with it.
+    /// already durable. Appends may go on while it runs; they are not covered by it (the next
+    /// sync covers them). Begin the next one only after [`Log::finish_sync`] of this one.
     pub fn begin_sync(&mut self) -> Result<Option<PendingSync>, LogError> {
         if let Some(path) = &self.poisoned {
             return Err(LogError::Poisoned { path: path.clone() });
@@ -444,7 +447,12 @@ impl Log {
         // Failing to reopen the file (no descriptor left) is not a failed fsync: the data is
         // still in the page cache, so the log is not poisoned and a later sync may succeed.
         let (file, path) = self.active.data_file()?;
-        Ok(Some(PendingSync { file, path, end }))
+        Ok(Some(PendingSync {
+            file,
+            path,
+            end,
+            records: self.unflushed_records,
+        }))
     }
 
     /// The second half of [`Log::sync`]: records what the fsync achieved (a failure poisons the
@@ -458,7 +466,8 @@ impl Log {
             self.poison(&err);
             return Err(err);
         }
-        self.unflushed_records = 0;
+        // What was appended after it began is still unflushed.
+        self.unflushed_records = self.unflushed_records.saturating_sub(pending.records);
         self.flushed_offset = self.flushed_offset.max(pending.end);
         Ok(())
     }
