@@ -5,9 +5,9 @@
 //! socket.
 //!
 //! A storage thread drains its queue in rounds: it appends every batch that arrived (for any of
-//! its partitions), then starts one fsync for each partition with `acks=all` batches waiting
-//! (group commit) on a small pool, and goes on appending while they run; a batch is answered
-//! when the fsync that covers it is back. Reads and offset lookups are answered as they come. Time-based work (interval flushes, rolls by age, retention, producer id
+//! its partitions), then fsyncs each partition with `acks=all` batches waiting, once for all of
+//! them (group commit), the round's fsyncs side by side, before it answers them. Reads and
+//! offset lookups are answered as they come. Time-based work (interval flushes, rolls by age, retention, producer id
 //! expiry) is scheduled by deadline: nothing wakes an idle partition until its next one.
 
 mod owner;

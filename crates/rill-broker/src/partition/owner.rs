@@ -36,10 +36,6 @@ pub(super) struct Owner {
     pub(super) scheduled: Option<i64>,
     /// A close has been asked for: later commands are refused.
     pub(super) closing: bool,
-    /// `acks=all` batches waiting for an fsync not yet begun.
-    pub(super) waiting: Vec<Waiting>,
-    /// An fsync of this log is in flight.
-    pub(super) syncing: bool,
 }
 
 impl std::fmt::Debug for Owner {
@@ -73,8 +69,6 @@ impl Owner {
             snapshot_at,
             scheduled: None,
             closing: false,
-            waiting: Vec::new(),
-            syncing: false,
         };
         Ok((owner, rx))
     }
@@ -266,11 +260,6 @@ impl Owner {
     /// another thread, beside other partitions' fsyncs, and comes back to [`Owner::end_sync`].
     pub(super) fn begin_sync(&mut self) -> Result<Option<PendingSync>, ErrorCode> {
         self.log.begin_sync().map_err(|err| self.failed(&err))
-    }
-
-    /// A group commit done here and now (before a close).
-    pub(super) fn sync_now(&mut self) -> Result<(), ErrorCode> {
-        self.log.sync().map_err(|err| self.failed(&err))
     }
 
     /// Completes a group commit with the fsync's outcome and how long it took.

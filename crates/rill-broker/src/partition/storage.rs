@@ -4,14 +4,13 @@
 //! falls due; an idle partition costs no wake-ups at all.
 //!
 //! One round: take what is queued (up to [`MAX_ROUND`] messages), let each partition's owner
-//! handle its commands (appends are written and published at once), then start an fsync for
-//! every partition with `acks=all` batches waiting and none in flight (group commit: one covers
-//! all of them). The fsyncs run side by side on a small fixed pool (the disk merges concurrent
-//! flushes) while the thread goes on appending; each comes back through the thread's queue, and
-//! its batches are answered then. Last, the housekeeping whose deadline has come runs.
+//! handle its commands (appends are written and published at once), then fsync every partition
+//! with an `acks=all` batch waiting, once each and all at the same time (on a small fixed pool:
+//! the disk merges concurrent flushes), and answer those batches; then run the housekeeping
+//! whose deadline has come.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -30,8 +29,8 @@ const MAX_ROUND: usize = 1024;
 /// How long housekeeping that failed (a roll on a full disk, a flush of a poisoned log) waits
 /// before it is tried again, rather than spinning on a deadline that stays in the past.
 const RETRY_MS: i64 = 5_000;
-/// Threads that run fsyncs side by side. On this project's test machine six fsyncs take a
-/// quarter of the time at once that they take one after another.
+/// Threads that run a round's fsyncs side by side. On this project's test machine six fsyncs
+/// take a quarter of the time at once that they take one after another.
 const SYNC_THREADS: usize = 8;
 
 /// What a storage thread is sent.
@@ -52,8 +51,6 @@ pub(super) enum Message {
         delete: bool,
         done: Option<mpsc::Sender<()>>,
     },
-    /// An fsync handed to the pool is done.
-    Synced(Box<SyncDone>),
     /// Close every partition left and end the thread.
     Stop,
 }
@@ -88,8 +85,6 @@ impl Storage {
                 deadlines: BinaryHeap::new(),
                 retention_check,
                 syncs: syncs.clone(),
-                queue: tx.clone(),
-                in_flight: 0,
             };
             handles.push(
                 std::thread::Builder::new()
@@ -211,17 +206,12 @@ struct Shard {
     deadlines: BinaryHeap<Reverse<(i64, u64)>>,
     retention_check: Duration,
     syncs: SyncPool,
-    /// This thread's own queue, where finished fsyncs come back.
-    queue: mpsc::Sender<Message>,
-    /// fsyncs handed to the pool and not yet back.
-    in_flight: usize,
 }
 
-/// What one round collects before it starts fsyncs and closes.
+/// What one round collects before it fsyncs and answers.
 #[derive(Default)]
 struct Round {
-    /// Partitions with `acks=all` batches waiting for an fsync.
-    needs_sync: Vec<u64>,
+    waiting: Vec<(u64, Waiting)>,
     touched: Vec<u64>,
     closes: Vec<(u64, bool, Option<mpsc::Sender<()>>)>,
 }
@@ -258,14 +248,6 @@ impl Shard {
             }
             self.run_due();
         }
-        // Every fsync in flight comes back and is answered before the logs close.
-        while self.in_flight > 0 {
-            match rx.recv() {
-                Ok(Message::Synced(done)) => self.synced(*done, &mut Round::default()),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
         for (_, owner) in self.owners.drain() {
             owner.close(false);
         }
@@ -284,12 +266,10 @@ impl Shard {
                     return;
                 };
                 if let Some(waiting) = owner.handle(command) {
-                    owner.waiting.push(waiting);
-                    round.needs_sync.push(id);
+                    round.waiting.push((id, waiting));
                 }
                 round.touched.push(id);
             }
-            Message::Synced(done) => self.synced(*done, round),
             Message::Close { id, delete, done } => {
                 if let Some(owner) = self.owners.get_mut(&id) {
                     owner.closing = true;
@@ -300,60 +280,46 @@ impl Shard {
         }
     }
 
-    /// An fsync is back: its batches are answered, and batches that arrived meanwhile get the
-    /// next one.
-    fn synced(&mut self, done: SyncDone, round: &mut Round) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        let SyncDone {
-            id,
-            pending,
-            result,
-            took,
-            waiters,
-        } = done;
-        let outcome = match self.owners.get_mut(&id) {
-            Some(owner) => {
-                owner.syncing = false;
-                if !owner.waiting.is_empty() {
-                    round.needs_sync.push(id);
-                }
-                owner.end_sync(pending, result, took)
-            }
-            // Closed meanwhile (the close fsynced again); the fsync's own outcome stands.
-            None => result.map_err(|_| ErrorCode::KafkaStorageError),
-        };
-        answer(waiters, outcome);
-    }
-
-    /// The end of a round: an fsync for each partition with `acks=all` batches waiting and none
-    /// in flight (group commit: one fsync for all of them), handed to the pool so that this
-    /// thread goes on appending meanwhile; then the closes.
+    /// The end of a round: one fsync per partition with `acks=all` batches waiting (group
+    /// commit, batched across the thread's partitions), their answers, then the closes.
     fn finish(&mut self, round: Round) {
-        let mut needs_sync = round.needs_sync;
-        needs_sync.sort_unstable();
-        needs_sync.dedup();
-        for id in needs_sync {
-            let Some(owner) = self.owners.get_mut(&id) else {
-                continue;
-            };
-            if owner.syncing || owner.waiting.is_empty() {
+        let mut outcome: HashMap<u64, Result<(), ErrorCode>> = HashMap::new();
+        let mut asked = HashSet::new();
+        let mut syncs = Vec::new();
+        for (id, _) in &round.waiting {
+            if !asked.insert(*id) {
                 continue;
             }
-            let waiters = std::mem::take(&mut owner.waiting);
-            match owner.begin_sync() {
-                Ok(Some(pending)) => {
-                    owner.syncing = true;
-                    self.in_flight += 1;
-                    self.syncs.run(SyncJob {
-                        id,
-                        pending,
-                        waiters,
-                        done: self.queue.clone(),
-                    });
+            let begun = self
+                .owners
+                .get_mut(id)
+                .map_or(Err(ErrorCode::NotLeaderOrFollower), Owner::begin_sync);
+            match begun {
+                Ok(Some(pending)) => syncs.push((*id, pending)),
+                Ok(None) => {
+                    let _ = outcome.insert(*id, Ok(()));
                 }
-                Ok(None) => answer(waiters, Ok(())),
-                Err(code) => answer(waiters, Err(code)),
+                Err(code) => {
+                    let _ = outcome.insert(*id, Err(code));
+                }
             }
+        }
+        for (id, pending, result, took) in self.syncs.run_all(syncs) {
+            let ended = self
+                .owners
+                .get_mut(&id)
+                .map_or(Err(ErrorCode::NotLeaderOrFollower), |owner| {
+                    owner.end_sync(pending, result, took)
+                });
+            let _ = outcome.insert(id, ended);
+        }
+        for (id, (reply, info)) in round.waiting {
+            // No outcome only if an fsync thread died with the fsync: not known durable.
+            let result = outcome
+                .get(&id)
+                .copied()
+                .unwrap_or(Err(ErrorCode::KafkaStorageError));
+            let _ = reply.send(result.map(|()| info));
         }
         let mut touched = round.touched;
         touched.sort_unstable();
@@ -362,11 +328,7 @@ impl Shard {
             self.schedule(id, i64::MIN);
         }
         for (id, delete, done) in round.closes {
-            if let Some(mut owner) = self.owners.remove(&id) {
-                // Batches not yet in an fsync: the close's own fsync is theirs.
-                let waiters = std::mem::take(&mut owner.waiting);
-                let synced = owner.sync_now();
-                answer(waiters, synced);
+            if let Some(owner) = self.owners.remove(&id) {
                 owner.close(delete);
             }
             if let Some(done) = done {
@@ -422,51 +384,16 @@ impl Shard {
     }
 }
 
-/// An fsync done, for the partition `id`: its outcome, how long it took, and the batches it
-/// makes durable.
-pub(super) struct SyncDone {
-    id: u64,
-    pending: PendingSync,
-    result: Result<(), LogError>,
-    took: Duration,
-    waiters: Vec<Waiting>,
-}
-
-impl std::fmt::Debug for SyncDone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncDone")
-            .field("id", &self.id)
-            .field("result", &self.result)
-            .finish_non_exhaustive()
-    }
-}
+/// An fsync done, for the partition `id`: its outcome and how long it took.
+type SyncDone = (u64, PendingSync, Result<(), LogError>, Duration);
 
 struct SyncJob {
     id: u64,
     pending: PendingSync,
-    waiters: Vec<Waiting>,
-    /// The storage thread's queue, where the fsync comes back.
-    done: mpsc::Sender<Message>,
+    done: mpsc::Sender<SyncDone>,
 }
 
-impl SyncJob {
-    fn run(self) {
-        let started = Instant::now();
-        let result = self.pending.run();
-        let done = SyncDone {
-            id: self.id,
-            pending: self.pending,
-            result,
-            took: started.elapsed(),
-            waiters: self.waiters,
-        };
-        // A storage thread that is gone has closed its logs already.
-        let _ = self.done.send(Message::Synced(Box::new(done)));
-    }
-}
-
-/// The fixed pool that runs fsyncs of many partitions side by side, while the storage threads
-/// go on appending.
+/// The fixed pool that runs a round's fsyncs side by side.
 #[derive(Clone)]
 struct SyncPool {
     jobs: mpsc::Sender<SyncJob>,
@@ -489,7 +416,7 @@ impl SyncPool {
                                 Err(_) => return,
                             };
                             let Ok(job) = job else { return };
-                            job.run();
+                            let _ = job.done.send(fsync(job.id, job.pending));
                         }
                     })?,
             );
@@ -497,19 +424,38 @@ impl SyncPool {
         Ok((Self { jobs }, threads))
     }
 
-    /// Runs the fsync on the pool (or here, if the pool is gone).
-    fn run(&self, job: SyncJob) {
-        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            job.run();
+    /// Runs every fsync, at the same time, and returns them all done: one on this thread, the
+    /// others on the pool.
+    fn run_all(&self, syncs: Vec<(u64, PendingSync)>) -> Vec<SyncDone> {
+        let mut done = Vec::with_capacity(syncs.len());
+        let mut syncs = syncs.into_iter();
+        let here = syncs.next();
+        let (tx, rx) = mpsc::channel();
+        let mut sent = 0usize;
+        for (id, pending) in syncs {
+            let job = SyncJob {
+                id,
+                pending,
+                done: tx.clone(),
+            };
+            match self.jobs.send(job) {
+                Ok(()) => sent += 1,
+                Err(mpsc::SendError(job)) => done.push(fsync(job.id, job.pending)),
+            }
         }
+        drop(tx);
+        if let Some((id, pending)) = here {
+            done.push(fsync(id, pending));
+        }
+        done.extend(rx.iter().take(sent));
+        done
     }
 }
 
-/// Answers `acks=all` batches with their fsync's outcome.
-fn answer(waiters: Vec<Waiting>, outcome: Result<(), ErrorCode>) {
-    for (reply, info) in waiters {
-        let _ = reply.send(outcome.map(|()| info));
-    }
+fn fsync(id: u64, pending: PendingSync) -> SyncDone {
+    let started = Instant::now();
+    let result = pending.run();
+    (id, pending, result, started.elapsed())
 }
 
 /// Runs `work` on every item with up to `workers` scoped threads, answers in the items' order.
