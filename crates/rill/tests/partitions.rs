@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use common::{Broker, Conn, Result, first_batch};
+use common::{Broker, Conn, Result, first_batch, message};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use rill_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -112,14 +112,7 @@ fn grow(conn: &mut Conn, topic: &str, count: i32) -> Result<(i16, String)> {
         "CreatePartitions answered for {:?}, asked for {topic}",
         result.name
     );
-    Ok((
-        result.error_code,
-        result
-            .error_message
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-    ))
+    Ok((result.error_code, message(result.error_message.as_ref())))
 }
 
 /// What the data directory holds for `topic`: the partition numbers of its `<topic>-<n>`
@@ -582,11 +575,7 @@ fn creating_beyond_max_partitions_is_refused_whole() -> Result<()> {
         "30 more partitions (230 of 250): {fits:?}"
     );
     let over = result_for(&results, "over")?;
-    let message = over
-        .error_message
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let message = message(over.error_message.as_ref());
     ensure!(
         refused(over.error_code, &message),
         "30 more partitions (260 of 250) answered error {} ({message:?}), expected \
@@ -662,11 +651,7 @@ fn a_create_that_fails_half_way_leaves_nothing_behind() -> Result<()> {
     std::fs::write(&blocker, b"not a partition directory\n")?;
     let results = create_topics(&mut c, &[("half", 50)])?;
     let half = result_for(&results, "half")?;
-    let message = half
-        .error_message
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let message = message(half.error_message.as_ref());
     ensure!(
         half.error_code == KAFKA_STORAGE_ERROR && !message.trim().is_empty(),
         "creating half with half-37 a file answered error {} ({message:?}), expected \

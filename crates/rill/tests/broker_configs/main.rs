@@ -8,7 +8,7 @@
 mod common;
 
 use anyhow::{Context, ensure};
-use common::{Broker, Conn, Result, produce_request};
+use common::{Broker, Conn, Result, message, produce_request};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::alter_configs_request as legacy;
 use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -73,14 +73,7 @@ fn incremental(
         ]);
     let response = ask!(conn, IncrementalAlterConfigs, 1, request);
     let result = response.responses.first().context("no resource")?;
-    Ok((
-        result.error_code,
-        result
-            .error_message
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-    ))
+    Ok((result.error_code, message(result.error_message.as_ref())))
 }
 
 /// Sets configs of a BROKER resource; fails unless NO_ERROR.

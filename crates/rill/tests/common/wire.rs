@@ -327,6 +327,11 @@ fn topic_name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))
 }
 
+/// An answer's optional error message as text ("" when there is none).
+pub fn message(text: Option<&StrBytes>) -> String {
+    text.map(ToString::to_string).unwrap_or_default()
+}
+
 /// A produce request carrying `records` for one partition.
 pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
     ProduceRequest::default()

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use common::{Broker, Conn, Result, first_batch, log_end, produce_request};
+use common::{Broker, Conn, Result, first_batch, log_end, message, produce_request};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -236,14 +236,7 @@ fn alter(
         .responses
         .first()
         .context("no resource in the IncrementalAlterConfigs answer")?;
-    Ok((
-        result.error_code,
-        result
-            .error_message
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-    ))
+    Ok((result.error_code, message(result.error_message.as_ref())))
 }
 
 mod alter;
