@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::assignment;
 use crate::broker_config::{self, DynamicConfigs};
+use crate::cluster::{ClusterView, Node};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::meta::{self, MetaStore, TopicRecord};
@@ -61,8 +62,8 @@ pub(crate) type TopicError = (ErrorCode, String);
 pub(crate) struct Broker {
     pub(crate) config: BrokerConfig,
     pub(crate) cluster_id: String,
-    /// The host and port clients are told to connect to.
-    pub(crate) advertised: (String, u16),
+    /// The cluster's brokers, leaders and coordinators, as handlers tell clients.
+    pub(crate) cluster: ClusterView,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Dynamic broker configs (changed only under `admin`).
     dynamic: RwLock<DynamicConfigs>,
@@ -158,10 +159,16 @@ impl Broker {
             .into_iter()
             .map(|topic| (topic.name.clone(), Arc::new(topic)))
             .collect();
+        let node_id = config.node_id;
         Ok(Self {
             config,
             cluster_id,
-            advertised,
+            cluster: ClusterView::single(Node {
+                id: node_id,
+                host: advertised.0,
+                port: advertised.1,
+                rack: None,
+            }),
             topics: RwLock::new(topics),
             dynamic: RwLock::new(dynamic),
             admin: tokio::sync::Mutex::new(()),

@@ -29,6 +29,7 @@ mod admin;
 mod assignment;
 mod broker;
 mod broker_config;
+mod cluster;
 mod config;
 mod connection;
 mod dispatch;

@@ -85,7 +85,7 @@ struct OffsetStatus {
 }
 
 pub(super) async fn build(state: &AdminState, broker: &Broker) -> Status {
-    let (host, port) = &broker.advertised;
+    let (host, port) = (&broker.cluster.local().host, broker.cluster.local().port);
     let topics = broker
         .all_topics()
         .iter()

@@ -14,7 +14,6 @@ pub(crate) fn handle(
     broker: &Broker,
     req: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
-    let node = BrokerId(broker.config.node_id);
     // There is no flag to ask for them: Kafka answers every topic's authorized operations.
     let operations = super::authorized::TOPIC;
     let mut names: Vec<String> = if req.topics.is_empty() {
@@ -59,13 +58,14 @@ pub(crate) fn handle(
                 break;
             }
             budget -= 1;
+            let led = broker.cluster.leadership(&topic, p.index);
             partitions.push(
                 DescribeTopicPartitionsResponsePartition::default()
                     .with_partition_index(p.index)
-                    .with_leader_id(node)
-                    .with_leader_epoch(0)
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(vec![node])
+                    .with_leader_id(BrokerId(led.leader))
+                    .with_leader_epoch(led.epoch)
+                    .with_replica_nodes(led.replicas.into_iter().map(BrokerId).collect())
+                    .with_isr_nodes(led.isr.into_iter().map(BrokerId).collect())
                     .with_eligible_leader_replicas(Some(Vec::new()))
                     .with_last_known_elr(Some(Vec::new())),
             );

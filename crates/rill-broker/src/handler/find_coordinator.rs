@@ -1,4 +1,5 @@
-//! FindCoordinator: this broker coordinates every group (v0-3 one key, v4+ a batch of keys).
+//! FindCoordinator: the broker the cluster view names for each group (v0-3 one key, v4+ a batch
+//! of keys).
 //! Transaction coordinators are not offered until transactions are.
 
 use rill_protocol::ErrorCode;
@@ -17,9 +18,6 @@ pub(crate) fn handle(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(broker.config.node_id);
-    let host = StrBytes::from_string(broker.advertised.0.clone());
-    let port = i32::from(broker.advertised.1);
     let error = (req.key_type != KEY_TYPE_GROUP).then_some(ErrorCode::CoordinatorNotAvailable);
     if version >= 4 {
         let coordinators = req
@@ -33,7 +31,12 @@ pub(crate) fn handle(
                         .with_port(-1)
                         .with_error_code(code.code())
                         .with_error_message(super::message("transactions are not supported yet")),
-                    None => c.with_node_id(node).with_host(host.clone()).with_port(port),
+                    None => {
+                        let node = broker.cluster.group_coordinator(&c.key);
+                        c.with_node_id(BrokerId(node.id))
+                            .with_host(StrBytes::from_string(node.host.clone()))
+                            .with_port(i32::from(node.port))
+                    }
                 }
             })
             .collect();
@@ -48,9 +51,12 @@ pub(crate) fn handle(
                 (version >= 1)
                     .then(|| StrBytes::from_static_str("transactions are not supported yet")),
             ),
-        None => FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(host)
-            .with_port(port),
+        None => {
+            let node = broker.cluster.group_coordinator(&req.key);
+            FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(node.id))
+                .with_host(StrBytes::from_string(node.host.clone()))
+                .with_port(i32::from(node.port))
+        }
     }
 }

@@ -22,13 +22,18 @@ pub(crate) async fn handle(
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    // leader_epoch exists from v4; an older answer must leave it at its default.
-    let leader_epoch = if version >= 4 { 0 } else { -1 };
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic_req in req.topics {
         let topic = broker.topic(&topic_req.name.0);
         let mut partitions = Vec::with_capacity(topic_req.partitions.len());
         for p in topic_req.partitions {
+            // leader_epoch exists from v4; an older answer must leave it at its default.
+            let leader_epoch = match &topic {
+                Some(topic) if version >= 4 => {
+                    broker.cluster.leadership(topic, p.partition_index).epoch
+                }
+                _ => -1,
+            };
             let response = ListOffsetsPartitionResponse::default()
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)

@@ -1,5 +1,6 @@
-//! Metadata: the one broker, and each topic's partitions led by it. Unknown topics are created
-//! when the broker and the request allow it (`auto.create.topics.enable`).
+//! Metadata: the cluster's brokers, and each topic's partitions with their leaders, as the
+//! cluster view has them. Unknown topics are created when the broker and the request allow it
+//! (`auto.create.topics.enable`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,6 @@ pub(crate) async fn handle(
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let node_id = BrokerId(broker.config.node_id);
     let wanted: Option<Vec<String>> = match req.topics {
         // v0 asks for every topic with an empty list; later versions with null.
         Some(topics) if !(version == 0 && topics.is_empty()) => Some(
@@ -62,14 +62,22 @@ pub(crate) async fn handle(
         }
     };
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(node_id)
-                .with_host(StrBytes::from_string(broker.advertised.0.clone()))
-                .with_port(i32::from(broker.advertised.1)),
-        ])
+        .with_brokers(
+            broker
+                .cluster
+                .nodes()
+                .iter()
+                .map(|node| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(node.id))
+                        .with_host(StrBytes::from_string(node.host.clone()))
+                        .with_port(i32::from(node.port))
+                        .with_rack(node.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(node_id)
+        .with_controller_id(BrokerId(broker.cluster.controller()))
         .with_cluster_authorized_operations(super::authorized::if_asked(
             req.include_cluster_authorized_operations,
             super::authorized::CLUSTER,
@@ -110,7 +118,6 @@ async fn lookup_or_create(
 }
 
 fn describe(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
     MetadataResponseTopic::default()
         .with_name(Some(super::topic_name(&topic.name)))
         .with_topic_id(topic.id)
@@ -120,12 +127,13 @@ fn describe(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataRes
                 .partitions
                 .iter()
                 .map(|p| {
+                    let led = broker.cluster.leadership(topic, p.index);
                     MetadataResponsePartition::default()
                         .with_partition_index(p.index)
-                        .with_leader_id(node)
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node])
+                        .with_leader_id(BrokerId(led.leader))
+                        .with_leader_epoch(led.epoch)
+                        .with_replica_nodes(led.replicas.into_iter().map(BrokerId).collect())
+                        .with_isr_nodes(led.isr.into_iter().map(BrokerId).collect())
                 })
                 .collect(),
         )
