@@ -160,6 +160,7 @@ impl Broker {
             .map(|topic| (topic.name.clone(), Arc::new(topic)))
             .collect();
         let node_id = config.node_id;
+        let rack = config.rack.clone();
         Ok(Self {
             config,
             cluster_id,
@@ -167,7 +168,7 @@ impl Broker {
                 id: node_id,
                 host: advertised.0,
                 port: advertised.1,
-                rack: None,
+                rack,
             }),
             topics: RwLock::new(topics),
             dynamic: RwLock::new(dynamic),

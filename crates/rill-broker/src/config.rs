@@ -40,6 +40,8 @@ pub struct BrokerConfig {
     pub advertised: Option<(String, u16)>,
     /// This broker's id (Kafka's `node.id`).
     pub node_id: i32,
+    /// `broker.rack`: the rack (or zone) clients are told this broker is in.
+    pub rack: Option<String>,
     /// Partitions of auto-created topics and of CreateTopics with `num_partitions = -1`.
     pub num_partitions: i32,
     /// Create unknown topics when a client asks for their metadata (`auto.create.topics.enable`).
@@ -99,6 +101,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("rill-data"),
             advertised: None,
             node_id: 0,
+            rack: None,
             num_partitions: DEFAULT_NUM_PARTITIONS,
             auto_create_topics: true,
             log: LogConfig {

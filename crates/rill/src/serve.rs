@@ -51,6 +51,10 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_NODE_ID", default_value_t = 0)]
     node_id: i32,
 
+    /// The rack (or availability zone) clients are told this broker is in (broker.rack).
+    #[arg(long, env = "RILL_RACK")]
+    rack: Option<String>,
+
     /// Partitions of auto-created topics (Kafka's num.partitions).
     #[arg(long, env = "RILL_NUM_PARTITIONS", default_value_t = rill_broker::DEFAULT_NUM_PARTITIONS)]
     num_partitions: i32,
@@ -210,6 +214,10 @@ impl Args {
             &[("log.dirs", 1), ("log.dir", 1)],
         )?;
         let node_id = s.get("node_id", self.node_id, &[("node.id", 1), ("broker.id", 1)])?;
+        let rack = s.get("rack", self.rack.clone(), &[("broker.rack", 1)])?;
+        if rack.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            anyhow::bail!("broker.rack (--rack) must not be empty when set");
+        }
         let num_partitions = s.get(
             "num_partitions",
             self.num_partitions,
@@ -367,6 +375,7 @@ impl Args {
             data_dir,
             advertised,
             node_id,
+            rack,
             num_partitions,
             auto_create_topics,
             log: rill_log::LogConfig {

@@ -45,7 +45,7 @@ pub(super) fn per_broker(broker: &Broker, name: &str) -> Result<bool, ConfigErro
 /// The `rill serve` settings that only a restart changes: `(name, value, type, doc)`.
 fn static_only(broker: &Broker) -> Vec<(&'static str, String, ConfigType, &'static str)> {
     let c = &broker.config;
-    vec![
+    let mut settings = vec![
         (
             "auto.create.topics.enable",
             c.auto_create_topics.to_string(),
@@ -64,7 +64,16 @@ fn static_only(broker: &Broker) -> Vec<(&'static str, String, ConfigType, &'stat
             ConfigType::Int,
             "The largest request accepted.",
         ),
-    ]
+    ];
+    if let Some(rack) = &c.rack {
+        settings.push((
+            "broker.rack",
+            rack.clone(),
+            ConfigType::String,
+            "The rack (or zone) this broker is in.",
+        ));
+    }
+    settings
 }
 
 /// Where one broker config's value may come from, most specific first.

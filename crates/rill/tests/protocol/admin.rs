@@ -95,7 +95,7 @@ fn list_offsets_max_timestamp_is_the_record_with_the_largest_timestamp() -> Resu
 
 #[test]
 fn describe_cluster_shows_one_broker_and_a_stable_cluster_id() -> Result<()> {
-    let mut broker = Broker::start()?;
+    let mut broker = Broker::start_with(&["--rack", "eu-west-1a"])?;
     let describe = |broker: &Broker| -> Result<String> {
         let mut c = Conn::open(broker)?;
         let response = ask!(
@@ -111,15 +111,52 @@ fn describe_cluster_shows_one_broker_and_a_stable_cluster_id() -> Result<()> {
                 && response.endpoint_type == 1,
             "DescribeCluster {response:?}"
         );
-        let brokers: Vec<(i32, String)> = response
+        let brokers: Vec<(i32, String, Option<String>)> = response
             .brokers
             .iter()
-            .map(|b| (b.broker_id.0, format!("{}:{}", b.host, b.port)))
+            .map(|b| {
+                (
+                    b.broker_id.0,
+                    format!("{}:{}", b.host, b.port),
+                    b.rack.as_ref().map(ToString::to_string),
+                )
+            })
             .collect();
         ensure!(
-            brokers == [(0, broker.bootstrap())],
-            "brokers {brokers:?}, expected node 0 at {}",
+            brokers == [(0, broker.bootstrap(), Some("eu-west-1a".to_owned()))],
+            "brokers {brokers:?}, expected node 0 at {} in rack eu-west-1a",
             broker.bootstrap()
+        );
+        // Metadata (v1 and later carry the rack) says the same.
+        let metadata = ask!(&mut c, Metadata, 12, MetadataRequest::default());
+        let racks: Vec<Option<String>> = metadata
+            .brokers
+            .iter()
+            .map(|b| b.rack.as_ref().map(ToString::to_string))
+            .collect();
+        ensure!(
+            racks == [Some("eu-west-1a".to_owned())],
+            "Metadata brokers' racks {racks:?}"
+        );
+        // And DescribeConfigs of the broker shows it, read-only, from the broker's settings.
+        let (code, entries) =
+            describe_configs(&mut c, RESOURCE_BROKER, "0", Some(&["broker.rack"]))?;
+        let rack = entries.first().map(|e| {
+            (
+                e.value.as_ref().map(ToString::to_string),
+                e.read_only,
+                e.config_source,
+            )
+        });
+        ensure!(
+            code == NONE
+                && rack
+                    == Some((
+                        Some("eu-west-1a".to_owned()),
+                        true,
+                        SOURCE_STATIC_BROKER_CONFIG
+                    )),
+            "broker.rack in DescribeConfigs: error {code}, {rack:?}"
         );
         Ok(response.cluster_id.to_string())
     };
