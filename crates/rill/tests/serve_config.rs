@@ -196,6 +196,15 @@ fn a_bad_config_file_is_a_one_line_error_naming_file_and_key() -> Result<()> {
             &["log.retention.hours", "out of range"],
         ),
         ("num.partitions = \n", &["not valid TOML", "line 1"]),
+        (
+            "broker.rack = \" \"\n",
+            &["broker.rack", "must not be empty"],
+        ),
+        ("rill.max.partitions = -5\n", &["rill.max.partitions"]),
+        (
+            "rill.storage.threads = \"two\"\n",
+            &["rill.storage.threads"],
+        ),
     ];
     for (text, needles) in cases {
         let file = write_config(dir.path(), text)?;
