@@ -6,7 +6,8 @@
 //! - `segment.rs`: one `.log` file of whole record batches with its `.index` and `.timeindex`.
 //! - `index.rs`: the sparse offset and time indexes.
 //! - [`FileCache`] (`cache.rs`): the bounded set of open segment files many logs share.
-//! - `background.rs`: the small thread pool that fsyncs sealed segments.
+//! - [`BlockingPool`] (`background.rs`): fixed thread pools for fsyncs; one, shared by every
+//!   log, fsyncs sealed segments.
 //! - [`FlushPolicy`] (`flush.rs`): when appends are fsynced, and what survives what.
 //! - [`LogConfig`] (`config.rs`): Kafka's per-topic settings with Kafka's defaults.
 //! - [`dir`]: file naming and directory fsync.
@@ -52,6 +53,7 @@ mod index;
 mod log;
 mod segment;
 
+pub use background::BlockingPool;
 pub use cache::FileCache;
 pub use config::{
     DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_RETENTION_BYTES, DEFAULT_RETENTION_MS,

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rill_log::{FileCache, Log, LogConfig, LogError, PendingSync};
+use rill_log::{BlockingPool, FileCache, Log, LogConfig, LogError, PendingSync};
 use rill_protocol::ErrorCode;
 
 use super::owner::{Owner, Waiting};
@@ -387,66 +387,35 @@ impl Shard {
 /// An fsync done, for the partition `id`: its outcome and how long it took.
 type SyncDone = (u64, PendingSync, Result<(), LogError>, Duration);
 
-struct SyncJob {
-    id: u64,
-    pending: PendingSync,
-    done: mpsc::Sender<SyncDone>,
-}
-
 /// The fixed pool that runs a round's fsyncs side by side.
 #[derive(Clone)]
-struct SyncPool {
-    jobs: mpsc::Sender<SyncJob>,
-}
+struct SyncPool(BlockingPool);
 
 impl SyncPool {
     fn start() -> std::io::Result<(Self, Vec<JoinHandle<()>>)> {
-        let (jobs, rx) = mpsc::channel::<SyncJob>();
-        let rx = Arc::new(Mutex::new(rx));
-        let mut threads = Vec::new();
-        for i in 0..SYNC_THREADS {
-            let rx = rx.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("rill-fsync-{i}"))
-                    .spawn(move || {
-                        loop {
-                            let job = match rx.lock() {
-                                Ok(rx) => rx.recv(),
-                                Err(_) => return,
-                            };
-                            let Ok(job) = job else { return };
-                            let _ = job.done.send(fsync(job.id, job.pending));
-                        }
-                    })?,
-            );
-        }
-        Ok((Self { jobs }, threads))
+        let (pool, threads) = BlockingPool::start("rill-fsync", SYNC_THREADS)?;
+        Ok((Self(pool), threads))
     }
 
     /// Runs every fsync, at the same time, and returns them all done: one on this thread, the
     /// others on the pool.
     fn run_all(&self, syncs: Vec<(u64, PendingSync)>) -> Vec<SyncDone> {
-        let mut done = Vec::with_capacity(syncs.len());
         let mut syncs = syncs.into_iter();
         let here = syncs.next();
         let (tx, rx) = mpsc::channel();
         let mut sent = 0usize;
         for (id, pending) in syncs {
-            let job = SyncJob {
-                id,
-                pending,
-                done: tx.clone(),
-            };
-            match self.jobs.send(job) {
-                Ok(()) => sent += 1,
-                Err(mpsc::SendError(job)) => done.push(fsync(job.id, job.pending)),
-            }
+            let tx = tx.clone();
+            self.0.run(move || {
+                let _ = tx.send(fsync(id, pending));
+            });
+            sent += 1;
         }
         drop(tx);
-        if let Some((id, pending)) = here {
-            done.push(fsync(id, pending));
-        }
+        let mut done: Vec<SyncDone> = here
+            .map(|(id, pending)| fsync(id, pending))
+            .into_iter()
+            .collect();
         done.extend(rx.iter().take(sent));
         done
     }
