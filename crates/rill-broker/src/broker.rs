@@ -285,11 +285,6 @@ impl Broker {
                 metrics: self.metrics.unregistered_topic(),
             }));
         }
-        let record = TopicRecord {
-            id,
-            partitions,
-            configs: overrides.clone(),
-        };
         let spec = TopicSpec {
             name: name.to_owned(),
             id,
@@ -297,7 +292,7 @@ impl Broker {
             partitions,
             existing: Vec::new(),
         };
-        let topic = self.open_and_record(spec, record).await?;
+        let topic = self.open_and_record(spec).await?;
         self.install(topic.clone());
         tracing::info!(topic = name, partitions, %id, "created topic");
         Ok(topic)
@@ -378,12 +373,7 @@ impl Broker {
             partitions: count,
             existing: topic.partitions.clone(),
         };
-        let record = TopicRecord {
-            id: topic.id,
-            partitions: count,
-            configs: topic.overrides.clone(),
-        };
-        let grown = self.open_and_record(spec, record).await?;
+        let grown = self.open_and_record(spec).await?;
         self.install(grown);
         tracing::info!(topic = name, partitions = count, "added partitions");
         Ok(())
@@ -495,11 +485,7 @@ impl Broker {
     /// Opens the new partitions of a topic being created or grown, then records it in the
     /// metadata log: all or nothing. If any partition or the record fails, the partitions just
     /// made are deleted again and the topic stays as it was.
-    async fn open_and_record(
-        &self,
-        spec: TopicSpec,
-        record: TopicRecord,
-    ) -> Result<Arc<Topic>, TopicError> {
+    async fn open_and_record(&self, spec: TopicSpec) -> Result<Arc<Topic>, TopicError> {
         let config = self.config.clone();
         let defaults = self.dynamic().topic_defaults();
         let metrics = self.metrics.clone();
@@ -517,7 +503,7 @@ impl Broker {
                 let topic = opened
                     .pop()
                     .ok_or_else(|| BrokerError::Internal("no topic opened".into()))?;
-                if let Err(err) = store.put(&topic.name, Some(&record)) {
+                if let Err(err) = store.put(&topic.name, Some(&topic.record())) {
                     let new = topic.partitions.get(from..).unwrap_or_default();
                     Storage::close_all(new.iter().map(|p| &**p), true);
                     return Err(err);
@@ -637,6 +623,27 @@ struct Opener<'a> {
 }
 
 impl Opener<'_> {
+    /// Opens (creating, if new) partition `index` of a topic.
+    fn open_partition(
+        &self,
+        spec: &TopicSpec,
+        config: &TopicConfig,
+        metrics: &TopicMetrics,
+        index: i32,
+    ) -> Result<Partition, BrokerError> {
+        let dir = partition_dir(self.config, &spec.name, index);
+        if meta::read_partition_topic_id(&dir).is_none() {
+            meta::write_partition_metadata(&dir, spec.id)?;
+        }
+        let metrics = OwnerMetrics {
+            topic: Some(metrics.clone()),
+            fsync: self.metrics.fsync.clone(),
+        };
+        Ok(self
+            .storage
+            .open(dir, index, config.log_config(), metrics)?)
+    }
+
     /// Opens the partitions of every topic in `specs`, all in parallel (recovery after a crash
     /// reads each active segment). When `creating`, a failure deletes every partition this call
     /// made, directories included, so that nothing half-made is left behind; at start-up it
@@ -650,36 +657,25 @@ impl Opener<'_> {
             .iter()
             .map(|spec| self.metrics.topic(&spec.name))
             .collect();
-        let jobs: Vec<(usize, i32)> = specs
+        let jobs: Vec<(&TopicSpec, &TopicConfig, &TopicMetrics, i32)> = specs
             .iter()
-            .enumerate()
-            .flat_map(|(t, spec)| {
+            .zip(&configs)
+            .zip(&topic_metrics)
+            .flat_map(|((spec, config), metrics)| {
                 let from = i32::try_from(spec.existing.len()).unwrap_or(i32::MAX);
-                (from..spec.partitions).map(move |index| (t, index))
+                (from..spec.partitions).map(move |index| (spec, config, metrics, index))
             })
             .collect();
-        let opened = crate::partition::parallel(jobs, self.storage.threads() * 2, |(t, index)| {
-            let Some(spec) = specs.get(t) else {
-                return Err((BrokerError::Internal("no such topic spec".into()), None));
-            };
-            let dir = partition_dir(self.config, &spec.name, index);
-            let existed = dir.exists();
-            let partition = (|| {
-                if meta::read_partition_topic_id(&dir).is_none() {
-                    meta::write_partition_metadata(&dir, spec.id)?;
-                }
-                let config = configs
-                    .get(t)
-                    .map(TopicConfig::log_config)
-                    .unwrap_or_default();
-                let metrics = OwnerMetrics {
-                    topic: topic_metrics.get(t).cloned(),
-                    fsync: self.metrics.fsync.clone(),
-                };
-                Ok::<_, BrokerError>(self.storage.open(dir.clone(), index, config, metrics)?)
-            })();
-            partition.map_err(|err| (err, (!existed && dir.is_dir()).then_some(dir)))
-        });
+        let opened = crate::partition::parallel(
+            jobs,
+            self.storage.threads() * 2,
+            |(spec, config, metrics, index)| {
+                let dir = partition_dir(self.config, &spec.name, index);
+                let existed = dir.exists();
+                self.open_partition(spec, config, metrics, index)
+                    .map_err(|err| (err, (!existed && dir.is_dir()).then_some(dir)))
+            },
+        );
         let mut partitions = Vec::with_capacity(opened.len());
         let mut failure = None;
         for result in opened {
