@@ -8,15 +8,12 @@
 mod common;
 
 use anyhow::{Context, ensure};
-use common::{Broker, Conn, Result, message, produce_request};
+use common::{Broker, Conn, Result, produce_request};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::alter_configs_request as legacy;
 use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
-use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
-use rill_protocol::kafka_protocol::messages::{
-    AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-};
+use rill_protocol::kafka_protocol::messages::{AlterConfigsRequest, DescribeConfigsRequest};
 
 const NONE: i16 = 0;
 const INVALID_CONFIG: i16 = 40;
@@ -54,26 +51,7 @@ fn incremental(
     changes: &[(&str, i8, Option<&str>)],
     validate_only: bool,
 ) -> Result<(i16, String)> {
-    let configs = changes
-        .iter()
-        .map(|(k, op, v)| {
-            incremental::AlterableConfig::default()
-                .with_name(text(k))
-                .with_config_operation(*op)
-                .with_value(v.map(text))
-        })
-        .collect();
-    let request = IncrementalAlterConfigsRequest::default()
-        .with_validate_only(validate_only)
-        .with_resources(vec![
-            incremental::AlterConfigsResource::default()
-                .with_resource_type(kind)
-                .with_resource_name(text(name))
-                .with_configs(configs),
-        ]);
-    let response = ask!(conn, IncrementalAlterConfigs, 1, request);
-    let result = response.responses.first().context("no resource")?;
-    Ok((result.error_code, message(result.error_message.as_ref())))
+    conn.incremental_alter_configs(kind, name, changes, validate_only)
 }
 
 /// Sets configs of a BROKER resource; fails unless NO_ERROR.

@@ -19,8 +19,9 @@ use rill_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use rill_protocol::kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, TopicName,
+    BrokerId, CreateTopicsRequest, FetchRequest, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    incremental_alter_configs_request,
 };
 use rill_protocol::{
     ApiKey, Request, RequestHeader, RequestKind, Response, ResponseKind, StrBytes,
@@ -532,6 +533,41 @@ impl Conn {
             .first()
             .map(|t| t.error_code)
             .context("no topic in the CreateTopics answer")
+    }
+
+    /// IncrementalAlterConfigs v1 of one resource (`resource_type` 2: topic, 4: broker), each
+    /// change a (name, operation, value): the error code and message.
+    pub fn incremental_alter_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        changes: &[(&str, i8, Option<&str>)],
+        validate_only: bool,
+    ) -> Result<(i16, String)> {
+        let text = |t: &str| StrBytes::from_string(t.to_owned());
+        let configs = changes
+            .iter()
+            .map(|(k, op, v)| {
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(text(k))
+                    .with_config_operation(*op)
+                    .with_value(v.map(text))
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(text(name))
+                    .with_configs(configs),
+            ]);
+        let response = ask!(self, IncrementalAlterConfigs, 1, request);
+        let result = response
+            .responses
+            .first()
+            .context("no resource in the IncrementalAlterConfigs answer")?;
+        Ok((result.error_code, message(result.error_message.as_ref())))
     }
 
     /// Every topic Metadata v12 lists (asking creates none), with its partition count.

@@ -460,29 +460,14 @@ fn incremental_alter(
     changes: &[(&str, Option<&str>)],
     validate_only: bool,
 ) -> Result<i16> {
-    let configs = changes
+    // SET (0) a value, DELETE (1) a None.
+    let changes: Vec<(&str, i8, Option<&str>)> = changes
         .iter()
-        .map(|(k, v)| {
-            incremental::AlterableConfig::default()
-                .with_name(text(k))
-                .with_config_operation(if v.is_some() { 0 } else { 1 })
-                .with_value(v.map(text))
-        })
+        .map(|(k, v)| (*k, if v.is_some() { 0 } else { 1 }, *v))
         .collect();
-    let request = IncrementalAlterConfigsRequest::default()
-        .with_validate_only(validate_only)
-        .with_resources(vec![
-            incremental::AlterConfigsResource::default()
-                .with_resource_type(RESOURCE_TOPIC)
-                .with_resource_name(text(topic))
-                .with_configs(configs),
-        ]);
-    let response = ask!(conn, IncrementalAlterConfigs, 1, request);
-    response
-        .responses
-        .first()
-        .map(|r| r.error_code)
-        .context("no resource in the IncrementalAlterConfigs answer")
+    Ok(conn
+        .incremental_alter_configs(RESOURCE_TOPIC, topic, &changes, validate_only)?
+        .0)
 }
 
 #[test]

@@ -38,7 +38,6 @@ use rill_protocol::kafka_protocol::messages::describe_topic_partitions_request::
 use rill_protocol::kafka_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponse;
 use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::kafka_protocol::messages::fetch_response::PartitionData;
-use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use rill_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
@@ -47,8 +46,7 @@ use rill_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest,
     DescribeGroupsRequest, DescribeTopicPartitionsRequest, FetchRequest, FetchResponse, GroupId,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
-    TopicName,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, TopicName,
 };
 use rill_protocol::{ApiKey, Response, ResponseKind, StrBytes};
 use rill_record::{Batch, BatchBuilder, Batches, RecordSpec};

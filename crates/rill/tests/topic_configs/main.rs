@@ -10,17 +10,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use common::{Broker, Conn, Result, first_batch, log_end, message, produce_request};
+use common::{Broker, Conn, Result, first_batch, log_end, produce_request};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use rill_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
-use rill_protocol::kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use rill_protocol::kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use rill_protocol::kafka_protocol::messages::{
-    DeleteRecordsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    DeleteRecordsRequest, DescribeConfigsRequest, TopicName,
 };
 use rill_record::{Batch, BatchBuilder, Compression, RecordSpec, TimestampType};
 
@@ -216,27 +215,7 @@ fn alter(
     topic: &str,
     changes: &[(&str, i8, Option<&str>)],
 ) -> Result<(i16, String)> {
-    let configs = changes
-        .iter()
-        .map(|(k, op, v)| {
-            incremental::AlterableConfig::default()
-                .with_name(text(k))
-                .with_config_operation(*op)
-                .with_value(v.map(text))
-        })
-        .collect();
-    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        incremental::AlterConfigsResource::default()
-            .with_resource_type(RESOURCE_TOPIC)
-            .with_resource_name(text(topic))
-            .with_configs(configs),
-    ]);
-    let response = ask!(conn, IncrementalAlterConfigs, 1, request);
-    let result = response
-        .responses
-        .first()
-        .context("no resource in the IncrementalAlterConfigs answer")?;
-    Ok((result.error_code, message(result.error_message.as_ref())))
+    conn.incremental_alter_configs(RESOURCE_TOPIC, topic, changes, false)
 }
 
 mod alter;
