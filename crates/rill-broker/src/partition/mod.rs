@@ -53,6 +53,15 @@ pub(crate) enum OffsetQuery {
     Timestamp(i64),
 }
 
+/// The ListOffsets queries only the owner can answer: they read the log.
+#[derive(Debug, Clone, Copy)]
+enum TimeQuery {
+    /// The record with the largest timestamp.
+    Max,
+    /// The first record at or after this timestamp.
+    AtOrAfter(i64),
+}
+
 type Reply<T> = oneshot::Sender<Result<T, ErrorCode>>;
 
 #[derive(Debug)]
@@ -70,7 +79,7 @@ enum Command {
         reply: Reply<Bytes>,
     },
     ListOffset {
-        query: OffsetQuery,
+        query: TimeQuery,
         reply: Reply<Option<TimestampOffset>>,
     },
     DeleteRecords {
@@ -146,11 +155,13 @@ impl Partition {
                 timestamp: -1,
             }))
         };
-        match query {
-            OffsetQuery::Earliest => published(self.offsets().log_start),
-            OffsetQuery::Latest => published(self.offsets().log_end),
-            query => self.ask(|reply| Command::ListOffset { query, reply }).await,
-        }
+        let query = match query {
+            OffsetQuery::Earliest => return published(self.offsets().log_start),
+            OffsetQuery::Latest => return published(self.offsets().log_end),
+            OffsetQuery::MaxTimestamp => TimeQuery::Max,
+            OffsetQuery::Timestamp(t) => TimeQuery::AtOrAfter(t),
+        };
+        self.ask(|reply| Command::ListOffset { query, reply }).await
     }
 
     pub(crate) async fn delete_records(&self, before: i64) -> Result<i64, ErrorCode> {

@@ -9,7 +9,7 @@ use rill_protocol::ErrorCode;
 use rill_record::{BatchHeader, Batches, set_log_append_time};
 use tokio::sync::watch;
 
-use super::{Command, OffsetQuery, Offsets, OwnerMetrics, Reply, now_ms};
+use super::{Command, Offsets, OwnerMetrics, Reply, TimeQuery, now_ms};
 use crate::idempotence::{
     PRODUCER_ID_EXPIRATION_MS, ProducerStates, Verdict, load_snapshot, write_snapshot,
 };
@@ -143,19 +143,10 @@ impl Owner {
         None
     }
 
-    fn list_offset(&self, query: OffsetQuery) -> Result<Option<TimestampOffset>, ErrorCode> {
-        let log = &self.log;
+    fn list_offset(&self, query: TimeQuery) -> Result<Option<TimestampOffset>, ErrorCode> {
         let found = match query {
-            OffsetQuery::Earliest => Ok(Some(TimestampOffset {
-                offset: log.log_start_offset(),
-                timestamp: -1,
-            })),
-            OffsetQuery::Latest => Ok(Some(TimestampOffset {
-                offset: log.log_end_offset(),
-                timestamp: -1,
-            })),
-            OffsetQuery::MaxTimestamp => log.max_timestamp(),
-            OffsetQuery::Timestamp(t) => log.offset_for_timestamp(t),
+            TimeQuery::Max => self.log.max_timestamp(),
+            TimeQuery::AtOrAfter(t) => self.log.offset_for_timestamp(t),
         };
         found.map_err(|e| self.failed(&e))
     }
