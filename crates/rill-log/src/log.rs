@@ -682,6 +682,10 @@ impl Log {
     }
 
     fn delete_oldest(&mut self, count: usize) -> Result<Vec<Segment>, LogError> {
+        if count > 0 {
+            // A seal still being fsynced would fail on the deleted files and poison the log.
+            self.reap_seals(true)?;
+        }
         let deleted: Vec<Segment> = self.sealed.drain(..count).collect();
         for segment in &deleted {
             for path in segment.files() {
