@@ -68,6 +68,23 @@ pub enum LogError {
         /// The file whose fsync failed.
         path: PathBuf,
     },
+    /// [`crate::Log::truncate_to`] was asked to cut the log inside a batch: a log holds whole
+    /// batches only.
+    #[error(
+        "offset {offset} is inside the batch at offset {batch_base_offset}, not at a batch boundary"
+    )]
+    NotABatchBoundary {
+        /// The offset asked for.
+        offset: i64,
+        /// The first offset of the batch holding it.
+        batch_base_offset: i64,
+    },
+    /// An offset that can never be in a log.
+    #[error("offset {offset} is negative")]
+    NegativeOffset {
+        /// The offset asked for.
+        offset: i64,
+    },
     /// A configuration value is out of its range.
     #[error("invalid log configuration: {0}")]
     InvalidConfig(String),

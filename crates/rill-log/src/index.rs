@@ -142,6 +142,23 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
+    /// Keeps the entries before the first one failing `keep` (entries are sorted, so that is
+    /// every entry passing it), in memory and in the file (without fsync).
+    pub(crate) fn truncate(&mut self, keep: impl FnMut(&E) -> bool) -> Result<(), LogError> {
+        let len = self.entries.partition_point(keep);
+        self.entries.truncate(len);
+        if self.written > len {
+            OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .and_then(|file| file.set_len((len * E::SIZE) as u64))
+                .at(&self.path)?;
+            self.written = len;
+            self.unsynced = true;
+        }
+        Ok(())
+    }
+
     /// Writes the entries the file lacks (without fsync).
     pub(crate) fn write_out(&mut self) -> Result<(), LogError> {
         if let Some(pending) = self.entries.get(self.written..).filter(|p| !p.is_empty()) {

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`Log`] (`log.rs`): open and recover, append, read, timestamp lookups, roll, retention,
-//!   group-commit `sync`, clean close.
+//!   truncation (`truncate_to`, `start_at`), group-commit `sync`, clean close.
 //! - `segment.rs`: one `.log` file of whole record batches with its `.index` and `.timeindex`.
 //! - `index.rs`: the sparse offset and time indexes.
 //! - [`FileCache`] (`cache.rs`): the bounded set of open segment files many logs share.

@@ -65,6 +65,8 @@ pub struct PendingSync {
     end: i64,
     /// The records it makes durable.
     records: u64,
+    /// The log's `truncations` when it began: after a cut, what it made durable may be gone.
+    truncations: u64,
 }
 
 impl PendingSync {
@@ -106,6 +108,8 @@ pub struct Log {
     poisoned: Option<PathBuf>,
     /// Sealed segments still being fsynced on threads of their own, oldest first.
     pending_seals: VecDeque<PendingSeal>,
+    /// How many times the log has been cut ([`Log::truncate_to`], [`Log::start_at`]).
+    truncations: u64,
 }
 
 /// A sealed segment whose files are being fsynced away from the owner's thread, so that a roll
@@ -161,6 +165,7 @@ impl Log {
 
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
+        let checkpoint = read_log_start_checkpoint(&dir)?;
         let mut sealed = Vec::with_capacity(bases.len());
         for pair in bases.windows(2) {
             if let [base, next] = *pair {
@@ -190,7 +195,10 @@ impl Log {
                 }
             }
             None => {
-                let segment = Segment::create(cache, &dir, 0)?;
+                // A log emptied by `start_at` may have lost its segment to a crash, never its
+                // checkpoint (written first).
+                let base = checkpoint.unwrap_or(0).max(0);
+                let segment = Segment::create(cache, &dir, base)?;
                 fsync_dir(&dir)?;
                 segment
             }
@@ -202,7 +210,7 @@ impl Log {
         }
 
         let log_end_offset = active.next_offset;
-        let log_start_offset = read_log_start_checkpoint(&dir)?
+        let log_start_offset = checkpoint
             .unwrap_or(0)
             .max(sealed.first().unwrap_or(&active).base_offset)
             .min(log_end_offset);
@@ -228,6 +236,7 @@ impl Log {
             last_flush_ms: now_ms,
             poisoned: None,
             pending_seals: VecDeque::new(),
+            truncations: 0,
         })
     }
 
@@ -452,6 +461,7 @@ impl Log {
             path,
             end,
             records: self.unflushed_records,
+            truncations: self.truncations,
         }))
     }
 
@@ -465,6 +475,10 @@ impl Log {
         if let Err(err) = result {
             self.poison(&err);
             return Err(err);
+        }
+        if pending.truncations != self.truncations {
+            // The log was cut after it began; the cut made everything it kept durable.
+            return Ok(());
         }
         // What was appended after it began is still unflushed.
         self.unflushed_records = self.unflushed_records.saturating_sub(pending.records);
@@ -663,14 +677,7 @@ impl Log {
             return Ok(self.log_start_offset);
         }
         self.changing()?;
-        let path = self.dir.join(LOG_START_CHECKPOINT);
-        let file = fs::File::create(&path).at(&path)?;
-        use std::io::Write as _;
-        (&file)
-            .write_all(format!("{offset}\n").as_bytes())
-            .and_then(|()| file.sync_all())
-            .at(&path)?;
-        fsync_dir(&self.dir)?;
+        self.write_log_start_checkpoint(offset)?;
         self.log_start_offset = offset;
         let doomed = self
             .sealed
@@ -681,15 +688,154 @@ impl Log {
         Ok(offset)
     }
 
+    /// Writes the log start offset checkpoint, durably.
+    fn write_log_start_checkpoint(&self, offset: i64) -> Result<(), LogError> {
+        let path = self.dir.join(LOG_START_CHECKPOINT);
+        let file = fs::File::create(&path).at(&path)?;
+        use std::io::Write as _;
+        (&file)
+            .write_all(format!("{offset}\n").as_bytes())
+            .and_then(|()| file.sync_all())
+            .at(&path)?;
+        fsync_dir(&self.dir)
+    }
+
+    /// Removes every record at or after `offset`, so that the log ends there (Kafka's
+    /// `truncateTo`, for a follower dropping a suffix its leader does not have); appends then
+    /// continue at `offset`. Durable before it returns: the cut segment is fsynced, and the
+    /// directory too when segments were deleted.
+    ///
+    /// - At or past the log end it does nothing.
+    /// - At or below the log start it empties the log as [`Log::start_at`]`(offset)` does: the
+    ///   log then starts and ends at `offset` (below the old start, as in Kafka).
+    /// - Otherwise `offset` must be the first offset of a batch, or it fails with
+    ///   [`LogError::NotABatchBoundary`] and changes nothing. The segments based above `offset`
+    ///   are deleted, newest first (a crash part-way leaves the log cut at a segment boundary,
+    ///   with no hole); the one holding it is cut and becomes the active segment. A segment
+    ///   based exactly at `offset` stays, empty, as in Kafka.
+    ///
+    /// A failure once files have started to change poisons the log, since what is on disk is
+    /// then unknown.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset {
+            return self.start_at(offset);
+        }
+        // The newest segment based at or below `offset` holds it (it is below the log end).
+        let index = if self.active.base_offset <= offset {
+            self.sealed.len()
+        } else {
+            let newer = self.sealed.partition_point(|s| s.base_offset <= offset);
+            newer.saturating_sub(1)
+        };
+        let segment = self.sealed.get(index).unwrap_or(&self.active);
+        let position = match segment.find_batch(offset)? {
+            Some((position, header)) if header.base_offset == offset => position,
+            Some((_, header)) => {
+                return Err(LogError::NotABatchBoundary {
+                    offset,
+                    batch_base_offset: header.base_offset,
+                });
+            }
+            None => {
+                return Err(LogError::Inconsistent {
+                    path: segment.path().to_path_buf(),
+                    reason: format!("ends at offset {}, before {offset}", segment.next_offset),
+                });
+            }
+        };
+        // No fsync of a segment about to go may still be running, nor fail later.
+        self.reap_seals(true)?;
+        self.changing()?;
+        let result = self.cut(index, position, offset);
+        if let Err(err) = &result {
+            self.poison(err);
+        }
+        result
+    }
+
+    /// [`Log::truncate_to`] once checked: segment `index` (the active one if past the sealed
+    /// ones) is cut at `position`, where `offset` starts, and the segments after it deleted.
+    fn cut(&mut self, index: usize, position: u64, offset: i64) -> Result<(), LogError> {
+        if index < self.sealed.len() {
+            let mut doomed = self.sealed.split_off(index + 1);
+            if let Some(segment) = self.sealed.pop() {
+                doomed.push(std::mem::replace(&mut self.active, segment));
+            }
+            for segment in doomed.iter().rev() {
+                remove_files(segment)?;
+            }
+            fsync_dir(&self.dir)?;
+        }
+        self.active.truncate(position, offset)?;
+        // Every sealed segment left has been fsynced (no seal is pending) and the cut one was
+        // just fsynced whole: everything the log holds is durable.
+        self.flushed_offset = offset;
+        self.unflushed_records = 0;
+        self.truncations += 1;
+        tracing::info!(dir = %self.dir.display(), log_end_offset = offset, "truncated log");
+        Ok(())
+    }
+
+    /// Deletes every segment and restarts the log, empty, at `offset`, above or below its end
+    /// (Kafka's `truncateFullyAndStartAt`, for a replica too far behind its leader's log start,
+    /// or one installing a snapshot): the log start and end both become `offset`, and appends
+    /// continue there. Durable before it returns.
+    ///
+    /// The segments are deleted newest first, then the log start checkpoint is written, then the
+    /// new segment is created, each step durable before the next. A crash part-way therefore
+    /// leaves the old log cut at a segment boundary, an empty log at the last checkpointed start
+    /// (0 if none was ever written), or the new log (an empty directory with a checkpoint opens
+    /// as an empty log starting there). A failure once files have started to change poisons the
+    /// log.
+    pub fn start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        if offset < 0 {
+            return Err(LogError::NegativeOffset { offset });
+        }
+        self.reap_seals(true)?;
+        self.changing()?;
+        let result = self.restart(offset);
+        if let Err(err) = &result {
+            self.poison(err);
+        }
+        result
+    }
+
+    /// [`Log::start_at`] once checked.
+    fn restart(&mut self, offset: i64) -> Result<(), LogError> {
+        for segment in self.segments().rev() {
+            remove_files(segment)?;
+        }
+        fsync_dir(&self.dir)?;
+        self.write_log_start_checkpoint(offset)?;
+        let segment = Segment::create(&self.cache, &self.dir, offset)?;
+        fsync_dir(&self.dir)?;
+        self.sealed.clear();
+        self.active = segment;
+        self.log_start_offset = offset;
+        self.flushed_offset = offset;
+        self.unflushed_records = 0;
+        self.truncations += 1;
+        tracing::info!(dir = %self.dir.display(), log_start_offset = offset, "restarted log");
+        Ok(())
+    }
+
     fn delete_oldest(&mut self, count: usize) -> Result<Vec<Segment>, LogError> {
+        if count > 0 {
+            // A seal still being fsynced would fail on the deleted files and poison the log.
+            self.reap_seals(true)?;
+        }
         let deleted: Vec<Segment> = self.sealed.drain(..count).collect();
         for segment in &deleted {
-            for path in segment.files() {
-                match fs::remove_file(&path) {
-                    Err(err) if err.kind() != ErrorKind::NotFound => return Err(err).at(&path),
-                    _ => {}
-                }
-            }
+            remove_files(segment)?;
         }
         if !deleted.is_empty() {
             fsync_dir(&self.dir)?;
@@ -737,6 +883,17 @@ impl Log {
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         fs::write(&marker, b"").at(&marker)
     }
+}
+
+/// Deletes a segment's files (one already gone is no error; the caller fsyncs the directory).
+fn remove_files(segment: &Segment) -> Result<(), LogError> {
+    for path in segment.files() {
+        match fs::remove_file(&path) {
+            Err(err) if err.kind() != ErrorKind::NotFound => return Err(err).at(&path),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// fsync of a file by its path (a descriptor opened for the purpose: any descriptor of a file

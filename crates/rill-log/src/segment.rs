@@ -349,6 +349,48 @@ impl Segment {
         self.time_index.write_out()
     }
 
+    /// Cuts the segment at `position`, where the batch at `offset` starts, and fsyncs the cut.
+    /// The index entries past the cut go, in memory and in their files (which are not fsynced:
+    /// the segment is active afterwards, and an active segment's indexes are rebuilt after a
+    /// crash). The largest timestamp is found again from the time index and the batch headers
+    /// after its last entry, as Kafka does.
+    pub(crate) fn truncate(&mut self, position: u64, offset: i64) -> Result<(), LogError> {
+        let file = self.file.get()?;
+        file.set_len(position)
+            .and_then(|()| file.sync_all())
+            .at(self.path())?;
+        let relative = self.relative(offset);
+        self.index.truncate(|e| e.relative_offset < relative)?;
+        // An entry at the cut still holds: it speaks of the records before it, all kept.
+        self.time_index
+            .truncate(|e| e.relative_offset <= relative)?;
+        self.size = position;
+        self.next_offset = offset;
+        self.written_back = self.written_back.min(position);
+        self.bytes_since_index_entry =
+            position - self.index.last().map_or(0, |e| u64::from(e.position));
+        if position == 0 {
+            self.first_append_ms = None;
+        }
+        let (mut at, mut max_timestamp) = match self.time_index.last() {
+            Some(e) => (
+                u64::from(crate::index::lookup_position(
+                    self.index.entries(),
+                    e.relative_offset,
+                )),
+                e.timestamp,
+            ),
+            None => (0, -1),
+        };
+        while at < position {
+            let header = self.header_at(at)?;
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            at += header.total_len() as u64;
+        }
+        self.max_timestamp = max_timestamp;
+        Ok(())
+    }
+
     /// fsyncs the index files that changed since their last fsync.
     pub(crate) fn sync_indexes(&mut self) -> Result<(), LogError> {
         self.index.sync()?;

@@ -1,19 +1,32 @@
-//! Random appends, rolls and reopens (clean and unclean) always read back exactly what was
-//! appended.
+//! Random appends, rolls, truncations and reopens (clean and unclean) always read back exactly
+//! what a plain list of batches says the log holds.
 
 mod common;
 
 use common::*;
 use proptest::prelude::*;
-use rill_log::Log;
+use rill_log::{Log, LogError};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, value_len: usize },
+    Append {
+        records: usize,
+        value_len: usize,
+    },
     Roll,
     Sync,
     ReopenClean,
     ReopenCrash,
+    /// `truncate_to` the start of batch `pick` (modulo their number, the end included), or
+    /// one offset past it when `inside`.
+    Truncate {
+        pick: usize,
+        inside: bool,
+    },
+    /// `start_at` the log end plus `delta` (at least 0).
+    StartAt {
+        delta: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -23,7 +36,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Sync),
         1 => Just(Op::ReopenClean),
         1 => Just(Op::ReopenCrash),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, inside)| Op::Truncate { pick, inside }),
+        1 => (-20i64..20).prop_map(|delta| Op::StartAt { delta }),
     ]
+}
+
+fn records(batch: &[u8]) -> i64 {
+    rill_record::Batch::parse(batch).map_or(0, |b| i64::from(b.header().last_offset_delta) + 1)
 }
 
 proptest! {
@@ -35,6 +54,8 @@ proptest! {
         let config = small_segments(segment_bytes.max(100));
         let fail = |e: rill_log::LogError| TestCaseError::fail(e.to_string());
         let mut log = Log::open(dir.path(), config.clone(), NOW).map_err(fail)?;
+        // The model: the log start, and the batches from there.
+        let mut start = 0i64;
         let mut expected: Vec<Vec<u8>> = Vec::new();
         for (tag, op) in ops.into_iter().enumerate() {
             match op {
@@ -60,13 +81,41 @@ proptest! {
                     drop(log);
                     log = Log::open(dir.path(), config.clone(), NOW).map_err(fail)?;
                 }
+                Op::Truncate { pick, inside } => {
+                    let keep = pick % (expected.len() + 1);
+                    let offset = start + expected[..keep].iter().map(|b| records(b)).sum::<i64>();
+                    match expected.get(keep) {
+                        Some(b) if inside && records(b) > 1 => {
+                            let refused = matches!(
+                                log.truncate_to(offset + 1),
+                                Err(LogError::NotABatchBoundary { .. })
+                            );
+                            prop_assert!(refused);
+                        }
+                        _ => {
+                            log.truncate_to(offset).map_err(fail)?;
+                            expected.truncate(keep);
+                        }
+                    }
+                }
+                Op::StartAt { delta } => {
+                    start = (log.log_end_offset() + delta).max(0);
+                    log.start_at(start).map_err(fail)?;
+                    expected.clear();
+                }
             }
-            let total: i64 = expected.iter().map(|b| {
-                rill_record::Batch::parse(b).map(|b| i64::from(b.header().last_offset_delta) + 1).unwrap_or(0)
-            }).sum();
-            prop_assert_eq!(log.log_end_offset(), total);
+            let end = start + expected.iter().map(|b| records(b)).sum::<i64>();
+            prop_assert_eq!(log.log_start_offset(), start);
+            prop_assert_eq!(log.log_end_offset(), end);
+            prop_assert!(log.flushed_offset() <= end);
         }
         prop_assert_eq!(read_all(&log, 1_000).map_err(fail)?, expected.clone());
         log.verify().map_err(fail)?;
+        // Batch `tag` is stamped NOW + tag, and tags only grow: each batch is found by its time.
+        for b in &expected {
+            let header = *rill_record::Batch::parse(b).map_err(|e| TestCaseError::fail(e.to_string()))?.header();
+            let found = log.offset_for_timestamp(header.max_timestamp).map_err(fail)?;
+            prop_assert_eq!(found.map(|f| f.offset), Some(header.base_offset));
+        }
     }
 }

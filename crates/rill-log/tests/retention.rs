@@ -141,3 +141,20 @@ fn delete_records_moves_the_start_and_survives_reopen() -> TestResult {
     assert!(log.read(120, 100)?.is_empty());
     Ok(())
 }
+
+#[test]
+fn deleting_segments_whose_seal_is_still_running_does_not_poison_the_log() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut log = Log::open(dir.path(), LogConfig::default(), NOW)?;
+    for round in 0..50u32 {
+        let _ = append_all(&mut log, vec![batch(round, 1, 10, NOW)])?;
+        // Sealed just now: its fsync may still be running when it is deleted.
+        log.roll()?;
+        let end = log.log_end_offset();
+        assert_eq!(log.delete_records_before(end)?, end);
+    }
+    let _ = append_all(&mut log, vec![batch(99, 1, 10, NOW)])?;
+    log.sync()?;
+    assert!(!log.is_poisoned());
+    Ok(())
+}
