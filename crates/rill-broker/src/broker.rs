@@ -1,55 +1,121 @@
-//! The broker's shared state: its topics and their partition owners, and the metadata store.
+//! The broker's shared state: its topics as the metadata quorum agreed them, the owners of
+//! the partitions this broker holds, and the changes it proposes.
+//!
+//! Changes go one way: a handler validates a change, proposes it to the quorum and waits;
+//! every broker applies the committed change to its image (`quorum/`), and this broker's
+//! reconciler task brings its topics in line ([`Broker::reconcile`]): it opens the partitions
+//! placed here, closes and deletes those of deleted topics, and swaps in new [`Topic`]s with
+//! their leaders and epochs. A handler answers once the reconciler has caught up with its
+//! change, so a client that creates a topic can produce to it at once.
+//!
+//! A create opens the partitions placed on this broker before proposing (and deletes them if
+//! the proposal fails), so a disk that refuses them leaves no topic behind; the reconciler
+//! takes them over.
 //!
 //! Lock rules: `topics` is a `std::sync::RwLock` held only to look up or swap an `Arc<Topic>`,
-//! never across an `.await` or disk I/O. Topic changes (create, delete, add partitions, alter
-//! configs) are serialized by the `admin` tokio mutex, which is held across the change's
-//! awaits; their disk work runs in `spawn_blocking`. A `Topic` is immutable: a change builds a
-//! new one and swaps it in.
+//! never across an `.await` or disk I/O; so is the quorum's image. Changes proposed here are
+//! serialized by the `admin` tokio mutex; only the reconciler installs topics. A `Topic` is
+//! immutable: a change builds a new one and swaps it in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use rill_protocol::ErrorCode;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::assignment;
 use crate::broker_config::{self, DynamicConfigs};
-use crate::cluster::{ClusterView, Node};
+use crate::cluster::ClusterView;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::meta::{self, MetaStore, TopicRecord};
+use crate::meta;
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::partition::{OwnerMetrics, Partition, Storage};
+use crate::quorum::Quorum;
+use crate::quorum::image::{Change, Command, Image, PartitionImage, TopicImage};
+use crate::quorum::node::Applied;
 use crate::topic_config::TopicConfig;
 
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_NAME_LEN: usize = 249;
+/// How long a handler waits for this broker to act on its committed change.
+const CATCH_UP: Duration = Duration::from_secs(30);
 
-/// A topic and the owners of its partitions.
+/// A topic, its partitions' places in the cluster, and the owners of those held here.
 #[derive(Debug)]
 pub(crate) struct Topic {
     pub(crate) name: String,
     pub(crate) id: Uuid,
     pub(crate) overrides: BTreeMap<String, String>,
     pub(crate) config: TopicConfig,
-    pub(crate) partitions: Vec<Arc<Partition>>,
+    /// Every partition's replicas, leader and leader epoch.
+    pub(crate) placements: Vec<PartitionImage>,
+    /// The owners of the partitions this broker holds, by index (`None` for the others).
+    pub(crate) held: Vec<Option<Arc<Partition>>>,
+    /// This broker's node id.
+    node: i32,
     /// Its throughput counters, resolved once when the topic is created or opened.
     pub(crate) metrics: TopicMetrics,
 }
 
 impl Topic {
+    pub(crate) fn partition_count(&self) -> i32 {
+        i32::try_from(self.placements.len()).unwrap_or(i32::MAX)
+    }
+
+    /// Whether the topic has partition `index` (on any broker).
+    pub(crate) fn exists(&self, index: i32) -> bool {
+        (0..self.partition_count()).contains(&index)
+    }
+
+    /// Partition `index` if this broker holds it, led here or not.
     pub(crate) fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
         usize::try_from(index)
             .ok()
-            .and_then(|i| self.partitions.get(i))
+            .and_then(|i| self.held.get(i))
+            .and_then(Option::as_ref)
     }
 
-    fn record(&self) -> TopicRecord {
-        TopicRecord {
+    /// Partition `index` if this broker leads it; otherwise the error its client gets:
+    /// UNKNOWN_TOPIC_OR_PARTITION for no such partition, NOT_LEADER_OR_FOLLOWER when another
+    /// broker (or none) leads it, KAFKA_STORAGE_ERROR when it is led here but its log could not
+    /// be opened.
+    pub(crate) fn led(&self, index: i32) -> Result<&Arc<Partition>, ErrorCode> {
+        let placement = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.placements.get(i))
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        if placement.leader != self.node {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        self.partition(index).ok_or(ErrorCode::KafkaStorageError)
+    }
+
+    /// The partitions held here.
+    pub(crate) fn held_partitions(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.held.iter().flatten()
+    }
+
+    /// The same topic with other placements, configs or owners.
+    fn with(
+        &self,
+        placements: Vec<PartitionImage>,
+        held: Vec<Option<Arc<Partition>>>,
+        overrides: BTreeMap<String, String>,
+        config: TopicConfig,
+    ) -> Self {
+        Self {
+            name: self.name.clone(),
             id: self.id,
-            partitions: i32::try_from(self.partitions.len()).unwrap_or(i32::MAX),
-            configs: self.overrides.clone(),
+            overrides,
+            config,
+            placements,
+            held,
+            node: self.node,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -65,11 +131,13 @@ pub(crate) struct Broker {
     /// The cluster's brokers, leaders and coordinators, as handlers tell clients.
     pub(crate) cluster: ClusterView,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Dynamic broker configs (changed only under `admin`).
+    /// Dynamic broker configs, as the quorum agreed them.
     dynamic: RwLock<DynamicConfigs>,
+    /// Serializes the changes this broker proposes.
     admin: tokio::sync::Mutex<()>,
-    meta: Arc<Mutex<Option<MetaStore>>>,
-    /// The next producer id to hand out, and the end of the block reserved in the metadata log.
+    /// This broker's member of the metadata quorum.
+    pub(crate) quorum: Quorum,
+    /// The next producer id to hand out, and the end of the block the quorum gave this broker.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Consumer groups and their committed offsets.
     pub(crate) groups: crate::group::Coordinator,
@@ -79,21 +147,22 @@ pub(crate) struct Broker {
     pub(crate) metrics: Arc<Metrics>,
     /// The storage threads that own the partitions, and their descriptor cache.
     pub(crate) storage: Arc<Storage>,
+    /// Partitions opened by a change in flight on this broker, by topic id, for the reconciler.
+    pending: Mutex<HashMap<Uuid, Vec<(i32, Arc<Partition>)>>>,
+    /// The last metadata index this broker has acted on.
+    reconciled: watch::Sender<u64>,
 }
 
 impl Broker {
-    /// Opens the data directory: the cluster id, the metadata log, and every topic's partitions.
+    /// Opens the data directory's partitions as the quorum's image places them. Blocking.
     pub(crate) fn open(
         config: BrokerConfig,
-        advertised: (String, u16),
+        cluster_id: String,
+        cluster: ClusterView,
+        quorum: Quorum,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BrokerError> {
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(|source| BrokerError::Io {
-            path: data_dir.clone(),
-            source,
-        })?;
-        let cluster_id = meta::cluster_id(data_dir, config.node_id)?;
         let storage = Arc::new(
             Storage::start(
                 config.storage_threads(),
@@ -105,9 +174,11 @@ impl Broker {
                 source,
             })?,
         );
-        let (store, replayed) = MetaStore::open(data_dir)?;
-        let producer_ids_from = replayed.producer_ids_from;
-        remove_orphans(&config, &replayed)?;
+        let (image, applied) = {
+            let image = quorum.image();
+            (image.clone(), quorum.status().applied)
+        };
+        remove_orphans(&config, &image)?;
         let groups = crate::group::Coordinator::open(
             data_dir,
             rill_group::GroupConfig {
@@ -120,14 +191,7 @@ impl Broker {
             &storage,
             metrics.fsync.clone(),
         )?;
-        let mut replayed = replayed;
-        let dynamic = DynamicConfigs {
-            cluster: replayed.broker_configs.remove("").unwrap_or_default(),
-            node: replayed
-                .broker_configs
-                .remove(&config.node_id.to_string())
-                .unwrap_or_default(),
-        };
+        let dynamic = dynamic_of(&image, config.node_id);
         let defaults = dynamic.topic_defaults();
         let opener = Opener {
             config: &config,
@@ -135,58 +199,57 @@ impl Broker {
             metrics: &metrics,
             storage: &storage,
         };
-        let specs = replayed
+        let node = config.node_id;
+        let specs: Vec<TopicSpec> = image
             .topics
-            .into_iter()
-            .map(|(name, record)| TopicSpec {
-                name,
-                id: record.id,
-                overrides: record.configs,
-                partitions: record.partitions,
-                existing: Vec::new(),
-            })
+            .iter()
+            .map(|(name, topic)| TopicSpec::held_here(name, topic, node))
             .collect();
         let started = std::time::Instant::now();
-        let opened = opener.open(specs, false)?;
-        let partitions: usize = opened.iter().map(|t| t.partitions.len()).sum();
+        let mut opened = opener.open(&specs, false)?.into_iter();
+        let mut topics = HashMap::new();
+        let mut count = 0;
+        for (name, topic) in image.topics {
+            let held = opened.next().unwrap_or_default();
+            count += held.len();
+            let built = build_topic(&opener, name, topic, node, held);
+            let _ = topics.insert(built.name.clone(), Arc::new(built));
+        }
         tracing::info!(
-            topics = opened.len(),
-            partitions,
+            topics = topics.len(),
+            partitions = count,
             elapsed_ms = started.elapsed().as_millis(),
             "opened partitions"
         );
-        let topics: HashMap<_, _> = opened
-            .into_iter()
-            .map(|topic| (topic.name.clone(), Arc::new(topic)))
-            .collect();
-        let node_id = config.node_id;
-        let rack = config.rack.clone();
+        cluster.update(&quorum.image());
+        let (reconciled, _) = watch::channel(applied);
         Ok(Self {
             config,
             cluster_id,
-            cluster: ClusterView::single(Node {
-                id: node_id,
-                host: advertised.0,
-                port: advertised.1,
-                rack,
-            }),
+            cluster,
             topics: RwLock::new(topics),
             dynamic: RwLock::new(dynamic),
             admin: tokio::sync::Mutex::new(()),
-            meta: Arc::new(Mutex::new(Some(store))),
+            quorum,
             groups,
-            producer_ids: tokio::sync::Mutex::new((producer_ids_from, producer_ids_from)),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             stopping: tokio_util::sync::CancellationToken::new(),
             metrics,
             storage,
+            pending: Mutex::new(HashMap::new()),
+            reconciled,
         })
     }
 
-    /// Partitions of every topic (the broker's internal logs not counted).
+    /// Partitions of every topic held here (the broker's internal logs not counted).
     fn partition_count(&self) -> usize {
         self.topics
             .read()
-            .map(|t| t.values().map(|topic| topic.partitions.len()).sum())
+            .map(|t| {
+                t.values()
+                    .map(|topic| topic.held_partitions().count())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
@@ -242,19 +305,42 @@ impl Broker {
             .cloned()
     }
 
-    fn install(&self, topic: Arc<Topic>) {
-        if let Ok(mut topics) = self.topics.write() {
-            let _ = topics.insert(topic.name.clone(), topic);
-        }
+    /// The brokers registered in the cluster (fenced ones too).
+    fn registered(&self) -> BTreeSet<i32> {
+        self.quorum.image().brokers.keys().copied().collect()
     }
 
-    /// Creates a topic (or only checks that it could be created).
+    /// `partitions` new partitions spread over the live brokers.
+    fn spread(&self, partitions: usize) -> Result<Vec<Vec<i32>>, TopicError> {
+        let live: Vec<(i32, Option<String>)> = {
+            let image = self.quorum.image();
+            image
+                .brokers
+                .iter()
+                .filter(|(_, b)| !b.fenced)
+                .map(|(id, b)| (*id, b.rack.clone()))
+                .collect()
+        };
+        if live.is_empty() {
+            return Err((
+                ErrorCode::BrokerNotAvailable,
+                "no live broker to place partitions on".to_owned(),
+            ));
+        }
+        let start =
+            usize::try_from(Uuid::new_v4().as_u64_pair().0 % live.len() as u64).unwrap_or(0);
+        Ok(assignment::spread(&live, partitions, start))
+    }
+
+    /// Creates a topic (or only checks that it could be created), on `manual` replicas if
+    /// given, else spread over the live brokers.
     pub(crate) async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         overrides: BTreeMap<String, String>,
         validate_only: bool,
+        manual: Option<Vec<Vec<i32>>>,
     ) -> Result<Arc<Topic>, TopicError> {
         validate_topic_name(name)?;
         if partitions < 1 {
@@ -272,7 +358,13 @@ impl Broker {
                 format!("topic '{name}' already exists"),
             ));
         }
-        self.check_partition_limit(usize::try_from(partitions).unwrap_or(usize::MAX))?;
+        let count = usize::try_from(partitions).unwrap_or(usize::MAX);
+        let placed = match manual {
+            Some(replicas) => replicas,
+            None => self.spread(count)?,
+        };
+        let here = self.indices_here(&placed, 0);
+        self.check_partition_limit(here.len())?;
         let id = Uuid::new_v4();
         if validate_only {
             return Ok(Arc::new(Topic {
@@ -280,7 +372,9 @@ impl Broker {
                 id,
                 config: self.resolve_topic(&overrides),
                 overrides,
-                partitions: Vec::new(),
+                placements: Vec::new(),
+                held: Vec::new(),
+                node: self.config.node_id,
                 // Not registered: a topic that is only validated must not appear in /metrics.
                 metrics: self.metrics.unregistered_topic(),
             }));
@@ -288,39 +382,46 @@ impl Broker {
         let spec = TopicSpec {
             name: name.to_owned(),
             id,
-            overrides,
-            partitions,
-            existing: Vec::new(),
+            overrides: overrides.clone(),
+            indices: here,
         };
-        let topic = self.open_and_record(spec).await?;
-        self.install(topic.clone());
+        let command = Command::CreateTopic {
+            name: name.to_owned(),
+            id,
+            configs: overrides,
+            assignment: placed,
+        };
+        self.open_and_propose(spec, command).await?;
         tracing::info!(topic = name, partitions, %id, "created topic");
-        Ok(topic)
+        self.topic(name).ok_or_else(|| unknown_topic(name))
     }
 
-    /// Deletes a topic and its data.
+    /// The indices (from `first`) of the partitions in `placed` that land on this broker.
+    fn indices_here(&self, placed: &[Vec<i32>], first: usize) -> Vec<i32> {
+        placed
+            .iter()
+            .enumerate()
+            .filter(|(_, replicas)| replicas.contains(&self.config.node_id))
+            .filter_map(|(i, _)| i32::try_from(first + i).ok())
+            .collect()
+    }
+
+    /// Deletes a topic and, on every broker, its data.
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
         let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
-        if let Ok(mut topics) = self.topics.write() {
-            let _ = topics.remove(name);
-        }
-        let name_owned = name.to_owned();
-        let doomed = topic.clone();
-        self.blocking(move |store| {
-            store.put(&name_owned, None)?;
-            Storage::close_all(doomed.partitions.iter().map(|p| &**p), true);
-            Ok(())
-        })
-        .await?;
-        self.metrics.remove_topic(name);
+        let command = Command::DeleteTopic {
+            name: name.to_owned(),
+            id: topic.id,
+        };
+        let _ = self.change(command).await?;
         tracing::info!(topic = name, "deleted topic");
         Ok(topic.id)
     }
 
     /// Raises a topic's partition count. `assignments`, when given, holds the new partitions'
-    /// replicas, checked as Kafka checks them (one list per new partition, each naming only
-    /// this broker, as many replicas as the topic has).
+    /// replicas, checked as Kafka checks them (one list per new partition, each naming one
+    /// registered broker).
     pub(crate) async fn create_partitions(
         &self,
         name: &str,
@@ -330,7 +431,7 @@ impl Broker {
     ) -> Result<(), TopicError> {
         let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
-        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let current = topic.partition_count();
         if count == current {
             return Err((
                 ErrorCode::InvalidPartitions,
@@ -346,23 +447,30 @@ impl Broker {
                 ),
             ));
         }
-        if let Some(assignments) = assignments {
-            let additional = count - current;
-            if usize::try_from(additional).ok() != Some(assignments.len()) {
-                return Err((
-                    ErrorCode::InvalidReplicaAssignment,
-                    format!(
-                        "Attempted to add {additional} additional partition(s), but only {} \
-                         assignment(s) were specified.",
-                        assignments.len()
-                    ),
-                ));
+        let additional = usize::try_from(count - current).unwrap_or(0);
+        let placed = match assignments {
+            Some(assignments) => {
+                if additional != assignments.len() {
+                    return Err((
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!(
+                            "Attempted to add {additional} additional partition(s), but only {} \
+                             assignment(s) were specified.",
+                            assignments.len()
+                        ),
+                    ));
+                }
+                let registered = self.registered();
+                for replicas in assignments {
+                    assignment::check_replicas(replicas, &registered, Some(1))?;
+                }
+                assignments.to_vec()
             }
-            for replicas in assignments {
-                assignment::check_replicas(replicas, self.config.node_id, Some(1))?;
-            }
-        }
-        self.check_partition_limit(usize::try_from(count - current).unwrap_or(usize::MAX))?;
+            None => self.spread(additional)?,
+        };
+        let from = topic.placements.len();
+        let here = self.indices_here(&placed, from);
+        self.check_partition_limit(here.len())?;
         if validate_only {
             return Ok(());
         }
@@ -370,16 +478,21 @@ impl Broker {
             name: topic.name.clone(),
             id: topic.id,
             overrides: topic.overrides.clone(),
-            partitions: count,
-            existing: topic.partitions.clone(),
+            indices: here,
         };
-        let grown = self.open_and_record(spec).await?;
-        self.install(grown);
+        let command = Command::CreatePartitions {
+            name: topic.name.clone(),
+            id: topic.id,
+            from,
+            assignment: placed,
+        };
+        self.open_and_propose(spec, command).await?;
         tracing::info!(topic = name, partitions = count, "added partitions");
         Ok(())
     }
 
-    /// Replaces a topic's config overrides (validated first) and applies them to its partitions.
+    /// Replaces a topic's config overrides (validated first); every broker applies them to its
+    /// partitions.
     pub(crate) async fn set_topic_configs(
         &self,
         name: &str,
@@ -393,28 +506,17 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let changed = Arc::new(Topic {
-            name: topic.name.clone(),
+        let command = Command::SetTopicConfigs {
+            name: name.to_owned(),
             id: topic.id,
-            config: self.resolve_topic(&overrides),
-            overrides,
-            partitions: topic.partitions.clone(),
-            metrics: topic.metrics.clone(),
-        });
-        let record = changed.record();
-        let name_owned = name.to_owned();
-        self.blocking(move |store| store.put(&name_owned, Some(&record)))
-            .await?;
-        for partition in &changed.partitions {
-            partition.configure(changed.config.log_config());
-        }
-        self.install(changed);
-        Ok(())
+            configs: overrides,
+        };
+        self.change(command).await.map(|_| ())
     }
 
     /// Replaces the dynamic configs of this broker (`per_broker`) or of the cluster default
-    /// (checked first, as Kafka checks them), stores them durably, and hands every topic
-    /// without its own override of a changed default its new configs, live.
+    /// (checked first, as Kafka checks them); every broker hands the topics without their own
+    /// override of a changed default their new configs, live.
     pub(crate) async fn set_broker_configs(
         &self,
         per_broker: bool,
@@ -435,112 +537,249 @@ impl Broker {
         } else {
             String::new()
         };
-        self.blocking(move |store| store.put_broker_configs(&resource, &configs))
+        let _ = self
+            .change(Command::SetBrokerConfigs { resource, configs })
             .await?;
-        let next = match self.dynamic.write() {
-            Ok(mut dynamic) => {
-                *dynamic.of_mut(per_broker) = next.of(per_broker).clone();
-                dynamic.clone()
-            }
-            Err(_) => return Err((ErrorCode::UnknownServerError, "lock poisoned".to_owned())),
-        };
-        let defaults = next.topic_defaults();
-        for topic in self.all_topics() {
-            let config = TopicConfig::resolve_with(&self.config, &defaults, &topic.overrides);
-            if config == topic.config {
-                continue;
-            }
-            for partition in &topic.partitions {
-                partition.configure(config.log_config());
-            }
-            self.install(Arc::new(Topic {
-                name: topic.name.clone(),
-                id: topic.id,
-                overrides: topic.overrides.clone(),
-                config,
-                partitions: topic.partitions.clone(),
-                metrics: topic.metrics.clone(),
-            }));
-        }
         tracing::info!(per_broker, "changed dynamic broker configs");
         Ok(())
     }
 
-    /// A producer id never handed out before, on this broker or before a restart: ids are
-    /// reserved in blocks, each recorded durably in the metadata log before it is used.
+    /// A producer id never handed out before by any broker of the cluster, before a restart
+    /// included: the quorum gives each broker blocks of ids.
     pub(crate) async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
         const BLOCK: i64 = 1000;
         let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let reserved_to = ids.1 + BLOCK;
-            self.blocking(move |store| store.reserve_producer_ids(reserved_to))
+            let (_, first) = self
+                .quorum
+                .propose(Command::AllocateProducerIds { count: BLOCK })
                 .await?;
-            ids.1 = reserved_to;
+            *ids = (first, first + BLOCK);
         }
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
     }
 
-    /// Opens the new partitions of a topic being created or grown, then records it in the
-    /// metadata log: all or nothing. If any partition or the record fails, the partitions just
-    /// made are deleted again and the topic stays as it was.
-    async fn open_and_record(&self, spec: TopicSpec) -> Result<Arc<Topic>, TopicError> {
+    /// Proposes a change and waits until this broker has acted on it.
+    async fn change(&self, command: Command) -> Result<i64, TopicError> {
+        let (index, value) = self.quorum.propose(command).await?;
+        self.caught_up(index).await?;
+        Ok(value)
+    }
+
+    /// Waits until the reconciler has acted on metadata index `index`.
+    async fn caught_up(&self, index: u64) -> Result<(), TopicError> {
+        let mut reconciled = self.reconciled.subscribe();
+        match tokio::time::timeout(CATCH_UP, reconciled.wait_for(|at| *at >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err((
+                ErrorCode::RequestTimedOut,
+                "the change was agreed but this broker has not applied it yet".to_owned(),
+            )),
+        }
+    }
+
+    /// Opens the partitions of `spec` placed here, then proposes `command`: all or nothing.
+    /// If the proposal fails, the partitions just made are deleted again.
+    async fn open_and_propose(&self, spec: TopicSpec, command: Command) -> Result<(), TopicError> {
+        let id = spec.id;
+        let opened = self.open_blocking(spec).await?;
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.entry(id).or_default().extend(opened);
+        }
+        match self.quorum.propose(command).await {
+            Ok((index, _)) => self.caught_up(index).await,
+            Err(err) => {
+                let made = self
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut pending| pending.remove(&id))
+                    .unwrap_or_default();
+                let _ = tokio::task::spawn_blocking(move || {
+                    Storage::close_all(made.iter().map(|(_, p)| &**p), true);
+                })
+                .await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Opens (creating) the partitions of `spec` off the network threads.
+    async fn open_blocking(
+        &self,
+        spec: TopicSpec,
+    ) -> Result<Vec<(i32, Arc<Partition>)>, TopicError> {
+        if spec.indices.is_empty() {
+            return Ok(Vec::new());
+        }
         let config = self.config.clone();
         let defaults = self.dynamic().topic_defaults();
         let metrics = self.metrics.clone();
         let storage = self.storage.clone();
-        let topic = self
-            .blocking(move |store| {
-                let opener = Opener {
-                    config: &config,
-                    defaults: &defaults,
-                    metrics: &metrics,
-                    storage: &storage,
-                };
-                let from = spec.existing.len();
-                let mut opened = opener.open(vec![spec], true)?;
-                let topic = opened
-                    .pop()
-                    .ok_or_else(|| BrokerError::Internal("no topic opened".into()))?;
-                if let Err(err) = store.put(&topic.name, Some(&topic.record())) {
-                    let new = topic.partitions.get(from..).unwrap_or_default();
-                    Storage::close_all(new.iter().map(|p| &**p), true);
-                    return Err(err);
-                }
-                Ok(topic)
-            })
-            .await?;
-        Ok(Arc::new(topic))
-    }
-
-    /// Runs disk work for a topic change off the network threads, with the metadata store.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut MetaStore) -> Result<T, BrokerError> + Send + 'static,
-    ) -> Result<T, TopicError> {
-        let meta = self.meta.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let mut guard = meta
-                .lock()
-                .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
-            let store = guard
-                .as_mut()
-                .ok_or_else(|| BrokerError::Internal("the broker is shutting down".into()))?;
-            work(store)
+            let opener = Opener {
+                config: &config,
+                defaults: &defaults,
+                metrics: &metrics,
+                storage: &storage,
+            };
+            opener.open(&[spec], true)
         })
         .await;
         match result {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(mut opened)) => Ok(opened.pop().unwrap_or_default()),
             Ok(Err(err)) => {
-                tracing::error!(%err, "topic change failed");
+                tracing::error!(%err, "opening partitions failed");
                 Err((ErrorCode::KafkaStorageError, err.to_string()))
             }
             Err(join) => Err((ErrorCode::UnknownServerError, join.to_string())),
         }
     }
 
-    /// Closes every partition cleanly and the metadata log. Blocking.
+    /// Brings this broker in line with what the quorum applied. Run by one task only.
+    pub(crate) async fn reconcile(&self, applied: Applied) {
+        let mut names = BTreeSet::new();
+        let mut deleted = Vec::new();
+        let mut configs = false;
+        let mut brokers = false;
+        for change in applied.changes {
+            match change {
+                Change::Topic(name) => {
+                    let _ = names.insert(name);
+                }
+                Change::TopicDeleted(name, id) => deleted.push((name, id)),
+                Change::BrokerConfigs => configs = true,
+                Change::Brokers | Change::Cluster => brokers = true,
+            }
+        }
+        if brokers {
+            self.cluster.update(&self.quorum.image());
+        }
+        for (name, id) in deleted {
+            self.remove_topic(&name, id).await;
+        }
+        if configs {
+            let dynamic = dynamic_of(&self.quorum.image(), self.config.node_id);
+            if let Ok(mut current) = self.dynamic.write() {
+                *current = dynamic;
+            }
+            // Every topic may resolve differently now.
+            names.extend(self.all_topics().iter().map(|t| t.name.clone()));
+        }
+        for name in names {
+            let agreed = self.quorum.image().topics.get(&name).cloned();
+            if let Some(agreed) = agreed {
+                self.sync_topic(name, agreed).await;
+            }
+        }
+        if applied.index > 0 {
+            let _ = self.reconciled.send_if_modified(|at| {
+                let newer = applied.index > *at;
+                if newer {
+                    *at = applied.index;
+                }
+                newer
+            });
+        }
+    }
+
+    /// Removes a deleted topic and its partitions' data.
+    async fn remove_topic(&self, name: &str, id: Uuid) {
+        let removed = match self.topics.write() {
+            Ok(mut topics) if topics.get(name).is_some_and(|t| t.id == id) => topics.remove(name),
+            _ => None,
+        };
+        let Some(topic) = removed else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            Storage::close_all(topic.held_partitions().map(|p| &**p), true);
+        })
+        .await;
+        self.metrics.remove_topic(name);
+    }
+
+    /// Makes this broker's topic `name` what the quorum agreed: its placements and configs, its
+    /// partitions placed here open.
+    async fn sync_topic(&self, name: String, agreed: TopicImage) {
+        let current = self.topic(&name);
+        if let Some(old) = current.as_ref().filter(|t| t.id != agreed.id) {
+            // Replaced by a topic of the same name: the old one's data goes.
+            self.remove_topic(&name, old.id).await;
+        }
+        let current = current.filter(|t| t.id == agreed.id);
+        let node = self.config.node_id;
+        let mut held: Vec<Option<Arc<Partition>>> =
+            current.as_ref().map(|t| t.held.clone()).unwrap_or_default();
+        held.resize(agreed.partitions.len(), None);
+        let mut pending = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&agreed.id))
+            .unwrap_or_default();
+        let mut missing = Vec::new();
+        for (i, placement) in agreed.partitions.iter().enumerate() {
+            if held[i].is_some() || !placement.replicas.contains(&node) {
+                continue;
+            }
+            let index = i32::try_from(i).unwrap_or(i32::MAX);
+            match pending.iter().position(|(p, _)| *p == index) {
+                Some(at) => held[i] = Some(pending.swap_remove(at).1),
+                None => missing.push(index),
+            }
+        }
+        if !missing.is_empty() {
+            let spec = TopicSpec {
+                name: name.clone(),
+                id: agreed.id,
+                overrides: agreed.configs.clone(),
+                indices: missing,
+            };
+            match self.open_blocking(spec).await {
+                Ok(opened) => {
+                    for (index, partition) in opened {
+                        if let Some(slot) =
+                            usize::try_from(index).ok().and_then(|i| held.get_mut(i))
+                        {
+                            *slot = Some(partition);
+                        }
+                    }
+                }
+                Err((_, message)) => {
+                    tracing::error!(topic = name, %message, "cannot open partitions placed here");
+                }
+            }
+        }
+        let config = self.resolve_topic(&agreed.configs);
+        let topic = match &current {
+            Some(current) => {
+                if current.config != config {
+                    for partition in held.iter().flatten() {
+                        partition.configure(config.log_config());
+                    }
+                }
+                current.with(agreed.partitions, held, agreed.configs, config)
+            }
+            None => Topic {
+                metrics: self.metrics.topic(&name),
+                name: name.clone(),
+                id: agreed.id,
+                overrides: agreed.configs,
+                config,
+                placements: agreed.partitions,
+                held,
+                node,
+            },
+        };
+        if let Ok(mut topics) = self.topics.write() {
+            let _ = topics.insert(name, Arc::new(topic));
+        }
+    }
+
+    /// Closes every partition cleanly and stops the quorum. Blocking.
     pub(crate) fn close_blocking(&self) {
         let topics: Vec<_> = self
             .topics
@@ -550,17 +789,50 @@ impl Broker {
         Storage::close_all(
             topics
                 .iter()
-                .flat_map(|t| t.partitions.iter().map(|p| &**p)),
+                .flat_map(|t| t.held_partitions().map(|p| &**p)),
             false,
         );
         self.groups.close_blocking();
-        let store = self.meta.lock().ok().and_then(|mut m| m.take());
-        if let Some(store) = store {
-            if let Err(err) = store.close() {
-                tracing::error!(%err, "closing the metadata log");
-            }
-        }
+        self.quorum.stop();
         self.storage.stop();
+    }
+}
+
+/// The dynamic configs the image holds for this broker and the cluster.
+fn dynamic_of(image: &Image, node_id: i32) -> DynamicConfigs {
+    DynamicConfigs {
+        cluster: image.broker_configs.get("").cloned().unwrap_or_default(),
+        node: image
+            .broker_configs
+            .get(&node_id.to_string())
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// A topic as the image has it, with the owners opened for it.
+fn build_topic(
+    opener: &Opener<'_>,
+    name: String,
+    agreed: TopicImage,
+    node: i32,
+    opened: Vec<(i32, Arc<Partition>)>,
+) -> Topic {
+    let mut held = vec![None; agreed.partitions.len()];
+    for (index, partition) in opened {
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| held.get_mut(i)) {
+            *slot = Some(partition);
+        }
+    }
+    Topic {
+        config: TopicConfig::resolve_with(opener.config, opener.defaults, &agreed.configs),
+        metrics: opener.metrics.topic(&name),
+        name,
+        id: agreed.id,
+        overrides: agreed.configs,
+        placements: agreed.partitions,
+        held,
+        node,
     }
 }
 
@@ -604,14 +876,31 @@ fn partition_dir(config: &BrokerConfig, topic: &str, index: i32) -> PathBuf {
     rill_log::dir::partition_dir(&config.data_dir, topic, index)
 }
 
-/// A topic to open: its partitions `existing.len()..partitions` are opened, the `existing`
-/// ones kept.
+/// Partitions of a topic to open.
 struct TopicSpec {
     name: String,
     id: Uuid,
     overrides: BTreeMap<String, String>,
-    partitions: i32,
-    existing: Vec<Arc<Partition>>,
+    indices: Vec<i32>,
+}
+
+impl TopicSpec {
+    /// The partitions of an agreed topic that this broker holds.
+    fn held_here(name: &str, topic: &TopicImage, node: i32) -> Self {
+        let indices = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.replicas.contains(&node))
+            .filter_map(|(i, _)| i32::try_from(i).ok())
+            .collect();
+        Self {
+            name: name.to_owned(),
+            id: topic.id,
+            overrides: topic.configs.clone(),
+            indices,
+        }
+    }
 }
 
 /// What opening a topic's partitions needs.
@@ -644,11 +933,15 @@ impl Opener<'_> {
             .open(dir, index, config.log_config(), metrics)?)
     }
 
-    /// Opens the partitions of every topic in `specs`, all in parallel (recovery after a crash
-    /// reads each active segment). When `creating`, a failure deletes every partition this call
-    /// made, directories included, so that nothing half-made is left behind; at start-up it
-    /// only closes them.
-    fn open(&self, specs: Vec<TopicSpec>, creating: bool) -> Result<Vec<Topic>, BrokerError> {
+    /// Opens the partitions of every spec, all in parallel (recovery after a crash reads each
+    /// active segment): for each spec, its (index, owner) pairs. When `creating`, a failure
+    /// deletes every partition this call made, directories included, so that nothing half-made
+    /// is left behind; at start-up it only closes them.
+    fn open(
+        &self,
+        specs: &[TopicSpec],
+        creating: bool,
+    ) -> Result<Vec<Vec<(i32, Arc<Partition>)>>, BrokerError> {
         let configs: Vec<TopicConfig> = specs
             .iter()
             .map(|spec| TopicConfig::resolve_with(self.config, self.defaults, &spec.overrides))
@@ -657,22 +950,25 @@ impl Opener<'_> {
             .iter()
             .map(|spec| self.metrics.topic(&spec.name))
             .collect();
-        let jobs: Vec<(&TopicSpec, &TopicConfig, &TopicMetrics, i32)> = specs
+        let jobs: Vec<(usize, &TopicSpec, &TopicConfig, &TopicMetrics, i32)> = specs
             .iter()
             .zip(&configs)
             .zip(&topic_metrics)
-            .flat_map(|((spec, config), metrics)| {
-                let from = i32::try_from(spec.existing.len()).unwrap_or(i32::MAX);
-                (from..spec.partitions).map(move |index| (spec, config, metrics, index))
+            .enumerate()
+            .flat_map(|(at, ((spec, config), metrics))| {
+                spec.indices
+                    .iter()
+                    .map(move |index| (at, spec, config, metrics, *index))
             })
             .collect();
         let opened = crate::partition::parallel(
             jobs,
             self.storage.threads() * 2,
-            |(spec, config, metrics, index)| {
+            |(at, spec, config, metrics, index)| {
                 let dir = partition_dir(self.config, &spec.name, index);
                 let existed = dir.exists();
                 self.open_partition(spec, config, metrics, index)
+                    .map(|partition| (at, index, Arc::new(partition)))
                     .map_err(|err| (err, (!existed && dir.is_dir()).then_some(dir)))
             },
         );
@@ -680,7 +976,7 @@ impl Opener<'_> {
         let mut failure = None;
         for result in opened {
             match result {
-                Ok(partition) => partitions.push(Arc::new(partition)),
+                Ok(partition) => partitions.push(partition),
                 Err((err, made)) => {
                     if creating {
                         if let Some(dir) = made {
@@ -692,33 +988,23 @@ impl Opener<'_> {
             }
         }
         if let Some(err) = failure {
-            Storage::close_all(partitions.iter().map(|p| &**p), creating);
+            Storage::close_all(partitions.iter().map(|(_, _, p)| &**p), creating);
             return Err(err);
         }
-        let mut partitions = partitions.into_iter();
-        let mut topics = Vec::with_capacity(specs.len());
-        for ((spec, config), metrics) in specs.into_iter().zip(configs).zip(topic_metrics) {
-            let new = usize::try_from(spec.partitions)
-                .unwrap_or(0)
-                .saturating_sub(spec.existing.len());
-            let mut all = spec.existing;
-            all.extend(partitions.by_ref().take(new));
-            topics.push(Topic {
-                name: spec.name,
-                id: spec.id,
-                overrides: spec.overrides,
-                config,
-                partitions: all,
-                metrics,
-            });
+        let mut by_spec: Vec<Vec<(i32, Arc<Partition>)>> =
+            specs.iter().map(|_| Vec::new()).collect();
+        for (at, index, partition) in partitions {
+            if let Some(list) = by_spec.get_mut(at) {
+                list.push((index, partition));
+            }
         }
-        Ok(topics)
+        Ok(by_spec)
     }
 }
 
-/// Removes partition directories left by a deletion that a crash interrupted: those of deleted
-/// topics and those whose topic id is not their topic's current one.
-fn remove_orphans(config: &BrokerConfig, replayed: &meta::Replayed) -> Result<(), BrokerError> {
+/// Removes partition directories left by a deletion that a crash interrupted: those whose
+/// topic id is not the id of their topic in the image (deleted, or deleted and created again).
+fn remove_orphans(config: &BrokerConfig, image: &Image) -> Result<(), BrokerError> {
     let entries = std::fs::read_dir(&config.data_dir).map_err(|source| BrokerError::Io {
         path: config.data_dir.clone(),
         source,
@@ -731,16 +1017,14 @@ fn remove_orphans(config: &BrokerConfig, replayed: &meta::Replayed) -> Result<()
         let Some((topic, index)) = name.rsplit_once('-') else {
             continue;
         };
-        let internal = name == meta::METADATA_LOG || name == crate::group::OFFSETS_LOG;
+        let internal = name == meta::METADATA_LOG || topic == "__consumer_offsets";
         if !path.is_dir() || index.parse::<u32>().is_err() || internal {
             continue;
         }
-        let dir_id = meta::read_partition_topic_id(&path);
-        let orphan = match replayed.topics.get(topic) {
-            Some(record) => dir_id.is_some_and(|id| id != record.id),
-            None => replayed.deleted.contains(topic),
+        let Some(dir_id) = meta::read_partition_topic_id(&path) else {
+            continue;
         };
-        if orphan {
+        if image.topics.get(topic).is_none_or(|t| t.id != dir_id) {
             tracing::warn!(dir = %path.display(), "removing the data of a deleted topic");
             std::fs::remove_dir_all(&path).map_err(|source| BrokerError::Io { path, source })?;
         }

@@ -1,12 +1,12 @@
-//! What this broker knows of the cluster: its brokers (id, advertised address, rack), the
-//! controller, and each partition's leader, leader epoch and replicas. Every handler that names
-//! a broker, a leader or a coordinator asks here, so that the answers come from one place.
-//!
-//! Today the cluster is this one broker: it leads every partition at epoch 0 and coordinates
-//! every group. The metadata quorum (a replicated metadata log on a Raft library) will publish
-//! this view from the log instead, and the handlers stay as they are.
+//! What this broker tells clients about the cluster: its live brokers (id, advertised address,
+//! rack), the controller, each partition's leader, leader epoch and replicas, and each group's
+//! coordinator. Every handler that names a broker, a leader or a coordinator asks here, so the
+//! answers come from one place: the quorum's image, as this broker last applied it.
+
+use std::sync::RwLock;
 
 use crate::broker::Topic;
+use crate::quorum::image::Image;
 
 /// A broker of the cluster as clients are told to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,18 +27,43 @@ pub(crate) struct Leadership {
     pub(crate) replicas: Vec<i32>,
     /// The in-sync replicas.
     pub(crate) isr: Vec<i32>,
+    /// Replicas on brokers that are not live.
+    pub(crate) offline: Vec<i32>,
 }
 
 /// The cluster as this broker sees it.
 #[derive(Debug)]
 pub(crate) struct ClusterView {
     local: Node,
+    /// Live brokers, by id.
+    live: RwLock<Vec<Node>>,
 }
 
 impl ClusterView {
-    /// A cluster of this one broker.
-    pub(crate) fn single(local: Node) -> Self {
-        Self { local }
+    /// The view of a broker that knows only itself (until the image tells it more).
+    pub(crate) fn new(local: Node) -> Self {
+        Self {
+            live: RwLock::new(vec![local.clone()]),
+            local,
+        }
+    }
+
+    /// Takes the live brokers from the image.
+    pub(crate) fn update(&self, image: &Image) {
+        let live: Vec<Node> = image
+            .brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, b)| Node {
+                id: *id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            })
+            .collect();
+        if let Ok(mut current) = self.live.write() {
+            *current = live;
+        }
     }
 
     /// This broker.
@@ -46,28 +71,59 @@ impl ClusterView {
         &self.local
     }
 
-    /// Every live broker.
-    pub(crate) fn nodes(&self) -> &[Node] {
-        std::slice::from_ref(&self.local)
+    /// Every live broker, by id.
+    pub(crate) fn nodes(&self) -> Vec<Node> {
+        self.live.read().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// The node id clients are given as the controller.
+    /// The node id clients are given as the controller: this broker, which takes every admin
+    /// request and proposes it to the metadata quorum (Kafka's brokers forward them too).
     pub(crate) fn controller(&self) -> i32 {
         self.local.id
     }
 
     /// A partition's leadership.
-    pub(crate) fn leadership(&self, _topic: &Topic, _partition: i32) -> Leadership {
+    pub(crate) fn leadership(&self, topic: &Topic, partition: i32) -> Leadership {
+        let Some(placement) = usize::try_from(partition)
+            .ok()
+            .and_then(|i| topic.placements.get(i))
+        else {
+            return Leadership {
+                leader: -1,
+                epoch: -1,
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                offline: Vec::new(),
+            };
+        };
+        let live = self
+            .live
+            .read()
+            .map(|l| l.iter().map(|n| n.id).collect::<Vec<_>>());
+        let is_live = |id: &i32| live.as_ref().is_ok_and(|l| l.contains(id));
+        let offline: Vec<i32> = placement
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !is_live(r))
+            .collect();
+        // With one replica and none live, the last leader stays in the ISR (as Kafka keeps it).
+        let isr = if placement.leader == -1 {
+            placement.replicas.clone()
+        } else {
+            placement.replicas.iter().copied().filter(is_live).collect()
+        };
         Leadership {
-            leader: self.local.id,
-            epoch: 0,
-            replicas: vec![self.local.id],
-            isr: vec![self.local.id],
+            leader: placement.leader,
+            epoch: placement.epoch,
+            replicas: placement.replicas.clone(),
+            isr,
+            offline,
         }
     }
 
     /// The broker that coordinates a consumer group.
-    pub(crate) fn group_coordinator(&self, _group: &str) -> &Node {
-        &self.local
+    pub(crate) fn group_coordinator(&self, _group: &str) -> Node {
+        self.local.clone()
     }
 }

@@ -75,6 +75,15 @@ pub struct BrokerConfig {
     pub max_open_files: usize,
     /// `rill.max.partitions`: the most partitions the broker holds; creating more is refused.
     pub max_partitions: usize,
+    /// `controller.quorum.voters`: the metadata quorum's members; empty for a cluster of this
+    /// broker alone.
+    pub voters: crate::Voters,
+    /// Where the controller listener (the quorum's traffic) binds; `None` uses this node's
+    /// address in `voters`.
+    pub controller_listen: Option<String>,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced and its
+    /// partitions lose their leader until it returns.
+    pub broker_session_timeout: Duration,
 }
 
 impl BrokerConfig {
@@ -84,6 +93,18 @@ impl BrokerConfig {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
         }
+    }
+
+    /// The address of the controller listener, when the quorum has other voters.
+    pub fn controller_address(&self) -> Option<String> {
+        if self.voters.len() < 2 && self.controller_listen.is_none() {
+            return None;
+        }
+        self.controller_listen.clone().or_else(|| {
+            self.voters
+                .address(self.node_id)
+                .map(|(host, port)| format!("{host}:{port}"))
+        })
     }
 
     /// The cap of the segment descriptor cache.
@@ -120,6 +141,9 @@ impl Default for BrokerConfig {
             storage_threads: 0,
             max_open_files: 0,
             max_partitions: DEFAULT_MAX_PARTITIONS,
+            voters: crate::Voters::default(),
+            controller_listen: None,
+            broker_session_timeout: Duration::from_secs(9),
         }
     }
 }

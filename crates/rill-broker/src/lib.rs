@@ -40,6 +40,7 @@ mod idempotence;
 mod meta;
 mod metrics;
 mod partition;
+mod quorum;
 mod topic_config;
 
 use std::future::Future;
@@ -55,6 +56,7 @@ pub use config::{
     DEFAULT_RETENTION_CHECK_INTERVAL,
 };
 pub use error::BrokerError;
+pub use quorum::Voters;
 
 /// The process's limit on open descriptors, first raised to its hard limit (as Go's runtime
 /// does at start): the default descriptor cap is half of it, the rest left for sockets.
@@ -114,12 +116,16 @@ pub async fn run(
     let admin_task = admin
         .map(|admin| tokio::spawn(admin::serve(admin, admin_state.clone(), admin_stop.clone())));
 
-    let opening = metrics.clone();
-    let broker =
-        tokio::task::spawn_blocking(move || broker::Broker::open(config, advertised, opening))
-            .await
-            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+    tokio::pin!(shutdown);
+    let Some((broker, applied)) =
+        join_cluster(config, advertised, metrics.clone(), &mut shutdown).await?
+    else {
+        return Ok(());
+    };
     let broker = Arc::new(broker);
+    // The quorum stopping on its own (a failed disk, a refused configuration) stops the broker.
+    let failed = CancellationToken::new();
+    let reconciler = tokio::spawn(reconcile(broker.clone(), applied, failed.clone()));
     let collector = metrics::collector::BrokerCollector::new(Arc::downgrade(&broker))
         .map_err(|e| internal("metrics", e))?;
     metrics
@@ -142,7 +148,6 @@ pub async fn run(
             }
         })
     };
-    tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -155,6 +160,7 @@ pub async fn run(
                 }
             },
             () = &mut shutdown => break,
+            () = failed.cancelled() => break,
         };
         let open = metrics.connection_opened();
         // Detached: the tracker waits for it at shutdown.
@@ -170,6 +176,7 @@ pub async fn run(
     admin_state.stopping();
     drop(listener);
     housekeeping.abort();
+    reconciler.abort();
     broker.stopping.cancel();
     stop.cancel();
     let _ = connections.close();
@@ -183,5 +190,132 @@ pub async fn run(
         let _ = task.await;
     }
     tracing::info!("stopped");
-    Ok(())
+    match broker.quorum.status().failed {
+        Some(why) => Err(BrokerError::Config(why)),
+        None => Ok(()),
+    }
+}
+
+/// Starts this broker's member of the metadata quorum, registers the broker, checks the
+/// cluster id and opens the partitions placed here: the broker, and the stream of applied
+/// metadata changes. `None` if `shutdown` came first.
+async fn join_cluster(
+    config: BrokerConfig,
+    advertised: (String, u16),
+    metrics: Arc<metrics::Metrics>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<
+    Option<(
+        broker::Broker,
+        tokio::sync::mpsc::UnboundedReceiver<quorum::node::Applied>,
+    )>,
+    BrokerError,
+> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let node_id = config.node_id;
+    let controller = match config.controller_address() {
+        Some(address) => Some(TcpListener::bind(&address).await.map_err(|e| {
+            BrokerError::Listen(std::io::Error::new(
+                e.kind(),
+                format!("controller listener {address}: {e}"),
+            ))
+        })?),
+        None => None,
+    };
+    let quorum_config = quorum::QuorumConfig {
+        node_id,
+        voters: config.voters.clone(),
+        session_timeout: config.broker_session_timeout,
+        proposal_timeout: std::time::Duration::from_secs(10),
+    };
+    let incarnation = uuid::Uuid::new_v4();
+    let runtime = tokio::runtime::Handle::current();
+    let dir = data_dir.clone();
+    let (quorum, applied) = tokio::task::spawn_blocking(move || {
+        quorum::Quorum::start(&dir, &quorum_config, incarnation, controller, &runtime)
+    })
+    .await
+    .map_err(|e| BrokerError::Internal(e.to_string()))??;
+    let register = quorum::image::Command::RegisterBroker {
+        id: node_id,
+        incarnation,
+        host: advertised.0.clone(),
+        port: advertised.1,
+        rack: config.rack.clone(),
+    };
+    let mut waited = std::time::Instant::now();
+    let cluster_id = loop {
+        if let Some(why) = quorum.status().failed {
+            quorum.stop();
+            return Err(BrokerError::Config(why));
+        }
+        let registered = quorum
+            .image()
+            .brokers
+            .get(&node_id)
+            .is_some_and(|b| b.incarnation == incarnation);
+        let named = quorum.image().cluster_id.clone();
+        if let (true, Some(id)) = (registered, named) {
+            break id;
+        }
+        if !registered {
+            if let Err((_, why)) = quorum.propose(register.clone()).await {
+                if waited.elapsed() > std::time::Duration::from_secs(5) {
+                    tracing::info!(%why, "waiting for the metadata quorum");
+                    waited = std::time::Instant::now();
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            () = shutdown.as_mut() => {
+                quorum.stop();
+                return Ok(None);
+            }
+        }
+    };
+    meta::claim_cluster_id(&data_dir, node_id, &cluster_id)?;
+    quorum.set_cluster_id(&cluster_id);
+    let rack = config.rack.clone();
+    let local = cluster::Node {
+        id: node_id,
+        host: advertised.0,
+        port: advertised.1,
+        rack,
+    };
+    let broker = tokio::task::spawn_blocking(move || {
+        broker::Broker::open(
+            config,
+            cluster_id,
+            cluster::ClusterView::new(local),
+            quorum,
+            metrics,
+        )
+    })
+    .await
+    .map_err(|e| BrokerError::Internal(e.to_string()))??;
+    Ok(Some((broker, applied)))
+}
+
+/// Hands every applied metadata change to the broker, in order; cancels `failed` if the quorum
+/// stops on its own.
+async fn reconcile(
+    broker: Arc<broker::Broker>,
+    mut applied: tokio::sync::mpsc::UnboundedReceiver<quorum::node::Applied>,
+    failed: CancellationToken,
+) {
+    while let Some(change) = applied.recv().await {
+        broker.reconcile(change).await;
+        if broker.quorum.status().failed.is_some() {
+            break;
+        }
+    }
+    if !broker.stopping.is_cancelled() {
+        tracing::error!("the metadata quorum stopped: stopping the broker");
+        failed.cancel();
+    }
 }

@@ -1,18 +1,22 @@
-//! What the broker knows about its topics, kept through the storage engine: an internal log
-//! (`__rill_metadata-0`) of records keyed by topic name whose value is the topic's definition,
-//! or null once it is deleted. The last record for a name wins. Dynamic broker configs are
-//! records there too, keyed `__rill/broker-configs/<node id>` (or `.../` for the cluster
-//! default), each holding the resource's whole set. Every change is fsynced before
-//! it is acknowledged. The cluster id lives in `meta.properties`, as in Kafka.
+//! The files of the data directory that are not partition logs: `meta.properties` (the cluster
+//! id, as in Kafka), each partition's `partition.metadata` (its topic id), and the reader of
+//! the metadata log as the single-node Rill wrote it before the quorum (`MetaStore`): records
+//! keyed by topic name whose value is the topic's definition, or null once it is deleted, the
+//! last record for a name winning; dynamic broker configs keyed
+//! `__rill/broker-configs/<node id>`; producer id blocks. The quorum reads such a log once, to
+//! upgrade it in place (`quorum/mod.rs`); the writers are kept for tests that make one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+#[cfg(test)]
 use bytes::Bytes;
 use rill_log::{Log, LogConfig, LogError};
-use rill_record::{BatchBuilder, Batches, RecordSpec};
+use rill_record::Batches;
+#[cfg(test)]
+use rill_record::{BatchBuilder, RecordSpec};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -34,7 +38,7 @@ pub(crate) struct TopicRecord {
     pub(crate) configs: BTreeMap<String, String>,
 }
 
-/// The metadata log, owned by whoever holds the broker's admin lock.
+/// A metadata log in the single-node format.
 #[derive(Debug)]
 pub(crate) struct MetaStore {
     log: Log,
@@ -126,6 +130,7 @@ impl MetaStore {
     }
 
     /// Records a topic's new definition (or its deletion) durably.
+    #[cfg(test)]
     pub(crate) fn put(
         &mut self,
         name: &str,
@@ -138,6 +143,7 @@ impl MetaStore {
     }
 
     /// Records a BROKER resource's whole set of dynamic configs durably.
+    #[cfg(test)]
     pub(crate) fn put_broker_configs(
         &mut self,
         resource: &str,
@@ -149,12 +155,14 @@ impl MetaStore {
     }
 
     /// Records durably that producer ids below `reserved_to` may be handed out.
+    #[cfg(test)]
     pub(crate) fn reserve_producer_ids(&mut self, reserved_to: i64) -> Result<(), BrokerError> {
         let value = serde_json::to_vec(&ProducerIdBlock { reserved_to })
             .map_err(|e| BrokerError::Internal(e.to_string()))?;
         self.append(PRODUCER_IDS_KEY, Some(value))
     }
 
+    #[cfg(test)]
     fn append(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<(), BrokerError> {
         let mut record = RecordSpec::new(now_ms()).key(Bytes::copy_from_slice(key.as_bytes()));
         if let Some(value) = value {
@@ -170,6 +178,11 @@ impl MetaStore {
         Ok(())
     }
 
+    /// The log's end offset: how many records it holds.
+    pub(crate) fn end(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
     pub(crate) fn close(self) -> Result<(), LogError> {
         self.log.close()
     }
@@ -177,6 +190,40 @@ impl MetaStore {
 
 fn corrupt(dir: &Path, what: String) -> BrokerError {
     BrokerError::Metadata(format!("{}: {what}", dir.display()))
+}
+
+/// The cluster id `meta.properties` names, if the file exists.
+pub(crate) fn read_cluster_id(data_dir: &Path) -> Result<Option<String>, BrokerError> {
+    let path = data_dir.join("meta.properties");
+    match fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .find_map(|line| line.strip_prefix("cluster.id="))
+            .map(|id| Some(id.trim().to_owned()))
+            .ok_or_else(|| BrokerError::Metadata(format!("{}: no cluster.id", path.display()))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(BrokerError::Io { path, source }),
+    }
+}
+
+/// Checks that this data directory belongs to the cluster the quorum named, recording the id
+/// in `meta.properties` if it is the directory's first start.
+pub(crate) fn claim_cluster_id(
+    data_dir: &Path,
+    node_id: i32,
+    agreed: &str,
+) -> Result<(), BrokerError> {
+    match read_cluster_id(data_dir)? {
+        Some(id) if id == agreed => Ok(()),
+        Some(id) => Err(BrokerError::Config(format!(
+            "the data dir {} belongs to cluster {id}, but the quorum's cluster is {agreed}",
+            data_dir.display()
+        ))),
+        None => {
+            let text = format!("version=1\ncluster.id={agreed}\nnode.id={node_id}\n");
+            write_durably(&data_dir.join("meta.properties"), text.as_bytes())
+        }
+    }
 }
 
 /// Reads `meta.properties`, creating it with a new cluster id on first start.

@@ -156,6 +156,21 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_MAX_PARTITIONS", default_value_t = rill_broker::DEFAULT_MAX_PARTITIONS)]
     max_partitions: usize,
 
+    /// The metadata quorum's voters, `id@host:port,...` (controller.quorum.voters); each
+    /// address is that node's controller listener. Empty: a cluster of this broker alone
+    #[arg(long, env = "RILL_CONTROLLER_QUORUM_VOTERS", default_value = "")]
+    controller_quorum_voters: String,
+
+    /// Where this broker's controller listener binds, if not at its own address in
+    /// --controller-quorum-voters (rill.controller.listen)
+    #[arg(long, env = "RILL_CONTROLLER_LISTEN")]
+    controller_listen: Option<String>,
+
+    /// A broker not heard from by the quorum's leader for this long is fenced: its partitions
+    /// have no leader until it returns, ms (broker.session.timeout.ms)
+    #[arg(long, env = "RILL_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000)]
+    broker_session_timeout_ms: u64,
+
     /// Address of the admin HTTP listener (/metrics, /health/live, /health/ready, /status), or
     /// `none` to run without it.
     #[arg(long, env = "RILL_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
@@ -318,6 +333,33 @@ impl Args {
             self.max_partitions,
             &[("rill.max.partitions", 1)],
         )?;
+        let voters = s.get(
+            "controller_quorum_voters",
+            self.controller_quorum_voters.clone(),
+            &[("controller.quorum.voters", 1)],
+        )?;
+        let voters = rill_broker::Voters::parse(&voters).map_err(|why| anyhow::anyhow!(why))?;
+        let controller_listen = s.get(
+            "controller_listen",
+            self.controller_listen.clone(),
+            &[("rill.controller.listen", 1)],
+        )?;
+        let broker_session_timeout_ms = s.get(
+            "broker_session_timeout_ms",
+            self.broker_session_timeout_ms,
+            &[("broker.session.timeout.ms", 1)],
+        )?;
+        if broker_session_timeout_ms < 100 {
+            anyhow::bail!(
+                "broker.session.timeout.ms (--broker-session-timeout-ms) must be at least 100, \
+                 got {broker_session_timeout_ms}"
+            );
+        }
+        if !voters.is_empty() && !voters.contains(node_id) {
+            anyhow::bail!(
+                "node.id (--node-id) {node_id} is not one of controller.quorum.voters ({voters})"
+            );
+        }
         let admin_listen = s.get(
             "admin_listen",
             self.admin_listen,
@@ -400,6 +442,9 @@ impl Args {
             storage_threads,
             max_open_files,
             max_partitions,
+            voters,
+            controller_listen,
+            broker_session_timeout: Duration::from_millis(broker_session_timeout_ms),
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;

@@ -94,8 +94,7 @@ pub(super) async fn build(state: &AdminState, broker: &Broker) -> Status {
             id: topic.id.to_string(),
             configs: topic.overrides.clone(),
             partitions: topic
-                .partitions
-                .iter()
+                .held_partitions()
                 .map(|p| {
                     let offsets = p.offsets();
                     PartitionStatus {

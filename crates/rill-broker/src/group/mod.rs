@@ -5,4 +5,4 @@ mod coordinator;
 mod offsets;
 
 pub(crate) use coordinator::Coordinator;
-pub(crate) use offsets::{Committed, OFFSETS_LOG};
+pub(crate) use offsets::Committed;

@@ -28,6 +28,7 @@ pub(crate) async fn handle(
     for topic in req.topics {
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
+        let mut manual = None;
         let (partitions, refused) = if topic.assignments.is_empty() {
             let partitions = match topic.num_partitions {
                 -1 => broker.config.num_partitions,
@@ -46,7 +47,11 @@ pub(crate) async fn handle(
             (partitions, refused)
         } else {
             match manual_assignment(broker, &topic) {
-                Ok(partitions) => (partitions, None),
+                Ok(replicas) => {
+                    let count = i32::try_from(replicas.len()).unwrap_or(i32::MAX);
+                    manual = Some(replicas);
+                    (count, None)
+                }
                 Err(err) => (-1, Some(err)),
             }
         };
@@ -72,7 +77,7 @@ pub(crate) async fn handle(
             Some(err) => Err(err),
             None => {
                 broker
-                    .create_topic(&name, partitions, overrides, req.validate_only)
+                    .create_topic(&name, partitions, overrides, req.validate_only, manual)
                     .await
             }
         };
@@ -114,8 +119,9 @@ pub(crate) async fn handle(
 
 /// A manual replica assignment, checked as Kafka's controller checks it: `num_partitions` and
 /// `replication_factor` must be -1 beside it (INVALID_REQUEST), and each partition from 0 up
-/// named once, on registered brokers (INVALID_REPLICA_ASSIGNMENT). The partition count.
-fn manual_assignment(broker: &Broker, topic: &CreatableTopic) -> Result<i32, TopicError> {
+/// named once, on registered brokers (INVALID_REPLICA_ASSIGNMENT). Each partition's replicas,
+/// by partition index.
+fn manual_assignment(broker: &Broker, topic: &CreatableTopic) -> Result<Vec<Vec<i32>>, TopicError> {
     if topic.replication_factor != -1 {
         return Err((
             ErrorCode::InvalidRequest,
@@ -141,6 +147,10 @@ fn manual_assignment(broker: &Broker, topic: &CreatableTopic) -> Result<i32, Top
             )
         })
         .collect();
-    let replicas: Vec<(i32, &[i32])> = replicas.iter().map(|(p, r)| (*p, r.as_slice())).collect();
-    assignment::check_topic(&replicas, broker.config.node_id)
+    let registered = broker.quorum.image().brokers.keys().copied().collect();
+    let mut checked: Vec<(i32, &[i32])> =
+        replicas.iter().map(|(p, r)| (*p, r.as_slice())).collect();
+    let _ = assignment::check_topic(&checked, &registered)?;
+    checked.sort_by_key(|(p, _)| *p);
+    Ok(checked.into_iter().map(|(_, r)| r.to_vec()).collect())
 }

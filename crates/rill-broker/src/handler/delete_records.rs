@@ -17,10 +17,17 @@ pub(crate) async fn handle(broker: &Broker, req: DeleteRecordsRequest) -> Delete
             let result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
-            else {
-                partitions.push(result.with_error_code(ErrorCode::UnknownTopicOrPartition.code()));
-                continue;
+            let partition = match topic.as_ref().map(|t| t.led(p.partition_index)) {
+                Some(Ok(partition)) => partition,
+                Some(Err(code)) => {
+                    partitions.push(result.with_error_code(code.code()));
+                    continue;
+                }
+                None => {
+                    partitions
+                        .push(result.with_error_code(ErrorCode::UnknownTopicOrPartition.code()));
+                    continue;
+                }
             };
             // Kafka deletes records only where the policy says delete: a compact-only topic
             // keeps them for its cleaner.

@@ -48,20 +48,27 @@ pub(crate) fn handle(
             0
         };
         let mut partitions = Vec::new();
-        for p in topic.partitions.iter().filter(|p| p.index >= first) {
+        for index in first.max(0)..topic.partition_count() {
             if budget == 0 {
                 next_cursor = Some(
                     Cursor::default()
                         .with_topic_name(super::topic_name(&name))
-                        .with_partition_index(p.index),
+                        .with_partition_index(index),
                 );
                 break;
             }
             budget -= 1;
-            let led = broker.cluster.leadership(&topic, p.index);
+            let led = broker.cluster.leadership(&topic, index);
+            let error = if led.leader == -1 {
+                rill_protocol::ErrorCode::LeaderNotAvailable
+            } else {
+                rill_protocol::ErrorCode::None
+            };
             partitions.push(
                 DescribeTopicPartitionsResponsePartition::default()
-                    .with_partition_index(p.index)
+                    .with_error_code(error.code())
+                    .with_partition_index(index)
+                    .with_offline_replicas(led.offline.into_iter().map(BrokerId).collect())
                     .with_leader_id(BrokerId(led.leader))
                     .with_leader_epoch(led.epoch)
                     .with_replica_nodes(led.replicas.into_iter().map(BrokerId).collect())

@@ -67,10 +67,11 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
                 let response = PartitionData::default()
                     .with_partition_index(fp.partition)
                     .with_preferred_read_replica(BrokerId(-1));
-                let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
-                    let code = match topic {
-                        None => unknown,
-                        Some(_) => ErrorCode::UnknownTopicOrPartition,
+                let led = topic.as_ref().map(|t| t.led(fp.partition));
+                let Some(Ok(partition)) = led else {
+                    let code = match led {
+                        Some(Err(code)) => code,
+                        _ => unknown,
                     };
                     errors = true;
                     partitions.push(

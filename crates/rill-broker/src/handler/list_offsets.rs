@@ -39,11 +39,17 @@ pub(crate) async fn handle(
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(leader_epoch);
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
-            else {
-                partitions
-                    .push(response.with_error_code(ErrorCode::UnknownTopicOrPartition.code()));
-                continue;
+            let partition = match topic.as_ref().map(|t| t.led(p.partition_index)) {
+                Some(Ok(partition)) => partition,
+                Some(Err(code)) => {
+                    partitions.push(response.with_error_code(code.code()));
+                    continue;
+                }
+                None => {
+                    partitions
+                        .push(response.with_error_code(ErrorCode::UnknownTopicOrPartition.code()));
+                    continue;
+                }
             };
             let query = match p.timestamp {
                 LATEST => OffsetQuery::Latest,

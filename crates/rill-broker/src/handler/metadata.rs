@@ -104,7 +104,13 @@ async fn lookup_or_create(
         return failed(code);
     }
     match broker
-        .create_topic(name, broker.config.num_partitions, BTreeMap::new(), false)
+        .create_topic(
+            name,
+            broker.config.num_partitions,
+            BTreeMap::new(),
+            false,
+            None,
+        )
         .await
     {
         Ok(topic) => describe(broker, &topic, topic_operations),
@@ -123,17 +129,22 @@ fn describe(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataRes
         .with_topic_id(topic.id)
         .with_topic_authorized_operations(operations)
         .with_partitions(
-            topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let led = broker.cluster.leadership(topic, p.index);
+            (0..topic.partition_count())
+                .map(|index| {
+                    let led = broker.cluster.leadership(topic, index);
+                    let error = if led.leader == -1 {
+                        ErrorCode::LeaderNotAvailable
+                    } else {
+                        ErrorCode::None
+                    };
                     MetadataResponsePartition::default()
-                        .with_partition_index(p.index)
+                        .with_error_code(error.code())
+                        .with_partition_index(index)
                         .with_leader_id(BrokerId(led.leader))
                         .with_leader_epoch(led.epoch)
                         .with_replica_nodes(led.replicas.into_iter().map(BrokerId).collect())
                         .with_isr_nodes(led.isr.into_iter().map(BrokerId).collect())
+                        .with_offline_replicas(led.offline.into_iter().map(BrokerId).collect())
                 })
                 .collect(),
         )

@@ -44,6 +44,19 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
 }
 
 /// An optional message for a response.
+/// Why a partition request cannot be served here, for the error message beside `code`.
+pub(crate) fn not_here(code: rill_protocol::ErrorCode, topic: &str, partition: i32) -> String {
+    match code {
+        rill_protocol::ErrorCode::NotLeaderOrFollower => {
+            format!("this broker does not lead partition {topic}-{partition}")
+        }
+        rill_protocol::ErrorCode::KafkaStorageError => {
+            format!("the log of partition {topic}-{partition} could not be opened here")
+        }
+        _ => format!("topic '{topic}' has no partition {partition}"),
+    }
+}
+
 pub(crate) fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }

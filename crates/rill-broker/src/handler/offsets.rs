@@ -69,11 +69,7 @@ pub(crate) async fn commit(
         for (i, p) in topic.partitions.iter().enumerate() {
             let check = match group_error {
                 Some(code) => Err(code),
-                None if known
-                    .as_ref()
-                    .and_then(|k| k.partition(p.partition_index))
-                    .is_none() =>
-                {
+                None if !known.as_ref().is_some_and(|k| k.exists(p.partition_index)) => {
                     Err(ErrorCode::UnknownTopicOrPartition)
                 }
                 None if p

@@ -75,13 +75,10 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
             let outcome = match (&refuse_all, &topic) {
                 (Some((code, message)), _) => failed(*code, message.clone()),
                 (None, None) => failed(unknown, format!("topic '{name}' does not exist")),
-                (None, Some(topic)) => match topic.partition(data.index) {
-                    None => failed(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("topic '{name}' has no partition {}", data.index),
-                    ),
+                (None, Some(topic)) => match topic.led(data.index) {
+                    Err(code) => failed(code, super::not_here(code, &name, data.index)),
                     // Kafka checks the in-sync replicas before it looks at the records.
-                    Some(_) if acks == -1 && topic.config.min_insync_replicas > 1 => failed(
+                    Ok(_) if acks == -1 && topic.config.min_insync_replicas > 1 => failed(
                         ErrorCode::NotEnoughReplicas,
                         format!(
                             "partition {name}-{} has 1 in-sync replica, fewer than its \
@@ -89,7 +86,7 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
                             data.index, topic.config.min_insync_replicas
                         ),
                     ),
-                    Some(partition) => {
+                    Ok(partition) => {
                         match prepare(topic, data.index, data.records, version).await {
                             Ok(batch) => Pending::Appending(partition.append(
                                 batch,

@@ -116,7 +116,7 @@ impl Collector for BrokerCollector {
             return Vec::new();
         };
         for topic in broker.all_topics() {
-            for partition in &topic.partitions {
+            for partition in topic.held_partitions() {
                 let index = partition.index.to_string();
                 let labels = [topic.name.as_str(), index.as_str()];
                 let offsets = partition.offsets();

@@ -1,0 +1,471 @@
+//! The metadata state machine: what the cluster agreed on, rebuilt on every broker by applying
+//! the committed entries of the metadata log in order. Applying is deterministic (no clock, no
+//! randomness, no I/O), so every broker that has applied the same index holds the same image.
+//!
+//! An entry is a [`Proposal`]: a [`Command`] and who proposed it. A command that cannot apply
+//! (a topic created twice, deleted while it was being changed) changes nothing and carries its
+//! error back to the proposer.
+
+use std::collections::BTreeMap;
+
+use rill_protocol::ErrorCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::meta::Replayed;
+
+/// A partition's place in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PartitionImage {
+    /// Its replicas; the first is the preferred leader. One replica until replication.
+    pub(crate) replicas: Vec<i32>,
+    /// The leading broker, or -1 while none of its replicas is live.
+    pub(crate) leader: i32,
+    /// Raised by every change of leader, so that a stale leader is told apart.
+    pub(crate) epoch: i32,
+}
+
+/// A topic as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TopicImage {
+    pub(crate) id: Uuid,
+    /// Config overrides (Kafka names), validated before they were proposed.
+    pub(crate) configs: BTreeMap<String, String>,
+    pub(crate) partitions: Vec<PartitionImage>,
+}
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BrokerImage {
+    /// Different for every start of the process: a new one means the broker restarted.
+    pub(crate) incarnation: Uuid,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) rack: Option<String>,
+    /// Its session expired: it leads nothing until it is heard from again.
+    pub(crate) fenced: bool,
+}
+
+/// The whole agreed state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Image {
+    pub(crate) cluster_id: Option<String>,
+    pub(crate) topics: BTreeMap<String, TopicImage>,
+    pub(crate) brokers: BTreeMap<i32, BrokerImage>,
+    /// Dynamic broker configs by BROKER resource name (a node id, or "" for the default).
+    pub(crate) broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The first producer id no broker has been given.
+    pub(crate) next_producer_id: i64,
+}
+
+/// A change to the image, as it travels through the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub(crate) enum Command {
+    /// Names the cluster; only the first one applies.
+    InitCluster {
+        cluster_id: String,
+    },
+    /// A broker (re)starts: it is live and leads its partitions again, at a higher epoch.
+    RegisterBroker {
+        id: i32,
+        incarnation: Uuid,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    /// A broker's session expired.
+    FenceBroker {
+        id: i32,
+        incarnation: Uuid,
+    },
+    /// A fenced broker was heard from again.
+    UnfenceBroker {
+        id: i32,
+        incarnation: Uuid,
+    },
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        configs: BTreeMap<String, String>,
+        /// Each partition's replicas.
+        assignment: Vec<Vec<i32>>,
+    },
+    DeleteTopic {
+        name: String,
+        id: Uuid,
+    },
+    /// Adds partitions `from..` to a topic that has exactly `from`.
+    CreatePartitions {
+        name: String,
+        id: Uuid,
+        from: usize,
+        assignment: Vec<Vec<i32>>,
+    },
+    SetTopicConfigs {
+        name: String,
+        id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    SetBrokerConfigs {
+        resource: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// Hands the proposer a block of `count` producer ids; the outcome is its first id.
+    AllocateProducerIds {
+        count: i64,
+    },
+}
+
+/// A command and who proposed it, so that the proposer learns how it applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Proposal {
+    /// The proposing process (its incarnation's low bits), and its sequence number there.
+    pub(crate) origin: u64,
+    pub(crate) seq: u64,
+    pub(crate) command: Command,
+}
+
+/// How a command applied: a value (a producer id block's start, else 0) or the error a client
+/// gets.
+pub(crate) type Outcome = Result<i64, (ErrorCode, String)>;
+
+/// What an applied command changed, for the broker to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    Cluster,
+    Topic(String),
+    /// A topic is gone (with the id it had).
+    TopicDeleted(String, Uuid),
+    /// Brokers changed (registered, fenced, unfenced), and with them leaders.
+    Brokers,
+    BrokerConfigs,
+}
+
+impl Image {
+    /// Applies one command; `changes` gets what it changed.
+    pub(crate) fn apply(&mut self, command: Command, changes: &mut Vec<Change>) -> Outcome {
+        match command {
+            Command::InitCluster { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id);
+                    changes.push(Change::Cluster);
+                }
+                Ok(0)
+            }
+            Command::RegisterBroker {
+                id,
+                incarnation,
+                host,
+                port,
+                rack,
+            } => {
+                let restarted = self
+                    .brokers
+                    .get(&id)
+                    .is_none_or(|b| b.incarnation != incarnation || b.fenced);
+                let _ = self.brokers.insert(
+                    id,
+                    BrokerImage {
+                        incarnation,
+                        host,
+                        port,
+                        rack,
+                        fenced: false,
+                    },
+                );
+                if restarted {
+                    self.lead_again(id, changes);
+                }
+                changes.push(Change::Brokers);
+                Ok(0)
+            }
+            Command::FenceBroker { id, incarnation } => {
+                let Some(broker) = self
+                    .brokers
+                    .get_mut(&id)
+                    .filter(|b| b.incarnation == incarnation && !b.fenced)
+                else {
+                    return Ok(0);
+                };
+                broker.fenced = true;
+                for (name, topic) in &mut self.topics {
+                    let mut changed = false;
+                    for p in topic.partitions.iter_mut().filter(|p| p.leader == id) {
+                        p.leader = -1;
+                        p.epoch += 1;
+                        changed = true;
+                    }
+                    if changed {
+                        changes.push(Change::Topic(name.clone()));
+                    }
+                }
+                changes.push(Change::Brokers);
+                Ok(0)
+            }
+            Command::UnfenceBroker { id, incarnation } => {
+                let Some(broker) = self
+                    .brokers
+                    .get_mut(&id)
+                    .filter(|b| b.incarnation == incarnation && b.fenced)
+                else {
+                    return Ok(0);
+                };
+                broker.fenced = false;
+                self.lead_again(id, changes);
+                changes.push(Change::Brokers);
+                Ok(0)
+            }
+            Command::CreateTopic {
+                name,
+                id,
+                configs,
+                assignment,
+            } => {
+                if self.topics.contains_key(&name) {
+                    return Err((
+                        ErrorCode::TopicAlreadyExists,
+                        format!("topic '{name}' already exists"),
+                    ));
+                }
+                let partitions = assignment
+                    .into_iter()
+                    .map(|replicas| self.place(replicas))
+                    .collect();
+                let topic = TopicImage {
+                    id,
+                    configs,
+                    partitions,
+                };
+                let _ = self.topics.insert(name.clone(), topic);
+                changes.push(Change::Topic(name));
+                Ok(0)
+            }
+            Command::DeleteTopic { name, id } => {
+                let _ = self.topic_mut(&name, id)?;
+                let _ = self.topics.remove(&name);
+                changes.push(Change::TopicDeleted(name, id));
+                Ok(0)
+            }
+            Command::CreatePartitions {
+                name,
+                id,
+                from,
+                assignment,
+            } => {
+                let current = self.topic_mut(&name, id)?.partitions.len();
+                if current != from {
+                    return Err((
+                        ErrorCode::InvalidPartitions,
+                        format!(
+                            "topic '{name}' has {current} partition(s) now, not {from}: it \
+                             changed meanwhile"
+                        ),
+                    ));
+                }
+                let placed: Vec<_> = assignment.into_iter().map(|r| self.place(r)).collect();
+                self.topic_mut(&name, id)?.partitions.extend(placed);
+                changes.push(Change::Topic(name));
+                Ok(0)
+            }
+            Command::SetTopicConfigs { name, id, configs } => {
+                self.topic_mut(&name, id)?.configs = configs;
+                changes.push(Change::Topic(name));
+                Ok(0)
+            }
+            Command::SetBrokerConfigs { resource, configs } => {
+                let _ = self.broker_configs.insert(resource, configs);
+                changes.push(Change::BrokerConfigs);
+                Ok(0)
+            }
+            Command::AllocateProducerIds { count } => {
+                let first = self.next_producer_id;
+                self.next_producer_id = first.saturating_add(count.max(1));
+                Ok(first)
+            }
+        }
+    }
+
+    fn topic_mut(&mut self, name: &str, id: Uuid) -> Result<&mut TopicImage, (ErrorCode, String)> {
+        self.topics
+            .get_mut(name)
+            .filter(|t| t.id == id)
+            .ok_or_else(|| {
+                (
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                )
+            })
+    }
+
+    /// A new partition on `replicas`, led by its first live replica.
+    fn place(&self, replicas: Vec<i32>) -> PartitionImage {
+        let leader = replicas
+            .iter()
+            .copied()
+            .find(|r| self.is_live(*r))
+            .unwrap_or(-1);
+        PartitionImage {
+            replicas,
+            leader,
+            epoch: 0,
+        }
+    }
+
+    /// Whether a broker is registered and not fenced.
+    pub(crate) fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// A broker came (back): it leads every partition whose first replica it is, at a new
+    /// epoch, and those without a leader that it holds.
+    fn lead_again(&mut self, id: i32, changes: &mut Vec<Change>) {
+        for (name, topic) in &mut self.topics {
+            let mut changed = false;
+            for p in &mut topic.partitions {
+                let preferred = p.replicas.first() == Some(&id);
+                if preferred || (p.leader == -1 && p.replicas.contains(&id)) {
+                    p.leader = id;
+                    p.epoch += 1;
+                    changed = true;
+                }
+            }
+            if changed {
+                changes.push(Change::Topic(name.clone()));
+            }
+        }
+    }
+
+    /// The image of a data directory written by a single-node Rill before the quorum: every
+    /// partition on `node_id`, at epoch 0.
+    pub(crate) fn from_legacy(replayed: Replayed, node_id: i32, cluster_id: String) -> Self {
+        let topics = replayed
+            .topics
+            .into_iter()
+            .map(|(name, record)| {
+                let partitions = (0..record.partitions)
+                    .map(|_| PartitionImage {
+                        replicas: vec![node_id],
+                        leader: node_id,
+                        epoch: 0,
+                    })
+                    .collect();
+                let topic = TopicImage {
+                    id: record.id,
+                    configs: record.configs,
+                    partitions,
+                };
+                (name, topic)
+            })
+            .collect();
+        Self {
+            cluster_id: Some(cluster_id),
+            topics,
+            brokers: BTreeMap::new(),
+            broker_configs: replayed.broker_configs,
+            next_producer_id: replayed.producer_ids_from,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(id: i32, incarnation: Uuid) -> Command {
+        Command::RegisterBroker {
+            id,
+            incarnation,
+            host: "127.0.0.1".into(),
+            port: 9000 + u16::try_from(id).unwrap_or(0),
+            rack: None,
+        }
+    }
+
+    #[test]
+    fn fencing_and_return_move_leadership_with_rising_epochs() {
+        let mut image = Image::default();
+        let mut changes = Vec::new();
+        let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(image.apply(register(1, one), &mut changes), Ok(0));
+        assert_eq!(image.apply(register(2, two), &mut changes), Ok(0));
+        let topic = Uuid::new_v4();
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id: topic,
+            configs: BTreeMap::new(),
+            assignment: vec![vec![1], vec![2]],
+        };
+        assert_eq!(image.apply(create.clone(), &mut changes), Ok(0));
+        assert!(matches!(
+            image.apply(create, &mut changes),
+            Err((ErrorCode::TopicAlreadyExists, _))
+        ));
+        let leaders = |image: &Image| -> Vec<(i32, i32)> {
+            image.topics["t"]
+                .partitions
+                .iter()
+                .map(|p| (p.leader, p.epoch))
+                .collect()
+        };
+        assert_eq!(leaders(&image), [(1, 0), (2, 0)]);
+
+        let fence = Command::FenceBroker {
+            id: 2,
+            incarnation: two,
+        };
+        assert_eq!(image.apply(fence.clone(), &mut changes), Ok(0));
+        assert_eq!(leaders(&image), [(1, 0), (-1, 1)]);
+        // A second fence of the same session changes nothing.
+        assert_eq!(image.apply(fence, &mut changes), Ok(0));
+        assert_eq!(leaders(&image), [(1, 0), (-1, 1)]);
+        // A stale unfence (an older incarnation) changes nothing either.
+        let stale = Command::UnfenceBroker {
+            id: 2,
+            incarnation: one,
+        };
+        assert_eq!(image.apply(stale, &mut changes), Ok(0));
+        assert_eq!(leaders(&image), [(1, 0), (-1, 1)]);
+        // Broker 2 restarts: it leads again at a higher epoch.
+        assert_eq!(
+            image.apply(register(2, Uuid::new_v4()), &mut changes),
+            Ok(0)
+        );
+        assert_eq!(leaders(&image), [(1, 0), (2, 2)]);
+    }
+
+    #[test]
+    fn partitions_are_added_only_to_the_count_they_were_planned_for() {
+        let mut image = Image::default();
+        let mut changes = Vec::new();
+        let id = Uuid::new_v4();
+        let _ = image.apply(register(1, Uuid::new_v4()), &mut changes);
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id,
+            configs: BTreeMap::new(),
+            assignment: vec![vec![1]],
+        };
+        assert_eq!(image.apply(create, &mut changes), Ok(0));
+        let grow = |from| Command::CreatePartitions {
+            name: "t".into(),
+            id,
+            from,
+            assignment: vec![vec![1]],
+        };
+        assert_eq!(image.apply(grow(1), &mut changes), Ok(0));
+        assert!(matches!(
+            image.apply(grow(1), &mut changes),
+            Err((ErrorCode::InvalidPartitions, _))
+        ));
+        assert_eq!(image.topics["t"].partitions.len(), 2);
+        let delete_other = Command::DeleteTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+        };
+        assert!(image.apply(delete_other, &mut changes).is_err());
+        let first = image.apply(Command::AllocateProducerIds { count: 1000 }, &mut changes);
+        let second = image.apply(Command::AllocateProducerIds { count: 1000 }, &mut changes);
+        assert_eq!((first, second), (Ok(0), Ok(1000)));
+    }
+}

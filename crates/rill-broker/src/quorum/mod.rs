@@ -1,0 +1,301 @@
+//! The metadata quorum: the brokers named by `controller.quorum.voters` replicate the
+//! metadata log (`__rill_metadata-0`) with raft-rs, and every broker applies its committed
+//! entries to the same [`image::Image`]: the cluster id, topics with their partitions'
+//! replicas, leaders and leader epochs, registered brokers, dynamic broker configs and producer
+//! id blocks. Any broker may propose a change; raft-rs forwards it to the leader, and the
+//! proposer learns its outcome when it applies the entry itself.
+//!
+//! With no voters configured, the broker is a quorum of one: it elects itself at start (no
+//! timeout) and every change costs the fsyncs of its own log, as before the quorum.
+//!
+//! - `image.rs`: the state machine (commands, deterministic apply);
+//! - `store.rs`: the Raft log on `rill-log`, the hard state and the snapshot;
+//! - `node.rs`: the thread running raft-rs's Ready loop, session fencing on the leader;
+//! - `transport.rs`: the voters' TCP connections;
+//! - `voters.rs`: `controller.quorum.voters`.
+
+pub(crate) mod image;
+pub(crate) mod node;
+pub(crate) mod store;
+pub(crate) mod transport;
+pub(crate) mod voters;
+
+use std::path::Path;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rill_protocol::ErrorCode;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::broker::TopicError;
+use crate::error::BrokerError;
+use crate::meta::{self, METADATA_LOG};
+use image::{Command, Image};
+use node::{Applied, Input, Node, NodeConfig, Shared, Status};
+use store::QuorumStore;
+use transport::{Hello, KnownClusterId, Transport};
+pub use voters::Voters;
+
+/// What the quorum needs to start.
+#[derive(Debug, Clone)]
+pub(crate) struct QuorumConfig {
+    pub(crate) node_id: i32,
+    /// Empty: a quorum of this broker alone.
+    pub(crate) voters: Voters,
+    pub(crate) session_timeout: Duration,
+    pub(crate) proposal_timeout: Duration,
+}
+
+/// This broker's member of the metadata quorum.
+#[derive(Debug)]
+pub(crate) struct Quorum {
+    inputs: Mutex<Sender<Input>>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    transport: Mutex<Option<Transport>>,
+    /// The voters, this broker alone when none were configured.
+    pub(crate) voters: Voters,
+    cluster_id: KnownClusterId,
+}
+
+impl Quorum {
+    /// Opens (upgrading a single-node metadata log written before the quorum, or making a new
+    /// one) and starts this broker's replica. `controller` is the listener for the other
+    /// voters, needed when there are any. Blocking.
+    pub(crate) fn start(
+        data_dir: &Path,
+        config: &QuorumConfig,
+        incarnation: Uuid,
+        controller: Option<tokio::net::TcpListener>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Applied>), BrokerError> {
+        let me = config.node_id;
+        let voters = if config.voters.is_empty() {
+            Voters::alone(me)
+        } else {
+            config.voters.clone()
+        };
+        if !voters.contains(me) {
+            return Err(BrokerError::Config(format!(
+                "node.id {me} is not one of controller.quorum.voters ({})",
+                config.voters
+            )));
+        }
+        let voter_ids: Vec<u64> = voters.ids().map(voters::raft_id).collect();
+        let dir = data_dir.join(METADATA_LOG);
+        let stored_cluster_id = meta::read_cluster_id(data_dir)?;
+        if !QuorumStore::initialized(&dir) {
+            let (image, index) = match meta::MetaStore::open(data_dir) {
+                Ok((store, replayed)) if store.end() > 0 => {
+                    let index = u64::try_from(store.end()).unwrap_or(0);
+                    store.close()?;
+                    let cluster_id = match &stored_cluster_id {
+                        Some(id) => id.clone(),
+                        None => meta::cluster_id(data_dir, me)?,
+                    };
+                    tracing::info!(
+                        topics = replayed.topics.len(),
+                        entries = index,
+                        "upgrading the single-node metadata log to the quorum's format"
+                    );
+                    (Image::from_legacy(replayed, me, cluster_id), index)
+                }
+                Ok((store, _)) => {
+                    store.close()?;
+                    (Image::default(), 0)
+                }
+                Err(err) => return Err(err),
+            };
+            let data =
+                serde_json::to_vec(&image).map_err(|e| BrokerError::Internal(e.to_string()))?;
+            let snapshot = store::make_snapshot(index, 0, voter_ids.clone(), data);
+            QuorumStore::initialize(&dir, &snapshot)?;
+        }
+        let store = QuorumStore::open(&dir)?;
+        let stored = store
+            .snapshot_ref()
+            .get_metadata()
+            .get_conf_state()
+            .get_voters()
+            .to_vec();
+        let mut stored_sorted = stored.clone();
+        stored_sorted.sort_unstable();
+        if stored_sorted != voter_ids {
+            let ids = |v: &[u64]| {
+                v.iter()
+                    .map(|id| voters::node_id(*id).to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            return Err(BrokerError::Config(format!(
+                "controller.quorum.voters names nodes {} but the quorum in {} is nodes {}",
+                ids(&voter_ids),
+                dir.display(),
+                ids(&stored_sorted)
+            )));
+        }
+        let image: Image = serde_json::from_slice(&store.snapshot_ref().data)
+            .map_err(|e| BrokerError::Metadata(format!("{}: snapshot: {e}", dir.display())))?;
+        let known = image.cluster_id.clone().or(stored_cluster_id.clone());
+        let cluster_id: KnownClusterId = Arc::new(Mutex::new(known));
+        let (applied_tx, _) = watch::channel(store.snapshot_ref().get_metadata().index);
+        let shared = Arc::new(Shared {
+            image: RwLock::new(image),
+            status: Mutex::new(Status {
+                leader: -1,
+                role: "follower",
+                ..Status::default()
+            }),
+            applied: applied_tx,
+        });
+        let (inputs, receiver) = std::sync::mpsc::channel();
+        let peers: Vec<i32> = voters.ids().filter(|id| *id != me).collect();
+        let (transport, outbox): (Option<Transport>, node::Outbox) = if peers.is_empty() {
+            (None, Box::new(|_| {}))
+        } else {
+            let listener = controller.ok_or_else(|| {
+                BrokerError::Config("the quorum has other voters but no controller listener".into())
+            })?;
+            let hello = Hello {
+                node_id: me,
+                incarnation,
+                voters: voters.to_string(),
+                cluster_id: None,
+            };
+            let (transport, outbox) = transport::start(
+                runtime,
+                listener,
+                hello,
+                &voters,
+                inputs.clone(),
+                cluster_id.clone(),
+            );
+            (Some(transport), outbox)
+        };
+        let node_config = NodeConfig {
+            node_id: me,
+            origin: incarnation.as_u64_pair().0,
+            peers,
+            session_timeout: config.session_timeout,
+            proposal_timeout: config.proposal_timeout,
+            cluster_id: stored_cluster_id.unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+        };
+        let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+        let node = Node::new(store, node_config, shared.clone(), outbox, changes_tx)?;
+        let thread = std::thread::Builder::new()
+            .name("rill-quorum".into())
+            .spawn(move || node.run(&receiver))
+            .map_err(|source| BrokerError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok((
+            Self {
+                inputs: Mutex::new(inputs),
+                shared,
+                thread: Mutex::new(Some(thread)),
+                transport: Mutex::new(transport),
+                voters,
+                cluster_id,
+            },
+            changes_rx,
+        ))
+    }
+
+    fn send(&self, input: Input) -> bool {
+        self.inputs
+            .lock()
+            .is_ok_and(|inputs| inputs.send(input).is_ok())
+    }
+
+    /// Proposes a change and waits until this broker has applied it: the index it applied at,
+    /// and its value.
+    pub(crate) async fn propose(&self, command: Command) -> Result<(u64, i64), TopicError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || {
+            (
+                ErrorCode::NotController,
+                "the metadata quorum has stopped".to_owned(),
+            )
+        };
+        if !self.send(Input::Propose(command, reply)) {
+            return Err(gone());
+        }
+        answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// The agreed state, read-locked: never hold it across an `.await`.
+    pub(crate) fn image(&self) -> RwLockReadGuard<'_, Image> {
+        self.shared
+            .image
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How this replica stands.
+    pub(crate) fn status(&self) -> Status {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Tells the transport the agreed cluster id, checked in every hello from now on.
+    pub(crate) fn set_cluster_id(&self, id: &str) {
+        if let Ok(mut known) = self.cluster_id.lock() {
+            *known = Some(id.to_owned());
+        }
+    }
+
+    /// Stops the node thread and the transport. Blocking.
+    pub(crate) fn stop(&self) {
+        let _ = self.send(Input::Stop);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        drop(self.transport.lock().ok().and_then(|mut t| t.take()));
+    }
+}
+
+/// raft-rs logs through slog; this forwards its records to `tracing` (debug, or warn for its
+/// warnings and errors) with their key-values.
+#[derive(Debug)]
+struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        values: &slog::OwnedKVList,
+    ) -> Result<Self::Ok, Self::Err> {
+        use slog::KV as _;
+        let mut kv = KvText(String::new());
+        let _ = record.kv().serialize(record, &mut kv);
+        let _ = values.serialize(record, &mut kv);
+        let message = record.msg();
+        if record.level().is_at_least(slog::Level::Warning) {
+            tracing::warn!(target: "raft", "{message}{}", kv.0);
+        } else {
+            tracing::debug!(target: "raft", "{message}{}", kv.0);
+        }
+        Ok(())
+    }
+}
+
+struct KvText(String);
+
+impl slog::Serializer for KvText {
+    fn emit_arguments(&mut self, key: slog::Key, value: &std::fmt::Arguments<'_>) -> slog::Result {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, " {key}={value}");
+        Ok(())
+    }
+}

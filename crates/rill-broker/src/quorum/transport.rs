@@ -1,0 +1,308 @@
+//! The quorum's network: one TCP connection from each voter to each other voter's controller
+//! listener, carrying raft-rs messages one way as length-prefixed protobuf frames.
+//!
+//! A connection opens with a hello (node id, incarnation, voters, cluster id) that the
+//! receiver checks before it reads anything else: a broker whose `controller.quorum.voters` or
+//! cluster id disagrees, or a second live process with a node id already connected, is refused
+//! with a one-line reason, and never reaches the Raft node. Messages are dropped while a peer is
+//! unreachable (Raft resends what matters).
+
+use std::collections::HashMap;
+use std::sync::mpsc::Sender as InputSender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::node::Input;
+use super::voters::{Voters, node_id, raft_id};
+
+/// The largest frame accepted: a batch of metadata entries or a snapshot.
+const MAX_FRAME: usize = 64 << 20;
+/// Messages queued for one peer before new ones are dropped.
+const QUEUE: usize = 4096;
+
+/// Who is connecting, checked by the receiver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub(crate) node_id: i32,
+    pub(crate) incarnation: Uuid,
+    pub(crate) voters: String,
+    pub(crate) cluster_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    refused: Option<String>,
+}
+
+/// The cluster id as this broker knows it (none until the quorum named it).
+pub(crate) type KnownClusterId = Arc<Mutex<Option<String>>>;
+
+/// The running transport: its tasks, stopped when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the acceptor on `listener` and a sender for each other voter; returns the function
+/// that queues a message for its peer.
+pub(crate) fn start(
+    runtime: &tokio::runtime::Handle,
+    listener: TcpListener,
+    me: Hello,
+    voters: &Voters,
+    inputs: InputSender<Input>,
+    cluster_id: KnownClusterId,
+) -> (Transport, super::node::Outbox) {
+    let mut tasks = Vec::new();
+    let mut queues = HashMap::new();
+    let live = Arc::new(Mutex::new(HashMap::new()));
+    tasks.push(runtime.spawn(accept(
+        listener,
+        me.clone(),
+        inputs.clone(),
+        cluster_id.clone(),
+        live,
+    )));
+    for peer in voters.ids().filter(|id| *id != me.node_id) {
+        let Some((host, port)) = voters.address(peer) else {
+            continue;
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let _ = queues.insert(raft_id(peer), tx);
+        let address = format!("{host}:{port}");
+        tasks.push(runtime.spawn(send_to(
+            peer,
+            address,
+            me.clone(),
+            rx,
+            inputs.clone(),
+            cluster_id.clone(),
+        )));
+    }
+    let outbox = Box::new(move |message: Message| {
+        if let Some(queue) = queues.get(&message.to) {
+            // Full: the peer is slow or away; Raft will send again.
+            let _ = queue.try_send(message);
+        }
+    });
+    (Transport { tasks }, outbox)
+}
+
+async fn read_frame(stream: &mut TcpStream, max: usize) -> std::io::Result<Vec<u8>> {
+    let len = stream.read_u32().await? as usize;
+    if len > max {
+        return Err(std::io::Error::other(format!("a {len}-byte frame")));
+    }
+    let mut buf = vec![0u8; len];
+    let _ = stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    stream.write_u32(len).await?;
+    stream.write_all(bytes).await
+}
+
+/// Last frame received from each node id's inbound connection, and its incarnation.
+type Live = Arc<Mutex<HashMap<i32, (Uuid, Instant)>>>;
+
+async fn accept(
+    listener: TcpListener,
+    me: Hello,
+    inputs: InputSender<Input>,
+    cluster_id: KnownClusterId,
+    live: Live,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let me = me.clone();
+        let inputs = inputs.clone();
+        let cluster_id = cluster_id.clone();
+        let live = live.clone();
+        drop(tokio::spawn(async move {
+            if let Err(err) = receive(stream, &me, &inputs, &cluster_id, &live).await {
+                tracing::debug!(%peer, %err, "quorum connection closed");
+            }
+        }));
+    }
+}
+
+/// Checks a hello against this broker's view; the reason to refuse it, if any.
+fn check(me: &Hello, hello: &Hello, known: Option<&str>, live: &Live) -> Option<String> {
+    if hello.voters != me.voters {
+        return Some(format!(
+            "controller.quorum.voters differ: node {} has '{}', node {} has '{}'",
+            me.node_id, me.voters, hello.node_id, hello.voters
+        ));
+    }
+    if hello.node_id == me.node_id {
+        return Some(format!(
+            "node id {} is already in use by the broker at this address",
+            me.node_id
+        ));
+    }
+    if let (Some(ours), Some(theirs)) = (known, hello.cluster_id.as_deref()) {
+        if ours != theirs {
+            return Some(format!(
+                "cluster ids differ: the quorum's is {ours}, node {}'s data dir has {theirs}",
+                hello.node_id
+            ));
+        }
+    }
+    let live = live.lock().ok()?;
+    let (incarnation, at) = live.get(&hello.node_id)?;
+    (*incarnation != hello.incarnation && at.elapsed() < Duration::from_secs(1)).then(|| {
+        format!(
+            "node id {} is already in use by another live broker",
+            hello.node_id
+        )
+    })
+}
+
+async fn receive(
+    mut stream: TcpStream,
+    me: &Hello,
+    inputs: &InputSender<Input>,
+    cluster_id: &KnownClusterId,
+    live: &Live,
+) -> std::io::Result<()> {
+    let hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream, 64 << 10))
+        .await
+        .map_err(std::io::Error::other)??;
+    let hello: Hello = serde_json::from_slice(&hello).map_err(std::io::Error::other)?;
+    let known = cluster_id.lock().ok().and_then(|c| c.clone());
+    let refused = check(me, &hello, known.as_deref(), live);
+    let answer = serde_json::to_vec(&Answer {
+        refused: refused.clone(),
+    })
+    .map_err(std::io::Error::other)?;
+    write_frame(&mut stream, &answer).await?;
+    if let Some(why) = refused {
+        tracing::warn!(node = hello.node_id, %why, "refused a broker");
+        return Ok(());
+    }
+    let from = raft_id(hello.node_id);
+    loop {
+        let frame = read_frame(&mut stream, MAX_FRAME).await?;
+        if let Ok(mut live) = live.lock() {
+            let _ = live.insert(hello.node_id, (hello.incarnation, Instant::now()));
+        }
+        let message = Message::parse_from_bytes(&frame).map_err(std::io::Error::other)?;
+        if message.from != from || message.to != raft_id(me.node_id) {
+            continue;
+        }
+        if inputs.send(Input::Peer(message)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+async fn send_to(
+    peer: i32,
+    address: String,
+    me: Hello,
+    mut queue: mpsc::Receiver<Message>,
+    inputs: InputSender<Input>,
+    cluster_id: KnownClusterId,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut hello = me.clone();
+        hello.cluster_id = cluster_id.lock().ok().and_then(|c| c.clone());
+        match connect(&address, &hello).await {
+            Ok(Ok(stream)) => {
+                backoff = Duration::from_millis(50);
+                if let Err(err) = pump(stream, &mut queue).await {
+                    tracing::debug!(peer, %err, "quorum connection lost");
+                }
+                if queue.is_closed() {
+                    return;
+                }
+            }
+            Ok(Err(why)) => {
+                if inputs.send(Input::Refused { by: peer, why }).is_err() {
+                    return;
+                }
+                backoff = Duration::from_secs(1);
+            }
+            Err(err) => {
+                tracing::trace!(peer, %err, "cannot reach a voter");
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+        // Drop what queued up meanwhile: it is stale, and Raft sends again.
+        while queue.try_recv().is_ok() {}
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Connects and says hello: the stream, or the peer's reason to refuse.
+async fn connect(address: &str, hello: &Hello) -> std::io::Result<Result<TcpStream, String>> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(address))
+        .await
+        .map_err(std::io::Error::other)??;
+    stream.set_nodelay(true)?;
+    let bytes = serde_json::to_vec(hello).map_err(std::io::Error::other)?;
+    write_frame(&mut stream, &bytes).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream, 64 << 10))
+        .await
+        .map_err(std::io::Error::other)??;
+    let answer: Answer = serde_json::from_slice(&answer).map_err(std::io::Error::other)?;
+    Ok(match answer.refused {
+        Some(why) => Err(why),
+        None => Ok(stream),
+    })
+}
+
+async fn pump(stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
+    let (mut reader, writer) = stream.into_split();
+    let mut writer = BufWriter::new(writer);
+    let mut closed = [0u8; 1];
+    loop {
+        let message = tokio::select! {
+            message = queue.recv() => message,
+            // The receiver never writes after its answer: a read returning means it closed.
+            _ = reader.read(&mut closed) => return Err(std::io::Error::other("closed by the peer")),
+        };
+        let Some(message) = message else {
+            return Ok(());
+        };
+        let mut next = Some(message);
+        while let Some(message) = next {
+            let bytes = message.write_to_bytes().map_err(std::io::Error::other)?;
+            let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+            writer.write_u32(len).await?;
+            writer.write_all(&bytes).await?;
+            next = queue.try_recv().ok();
+        }
+        writer.flush().await?;
+    }
+}
+
+/// The node id a message is for.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn to_node(message: &Message) -> i32 {
+    node_id(message.to)
+}
