@@ -117,6 +117,9 @@ impl Broker {
                 ..rill_group::GroupConfig::default()
             },
             config.offsets_retention,
+            config.offsets_partitions,
+            // A single broker hosts every partition of the offsets log.
+            &(0..config.offsets_partitions).collect::<Vec<_>>(),
             &storage,
             metrics.fsync.clone(),
         )?;
@@ -731,7 +734,7 @@ fn remove_orphans(config: &BrokerConfig, replayed: &meta::Replayed) -> Result<()
         let Some((topic, index)) = name.rsplit_once('-') else {
             continue;
         };
-        let internal = name == meta::METADATA_LOG || name == crate::group::OFFSETS_LOG;
+        let internal = name == meta::METADATA_LOG || crate::group::is_offsets_log(name);
         if !path.is_dir() || index.parse::<u32>().is_err() || internal {
             continue;
         }

@@ -66,8 +66,9 @@ impl ClusterView {
         }
     }
 
-    /// The broker that coordinates a consumer group.
-    pub(crate) fn group_coordinator(&self, _group: &str) -> &Node {
-        &self.local
+    /// The leader of a partition of `__consumer_offsets`, which coordinates its groups; `None`
+    /// while it has none.
+    pub(crate) fn offsets_partition_leader(&self, _partition: i32) -> Option<&Node> {
+        Some(&self.local)
     }
 }

@@ -1,5 +1,5 @@
-//! FindCoordinator: the broker the cluster view names for each group (v0-3 one key, v4+ a batch
-//! of keys).
+//! FindCoordinator: for each group (v0-3 one key, v4+ a batch of keys), the leader of its
+//! partition of `__consumer_offsets` as the cluster view names it.
 //! Transaction coordinators are not offered until transactions are.
 
 use rill_protocol::ErrorCode;
@@ -10,6 +10,7 @@ use rill_protocol::kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
+use crate::cluster::Node;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -31,12 +32,16 @@ pub(crate) fn handle(
                         .with_port(-1)
                         .with_error_code(code.code())
                         .with_error_message(super::message("transactions are not supported yet")),
-                    None => {
-                        let node = broker.cluster.group_coordinator(&c.key);
-                        c.with_node_id(BrokerId(node.id))
+                    None => match coordinator(broker, &c.key) {
+                        Some(node) => c
+                            .with_node_id(BrokerId(node.id))
                             .with_host(StrBytes::from_string(node.host.clone()))
-                            .with_port(i32::from(node.port))
-                    }
+                            .with_port(i32::from(node.port)),
+                        None => c
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(ErrorCode::CoordinatorNotAvailable.code()),
+                    },
                 }
             })
             .collect();
@@ -51,12 +56,22 @@ pub(crate) fn handle(
                 (version >= 1)
                     .then(|| StrBytes::from_static_str("transactions are not supported yet")),
             ),
-        None => {
-            let node = broker.cluster.group_coordinator(&req.key);
-            FindCoordinatorResponse::default()
+        None => match coordinator(broker, &req.key) {
+            Some(node) => FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(node.id))
                 .with_host(StrBytes::from_string(node.host.clone()))
-                .with_port(i32::from(node.port))
-        }
+                .with_port(i32::from(node.port)),
+            None => FindCoordinatorResponse::default()
+                .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        },
     }
+}
+
+/// The coordinator of a group: the leader of its partition of `__consumer_offsets`, as Kafka
+/// places groups on partitions.
+fn coordinator<'a>(broker: &'a Broker, group: &str) -> Option<&'a Node> {
+    let partition = crate::group::offsets_partition(group, broker.groups.partitions());
+    broker.cluster.offsets_partition_leader(partition)
 }

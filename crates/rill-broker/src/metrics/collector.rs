@@ -129,7 +129,7 @@ impl Collector for BrokerCollector {
                     .set(i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX));
             }
         }
-        for (group, topic, partition, committed) in broker.groups.offsets.all_committed() {
+        for (group, topic, partition, committed) in broker.groups.all_committed() {
             let index = partition.to_string();
             let labels = [group.as_str(), topic.as_str(), index.as_str()];
             out.committed.with_label_values(&labels).set(committed);
