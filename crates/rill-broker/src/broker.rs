@@ -31,6 +31,7 @@ use crate::broker_config::{self, DynamicConfigs};
 use crate::cluster::ClusterView;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::group::OFFSETS_TOPIC;
 use crate::meta;
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::partition::{OwnerMetrics, Partition, Storage};
@@ -120,6 +121,9 @@ impl Topic {
     }
 }
 
+/// Partitions just opened, with their indices.
+type Opened = Vec<(i32, Arc<Partition>)>;
+
 /// An error a client gets for a topic operation: the code and a message.
 pub(crate) type TopicError = (ErrorCode, String);
 
@@ -148,7 +152,7 @@ pub(crate) struct Broker {
     /// The storage threads that own the partitions, and their descriptor cache.
     pub(crate) storage: Arc<Storage>,
     /// Partitions opened by a change in flight on this broker, by topic id, for the reconciler.
-    pending: Mutex<HashMap<Uuid, Vec<(i32, Arc<Partition>)>>>,
+    pending: Mutex<HashMap<Uuid, Opened>>,
     /// The last metadata index this broker has acted on.
     reconciled: watch::Sender<u64>,
 }
@@ -179,6 +183,15 @@ impl Broker {
             (image.clone(), quorum.status().applied)
         };
         remove_orphans(&config, &image)?;
+        let mut image = image;
+        let offsets = image.topics.remove(OFFSETS_TOPIC);
+        let (offsets_count, offsets_here) = match &offsets {
+            Some(topic) => (
+                i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+                TopicSpec::held_here(OFFSETS_TOPIC, topic, config.node_id).indices,
+            ),
+            None => (config.offsets_partitions, Vec::new()),
+        };
         let groups = crate::group::Coordinator::open(
             data_dir,
             rill_group::GroupConfig {
@@ -188,6 +201,8 @@ impl Broker {
                 ..rill_group::GroupConfig::default()
             },
             config.offsets_retention,
+            offsets_count,
+            &offsets_here,
             &storage,
             metrics.fsync.clone(),
         )?;
@@ -222,6 +237,7 @@ impl Broker {
             "opened partitions"
         );
         cluster.update(&quorum.image());
+        cluster.update_offsets(offsets.map(|t| t.partitions).unwrap_or_default());
         let (reconciled, _) = watch::channel(applied);
         Ok(Self {
             config,
@@ -561,6 +577,29 @@ impl Broker {
         Ok(id)
     }
 
+    /// Creates `__consumer_offsets` if the cluster has none yet: `offsets.topic.num.partitions`
+    /// partitions spread over the live brokers, as Kafka creates it on first use.
+    pub(crate) async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
+        if self.cluster.offsets_partitions() > 0 {
+            return Ok(());
+        }
+        let _admin = self.admin.lock().await;
+        if self.quorum.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let count = usize::try_from(self.config.offsets_partitions).unwrap_or(1);
+        let command = Command::CreateTopic {
+            name: OFFSETS_TOPIC.to_owned(),
+            id: Uuid::new_v4(),
+            configs: BTreeMap::new(),
+            assignment: self.spread(count)?,
+        };
+        match self.change(command).await {
+            Ok(_) | Err((ErrorCode::TopicAlreadyExists, _)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Proposes a change and waits until this broker has acted on it.
     async fn change(&self, command: Command) -> Result<i64, TopicError> {
         let (index, value) = self.quorum.propose(command).await?;
@@ -607,10 +646,7 @@ impl Broker {
     }
 
     /// Opens (creating) the partitions of `spec` off the network threads.
-    async fn open_blocking(
-        &self,
-        spec: TopicSpec,
-    ) -> Result<Vec<(i32, Arc<Partition>)>, TopicError> {
+    async fn open_blocking(&self, spec: TopicSpec) -> Result<Opened, TopicError> {
         if spec.indices.is_empty() {
             return Ok(Vec::new());
         }
@@ -668,6 +704,9 @@ impl Broker {
             // Every topic may resolve differently now.
             names.extend(self.all_topics().iter().map(|t| t.name.clone()));
         }
+        if names.remove(OFFSETS_TOPIC) {
+            self.sync_offsets_topic().await;
+        }
         for name in names {
             let agreed = self.quorum.image().topics.get(&name).cloned();
             if let Some(agreed) = agreed {
@@ -683,6 +722,21 @@ impl Broker {
                 newer
             });
         }
+    }
+
+    /// Hosts the groups of the partitions of `__consumer_offsets` placed here, and tells the
+    /// cluster view where the others are.
+    async fn sync_offsets_topic(&self) {
+        let Some(agreed) = self.quorum.image().topics.get(OFFSETS_TOPIC).cloned() else {
+            return;
+        };
+        let here = TopicSpec::held_here(OFFSETS_TOPIC, &agreed, self.config.node_id).indices;
+        for partition in here {
+            if let Err(err) = self.groups.host(partition).await {
+                tracing::error!(partition, %err, "cannot open a partition of __consumer_offsets");
+            }
+        }
+        self.cluster.update_offsets(agreed.partitions);
     }
 
     /// Removes a deleted topic and its partitions' data.
@@ -937,11 +991,7 @@ impl Opener<'_> {
     /// active segment): for each spec, its (index, owner) pairs. When `creating`, a failure
     /// deletes every partition this call made, directories included, so that nothing half-made
     /// is left behind; at start-up it only closes them.
-    fn open(
-        &self,
-        specs: &[TopicSpec],
-        creating: bool,
-    ) -> Result<Vec<Vec<(i32, Arc<Partition>)>>, BrokerError> {
+    fn open(&self, specs: &[TopicSpec], creating: bool) -> Result<Vec<Opened>, BrokerError> {
         let configs: Vec<TopicConfig> = specs
             .iter()
             .map(|spec| TopicConfig::resolve_with(self.config, self.defaults, &spec.overrides))
@@ -1017,7 +1067,7 @@ fn remove_orphans(config: &BrokerConfig, image: &Image) -> Result<(), BrokerErro
         let Some((topic, index)) = name.rsplit_once('-') else {
             continue;
         };
-        let internal = name == meta::METADATA_LOG || topic == "__consumer_offsets";
+        let internal = name == meta::METADATA_LOG || crate::group::is_offsets_log(name);
         if !path.is_dir() || index.parse::<u32>().is_err() || internal {
             continue;
         }

@@ -1,12 +1,12 @@
 //! What this broker tells clients about the cluster: its live brokers (id, advertised address,
 //! rack), the controller, each partition's leader, leader epoch and replicas, and each group's
-//! coordinator. Every handler that names a broker, a leader or a coordinator asks here, so the
+//! coordinator (the leader of its partition of `__consumer_offsets`). Every handler that names a broker, a leader or a coordinator asks here, so the
 //! answers come from one place: the quorum's image, as this broker last applied it.
 
 use std::sync::RwLock;
 
 use crate::broker::Topic;
-use crate::quorum::image::Image;
+use crate::quorum::image::{Image, PartitionImage};
 
 /// A broker of the cluster as clients are told to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub(crate) struct ClusterView {
     local: Node,
     /// Live brokers, by id.
     live: RwLock<Vec<Node>>,
+    /// Where `__consumer_offsets`' partitions are (none until it is created).
+    offsets: RwLock<Vec<PartitionImage>>,
 }
 
 impl ClusterView {
@@ -44,6 +46,7 @@ impl ClusterView {
     pub(crate) fn new(local: Node) -> Self {
         Self {
             live: RwLock::new(vec![local.clone()]),
+            offsets: RwLock::new(Vec::new()),
             local,
         }
     }
@@ -122,8 +125,31 @@ impl ClusterView {
         }
     }
 
-    /// The broker that coordinates a consumer group.
-    pub(crate) fn group_coordinator(&self, _group: &str) -> Node {
-        self.local.clone()
+    /// Takes the placements of `__consumer_offsets`' partitions from the image.
+    pub(crate) fn update_offsets(&self, placements: Vec<PartitionImage>) {
+        if let Ok(mut current) = self.offsets.write() {
+            *current = placements;
+        }
+    }
+
+    /// How many partitions `__consumer_offsets` has; 0 until it is created.
+    pub(crate) fn offsets_partitions(&self) -> i32 {
+        self.offsets
+            .read()
+            .map_or(0, |o| i32::try_from(o.len()).unwrap_or(i32::MAX))
+    }
+
+    /// The leader of a partition of `__consumer_offsets`, which coordinates its groups; `None`
+    /// while it has none.
+    pub(crate) fn offsets_partition_leader(&self, partition: i32) -> Option<Node> {
+        let leader = usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.offsets.read().ok()?.get(p).map(|p| p.leader))?;
+        self.live
+            .read()
+            .ok()?
+            .iter()
+            .find(|node| node.id == leader)
+            .cloned()
     }
 }

@@ -11,6 +11,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: i32 = 1_048_588;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 /// Kafka's `num.partitions` default: partitions of an auto-created topic.
 pub const DEFAULT_NUM_PARTITIONS: i32 = 1;
+/// Kafka's `offsets.topic.num.partitions` default.
+pub const DEFAULT_OFFSETS_PARTITIONS: i32 = 50;
+
 /// Kafka's `offsets.retention.minutes` default: seven days.
 pub const DEFAULT_OFFSETS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// `rill.max.partitions` default: partitions one broker may hold.
@@ -68,6 +71,10 @@ pub struct BrokerConfig {
     pub offsets_retention: Duration,
     /// How often expired offsets are removed and the offsets log is compacted.
     pub group_housekeeping_interval: Duration,
+    /// `offsets.topic.num.partitions`: the partitions of `__consumer_offsets`, which spread the
+    /// groups (by a hash of their id) over the brokers. A data directory keeps the count it was
+    /// first written with.
+    pub offsets_partitions: i32,
     /// `rill.storage.threads`: the threads that run the partitions' owners; 0 is one per core.
     pub storage_threads: usize,
     /// `rill.max.open.files`: the most segment files kept open at once; 0 is half the process's
@@ -138,6 +145,7 @@ impl Default for BrokerConfig {
             group_session_timeout_range: (Duration::from_secs(6), Duration::from_secs(30 * 60)),
             offsets_retention: DEFAULT_OFFSETS_RETENTION,
             group_housekeeping_interval: Duration::from_secs(600),
+            offsets_partitions: DEFAULT_OFFSETS_PARTITIONS,
             storage_threads: 0,
             max_open_files: 0,
             max_partitions: DEFAULT_MAX_PARTITIONS,

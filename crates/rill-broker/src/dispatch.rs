@@ -34,6 +34,25 @@ pub(crate) async fn dispatch(
     request: rill_protocol::Request,
 ) -> Reply {
     let version = request.header.api_version;
+    let for_groups = matches!(
+        request.body,
+        RequestKind::JoinGroup(_)
+            | RequestKind::SyncGroup(_)
+            | RequestKind::Heartbeat(_)
+            | RequestKind::LeaveGroup(_)
+            | RequestKind::OffsetCommit(_)
+            | RequestKind::OffsetFetch(_)
+            | RequestKind::DescribeGroups(_)
+            | RequestKind::DeleteGroups(_)
+            | RequestKind::OffsetDelete(_)
+    );
+    if for_groups {
+        // A client that skips FindCoordinator (a single broker is its own bootstrap) still finds
+        // the offsets log in place; FindCoordinator makes it too.
+        if let Err((code, message)) = broker.ensure_offsets_topic().await {
+            tracing::warn!(error = code.name(), %message, "creating __consumer_offsets");
+        }
+    }
     Reply::Answer(match request.body {
         RequestKind::ApiVersions(_) => versions::api_versions_response().into(),
         RequestKind::Metadata(req) => handler::metadata::handle(broker, req, version).await.into(),
@@ -70,7 +89,9 @@ pub(crate) async fn dispatch(
             handler::describe_topic_partitions::handle(broker, req).into()
         }
         RequestKind::FindCoordinator(req) => {
-            handler::find_coordinator::handle(broker, req, version).into()
+            handler::find_coordinator::handle(broker, req, version)
+                .await
+                .into()
         }
         RequestKind::JoinGroup(req) => handler::groups::join(broker, ctx, req, version)
             .await

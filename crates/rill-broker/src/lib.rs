@@ -52,8 +52,8 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{
     AckDurability, BrokerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTITIONS,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_RETENTION,
-    DEFAULT_RETENTION_CHECK_INTERVAL,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_PARTITIONS,
+    DEFAULT_OFFSETS_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL,
 };
 pub use error::BrokerError;
 pub use quorum::Voters;
@@ -231,6 +231,7 @@ async fn join_cluster(
         voters: config.voters.clone(),
         session_timeout: config.broker_session_timeout,
         proposal_timeout: std::time::Duration::from_secs(10),
+        offsets_partitions: config.offsets_partitions,
     };
     let incarnation = uuid::Uuid::new_v4();
     let runtime = tokio::runtime::Handle::current();

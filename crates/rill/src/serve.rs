@@ -137,6 +137,12 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080)]
     offsets_retention_minutes: u64,
 
+    /// Partitions of the internal `__consumer_offsets` log, over which groups are spread by a
+    /// hash of their id; a data directory keeps the count it was first written with
+    /// (offsets.topic.num.partitions).
+    #[arg(long, env = "RILL_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = rill_broker::DEFAULT_OFFSETS_PARTITIONS)]
+    offsets_topic_num_partitions: i32,
+
     /// Largest request frame, bytes; larger ones close the connection (socket.request.max.bytes).
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
@@ -313,6 +319,11 @@ impl Args {
             self.offsets_retention_minutes,
             &[("offsets.retention.minutes", 1)],
         )?;
+        let offsets_topic_num_partitions = s.get(
+            "offsets_topic_num_partitions",
+            self.offsets_topic_num_partitions,
+            &[("offsets.topic.num.partitions", 1)],
+        )?;
         let ack_durability = s.get(
             "ack_durability",
             self.ack_durability.clone(),
@@ -405,6 +416,12 @@ impl Args {
                  {min_insync_replicas}"
             );
         }
+        if offsets_topic_num_partitions < 1 {
+            anyhow::bail!(
+                "offsets.topic.num.partitions (--offsets-topic-num-partitions) must be at least 1, \
+                 got {offsets_topic_num_partitions}"
+            );
+        }
         let ack_durability = match ack_durability.as_str() {
             "fsync" => AckDurability::Fsync,
             "page-cache" => AckDurability::PageCache,
@@ -439,6 +456,7 @@ impl Args {
                 Duration::from_millis(group_max_session_timeout_ms),
             ),
             offsets_retention: Duration::from_secs(offsets_retention_minutes.saturating_mul(60)),
+            offsets_partitions: offsets_topic_num_partitions,
             storage_threads,
             max_open_files,
             max_partitions,

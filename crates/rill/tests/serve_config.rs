@@ -202,6 +202,10 @@ fn a_bad_config_file_is_a_one_line_error_naming_file_and_key() -> Result<()> {
         ),
         ("rill.max.partitions = -5\n", &["rill.max.partitions"]),
         (
+            "offsets.topic.num.partitions = 0\n",
+            &["offsets.topic.num.partitions", "at least 1"],
+        ),
+        (
             "rill.storage.threads = \"two\"\n",
             &["rill.storage.threads"],
         ),

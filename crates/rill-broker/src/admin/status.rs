@@ -132,7 +132,6 @@ pub(super) async fn build(state: &AdminState, broker: &Broker) -> Status {
             .unwrap_or_default();
         let offsets = broker
             .groups
-            .offsets
             .group_offsets(&listing.group_id)
             .into_iter()
             .map(|((topic, partition), committed)| {

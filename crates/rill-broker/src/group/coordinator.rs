@@ -1,11 +1,12 @@
-//! The group coordinator: one actor (a tokio task) per group owns its `rill_group::Group`,
+//! The group coordinator of the groups whose partition of `__consumer_offsets` this broker
+//! hosts: one actor (a tokio task) per group owns its `rill_group::Group`,
 //! reached over a channel, so a slow or silent member of one group never blocks another. The
 //! actor turns the state machine's effects into answers and sleeps until its next deadline
 //! (session expiry, join delay, rebalance timeout).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rill_group::{
@@ -14,10 +15,14 @@ use rill_group::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use rill_protocol::ErrorCode;
+
 use super::offsets::{Committed, OffsetStore};
 use crate::error::BrokerError;
-use crate::partition::Storage;
-use crate::partition::now_ms;
+use crate::partition::{Storage, now_ms, parallel};
+
+/// The group's offsets partition is not hosted here: the client looks for its coordinator.
+const NOT_HERE: GroupError = GroupError::NotCoordinator;
 
 #[derive(Debug)]
 enum Command {
@@ -51,12 +56,18 @@ pub(crate) struct GroupListing {
     pub(crate) state: GroupState,
 }
 
-/// All groups of this broker and their committed offsets.
+/// The groups of the offsets partitions this broker hosts, and their committed offsets.
 #[derive(Debug)]
 pub(crate) struct Coordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
-    pub(crate) offsets: OffsetStore,
+    /// The stores of the hosted partitions of the offsets log, by partition.
+    stores: RwLock<HashMap<i32, Arc<OffsetStore>>>,
+    /// The partition count of the offsets log.
+    partitions: i32,
+    data_dir: PathBuf,
+    storage: Arc<Storage>,
+    fsync: prometheus::Histogram,
     /// How long the offsets of a group with no members are kept (offsets.retention.minutes).
     offsets_retention: Duration,
 }
@@ -65,26 +76,152 @@ pub(crate) struct Coordinator {
 const GONE: GroupError = GroupError::UnknownServerError;
 
 impl Coordinator {
+    /// Opens the offsets log's partitions `local` (moving the offsets of an older data directory
+    /// to one log per partition first). The data directory keeps the partition count it was
+    /// written with if `partitions` differs.
     pub(crate) fn open(
         data_dir: &Path,
         config: GroupConfig,
         offsets_retention: Duration,
-        storage: &Storage,
+        partitions: i32,
+        local: &[i32],
+        storage: &Arc<Storage>,
         fsync: prometheus::Histogram,
     ) -> Result<Self, BrokerError> {
+        let started = Instant::now();
+        let partitions = super::layout::settle(data_dir, partitions, storage.cache())?;
+        let local: Vec<i32> = local
+            .iter()
+            .copied()
+            .filter(|p| (0..partitions).contains(p))
+            .collect();
+        let opened = parallel(local.clone(), storage.threads(), |p| {
+            OffsetStore::open(data_dir, p, storage, fsync.clone())
+        });
+        let mut stores = HashMap::with_capacity(opened.len());
+        let mut failed = None;
+        for (p, store) in local.into_iter().zip(opened) {
+            match store {
+                Ok(store) => {
+                    let _ = stores.insert(p, Arc::new(store));
+                }
+                Err(err) => failed = failed.or(Some(err)),
+            }
+        }
+        if let Some(err) = failed {
+            Storage::close_all(stores.values().map(|s| s.log()), false);
+            return Err(err);
+        }
+        tracing::info!(
+            partitions,
+            hosted = stores.len(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "opened the committed offsets logs"
+        );
         Ok(Self {
             config,
             groups: Mutex::new(HashMap::new()),
-            offsets: OffsetStore::open(data_dir, storage, fsync)?,
+            stores: RwLock::new(stores),
+            partitions,
+            data_dir: data_dir.to_path_buf(),
+            storage: storage.clone(),
+            fsync,
             offsets_retention,
         })
     }
 
-    /// The actor of `group_id`, started on first use.
+    /// Whether this broker hosts the offsets partition of `group_id`, and so coordinates it.
+    pub(crate) fn is_local(&self, group_id: &str) -> bool {
+        self.store(group_id).is_some()
+    }
+
+    /// The store of the offsets partition of `group_id`, if hosted here.
+    fn store(&self, group_id: &str) -> Option<Arc<OffsetStore>> {
+        let partition = super::offsets_partition(group_id, self.partitions);
+        self.stores.read().ok()?.get(&partition).cloned()
+    }
+
+    /// Every hosted store.
+    fn hosted(&self) -> Vec<Arc<OffsetStore>> {
+        self.stores
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Opens one more partition of the offsets log: this broker now coordinates its groups.
+    pub(crate) async fn host(&self, partition: i32) -> Result<(), BrokerError> {
+        if !(0..self.partitions).contains(&partition) {
+            return Err(BrokerError::Config(format!(
+                "offsets partition {partition} is not in 0..{}",
+                self.partitions
+            )));
+        }
+        if self.stores.read().is_ok_and(|s| s.contains_key(&partition)) {
+            return Ok(());
+        }
+        let (data_dir, storage, fsync) = (
+            self.data_dir.clone(),
+            self.storage.clone(),
+            self.fsync.clone(),
+        );
+        let store = tokio::task::spawn_blocking(move || {
+            OffsetStore::open(&data_dir, partition, &storage, fsync)
+        })
+        .await
+        .map_err(|err| BrokerError::Internal(format!("opening offsets partition: {err}")))??;
+        let store = Arc::new(store);
+        let raced = match self.stores.write() {
+            Ok(mut stores) => match stores.get(&partition) {
+                // Hosted meanwhile by another call: keep that one.
+                Some(_) => true,
+                None => stores.insert(partition, store.clone()).is_some(),
+            },
+            Err(_) => true,
+        };
+        if raced {
+            tokio::task::spawn_blocking(move || store.close_blocking())
+                .await
+                .map_err(|err| {
+                    BrokerError::Internal(format!("closing offsets partition: {err}"))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Stops coordinating the groups of an offsets partition (their members get NOT_COORDINATOR
+    /// and look for the new coordinator) and closes its log cleanly.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the cluster code calls it as leadership moves")
+    )]
+    pub(crate) async fn release(&self, partition: i32) {
+        let store = self
+            .stores
+            .write()
+            .ok()
+            .and_then(|mut s| s.remove(&partition));
+        // Dropping a group's last sender stops its actor, which answers whoever waits with
+        // NOT_COORDINATOR. No actor starts for the partition now that its store is gone.
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.retain(|g, _| super::offsets_partition(g, self.partitions) != partition);
+        }
+        if let Some(store) = store {
+            if let Err(err) = tokio::task::spawn_blocking(move || store.close_blocking()).await {
+                tracing::error!(%err, partition, "closing an offsets partition");
+            }
+        }
+    }
+
+    /// The actor of `group_id`, started on first use; none if the group is not coordinated here.
     fn actor(&self, group_id: &str) -> Option<mpsc::UnboundedSender<Command>> {
         let mut groups = self.groups.lock().ok()?;
         if let Some(tx) = groups.get(group_id).filter(|tx| !tx.is_closed()) {
             return Some(tx.clone());
+        }
+        // Checked under the lock of the actors, so that `release` cannot miss a new one.
+        if !self.is_local(group_id) {
+            return None;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let group = Group::new(group_id, self.config.clone());
@@ -109,33 +246,33 @@ impl Coordinator {
 
     pub(crate) async fn join(&self, group_id: &str, join: JoinRequest) -> JoinResponse {
         let member_id = join.member_id.clone();
-        Self::ask(self.actor(group_id), |reply| {
-            Command::Join(Box::new(join), reply)
-        })
-        .await
-        .unwrap_or_else(|| JoinResponse {
-            error: Some(GONE),
-            generation_id: -1,
-            protocol_type: None,
-            protocol_name: None,
-            leader: String::new(),
-            member_id,
-            skip_assignment: false,
-            members: Vec::new(),
-        })
+        let tx = self.actor(group_id);
+        let error = if tx.is_none() { NOT_HERE } else { GONE };
+        Self::ask(tx, |reply| Command::Join(Box::new(join), reply))
+            .await
+            .unwrap_or_else(|| JoinResponse {
+                error: Some(error),
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                member_id,
+                skip_assignment: false,
+                members: Vec::new(),
+            })
     }
 
     pub(crate) async fn sync(&self, group_id: &str, sync: SyncRequest) -> SyncResponse {
         let tx = self.existing(group_id);
-        let unknown = tx.is_none();
+        let error = match tx {
+            None if !self.is_local(group_id) => NOT_HERE,
+            None => GroupError::UnknownMemberId,
+            Some(_) => GONE,
+        };
         Self::ask(tx, |reply| Command::Sync(sync, reply))
             .await
             .unwrap_or_else(|| SyncResponse {
-                error: Some(if unknown {
-                    GroupError::UnknownMemberId
-                } else {
-                    GONE
-                }),
+                error: Some(error),
                 protocol_type: None,
                 protocol_name: None,
                 assignment: bytes::Bytes::new(),
@@ -149,6 +286,7 @@ impl Coordinator {
         generation_id: i32,
         instance_id: Option<String>,
     ) -> Result<(), GroupError> {
+        self.here(group_id)?;
         let Some(tx) = self.existing(group_id) else {
             return Err(GroupError::UnknownMemberId);
         };
@@ -168,6 +306,9 @@ impl Coordinator {
         members: Vec<(MemberId, Option<String>)>,
     ) -> Vec<Result<(), GroupError>> {
         let count = members.len();
+        if let Err(err) = self.here(group_id) {
+            return vec![Err(err); count];
+        }
         let Some(tx) = self.existing(group_id) else {
             return vec![Err(GroupError::UnknownMemberId); count];
         };
@@ -185,6 +326,7 @@ impl Coordinator {
         generation_id: i32,
         instance_id: Option<String>,
     ) -> Result<(), GroupError> {
+        self.here(group_id)?;
         let Some(tx) = self.existing(group_id) else {
             // No live group: only standalone commits make sense.
             return if generation_id < 0 {
@@ -203,11 +345,20 @@ impl Coordinator {
         .unwrap_or(Err(GONE))
     }
 
+    /// NOT_COORDINATOR unless this broker coordinates `group_id`.
+    fn here(&self, group_id: &str) -> Result<(), GroupError> {
+        if self.is_local(group_id) {
+            Ok(())
+        } else {
+            Err(NOT_HERE)
+        }
+    }
+
     pub(crate) async fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         Self::ask(self.existing(group_id), Command::Describe).await
     }
 
-    /// Every group with members or committed offsets.
+    /// Every group of the hosted partitions with members or committed offsets.
     pub(crate) async fn list(&self) -> Vec<GroupListing> {
         let actors: Vec<(String, mpsc::UnboundedSender<Command>)> = self
             .groups
@@ -216,6 +367,9 @@ impl Coordinator {
             .unwrap_or_default();
         let mut out = Vec::new();
         for (group_id, tx) in actors {
+            if !self.is_local(&group_id) {
+                continue;
+            }
             if let Some(description) = Self::ask(Some(tx), Command::Describe).await {
                 if description.state == GroupState::Dead {
                     continue;
@@ -227,7 +381,7 @@ impl Coordinator {
                 });
             }
         }
-        for group_id in self.offsets.groups() {
+        for group_id in self.hosted().iter().flat_map(|s| s.groups()) {
             if !out.iter().any(|g| g.group_id == group_id) {
                 out.push(GroupListing {
                     group_id,
@@ -241,13 +395,12 @@ impl Coordinator {
     }
 
     /// Deletes an empty group and its offsets.
-    pub(crate) async fn delete_group(
-        &self,
-        group_id: &str,
-    ) -> Result<(), rill_protocol::ErrorCode> {
-        use rill_protocol::ErrorCode;
+    pub(crate) async fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
+        let Some(store) = self.store(group_id) else {
+            return Err(ErrorCode::NotCoordinator);
+        };
         let tx = self.existing(group_id);
-        let has_offsets = self.offsets.has_offsets(group_id);
+        let has_offsets = store.has_offsets(group_id);
         if tx.is_none() && !has_offsets {
             return Err(ErrorCode::GroupIdNotFound);
         }
@@ -261,45 +414,98 @@ impl Coordinator {
                 let _ = groups.remove(group_id);
             }
         }
-        self.offsets.delete(group_id, None).await
+        store.delete(group_id, None).await
     }
 
     pub(crate) async fn commit(
         &self,
         group_id: &str,
         offsets: Vec<(String, i32, Committed)>,
-    ) -> Result<(), rill_protocol::ErrorCode> {
-        self.offsets.commit(group_id, offsets).await
+    ) -> Result<(), ErrorCode> {
+        match self.store(group_id) {
+            Some(store) => store.commit(group_id, offsets).await,
+            None => Err(ErrorCode::NotCoordinator),
+        }
     }
 
-    /// Expires the offsets of groups without members and compacts the offsets log.
+    /// Deletes some committed offsets of a group.
+    pub(crate) async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ErrorCode> {
+        match self.store(group_id) {
+            Some(store) => store.delete(group_id, Some(partitions)).await,
+            None => Err(ErrorCode::NotCoordinator),
+        }
+    }
+
+    /// A committed offset, if this broker has it.
+    pub(crate) fn fetch(&self, group_id: &str, topic: &str, partition: i32) -> Option<Committed> {
+        self.store(group_id)?.fetch(group_id, topic, partition)
+    }
+
+    /// Every committed offset of a group, sorted by topic and partition.
+    pub(crate) fn group_offsets(&self, group_id: &str) -> Vec<((String, i32), Committed)> {
+        self.store(group_id)
+            .map(|s| s.group_offsets(group_id))
+            .unwrap_or_default()
+    }
+
+    /// Whether `group_id` has any committed offset here.
+    pub(crate) fn has_offsets(&self, group_id: &str) -> bool {
+        self.store(group_id)
+            .is_some_and(|s| s.has_offsets(group_id))
+    }
+
+    /// Every committed offset of the hosted partitions: (group, topic, partition, offset), sorted.
+    pub(crate) fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        let mut all: Vec<_> = self
+            .hosted()
+            .iter()
+            .flat_map(|s| s.all_committed())
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Expires the offsets of groups without members and compacts the offsets logs.
     pub(crate) async fn housekeeping(&self) {
         let now = now_ms();
         let retention = i64::try_from(self.offsets_retention.as_millis()).unwrap_or(i64::MAX);
-        for group_id in self.offsets.groups() {
-            let empty = match self.describe(&group_id).await {
-                Some(d) => d.members.is_empty(),
-                None => true,
-            };
-            if empty {
-                match self.offsets.expire(&group_id, now, retention).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(group_id, expired = n, "expired committed offsets"),
-                    Err(code) => tracing::warn!(group_id, error = code.name(), "expiring offsets"),
+        for store in self.hosted() {
+            for group_id in store.groups() {
+                let empty = match self.describe(&group_id).await {
+                    Some(d) => d.members.is_empty(),
+                    None => true,
+                };
+                if empty {
+                    match store.expire(&group_id, now, retention).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(group_id, expired = n, "expired committed offsets"),
+                        Err(code) => {
+                            tracing::warn!(group_id, error = code.name(), "expiring offsets");
+                        }
+                    }
                 }
             }
-        }
-        if let Err(code) = self.offsets.compact().await {
-            tracing::warn!(error = code.name(), "compacting the offsets log");
+            if let Err(code) = store.compact().await {
+                tracing::warn!(error = code.name(), "compacting an offsets log");
+            }
         }
     }
 
-    /// Stops every group actor and closes the offsets log. Blocking.
+    /// Stops every group actor and closes the offsets logs. Blocking.
     pub(crate) fn close_blocking(&self) {
         if let Ok(mut groups) = self.groups.lock() {
             groups.clear();
         }
-        self.offsets.close_blocking();
+        let stores: Vec<Arc<OffsetStore>> = self
+            .stores
+            .write()
+            .map(|mut s| s.drain().map(|(_, store)| store).collect())
+            .unwrap_or_default();
+        Storage::close_all(stores.iter().map(|s| s.log()), false);
     }
 }
 
@@ -412,5 +618,132 @@ fn deliver(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::offsets_partition;
+
+    fn fsync() -> prometheus::Histogram {
+        // Unregistered: any valid name will do.
+        match prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("fsync", "test")) {
+            Ok(histogram) => histogram,
+            Err(err) => panic!("a histogram named fsync: {err}"),
+        }
+    }
+
+    /// A group id that lands on `partition` of `partitions`.
+    fn group_on(partition: i32, partitions: i32) -> String {
+        (0..)
+            .map(|i| format!("group-{i}"))
+            .find(|g| offsets_partition(g, partitions) == partition)
+            .unwrap_or_default()
+    }
+
+    fn offset(offset: i64) -> Vec<(String, i32, Committed)> {
+        vec![(
+            "t".to_owned(),
+            0,
+            Committed {
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+                commit_ms: now_ms(),
+                expire_ms: None,
+            },
+        )]
+    }
+
+    #[tokio::test]
+    async fn coordinates_only_the_groups_of_hosted_partitions()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let storage = Arc::new(Storage::start(1, 64, Duration::from_secs(3600))?);
+        let dir = tempfile::tempdir()?;
+        let open = |local: &[i32]| {
+            Coordinator::open(
+                dir.path(),
+                GroupConfig::default(),
+                Duration::from_secs(3600),
+                4,
+                local,
+                &storage,
+                fsync(),
+            )
+        };
+        let coordinator = open(&[0, 1])?;
+        let (here, there) = (group_on(1, 4), group_on(2, 4));
+        assert!(coordinator.is_local(&here));
+        assert!(!coordinator.is_local(&there));
+        assert!(dir.path().join("__consumer_offsets-1").is_dir());
+        assert!(!dir.path().join("__consumer_offsets-2").exists());
+
+        coordinator
+            .commit(&here, offset(5))
+            .await
+            .map_err(|c| c.name())?;
+        assert_eq!(
+            coordinator.commit(&there, offset(5)).await,
+            Err(ErrorCode::NotCoordinator)
+        );
+        assert_eq!(
+            coordinator.heartbeat(&there, "m".into(), 1, None).await,
+            Err(GroupError::NotCoordinator)
+        );
+        assert_eq!(
+            coordinator.delete_group(&there).await,
+            Err(ErrorCode::NotCoordinator)
+        );
+
+        // Hosting the partition: its groups are coordinated here now, and stored in its log.
+        coordinator.host(2).await?;
+        coordinator.host(2).await?;
+        coordinator
+            .commit(&there, offset(9))
+            .await
+            .map_err(|c| c.name())?;
+        assert_eq!(coordinator.fetch(&there, "t", 0).map(|c| c.offset), Some(9));
+        let listed: Vec<String> = coordinator
+            .list()
+            .await
+            .into_iter()
+            .map(|g| g.group_id)
+            .collect();
+        assert_eq!(listed.len(), 2);
+        assert!(coordinator.host(4).await.is_err(), "there are 4 partitions");
+
+        // Released: NOT_COORDINATOR, and its groups are no longer listed nor their offsets read.
+        coordinator.release(2).await;
+        assert!(!coordinator.is_local(&there));
+        assert_eq!(coordinator.fetch(&there, "t", 0), None);
+        assert_eq!(
+            coordinator
+                .validate_commit(&there, String::new(), -1, None)
+                .await,
+            Err(GroupError::NotCoordinator)
+        );
+        let listed: Vec<String> = coordinator
+            .list()
+            .await
+            .into_iter()
+            .map(|g| g.group_id)
+            .collect();
+        assert_eq!(listed, vec![here.clone()]);
+        assert_eq!(coordinator.all_committed().len(), 1);
+
+        // Hosted again (by this broker or another): the offsets come back from its log.
+        coordinator.host(2).await?;
+        assert_eq!(coordinator.fetch(&there, "t", 0).map(|c| c.offset), Some(9));
+        let closing = Arc::new(coordinator);
+        let closed = closing.clone();
+        tokio::task::spawn_blocking(move || closed.close_blocking()).await?;
+
+        // Reopened hosting every partition: every offset in its place.
+        let coordinator = open(&[0, 1, 2, 3])?;
+        assert_eq!(coordinator.fetch(&here, "t", 0).map(|c| c.offset), Some(5));
+        assert_eq!(coordinator.fetch(&there, "t", 0).map(|c| c.offset), Some(9));
+        tokio::task::spawn_blocking(move || coordinator.close_blocking()).await?;
+        Ok(())
     }
 }

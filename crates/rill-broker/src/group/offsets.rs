@@ -1,12 +1,13 @@
-//! Committed offsets, kept durably in the internal log `__consumer_offsets-0` through the same
-//! storage engine as topics: each commit is one batch of records keyed by (group, topic,
-//! partition), appended by the log's owner thread and fsynced before the commit is answered
-//! (group commit). A null value deletes. The log is replayed into memory at start; the latest
-//! record for a key wins. Old records are dropped by rewriting the live offsets and moving the
-//! log start past everything older.
+//! Committed offsets of the groups of one partition of `__consumer_offsets`, kept durably in
+//! that partition's internal log `__consumer_offsets-<p>` through the same storage engine as
+//! topics: each commit is one batch of records keyed by (group, topic, partition), appended by
+//! the log's owner thread and fsynced before the commit is answered (group commit). A null value
+//! deletes. The log is replayed into memory when the partition is opened; the latest record for
+//! a key wins. Old records are dropped by rewriting the live offsets and moving the log start
+//! past everything older.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
@@ -15,15 +16,13 @@ use rill_protocol::ErrorCode;
 use rill_record::{BatchBuilder, Batches, RecordSpec};
 use serde::{Deserialize, Serialize};
 
+use super::OFFSETS_TOPIC;
 use crate::error::BrokerError;
 use crate::partition::{OwnerMetrics, Partition, Storage, now_ms};
 
-/// Directory of the offsets log under the data directory.
-pub(crate) const OFFSETS_LOG: &str = "__consumer_offsets-0";
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-struct OffsetKey {
-    group: String,
+pub(super) struct OffsetKey {
+    pub(super) group: String,
     topic: String,
     partition: i32,
 }
@@ -53,9 +52,75 @@ impl Committed {
     }
 }
 
-type GroupOffsets = BTreeMap<(String, i32), Committed>;
+pub(super) type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
-/// Every group's committed offsets, in memory and in the offsets log.
+/// The directory of partition `partition` of the offsets log.
+pub(super) fn log_dir(data_dir: &Path, partition: i32) -> PathBuf {
+    data_dir.join(format!("{OFFSETS_TOPIC}-{partition}"))
+}
+
+/// The settings of every offsets log: no retention (offsets expire by their own rules).
+pub(super) fn log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 64 << 20,
+        retention_ms: -1,
+        retention_bytes: -1,
+        ..LogConfig::default()
+    }
+}
+
+/// Replays an offsets log: every group's live offsets.
+pub(super) fn replay(log: &Log) -> Result<HashMap<String, GroupOffsets>, BrokerError> {
+    let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
+    let mut offset = log.log_start_offset();
+    let corrupt = |what: String| BrokerError::Metadata(format!("{}: {what}", log.dir().display()));
+    while offset < log.log_end_offset() {
+        let bytes = log.read(offset, 1 << 20)?;
+        let before = offset;
+        for batch in Batches::new(&bytes) {
+            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+            offset = batch.header().next_offset();
+            for record in batch.records().map_err(|e| corrupt(e.to_string()))? {
+                let key: OffsetKey = record
+                    .key
+                    .as_deref()
+                    .and_then(|k| serde_json::from_slice(k).ok())
+                    .ok_or_else(|| corrupt("a record without a readable key".into()))?;
+                let group = committed.entry(key.group).or_default();
+                match record.value {
+                    Some(value) => {
+                        let value =
+                            serde_json::from_slice(&value).map_err(|e| corrupt(e.to_string()))?;
+                        let _ = group.insert((key.topic, key.partition), value);
+                    }
+                    None => {
+                        let _ = group.remove(&(key.topic, key.partition));
+                    }
+                }
+            }
+        }
+        if offset == before {
+            return Err(corrupt(format!("no readable batch at offset {offset}")));
+        }
+    }
+    committed.retain(|_, offsets| !offsets.is_empty());
+    Ok(committed)
+}
+
+/// The records of `groups`' live offsets, in batches of at most 10,000.
+pub(super) fn live_batches(
+    groups: &HashMap<String, GroupOffsets>,
+) -> Result<Vec<BytesMut>, ErrorCode> {
+    let live: Vec<(OffsetKey, &Committed)> = groups
+        .iter()
+        .flat_map(|(group, offsets)| offsets.iter().map(|((t, p), v)| (key(group, t, *p), v)))
+        .collect();
+    live.chunks(10_000)
+        .map(|chunk| encode(chunk.iter().map(|(k, v)| (k.clone(), Some(*v)))))
+        .collect()
+}
+
+/// The committed offsets of the groups of one offsets partition, in memory and in its log.
 #[derive(Debug)]
 pub(crate) struct OffsetStore {
     log: Partition,
@@ -63,57 +128,30 @@ pub(crate) struct OffsetStore {
 }
 
 impl OffsetStore {
-    /// Replays the offsets log, then hands it to an owner thread for appends.
+    /// Replays partition `partition` of the offsets log, then hands it to an owner thread for
+    /// appends. Blocking.
     pub(crate) fn open(
         data_dir: &Path,
+        partition: i32,
         storage: &Storage,
         fsync: prometheus::Histogram,
     ) -> Result<Self, BrokerError> {
-        let dir = data_dir.join(OFFSETS_LOG);
-        let config = LogConfig {
-            segment_bytes: 64 << 20,
-            retention_ms: -1,
-            retention_bytes: -1,
-            ..LogConfig::default()
-        };
-        let log = Log::open_cached(&dir, config, now_ms(), storage.cache())?;
-        let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
-        let mut offset = log.log_start_offset();
-        let corrupt = |what: String| BrokerError::Metadata(format!("{}: {what}", dir.display()));
-        while offset < log.log_end_offset() {
-            let bytes = log.read(offset, 1 << 20)?;
-            for batch in Batches::new(&bytes) {
-                let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-                offset = batch.header().next_offset();
-                for record in batch.records().map_err(|e| corrupt(e.to_string()))? {
-                    let key: OffsetKey = record
-                        .key
-                        .as_deref()
-                        .and_then(|k| serde_json::from_slice(k).ok())
-                        .ok_or_else(|| corrupt("a record without a readable key".into()))?;
-                    let group = committed.entry(key.group).or_default();
-                    match record.value {
-                        Some(value) => {
-                            let value = serde_json::from_slice(&value)
-                                .map_err(|e| corrupt(e.to_string()))?;
-                            let _ = group.insert((key.topic, key.partition), value);
-                        }
-                        None => {
-                            let _ = group.remove(&(key.topic, key.partition));
-                        }
-                    }
-                }
-            }
-        }
-        committed.retain(|_, offsets| !offsets.is_empty());
+        let dir = log_dir(data_dir, partition);
+        let log = Log::open_cached(&dir, log_config(), now_ms(), storage.cache())?;
+        let committed = replay(&log)?;
         // Its commits are fsynced like any acks=all produce, so they count in the fsync
         // histogram; its bytes are not a topic's.
         let metrics = OwnerMetrics { topic: None, fsync };
-        let log = storage.adopt(log, 0, metrics)?;
+        let log = storage.adopt(log, partition, metrics)?;
         Ok(Self {
             log,
             committed: Mutex::new(committed),
         })
+    }
+
+    /// The partition that owns the log.
+    pub(super) fn log(&self) -> &Partition {
+        &self.log
     }
 
     /// Stores offsets durably (fsynced), then makes them visible.
@@ -247,33 +285,28 @@ impl OffsetStore {
     /// Keeps the log from growing without bound: when it holds many more records than live
     /// offsets, writes the live ones again and drops everything before them.
     pub(crate) async fn compact(&self) -> Result<(), ErrorCode> {
-        let live: Vec<(OffsetKey, Committed)> = self
+        let live: usize = self
             .committed
             .lock()
-            .map(|c| {
-                c.iter()
-                    .flat_map(|(group, offsets)| {
-                        offsets
-                            .iter()
-                            .map(|((t, p), v)| (key(group, t, *p), v.clone()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map(|c| c.values().map(BTreeMap::len).sum())
+            .unwrap_or(0);
         let offsets = self.log.offsets();
         let stored = usize::try_from(offsets.log_end - offsets.log_start).unwrap_or(0);
-        if stored <= 4 * live.len() + 10_000 {
+        if stored <= 4 * live + 10_000 {
             return Ok(());
         }
+        let batches = match self.committed.lock() {
+            Ok(c) => live_batches(&c)?,
+            Err(_) => return Ok(()),
+        };
         let before = offsets.log_end;
-        for chunk in live.chunks(10_000) {
-            let batch = encode(chunk.iter().map(|(k, v)| (k.clone(), Some(v))))?;
+        for batch in batches {
             let _ = self.log.append(batch, true, false).await?;
         }
         let _ = self.log.delete_records(before).await?;
         tracing::info!(
             dropped = stored,
-            kept = live.len(),
+            kept = live,
             "rewrote the committed offsets log"
         );
         Ok(())
@@ -319,6 +352,32 @@ fn json(value: &impl Serialize) -> Result<Bytes, ErrorCode> {
     })
 }
 
+/// Writes `entries` (group, offset of its partition 0 of topic `t`, or `None` for a deletion)
+/// to a raw offsets log in `dir`, one batch each, as Rill wrote `__consumer_offsets-0` before it
+/// had partitions.
+#[cfg(test)]
+pub(super) fn write_old_layout(
+    dir: &Path,
+    entries: &[(String, Option<i64>)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut log = Log::open(dir, log_config(), now_ms())?;
+    for (group, offset) in entries {
+        let value = offset.map(|offset| Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+            commit_ms: now_ms(),
+            expire_ms: None,
+        });
+        let mut batch =
+            encode(std::iter::once((key(group, "t", 0), value.as_ref()))).map_err(|c| c.name())?;
+        let _ = log.append(&mut batch, now_ms())?;
+    }
+    log.sync()?;
+    log.close()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +405,7 @@ mod tests {
     async fn commits_survive_reopen_and_expire_by_age() -> Result<(), Box<dyn std::error::Error>> {
         let storage = Storage::start(1, 16, Duration::from_secs(3600))?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
         store
             .commit(
                 "g",
@@ -402,7 +461,7 @@ mod tests {
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
 
         // Reopened from the log: the same state, expiry and deletion included.
-        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
         assert_eq!(store.fetch("g", "t", 0), None);
         assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
         assert_eq!(store.groups(), vec!["g".to_owned()]);
@@ -414,7 +473,7 @@ mod tests {
     async fn compaction_keeps_only_live_offsets() -> Result<(), Box<dyn std::error::Error>> {
         let storage = Storage::start(1, 16, Duration::from_secs(3600))?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
         // Many commits of the same two partitions: far more records than live offsets.
         for i in 0..6_000 {
             store
@@ -436,7 +495,7 @@ mod tests {
             "only the live offsets remain"
         );
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
-        let store = OffsetStore::open(dir.path(), &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
         assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5_999));
         assert_eq!(store.fetch("g", "t", 1).map(|c| c.offset), Some(6_000));
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;

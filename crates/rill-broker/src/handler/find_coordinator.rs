@@ -1,5 +1,5 @@
-//! FindCoordinator: the broker the cluster view names for each group (v0-3 one key, v4+ a batch
-//! of keys).
+//! FindCoordinator: for each group (v0-3 one key, v4+ a batch of keys), the leader of its
+//! partition of `__consumer_offsets` as the cluster view names it.
 //! Transaction coordinators are not offered until transactions are.
 
 use rill_protocol::ErrorCode;
@@ -10,15 +10,22 @@ use rill_protocol::kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
+use crate::cluster::Node;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     let error = (req.key_type != KEY_TYPE_GROUP).then_some(ErrorCode::CoordinatorNotAvailable);
+    if error.is_none() {
+        // Created on first use, as Kafka creates it: spread over the brokers live by then.
+        if let Err((code, message)) = broker.ensure_offsets_topic().await {
+            tracing::warn!(error = code.name(), %message, "creating __consumer_offsets");
+        }
+    }
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -31,12 +38,16 @@ pub(crate) fn handle(
                         .with_port(-1)
                         .with_error_code(code.code())
                         .with_error_message(super::message("transactions are not supported yet")),
-                    None => {
-                        let node = broker.cluster.group_coordinator(&c.key);
-                        c.with_node_id(BrokerId(node.id))
+                    None => match coordinator(broker, &c.key) {
+                        Some(node) => c
+                            .with_node_id(BrokerId(node.id))
                             .with_host(StrBytes::from_string(node.host.clone()))
-                            .with_port(i32::from(node.port))
-                    }
+                            .with_port(i32::from(node.port)),
+                        None => c
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(ErrorCode::CoordinatorNotAvailable.code()),
+                    },
                 }
             })
             .collect();
@@ -51,12 +62,26 @@ pub(crate) fn handle(
                 (version >= 1)
                     .then(|| StrBytes::from_static_str("transactions are not supported yet")),
             ),
-        None => {
-            let node = broker.cluster.group_coordinator(&req.key);
-            FindCoordinatorResponse::default()
+        None => match coordinator(broker, &req.key) {
+            Some(node) => FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(node.id))
                 .with_host(StrBytes::from_string(node.host.clone()))
-                .with_port(i32::from(node.port))
-        }
+                .with_port(i32::from(node.port)),
+            None => FindCoordinatorResponse::default()
+                .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        },
     }
+}
+
+/// The coordinator of a group: the leader of its partition of `__consumer_offsets`, as Kafka
+/// places groups on partitions.
+fn coordinator(broker: &Broker, group: &str) -> Option<Node> {
+    let partitions = broker.cluster.offsets_partitions();
+    if partitions == 0 {
+        return None;
+    }
+    let partition = crate::group::offsets_partition(group, partitions);
+    broker.cluster.offsets_partition_leader(partition)
 }

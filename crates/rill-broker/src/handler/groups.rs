@@ -213,7 +213,12 @@ pub(crate) async fn describe(
         let described = DescribedGroup::default()
             .with_group_id(group_id.clone())
             .with_authorized_operations(operations);
-        let has_offsets = broker.groups.offsets.has_offsets(&group_id.0);
+        if !broker.groups.is_local(&group_id.0) {
+            // Kafka's answer for a group coordinated elsewhere: no state, NOT_COORDINATOR.
+            groups.push(described.with_error_code(ErrorCode::NotCoordinator.code()));
+            continue;
+        }
+        let has_offsets = broker.groups.has_offsets(&group_id.0);
         groups.push(match broker.groups.describe(&group_id.0).await {
             Some(d) if d.state != GroupState::Dead => described
                 .with_group_state(StrBytes::from_static_str(d.state.kafka_name()))

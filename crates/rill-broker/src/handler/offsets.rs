@@ -130,7 +130,7 @@ fn committed(
     topic: &str,
     partition: i32,
 ) -> (i64, i32, Option<StrBytes>) {
-    match broker.groups.offsets.fetch(group, topic, partition) {
+    match broker.groups.fetch(group, topic, partition) {
         Some(c) => (
             c.offset,
             c.leader_epoch,
@@ -150,7 +150,7 @@ fn wanted(
         Some(topics) => topics,
         None => {
             let mut all: Vec<(StrBytes, Vec<i32>)> = Vec::new();
-            for ((topic, partition), _) in broker.groups.offsets.group_offsets(group) {
+            for ((topic, partition), _) in broker.groups.group_offsets(group) {
                 match all.last_mut() {
                     Some((name, parts)) if name.as_str() == topic => parts.push(partition),
                     _ => all.push((StrBytes::from_string(topic), vec![partition])),
@@ -167,6 +167,11 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .groups
             .into_iter()
             .map(|g| {
+                if !broker.groups.is_local(&g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(ErrorCode::NotCoordinator.code());
+                }
                 let topics = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0, t.partition_indexes))
@@ -201,6 +206,9 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let group = req.group_id.0.to_string();
+    if !broker.groups.is_local(&group) {
+        return not_coordinator(req, version);
+    }
     let topics = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0, t.partition_indexes))
@@ -234,10 +242,45 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
     OffsetFetchResponse::default().with_topics(topics)
 }
 
+/// OffsetFetch v0-7 for a group coordinated elsewhere: NOT_COORDINATOR for the request (from
+/// v2) and for each partition asked about (the only place v0-1 have for it).
+fn not_coordinator(req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let code = ErrorCode::NotCoordinator.code();
+    let topics = req
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partition_indexes
+                        .into_iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let response = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        response.with_error_code(code)
+    } else {
+        response
+    }
+}
+
 pub(crate) async fn delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
+    if !broker.groups.is_local(&group) {
+        return OffsetDeleteResponse::default().with_error_code(ErrorCode::NotCoordinator.code());
+    }
     let description = broker.groups.describe(&group).await;
-    let has_offsets = broker.groups.offsets.has_offsets(&group);
+    let has_offsets = broker.groups.has_offsets(&group);
     if description.is_none() && !has_offsets {
         return OffsetDeleteResponse::default().with_error_code(ErrorCode::GroupIdNotFound.code());
     }
@@ -275,7 +318,7 @@ pub(crate) async fn delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetD
                 .with_partitions(partitions),
         );
     }
-    match broker.groups.offsets.delete(&group, Some(&doomed)).await {
+    match broker.groups.delete_offsets(&group, &doomed).await {
         Ok(()) => OffsetDeleteResponse::default().with_topics(topics),
         Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
     }

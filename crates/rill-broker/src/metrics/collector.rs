@@ -29,6 +29,7 @@ struct Families {
     lag: IntGaugeVec,
     open_files: IntGaugeVec,
     file_opens: IntCounterVec,
+    quorum: IntGaugeVec,
 }
 
 impl Families {
@@ -74,10 +75,19 @@ impl Families {
                 ),
                 &[],
             )?,
+            quorum: IntGaugeVec::new(
+                Opts::new(
+                    "rill_quorum",
+                    "The metadata quorum as this broker sees it: term, commit_index, \
+                     applied_index, apply_lag (commit minus applied), leader (node id, -1 for \
+                     none), voters, and is_leader (1 on the quorum's leader)",
+                ),
+                &["field"],
+            )?,
         })
     }
 
-    fn all(&self) -> [&dyn Collector; 7] {
+    fn all(&self) -> [&dyn Collector; 8] {
         [
             &self.log_end,
             &self.log_start,
@@ -86,6 +96,7 @@ impl Families {
             &self.lag,
             &self.open_files,
             &self.file_opens,
+            &self.quorum,
         ]
     }
 }
@@ -129,7 +140,7 @@ impl Collector for BrokerCollector {
                     .set(i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX));
             }
         }
-        for (group, topic, partition, committed) in broker.groups.offsets.all_committed() {
+        for (group, topic, partition, committed) in broker.groups.all_committed() {
             let index = partition.to_string();
             let labels = [group.as_str(), topic.as_str(), index.as_str()];
             out.committed.with_label_values(&labels).set(committed);
@@ -150,6 +161,25 @@ impl Collector for BrokerCollector {
         out.file_opens
             .with_label_values(&[] as &[&str])
             .inc_by(cache.opens());
+        let status = broker.quorum.status();
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (field, value) in [
+            ("term", as_i64(status.term)),
+            ("commit_index", as_i64(status.commit)),
+            ("applied_index", as_i64(status.applied)),
+            (
+                "apply_lag",
+                as_i64(status.commit.saturating_sub(status.applied)),
+            ),
+            ("leader", i64::from(status.leader)),
+            (
+                "voters",
+                i64::try_from(broker.quorum.voters.len()).unwrap_or(0),
+            ),
+            ("is_leader", i64::from(status.role == "leader")),
+        ] {
+            out.quorum.with_label_values(&[field]).set(value);
+        }
         out.all()
             .into_iter()
             .flat_map(|family| family.collect())

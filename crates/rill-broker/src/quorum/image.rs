@@ -337,11 +337,23 @@ impl Image {
     }
 
     /// The image of a data directory written by a single-node Rill before the quorum: every
-    /// partition on `node_id`, at epoch 0.
-    pub(crate) fn from_legacy(replayed: Replayed, node_id: i32, cluster_id: String) -> Self {
+    /// partition on `node_id`, at epoch 0, `__consumer_offsets` (with `offsets_partitions`)
+    /// included, since its committed offsets are there.
+    pub(crate) fn from_legacy(
+        replayed: Replayed,
+        node_id: i32,
+        cluster_id: String,
+        offsets_partitions: i32,
+    ) -> Self {
+        let offsets = crate::meta::TopicRecord {
+            id: Uuid::new_v4(),
+            partitions: offsets_partitions,
+            configs: BTreeMap::new(),
+        };
         let topics = replayed
             .topics
             .into_iter()
+            .chain([(crate::group::OFFSETS_TOPIC.to_owned(), offsets)])
             .map(|(name, record)| {
                 let partitions = (0..record.partitions)
                     .map(|_| PartitionImage {

@@ -47,6 +47,8 @@ pub(crate) struct QuorumConfig {
     pub(crate) voters: Voters,
     pub(crate) session_timeout: Duration,
     pub(crate) proposal_timeout: Duration,
+    /// `offsets.topic.num.partitions`, for the offsets of a data directory being upgraded.
+    pub(crate) offsets_partitions: i32,
 }
 
 /// This broker's member of the metadata quorum.
@@ -87,33 +89,7 @@ impl Quorum {
         let voter_ids: Vec<u64> = voters.ids().map(voters::raft_id).collect();
         let dir = data_dir.join(METADATA_LOG);
         let stored_cluster_id = meta::read_cluster_id(data_dir)?;
-        if !QuorumStore::initialized(&dir) {
-            let (image, index) = match meta::MetaStore::open(data_dir) {
-                Ok((store, replayed)) if store.end() > 0 => {
-                    let index = u64::try_from(store.end()).unwrap_or(0);
-                    store.close()?;
-                    let cluster_id = match &stored_cluster_id {
-                        Some(id) => id.clone(),
-                        None => meta::cluster_id(data_dir, me)?,
-                    };
-                    tracing::info!(
-                        topics = replayed.topics.len(),
-                        entries = index,
-                        "upgrading the single-node metadata log to the quorum's format"
-                    );
-                    (Image::from_legacy(replayed, me, cluster_id), index)
-                }
-                Ok((store, _)) => {
-                    store.close()?;
-                    (Image::default(), 0)
-                }
-                Err(err) => return Err(err),
-            };
-            let data =
-                serde_json::to_vec(&image).map_err(|e| BrokerError::Internal(e.to_string()))?;
-            let snapshot = store::make_snapshot(index, 0, voter_ids.clone(), data);
-            QuorumStore::initialize(&dir, &snapshot)?;
-        }
+        initialize(data_dir, me, voter_ids.clone(), config.offsets_partitions)?;
         let store = QuorumStore::open(&dir)?;
         let stored = store
             .snapshot_ref()
@@ -262,6 +238,41 @@ impl Quorum {
     }
 }
 
+/// Makes `data_dir`'s metadata log a quorum store if it is not one yet: empty for a new
+/// directory, or holding the image of the metadata log a single-node Rill wrote before the
+/// quorum (upgraded in place: its records become the first snapshot).
+fn initialize(
+    data_dir: &Path,
+    me: i32,
+    voter_ids: Vec<u64>,
+    offsets_partitions: i32,
+) -> Result<(), BrokerError> {
+    let dir = data_dir.join(METADATA_LOG);
+    if QuorumStore::initialized(&dir) {
+        return Ok(());
+    }
+    let stored_cluster_id = meta::read_cluster_id(data_dir)?;
+    let (store, replayed) = meta::MetaStore::open(data_dir)?;
+    let index = u64::try_from(store.end()).unwrap_or(0);
+    store.close()?;
+    let image = if index > 0 {
+        let cluster_id = match stored_cluster_id {
+            Some(id) => id,
+            None => meta::cluster_id(data_dir, me)?,
+        };
+        tracing::info!(
+            topics = replayed.topics.len(),
+            entries = index,
+            "upgrading the single-node metadata log to the quorum's format"
+        );
+        Image::from_legacy(replayed, me, cluster_id, offsets_partitions)
+    } else {
+        Image::default()
+    };
+    let data = serde_json::to_vec(&image).map_err(|e| BrokerError::Internal(e.to_string()))?;
+    QuorumStore::initialize(&dir, &store::make_snapshot(index, 0, voter_ids, data))
+}
+
 /// raft-rs logs through slog; this forwards its records to `tracing` (debug, or warn for its
 /// warnings and errors) with their key-values.
 #[derive(Debug)]
@@ -296,6 +307,60 @@ impl slog::Serializer for KvText {
     fn emit_arguments(&mut self, key: slog::Key, value: &std::fmt::Arguments<'_>) -> slog::Result {
         use std::fmt::Write as _;
         let _ = write!(self.0, " {key}={value}");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::meta::{MetaStore, TopicRecord};
+
+    #[test]
+    fn a_single_node_metadata_log_is_upgraded_in_place() -> Result<(), Box<dyn std::error::Error>> {
+        let data_dir = tempfile::tempdir()?;
+        let orders = TopicRecord {
+            id: Uuid::new_v4(),
+            partitions: 3,
+            configs: BTreeMap::from([("retention.ms".to_owned(), "1000".to_owned())]),
+        };
+        let cluster_id = meta::cluster_id(data_dir.path(), 0)?;
+        {
+            let (mut legacy, _) = MetaStore::open(data_dir.path())?;
+            legacy.put("orders", Some(&orders))?;
+            legacy.put("doomed", Some(&orders))?;
+            legacy.put("doomed", None)?;
+            legacy
+                .put_broker_configs("0", &BTreeMap::from([("log.roll.ms".into(), "5".into())]))?;
+            legacy.reserve_producer_ids(2000)?;
+            legacy.close()?;
+        }
+        initialize(data_dir.path(), 0, vec![1], 50)?;
+        // A second start finds it done.
+        initialize(data_dir.path(), 0, vec![1], 50)?;
+        let store = QuorumStore::open(&data_dir.path().join(METADATA_LOG))?;
+        let image: Image = serde_json::from_slice(&store.snapshot_ref().data)?;
+        assert_eq!(image.cluster_id.as_deref(), Some(cluster_id.as_str()));
+        assert_eq!(
+            image.topics.keys().collect::<Vec<_>>(),
+            ["__consumer_offsets", "orders"]
+        );
+        let topic = &image.topics["orders"];
+        assert_eq!((topic.id, &topic.configs), (orders.id, &orders.configs));
+        assert!(
+            topic
+                .partitions
+                .iter()
+                .all(|p| p.replicas == [0] && p.leader == 0)
+        );
+        assert_eq!(image.topics["__consumer_offsets"].partitions.len(), 50);
+        assert_eq!(image.broker_configs["0"]["log.roll.ms"], "5");
+        assert_eq!(image.next_producer_id, 2000);
+        // The legacy records are behind the snapshot: the Raft log starts after them.
+        assert_eq!(store.snapshot_ref().get_metadata().index, 5);
+        assert_eq!(raft::Storage::first_index(&store)?, 6);
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::node::Input;
-use super::voters::{Voters, node_id, raft_id};
+use super::voters::{Voters, raft_id};
 
 /// The largest frame accepted: a batch of metadata entries or a snapshot.
 const MAX_FRAME: usize = 64 << 20;
@@ -299,10 +299,4 @@ async fn pump(stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> std::io
         }
         writer.flush().await?;
     }
-}
-
-/// The node id a message is for.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn to_node(message: &Message) -> i32 {
-    node_id(message.to)
 }

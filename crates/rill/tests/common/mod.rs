@@ -617,3 +617,27 @@ pub fn kcat_ok(args: &[&str], stdin: &[u8]) -> Result<String> {
     );
     String::from_utf8(out.stdout).context("kcat output is not UTF-8")
 }
+
+/// A fixture under `tests/fixtures/`.
+#[allow(dead_code)]
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Copies a directory tree (files and directories only).
+#[allow(dead_code)]
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            let _ = std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
