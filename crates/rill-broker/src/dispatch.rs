@@ -84,6 +84,9 @@ pub(crate) async fn dispatch(
                 .await
                 .into()
         }
+        RequestKind::DescribeQuorum(req) => {
+            handler::describe_quorum::handle(broker, &req, version).into()
+        }
         RequestKind::DescribeCluster(req) => handler::describe_cluster::handle(broker, req).into(),
         RequestKind::DescribeTopicPartitions(req) => {
             handler::describe_topic_partitions::handle(broker, req).into()

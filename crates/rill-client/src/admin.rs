@@ -37,11 +37,13 @@ use crate::error::{ClientError, Result};
 mod configs;
 mod groups;
 mod offsets;
+mod quorum;
 mod topics;
 
 pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember, PartitionLag};
 pub use offsets::{ListedOffset, OffsetSpec};
+pub use quorum::{BrokerInfo, ClusterDescription, QuorumDescription, VoterState};
 pub use topics::{CreatedTopic, NewTopic, PartitionInfo, TopicDescription, TopicListing};
 
 /// Default [`AdminConfig::operation_timeout`]: 30 s, Kafka's `request.timeout.ms`.

@@ -17,6 +17,8 @@ use rill_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse, OffsetFetchRequest,
     OffsetFetchResponse,
 };
+// The cluster's metadata quorum (`admin/quorum.rs`).
+use rill_protocol::kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
 // The group consumer's APIs (`group/`).
 use rill_protocol::kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
@@ -77,6 +79,8 @@ api_requests! {
     DescribeGroups DescribeGroupsRequest DescribeGroupsResponse 0..=6;
     // v4 adds the states filter (applied client-side below v4), v5 the types filter.
     ListGroups ListGroupsRequest ListGroupsResponse 0..=5;
+    // v1 adds the voters' timestamps, v2 the nodes' listeners (not read).
+    DescribeQuorum DescribeQuorumRequest DescribeQuorumResponse 1..=2;
     // v2 is the lowest Kafka 4 keeps; v5 returns the new topic's configs, v7 its id.
     CreateTopics CreateTopicsRequest CreateTopicsResponse 2..=7;
     // v6 names topics in `topics` (by name or id) rather than `topic_names`.

@@ -73,6 +73,9 @@ supported_apis! {
     DeleteGroups 0..=2,
     IncrementalAlterConfigs 0..=1,
     OffsetDelete 0..=0,
+    // The metadata quorum (KIP-595, KIP-836's v1 timestamps, KIP-853's v2 nodes), for
+    // kafka-metadata-quorum and `rill cluster status`.
+    DescribeQuorum 0..=2,
     DescribeCluster 0..=2,
     DescribeTopicPartitions 0..=0,
 }

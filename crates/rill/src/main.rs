@@ -7,6 +7,7 @@
 mod alloc;
 mod bench;
 mod cli;
+mod cluster;
 mod consume;
 mod group;
 mod produce;
@@ -54,6 +55,8 @@ enum Command {
     Group(group::Args),
     /// Measure throughput and latency: produce, consume, or end to end.
     Bench(bench::Args),
+    /// Show the cluster: its brokers and its metadata quorum.
+    Cluster(cluster::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => args.run(),
         Command::Group(args) => args.run(),
         Command::Bench(args) => args.run(),
+        Command::Cluster(args) => args.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

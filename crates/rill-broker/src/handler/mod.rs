@@ -7,6 +7,7 @@ pub(crate) mod create_topics;
 pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
+pub(crate) mod describe_quorum;
 pub(crate) mod describe_topic_partitions;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
@@ -43,7 +44,6 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
-/// An optional message for a response.
 /// Why a partition request cannot be served here, for the error message beside `code`.
 pub(crate) fn not_here(code: rill_protocol::ErrorCode, topic: &str, partition: i32) -> String {
     match code {
@@ -57,6 +57,7 @@ pub(crate) fn not_here(code: rill_protocol::ErrorCode, topic: &str, partition: i
     }
 }
 
+/// An optional message for a response.
 pub(crate) fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }

@@ -103,7 +103,11 @@ pub(crate) struct Node {
     raw: RawNode<QuorumStore>,
     config: NodeConfig,
     seq: u64,
-    waiters: HashMap<u64, (Instant, Reply)>,
+    /// Proposals waiting to be applied: deadline, answer, and the entry (proposed again to a
+    /// new leader, since the old one may have died with it).
+    waiters: HashMap<u64, (Instant, Reply, Vec<u8>)>,
+    /// The leader proposals were last sent to.
+    leader: u64,
     shared: Arc<Shared>,
     outbox: Outbox,
     changes: mpsc::UnboundedSender<Applied>,
@@ -160,6 +164,7 @@ impl Node {
             config,
             seq: 0,
             waiters: HashMap::new(),
+            leader: raft::INVALID_ID,
             shared,
             outbox,
             changes,
@@ -204,6 +209,10 @@ impl Node {
             if let Err(err) = self.ready() {
                 break Err(err.to_string());
             }
+            self.follow_leader();
+            if let Err(err) = self.ready() {
+                break Err(err.to_string());
+            }
             self.publish();
             if let Some(why) = self.refusal() {
                 break Err(why);
@@ -215,7 +224,7 @@ impl Node {
                 status.failed = Some(why);
             }
         }
-        for (_, (_, reply)) in self.waiters.drain() {
+        for (_, (_, reply, _)) in self.waiters.drain() {
             let _ = reply.send(Err((
                 ErrorCode::NotController,
                 "the broker is shutting down".into(),
@@ -286,11 +295,11 @@ impl Node {
             Ok(data) => data,
             Err(err) => return refuse(reply, err.to_string()),
         };
-        match self.raw.propose(Vec::new(), data) {
+        match self.raw.propose(Vec::new(), data.clone()) {
             Ok(()) => {
                 if let Some(reply) = reply {
                     let deadline = Instant::now() + self.config.proposal_timeout;
-                    let _ = self.waiters.insert(self.seq, (deadline, reply));
+                    let _ = self.waiters.insert(self.seq, (deadline, reply, data));
                 }
             }
             Err(err) => refuse(
@@ -300,15 +309,38 @@ impl Node {
         }
     }
 
+    /// When a new leader is known, proposes again what is still waiting: a proposal forwarded
+    /// to a leader that died (or lost its majority) before replicating it is gone. Applying one
+    /// twice is harmless (a command that already applied fails or changes nothing the second
+    /// time, and its proposer took the first outcome).
+    fn follow_leader(&mut self) {
+        let leader = self.raw.raft.leader_id;
+        if leader == self.leader || leader == raft::INVALID_ID {
+            return;
+        }
+        self.leader = leader;
+        let mut pending: Vec<(u64, Vec<u8>)> = self
+            .waiters
+            .iter()
+            .map(|(seq, (_, _, data))| (*seq, data.clone()))
+            .collect();
+        pending.sort_unstable_by_key(|(seq, _)| *seq);
+        for (seq, data) in pending {
+            if let Err(err) = self.raw.propose(Vec::new(), data) {
+                tracing::debug!(seq, %err, "proposing again to the new leader failed");
+            }
+        }
+    }
+
     fn on_tick(&mut self, now: Instant) {
         let expired: Vec<u64> = self
             .waiters
             .iter()
-            .filter(|(_, (deadline, _))| *deadline <= now)
+            .filter(|(_, (deadline, _, _))| *deadline <= now)
             .map(|(seq, _)| *seq)
             .collect();
         for seq in expired {
-            if let Some((_, reply)) = self.waiters.remove(&seq) {
+            if let Some((_, reply, _)) = self.waiters.remove(&seq) {
                 let _ = reply.send(Err((
                     ErrorCode::RequestTimedOut,
                     "the metadata change was not committed in time: the quorum may have lost \
@@ -439,7 +471,7 @@ impl Node {
             }
         }
         for (seq, index, outcome) in outcomes {
-            if let Some((_, reply)) = self.waiters.remove(&seq) {
+            if let Some((_, reply, _)) = self.waiters.remove(&seq) {
                 let _ = reply.send(outcome.map(|value| (index, value)));
             }
         }

@@ -127,7 +127,7 @@ pub struct TopicDescription {
     pub partitions: Vec<PartitionInfo>,
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
