@@ -219,9 +219,9 @@ async fn join_cluster(
     let node_id = config.node_id;
     let controller = match config.controller_address() {
         Some(address) => Some(TcpListener::bind(&address).await.map_err(|e| {
-            BrokerError::Listen(std::io::Error::new(
-                e.kind(),
-                format!("controller listener {address}: {e}"),
+            BrokerError::Config(format!(
+                "cannot bind node {node_id}'s controller listener {address} ({e}): is another \
+                 broker running as node {node_id}?"
             ))
         })?),
         None => None,

@@ -50,9 +50,10 @@ pub mod group;
 pub mod producer;
 
 pub use admin::{
-    Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset, ConfigEntry, ConfigResource, ConfigSource,
-    CreatedTopic, GroupDescription, GroupListing, GroupMember, ListedOffset, NewTopic, OffsetSpec,
-    PartitionInfo, PartitionLag, QuorumDescription, TopicDescription, TopicListing, VoterState,
+    Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
+    ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, GroupDescription, GroupListing,
+    GroupMember, ListedOffset, NewTopic, OffsetSpec, PartitionInfo, PartitionLag,
+    QuorumDescription, TopicDescription, TopicListing, VoterState,
 };
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{

@@ -170,21 +170,29 @@ pub(crate) fn timestamp_ms(text: &str) -> Result<i64, String> {
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: how `rill serve` and `rill consume` are stopped.
-pub(crate) async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                let _ = signal.recv().await;
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered now, not at the first poll: a signal that comes while the broker is still
+    // starting (joining its cluster) must stop it cleanly, not kill it.
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |registered: std::io::Result<tokio::signal::unix::Signal>,
+                    name: &'static str| async move {
+            match registered {
+                Ok(mut signal) => {
+                    let _ = signal.recv().await;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot listen for {name}");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            () = wait(interrupt, "SIGINT") => {}
+            () = wait(terminate, "SIGTERM") => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }
 

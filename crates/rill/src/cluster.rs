@@ -89,11 +89,17 @@ fn rows(
         .voters
         .iter()
         .map(|v| {
-            let role = if v.id == quorum.leader { "leader" } else { "voter" };
+            let role = if v.id == quorum.leader {
+                "leader"
+            } else {
+                "voter"
+            };
             let lag = if v.log_end_offset < 0 {
                 "?".to_owned()
             } else {
-                (quorum.high_watermark - v.log_end_offset).max(0).to_string()
+                (quorum.high_watermark - v.log_end_offset)
+                    .max(0)
+                    .to_string()
             };
             let contact = if v.id == quorum.leader {
                 "-".to_owned()
@@ -107,7 +113,11 @@ fn rows(
                 role.to_owned(),
                 if live(v.id) { "live" } else { "fenced" }.to_owned(),
                 address(v.id),
-                if v.log_end_offset < 0 { "?".to_owned() } else { v.log_end_offset.to_string() },
+                if v.log_end_offset < 0 {
+                    "?".to_owned()
+                } else {
+                    v.log_end_offset.to_string()
+                },
                 lag,
                 contact,
             ]

@@ -496,6 +496,7 @@ impl Args {
             .build()
             .context("starting the runtime")?;
         runtime.block_on(async move {
+            let shutdown = crate::cli::shutdown_signal();
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -513,7 +514,7 @@ impl Args {
                 Some(admin) => Some(admin.local_addr().context("admin listener address")?),
             };
             print_banner(&config, local, admin_local);
-            rill_broker::run(config, listener, admin, crate::cli::shutdown_signal()).await?;
+            rill_broker::run(config, listener, admin, shutdown).await?;
             Ok(())
         })
     }

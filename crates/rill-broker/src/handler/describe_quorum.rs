@@ -80,7 +80,11 @@ pub(crate) fn handle(
                                 .with_replica_id(BrokerId(id))
                                 .with_log_end_offset(end)
                                 .with_last_fetch_timestamp(contact)
-                                .with_last_caught_up_timestamp(if end == last { contact } else { -1 })
+                                .with_last_caught_up_timestamp(if end == last {
+                                    contact
+                                } else {
+                                    -1
+                                })
                         })
                         .collect();
                     answer.with_current_voters(current_voters)
@@ -97,12 +101,14 @@ pub(crate) fn handle(
             .filter_map(|id| {
                 let (host, port) = voters.address(id).filter(|(_, port)| *port != 0)?;
                 Some(
-                    Node::default().with_node_id(BrokerId(id)).with_listeners(vec![
-                        Listener::default()
-                            .with_name(StrBytes::from_static_str("CONTROLLER"))
-                            .with_host(StrBytes::from_string(host.to_owned()))
-                            .with_port(port),
-                    ]),
+                    Node::default()
+                        .with_node_id(BrokerId(id))
+                        .with_listeners(vec![
+                            Listener::default()
+                                .with_name(StrBytes::from_static_str("CONTROLLER"))
+                                .with_host(StrBytes::from_string(host.to_owned()))
+                                .with_port(port),
+                        ]),
                 )
             })
             .collect()

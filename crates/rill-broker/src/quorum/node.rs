@@ -38,10 +38,16 @@ pub(crate) enum Input {
     Peer(Message),
     /// A change to agree on.
     Propose(Command, Reply),
-    /// A peer refused this broker for a reason that will not pass (its configuration).
+    /// A peer refused this broker for a reason that will not pass (its configuration, or its
+    /// node id held by another live broker: `duplicate`).
     Refused {
         by: i32,
         why: String,
+        duplicate: bool,
+    },
+    /// A peer accepted this broker's hello (any refusal by it is over).
+    Accepted {
+        by: i32,
     },
     Stop,
 }
@@ -116,8 +122,8 @@ pub(crate) struct Node {
     pending: HashMap<i32, Instant>,
     led_in_term: u64,
     init_proposed_in_term: u64,
-    /// Refusals by peer, with when they started.
-    refused: HashMap<i32, (Instant, String)>,
+    /// Refusals by peer, with when they started and whether for a duplicate node id.
+    refused: HashMap<i32, (Instant, String, bool)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -250,25 +256,35 @@ impl Node {
                 }
             }
             Input::Propose(command, reply) => self.propose(command, Some(reply)),
-            Input::Refused { by, why } => {
-                let _ = self.refused.entry(by).or_insert((Instant::now(), why));
+            Input::Refused { by, why, duplicate } => {
+                let _ = self
+                    .refused
+                    .entry(by)
+                    .or_insert((Instant::now(), why, duplicate));
+            }
+            Input::Accepted { by } => {
+                let _ = self.refused.remove(&by);
             }
             Input::Stop => return false,
         }
         true
     }
 
-    /// A reason to stop: refused by a majority of the other voters for a while (this broker's
-    /// configuration disagrees with the cluster's).
+    /// A reason to stop: refused for a while by a majority of the other voters (this broker's
+    /// configuration disagrees with the cluster's), or by any one because another live broker
+    /// holds its node id.
     fn refusal(&self) -> Option<String> {
-        let lasting: Vec<&String> = self
+        let lasting: Vec<(&String, bool)> = self
             .refused
             .values()
-            .filter(|(since, _)| since.elapsed() > Duration::from_secs(2))
-            .map(|(_, why)| why)
+            .filter(|(since, _, _)| since.elapsed() > Duration::from_secs(2))
+            .map(|(_, why, duplicate)| (why, *duplicate))
             .collect();
+        if let Some((why, _)) = lasting.iter().find(|(_, duplicate)| *duplicate) {
+            return Some((*why).clone());
+        }
         let others = self.config.peers.len();
-        (others > 0 && lasting.len() * 2 > others).then(|| lasting[0].clone())
+        (others > 0 && lasting.len() * 2 > others).then(|| lasting[0].0.clone())
     }
 
     fn propose(&mut self, command: Command, reply: Option<Reply>) {

@@ -41,6 +41,25 @@ pub(crate) struct Hello {
 #[derive(Debug, Serialize, Deserialize)]
 struct Answer {
     refused: Option<String>,
+    /// The refusal is for a node id another live process holds: fatal even from one peer.
+    #[serde(default)]
+    duplicate: bool,
+}
+
+/// Why a hello is refused.
+#[derive(Debug)]
+struct Refusal {
+    why: String,
+    duplicate: bool,
+}
+
+impl Refusal {
+    fn config(why: String) -> Self {
+        Self {
+            why,
+            duplicate: false,
+        }
+    }
 }
 
 /// The cluster id as this broker knows it (none until the quorum named it).
@@ -150,34 +169,39 @@ async fn accept(
 }
 
 /// Checks a hello against this broker's view; the reason to refuse it, if any.
-fn check(me: &Hello, hello: &Hello, known: Option<&str>, live: &Live) -> Option<String> {
+fn check(me: &Hello, hello: &Hello, known: Option<&str>, live: &Live) -> Option<Refusal> {
     if hello.voters != me.voters {
-        return Some(format!(
+        return Some(Refusal::config(format!(
             "controller.quorum.voters differ: node {} has '{}', node {} has '{}'",
             me.node_id, me.voters, hello.node_id, hello.voters
-        ));
+        )));
     }
     if hello.node_id == me.node_id {
-        return Some(format!(
-            "node id {} is already in use by the broker at this address",
-            me.node_id
-        ));
+        return Some(Refusal {
+            why: format!(
+                "node id {} is already in use by the live broker at its controller address",
+                me.node_id
+            ),
+            duplicate: true,
+        });
     }
     if let (Some(ours), Some(theirs)) = (known, hello.cluster_id.as_deref()) {
         if ours != theirs {
-            return Some(format!(
-                "cluster ids differ: the quorum's is {ours}, node {}'s data dir has {theirs}",
-                hello.node_id
-            ));
+            return Some(Refusal::config(format!(
+                "cluster ids differ: node {} is in cluster {ours}, node {}'s data dir is of \
+                 cluster {theirs}",
+                me.node_id, hello.node_id
+            )));
         }
     }
     let live = live.lock().ok()?;
     let (incarnation, at) = live.get(&hello.node_id)?;
-    (*incarnation != hello.incarnation && at.elapsed() < Duration::from_secs(1)).then(|| {
-        format!(
+    (*incarnation != hello.incarnation && at.elapsed() < Duration::from_secs(1)).then(|| Refusal {
+        why: format!(
             "node id {} is already in use by another live broker",
             hello.node_id
-        )
+        ),
+        duplicate: true,
     })
 }
 
@@ -195,12 +219,13 @@ async fn receive(
     let known = cluster_id.lock().ok().and_then(|c| c.clone());
     let refused = check(me, &hello, known.as_deref(), live);
     let answer = serde_json::to_vec(&Answer {
-        refused: refused.clone(),
+        refused: refused.as_ref().map(|r| r.why.clone()),
+        duplicate: refused.as_ref().is_some_and(|r| r.duplicate),
     })
     .map_err(std::io::Error::other)?;
     write_frame(&mut stream, &answer).await?;
-    if let Some(why) = refused {
-        tracing::warn!(node = hello.node_id, %why, "refused a broker");
+    if let Some(refusal) = refused {
+        tracing::warn!(node = hello.node_id, why = %refusal.why, "refused a broker");
         return Ok(());
     }
     let from = raft_id(hello.node_id);
@@ -234,6 +259,9 @@ async fn send_to(
         match connect(&address, &hello).await {
             Ok(Ok(stream)) => {
                 backoff = Duration::from_millis(50);
+                if inputs.send(Input::Accepted { by: peer }).is_err() {
+                    return;
+                }
                 if let Err(err) = pump(stream, &mut queue).await {
                     tracing::debug!(peer, %err, "quorum connection lost");
                 }
@@ -241,8 +269,13 @@ async fn send_to(
                     return;
                 }
             }
-            Ok(Err(why)) => {
-                if inputs.send(Input::Refused { by: peer, why }).is_err() {
+            Ok(Err(Refusal { why, duplicate })) => {
+                let refused = Input::Refused {
+                    by: peer,
+                    why,
+                    duplicate,
+                };
+                if inputs.send(refused).is_err() {
                     return;
                 }
                 backoff = Duration::from_secs(1);
@@ -259,7 +292,7 @@ async fn send_to(
 }
 
 /// Connects and says hello: the stream, or the peer's reason to refuse.
-async fn connect(address: &str, hello: &Hello) -> std::io::Result<Result<TcpStream, String>> {
+async fn connect(address: &str, hello: &Hello) -> std::io::Result<Result<TcpStream, Refusal>> {
     let mut stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(address))
         .await
         .map_err(std::io::Error::other)??;
@@ -271,7 +304,10 @@ async fn connect(address: &str, hello: &Hello) -> std::io::Result<Result<TcpStre
         .map_err(std::io::Error::other)??;
     let answer: Answer = serde_json::from_slice(&answer).map_err(std::io::Error::other)?;
     Ok(match answer.refused {
-        Some(why) => Err(why),
+        Some(why) => Err(Refusal {
+            why,
+            duplicate: answer.duplicate,
+        }),
         None => Ok(stream),
     })
 }

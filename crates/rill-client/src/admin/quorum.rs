@@ -113,7 +113,9 @@ fn leader_named(response: &DescribeQuorumResponse) -> Option<i32> {
 }
 
 fn quorum_of(response: &DescribeQuorumResponse) -> Result<QuorumDescription> {
-    ClientError::check(response.error_code, || "describe the metadata quorum".to_owned())?;
+    ClientError::check(response.error_code, || {
+        "describe the metadata quorum".to_owned()
+    })?;
     let p = response
         .topics
         .first()
