@@ -11,9 +11,11 @@
 //! - `image.rs`: the state machine (commands, deterministic apply);
 //! - `store.rs`: the Raft log on `rill-log`, the hard state and the snapshot;
 //! - `node.rs`: the thread running raft-rs's Ready loop, session fencing on the leader;
-//! - `transport.rs`: the voters' TCP connections;
+//! - `transport.rs`: the voters' TCP connections; `codec.rs`: our encoding of raft-rs's
+//!   messages on them (never protobuf from the network);
 //! - `voters.rs`: `controller.quorum.voters`.
 
+pub(crate) mod codec;
 pub(crate) mod image;
 pub(crate) mod node;
 pub(crate) mod store;

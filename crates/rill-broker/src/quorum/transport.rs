@@ -1,7 +1,8 @@
 //! The quorum's network: one TCP connection from each voter to each other voter's controller
-//! listener, carrying raft-rs messages one way as length-prefixed protobuf frames.
+//! listener, carrying raft-rs messages one way as length-prefixed frames.
 //!
-//! A connection opens with a hello (node id, incarnation, voters, cluster id) that the
+//! Messages are encoded by `codec.rs`, never parsed with protobuf. A connection opens with a
+//! hello (node id, incarnation, voters, cluster id) that the
 //! receiver checks before it reads anything else: a broker whose `controller.quorum.voters` or
 //! cluster id disagrees, or a second live process with a node id already connected, is refused
 //! with a one-line reason, and never reaches the Raft node. Messages are dropped while a peer is
@@ -12,7 +13,6 @@ use std::sync::mpsc::Sender as InputSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use protobuf::Message as _;
 use raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
@@ -234,7 +234,7 @@ async fn receive(
         if let Ok(mut live) = live.lock() {
             let _ = live.insert(hello.node_id, (hello.incarnation, Instant::now()));
         }
-        let message = Message::parse_from_bytes(&frame).map_err(std::io::Error::other)?;
+        let message = super::codec::decode(frame.into()).map_err(std::io::Error::other)?;
         if message.from != from || message.to != raft_id(me.node_id) {
             continue;
         }
@@ -327,7 +327,7 @@ async fn pump(stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> std::io
         };
         let mut next = Some(message);
         while let Some(message) = next {
-            let bytes = message.write_to_bytes().map_err(std::io::Error::other)?;
+            let bytes = super::codec::encode(&message);
             let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
             writer.write_u32(len).await?;
             writer.write_all(&bytes).await?;
