@@ -13,9 +13,11 @@
 //! takes them over.
 //!
 //! Lock rules: `topics` is a `std::sync::RwLock` held only to look up or swap an `Arc<Topic>`,
-//! never across an `.await` or disk I/O; so is the quorum's image. Changes proposed here are
-//! serialized by the `admin` tokio mutex; only the reconciler installs topics. A `Topic` is
-//! immutable: a change builds a new one and swaps it in.
+//! never across an `.await` or disk I/O; so is the quorum's image. The quorum orders changes;
+//! this broker only keeps two changes of one topic's partitions from opening the same
+//! directories at once (`changing`), and one `__consumer_offsets` creation at a time. No lock is
+//! held while a proposal waits, so a change stuck on a lost leader holds up no other. Only the
+//! reconciler installs topics. A `Topic` is immutable: a change builds a new one and swaps it in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -121,6 +123,20 @@ impl Topic {
     }
 }
 
+/// A topic being changed on this broker, until dropped.
+struct Changing<'a> {
+    set: &'a Mutex<BTreeSet<String>>,
+    name: String,
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            let _ = set.remove(&self.name);
+        }
+    }
+}
+
 /// Partitions just opened, with their indices.
 type Opened = Vec<(i32, Arc<Partition>)>;
 
@@ -137,8 +153,10 @@ pub(crate) struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Dynamic broker configs, as the quorum agreed them.
     dynamic: RwLock<DynamicConfigs>,
-    /// Serializes the changes this broker proposes.
-    admin: tokio::sync::Mutex<()>,
+    /// Topics whose partitions a change on this broker is opening.
+    changing: Mutex<BTreeSet<String>>,
+    /// One creation of `__consumer_offsets` at a time.
+    offsets_creation: tokio::sync::Mutex<()>,
     /// This broker's member of the metadata quorum.
     pub(crate) quorum: Quorum,
     /// The next producer id to hand out, and the end of the block the quorum gave this broker.
@@ -245,7 +263,8 @@ impl Broker {
             cluster,
             topics: RwLock::new(topics),
             dynamic: RwLock::new(dynamic),
-            admin: tokio::sync::Mutex::new(()),
+            changing: Mutex::new(BTreeSet::new()),
+            offsets_creation: tokio::sync::Mutex::new(()),
             quorum,
             groups,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
@@ -367,7 +386,7 @@ impl Broker {
         }
         TopicConfig::validate(&self.config, &overrides)
             .map_err(|m| (ErrorCode::InvalidConfig, m))?;
-        let _admin = self.admin.lock().await;
+        let _changing = self.changing(name).await?;
         if self.topic(name).is_some() {
             return Err((
                 ErrorCode::TopicAlreadyExists,
@@ -412,6 +431,33 @@ impl Broker {
         self.topic(name).ok_or_else(|| unknown_topic(name))
     }
 
+    /// Marks `name` as being changed here until the guard drops, first waiting for a change of
+    /// the same topic already under way here (both would open its new partitions'
+    /// directories).
+    async fn changing(&self, name: &str) -> Result<Changing<'_>, TopicError> {
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        loop {
+            let inserted = self
+                .changing
+                .lock()
+                .map_err(|_| (ErrorCode::UnknownServerError, "lock poisoned".to_owned()))?
+                .insert(name.to_owned());
+            if inserted {
+                return Ok(Changing {
+                    set: &self.changing,
+                    name: name.to_owned(),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err((
+                    ErrorCode::RequestTimedOut,
+                    format!("another change of topic '{name}' on this broker did not finish"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The indices (from `first`) of the partitions in `placed` that land on this broker.
     fn indices_here(&self, placed: &[Vec<i32>], first: usize) -> Vec<i32> {
         placed
@@ -424,7 +470,6 @@ impl Broker {
 
     /// Deletes a topic and, on every broker, its data.
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
-        let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
         let command = Command::DeleteTopic {
             name: name.to_owned(),
@@ -445,7 +490,7 @@ impl Broker {
         assignments: Option<&[Vec<i32>]>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let _admin = self.admin.lock().await;
+        let _changing = self.changing(name).await?;
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
         let current = topic.partition_count();
         if count == current {
@@ -517,7 +562,6 @@ impl Broker {
     ) -> Result<(), TopicError> {
         TopicConfig::validate(&self.config, &overrides)
             .map_err(|m| (ErrorCode::InvalidConfig, m))?;
-        let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| unknown_topic(name))?;
         if validate_only {
             return Ok(());
@@ -544,7 +588,6 @@ impl Broker {
         *next.of_mut(per_broker) = configs.clone();
         TopicConfig::validate(&self.config, &next.topic_defaults())
             .map_err(|m| (ErrorCode::InvalidRequest, m))?;
-        let _admin = self.admin.lock().await;
         if validate_only {
             return Ok(());
         }
@@ -583,7 +626,7 @@ impl Broker {
         if self.cluster.offsets_partitions() > 0 {
             return Ok(());
         }
-        let _admin = self.admin.lock().await;
+        let _creating = self.offsets_creation.lock().await;
         if self.quorum.image().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }

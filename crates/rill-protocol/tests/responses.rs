@@ -7,11 +7,11 @@ use bytes::{Bytes, BytesMut};
 use rill_protocol::kafka_protocol::messages::{
     AlterConfigsResponse, ApiVersionsResponse, CreatePartitionsResponse, CreateTopicsResponse,
     DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse,
-    DescribeConfigsResponse, DescribeGroupsResponse, DescribeTopicPartitionsResponse,
-    FetchResponse, FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
-    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
+    DescribeConfigsResponse, DescribeGroupsResponse, DescribeQuorumResponse,
+    DescribeTopicPartitionsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
+    IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
+    ListGroupsResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
+    OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
 };
 use rill_protocol::{
     ApiKey, DEFAULT_MAX_FRAME_SIZE, ErrorCode, ProtocolError, RequestHeader, Response,
@@ -44,6 +44,7 @@ fn default_response(key: ApiKey) -> ResponseKind {
         ApiKey::DeleteGroups => DeleteGroupsResponse::default().into(),
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsResponse::default().into(),
         ApiKey::OffsetDelete => OffsetDeleteResponse::default().into(),
+        ApiKey::DescribeQuorum => DescribeQuorumResponse::default().into(),
         ApiKey::DescribeCluster => DescribeClusterResponse::default().into(),
         ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsResponse::default().into(),
         other => panic!("no default response for {other:?}"),

@@ -104,11 +104,20 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
     }
     if acks == 0 {
         // No answer; but a refused batch closes the connection, as Kafka does, so that the
-        // producer learns of it. (Failures inside the owner are not awaited: they are logged.)
-        let refused = pending
-            .iter()
-            .flat_map(|(_, _, _, partitions)| partitions)
-            .any(|(_, outcome)| matches!(outcome, Pending::Failed(..)));
+        // producer learns of it. The appends are awaited, as Kafka appends before it reads the
+        // connection's next request: a ListOffsets or Fetch sent after an acks=0 produce sees
+        // its records. (Failures inside the owner are logged there.)
+        let mut refused = false;
+        for (_, _, _, partitions) in pending {
+            for (_, outcome) in partitions {
+                match outcome {
+                    Pending::Failed(..) => refused = true,
+                    Pending::Appending(append) => {
+                        let _ = append.await;
+                    }
+                }
+            }
+        }
         return if refused { Reply::Close } else { Reply::Silent };
     }
 

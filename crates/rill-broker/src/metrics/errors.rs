@@ -101,6 +101,12 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
             }
         }
         ResponseKind::InitProducerId(r) => f(r.error_code),
+        ResponseKind::DescribeQuorum(r) => {
+            f(r.error_code);
+            for t in &r.topics {
+                t.partitions.iter().for_each(|p| f(p.error_code));
+            }
+        }
         // The broker answers only the APIs above (rill_protocol::SUPPORTED); the test below
         // keeps the two lists together.
         _ => {}
@@ -396,6 +402,19 @@ mod tests {
                 ApiKey::InitProducerId,
                 InitProducerIdResponse::default().with_error_code(42).into(),
                 vec![42],
+            ),
+            (
+                ApiKey::DescribeQuorum,
+                DescribeQuorumResponse::default()
+                    .with_error_code(41)
+                    .with_topics(vec![
+                        describe_quorum_response::TopicData::default().with_partitions(vec![
+                            describe_quorum_response::PartitionData::default()
+                                .with_error_code(6),
+                        ]),
+                    ])
+                    .into(),
+                vec![41, 6],
             ),
         ]
     }

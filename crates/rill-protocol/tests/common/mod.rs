@@ -7,17 +7,17 @@ use bytes::Bytes;
 use rill_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeQuorumRequest,
     DescribeTopicPartitionsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
     HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ProducerId, SyncGroupRequest,
     TopicName, TransactionalId, alter_configs_request, create_partitions_request,
     create_topics_request, delete_records_request, delete_topics_request, describe_configs_request,
-    describe_topic_partitions_request, fetch_request, incremental_alter_configs_request,
-    join_group_request, leave_group_request, list_offsets_request, metadata_request,
-    offset_commit_request, offset_delete_request, offset_fetch_request, produce_request,
-    sync_group_request,
+    describe_quorum_request, describe_topic_partitions_request, fetch_request,
+    incremental_alter_configs_request, join_group_request, leave_group_request,
+    list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
+    offset_fetch_request, produce_request, sync_group_request,
 };
 use rill_protocol::kafka_protocol::protocol::Decodable;
 use rill_protocol::{ApiKey, RequestKind, StrBytes};
@@ -257,6 +257,15 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     ]),
             ])
             .with_timeout_ms(30_000)
+            .into(),
+        ApiKey::DescribeQuorum => DescribeQuorumRequest::default()
+            .with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(topic("__cluster_metadata"))
+                    .with_partitions(vec![
+                        describe_quorum_request::PartitionData::default().with_partition_index(0),
+                    ]),
+            ])
             .into(),
         ApiKey::DescribeCluster => DescribeClusterRequest::default()
             .with_include_cluster_authorized_operations(true)
