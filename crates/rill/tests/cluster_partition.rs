@@ -99,9 +99,6 @@ fn a_partitioned_minority_refuses_metadata_changes_and_healing_converges() -> Re
 /// for the broker's 10 s proposal timeout; one sent once it knows no leader must be refused at
 /// once all the same.
 #[test]
-#[ignore = "broker bug: `Broker::create_topic` holds the broker's `admin` mutex while its \
-            proposal waits, so a create stuck on a lost leader (10 s) holds up the \
-            NOT_CONTROLLER of every later create on that broker (measured 9.4 s)"]
 fn a_create_stuck_on_a_lost_leader_does_not_delay_the_refusal_of_the_next() -> Result<()> {
     let (cluster, leader, written) = form_and_write()?;
     let mut topics = BTreeSet::from(["before".to_owned()]);
