@@ -91,6 +91,9 @@ pub struct BrokerConfig {
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced and its
     /// partitions lose their leader until it returns.
     pub broker_session_timeout: Duration,
+    /// `metadata.log.max.record.bytes.between.snapshots`: bytes of metadata entries applied
+    /// after which the image is snapshotted and the metadata log compacted.
+    pub metadata_snapshot_bytes: u64,
 }
 
 impl BrokerConfig {
@@ -152,6 +155,7 @@ impl Default for BrokerConfig {
             voters: crate::Voters::default(),
             controller_listen: None,
             broker_session_timeout: Duration::from_secs(9),
+            metadata_snapshot_bytes: 20 << 20,
         }
     }
 }

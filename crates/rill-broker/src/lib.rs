@@ -232,6 +232,7 @@ async fn join_cluster(
         session_timeout: config.broker_session_timeout,
         proposal_timeout: std::time::Duration::from_secs(10),
         offsets_partitions: config.offsets_partitions,
+        snapshot_bytes: config.metadata_snapshot_bytes,
     };
     let incarnation = uuid::Uuid::new_v4();
     let runtime = tokio::runtime::Handle::current();

@@ -177,6 +177,11 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000)]
     broker_session_timeout_ms: u64,
 
+    /// Bytes of metadata log entries after which the metadata image is snapshotted and the log
+    /// compacted (metadata.log.max.record.bytes.between.snapshots)
+    #[arg(long, env = "RILL_METADATA_SNAPSHOT_BYTES", default_value_t = 20 << 20)]
+    metadata_log_max_record_bytes_between_snapshots: u64,
+
     /// Address of the admin HTTP listener (/metrics, /health/live, /health/ready, /status), or
     /// `none` to run without it.
     #[arg(long, env = "RILL_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
@@ -366,6 +371,17 @@ impl Args {
                  got {broker_session_timeout_ms}"
             );
         }
+        let metadata_snapshot_bytes = s.get(
+            "metadata_log_max_record_bytes_between_snapshots",
+            self.metadata_log_max_record_bytes_between_snapshots,
+            &[("metadata.log.max.record.bytes.between.snapshots", 1)],
+        )?;
+        if metadata_snapshot_bytes < 1024 {
+            anyhow::bail!(
+                "metadata.log.max.record.bytes.between.snapshots must be at least 1024, got \
+                 {metadata_snapshot_bytes}"
+            );
+        }
         if !voters.is_empty() && !voters.contains(node_id) {
             anyhow::bail!(
                 "node.id (--node-id) {node_id} is not one of controller.quorum.voters ({voters})"
@@ -463,6 +479,7 @@ impl Args {
             voters,
             controller_listen,
             broker_session_timeout: Duration::from_millis(broker_session_timeout_ms),
+            metadata_snapshot_bytes,
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;

@@ -51,6 +51,8 @@ pub(crate) struct QuorumConfig {
     pub(crate) proposal_timeout: Duration,
     /// `offsets.topic.num.partitions`, for the offsets of a data directory being upgraded.
     pub(crate) offsets_partitions: i32,
+    /// `metadata.log.max.record.bytes.between.snapshots`.
+    pub(crate) snapshot_bytes: u64,
 }
 
 /// This broker's member of the metadata quorum.
@@ -160,6 +162,7 @@ impl Quorum {
             session_timeout: config.session_timeout,
             proposal_timeout: config.proposal_timeout,
             cluster_id: stored_cluster_id.unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+            snapshot_bytes: config.snapshot_bytes,
         };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let node = Node::new(store, node_config, shared.clone(), outbox, changes_tx)?;

@@ -103,6 +103,9 @@ pub(crate) struct NodeConfig {
     pub(crate) proposal_timeout: Duration,
     /// The cluster id this broker proposes if the cluster has none yet.
     pub(crate) cluster_id: String,
+    /// Bytes of entries applied after which the image is snapshotted and the log compacted
+    /// (Kafka's `metadata.log.max.record.bytes.between.snapshots`).
+    pub(crate) snapshot_bytes: u64,
 }
 
 pub(crate) struct Node {
@@ -121,6 +124,9 @@ pub(crate) struct Node {
     /// Fence or unfence proposals in flight, by broker, to not repeat them every tick.
     pending: HashMap<i32, Instant>,
     led_in_term: u64,
+    /// The last index applied to the image, and the entry bytes applied since the snapshot.
+    applied: u64,
+    since_snapshot: u64,
     init_proposed_in_term: u64,
     /// Refusals by peer, with when they started and whether for a duplicate node id.
     refused: HashMap<i32, (Instant, String, bool)>,
@@ -171,6 +177,8 @@ impl Node {
             seq: 0,
             waiters: HashMap::new(),
             leader: raft::INVALID_ID,
+            applied,
+            since_snapshot: 0,
             shared,
             outbox,
             changes,
@@ -434,13 +442,25 @@ impl Node {
                 .map_err(|e| BrokerError::Metadata(format!("a snapshot from the leader: {e}")))?;
             let index = snapshot.get_metadata().index;
             self.raw.mut_store().apply_snapshot(snapshot)?;
+            // Everything may have changed: every topic of the new image, and the deletion of
+            // every topic it no longer has.
+            let mut changes = vec![Change::Cluster, Change::Brokers, Change::BrokerConfigs];
             if let Ok(mut current) = self.shared.image.write() {
+                for (name, topic) in &current.topics {
+                    if image.topics.get(name).is_none_or(|t| t.id != topic.id) {
+                        changes.push(Change::TopicDeleted(name.clone(), topic.id));
+                    }
+                }
+                changes.extend(image.topics.keys().cloned().map(Change::Topic));
                 *current = image;
             }
-            self.report(
+            self.applied = index;
+            self.since_snapshot = 0;
+            tracing::info!(
                 index,
-                vec![Change::Cluster, Change::Brokers, Change::BrokerConfigs],
+                "installed a snapshot of the metadata image from the leader"
             );
+            self.report(index, changes);
         }
         let committed = ready.take_committed_entries();
         self.apply(committed);
@@ -459,6 +479,30 @@ impl Node {
         let committed = light.take_committed_entries();
         self.apply(committed);
         self.raw.advance_apply();
+        self.maybe_snapshot()
+    }
+
+    /// Snapshots the image and compacts the log once enough has been applied since the last
+    /// snapshot. The image is exactly the applied index's: both change only in `apply`.
+    fn maybe_snapshot(&mut self) -> Result<(), BrokerError> {
+        if self.since_snapshot < self.config.snapshot_bytes {
+            return Ok(());
+        }
+        let index = self.applied;
+        let term = raft::Storage::term(self.raw.store(), index)
+            .map_err(|e| BrokerError::Metadata(format!("the term of entry {index}: {e}")))?;
+        let image = {
+            let image = self
+                .shared
+                .image
+                .read()
+                .map_err(|_| BrokerError::Internal("image lock poisoned".into()))?;
+            serde_json::to_vec(&*image).map_err(|e| BrokerError::Internal(e.to_string()))?
+        };
+        let bytes = image.len();
+        self.raw.mut_store().compact(index, term, image)?;
+        self.since_snapshot = 0;
+        tracing::info!(index, term, bytes, "snapshotted the metadata image");
         Ok(())
     }
 
@@ -468,6 +512,8 @@ impl Node {
         };
         let mut changes = Vec::new();
         let mut outcomes: Vec<(u64, u64, Outcome)> = Vec::new();
+        self.applied = last;
+        self.since_snapshot += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
         if let Ok(mut image) = self.shared.image.write() {
             for entry in entries {
                 if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {

@@ -214,6 +214,29 @@ impl QuorumStore {
         Ok(())
     }
 
+    /// Replaces the entries up to `index` (applied, with `term`) by a snapshot of the image at
+    /// that index: the snapshot file first, then the log's start moves past them. A crash
+    /// between the two leaves entries the snapshot already holds, which are skipped.
+    pub(crate) fn compact(
+        &mut self,
+        index: u64,
+        term: u64,
+        image: Vec<u8>,
+    ) -> Result<(), BrokerError> {
+        let first = self.snapshot_index();
+        if index <= first || index > self.last() {
+            return Ok(());
+        }
+        let voters = self.snapshot.get_metadata().get_conf_state().voters.clone();
+        let snapshot = make_snapshot(index, term, voters, image);
+        write_durably(&self.dir.join(SNAPSHOT_FILE), &encode_snapshot(&snapshot))?;
+        let dropped = usize::try_from(index - first).unwrap_or(usize::MAX);
+        let _ = self.terms.drain(..dropped.min(self.terms.len()));
+        self.snapshot = snapshot;
+        let _ = self.log.delete_records_before(offset(index + 1))?;
+        Ok(())
+    }
+
     /// Installs a snapshot from the leader: written whole, then the log restarts after it.
     pub(crate) fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), BrokerError> {
         let index = snapshot.get_metadata().index;
@@ -547,6 +570,38 @@ mod tests {
 
     fn file_for_read(path: &Path) -> std::io::Result<File> {
         File::open(path)
+    }
+
+    #[test]
+    fn compaction_keeps_what_follows_the_snapshot_over_a_reopen()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        QuorumStore::initialize(dir.path(), &make_snapshot(0, 0, vec![1, 2], Vec::new()))?;
+        {
+            let mut store = QuorumStore::open(dir.path())?;
+            let entries: Vec<Entry> = (1..=5).map(|i| entry(i, 1, &[b'0' + i as u8])).collect();
+            store.append(&entries)?;
+            store.sync()?;
+            store.compact(3, 1, b"image at 3".to_vec())?;
+            assert_eq!((store.first_index()?, store.last_index()?), (4, 5));
+            assert!(
+                store
+                    .entries(2, 4, None, GetEntriesContext::empty(false))
+                    .is_err()
+            );
+            assert_eq!(store.term(3)?, 1);
+        }
+        let store = QuorumStore::open(dir.path())?;
+        assert_eq!((store.first_index()?, store.last_index()?), (4, 5));
+        let data: Vec<Vec<u8>> = store
+            .entries(4, 6, None, GetEntriesContext::empty(false))?
+            .into_iter()
+            .map(|e| e.data.to_vec())
+            .collect();
+        assert_eq!(data, [b"4".to_vec(), b"5".to_vec()]);
+        assert_eq!(store.snapshot_ref().data.to_vec(), b"image at 3".to_vec());
+        assert_eq!(store.initial_state()?.conf_state.voters, [1, 2]);
+        Ok(())
     }
 
     #[test]

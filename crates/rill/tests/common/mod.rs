@@ -482,6 +482,13 @@ pub struct RunOutput {
     pub stderr: String,
 }
 
+impl RunOutput {
+    /// Standard output as text (lossy).
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
 /// Runs `command` with `stdin` fed to it, killing it after `timeout`.
 pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Result<RunOutput> {
     let what = format!("{command:?}");
