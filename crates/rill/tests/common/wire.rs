@@ -483,6 +483,15 @@ impl Conn {
         })
     }
 
+    /// A connection to `host:port` (any broker of a cluster, from another thread).
+    pub fn open_at(bootstrap: &str) -> Result<Self> {
+        let stream =
+            TcpStream::connect(bootstrap).with_context(|| format!("connecting to {bootstrap}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        Ok(Self { stream, next_id: 1 })
+    }
+
     /// The next correlation id.
     pub fn id(&mut self) -> i32 {
         self.next_id += 1;
