@@ -48,6 +48,7 @@ mod admin;
 mod cli;
 mod clients;
 mod cluster;
+mod sarama;
 mod wire;
 
 // Each test binary uses a different part of the harness.
@@ -59,6 +60,8 @@ pub use cli::*;
 pub use clients::*;
 #[allow(unused_imports)]
 pub use cluster::*;
+#[allow(unused_imports)]
+pub use sarama::*;
 #[allow(unused_imports)]
 pub use wire::*;
 
