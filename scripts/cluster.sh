@@ -124,8 +124,9 @@ load_cluster() {
 }
 
 check_node() {
-    [[ $1 =~ ^[0-9]+$ ]] && ((10#$1 >= 1 && 10#$1 <= NODES)) ||
+    if ! [[ $1 =~ ^[0-9]+$ ]] || ((10#$1 < 1 || 10#$1 > NODES)); then
         die "no broker $1 in the cluster in $DIR (brokers 1..$NODES)"
+    fi
 }
 
 spawn() {
@@ -196,7 +197,9 @@ kill_all() {
 
 cmd_start() {
     local n=$1 k attempt ports extra=() voters bootstrap
-    [[ $n =~ ^[0-9]+$ ]] && ((10#$n >= 1)) || die "N must be a number of brokers, at least 1 (got '$n')"
+    if ! [[ $n =~ ^[0-9]+$ ]] || ((10#$n < 1)); then
+        die "N must be a number of brokers, at least 1 (got '$n')"
+    fi
     NODES=$((10#$n))
     mkdir -p "$DIR"
     for pidfile in "$DIR"/node-*.pid; do
