@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, MetadataView, Rec, Result, consume_from, find_coordinator, produce_to,
+    Client, Cluster, Conn, MetadataView, Rec, Result, consume_from, find_coordinator, produce_to,
     rill_ok, run_py, wait_until,
 };
+use rill_record::{BatchBuilder, RecordSpec};
 use serde_json::Value;
 
 /// Short, so that fencing shows within the test; the brokers heartbeat well inside it.
@@ -25,6 +26,8 @@ const SESSION_TIMEOUT_MS: &str = "1500";
 const SETTLE: Duration = Duration::from_secs(20);
 /// Kafka's LEADER_NOT_AVAILABLE.
 const LEADER_NOT_AVAILABLE: i16 = 5;
+/// Kafka's NOT_LEADER_OR_FOLLOWER.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 fn start_cluster() -> Result<Cluster> {
     Cluster::start(
@@ -182,6 +185,29 @@ fn three_brokers_lose_the_quorum_leader_and_take_it_back() -> Result<()> {
         ensure!(
             distinct == all.iter().copied().collect(),
             "{topic} is not spread over all three brokers: {leaders:?}"
+        );
+    }
+
+    // A broker that does not lead a partition refuses its Produce and ListOffsets.
+    for (p, leader) in before.leaders("orders")? {
+        let other = all
+            .iter()
+            .copied()
+            .find(|k| *k != leader)
+            .context("another")?;
+        let mut conn = Conn::open_to(&cluster.bootstrap_of(other)?)?;
+        let batch = BatchBuilder::new()
+            .record(RecordSpec::new(1_700_000_000_000).value(b"misdirected".to_vec()))
+            .build()?;
+        let (code, _) = conn.produce("orders", p, batch)?;
+        ensure!(
+            code == NOT_LEADER_OR_FOLLOWER,
+            "Produce to orders/{p} on broker {other} (leader {leader}): error {code}"
+        );
+        let (code, _) = conn.offset("orders", p, -1)?;
+        ensure!(
+            code == NOT_LEADER_OR_FOLLOWER,
+            "ListOffsets of orders/{p} on broker {other} (leader {leader}): error {code}"
         );
     }
 
