@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use common::{
-    Broker, Client, Delivery, Rec, Result, create_topic, ms, produce, python_command, run, run_py,
-    run_py_failing, wait_timeout,
+    Broker, Client, Delivery, Rec, Result, build_sarama, create_topic, ms, produce, python_command,
+    run, run_py, run_py_failing, wait_timeout,
 };
 use serde_json::{Value, json};
 
@@ -321,50 +321,6 @@ fn ends_of(places: &BTreeMap<(i32, i64), String>) -> BTreeMap<i32, i64> {
 
 // ---------------------------------------------------------------------------------------------
 // The seed's consumer group (sarama).
-
-/// Where Debian's `golang-github-shopify-sarama-dev` puts sarama's source.
-const DEBIAN_GOCODE: &str = "/usr/share/gocode";
-const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Builds `programs` of `interop/sarama/` into a temporary directory.
-fn build_sarama(programs: &[&str]) -> Result<tempfile::TempDir> {
-    let sarama = Path::new(DEBIAN_GOCODE).join("src/github.com/Shopify/sarama");
-    ensure!(
-        sarama.is_dir(),
-        "{} is missing; run scripts/test (it installs golang-go and \
-         golang-github-shopify-sarama-dev)",
-        sarama.display()
-    );
-    let dir = tempfile::Builder::new().prefix("rill-sarama-").tempdir()?;
-    let gopath = dir.path().join("gopath");
-    // Shared with interop_sarama.rs, in cargo's target directory: only the first build
-    // compiles sarama.
-    let gocache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build");
-    let mut command = Command::new("go");
-    let _ = command
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/sarama"))
-        .arg("build")
-        .arg("-o")
-        .arg(format!("{}/", dir.path().display()))
-        .args(programs.iter().map(|p| format!("./{p}")))
-        .env("GO111MODULE", "off")
-        .env("GOPATH", format!("{}:{DEBIAN_GOCODE}", gopath.display()))
-        .env("GOCACHE", &gocache)
-        .env("GOFLAGS", "");
-    let out = match run(command, b"", BUILD_TIMEOUT) {
-        Err(err) if format!("{err:#}").contains("No such file") => {
-            bail!("cannot run `go`; run scripts/test (it installs golang-go)")
-        }
-        other => other.context("go build of interop/sarama")?,
-    };
-    ensure!(
-        out.status.success(),
-        "go build of interop/sarama failed ({}):\n{}",
-        out.status,
-        out.stderr
-    );
-    Ok(dir)
-}
 
 fn sarama_command(bin: &Path, program: &str, broker: &Broker, topic: &str) -> Command {
     let mut command = Command::new(bin.join(program));

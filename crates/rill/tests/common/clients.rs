@@ -103,8 +103,19 @@ pub fn produce(
     records: &[Rec],
     options: &[&str],
 ) -> Result<Vec<Delivery>> {
+    produce_to(&broker.bootstrap(), client, topic, records, options)
+}
+
+/// [`produce`] through a bootstrap list (e.g. one broker of a cluster).
+pub fn produce_to(
+    bootstrap: &str,
+    client: Client,
+    topic: &str,
+    records: &[Rec],
+    options: &[&str],
+) -> Result<Vec<Delivery>> {
     let mut args = vec![
-        broker.bootstrap(),
+        bootstrap.to_owned(),
         topic.to_owned(),
         "--client".to_owned(),
         client.name().to_owned(),
@@ -158,8 +169,27 @@ pub fn consume_with(
     min_records: usize,
     options: &[&str],
 ) -> Result<Consumption> {
+    consume_from(
+        &broker.bootstrap(),
+        client,
+        topic,
+        partitions,
+        min_records,
+        options,
+    )
+}
+
+/// [`consume_with`] through a bootstrap list (e.g. one broker of a cluster).
+pub fn consume_from(
+    bootstrap: &str,
+    client: Client,
+    topic: &str,
+    partitions: i32,
+    min_records: usize,
+    options: &[&str],
+) -> Result<Consumption> {
     let mut args = vec![
-        broker.bootstrap(),
+        bootstrap.to_owned(),
         topic.to_owned(),
         "--client".to_owned(),
         client.name().to_owned(),

@@ -47,6 +47,8 @@ macro_rules! ask {
 mod admin;
 mod cli;
 mod clients;
+mod cluster;
+mod sarama;
 mod wire;
 
 // Each test binary uses a different part of the harness.
@@ -56,6 +58,10 @@ pub use admin::*;
 pub use cli::*;
 #[allow(unused_imports)]
 pub use clients::*;
+#[allow(unused_imports)]
+pub use cluster::*;
+#[allow(unused_imports)]
+pub use sarama::*;
 #[allow(unused_imports)]
 pub use wire::*;
 

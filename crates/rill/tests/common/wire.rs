@@ -31,8 +31,12 @@ use super::{Broker, Result, hex};
 
 /// A connection that reads and writes with timeouts.
 pub fn connect(broker: &Broker) -> Result<TcpStream> {
-    let addr = (broker.host.as_str(), broker.port);
-    let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr:?}"))?;
+    connect_to(&broker.bootstrap())
+}
+
+/// A connection to `addr` (`host:port`) that reads and writes with timeouts.
+pub fn connect_to(addr: &str) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     Ok(stream)
@@ -477,8 +481,13 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(broker: &Broker) -> Result<Self> {
+        Self::open_to(&broker.bootstrap())
+    }
+
+    /// A connection to `addr` (`host:port`), e.g. one broker of a cluster.
+    pub fn open_to(addr: &str) -> Result<Self> {
         Ok(Self {
-            stream: connect(broker)?,
+            stream: connect_to(addr)?,
             next_id: 1,
         })
     }
