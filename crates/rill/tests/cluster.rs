@@ -334,12 +334,25 @@ fn three_brokers_lose_the_quorum_leader_and_take_it_back() -> Result<()> {
         "broker {leader}'s partitions showed no leader {:?} after the kill",
         killed_at.elapsed()
     );
-    let during = agreed(&cluster, &survivors, &["after-kill"])?;
-    let after_kill_leaders: BTreeSet<i32> =
-        during.leaders("after-kill")?.values().copied().collect();
+    // after-kill may have been placed on the killed broker too, if it was created before the
+    // broker's session ran out (Kafka's controller places on every unfenced broker): those
+    // partitions have no leader until it returns; the others are led by the survivors.
+    let during = agreed(&cluster, &survivors, &[])?;
+    let after_kill_leaders = during.leaders("after-kill")?;
     ensure!(
-        after_kill_leaders == survivors.iter().copied().collect(),
-        "after-kill is led by {after_kill_leaders:?}, expected the survivors {survivors:?}"
+        after_kill_leaders
+            .values()
+            .all(|l| *l == -1 || survivors.contains(l)),
+        "after-kill is led by {after_kill_leaders:?}, expected the survivors {survivors:?} or none"
+    );
+    let after_kill_live: Vec<i32> = after_kill_leaders
+        .iter()
+        .filter(|(_, l)| **l >= 0)
+        .map(|(p, _)| *p)
+        .collect();
+    ensure!(
+        !after_kill_live.is_empty(),
+        "after-kill has no led partition"
     );
 
     // The partitions still led keep taking records, through one survivor.
@@ -350,7 +363,7 @@ fn three_brokers_lose_the_quorum_leader_and_take_it_back() -> Result<()> {
         .collect();
     let second = spread("second", 40, &live);
     orders.extend(produce_placed(&survivor, "orders", &second)?);
-    let after_kill = produce_placed(&survivor, "after-kill", &spread("ak", 20, &[0, 1, 2, 3]))?;
+    let after_kill = produce_placed(&survivor, "after-kill", &spread("ak", 20, &after_kill_live))?;
 
     // The killed broker comes back and leads its partitions again, at a higher epoch.
     let restart = Instant::now();
@@ -415,10 +428,6 @@ const FAILOVER: Duration = Duration::from_secs(5);
 /// within a few seconds (the client retrying what is refused), not after the 10 s proposal
 /// timeout.
 #[test]
-#[ignore = "broker: a CreateTopics sent to a follower just after the quorum leader dies waits the \
-            full 10 s proposal timeout and fails with REQUEST_TIMED_OUT, though the survivors \
-            elect a new leader within about 2 s (the proposal forwarded to the dead leader is \
-            never failed early or proposed again)"]
 fn a_topic_is_created_promptly_after_the_quorum_leader_dies() -> Result<()> {
     let mut cluster = start_cluster()?;
     let leader = quorum_leader(&cluster)?;
