@@ -20,6 +20,9 @@ use rill_protocol::kafka_protocol::messages::{CreateTopicsRequest, MetadataReque
 
 const PARTITIONS: usize = 2;
 
+/// A topic asked for, and what its CreateTopics said (see [`create`]).
+type Outcome = (String, Option<bool>);
+
 /// What a broker's Metadata says: broker ids, and per topic each partition's (leader, epoch).
 type View = (BTreeSet<i32>, BTreeMap<String, Vec<(i32, i32)>>);
 
@@ -118,7 +121,7 @@ fn killing_the_quorum_leader_while_creating_topics_leaves_one_truth() -> Result<
 
     // Creators: one per broker, each naming its topics after itself.
     let stop = Arc::new(AtomicBool::new(false));
-    let outcomes: Arc<Mutex<Vec<(String, Option<bool>)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let addresses: Vec<String> = brokers.iter().map(Broker::bootstrap).collect();
     let mut creators = Vec::new();
     for (k, target) in addresses.into_iter().enumerate() {
