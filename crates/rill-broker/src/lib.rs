@@ -250,6 +250,7 @@ async fn join_cluster(
         rack: config.rack.clone(),
     };
     let mut waited = std::time::Instant::now();
+    let mut applied_index = quorum.applied();
     let cluster_id = loop {
         if let Some(why) = quorum.status().failed {
             quorum.stop();
@@ -272,8 +273,9 @@ async fn join_cluster(
                 }
             }
         }
+        // Until something applies (or a while, to propose again).
         tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            _ = tokio::time::timeout(std::time::Duration::from_millis(100), applied_index.changed()) => {}
             () = shutdown.as_mut() => {
                 quorum.stop();
                 return Ok(None);

@@ -208,6 +208,11 @@ impl Quorum {
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
 
+    /// The last applied index, to wait on its changes.
+    pub(crate) fn applied(&self) -> watch::Receiver<u64> {
+        self.shared.applied.subscribe()
+    }
+
     /// The agreed state, read-locked: never hold it across an `.await`.
     pub(crate) fn image(&self) -> RwLockReadGuard<'_, Image> {
         self.shared

@@ -224,6 +224,9 @@ impl Node {
                 break Err(err.to_string());
             }
             self.follow_leader();
+            if self.raw.raft.state == StateRole::Leader && self.led_in_term != self.raw.raft.term {
+                self.lead(Instant::now());
+            }
             if let Err(err) = self.ready() {
                 break Err(err.to_string());
             }
@@ -373,6 +376,13 @@ impl Node {
                 )));
             }
         }
+        self.lead(now);
+    }
+
+    /// What the quorum's leader does besides Raft: name the cluster if it has no id yet, and
+    /// fence and unfence brokers by when it last heard from them. Run every tick, and at once
+    /// when this broker becomes the leader (so a new cluster is named without waiting a tick).
+    fn lead(&mut self, now: Instant) {
         if self.raw.raft.state != StateRole::Leader {
             return;
         }
