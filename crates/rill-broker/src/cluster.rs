@@ -85,44 +85,25 @@ impl ClusterView {
         self.local.id
     }
 
+    /// The ids of the live brokers, sorted.
+    fn live_ids(&self) -> Vec<i32> {
+        self.live
+            .read()
+            .map(|l| l.iter().map(|n| n.id).collect())
+            .unwrap_or_default()
+    }
+
     /// A partition's leadership.
     pub(crate) fn leadership(&self, topic: &Topic, partition: i32) -> Leadership {
-        let Some(placement) = usize::try_from(partition)
-            .ok()
-            .and_then(|i| topic.placements.get(i))
-        else {
-            return Leadership {
-                leader: -1,
-                epoch: -1,
-                replicas: Vec::new(),
-                isr: Vec::new(),
-                offline: Vec::new(),
-            };
-        };
-        let live = self
-            .live
-            .read()
-            .map(|l| l.iter().map(|n| n.id).collect::<Vec<_>>());
-        let is_live = |id: &i32| live.as_ref().is_ok_and(|l| l.contains(id));
-        let offline: Vec<i32> = placement
-            .replicas
-            .iter()
-            .copied()
-            .filter(|r| !is_live(r))
-            .collect();
-        // With one replica and none live, the last leader stays in the ISR (as Kafka keeps it).
-        let isr = if placement.leader == -1 {
-            placement.replicas.clone()
-        } else {
-            placement.replicas.iter().copied().filter(is_live).collect()
-        };
-        Leadership {
-            leader: placement.leader,
-            epoch: placement.epoch,
-            replicas: placement.replicas.clone(),
-            isr,
-            offline,
-        }
+        leadership_among(&self.live_ids(), topic, partition)
+    }
+
+    /// Every partition's leadership, in partition order (the live brokers read once).
+    pub(crate) fn leaderships(&self, topic: &Topic) -> Vec<Leadership> {
+        let live = self.live_ids();
+        (0..topic.partition_count())
+            .map(|p| leadership_among(&live, topic, p))
+            .collect()
     }
 
     /// Takes the placements of `__consumer_offsets`' partitions from the image.
@@ -151,5 +132,41 @@ impl ClusterView {
             .iter()
             .find(|node| node.id == leader)
             .cloned()
+    }
+}
+
+/// A partition's leadership, given the sorted ids of the live brokers.
+fn leadership_among(live: &[i32], topic: &Topic, partition: i32) -> Leadership {
+    let Some(placement) = usize::try_from(partition)
+        .ok()
+        .and_then(|i| topic.placements.get(i))
+    else {
+        return Leadership {
+            leader: -1,
+            epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            offline: Vec::new(),
+        };
+    };
+    let is_live = |id: &i32| live.binary_search(id).is_ok();
+    let offline: Vec<i32> = placement
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !is_live(r))
+        .collect();
+    // With one replica and none live, the last leader stays in the ISR (as Kafka keeps it).
+    let isr = if placement.leader == -1 {
+        placement.replicas.clone()
+    } else {
+        placement.replicas.iter().copied().filter(is_live).collect()
+    };
+    Leadership {
+        leader: placement.leader,
+        epoch: placement.epoch,
+        replicas: placement.replicas.clone(),
+        isr,
+        offline,
     }
 }

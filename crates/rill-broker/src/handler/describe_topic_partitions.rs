@@ -48,7 +48,11 @@ pub(crate) fn handle(
             0
         };
         let mut partitions = Vec::new();
-        for index in first.max(0)..topic.partition_count() {
+        let leaderships = broker.cluster.leaderships(&topic);
+        for (index, led) in (0..)
+            .zip(leaderships)
+            .skip(usize::try_from(first.max(0)).unwrap_or(0))
+        {
             if budget == 0 {
                 next_cursor = Some(
                     Cursor::default()
@@ -58,7 +62,6 @@ pub(crate) fn handle(
                 break;
             }
             budget -= 1;
-            let led = broker.cluster.leadership(&topic, index);
             let error = if led.leader == -1 {
                 rill_protocol::ErrorCode::LeaderNotAvailable
             } else {

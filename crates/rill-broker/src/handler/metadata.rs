@@ -129,9 +129,9 @@ fn describe(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataRes
         .with_topic_id(topic.id)
         .with_topic_authorized_operations(operations)
         .with_partitions(
-            (0..topic.partition_count())
-                .map(|index| {
-                    let led = broker.cluster.leadership(topic, index);
+            (0..)
+                .zip(broker.cluster.leaderships(topic))
+                .map(|(index, led)| {
                     let error = if led.leader == -1 {
                         ErrorCode::LeaderNotAvailable
                     } else {
