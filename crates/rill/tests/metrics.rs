@@ -263,6 +263,7 @@ fn metrics_follow_produce_consume_commits_errors_and_connections() -> Result<()>
         ("rill_fsync_duration_seconds", "histogram"),
         ("rill_storage_open_files", "gauge"),
         ("rill_storage_file_opens_total", "counter"),
+        ("rill_quorum", "gauge"),
         ("rill_build_info", "gauge"),
         ("rill_start_time_seconds", "gauge"),
     ] {
@@ -277,6 +278,18 @@ fn metrics_follow_produce_consume_commits_errors_and_connections() -> Result<()>
     ensure!(
         (1.0..=10_000.0).contains(&open_files),
         "rill_storage_open_files: {open_files}"
+    );
+    // A one-node cluster: node 0 leads the quorum of itself, having applied all it committed.
+    let quorum = |field: &str| errors.value("rill_quorum", &[("field", field)]);
+    ensure!(
+        quorum("leader") == 0.0
+            && quorum("is_leader") == 1.0
+            && quorum("voters") == 1.0
+            && quorum("term") >= 1.0
+            && quorum("commit_index") >= 2.0
+            && quorum("apply_lag") == 0.0,
+        "rill_quorum: {:?}",
+        errors.all("rill_quorum")
     );
     ensure!(
         before.get("rill_build_info", &[("version", env!("CARGO_PKG_VERSION"))]) == Some(1.0),
