@@ -264,7 +264,7 @@ pub(crate) fn read_partition_topic_id(dir: &Path) -> Option<Uuid> {
 }
 
 /// Writes a small file through a temporary name, fsyncing the file and the directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
     let io = |source, path: &Path| BrokerError::Io {
         path: path.to_path_buf(),
         source,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::{Broker, Conn, Result, free_port, scrape};
+use common::{Broker, Conn, Result, scrape};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use rill_protocol::kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest, TopicName};
@@ -95,24 +95,12 @@ fn quorum_leader(brokers: &[Broker]) -> Result<usize> {
 
 #[test]
 fn killing_the_quorum_leader_while_creating_topics_leaves_one_truth() -> Result<()> {
-    let ports = [free_port()?, free_port()?, free_port()?];
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut brokers = Vec::new();
-    for id in ["1", "2", "3"] {
-        brokers.push(Broker::start_with(&[
-            "--node-id",
-            id,
-            "--controller-quorum-voters",
-            &voters,
-            "--broker-session-timeout-ms",
-            "1500",
-        ])?);
-    }
+    let voters = common::free_voters(3)?;
+    let mut brokers = common::quorum_brokers(
+        &voters,
+        &[1, 2, 3],
+        &["--broker-session-timeout-ms", "1500"],
+    )?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while view(&brokers[0]).map(|v| v.0.len()).unwrap_or(0) < 3 {
         ensure!(Instant::now() < deadline, "the cluster never formed");

@@ -20,26 +20,16 @@ struct Pair {
 
 impl Pair {
     fn start() -> Result<Self> {
-        let ports = [free_port()?, free_port()?, free_port()?];
-        let voters = ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut brokers = Vec::new();
-        for id in ["1", "2"] {
-            brokers.push(Broker::start_with(&[
-                "--node-id",
-                id,
-                "--controller-quorum-voters",
-                &voters,
-            ])?);
-        }
+        let voters = common::free_voters(3)?;
+        let brokers = common::quorum_brokers(&voters, &[1, 2], &[])?;
+        let third = voters
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .context("the third voter's port")?;
         let pair = Self {
             voters,
             brokers,
-            third: ports[2],
+            third,
         };
         pair.wait_for_quorum()?;
         Ok(pair)

@@ -239,15 +239,7 @@ fn aiokafka_through_one_broker_of_three() -> Result<()> {
         ],
         b"",
     )?;
-    let mut read = Places::new();
-    for r in out["records"].as_array().context("records")? {
-        let place = (
-            i32::try_from(r["p"].as_i64().context("p")?)?,
-            r["o"].as_i64().context("o")?,
-        );
-        let value = r["v"].as_str().context("v")?.to_owned();
-        ensure!(read.insert(place, value).is_none(), "read {place:?} twice");
-    }
+    let read = common::records_by_place(&out)?;
     check_read(&view, topic, &produced, &read)
 }
 

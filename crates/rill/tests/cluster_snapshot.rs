@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use common::{Broker, Result, free_port, rill, rill_ok, rows};
+use common::{Broker, Result, rill, rill_ok, rows};
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -25,26 +25,17 @@ fn topics(broker: &Broker) -> Result<usize> {
 
 #[test]
 fn a_broker_behind_a_compacted_log_catches_up_from_the_snapshot() -> Result<()> {
-    let ports = [free_port()?, free_port()?, free_port()?];
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut brokers = Vec::new();
-    for id in ["1", "2", "3"] {
-        brokers.push(Broker::start_with(&[
-            "--node-id",
-            id,
-            "--controller-quorum-voters",
-            &voters,
+    let voters = common::free_voters(3)?;
+    let mut brokers = common::quorum_brokers(
+        &voters,
+        &[1, 2, 3],
+        &[
             "--broker-session-timeout-ms",
             "1500",
             "--metadata-log-max-record-bytes-between-snapshots",
             "1024",
-        ])?);
-    }
+        ],
+    )?;
     let one = brokers[0].bootstrap();
     wait_for("three live brokers", || {
         Ok(rill(&one, &["cluster", "status"], b"")?

@@ -1054,18 +1054,7 @@ fn group_consume(
         "{client}: assignment {}",
         out["assignment"]
     );
-    let mut read = BTreeMap::new();
-    for r in out["records"].as_array().context("records")? {
-        let place = (
-            i32::try_from(r["p"].as_i64().context("p")?)?,
-            r["o"].as_i64().context("o")?,
-        );
-        let value = r["v"].as_str().context("v")?.to_owned();
-        ensure!(
-            read.insert(place, value).is_none(),
-            "{client} read {place:?} twice"
-        );
-    }
+    let read = common::records_by_place(&out).with_context(|| client.to_owned())?;
     ensure!(
         &read == expected,
         "{client} read {} records, expected {}: {:?}",

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,11 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use common::{Broker, Client, Rec, Result, RunOutput, create_topic, ms, produce, run};
 
-/// Where Debian's `golang-github-shopify-sarama-dev` puts sarama's source.
-const DEBIAN_GOCODE: &str = "/usr/share/gocode";
 const PROGRAMS: [&str; 3] = ["sync_producer", "async_producer", "partition_consumer"];
-/// A cold build compiles sarama and its dependencies from source (about 7 s on two cores).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
 const PRODUCER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The consumer's own deadline; the harness waits a little longer before killing it.
 const CONSUMER_DEADLINE: Duration = Duration::from_secs(40);
@@ -37,51 +32,8 @@ struct Programs {
 
 impl Programs {
     fn build() -> Result<Self> {
-        let go_version = Command::new("go").arg("version").output();
-        match go_version {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => bail!(
-                "`go version` failed ({}): {}; run scripts/test (it installs golang-go and \
-                 golang-github-shopify-sarama-dev)",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(err) => bail!(
-                "cannot run `go` ({err}); run scripts/test (it installs golang-go and \
-                 golang-github-shopify-sarama-dev)"
-            ),
-        }
-        let sarama = Path::new(DEBIAN_GOCODE).join("src/github.com/Shopify/sarama");
-        ensure!(
-            sarama.is_dir(),
-            "{} is missing; run scripts/test (it installs golang-github-shopify-sarama-dev)",
-            sarama.display()
-        );
-
-        let dir = tempfile::Builder::new().prefix("rill-sarama-").tempdir()?;
-        let gopath = dir.path().join("gopath");
-        // Kept in cargo's target directory, so only the first run compiles sarama.
-        let gocache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build");
-        let mut command = Command::new("go");
-        let _ = command
-            .current_dir(source_dir())
-            .arg("build")
-            .arg("-o")
-            // A trailing slash: a directory for several packages' binaries.
-            .arg(format!("{}/", dir.path().display()))
-            .args(PROGRAMS.map(|p| format!("./{p}")))
-            .env("GO111MODULE", "off")
-            .env("GOPATH", format!("{}:{DEBIAN_GOCODE}", gopath.display()))
-            .env("GOCACHE", &gocache)
-            .env("GOFLAGS", "");
         let started = Instant::now();
-        let out = run(command, b"", BUILD_TIMEOUT).context("go build of interop/sarama")?;
-        ensure!(
-            out.status.success(),
-            "go build of interop/sarama failed ({}):\n{}",
-            out.status,
-            out.stderr
-        );
+        let dir = common::build_sarama(&PROGRAMS)?;
         eprintln!("go build of interop/sarama took {:?}", started.elapsed());
         Ok(Self { dir })
     }
@@ -101,10 +53,6 @@ impl Programs {
         }
         command
     }
-}
-
-fn source_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/sarama")
 }
 
 /// One record as a producer reported it or the consumer printed it.

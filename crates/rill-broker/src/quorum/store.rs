@@ -11,7 +11,6 @@
 //! vote or the entries are durable before any message that depends on them is sent.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +22,7 @@ use rill_log::{Log, LogConfig};
 use rill_record::{BatchBuilder, Batches, RecordSpec};
 
 use crate::error::BrokerError;
+use crate::meta::write_durably;
 use crate::partition::now_ms;
 
 /// The hard state file; its presence marks a metadata log already in the quorum's format.
@@ -475,20 +475,6 @@ fn read_slots(file: &File, path: &Path) -> Result<(u64, HardState), BrokerError>
         best = Some((seq, hard));
     }
     best.ok_or_else(|| corrupt(path, "no readable hard state (term, vote, commit)"))
-}
-
-/// Writes a file through a temporary name, fsyncing the file and the directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        rill_log::dir::fsync_dir(dir)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -404,3 +404,18 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The records group_consume.py printed (`{"p", "o", "v"}` each), by (partition, offset);
+/// a place read twice is an error.
+pub fn records_by_place(out: &Value) -> Result<BTreeMap<(i32, i64), String>> {
+    let mut read = BTreeMap::new();
+    for r in out["records"].as_array().context("records")? {
+        let place = (
+            i32::try_from(r["p"].as_i64().context("p")?)?,
+            r["o"].as_i64().context("o")?,
+        );
+        let value = r["v"].as_str().context("v")?.to_owned();
+        ensure!(read.insert(place, value).is_none(), "read {place:?} twice");
+    }
+    Ok(read)
+}

@@ -351,3 +351,30 @@ impl Drop for Cluster {
 fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh")
 }
+
+/// `controller.quorum.voters` for node ids 1..=n on free loopback ports.
+pub fn free_voters(n: usize) -> Result<String> {
+    let mut voters = Vec::with_capacity(n);
+    for id in 1..=n {
+        voters.push(format!("{id}@127.0.0.1:{}", super::free_port()?));
+    }
+    Ok(voters.join(","))
+}
+
+/// Harness brokers (each can be killed, restarted and its output read) for node ids `ids` of
+/// the quorum `voters`, with `extra` flags.
+pub fn quorum_brokers(voters: &str, ids: &[usize], extra: &[&str]) -> Result<Vec<super::Broker>> {
+    ids.iter()
+        .map(|id| {
+            let id = id.to_string();
+            let mut args = vec![
+                "--node-id",
+                id.as_str(),
+                "--controller-quorum-voters",
+                voters,
+            ];
+            args.extend_from_slice(extra);
+            super::Broker::start_with(&args)
+        })
+        .collect()
+}
