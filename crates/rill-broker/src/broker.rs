@@ -97,6 +97,24 @@ impl Topic {
         self.partition(index).ok_or(ErrorCode::KafkaStorageError)
     }
 
+    /// [`Topic::led`], checked against the leader epoch the client knows (`-1`: none, as
+    /// clients before KIP-320 send): FENCED_LEADER_EPOCH if it is older than this broker's,
+    /// UNKNOWN_LEADER_EPOCH if newer (this broker has not caught up yet). Either way the
+    /// client refreshes its metadata and asks again, so no client reads from a leadership it
+    /// has not seen.
+    pub(crate) fn led_at(&self, index: i32, epoch: i32) -> Result<&Arc<Partition>, ErrorCode> {
+        let partition = self.led(index)?;
+        let current = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.placements.get(i))
+            .map_or(-1, |p| p.epoch);
+        match epoch {
+            e if e < 0 || e == current => Ok(partition),
+            e if e < current => Err(ErrorCode::FencedLeaderEpoch),
+            _ => Err(ErrorCode::UnknownLeaderEpoch),
+        }
+    }
+
     /// The partitions held here.
     pub(crate) fn held_partitions(&self) -> impl Iterator<Item = &Arc<Partition>> {
         self.held.iter().flatten()

@@ -67,7 +67,9 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
                 let response = PartitionData::default()
                     .with_partition_index(fp.partition)
                     .with_preferred_read_replica(BrokerId(-1));
-                let led = topic.as_ref().map(|t| t.led(fp.partition));
+                let led = topic
+                    .as_ref()
+                    .map(|t| t.led_at(fp.partition, fp.current_leader_epoch));
                 let Some(Ok(partition)) = led else {
                     let code = match led {
                         Some(Err(code)) => code,

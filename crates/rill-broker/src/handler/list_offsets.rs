@@ -39,7 +39,10 @@ pub(crate) async fn handle(
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(leader_epoch);
-            let partition = match topic.as_ref().map(|t| t.led(p.partition_index)) {
+            let led = topic
+                .as_ref()
+                .map(|t| t.led_at(p.partition_index, p.current_leader_epoch));
+            let partition = match led {
                 Some(Ok(partition)) => partition,
                 Some(Err(code)) => {
                     partitions.push(response.with_error_code(code.code()));
