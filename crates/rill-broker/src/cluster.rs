@@ -37,6 +37,8 @@ pub(crate) struct ClusterView {
     local: Node,
     /// Live brokers, by id.
     live: RwLock<Vec<Node>>,
+    /// Registered brokers that are fenced, by id.
+    fenced: RwLock<Vec<Node>>,
     /// Where `__consumer_offsets`' partitions are (none until it is created).
     offsets: RwLock<Vec<PartitionImage>>,
 }
@@ -46,27 +48,37 @@ impl ClusterView {
     pub(crate) fn new(local: Node) -> Self {
         Self {
             live: RwLock::new(vec![local.clone()]),
+            fenced: RwLock::new(Vec::new()),
             offsets: RwLock::new(Vec::new()),
             local,
         }
     }
 
-    /// Takes the live brokers from the image.
+    /// Takes the live and the fenced brokers from the image.
     pub(crate) fn update(&self, image: &Image) {
-        let live: Vec<Node> = image
-            .brokers
-            .iter()
-            .filter(|(_, b)| !b.fenced)
-            .map(|(id, b)| Node {
-                id: *id,
-                host: b.host.clone(),
-                port: b.port,
-                rack: b.rack.clone(),
-            })
-            .collect();
+        let (fenced, live): (Vec<_>, Vec<_>) = image.brokers.iter().partition(|(_, b)| b.fenced);
+        let nodes = |brokers: Vec<(&i32, &crate::quorum::image::BrokerImage)>| -> Vec<Node> {
+            brokers
+                .into_iter()
+                .map(|(id, b)| Node {
+                    id: *id,
+                    host: b.host.clone(),
+                    port: b.port,
+                    rack: b.rack.clone(),
+                })
+                .collect()
+        };
         if let Ok(mut current) = self.live.write() {
-            *current = live;
+            *current = nodes(live);
         }
+        if let Ok(mut current) = self.fenced.write() {
+            *current = nodes(fenced);
+        }
+    }
+
+    /// Every registered broker that is fenced (its session ran out), by id.
+    pub(crate) fn fenced_nodes(&self) -> Vec<Node> {
+        self.fenced.read().map(|f| f.clone()).unwrap_or_default()
     }
 
     /// This broker.

@@ -2,12 +2,14 @@
 //! the others compacted catches up from the leader's snapshot, and a broker restarts from its own
 //! snapshot and the entries after it.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use common::{Broker, Result, rill, rill_ok, rows};
+use common::{Broker, Conn, Result, rill, rill_ok, rows};
+use rill_protocol::kafka_protocol::messages::DescribeClusterRequest;
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -60,6 +62,29 @@ fn a_broker_behind_a_compacted_log_catches_up_from_the_snapshot() -> Result<()> 
             b"",
         )?;
     }
+    // Fenced once its session ran out: DescribeCluster v2 lists it as such when asked to.
+    wait_for("node 3 fenced", || {
+        let mut conn = Conn::open(&brokers[0])?;
+        let with = ask!(
+            &mut conn,
+            DescribeCluster,
+            2,
+            DescribeClusterRequest::default().with_include_fenced_brokers(true)
+        );
+        let without = ask!(
+            &mut conn,
+            DescribeCluster,
+            2,
+            DescribeClusterRequest::default()
+        );
+        let fenced: Vec<(i32, bool)> = with
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
+            .collect();
+        let live: Vec<i32> = without.brokers.iter().map(|b| b.broker_id.0).collect();
+        Ok(fenced == [(1, false), (2, false), (3, true)] && live == [1, 2])
+    })?;
     ensure!(
         brokers[0]
             .output_text()

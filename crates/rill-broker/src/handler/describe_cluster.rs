@@ -1,4 +1,5 @@
-//! DescribeCluster: the cluster's brokers and its controller.
+//! DescribeCluster: the cluster's live brokers (and, when v2 asks, the fenced ones) and its
+//! controller.
 
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -18,17 +19,28 @@ pub(crate) fn handle(broker: &Broker, req: DescribeClusterRequest) -> DescribeCl
             req.include_cluster_authorized_operations,
             super::authorized::CLUSTER,
         ))
-        .with_brokers(
-            cluster
+        .with_brokers({
+            // v2 asks for the fenced brokers too (KIP-1073), marked as such.
+            let fenced = if req.include_fenced_brokers {
+                cluster.fenced_nodes()
+            } else {
+                Vec::new()
+            };
+            let mut brokers: Vec<DescribeClusterBroker> = cluster
                 .nodes()
-                .iter()
-                .map(|node| {
+                .into_iter()
+                .map(|node| (node, false))
+                .chain(fenced.into_iter().map(|node| (node, true)))
+                .map(|(node, is_fenced)| {
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(node.id))
-                        .with_host(StrBytes::from_string(node.host.clone()))
+                        .with_host(StrBytes::from_string(node.host))
                         .with_port(i32::from(node.port))
-                        .with_rack(node.rack.clone().map(StrBytes::from_string))
+                        .with_rack(node.rack.map(StrBytes::from_string))
+                        .with_is_fenced(is_fenced)
                 })
-                .collect(),
-        )
+                .collect();
+            brokers.sort_by_key(|b| b.broker_id.0);
+            brokers
+        })
 }
