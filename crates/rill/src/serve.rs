@@ -170,7 +170,7 @@ pub(crate) struct Args {
     /// Where this broker's controller listener binds, if not at its own address in
     /// --controller-quorum-voters (rill.controller.listen)
     #[arg(long, env = "RILL_CONTROLLER_LISTEN")]
-    controller_listen: Option<String>,
+    controller_listen: Option<settings::ControllerListen>,
 
     /// A broker not heard from by the quorum's leader for this long is fenced: its partitions
     /// have no leader until it returns, ms (broker.session.timeout.ms)
@@ -358,7 +358,8 @@ impl Args {
         let controller_listen = s.get(
             "controller_listen",
             self.controller_listen.clone(),
-            &[("rill.controller.listen", 1)],
+            // Kafka's combined mode: `listeners = "PLAINTEXT://...,CONTROLLER://..."`.
+            &[("rill.controller.listen", 1), ("listeners", 1)],
         )?;
         let broker_session_timeout_ms = s.get(
             "broker_session_timeout_ms",
@@ -477,7 +478,7 @@ impl Args {
             max_open_files,
             max_partitions,
             voters,
-            controller_listen,
+            controller_listen: controller_listen.map(|c| c.0),
             broker_session_timeout: Duration::from_millis(broker_session_timeout_ms),
             metadata_snapshot_bytes,
             ..defaults

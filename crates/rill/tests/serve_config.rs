@@ -108,6 +108,42 @@ fn print_config_shows_each_value_and_its_source() -> Result<()> {
     Ok(())
 }
 
+/// Kafka's combined-mode `listeners`: the PLAINTEXT entry is the Kafka listener, the
+/// CONTROLLER one the quorum's; anything else is refused.
+#[test]
+fn kafka_combined_mode_listeners_name_both_listeners() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = write_config(
+        dir.path(),
+        "node.id = 1
+listeners = \"PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\"
+         controller.quorum.voters = \"1@127.0.0.1:19093,2@127.0.0.1:19094\"
+",
+    )?;
+    let printed = print_config(&["--config", &file], &[])?;
+    ensure!(
+        line(&printed, "listeners")?.contains("\"127.0.0.1:19092\""),
+        "{printed}"
+    );
+    let controller = line(&printed, "rill.controller.listen")?;
+    ensure!(controller.contains("\"127.0.0.1:19093\""), "{controller}");
+    let bad = write_config(
+        dir.path(),
+        "listeners = \"SSL://127.0.0.1:19092\"
+",
+    )?;
+    let error = serve_fails(&["--config", &bad])?;
+    ensure!(error.contains("only PLAINTEXT listeners"), "{error}");
+    let two = write_config(
+        dir.path(),
+        "listeners = \"PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2\"
+",
+    )?;
+    let error = serve_fails(&["--config", &two])?;
+    ensure!(error.contains("one Kafka listener"), "{error}");
+    Ok(())
+}
+
 #[test]
 fn the_shipped_example_config_is_valid_and_complete() -> Result<()> {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/rill.toml");

@@ -106,14 +106,57 @@ impl<T: Value> Value for Option<T> {
 
 /// Kafka writes listeners as `PLAINTEXT://host:port`; one plaintext listener is what Rill has.
 pub(super) fn listener_address(text: &str) -> Result<&str, String> {
-    let text = text.trim();
-    if text.contains(',') {
-        return Err(format!("Rill has one listener, but '{text}' lists several"));
+    let mut kafka = None;
+    for item in text.split(',').map(str::trim) {
+        let address = match item.split_once("://") {
+            None => item,
+            Some((scheme, address)) if scheme.eq_ignore_ascii_case("PLAINTEXT") => address,
+            // Kafka's combined mode lists the controller's listener beside the brokers'.
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("CONTROLLER") => continue,
+            Some((scheme, _)) => {
+                return Err(format!("only PLAINTEXT listeners are served, not {scheme}"));
+            }
+        };
+        if kafka.replace(address).is_some() {
+            return Err(format!(
+                "Rill has one Kafka listener, but '{text}' lists several"
+            ));
+        }
     }
-    match text.split_once("://") {
-        None => Ok(text),
-        Some((scheme, address)) if scheme.eq_ignore_ascii_case("PLAINTEXT") => Ok(address),
-        Some((scheme, _)) => Err(format!("only PLAINTEXT listeners are served, not {scheme}")),
+    kafka.ok_or_else(|| format!("'{text}' names no PLAINTEXT listener"))
+}
+
+/// The `CONTROLLER://` address in a Kafka `listeners` list, if it has one.
+pub(super) fn controller_address(text: &str) -> Option<&str> {
+    text.split(',').map(str::trim).find_map(|item| {
+        item.split_once("://")
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("CONTROLLER"))
+            .map(|(_, address)| address)
+    })
+}
+
+/// Where the controller listener binds: `rill.controller.listen` (an address) or the
+/// `CONTROLLER://` entry of Kafka's `listeners`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ControllerListen(pub(super) String);
+
+impl std::str::FromStr for ControllerListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.trim().to_owned()))
+    }
+}
+
+impl Value for Option<ControllerListen> {
+    fn from_text(text: &str, _: i64) -> Result<Self, String> {
+        if text.contains("://") {
+            return Ok(controller_address(text).map(|a| ControllerListen(a.to_owned())));
+        }
+        Ok(Some(ControllerListen(text.trim().to_owned())))
+    }
+    fn to_toml(&self) -> Option<String> {
+        self.as_ref().map(|c| quote(&c.0))
     }
 }
 
