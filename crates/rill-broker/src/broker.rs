@@ -175,6 +175,10 @@ pub(crate) struct Broker {
     changing: Mutex<BTreeSet<String>>,
     /// One creation of `__consumer_offsets` at a time.
     offsets_creation: tokio::sync::Mutex<()>,
+    /// Held while partitions are opened for a topic, by a change here (with its check that the
+    /// topic is still as it saw it) or by the reconciler: so the reconciler never opens a
+    /// directory a change is opening, and a change never opens one the reconciler has.
+    opening: tokio::sync::Mutex<()>,
     /// This broker's member of the metadata quorum.
     pub(crate) quorum: Quorum,
     /// The next producer id to hand out, and the end of the block the quorum gave this broker.
@@ -188,7 +192,7 @@ pub(crate) struct Broker {
     /// The storage threads that own the partitions, and their descriptor cache.
     pub(crate) storage: Arc<Storage>,
     /// Partitions opened by a change in flight on this broker, by topic id, for the reconciler.
-    pending: Mutex<HashMap<Uuid, Opened>>,
+    pending: Mutex<HashMap<Uuid, (String, Opened)>>,
     /// The last metadata index this broker has acted on.
     reconciled: watch::Sender<u64>,
 }
@@ -283,6 +287,7 @@ impl Broker {
             dynamic: RwLock::new(dynamic),
             changing: Mutex::new(BTreeSet::new()),
             offsets_creation: tokio::sync::Mutex::new(()),
+            opening: tokio::sync::Mutex::new(()),
             quorum,
             groups,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
@@ -444,7 +449,14 @@ impl Broker {
             configs: overrides,
             assignment: placed,
         };
-        self.open_and_propose(spec, command).await?;
+        let unchanged = || match self.topic(name) {
+            Some(_) => Err((
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            )),
+            None => Ok(()),
+        };
+        self.open_and_propose(spec, command, unchanged).await?;
         tracing::info!(topic = name, partitions, %id, "created topic");
         self.topic(name).ok_or_else(|| unknown_topic(name))
     }
@@ -565,7 +577,14 @@ impl Broker {
             from,
             assignment: placed,
         };
-        self.open_and_propose(spec, command).await?;
+        let unchanged = || match self.topic(name) {
+            Some(t) if t.id == topic.id && t.placements.len() == from => Ok(()),
+            _ => Err((
+                ErrorCode::InvalidPartitions,
+                format!("topic '{name}' changed meanwhile"),
+            )),
+        };
+        self.open_and_propose(spec, command, unchanged).await?;
         tracing::info!(topic = name, partitions = count, "added partitions");
         Ok(())
     }
@@ -680,13 +699,29 @@ impl Broker {
         }
     }
 
-    /// Opens the partitions of `spec` placed here, then proposes `command`: all or nothing.
-    /// If the proposal fails, the partitions just made are deleted again.
-    async fn open_and_propose(&self, spec: TopicSpec, command: Command) -> Result<(), TopicError> {
+    /// Opens the partitions of `spec` placed here (if the topic is still as `unchanged` wants
+    /// it), then proposes `command`: all or nothing. If the proposal fails, the partitions just
+    /// made are deleted again, unless the reconciler already took them (another broker's
+    /// topic of the same name won).
+    async fn open_and_propose(
+        &self,
+        spec: TopicSpec,
+        command: Command,
+        unchanged: impl Fn() -> Result<(), TopicError>,
+    ) -> Result<(), TopicError> {
         let id = spec.id;
-        let opened = self.open_blocking(spec).await?;
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.entry(id).or_default().extend(opened);
+        let name = spec.name.clone();
+        {
+            let _opening = self.opening.lock().await;
+            unchanged()?;
+            let opened = self.open_blocking(spec).await?;
+            if let Ok(mut pending) = self.pending.lock() {
+                pending
+                    .entry(id)
+                    .or_insert_with(|| (name, Vec::new()))
+                    .1
+                    .extend(opened);
+            }
         }
         match self.quorum.propose(command).await {
             Ok((index, _)) => self.caught_up(index).await,
@@ -696,6 +731,7 @@ impl Broker {
                     .lock()
                     .ok()
                     .and_then(|mut pending| pending.remove(&id))
+                    .map(|(_, opened)| opened)
                     .unwrap_or_default();
                 let _ = tokio::task::spawn_blocking(move || {
                     Storage::close_all(made.iter().map(|(_, p)| &**p), true);
@@ -819,6 +855,7 @@ impl Broker {
     /// Makes this broker's topic `name` what the quorum agreed: its placements and configs, its
     /// partitions placed here open.
     async fn sync_topic(&self, name: String, agreed: TopicImage) {
+        let _opening = self.opening.lock().await;
         let current = self.topic(&name);
         if let Some(old) = current.as_ref().filter(|t| t.id != agreed.id) {
             // Replaced by a topic of the same name: the old one's data goes.
@@ -829,12 +866,35 @@ impl Broker {
         let mut held: Vec<Option<Arc<Partition>>> =
             current.as_ref().map(|t| t.held.clone()).unwrap_or_default();
         held.resize(agreed.partitions.len(), None);
-        let mut pending = self
-            .pending
-            .lock()
-            .ok()
-            .and_then(|mut p| p.remove(&agreed.id))
-            .unwrap_or_default();
+        let (mut pending, losers) = match self.pending.lock() {
+            Ok(mut pending) => {
+                // A change of this broker that made the same topic name under another id lost
+                // the race to another broker's: its partitions' directories are this topic's
+                // now, so they go before this topic's are opened (its proposal then fails).
+                let losers: Vec<Uuid> = pending
+                    .iter()
+                    .filter(|(id, (n, _))| **id != agreed.id && *n == name)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let losers: Opened = losers
+                    .iter()
+                    .filter_map(|id| pending.remove(id))
+                    .flat_map(|(_, opened)| opened)
+                    .collect();
+                let ours = pending
+                    .remove(&agreed.id)
+                    .map(|(_, o)| o)
+                    .unwrap_or_default();
+                (ours, losers)
+            }
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        if !losers.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || {
+                Storage::close_all(losers.iter().map(|(_, p)| &**p), true);
+            })
+            .await;
+        }
         let mut missing = Vec::new();
         for (i, placement) in agreed.partitions.iter().enumerate() {
             if held[i].is_some() || !placement.replicas.contains(&node) {

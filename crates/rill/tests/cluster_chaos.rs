@@ -193,6 +193,52 @@ fn killing_the_quorum_leader_while_creating_topics_leaves_one_truth() -> Result<
             partitions.len()
         );
     }
+    // The same names created through all three brokers at once: one create wins, and every
+    // partition of the winner works (the losers' pre-opened directories are gone, not shared).
+    let bootstraps: Vec<String> = brokers.iter().map(Broker::bootstrap).collect();
+    for i in 0..5 {
+        let name = format!("same-{i}");
+        let racers: Vec<_> = bootstraps
+            .iter()
+            .cloned()
+            .map(|b| {
+                let name = name.clone();
+                std::thread::spawn(move || create(&b, &name))
+            })
+            .collect();
+        let won = racers
+            .into_iter()
+            .filter_map(|r| r.join().ok().flatten())
+            .filter(|created| *created)
+            .count();
+        ensure!(won == 1, "{name}: {won} creates succeeded");
+        for p in 0..PARTITIONS {
+            let value = format!("{name}/{p}\n");
+            let _ = common::rill_ok(
+                &bootstraps[p % 3],
+                &["produce", &name, "-p", &p.to_string()],
+                value.as_bytes(),
+            )?;
+        }
+        let (out, _) = common::rill_ok(
+            &bootstraps[2],
+            &[
+                "consume",
+                &name,
+                "-o",
+                "beginning",
+                "-c",
+                &PARTITIONS.to_string(),
+                "-f",
+                "%s\n",
+            ],
+            b"",
+        )?;
+        let mut got: Vec<&str> = out.lines().collect();
+        got.sort_unstable();
+        let want: Vec<String> = (0..PARTITIONS).map(|p| format!("{name}/{p}")).collect();
+        ensure!(got == want, "{name} read back {got:?}");
+    }
     for broker in &mut brokers {
         broker.stop()?;
     }
