@@ -262,6 +262,42 @@ mod tests {
         assert_eq!(principal(&[0x30, 0x03, 0x30, 0x01]), None);
     }
 
+    /// A certificate made by openssl: its subject, most specific first.
+    #[test]
+    #[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
+    fn the_principal_is_the_subject_as_rfc_2253_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/C=NL/O=Rill, Inc./CN=client",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let cert = CertificateDer::from_pem_file(dir.path().join("c.pem")).unwrap();
+        assert_eq!(
+            principal(&cert).as_deref(),
+            Some("User:CN=client,O=Rill\\, Inc.,C=NL")
+        );
+    }
+
     #[test]
     fn escapes_as_rfc_2253() {
         assert_eq!(escape("a,b"), "a\\,b");
