@@ -89,8 +89,8 @@ impl TlsConfig {
             .map_err(|e| bad("ssl.keystore.location", keystore, &e))?;
         #[expect(
             deprecated,
-            reason = "ring lacks post-quantum key exchange; aws-lc-rs has it but its build wants \
-                      cmake, which the project's machines lack"
+            reason = "ring has no post-quantum key exchange (aws-lc-rs has); ring builds with the C \
+                      compiler alone, and aws-lc-rs's build on these machines (no cmake) is untried"
         )]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
