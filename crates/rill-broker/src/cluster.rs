@@ -6,7 +6,7 @@
 use std::sync::RwLock;
 
 use crate::broker::Topic;
-use crate::quorum::image::{Image, PartitionImage};
+use crate::quorum::image::{Image, ListenerAddress, PartitionImage};
 
 /// A broker of the cluster as clients are told to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,22 @@ pub(crate) struct Node {
     pub(crate) port: u16,
     /// `broker.rack`, if set.
     pub(crate) rack: Option<String>,
+    /// With several listeners, each one's name and advertised address (`host`/`port` is the
+    /// first's); empty with one.
+    pub(crate) listeners: Vec<ListenerAddress>,
+}
+
+impl Node {
+    /// Where clients of listener `name` reach this broker: that listener's address, or the
+    /// first listener's if the broker has none of that name.
+    pub(crate) fn address(&self, name: &str) -> (&str, u16) {
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map_or((self.host.as_str(), self.port), |l| {
+                (l.host.as_str(), l.port)
+            })
+    }
 }
 
 /// Who leads a partition, since which leader epoch, and where its replicas are.
@@ -65,6 +81,7 @@ impl ClusterView {
                     host: b.host.clone(),
                     port: b.port,
                     rack: b.rack.clone(),
+                    listeners: b.listeners.clone(),
                 })
                 .collect()
         };

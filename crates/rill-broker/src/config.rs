@@ -39,8 +39,6 @@ pub enum AckDurability {
 pub struct BrokerConfig {
     /// Where partition logs and metadata live.
     pub data_dir: PathBuf,
-    /// `host:port` given to clients in Metadata; `None` uses the listener's address.
-    pub advertised: Option<(String, u16)>,
     /// This broker's id (Kafka's `node.id`).
     pub node_id: i32,
     /// `broker.rack`: the rack (or zone) clients are told this broker is in.
@@ -130,7 +128,6 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("rill-data"),
-            advertised: None,
             node_id: 0,
             rack: None,
             num_partitions: DEFAULT_NUM_PARTITIONS,

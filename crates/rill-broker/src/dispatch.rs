@@ -5,11 +5,16 @@ use rill_protocol::{RequestKind, ResponseKind, versions};
 use crate::broker::Broker;
 use crate::handler;
 
-/// Who sent a request.
+/// Who sent a request, and on which listener.
 #[derive(Debug, Clone)]
-pub(crate) struct Context {
+pub(crate) struct Context<'a> {
     pub(crate) peer: std::net::SocketAddr,
     pub(crate) client_id: String,
+    /// The listener's name: answers that name brokers give their addresses on it.
+    pub(crate) listener: &'a str,
+    /// `User:CN=...` of a TLS client that showed a certificate.
+    #[expect(dead_code, reason = "for the ACL step; nothing is authorized yet")]
+    pub(crate) principal: Option<&'a str>,
 }
 
 /// What the connection does after a request.
@@ -30,7 +35,7 @@ pub(crate) enum Reply {
 /// Runs the handler for `request`.
 pub(crate) async fn dispatch(
     broker: &Broker,
-    ctx: &Context,
+    ctx: &Context<'_>,
     request: rill_protocol::Request,
 ) -> Reply {
     let version = request.header.api_version;
@@ -55,7 +60,9 @@ pub(crate) async fn dispatch(
     }
     Reply::Answer(match request.body {
         RequestKind::ApiVersions(_) => versions::api_versions_response().into(),
-        RequestKind::Metadata(req) => handler::metadata::handle(broker, req, version).await.into(),
+        RequestKind::Metadata(req) => handler::metadata::handle(broker, ctx.listener, req, version)
+            .await
+            .into(),
         RequestKind::Produce(req) => {
             return handler::produce::handle(broker, req, version).await;
         }
@@ -87,12 +94,14 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeQuorum(req) => {
             handler::describe_quorum::handle(broker, &req, version).into()
         }
-        RequestKind::DescribeCluster(req) => handler::describe_cluster::handle(broker, req).into(),
+        RequestKind::DescribeCluster(req) => {
+            handler::describe_cluster::handle(broker, ctx.listener, req).into()
+        }
         RequestKind::DescribeTopicPartitions(req) => {
             handler::describe_topic_partitions::handle(broker, req).into()
         }
         RequestKind::FindCoordinator(req) => {
-            handler::find_coordinator::handle(broker, req, version)
+            handler::find_coordinator::handle(broker, ctx.listener, req, version)
                 .await
                 .into()
         }

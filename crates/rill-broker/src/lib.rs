@@ -1,9 +1,11 @@
 //! Rill's broker: the Kafka wire protocol on tokio, wired to the storage engine.
 //!
 //! # Layout
-//! - [`run`]: the whole broker as a library function over bound listeners (Kafka, and the
-//!   optional admin HTTP one) and a shutdown future; `rill serve` and the tests call it.
-//! - `connection.rs`: one task per client connection; requests answered in order.
+//! - [`run`]: the whole broker as a library function over bound listeners (Kafka's, each
+//!   plaintext or TLS, and the optional admin HTTP one) and a shutdown future; `rill serve` and
+//!   the tests call it.
+//! - `connection.rs`: one task per client connection; requests answered in order; generic over
+//!   the byte stream (TCP, or TLS over it: `tls.rs`).
 //! - `dispatch.rs` and `handler/`: one handler per Kafka API.
 //! - `broker.rs`: topics and their partitions; topic changes; `meta.rs`: the metadata log.
 //! - `partition/`: one owner per partition holding its `rill_log::Log`, reached over a channel:
@@ -41,6 +43,7 @@ mod meta;
 mod metrics;
 mod partition;
 mod quorum;
+mod tls;
 mod topic_config;
 
 use std::future::Future;
@@ -57,6 +60,35 @@ pub use config::{
 };
 pub use error::BrokerError;
 pub use quorum::Voters;
+pub use tls::{ClientAuth, TlsConfig};
+
+/// A bound Kafka listener: its name (`PLAINTEXT`, `SSL`, or any name the
+/// `listener.security.protocol.map` gives a protocol), its socket, its TLS settings (`None`:
+/// plaintext) and the `host:port` clients are told to reach it at (`None`: its own address).
+#[derive(Debug)]
+pub struct Listener {
+    /// The listener's name; Metadata answers a client with the brokers' addresses on the
+    /// listener of the same name.
+    pub name: String,
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// TLS, or `None` for plaintext.
+    pub tls: Option<TlsConfig>,
+    /// `advertised.listeners`' entry for it.
+    pub advertised: Option<(String, u16)>,
+}
+
+impl Listener {
+    /// A plaintext listener named `PLAINTEXT`, advertised at its own address.
+    pub fn plaintext(socket: TcpListener) -> Self {
+        Self {
+            name: "PLAINTEXT".to_owned(),
+            socket,
+            tls: None,
+            advertised: None,
+        }
+    }
+}
 
 /// The process's limit on open descriptors, first raised to its hard limit (as Go's runtime
 /// does at start): the default descriptor cap is half of it, the rest left for sockets.
@@ -88,8 +120,10 @@ pub fn descriptor_limit() -> usize {
     })
 }
 
-/// Runs the broker on `listener` until `shutdown` resolves, then stops accepting, lets every
-/// connection finish the request it is handling, and closes every log cleanly (fsynced).
+/// Runs the broker on `listeners` (at least one; the first one's address is the broker's
+/// address in images from before named listeners) until `shutdown` resolves, then stops
+/// accepting, lets every connection finish the request it is handling, and closes every log
+/// cleanly (fsynced).
 ///
 /// `admin`, if given, serves `/metrics`, `/health/live`, `/health/ready` and `/status` over
 /// HTTP from the start: live answers while the data directory is being opened (recovering
@@ -97,15 +131,30 @@ pub fn descriptor_limit() -> usize {
 /// first accept until shutdown begins.
 pub async fn run(
     config: BrokerConfig,
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BrokerError> {
-    let local = listener.local_addr().map_err(BrokerError::Listen)?;
-    let advertised = config
-        .advertised
-        .clone()
-        .unwrap_or_else(|| (local.ip().to_string(), local.port()));
+    let mut addresses = Vec::with_capacity(listeners.len());
+    for listener in &listeners {
+        let local = listener.socket.local_addr().map_err(BrokerError::Listen)?;
+        let (host, port) = listener
+            .advertised
+            .clone()
+            .unwrap_or_else(|| (local.ip().to_string(), local.port()));
+        addresses.push((
+            local,
+            quorum::image::ListenerAddress {
+                name: listener.name.clone(),
+                host,
+                port,
+            },
+        ));
+    }
+    let Some((local, _)) = addresses.first().cloned() else {
+        return Err(BrokerError::Config("the broker has no listener".to_owned()));
+    };
+    let advertised: Vec<_> = addresses.into_iter().map(|(_, a)| a).collect();
     let internal =
         |what: &str, err: prometheus::Error| BrokerError::Internal(format!("{what}: {err}"));
     let metrics = Arc::new(metrics::Metrics::new().map_err(|e| internal("metrics", e))?);
@@ -148,33 +197,30 @@ pub async fn run(
             }
         })
     };
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-            () = failed.cancelled() => break,
-        };
-        let open = metrics.connection_opened();
-        // Detached: the tracker waits for it at shutdown.
-        drop(connections.spawn(connection::serve(
-            broker.clone(),
-            stream,
-            peer,
-            stop.clone(),
-            open,
-        )));
+    let stop_accepting = CancellationToken::new();
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(accept(
+                listener,
+                broker.clone(),
+                connections.clone(),
+                stop.clone(),
+                stop_accepting.clone(),
+            ))
+        })
+        .collect();
+    tokio::select! {
+        () = &mut shutdown => {}
+        () = failed.cancelled() => {}
     }
     tracing::info!("shutting down");
     admin_state.stopping();
-    drop(listener);
+    stop_accepting.cancel();
+    for acceptor in acceptors {
+        // Each drops its listener as it returns.
+        let _ = acceptor.await;
+    }
     housekeeping.abort();
     reconciler.abort();
     broker.stopping.cancel();
@@ -196,12 +242,59 @@ pub async fn run(
     }
 }
 
+/// Accepts `listener`'s clients until `stop_accepting`, a task for each; a TLS client's
+/// handshake happens in its own task.
+async fn accept(
+    listener: Listener,
+    broker: Arc<broker::Broker>,
+    connections: TaskTracker,
+    stop: CancellationToken,
+    stop_accepting: CancellationToken,
+) {
+    let name: Arc<str> = Arc::from(listener.name.as_str());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    tracing::warn!(%err, listener = %name, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop_accepting.cancelled() => return,
+        };
+        let open = broker.metrics.connection_opened();
+        // Detached: the tracker waits for it at shutdown.
+        match &listener.tls {
+            None => drop(connections.spawn(connection::serve_plain(
+                broker.clone(),
+                stream,
+                peer,
+                name.clone(),
+                stop.clone(),
+                open,
+            ))),
+            Some(tls) => drop(connections.spawn(connection::serve_tls(
+                broker.clone(),
+                stream,
+                peer,
+                tls.acceptor.clone(),
+                name.clone(),
+                stop.clone(),
+                open,
+            ))),
+        }
+    }
+}
+
 /// Starts this broker's member of the metadata quorum, registers the broker, checks the
 /// cluster id and opens the partitions placed here: the broker, and the stream of applied
 /// metadata changes. `None` if `shutdown` came first.
 async fn join_cluster(
     config: BrokerConfig,
-    advertised: (String, u16),
+    advertised: Vec<quorum::image::ListenerAddress>,
     metrics: Arc<metrics::Metrics>,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<
@@ -217,6 +310,15 @@ async fn join_cluster(
         source,
     })?;
     let node_id = config.node_id;
+    let Some(first) = advertised.first().cloned() else {
+        return Err(BrokerError::Config("the broker has no listener".to_owned()));
+    };
+    // One listener registers as before named listeners: its address alone.
+    let listeners = if advertised.len() > 1 {
+        advertised
+    } else {
+        Vec::new()
+    };
     let controller = match config.controller_address() {
         Some(address) => Some(TcpListener::bind(&address).await.map_err(|e| {
             BrokerError::Config(format!(
@@ -245,9 +347,10 @@ async fn join_cluster(
     let register = quorum::image::Command::RegisterBroker {
         id: node_id,
         incarnation,
-        host: advertised.0.clone(),
-        port: advertised.1,
+        host: first.host.clone(),
+        port: first.port,
         rack: config.rack.clone(),
+        listeners: listeners.clone(),
     };
     let mut waited = std::time::Instant::now();
     let mut applied_index = quorum.applied();
@@ -287,9 +390,10 @@ async fn join_cluster(
     let rack = config.rack.clone();
     let local = cluster::Node {
         id: node_id,
-        host: advertised.0,
-        port: advertised.1,
+        host: first.host,
+        port: first.port,
         rack,
+        listeners,
     };
     let broker = tokio::task::spawn_blocking(move || {
         broker::Broker::open(

@@ -30,13 +30,49 @@ pub(crate) struct Args {
     #[arg(long)]
     print_config: bool,
 
-    /// Address to listen on for Kafka clients.
+    /// Address to listen on for Kafka clients: ip:port (one PLAINTEXT listener), or Kafka's
+    /// NAME://ip:port,... (listeners)
     #[arg(long, env = "RILL_LISTEN", default_value = "127.0.0.1:9092")]
-    listen: SocketAddr,
+    listen: settings::KafkaListeners,
 
-    /// host:port to give clients in metadata (default: the listen address).
+    /// host:port to give clients in metadata (default: the listen address); with several
+    /// listeners, NAME://host:port,... (advertised.listeners)
     #[arg(long, env = "RILL_ADVERTISE")]
     advertise: Option<String>,
+
+    /// Address of a TLS listener named SSL, added to --listen (rill.ssl.listen)
+    #[arg(long, env = "RILL_SSL_LISTEN")]
+    ssl_listen: Option<SocketAddr>,
+
+    /// Each listener name's security protocol (listener.security.protocol.map)
+    #[arg(
+        long,
+        env = "RILL_LISTENER_SECURITY_PROTOCOL_MAP",
+        default_value = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+    )]
+    listener_security_protocol_map: String,
+
+    /// PEM file with the TLS listeners' private key and certificate chain
+    /// (ssl.keystore.location)
+    #[arg(long, env = "RILL_SSL_KEYSTORE")]
+    ssl_keystore: Option<String>,
+
+    /// Format of --ssl-keystore; PEM is the one served (ssl.keystore.type)
+    #[arg(long, env = "RILL_SSL_KEYSTORE_TYPE", default_value = "PEM")]
+    ssl_keystore_type: String,
+
+    /// PEM file with the CA certificates client certificates are checked against
+    /// (ssl.truststore.location)
+    #[arg(long, env = "RILL_SSL_TRUSTSTORE")]
+    ssl_truststore: Option<String>,
+
+    /// Format of --ssl-truststore; PEM is the one served (ssl.truststore.type)
+    #[arg(long, env = "RILL_SSL_TRUSTSTORE_TYPE", default_value = "PEM")]
+    ssl_truststore_type: String,
+
+    /// Client certificates on TLS listeners: required, requested or none (ssl.client.auth)
+    #[arg(long, env = "RILL_SSL_CLIENT_AUTH", default_value = "none")]
+    ssl_client_auth: String,
 
     /// Directory for partition logs and metadata (Kafka's log.dirs).
     #[arg(
@@ -217,8 +253,27 @@ impl settings::Value for AdminListen {
     }
 }
 
-/// Where the broker listens: Kafka clients, then the admin HTTP listener (if any).
-type Listeners = (SocketAddr, Option<SocketAddr>);
+/// One Kafka listener to bind.
+#[derive(Debug)]
+struct KafkaListener {
+    name: String,
+    address: SocketAddr,
+    /// Served over TLS (its security protocol is SSL).
+    tls: bool,
+    advertised: Option<(String, u16)>,
+}
+
+/// The TLS listeners' keystore, truststore and `ssl.client.auth`.
+#[derive(Debug)]
+struct TlsFiles {
+    keystore: Option<PathBuf>,
+    truststore: Option<PathBuf>,
+    client_auth: rill_broker::ClientAuth,
+}
+
+/// Where the broker listens: Kafka clients, the TLS settings, then the admin HTTP listener (if
+/// any).
+type Listeners = (Vec<KafkaListener>, TlsFiles, Option<SocketAddr>);
 
 impl Args {
     /// The broker's settings: each flag (or its environment variable) if given, else the config
@@ -228,11 +283,42 @@ impl Args {
         matches: &'m clap::ArgMatches,
     ) -> anyhow::Result<(Listeners, BrokerConfig, Sources<'m>)> {
         let mut s = Sources::new(matches, self.config.as_deref())?;
-        let listen = s.get("listen", self.listen, &[("listeners", 1)])?;
+        let listen = s.get("listen", self.listen.clone(), &[("listeners", 1)])?;
         let advertise = s.get(
             "advertise",
             self.advertise.clone(),
             &[("advertised.listeners", 1)],
+        )?;
+        let ssl_listen = s.get("ssl_listen", self.ssl_listen, &[("rill.ssl.listen", 1)])?;
+        let protocol_map = s.get(
+            "listener_security_protocol_map",
+            self.listener_security_protocol_map.clone(),
+            &[("listener.security.protocol.map", 1)],
+        )?;
+        let ssl_keystore = s.get(
+            "ssl_keystore",
+            self.ssl_keystore.clone(),
+            &[("ssl.keystore.location", 1)],
+        )?;
+        let ssl_keystore_type = s.get(
+            "ssl_keystore_type",
+            self.ssl_keystore_type.clone(),
+            &[("ssl.keystore.type", 1)],
+        )?;
+        let ssl_truststore = s.get(
+            "ssl_truststore",
+            self.ssl_truststore.clone(),
+            &[("ssl.truststore.location", 1)],
+        )?;
+        let ssl_truststore_type = s.get(
+            "ssl_truststore_type",
+            self.ssl_truststore_type.clone(),
+            &[("ssl.truststore.type", 1)],
+        )?;
+        let ssl_client_auth = s.get(
+            "ssl_client_auth",
+            self.ssl_client_auth.clone(),
+            &[("ssl.client.auth", 1)],
         )?;
         let data_dir = s.get(
             "data_dir",
@@ -408,19 +494,28 @@ impl Args {
             (None, Some(ms)) => FlushPolicy::Interval(Duration::from_millis(ms)),
             (None, None) => FlushPolicy::Never,
         };
-        let advertised = match &advertise {
-            None => None,
-            Some(text) => {
-                let address = settings::listener_address(text)
-                    .map_err(|why| anyhow::anyhow!("advertised.listeners (--advertise): {why}"))?;
-                let (host, port) = address
-                    .rsplit_once(':')
-                    .with_context(|| format!("--advertise must be host:port, got {text}"))?;
-                let port = port
-                    .parse()
-                    .with_context(|| format!("--advertise has a bad port: {text}"))?;
-                Some((host.to_owned(), port))
+        let listeners = kafka_listeners(listen, ssl_listen, &protocol_map, advertise.as_deref())?;
+        for (key, kind) in [
+            ("ssl.keystore.type", &ssl_keystore_type),
+            ("ssl.truststore.type", &ssl_truststore_type),
+        ] {
+            if !kind.eq_ignore_ascii_case("PEM") {
+                anyhow::bail!("{key} must be PEM (the one store format served), got '{kind}'");
             }
+        }
+        let client_auth = ssl_client_auth
+            .parse::<rill_broker::ClientAuth>()
+            .map_err(|why| anyhow::anyhow!("{why} (--ssl-client-auth)"))?;
+        if listeners.iter().any(|l| l.tls) && ssl_keystore.is_none() {
+            anyhow::bail!(
+                "an SSL listener needs ssl.keystore.location (--ssl-keystore): a PEM file with \
+                 the private key and the certificate chain"
+            );
+        }
+        let tls_files = TlsFiles {
+            keystore: ssl_keystore.map(PathBuf::from),
+            truststore: ssl_truststore.map(PathBuf::from),
+            client_auth,
         };
         if num_partitions < 1 {
             anyhow::bail!(
@@ -449,7 +544,6 @@ impl Args {
         let defaults = BrokerConfig::default();
         let config = BrokerConfig {
             data_dir,
-            advertised,
             node_id,
             rack,
             num_partitions,
@@ -484,11 +578,11 @@ impl Args {
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;
-        Ok(((listen, admin_listen.0), config, s))
+        Ok(((listeners, tls_files, admin_listen.0), config, s))
     }
 
     pub(crate) fn run(self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-        let ((listen, admin_listen), config, sources) = self.config(matches)?;
+        let ((listen, tls_files, admin_listen), config, sources) = self.config(matches)?;
         if self.print_config {
             let mut out = std::io::stdout().lock();
             return match out.write_all(sources.render().as_bytes()) {
@@ -515,10 +609,32 @@ impl Args {
             .context("starting the runtime")?;
         runtime.block_on(async move {
             let shutdown = crate::cli::shutdown_signal();
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            let local = listener.local_addr().context("listener address")?;
+            let tls = match (&tls_files.keystore, listen.iter().any(|l| l.tls)) {
+                (Some(keystore), true) => Some(rill_broker::TlsConfig::from_pem(
+                    keystore,
+                    tls_files.truststore.as_deref(),
+                    tls_files.client_auth,
+                )?),
+                _ => None,
+            };
+            let mut listeners = Vec::with_capacity(listen.len());
+            let mut locals = Vec::with_capacity(listen.len());
+            for l in listen {
+                let socket = tokio::net::TcpListener::bind(l.address)
+                    .await
+                    .with_context(|| format!("cannot listen on {} ({})", l.address, l.name))?;
+                locals.push((
+                    l.name.clone(),
+                    socket.local_addr().context("listener address")?,
+                    l.tls,
+                ));
+                listeners.push(rill_broker::Listener {
+                    name: l.name,
+                    socket,
+                    tls: if l.tls { tls.clone() } else { None },
+                    advertised: l.advertised,
+                });
+            }
             let admin = match admin_listen {
                 None => None,
                 Some(addr) => Some(
@@ -531,18 +647,88 @@ impl Args {
                 None => None,
                 Some(admin) => Some(admin.local_addr().context("admin listener address")?),
             };
-            print_banner(&config, local, admin_local);
-            rill_broker::run(config, listener, admin, shutdown).await?;
+            print_banner(&config, &locals, admin_local);
+            rill_broker::run(config, listeners, admin, shutdown).await?;
             Ok(())
         })
     }
+}
+
+/// The Kafka listeners: `listeners` plus `rill.ssl.listen`'s SSL one, each with its security
+/// protocol from `listener.security.protocol.map` and its `advertised.listeners` entry.
+fn kafka_listeners(
+    listen: settings::KafkaListeners,
+    ssl_listen: Option<SocketAddr>,
+    protocol_map: &str,
+    advertise: Option<&str>,
+) -> anyhow::Result<Vec<KafkaListener>> {
+    let mut named = listen.0;
+    if let Some(address) = ssl_listen {
+        if named.iter().any(|(name, _)| name == "SSL") {
+            anyhow::bail!(
+                "listeners has an SSL listener already: drop rill.ssl.listen (--ssl-listen)"
+            );
+        }
+        named.push(("SSL".to_owned(), address));
+    }
+    let map = settings::protocol_map(protocol_map)
+        .map_err(|why| anyhow::anyhow!("listener.security.protocol.map: {why}"))?;
+    let advertised = match advertise {
+        None => Vec::new(),
+        Some(text) => settings::advertised_listeners(text)
+            .map_err(|why| anyhow::anyhow!("advertised.listeners (--advertise): {why}"))?,
+    };
+    let mut listeners = Vec::with_capacity(named.len());
+    for (name, address) in named {
+        let Some((_, protocol)) = map.iter().find(|(n, _)| *n == name) else {
+            anyhow::bail!(
+                "listeners: {name} has no security protocol in listener.security.protocol.map"
+            );
+        };
+        let tls = match protocol.as_str() {
+            "PLAINTEXT" => false,
+            "SSL" => true,
+            _ => anyhow::bail!(
+                "listeners: {name} is {protocol}, and SASL listeners are not served yet (SASL \
+                 comes next); PLAINTEXT and SSL are"
+            ),
+        };
+        listeners.push(KafkaListener {
+            name,
+            address,
+            tls,
+            advertised: None,
+        });
+    }
+    for (i, (name, host, port)) in advertised.into_iter().enumerate() {
+        let listener = match &name {
+            None if i == 0 => listeners.first_mut(),
+            None => anyhow::bail!(
+                "advertised.listeners (--advertise): name each entry NAME://host:port when there \
+                 are several"
+            ),
+            Some(name) => listeners.iter_mut().find(|l| l.name == *name),
+        };
+        let Some(listener) = listener else {
+            anyhow::bail!(
+                "advertised.listeners (--advertise) names {}, which is not in listeners",
+                name.unwrap_or_default()
+            );
+        };
+        listener.advertised = Some((host, port));
+    }
+    Ok(listeners)
 }
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
 
 /// What a person needs to know at start: where, and what survives what.
-fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAddr>) {
+fn print_banner(
+    config: &BrokerConfig,
+    listeners: &[(String, SocketAddr, bool)],
+    admin: Option<SocketAddr>,
+) {
     let acks_all = match config.ack_durability {
         _ if config.min_insync_replicas > 1 => {
             "refused with NOT_ENOUGH_REPLICAS (min.insync.replicas > 1, one replica) on topics \
@@ -561,7 +747,16 @@ fn print_banner(config: &BrokerConfig, local: SocketAddr, admin: Option<SocketAd
             "fsync for acks=all and at shutdown; otherwise the OS decides".to_owned()
         }
     };
-    println!("rill {} listening on {local}", env!("CARGO_PKG_VERSION"));
+    // The first line names the first listener, as before named listeners.
+    if let Some((_, local, _)) = listeners.first() {
+        println!("rill {} listening on {local}", env!("CARGO_PKG_VERSION"));
+    }
+    if listeners.len() > 1 {
+        for (name, local, tls) in listeners {
+            let tls = if *tls { " (TLS)" } else { "" };
+            println!("  listener:    {name}://{local}{tls}");
+        }
+    }
     match admin {
         Some(admin) => println!("  admin http:  http://{admin}"),
         None => println!("  admin http:  off (--admin-listen none)"),

@@ -9,7 +9,11 @@ use rill_protocol::kafka_protocol::messages::{
 
 use crate::broker::Broker;
 
-pub(crate) fn handle(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub(crate) fn handle(
+    broker: &Broker,
+    listener: &str,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let cluster = &broker.cluster;
     DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
@@ -32,10 +36,11 @@ pub(crate) fn handle(broker: &Broker, req: DescribeClusterRequest) -> DescribeCl
                 .map(|node| (node, false))
                 .chain(fenced.into_iter().map(|node| (node, true)))
                 .map(|(node, is_fenced)| {
+                    let (host, port) = node.address(listener);
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(node.id))
-                        .with_host(StrBytes::from_string(node.host))
-                        .with_port(i32::from(node.port))
+                        .with_host(StrBytes::from_string(host.to_owned()))
+                        .with_port(i32::from(port))
                         .with_rack(node.rack.map(StrBytes::from_string))
                         .with_is_fenced(is_fenced)
                 })

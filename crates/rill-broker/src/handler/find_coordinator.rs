@@ -16,6 +16,7 @@ const KEY_TYPE_GROUP: i8 = 0;
 
 pub(crate) async fn handle(
     broker: &Broker,
+    listener: &str,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -39,10 +40,12 @@ pub(crate) async fn handle(
                         .with_error_code(code.code())
                         .with_error_message(super::message("transactions are not supported yet")),
                     None => match coordinator(broker, &c.key) {
-                        Some(node) => c
-                            .with_node_id(BrokerId(node.id))
-                            .with_host(StrBytes::from_string(node.host.clone()))
-                            .with_port(i32::from(node.port)),
+                        Some(node) => {
+                            let (host, port) = node.address(listener);
+                            c.with_node_id(BrokerId(node.id))
+                                .with_host(StrBytes::from_string(host.to_owned()))
+                                .with_port(i32::from(port))
+                        }
                         None => c
                             .with_node_id(BrokerId(-1))
                             .with_port(-1)
@@ -63,10 +66,13 @@ pub(crate) async fn handle(
                     .then(|| StrBytes::from_static_str("transactions are not supported yet")),
             ),
         None => match coordinator(broker, &req.key) {
-            Some(node) => FindCoordinatorResponse::default()
-                .with_node_id(BrokerId(node.id))
-                .with_host(StrBytes::from_string(node.host.clone()))
-                .with_port(i32::from(node.port)),
+            Some(node) => {
+                let (host, port) = node.address(listener);
+                FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(node.id))
+                    .with_host(StrBytes::from_string(host.to_owned()))
+                    .with_port(i32::from(port))
+            }
             None => FindCoordinatorResponse::default()
                 .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
                 .with_node_id(BrokerId(-1))

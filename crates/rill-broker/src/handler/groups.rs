@@ -41,7 +41,7 @@ fn code(error: Option<GroupError>) -> i16 {
 
 pub(crate) async fn join(
     broker: &Broker,
-    ctx: &Context,
+    ctx: &Context<'_>,
     req: JoinGroupRequest,
     version: i16,
 ) -> JoinGroupResponse {

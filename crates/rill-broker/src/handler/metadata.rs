@@ -16,6 +16,7 @@ use crate::broker::{Broker, Topic, validate_topic_name};
 
 pub(crate) async fn handle(
     broker: &Broker,
+    listener: &str,
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
@@ -68,10 +69,11 @@ pub(crate) async fn handle(
                 .nodes()
                 .iter()
                 .map(|node| {
+                    let (host, port) = node.address(listener);
                     MetadataResponseBroker::default()
                         .with_node_id(BrokerId(node.id))
-                        .with_host(StrBytes::from_string(node.host.clone()))
-                        .with_port(i32::from(node.port))
+                        .with_host(StrBytes::from_string(host.to_owned()))
+                        .with_port(i32::from(port))
                         .with_rack(node.rack.clone().map(StrBytes::from_string))
                 })
                 .collect(),

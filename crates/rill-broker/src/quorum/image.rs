@@ -34,14 +34,28 @@ pub(crate) struct TopicImage {
     pub(crate) partitions: Vec<PartitionImage>,
 }
 
+/// One of a broker's listeners, as clients are told to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ListenerAddress {
+    /// The listener's name (`PLAINTEXT`, `SSL`, ...).
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BrokerImage {
     /// Different for every start of the process: a new one means the broker restarted.
     pub(crate) incarnation: Uuid,
+    /// Its first listener's advertised address.
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) rack: Option<String>,
+    /// With several listeners, all of them (the first is `host`/`port`); empty with one, so
+    /// that images from before named listeners read the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) listeners: Vec<ListenerAddress>,
     /// Its session expired: it leads nothing until it is heard from again.
     pub(crate) fenced: bool,
 }
@@ -73,6 +87,9 @@ pub(crate) enum Command {
         host: String,
         port: u16,
         rack: Option<String>,
+        /// Every listener, when there are several (see [`BrokerImage::listeners`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listeners: Vec<ListenerAddress>,
     },
     /// A broker's session expired.
     FenceBroker {
@@ -159,6 +176,7 @@ impl Image {
                 host,
                 port,
                 rack,
+                listeners,
             } => {
                 let restarted = self
                     .brokers
@@ -171,6 +189,7 @@ impl Image {
                         host,
                         port,
                         rack,
+                        listeners,
                         fenced: false,
                     },
                 );
@@ -391,6 +410,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9000 + u16::try_from(id).unwrap_or(0),
             rack: None,
+            listeners: Vec::new(),
         }
     }
 

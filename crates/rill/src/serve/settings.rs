@@ -85,14 +85,112 @@ impl Value for PathBuf {
 
 impl Value for SocketAddr {
     fn from_text(text: &str, _: i64) -> Result<Self, String> {
-        let address = listener_address(text)?;
-        address
+        text.trim()
             .parse()
             .map_err(|_| format!("expected ip:port, got '{text}'"))
     }
     fn to_toml(&self) -> Option<String> {
         Some(quote(&self.to_string()))
     }
+}
+
+/// Kafka's `listeners`: `NAME://ip:port` entries (a bare `ip:port` is `PLAINTEXT://ip:port`),
+/// in order, without the `CONTROLLER://` one (the quorum's, read by `rill.controller.listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KafkaListeners(pub(super) Vec<(String, SocketAddr)>);
+
+impl std::str::FromStr for KafkaListeners {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut listeners: Vec<(String, SocketAddr)> = Vec::new();
+        for item in text.split(',').map(str::trim) {
+            let (name, address) = match item.split_once("://") {
+                None => ("PLAINTEXT".to_owned(), item),
+                Some((name, address)) => (name.to_ascii_uppercase(), address),
+            };
+            if name == "CONTROLLER" {
+                continue;
+            }
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("'{item}' is not NAME://ip:port"));
+            }
+            let address: SocketAddr = address
+                .parse()
+                .map_err(|_| format!("expected NAME://ip:port, got '{item}'"))?;
+            if listeners.iter().any(|(n, _)| *n == name) {
+                return Err(format!("'{text}' names listener {name} twice"));
+            }
+            listeners.push((name, address));
+        }
+        if listeners.is_empty() {
+            return Err(format!("'{text}' names no Kafka listener"));
+        }
+        Ok(Self(listeners))
+    }
+}
+
+impl Value for KafkaListeners {
+    fn from_text(text: &str, _: i64) -> Result<Self, String> {
+        text.parse()
+    }
+    fn to_toml(&self) -> Option<String> {
+        Some(quote(&match self.0.as_slice() {
+            [(name, address)] if name == "PLAINTEXT" => address.to_string(),
+            all => all
+                .iter()
+                .map(|(name, address)| format!("{name}://{address}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }))
+    }
+}
+
+/// Kafka's `listener.security.protocol.map`: listener name to security protocol.
+pub(super) fn protocol_map(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (name, protocol) = item
+                .split_once(':')
+                .ok_or_else(|| format!("expected NAME:PROTOCOL, got '{item}'"))?;
+            let protocol = protocol.trim().to_ascii_uppercase();
+            match protocol.as_str() {
+                "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL" => {
+                    Ok((name.trim().to_ascii_uppercase(), protocol))
+                }
+                _ => Err(format!(
+                    "{protocol} is not a security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, \
+                     SASL_SSL)"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Kafka's `advertised.listeners`: `NAME://host:port` entries; a bare `host:port` is the first
+/// listener's.
+pub(super) fn advertised_listeners(
+    text: &str,
+) -> Result<Vec<(Option<String>, String, u16)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        // Kafka's combined mode may list the controller's; clients are not told of it.
+        .filter(|item| !item.to_ascii_uppercase().starts_with("CONTROLLER://"))
+        .map(|item| {
+            let (name, address) = match item.split_once("://") {
+                None => (None, item),
+                Some((name, address)) => (Some(name.to_ascii_uppercase()), address),
+            };
+            let (host, port) = address
+                .rsplit_once(':')
+                .ok_or_else(|| format!("expected host:port, got '{item}'"))?;
+            let port = port.parse().map_err(|_| format!("bad port in '{item}'"))?;
+            Ok((name, host.to_owned(), port))
+        })
+        .collect()
 }
 
 impl<T: Value> Value for Option<T> {
@@ -102,28 +200,6 @@ impl<T: Value> Value for Option<T> {
     fn to_toml(&self) -> Option<String> {
         self.as_ref().and_then(T::to_toml)
     }
-}
-
-/// Kafka writes listeners as `PLAINTEXT://host:port`; one plaintext listener is what Rill has.
-pub(super) fn listener_address(text: &str) -> Result<&str, String> {
-    let mut kafka = None;
-    for item in text.split(',').map(str::trim) {
-        let address = match item.split_once("://") {
-            None => item,
-            Some((scheme, address)) if scheme.eq_ignore_ascii_case("PLAINTEXT") => address,
-            // Kafka's combined mode lists the controller's listener beside the brokers'.
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("CONTROLLER") => continue,
-            Some((scheme, _)) => {
-                return Err(format!("only PLAINTEXT listeners are served, not {scheme}"));
-            }
-        };
-        if kafka.replace(address).is_some() {
-            return Err(format!(
-                "Rill has one Kafka listener, but '{text}' lists several"
-            ));
-        }
-    }
-    kafka.ok_or_else(|| format!("'{text}' names no PLAINTEXT listener"))
 }
 
 /// The `CONTROLLER://` address in a Kafka `listeners` list, if it has one.
@@ -373,13 +449,43 @@ mod tests {
     }
 
     #[test]
-    fn listeners_accept_kafka_form_only_plaintext() {
+    fn listeners_take_kafka_form() {
+        let one = KafkaListeners::from_text("PLAINTEXT://127.0.0.1:9092", 1).unwrap();
+        assert_eq!(one, KafkaListeners::from_text("127.0.0.1:9092", 1).unwrap());
+        assert_eq!(one.to_toml().unwrap(), "\"127.0.0.1:9092\"");
+        let two = KafkaListeners::from_text(
+            "PLAINTEXT://127.0.0.1:9092, ssl://0.0.0.0:9093,CONTROLLER://127.0.0.1:9094",
+            1,
+        )
+        .unwrap();
+        assert_eq!(two.0.len(), 2);
         assert_eq!(
-            SocketAddr::from_text("PLAINTEXT://127.0.0.1:9092", 1),
-            Ok("127.0.0.1:9092".parse().unwrap())
+            two.to_toml().unwrap(),
+            "\"PLAINTEXT://127.0.0.1:9092,SSL://0.0.0.0:9093\""
         );
-        assert!(SocketAddr::from_text("SSL://127.0.0.1:9093", 1).is_err());
-        assert!(SocketAddr::from_text("127.0.0.1:1,127.0.0.1:2", 1).is_err());
+        assert!(KafkaListeners::from_text("127.0.0.1:1,127.0.0.1:2", 1).is_err());
+        assert!(KafkaListeners::from_text("CONTROLLER://127.0.0.1:1", 1).is_err());
+        assert!(KafkaListeners::from_text("A B://127.0.0.1:1", 1).is_err());
+    }
+
+    #[test]
+    fn protocol_map_and_advertised_listeners() {
+        assert_eq!(
+            protocol_map("internal:plaintext, EXTERNAL:SSL").unwrap(),
+            vec![
+                ("INTERNAL".to_owned(), "PLAINTEXT".to_owned()),
+                ("EXTERNAL".to_owned(), "SSL".to_owned())
+            ]
+        );
+        assert!(protocol_map("A:TLS").is_err());
+        assert_eq!(
+            advertised_listeners("SSL://kafka.example:9093,h:1").unwrap(),
+            vec![
+                (Some("SSL".to_owned()), "kafka.example".to_owned(), 9093),
+                (None, "h".to_owned(), 1)
+            ]
+        );
+        assert!(advertised_listeners("h").is_err());
     }
 
     #[test]

@@ -11,6 +11,10 @@ timestamp (message format v0) has "ts": -1 and "tstype": null, as Kafka's Java c
 
     consume.py BOOTSTRAP TOPIC --client confluent|kafka-python --partitions N
                [--min-records N] [--api-version X.Y[.Z]] [--timeout SECONDS]
+               [--set NAME=VALUE ...]
+
+`--set` passes extra client settings as text (librdkafka names for confluent, KafkaConsumer
+keyword arguments for kafka-python), e.g. `security.protocol=SSL`.
 
 `--api-version` (kafka-python only) tells kafka-python the broker's version instead of asking
 it: 0.10 makes it fetch with Fetch v2 (magic 1 messages) and list offsets with ListOffsets v0,
@@ -37,6 +41,7 @@ def consume_confluent(args, deadline):
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "fetch.wait.max.ms": 100,
+        **common.parse_kv(args.set),
     })
     try:
         partitions = list(range(args.partitions))
@@ -81,6 +86,8 @@ def consume_kafka_python(args, deadline):
     extra = {}
     if args.api_version:
         extra["api_version"] = common.parse_version(args.api_version)
+    # String settings only (security_protocol, ssl_cafile, ...).
+    extra.update(common.parse_kv(args.set))
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap, group_id=None, enable_auto_commit=False,
         fetch_max_wait_ms=100, consumer_timeout_ms=500, **extra)
@@ -125,6 +132,7 @@ def main():
     parser.add_argument("--min-records", type=int, default=0)
     parser.add_argument("--api-version")
     parser.add_argument("--timeout", type=float, default=20.0)
+    parser.add_argument("--set", action="append")
     args = parser.parse_args()
     if args.api_version and args.client != "kafka-python":
         common.fail("--api-version is for kafka-python")

@@ -1,0 +1,403 @@
+//! TLS listeners: a broker with a PLAINTEXT and an SSL listener, certificates made here with
+//! Debian's openssl (a CA, a server certificate for 127.0.0.1/localhost, a client certificate);
+//! librdkafka (kcat, confluent-kafka) and kafka-python over SSL; Metadata naming the listener a
+//! client came in on; client authentication; and what a TLS listener does with clients that do
+//! not speak TLS.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use common::Reaction;
+use common::{Broker, Result, free_port, kcat, kcat_ok, run_py};
+use serde_json::{Value, json};
+
+/// A CA, a server certificate and a client certificate it signed, in a temporary directory.
+struct Certs {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    /// The server's key and chain in one PEM file (Kafka's PEM keystore).
+    server: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("running openssl")?;
+    ensure!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+impl Certs {
+    fn make() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n")?;
+        let steps: &[&[&str]] = &[
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Rill test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/O=Rill/CN=client",
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "client.ext",
+                "-out",
+                "client.pem",
+            ],
+        ];
+        for step in steps {
+            openssl(d, step)?;
+        }
+        let mut keystore = std::fs::File::create(d.join("server-keystore.pem"))?;
+        for part in ["server.key", "server.pem", "ca.pem"] {
+            keystore.write_all(&std::fs::read(d.join(part))?)?;
+        }
+        Ok(Self {
+            ca: d.join("ca.pem"),
+            server: d.join("server-keystore.pem"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client.key"),
+            _dir: dir,
+        })
+    }
+
+    fn path(p: &Path) -> String {
+        p.to_string_lossy().into_owned()
+    }
+}
+
+/// A broker with its PLAINTEXT listener and an SSL one; `extra` adds flags.
+fn start(certs: &Certs, extra: &[&str]) -> Result<(Broker, String)> {
+    let ssl = format!("127.0.0.1:{}", free_port()?);
+    let keystore = Certs::path(&certs.server);
+    let truststore = Certs::path(&certs.ca);
+    let mut args = vec![
+        "--ssl-listen",
+        &ssl,
+        "--ssl-keystore",
+        &keystore,
+        "--ssl-truststore",
+        &truststore,
+    ];
+    args.extend_from_slice(extra);
+    let broker = Broker::start_with(&args)?;
+    Ok((broker, ssl))
+}
+
+/// kcat's `-X` settings for SSL, with the client certificate if `with_cert`.
+fn kcat_ssl(certs: &Certs, with_cert: bool) -> Vec<String> {
+    let mut x = vec![
+        "security.protocol=SSL".to_owned(),
+        format!("ssl.ca.location={}", Certs::path(&certs.ca)),
+    ];
+    if with_cert {
+        x.push(format!(
+            "ssl.certificate.location={}",
+            Certs::path(&certs.client_cert)
+        ));
+        x.push(format!(
+            "ssl.key.location={}",
+            Certs::path(&certs.client_key)
+        ));
+    }
+    x.into_iter().flat_map(|s| ["-X".to_owned(), s]).collect()
+}
+
+fn kcat_metadata(bootstrap: &str, extra: &[String]) -> Result<Value> {
+    let mut args: Vec<&str> = vec!["-b", bootstrap, "-L", "-J", "-m", "10"];
+    args.extend(extra.iter().map(String::as_str));
+    let out = kcat_ok(&args, b"")?;
+    serde_json::from_str(&out).with_context(|| format!("kcat -L -J: {out}"))
+}
+
+#[test]
+fn metadata_names_the_listener_the_client_came_in_on() -> Result<()> {
+    let certs = Certs::make()?;
+    let (broker, ssl) = start(&certs, &[])?;
+    let plain = kcat_metadata(&broker.bootstrap(), &[])?;
+    ensure!(
+        plain["brokers"] == json!([{ "id": 0, "name": broker.bootstrap() }]),
+        "over PLAINTEXT: {}",
+        plain["brokers"]
+    );
+    let tls = kcat_metadata(&ssl, &kcat_ssl(&certs, false))?;
+    ensure!(
+        tls["brokers"] == json!([{ "id": 0, "name": ssl }]),
+        "over SSL: {}",
+        tls["brokers"]
+    );
+    Ok(())
+}
+
+#[test]
+fn kcat_produces_and_consumes_over_ssl() -> Result<()> {
+    let certs = Certs::make()?;
+    let (broker, ssl) = start(&certs, &[])?;
+    let topic = broker.topic("tls-kcat");
+    let x = kcat_ssl(&certs, false);
+    let mut produce: Vec<&str> = vec!["-b", &ssl, "-t", &topic, "-P", "-K", ":", "-p", "0"];
+    produce.extend(x.iter().map(String::as_str));
+    let _ = kcat_ok(&produce, b"k1:one\nk2:two\nk3:three\n")?;
+    let mut consume: Vec<&str> = vec![
+        "-b",
+        &ssl,
+        "-t",
+        &topic,
+        "-C",
+        "-e",
+        "-o",
+        "beginning",
+        "-f",
+        "%o %k=%s\n",
+    ];
+    consume.extend(x.iter().map(String::as_str));
+    let out = kcat_ok(&consume, b"")?;
+    ensure!(
+        out == "0 k1=one\n1 k2=two\n2 k3=three\n",
+        "consumed {out:?}"
+    );
+    Ok(())
+}
+
+/// Produce and consume with one Python client over SSL: every record back at its offset.
+fn python_round_trip(client: &str, settings: &[String]) -> Result<()> {
+    let certs = Certs::make()?;
+    let (broker, ssl) = start(&certs, &[])?;
+    let topic = broker.topic(&format!("tls-{client}"));
+    let records: Vec<Value> = (0..5)
+        .map(|i| json!({ "v": common::hex(format!("value-{i}").as_bytes()), "p": 0 }))
+        .collect();
+    let mut args = vec![
+        ssl.clone(),
+        topic.clone(),
+        "--client".to_owned(),
+        client.to_owned(),
+    ];
+    for s in settings {
+        let s = s.replace("{ca}", &Certs::path(&certs.ca));
+        args.extend(["--set".to_owned(), s]);
+    }
+    let produced = run_py(
+        "produce.py",
+        &args,
+        serde_json::to_string(&records)?.as_bytes(),
+    )?;
+    ensure!(
+        produced["delivered"] == json!((0..5).map(|i| json!([i, 0, i])).collect::<Vec<_>>()),
+        "delivered {}",
+        produced["delivered"]
+    );
+    args.extend(["--partitions".to_owned(), "1".to_owned()]);
+    let consumed = run_py("consume.py", &args, b"")?;
+    let got: Vec<(i64, String)> = consumed["records"]
+        .as_array()
+        .context("records")?
+        .iter()
+        .map(|r| {
+            (
+                r["o"].as_i64().unwrap_or(-1),
+                r["v"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(i64, String)> = (0..5)
+        .map(|i| (i, common::hex(format!("value-{i}").as_bytes())))
+        .collect();
+    ensure!(got == want, "consumed {got:?}");
+    Ok(())
+}
+
+#[test]
+fn confluent_kafka_produces_and_consumes_over_ssl() -> Result<()> {
+    python_round_trip(
+        "confluent",
+        &[
+            "security.protocol=SSL".to_owned(),
+            "ssl.ca.location={ca}".to_owned(),
+        ],
+    )
+}
+
+#[test]
+fn kafka_python_produces_and_consumes_over_ssl() -> Result<()> {
+    python_round_trip(
+        "kafka-python",
+        &[
+            "security_protocol=SSL".to_owned(),
+            "ssl_cafile={ca}".to_owned(),
+        ],
+    )
+}
+
+#[test]
+fn required_client_auth_refuses_a_client_without_a_certificate() -> Result<()> {
+    let certs = Certs::make()?;
+    let (broker, ssl) = start(&certs, &["--ssl-client-auth", "required"])?;
+    let mut args: Vec<String> = ["-b", &ssl, "-L", "-m", "5"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(kcat_ssl(&certs, false));
+    let refused = kcat(&args.iter().map(String::as_str).collect::<Vec<_>>(), b"")?;
+    ensure!(
+        !refused.status.success(),
+        "a client without a certificate got metadata: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let accepted = kcat_metadata(&ssl, &kcat_ssl(&certs, true))?;
+    ensure!(
+        accepted["brokers"] == json!([{ "id": 0, "name": ssl }]),
+        "{}",
+        accepted["brokers"]
+    );
+    // The plaintext listener does not ask.
+    let _ = kcat_metadata(&broker.bootstrap(), &[])?;
+    Ok(())
+}
+
+#[test]
+fn plaintext_and_garbage_on_the_tls_port_close_only_that_connection() -> Result<()> {
+    let certs = Certs::make()?;
+    let (mut broker, ssl) = start(&certs, &[])?;
+    // A Kafka request where a ClientHello should be.
+    let mut plain = common::connect_to(&ssl)?;
+    plain.write_all(&common::frame_v1(18, 0, 1, &[]))?;
+    common::finish_writing(&plain);
+    ensure!(
+        closes(&mut plain)?,
+        "a plaintext client on the TLS port was not closed"
+    );
+    // Garbage that starts like a TLS record, then stops.
+    let mut garbage = common::connect_to(&ssl)?;
+    garbage.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0xde, 0xad, 0xbe, 0xef, 0x00])?;
+    garbage.write_all(&[0xff; 512])?;
+    ensure!(
+        closes(&mut garbage)?,
+        "garbage did not close the connection"
+    );
+    // Others are served on both listeners meanwhile.
+    let tls = kcat_metadata(&ssl, &kcat_ssl(&certs, false))?;
+    ensure!(
+        tls["brokers"] == json!([{ "id": 0, "name": ssl }]),
+        "{}",
+        tls["brokers"]
+    );
+    common::assert_healthy(&mut broker)?;
+    Ok(())
+}
+
+/// Reads until the broker closes the connection (a TLS alert may come first).
+fn closes(stream: &mut std::net::TcpStream) -> Result<bool> {
+    for _ in 0..4 {
+        match common::reaction(stream, Duration::from_secs(5))? {
+            Reaction::Closed => return Ok(true),
+            Reaction::Answered(bytes) => {
+                // A TLS alert record (content type 21), not a Kafka answer.
+                ensure!(bytes.first() == Some(&21), "answered {bytes:?}");
+            }
+        }
+    }
+    Ok(false)
+}
+
+#[test]
+fn an_sasl_listener_is_refused_in_one_line() -> Result<()> {
+    let out = common::run(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_rill"));
+            let _ = c.args([
+                "serve",
+                "--listen",
+                "SASL_SSL://127.0.0.1:0",
+                "--admin-listen",
+                "none",
+            ]);
+            c
+        },
+        b"",
+        Duration::from_secs(20),
+    )?;
+    ensure!(!out.status.success(), "a SASL listener was served");
+    ensure!(out.stderr.contains("SASL comes next"), "{}", out.stderr);
+    ensure!(out.stderr.trim().lines().count() == 1, "{}", out.stderr);
+    Ok(())
+}
