@@ -140,8 +140,17 @@ fn conflicting_brokers_are_refused_and_the_cluster_goes_on() -> Result<()> {
     // The two voters went on: they still agree and take changes.
     let b = pair.brokers[1].bootstrap();
     let _ = rill_ok(&b, &["topic", "create", "still-fine", "-p", "2"], b"")?;
-    let (out, _) = rill_ok(&pair.brokers[0].bootstrap(), &["topic", "list"], b"")?;
-    ensure!(out.contains("still-fine"), "{out}");
+    // Node 1 applies the change a moment after node 2 answered it.
+    let one = pair.brokers[0].bootstrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (out, _) = rill_ok(&one, &["topic", "list"], b"")?;
+        if out.contains("still-fine") {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "node 1 lists:\n{out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
 
