@@ -45,6 +45,7 @@ macro_rules! ask {
 }
 
 mod admin;
+mod certs;
 mod cli;
 mod clients;
 mod cluster;
@@ -54,6 +55,8 @@ mod wire;
 // Each test binary uses a different part of the harness.
 #[allow(unused_imports)]
 pub use admin::*;
+#[allow(unused_imports)]
+pub use certs::*;
 #[allow(unused_imports)]
 pub use cli::*;
 #[allow(unused_imports)]
