@@ -56,7 +56,8 @@ pub use admin::{
     Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
     ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, GroupDescription, GroupListing,
     GroupMember, ListedOffset, NewTopic, OffsetSpec, PartitionInfo, PartitionLag,
-    QuorumDescription, TopicDescription, TopicListing, VoterState,
+    QuorumDescription, ScramAlteration, ScramCredentialInfo, TopicDescription, TopicListing,
+    VoterState,
 };
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{
