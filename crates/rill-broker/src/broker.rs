@@ -680,6 +680,37 @@ impl Broker {
         }
     }
 
+    /// Adds, replaces and removes SCRAM credentials (checked by the caller) in the metadata log.
+    pub(crate) async fn alter_scram_credentials(
+        &self,
+        upsert: Vec<(String, String, crate::sasl::scram::Credential)>,
+        delete: Vec<(String, String)>,
+    ) -> Result<(), TopicError> {
+        self.change(Command::AlterScramCredentials { upsert, delete })
+            .await
+            .map(|_| ())
+    }
+
+    /// Makes sure `--bootstrap-user` has both SCRAM credentials for its password.
+    pub(crate) async fn ensure_bootstrap_user(&self) -> Result<(), TopicError> {
+        let Some(user) = self.config.bootstrap_user.clone() else {
+            return Ok(());
+        };
+        let image = self.quorum.image().clone();
+        let name = user.name.clone();
+        let upsert = tokio::task::spawn_blocking(move || {
+            crate::sasl::bootstrap_credentials(&image, &user.name, &user.password)
+        })
+        .await
+        .map_err(|e| (ErrorCode::UnknownServerError, e.to_string()))?;
+        if upsert.is_empty() {
+            return Ok(());
+        }
+        self.alter_scram_credentials(upsert, Vec::new()).await?;
+        tracing::info!(user = %name, "gave the bootstrap user SCRAM-SHA-256 and SCRAM-SHA-512 credentials");
+        Ok(())
+    }
+
     /// Proposes a change and waits until this broker has acted on it.
     async fn change(&self, command: Command) -> Result<i64, TopicError> {
         let (index, value) = self.quorum.propose(command).await?;

@@ -92,6 +92,10 @@ pub struct BrokerConfig {
     /// `metadata.log.max.record.bytes.between.snapshots`: bytes of metadata entries applied
     /// after which the image is snapshotted and the metadata log compacted.
     pub metadata_snapshot_bytes: u64,
+    /// How SASL listeners authenticate.
+    pub sasl: crate::SaslConfig,
+    /// `--bootstrap-user`: a user given SCRAM credentials for this password at start.
+    pub bootstrap_user: Option<crate::BootstrapUser>,
 }
 
 impl BrokerConfig {
@@ -153,6 +157,8 @@ impl Default for BrokerConfig {
             controller_listen: None,
             broker_session_timeout: Duration::from_secs(9),
             metadata_snapshot_bytes: 20 << 20,
+            sasl: crate::SaslConfig::default(),
+            bootstrap_user: None,
         }
     }
 }

@@ -13,7 +13,12 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rill_protocol::{ApiKey, ProtocolError, Request, Response, SIZE_PREFIX_LEN, split_frame};
+use rill_protocol::kafka_protocol::messages::{
+    RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
+};
+use rill_protocol::{
+    ApiKey, ErrorCode, ProtocolError, Request, Response, SIZE_PREFIX_LEN, StrBytes, split_frame,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -23,6 +28,7 @@ use tracing::Instrument as _;
 use crate::broker::Broker;
 use crate::dispatch;
 use crate::metrics::ConnectionGuard;
+use crate::sasl::{Admit, Authenticator, MAX_RECEIVE_BEFORE_AUTH, SaslConfig};
 
 /// Bytes asked of the kernel per read when no frame size is known yet.
 const READ_CHUNK: usize = 4096;
@@ -85,8 +91,33 @@ impl Transport for TlsStream<TcpStream> {
 pub(crate) struct Session {
     /// The listener's name (`PLAINTEXT`, `SSL`, ...): answers give the brokers' addresses on it.
     pub(crate) listener: Arc<str>,
-    /// `User:CN=...` of a client that showed a certificate.
+    /// `User:...`: the SASL user, else the subject of a TLS client's certificate.
     pub(crate) principal: Option<String>,
+    /// On SASL listeners, where the client is in authenticating.
+    sasl: Option<Authenticator>,
+}
+
+impl Session {
+    pub(crate) fn new(listener: Arc<str>, sasl: bool, config: &SaslConfig) -> Self {
+        Self {
+            listener,
+            principal: None,
+            sasl: sasl.then(|| Authenticator::new(config)),
+        }
+    }
+
+    /// The largest frame the client may send now: small until it has authenticated.
+    fn frame_limit(&self, max_request_bytes: usize) -> usize {
+        match &self.sasl {
+            Some(sasl) if !sasl.authenticated() => MAX_RECEIVE_BEFORE_AUTH.min(max_request_bytes),
+            _ => max_request_bytes,
+        }
+    }
+
+    /// When the connection closes unless the client has authenticated by then.
+    fn deadline(&self) -> Option<Instant> {
+        self.sasl.as_ref().and_then(Authenticator::deadline)
+    }
 }
 
 /// Finishes a TLS handshake (in the connection's own task, within
@@ -96,11 +127,12 @@ pub(crate) async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
-    listener: Arc<str>,
+    mut session: Session,
     shutdown: CancellationToken,
     open: ConnectionGuard,
 ) {
     let _ = stream.set_nodelay(true);
+    let listener = session.listener.clone();
     let accepted = tokio::select! {
         accepted = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
         () = shutdown.cancelled() => return,
@@ -116,17 +148,13 @@ pub(crate) async fn serve_tls(
             return;
         }
     };
-    let principal = stream
+    session.principal = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|cert| crate::tls::principal(cert));
-    tracing::debug!(%peer, principal = principal.as_deref().unwrap_or("User:ANONYMOUS"), "TLS handshake done");
-    let session = Session {
-        listener,
-        principal,
-    };
+    tracing::debug!(%peer, principal = session.principal.as_deref().unwrap_or("User:ANONYMOUS"), "TLS handshake done");
     serve(broker, stream, peer, session, shutdown, open).await;
 }
 
@@ -135,15 +163,11 @@ pub(crate) async fn serve_plain(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
-    listener: Arc<str>,
+    session: Session,
     shutdown: CancellationToken,
     open: ConnectionGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let session = Session {
-        listener,
-        principal: None,
-    };
     serve(broker, stream, peer, session, shutdown, open).await;
 }
 
@@ -157,17 +181,30 @@ async fn serve<S: Transport>(
     broker: Arc<Broker>,
     mut stream: S,
     peer: SocketAddr,
-    session: Session,
+    mut session: Session,
     shutdown: CancellationToken,
     _open: ConnectionGuard,
 ) {
     let mut read_buf = BytesMut::new();
     let mut write_buf = BytesMut::new();
     loop {
-        let frame = match split_frame(&mut read_buf, broker.config.max_request_bytes) {
+        let limit = session.frame_limit(broker.config.max_request_bytes);
+        let frame = match split_frame(&mut read_buf, limit) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                match read_more(&mut stream, &mut read_buf, &mut write_buf, &shutdown).await {
+                let deadline = session.deadline();
+                let read = read_more(&mut stream, &mut read_buf, &mut write_buf, &shutdown);
+                let read = match deadline {
+                    None => read.await,
+                    Some(at) => match tokio::time::timeout_at(at.into(), read).await {
+                        Ok(read) => read,
+                        Err(_) => {
+                            tracing::info!(%peer, "closing connection: not authenticated in time");
+                            return;
+                        }
+                    },
+                };
+                match read {
                     Ok(0) => {
                         if !read_buf.is_empty() {
                             tracing::debug!(left = read_buf.len(), "connection closed mid-frame");
@@ -186,16 +223,39 @@ async fn serve<S: Transport>(
                 return;
             }
         };
+        if let Some(sasl) = session.sasl.as_mut().filter(|s| s.raw()) {
+            // After a v0 handshake the frames are bare SASL tokens (KIP-43), answered in kind.
+            let token = match sasl.raw_token(&broker, &frame).await {
+                Ok(token) => token,
+                Err(why) => {
+                    tracing::info!(%peer, %why, "closing connection: SASL authentication failed");
+                    return;
+                }
+            };
+            session.principal = sasl.user().map(|u| format!("User:{u}"));
+            write_buf.clear();
+            let written = rill_protocol::write_frame(&mut write_buf, |dst| {
+                dst.extend_from_slice(&token);
+                Ok::<_, rill_protocol::FrameError>(())
+            });
+            if written.is_err() || stream.send(&write_buf).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let started = Instant::now();
         let (metrics, outcome) = match Request::decode_frame(frame) {
             // Boxed: the handlers' futures are large, and inline they would make every
             // connection's task that large for its whole life, idle or not.
             Ok(request) => (
                 broker.metrics.api(request.header.api_key),
-                Box::pin(handle(&broker, peer, &session, request)).await,
+                Box::pin(handle(&broker, peer, &mut session, request)).await,
             ),
             Err(err) => match answer_undecodable(&err) {
-                Some(response) => (broker.metrics.api(response.api_key), Some(Ok(response))),
+                Some(response) => (
+                    broker.metrics.api(response.api_key),
+                    Outcome::Answer(response, false),
+                ),
                 None => {
                     tracing::warn!(%err, %peer, "closing connection: undecodable request");
                     return;
@@ -207,14 +267,13 @@ async fn serve<S: Transport>(
                 metrics.finished(started);
             }
         };
-        let response = match outcome {
-            Some(Ok(response)) => response,
-            Some(Err(())) => {
+        let (response, close) = match outcome {
+            Outcome::Answer(response, close) => (response, close),
+            Outcome::Close => {
                 finished();
-                tracing::debug!("closing connection: an acks=0 produce failed");
                 return;
             }
-            None => {
+            Outcome::Silent => {
                 finished(); // acks=0: no answer
                 continue;
             }
@@ -233,6 +292,9 @@ async fn serve<S: Transport>(
             return;
         }
         finished();
+        if close {
+            return;
+        }
     }
 }
 
@@ -275,13 +337,28 @@ async fn read_more<S: Transport>(
     }
 }
 
-/// Runs a request: `Some(Ok(answer))`, `None` for no answer, `Some(Err(()))` to close.
+/// What the connection does after a request.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per request, moved once; boxing the answer would allocate per request"
+)]
+enum Outcome {
+    /// Send the answer, then close the connection if `true`.
+    Answer(Response, bool),
+    /// No answer (acks=0).
+    Silent,
+    /// Close the connection without answering.
+    Close,
+}
+
+/// Runs a request: the SASL ones here, since they change the session; the others once the
+/// session admits them.
 async fn handle(
     broker: &Broker,
     peer: SocketAddr,
-    session: &Session,
+    session: &mut Session,
     request: Request,
-) -> Option<Result<Response, ()>> {
+) -> Outcome {
     let span = tracing::debug_span!(
         "request",
         api_key = ?request.header.api_key,
@@ -289,19 +366,67 @@ async fn handle(
         correlation_id = request.header.correlation_id,
     );
     let header = request.header.clone();
-    let ctx = dispatch::Context {
-        peer,
-        client_id: header.client_id.as_deref().unwrap_or_default().to_owned(),
-        listener: &session.listener,
-        principal: session.principal.as_deref(),
-    };
-    match dispatch::dispatch(broker, &ctx, request)
-        .instrument(span)
-        .await
-    {
-        dispatch::Reply::Answer(body) => Some(Ok(Response::new(&header, body))),
-        dispatch::Reply::Silent => None,
-        dispatch::Reply::Close => Some(Err(())),
+    let version = header.api_version;
+    if let Some(sasl) = &mut session.sasl {
+        if let Admit::No(why) = sasl.admits(header.api_key, Instant::now()) {
+            tracing::info!(%peer, api_key = ?header.api_key, why, "closing connection");
+            return Outcome::Close;
+        }
+    }
+    let answer = |body: ResponseKind, close| Outcome::Answer(Response::new(&header, body), close);
+    match (request.body, &mut session.sasl) {
+        (RequestKind::SaslHandshake(req), Some(sasl)) => {
+            let a = sasl.handshake(&broker.config.sasl, &req, version);
+            answer(a.body.into(), a.close)
+        }
+        (RequestKind::SaslAuthenticate(req), Some(sasl)) => {
+            let a = sasl
+                .authenticate(broker, &req.auth_bytes, version)
+                .instrument(span)
+                .await;
+            if a.close {
+                tracing::info!(%peer, message = ?a.body.error_message, "closing connection: SASL authentication failed");
+            }
+            session.principal = sasl.user().map(|u| format!("User:{u}"));
+            answer(a.body.into(), a.close)
+        }
+        (RequestKind::SaslHandshake(_), None) => {
+            let body = SaslHandshakeResponse::default()
+                .with_error_code(ErrorCode::IllegalSaslState.code());
+            answer(body.into(), false)
+        }
+        (RequestKind::SaslAuthenticate(_), None) => {
+            let body = SaslAuthenticateResponse::default()
+                .with_error_code(ErrorCode::IllegalSaslState.code())
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "this listener does not use SASL",
+                )));
+            answer(body.into(), false)
+        }
+        (body, _) => {
+            let ctx = dispatch::Context {
+                peer,
+                client_id: header.client_id.as_deref().unwrap_or_default().to_owned(),
+                listener: &session.listener,
+                principal: session.principal.as_deref(),
+            };
+            let request = Request {
+                header: header.clone(),
+                body,
+                ..request
+            };
+            match dispatch::dispatch(broker, &ctx, request)
+                .instrument(span)
+                .await
+            {
+                dispatch::Reply::Answer(body) => answer(body, false),
+                dispatch::Reply::Silent => Outcome::Silent,
+                dispatch::Reply::Close => {
+                    tracing::debug!("closing connection: an acks=0 produce failed");
+                    Outcome::Close
+                }
+            }
+        }
     }
 }
 

@@ -126,6 +126,12 @@ pub(crate) async fn dispatch(
         RequestKind::InitProducerId(req) => {
             handler::init_producer_id::handle(broker, req).await.into()
         }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            handler::scram_credentials::describe(broker, req).into()
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            handler::scram_credentials::alter(broker, req).await.into()
+        }
         other => {
             // The header check admits only the APIs in the version table, and each has an arm
             // above; reaching this is a bug, answered by closing nothing and logging it.

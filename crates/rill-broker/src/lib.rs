@@ -43,6 +43,7 @@ mod meta;
 mod metrics;
 mod partition;
 mod quorum;
+mod sasl;
 mod tls;
 mod topic_config;
 
@@ -60,6 +61,7 @@ pub use config::{
 };
 pub use error::BrokerError;
 pub use quorum::Voters;
+pub use sasl::{BootstrapUser, MECHANISMS, SaslConfig};
 pub use tls::{ClientAuth, TlsConfig};
 
 /// A bound Kafka listener: its name (`PLAINTEXT`, `SSL`, or any name the
@@ -74,6 +76,8 @@ pub struct Listener {
     pub socket: TcpListener,
     /// TLS, or `None` for plaintext.
     pub tls: Option<TlsConfig>,
+    /// Whether clients authenticate with SASL (SASL_PLAINTEXT, SASL_SSL).
+    pub sasl: bool,
     /// `advertised.listeners`' entry for it.
     pub advertised: Option<(String, u16)>,
 }
@@ -85,6 +89,7 @@ impl Listener {
             name: "PLAINTEXT".to_owned(),
             socket,
             tls: None,
+            sasl: false,
             advertised: None,
         }
     }
@@ -180,6 +185,9 @@ pub async fn run(
     metrics
         .register(Box::new(collector))
         .map_err(|e| internal("metrics", e))?;
+    if let Err((code, why)) = broker.ensure_bootstrap_user().await {
+        tracing::error!(error = code.name(), %why, "could not store the bootstrap user's credentials");
+    }
     tracing::info!(listener = %local, cluster_id = %broker.cluster_id, "ready");
     admin_state.ready(broker.clone());
 
@@ -272,7 +280,7 @@ async fn accept(
                 broker.clone(),
                 stream,
                 peer,
-                name.clone(),
+                connection::Session::new(name.clone(), listener.sasl, &broker.config.sasl),
                 stop.clone(),
                 open,
             ))),
@@ -281,7 +289,7 @@ async fn accept(
                 stream,
                 peer,
                 tls.acceptor.clone(),
-                name.clone(),
+                connection::Session::new(name.clone(), listener.sasl, &broker.config.sasl),
                 stop.clone(),
                 open,
             ))),

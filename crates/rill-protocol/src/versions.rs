@@ -61,6 +61,8 @@ supported_apis! {
     SyncGroup 0..=5,
     DescribeGroups 0..=6,
     ListGroups 0..=5,
+    // v0 is followed by bare SASL tokens (KIP-43), v1 by SaslAuthenticate requests (KIP-152).
+    SaslHandshake 0..=1,
     ApiVersions 0..=4,
     CreateTopics 0..=7,
     DeleteTopics 0..=6,
@@ -69,10 +71,14 @@ supported_apis! {
     InitProducerId 0..=5,
     DescribeConfigs 0..=4,
     AlterConfigs 0..=2,
+    // v1 adds the session lifetime (KIP-368), v2 flexible versions.
+    SaslAuthenticate 0..=2,
     CreatePartitions 0..=3,
     DeleteGroups 0..=2,
     IncrementalAlterConfigs 0..=1,
     OffsetDelete 0..=0,
+    DescribeUserScramCredentials 0..=0,
+    AlterUserScramCredentials 0..=0,
     // The metadata quorum (KIP-595, KIP-836's v1 timestamps, KIP-853's v2 nodes), for
     // kafka-metadata-quorum and `rill cluster status`.
     DescribeQuorum 0..=2,
@@ -136,7 +142,8 @@ mod tests {
         assert!(supported(ApiKey::Produce, 13));
         assert!(!supported(ApiKey::Produce, -1));
         assert!(!supported(ApiKey::Produce, 14));
-        assert!(!supported(ApiKey::SaslHandshake, 1));
+        assert!(supported(ApiKey::SaslHandshake, 1));
+        assert!(!supported(ApiKey::SaslHandshake, 2));
         assert_eq!(version_range(ApiKey::Fetch), Some((0, 18)));
         assert_eq!(version_range(ApiKey::EndTxn), None);
     }

@@ -218,6 +218,34 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_METADATA_SNAPSHOT_BYTES", default_value_t = 20 << 20)]
     metadata_log_max_record_bytes_between_snapshots: u64,
 
+    /// SASL mechanisms SASL listeners offer, comma-separated: PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512 (sasl.enabled.mechanisms)
+    #[arg(
+        long,
+        env = "RILL_SASL_ENABLED_MECHANISMS",
+        default_value = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    )]
+    sasl_enabled_mechanisms: String,
+
+    /// A SASL session's lifetime, after which the client re-authenticates on its connection
+    /// (KIP-368) or is disconnected; 0 for no limit, ms (connections.max.reauth.ms)
+    #[arg(long, env = "RILL_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    connections_max_reauth_ms: u64,
+
+    /// How long a client on a SASL listener has to authenticate before it is disconnected, ms
+    /// (rill.sasl.authentication.timeout.ms)
+    #[arg(
+        long,
+        env = "RILL_SASL_AUTHENTICATION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    sasl_authentication_timeout_ms: u64,
+
+    /// NAME:PASSWORD of a user to give SCRAM-SHA-256 and SCRAM-SHA-512 credentials at start (the
+    /// first administrator: name it in super.users)
+    #[arg(long, env = "RILL_BOOTSTRAP_USER", hide_env_values = true)]
+    bootstrap_user: Option<rill_broker::BootstrapUser>,
+
     /// Address of the admin HTTP listener (/metrics, /health/live, /health/ready, /status), or
     /// `none` to run without it.
     #[arg(long, env = "RILL_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
@@ -258,8 +286,10 @@ impl settings::Value for AdminListen {
 struct KafkaListener {
     name: String,
     address: SocketAddr,
-    /// Served over TLS (its security protocol is SSL).
+    /// Served over TLS (its security protocol is SSL or SASL_SSL).
     tls: bool,
+    /// Clients authenticate with SASL (SASL_PLAINTEXT or SASL_SSL).
+    sasl: bool,
     advertised: Option<(String, u16)>,
 }
 
@@ -474,6 +504,26 @@ impl Args {
                 "node.id (--node-id) {node_id} is not one of controller.quorum.voters ({voters})"
             );
         }
+        let sasl_mechanisms = s.get(
+            "sasl_enabled_mechanisms",
+            self.sasl_enabled_mechanisms.clone(),
+            &[("sasl.enabled.mechanisms", 1)],
+        )?;
+        let sasl_mechanisms = settings::sasl_mechanisms(&sasl_mechanisms)
+            .map_err(|why| anyhow::anyhow!("sasl.enabled.mechanisms: {why}"))?;
+        let max_reauth_ms = s.get(
+            "connections_max_reauth_ms",
+            self.connections_max_reauth_ms,
+            &[("connections.max.reauth.ms", 1)],
+        )?;
+        let sasl_timeout_ms = s.get(
+            "sasl_authentication_timeout_ms",
+            self.sasl_authentication_timeout_ms,
+            &[("rill.sasl.authentication.timeout.ms", 1)],
+        )?;
+        if sasl_timeout_ms < 1 {
+            anyhow::bail!("rill.sasl.authentication.timeout.ms must be at least 1");
+        }
         let admin_listen = s.get(
             "admin_listen",
             self.admin_listen,
@@ -575,6 +625,14 @@ impl Args {
             controller_listen: controller_listen.map(|c| c.0),
             broker_session_timeout: Duration::from_millis(broker_session_timeout_ms),
             metadata_snapshot_bytes,
+            sasl: rill_broker::SaslConfig {
+                mechanisms: sasl_mechanisms,
+                max_reauth: (max_reauth_ms > 0).then(|| Duration::from_millis(max_reauth_ms)),
+                timeout: Duration::from_millis(sasl_timeout_ms),
+            },
+            // Only from the flag or its environment variable: a password in a config file
+            // would sit on disk in the clear.
+            bootstrap_user: self.bootstrap_user.clone(),
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;
@@ -623,15 +681,22 @@ impl Args {
                 let socket = tokio::net::TcpListener::bind(l.address)
                     .await
                     .with_context(|| format!("cannot listen on {} ({})", l.address, l.name))?;
+                let security = match (l.tls, l.sasl) {
+                    (false, false) => "",
+                    (true, false) => " (TLS)",
+                    (false, true) => " (SASL)",
+                    (true, true) => " (SASL over TLS)",
+                };
                 locals.push((
                     l.name.clone(),
                     socket.local_addr().context("listener address")?,
-                    l.tls,
+                    security,
                 ));
                 listeners.push(rill_broker::Listener {
                     name: l.name,
                     socket,
                     tls: if l.tls { tls.clone() } else { None },
+                    sasl: l.sasl,
                     advertised: l.advertised,
                 });
             }
@@ -685,18 +750,17 @@ fn kafka_listeners(
                 "listeners: {name} has no security protocol in listener.security.protocol.map"
             );
         };
-        let tls = match protocol.as_str() {
-            "PLAINTEXT" => false,
-            "SSL" => true,
-            _ => anyhow::bail!(
-                "listeners: {name} is {protocol}, and SASL listeners are not served yet (SASL \
-                 comes next); PLAINTEXT and SSL are"
-            ),
+        let (tls, sasl) = match protocol.as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            _ => (true, true),
         };
         listeners.push(KafkaListener {
             name,
             address,
             tls,
+            sasl,
             advertised: None,
         });
     }
@@ -726,7 +790,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// What a person needs to know at start: where, and what survives what.
 fn print_banner(
     config: &BrokerConfig,
-    listeners: &[(String, SocketAddr, bool)],
+    listeners: &[(String, SocketAddr, &str)],
     admin: Option<SocketAddr>,
 ) {
     let acks_all = match config.ack_durability {
@@ -752,9 +816,8 @@ fn print_banner(
         println!("rill {} listening on {local}", env!("CARGO_PKG_VERSION"));
     }
     if listeners.len() > 1 {
-        for (name, local, tls) in listeners {
-            let tls = if *tls { " (TLS)" } else { "" };
-            println!("  listener:    {name}://{local}{tls}");
+        for (name, local, security) in listeners {
+            println!("  listener:    {name}://{local}{security}");
         }
     }
     match admin {

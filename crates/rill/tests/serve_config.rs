@@ -129,11 +129,14 @@ listeners = \"PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\"
     ensure!(controller.contains("\"127.0.0.1:19093\""), "{controller}");
     let bad = write_config(
         dir.path(),
-        "listeners = \"SASL_PLAINTEXT://127.0.0.1:19092\"
+        "sasl.enabled.mechanisms = \"GSSAPI\"
 ",
     )?;
     let error = serve_fails(&["--config", &bad])?;
-    ensure!(error.contains("SASL comes next"), "{error}");
+    ensure!(
+        error.contains("sasl.enabled.mechanisms: GSSAPI is not served"),
+        "{error}"
+    );
     let two = write_config(
         dir.path(),
         "listeners = \"PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2\"

@@ -7,7 +7,6 @@
 mod common;
 
 use std::io::Write as _;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -247,27 +246,4 @@ fn closes(stream: &mut std::net::TcpStream) -> Result<bool> {
         }
     }
     Ok(false)
-}
-
-#[test]
-fn an_sasl_listener_is_refused_in_one_line() -> Result<()> {
-    let out = common::run(
-        {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_rill"));
-            let _ = c.args([
-                "serve",
-                "--listen",
-                "SASL_SSL://127.0.0.1:0",
-                "--admin-listen",
-                "none",
-            ]);
-            c
-        },
-        b"",
-        Duration::from_secs(20),
-    )?;
-    ensure!(!out.status.success(), "a SASL listener was served");
-    ensure!(out.stderr.contains("SASL comes next"), "{}", out.stderr);
-    ensure!(out.stderr.trim().lines().count() == 1, "{}", out.stderr);
-    Ok(())
 }

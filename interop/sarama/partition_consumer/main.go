@@ -40,6 +40,8 @@ func main() {
 	timeout := flag.Duration("timeout", 0, "stop after this long (0: no limit); exit 1 if -count was not reached")
 	version := flag.String("version", "", "Kafka version sarama assumes the broker speaks (default: sarama's own, 0.8.2)")
 	verbose := flag.Bool("verbose", false, "log sarama's internals to stderr")
+	saslUser := flag.String("sasl-user", "", "authenticate with SASL PLAIN as this user (sarama's default handshake)")
+	saslPassword := flag.String("sasl-password", "", "the -sasl-user's password")
 	flag.Parse()
 
 	if *verbose {
@@ -58,6 +60,11 @@ func main() {
 	config := sarama.NewConfig()
 	if kafkaVersion != nil {
 		config.Version = *kafkaVersion
+	}
+	if *saslUser != "" {
+		config.Net.SASL.Enable = true
+		config.Net.SASL.User = *saslUser
+		config.Net.SASL.Password = *saslPassword
 	}
 	config.Consumer.Return.Errors = true
 

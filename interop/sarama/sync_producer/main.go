@@ -34,6 +34,8 @@ func main() {
 	n := flag.Int("n", 1, "number of messages to send")
 	version := flag.String("version", "", "Kafka version sarama assumes the broker speaks (default: sarama's own, 0.8.2)")
 	verbose := flag.Bool("verbose", false, "log sarama's internals to stderr")
+	saslUser := flag.String("sasl-user", "", "authenticate with SASL PLAIN as this user (sarama's default handshake)")
+	saslPassword := flag.String("sasl-password", "", "the -sasl-user's password")
 	flag.Parse()
 
 	if *verbose {
@@ -48,6 +50,11 @@ func main() {
 	config := sarama.NewConfig()
 	if kafkaVersion != nil {
 		config.Version = *kafkaVersion
+	}
+	if *saslUser != "" {
+		config.Net.SASL.Enable = true
+		config.Net.SASL.User = *saslUser
+		config.Net.SASL.Password = *saslPassword
 	}
 	// acks=-1: the send counts only once every in-sync replica has the message.
 	config.Producer.RequiredAcks = sarama.WaitForAll

@@ -17,6 +17,7 @@ pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod offsets;
 pub(crate) mod produce;
+pub(crate) mod scram_credentials;
 
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::TopicName;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::meta::Replayed;
+use crate::sasl::scram::Credential;
 
 /// A partition's place in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +71,9 @@ pub(crate) struct Image {
     pub(crate) broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The first producer id no broker has been given.
     pub(crate) next_producer_id: i64,
+    /// SASL users: each one's SCRAM credentials by mechanism name (`SCRAM-SHA-256`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) users: BTreeMap<String, BTreeMap<String, Credential>>,
 }
 
 /// A change to the image, as it travels through the metadata log.
@@ -131,6 +135,12 @@ pub(crate) enum Command {
     /// Hands the proposer a block of `count` producer ids; the outcome is its first id.
     AllocateProducerIds {
         count: i64,
+    },
+    /// Adds or replaces SCRAM credentials (user, mechanism, credential) and removes others
+    /// (user, mechanism), checked by the proposer first.
+    AlterScramCredentials {
+        upsert: Vec<(String, String, Credential)>,
+        delete: Vec<(String, String)>,
     },
 }
 
@@ -302,6 +312,24 @@ impl Image {
                 self.next_producer_id = first.saturating_add(count.max(1));
                 Ok(first)
             }
+            Command::AlterScramCredentials { upsert, delete } => {
+                for (user, mechanism) in delete {
+                    if let Some(credentials) = self.users.get_mut(&user) {
+                        let _ = credentials.remove(&mechanism);
+                        if credentials.is_empty() {
+                            let _ = self.users.remove(&user);
+                        }
+                    }
+                }
+                for (user, mechanism, credential) in upsert {
+                    let _ = self
+                        .users
+                        .entry(user)
+                        .or_default()
+                        .insert(mechanism, credential);
+                }
+                Ok(0)
+            }
         }
     }
 
@@ -395,6 +423,7 @@ impl Image {
             brokers: BTreeMap::new(),
             broker_configs: replayed.broker_configs,
             next_producer_id: replayed.producer_ids_from,
+            users: BTreeMap::new(),
         }
     }
 }

@@ -434,6 +434,26 @@ impl<'a> Sources<'a> {
     }
 }
 
+/// Kafka's `sasl.enabled.mechanisms`: a comma-separated list of the mechanisms Rill serves.
+pub(super) fn sasl_mechanisms(text: &str) -> Result<Vec<String>, String> {
+    let mut mechanisms: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let name = name.to_ascii_uppercase();
+        if !rill_broker::MECHANISMS.contains(&name.as_str()) {
+            return Err(format!(
+                "{name} is not served (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"
+            ));
+        }
+        if !mechanisms.contains(&name) {
+            mechanisms.push(name);
+        }
+    }
+    if mechanisms.is_empty() {
+        return Err("name at least one mechanism".to_owned());
+    }
+    Ok(mechanisms)
+}
+
 #[cfg(test)]
 #[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
 mod tests {

@@ -351,11 +351,24 @@ impl Broker {
         } else {
             &["--admin-listen", "127.0.0.1:0"]
         };
+        // Flags may name the broker's own address as `{listen}` (in a `--listen` with several
+        // listeners, whose first is the one the harness talks to).
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| a.replace("{listen}", &listen))
+            .collect();
+        let own_listen: &[&str] = if self.args.iter().any(|a| a.contains("{listen}")) {
+            &[]
+        } else {
+            &["--listen", &listen]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
             .arg("serve")
-            .args(["--listen", &listen, "--data-dir", &data_dir])
+            .args(own_listen)
+            .args(["--data-dir", &data_dir])
             .args(admin_args)
-            .args(&self.args)
+            .args(&args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

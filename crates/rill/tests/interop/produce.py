@@ -4,11 +4,12 @@ and prints each delivery report: {"client", "delivered": [[index, partition, off
 
     produce.py BOOTSTRAP TOPIC --client confluent|kafka-python [--compression CODEC]
                [--acks all|1|0] [--set NAME=VALUE ...] [--api-version X.Y[.Z]]
-               [--timeout SECONDS]
+               [--timeout SECONDS] [--pause-ms MS]
 
 `--set` passes extra client settings (librdkafka names for confluent, KafkaProducer keyword
 arguments for kafka-python, where integers and true/false are converted). Both producers are
 non-idempotent unless asked: librdkafka's default, and set explicitly for kafka-python.
+`--pause-ms` (confluent only) delivers each record before the next, with a pause between.
 `--api-version` (kafka-python only) tells kafka-python the broker's version instead of asking
 it: 0.10 makes it send Produce v2 with magic 1 messages, 0.9 Produce v1 with magic 0.
 Exits 1 if any record is not delivered, or if librdkafka declines the requested compression.
@@ -16,6 +17,7 @@ Exits 1 if any record is not delivered, or if librdkafka declines the requested 
 
 import argparse
 import logging
+import time
 
 import common
 
@@ -70,6 +72,10 @@ def produce_confluent(args, records):
             except KafkaException as err:
                 common.fail(f"produce of record {index} failed: {err}")
         producer.poll(0)
+        if args.pause_ms:
+            # One record at a time, spread over time (e.g. across SASL session lifetimes).
+            producer.flush(deadline.left())
+            time.sleep(args.pause_ms / 1000)
     try:
         left = producer.flush(deadline.left())
     except Exception as err:  # noqa: BLE001 - e.g. a fatal error surfacing from a callback
@@ -147,6 +153,7 @@ def main():
     parser.add_argument("--set", action="append")
     parser.add_argument("--api-version")
     parser.add_argument("--timeout", type=float, default=20.0)
+    parser.add_argument("--pause-ms", type=int, default=0)
     args = parser.parse_args()
     if args.api_version and args.client != "kafka-python":
         common.fail("--api-version is for kafka-python")
