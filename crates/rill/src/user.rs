@@ -50,14 +50,14 @@ enum Command {
     /// Every user with a SCRAM credential: its mechanisms and their iterations.
     #[command(visible_alias = "ls")]
     List,
-    /// Delete a user's SCRAM credentials (both mechanisms unless --mechanism names one).
+    /// Delete a user's SCRAM credentials (every one it has unless --mechanism names them).
     #[command(visible_alias = "rm")]
     Delete {
         /// The user name.
         name: String,
-        /// SCRAM-SHA-256, SCRAM-SHA-512 or both.
-        #[arg(long, default_value = "both", value_parser = mechanisms)]
-        mechanism: Mechanisms,
+        /// SCRAM-SHA-256, SCRAM-SHA-512 or both (default: those the user has).
+        #[arg(long, value_parser = mechanisms)]
+        mechanism: Option<Mechanisms>,
     },
 }
 
@@ -110,6 +110,10 @@ impl Args {
                     alter(&admin, &name, &changes, "added").await
                 }
                 Command::Delete { name, mechanism } => {
+                    let mechanism = match mechanism {
+                        Some(named) => named,
+                        None => held(&admin, &name).await?,
+                    };
                     let changes = mechanism
                         .0
                         .iter()
@@ -175,6 +179,25 @@ async fn alter(
         "{done} {} for user '{name}'\n",
         names.join(" and ")
     ))
+}
+
+/// The mechanisms `user` has a credential for (`RESOURCE_NOT_FOUND` when none).
+async fn held(admin: &Admin, user: &str) -> anyhow::Result<Mechanisms> {
+    let users = [user.to_owned()];
+    let described = admin
+        .describe_user_scram_credentials(Some(&users))
+        .await
+        .explain()?;
+    let mut held = Vec::new();
+    for (_, credentials) in described {
+        held.extend(
+            credentials
+                .explain()?
+                .into_iter()
+                .filter_map(|c| c.mechanism),
+        );
+    }
+    Ok(Mechanisms(held))
 }
 
 async fn list(admin: &Admin) -> anyhow::Result<()> {

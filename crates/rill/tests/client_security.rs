@@ -304,3 +304,321 @@ fn bad_properties_are_one_line_errors_naming_the_property() -> Result<()> {
     );
     Ok(())
 }
+
+// SASL
+
+const ADMIN: &str = "admin";
+const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// A broker with SASL_PLAINTEXT and SASL_SSL listeners (besides its PLAINTEXT one) and the
+/// user `admin`; `extra` adds flags: `(broker, sasl_plaintext, sasl_ssl)`.
+fn start_sasl(certs: &Certs, extra: &[&str]) -> Result<(Broker, String, String)> {
+    let sasl_plain = format!("127.0.0.1:{}", free_port()?);
+    let sasl_ssl = format!("127.0.0.1:{}", free_port()?);
+    let listen =
+        format!("PLAINTEXT://{{listen}},SASL_PLAINTEXT://{sasl_plain},SASL_SSL://{sasl_ssl}");
+    let keystore = Certs::path(&certs.server);
+    let user = format!("{ADMIN}:{ADMIN_PASSWORD}");
+    let mut args = vec![
+        "--listen",
+        &listen,
+        "--ssl-keystore",
+        &keystore,
+        "--bootstrap-user",
+        &user,
+    ];
+    args.extend_from_slice(extra);
+    let broker = Broker::start_with(&args)?;
+    Ok((broker, sasl_plain, sasl_ssl))
+}
+
+/// The `-X` properties for SASL over `protocol` with `mechanism` as `user`.
+fn sasl_props(protocol: &str, mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    vec![
+        format!("security.protocol={protocol}"),
+        format!("sasl.mechanism={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+}
+
+const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+#[test]
+fn cli_produces_and_consumes_over_sasl_plaintext_and_sasl_ssl_with_every_mechanism() -> Result<()> {
+    let certs = Certs::make()?;
+    let (_broker, sasl_plain, sasl_ssl) = start_sasl(&certs, &[])?;
+    let ca = format!("ssl.ca.location={}", Certs::path(&certs.ca));
+    for mechanism in MECHANISMS {
+        let props = sasl_props("SASL_PLAINTEXT", mechanism, ADMIN, ADMIN_PASSWORD);
+        produce_and_consume(&sasl_plain, &format!("sasl-{mechanism}"), &props)?;
+        let mut props = sasl_props("SASL_SSL", mechanism, ADMIN, ADMIN_PASSWORD);
+        props.push(ca.clone());
+        produce_and_consume(&sasl_ssl, &format!("sasl-ssl-{mechanism}"), &props)?;
+    }
+    // Kafka's JAAS form, from a properties file, over SASL_SSL.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("admin.properties");
+    std::fs::write(
+        &file,
+        format!(
+            "security.protocol=SASL_SSL\n{ca}\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n\
+             \x20   username=\"{ADMIN}\" password=\"{ADMIN_PASSWORD}\";\n"
+        ),
+    )?;
+    let config = format!("--command-config={}", Certs::path(&file));
+    let (out, _) = rill_ok(&sasl_ssl, &["cluster", "status", &config], b"")?;
+    ensure!(out.contains("1 live broker"), "{out}");
+    // A group member: the coordinator's connection authenticates too, and commits stick.
+    let consume = [
+        "consume",
+        "sasl-ssl-SCRAM-SHA-512",
+        "-g",
+        "g1",
+        "--from-beginning",
+        "-e",
+        "-f",
+        "%o %k=%s\\n",
+        &config,
+    ];
+    let (out, _) = rill_ok(&sasl_ssl, &consume, b"")?;
+    ensure!(
+        out == "0 k1=one\n1 k2=two\n2 k3=three\n",
+        "group consume:\n{out}"
+    );
+    let (out, _) = rill_ok(&sasl_ssl, &consume, b"")?;
+    ensure!(
+        out.is_empty(),
+        "the group's second read starts after its commits:\n{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn rill_client_outlives_its_sasl_sessions() -> Result<()> {
+    use rill_client::blocking::Producer;
+    use rill_client::{ClientConfig, ProducerConfig, ProducerRecord, Security};
+
+    let certs = Certs::make()?;
+    let (broker, sasl_plain, _) = start_sasl(&certs, &["--connections-max-reauth-ms", "1500"])?;
+    let mut client = ClientConfig::new([sasl_plain.clone()]);
+    client.connection.security = Security::from_properties([
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-256"),
+        ("sasl.username", ADMIN),
+        ("sasl.password", ADMIN_PASSWORD),
+    ])?;
+    let producer = Producer::new(ProducerConfig::new(client))?;
+    // Sends across four session lifetimes: each connection is replaced before its session
+    // ends, so none is refused.
+    let mut offsets = Vec::new();
+    for i in 0..6 {
+        let record = ProducerRecord::new("reauth")
+            .partition(0)
+            .value(format!("r{i}"));
+        offsets.push(producer.send(record)?.offset);
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+    }
+    producer.close();
+    ensure!(offsets == [0, 1, 2, 3, 4, 5], "offsets {offsets:?}");
+    // Not one request reached the broker after its session ended (it would have closed the
+    // connection, and the producer retried on a new one).
+    let log = broker.output_text();
+    ensure!(
+        !log.contains("the SASL session expired"),
+        "a request came after its session ended:\n{log}"
+    );
+    let props = sasl_props("SASL_PLAINTEXT", "PLAIN", ADMIN, ADMIN_PASSWORD);
+    let (out, _) = rill_x(
+        &sasl_plain,
+        &[
+            "consume",
+            "reauth",
+            "--from-beginning",
+            "-e",
+            "-f",
+            "%o %s\\n",
+        ],
+        &props,
+        b"",
+    )?;
+    ensure!(out == "0 r0\n1 r1\n2 r2\n3 r3\n4 r4\n5 r5\n", "{out}");
+    Ok(())
+}
+
+#[test]
+fn a_wrong_password_or_a_wrong_listener_is_one_line() -> Result<()> {
+    let certs = Certs::make()?;
+    let (broker, sasl_plain, _) = start_sasl(&certs, &[])?;
+    for mechanism in MECHANISMS {
+        let props = sasl_props("SASL_PLAINTEXT", mechanism, ADMIN, "wrong");
+        let mut args = vec!["topic", "list"];
+        args.extend(x(&props));
+        let err = rill_fails(&sasl_plain, &args, b"")?;
+        ensure!(
+            err.lines().count() == 1
+                && err.starts_with(&format!("rill: error: SASL authentication with {sasl_plain} failed: SASL_AUTHENTICATION_FAILED")),
+            "{mechanism} with a wrong password: {err}"
+        );
+        // An unknown user, the same.
+        let props = sasl_props("SASL_PLAINTEXT", mechanism, "nobody", "x");
+        let mut args = vec!["topic", "list"];
+        args.extend(x(&props));
+        let err = rill_fails(&sasl_plain, &args, b"")?;
+        ensure!(
+            err.lines().count() == 1 && err.contains("SASL_AUTHENTICATION_FAILED"),
+            "{mechanism} as an unknown user: {err}"
+        );
+    }
+    // SASL against the PLAINTEXT listener.
+    let props = sasl_props("SASL_PLAINTEXT", "PLAIN", ADMIN, ADMIN_PASSWORD);
+    let mut args = vec!["topic", "list"];
+    args.extend(x(&props));
+    let err = rill_fails(&broker.bootstrap(), &args, b"")?;
+    ensure!(
+        err.lines().count() == 1 && err.contains("SASL authentication with"),
+        "SASL on the PLAINTEXT listener: {err}"
+    );
+    Ok(())
+}
+
+/// `kcat -L` as `user` with SCRAM `mechanism` over SASL_PLAINTEXT: whether it authenticated.
+fn kcat_scram(bootstrap: &str, mechanism: &str, user: &str, password: &str) -> Result<bool> {
+    let props = [
+        "security.protocol=SASL_PLAINTEXT".to_owned(),
+        format!("sasl.mechanisms={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ];
+    let mut args = vec!["-b", bootstrap, "-L", "-m", "5"];
+    args.extend(x(&props));
+    let out = common::kcat(&args, b"")?;
+    Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 brokers"))
+}
+
+#[test]
+fn rill_user_add_list_delete_round_trip_with_kcat() -> Result<()> {
+    let certs = Certs::make()?;
+    let (_broker, sasl_plain, _) = start_sasl(&certs, &[])?;
+    let admin = sasl_props("SASL_PLAINTEXT", "SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD);
+    let dir = tempfile::tempdir()?;
+    let password_file = dir.path().join("carol.pw");
+    std::fs::write(&password_file, "carol's secret\n")?;
+    let pw_file = Certs::path(&password_file);
+
+    let (out, _) = rill_x(
+        &sasl_plain,
+        &["user", "add", "carol", "--password-file", &pw_file],
+        &admin,
+        b"",
+    )?;
+    ensure!(
+        out == "added SCRAM-SHA-256 and SCRAM-SHA-512 for user 'carol'\n",
+        "{out}"
+    );
+    let (out, _) = rill_x(
+        &sasl_plain,
+        &[
+            "user",
+            "add",
+            "dave",
+            "--mechanism",
+            "SCRAM-SHA-512",
+            "--iterations",
+            "8192",
+        ],
+        &admin,
+        b"dave's secret\n",
+    )?;
+    ensure!(out == "added SCRAM-SHA-512 for user 'dave'\n", "{out}");
+    let (out, _) = rill_x(&sasl_plain, &["user", "list"], &admin, b"")?;
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    ensure!(
+        rows == [
+            vec!["USER", "MECHANISM", "ITERATIONS"],
+            vec!["admin", "SCRAM-SHA-256", "4096"],
+            vec!["admin", "SCRAM-SHA-512", "4096"],
+            vec!["carol", "SCRAM-SHA-256", "4096"],
+            vec!["carol", "SCRAM-SHA-512", "4096"],
+            vec!["dave", "SCRAM-SHA-512", "8192"],
+        ],
+        "user list:\n{out}"
+    );
+
+    // A user added here logs in with kcat (librdkafka's SCRAM) and with rill-client.
+    ensure!(
+        kcat_scram(&sasl_plain, "SCRAM-SHA-256", "carol", "carol's secret")?,
+        "kcat as carol"
+    );
+    ensure!(
+        !kcat_scram(&sasl_plain, "SCRAM-SHA-256", "carol", "wrong")?,
+        "kcat with a wrong password"
+    );
+    ensure!(
+        kcat_scram(&sasl_plain, "SCRAM-SHA-512", "dave", "dave's secret")?,
+        "kcat as dave"
+    );
+    ensure!(
+        !kcat_scram(&sasl_plain, "SCRAM-SHA-256", "dave", "dave's secret")?,
+        "dave has no SHA-256"
+    );
+    let carol = sasl_props("SASL_PLAINTEXT", "SCRAM-SHA-512", "carol", "carol's secret");
+    let (out, _) = rill_x(&sasl_plain, &["cluster", "status"], &carol, b"")?;
+    ensure!(out.contains("1 live broker"), "{out}");
+
+    // One mechanism deleted: that one is refused, the other still works.
+    let (out, _) = rill_x(
+        &sasl_plain,
+        &["user", "delete", "carol", "--mechanism", "SCRAM-SHA-256"],
+        &admin,
+        b"",
+    )?;
+    ensure!(out == "deleted SCRAM-SHA-256 for user 'carol'\n", "{out}");
+    ensure!(
+        !kcat_scram(&sasl_plain, "SCRAM-SHA-256", "carol", "carol's secret")?,
+        "deleted SHA-256"
+    );
+    ensure!(
+        kcat_scram(&sasl_plain, "SCRAM-SHA-512", "carol", "carol's secret")?,
+        "kept SHA-512"
+    );
+    // Without --mechanism: those the user still has.
+    let (out, _) = rill_x(&sasl_plain, &["user", "delete", "carol"], &admin, b"")?;
+    ensure!(out == "deleted SCRAM-SHA-512 for user 'carol'\n", "{out}");
+    ensure!(
+        !kcat_scram(&sasl_plain, "SCRAM-SHA-512", "carol", "carol's secret")?,
+        "deleted carol"
+    );
+    let mut args = vec!["topic", "list"];
+    args.extend(x(&carol));
+    let err = rill_fails(&sasl_plain, &args, b"")?;
+    ensure!(
+        err.contains("SASL_AUTHENTICATION_FAILED"),
+        "carol after delete: {err}"
+    );
+
+    // Errors in one line: deleting what is not there, an empty password.
+    let mut args = vec!["user", "delete", "nobody"];
+    args.extend(x(&admin));
+    let err = rill_fails(&sasl_plain, &args, b"")?;
+    ensure!(
+        err.lines().count() == 1
+            && err.contains("user 'nobody'")
+            && err.contains("RESOURCE_NOT_FOUND"),
+        "{err}"
+    );
+    let mut args = vec!["user", "add", "erin"];
+    args.extend(x(&admin));
+    let err = rill_fails(&sasl_plain, &args, b"\n")?;
+    ensure!(err == "rill: error: the password is empty\n", "{err}");
+    let (out, _) = rill_x(&sasl_plain, &["user", "list"], &admin, b"")?;
+    ensure!(
+        !out.contains("carol") && !out.contains("erin") && out.contains("dave"),
+        "{out}"
+    );
+    Ok(())
+}
