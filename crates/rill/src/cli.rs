@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rill_client::kafka_protocol::messages::MetadataRequest;
 use rill_client::{ClientConfig, ClientError, Cluster};
 
 mod errors;
@@ -101,7 +102,18 @@ impl Bootstrap {
         let mut failures = Vec::new();
         for addr in &self.brokers {
             match cluster.connection(addr).await {
-                Ok(_) => return Ok(cluster),
+                Ok(conn) => {
+                    // A listener that wants SASL answers ApiVersions, then closes a client
+                    // that skips authentication: one small request finds that out now rather
+                    // than after the clients' retries.
+                    let probe = MetadataRequest::default().with_topics(Some(Vec::new()));
+                    match conn.request(probe).await {
+                        Err(err @ ClientError::ConnectionClosed { .. }) => {
+                            anyhow::bail!("{}", explain(&err))
+                        }
+                        _ => return Ok(cluster),
+                    }
+                }
                 // The broker answered, and refused us: retrying elsewhere will not help.
                 Err(err @ (ClientError::Authentication { .. } | ClientError::Config(_))) => {
                     anyhow::bail!("{}", explain(&err))

@@ -471,14 +471,40 @@ fn a_wrong_password_or_a_wrong_listener_is_one_line() -> Result<()> {
             "{mechanism} as an unknown user: {err}"
         );
     }
+    // A mechanism the broker does not enable: its code and what it offers.
+    let (_limited, limited, _) = start_sasl(
+        &certs,
+        &["--sasl-enabled-mechanisms", "PLAIN,SCRAM-SHA-512"],
+    )?;
+    let props = sasl_props("SASL_PLAINTEXT", "SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD);
+    let mut args = vec!["topic", "list"];
+    args.extend(x(&props));
+    let err = rill_fails(&limited, &args, b"")?;
+    ensure!(
+        err == format!(
+            "rill: error: SASL authentication with {limited} failed: UNSUPPORTED_SASL_MECHANISM: \
+             the broker does not enable SCRAM-SHA-256 (it offers PLAIN, SCRAM-SHA-512)\n"
+        ),
+        "{err}"
+    );
     // SASL against the PLAINTEXT listener.
     let props = sasl_props("SASL_PLAINTEXT", "PLAIN", ADMIN, ADMIN_PASSWORD);
     let mut args = vec!["topic", "list"];
     args.extend(x(&props));
     let err = rill_fails(&broker.bootstrap(), &args, b"")?;
     ensure!(
-        err.lines().count() == 1 && err.contains("SASL authentication with"),
+        err == format!(
+            "rill: error: SASL authentication with {} failed: ILLEGAL_SASL_STATE: the broker \
+             refused the SASL handshake: is this listener SASL_PLAINTEXT or SASL_SSL?\n",
+            broker.bootstrap()
+        ),
         "SASL on the PLAINTEXT listener: {err}"
+    );
+    // No SASL on the SASL listener: the broker closes the connection after ApiVersions.
+    let err = rill_fails(&sasl_plain, &["topic", "list"], b"")?;
+    ensure!(
+        err.lines().count() == 1 && err.contains("see -X security.protocol"),
+        "no SASL on the SASL listener: {err}"
     );
     Ok(())
 }

@@ -36,14 +36,19 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &Sasl) -> Result<Optio
         )
         .await?;
     if handshake.error_code != 0 {
-        let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
-        return Err(fail(
-            ErrorCode::from_code(handshake.error_code),
+        let code = ErrorCode::from_code(handshake.error_code);
+        let message = if code == Some(ErrorCode::UnsupportedSaslMechanism) {
+            let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
             format!(
                 "the broker does not enable {mechanism} (it offers {})",
                 offered.join(", ")
-            ),
-        ));
+            )
+        } else {
+            // A PLAINTEXT or SSL listener answers ILLEGAL_SASL_STATE.
+            "the broker refused the SASL handshake: is this listener SASL_PLAINTEXT or SASL_SSL?"
+                .to_owned()
+        };
+        return Err(fail(code, message));
     }
     let version = conn.version_for(ApiKey::SaslAuthenticate)?;
     let step = |bytes: Vec<u8>| async move {

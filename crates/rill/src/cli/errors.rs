@@ -102,6 +102,15 @@ pub(crate) fn explain(err: &ClientError) -> String {
             Some(meaning) => format!("{context}: {code}: {meaning}"),
             None => format!("{context}: {code} ({})", *code as i16),
         },
+        // A SASL listener closes a client that skips authentication after ApiVersions.
+        ClientError::ConnectionClosed { reason, .. }
+            if reason == "the broker closed the connection" =>
+        {
+            format!(
+                "{err} (a listener that wants TLS or SASL does that to clients without it: \
+                 see -X security.protocol)"
+            )
+        }
         other => {
             // The library's message plus its causes (an i/o error's own text, ...).
             let mut text = other.to_string();
