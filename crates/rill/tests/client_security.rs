@@ -648,3 +648,35 @@ fn rill_user_add_list_delete_round_trip_with_kcat() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn rill_bench_produces_and_consumes_over_sasl_ssl() -> Result<()> {
+    let certs = Certs::make()?;
+    let (_broker, _, sasl_ssl) = start_sasl(&certs, &[])?;
+    let mut props = sasl_props("SASL_SSL", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
+    props.push(format!("ssl.ca.location={}", Certs::path(&certs.ca)));
+    let summary = |args: &[&str]| -> Result<serde_json::Value> {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let (out, _) = rill_x(&sasl_ssl, &all, &props, b"")?;
+        let value: serde_json::Value = serde_json::from_str(&out)?;
+        ensure!(value["errors"] == 0, "{value}");
+        Ok(value)
+    };
+    let produced = summary(&[
+        "produce",
+        "--topic",
+        "bench",
+        "--records",
+        "500",
+        "--record-size",
+        "100",
+        "--partitions",
+        "2",
+    ])?;
+    ensure!(produced["records"] == 500, "{produced}");
+    let consumed = summary(&["consume", "--topic", "bench"])?;
+    ensure!(consumed["records"] == 500, "{consumed}");
+    Ok(())
+}
