@@ -93,8 +93,9 @@ pub(crate) struct Session {
     pub(crate) listener: Arc<str>,
     /// `User:...`: the SASL user, else the subject of a TLS client's certificate.
     pub(crate) principal: Option<String>,
-    /// On SASL listeners, where the client is in authenticating.
-    sasl: Option<Authenticator>,
+    /// On SASL listeners, where the client is in authenticating (boxed: a plaintext
+    /// connection pays a pointer for it, not the exchange's state).
+    sasl: Option<Box<Authenticator>>,
 }
 
 impl Session {
@@ -102,7 +103,7 @@ impl Session {
         Self {
             listener,
             principal: None,
-            sasl: sasl.then(|| Authenticator::new(config)),
+            sasl: sasl.then(|| Box::new(Authenticator::new(config))),
         }
     }
 
@@ -116,7 +117,7 @@ impl Session {
 
     /// When the connection closes unless the client has authenticated by then.
     fn deadline(&self) -> Option<Instant> {
-        self.sasl.as_ref().and_then(Authenticator::deadline)
+        self.sasl.as_deref().and_then(Authenticator::deadline)
     }
 }
 

@@ -13,6 +13,10 @@ use rill_protocol::kafka_protocol::messages::{
     ListGroupsResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
     OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
 };
+use rill_protocol::kafka_protocol::messages::{
+    AlterUserScramCredentialsResponse, DescribeUserScramCredentialsResponse,
+    SaslAuthenticateResponse, SaslHandshakeResponse,
+};
 use rill_protocol::{
     ApiKey, DEFAULT_MAX_FRAME_SIZE, ErrorCode, ProtocolError, RequestHeader, Response,
     ResponseKind, SUPPORTED, api_versions_response, split_frame,
@@ -47,6 +51,12 @@ fn default_response(key: ApiKey) -> ResponseKind {
         ApiKey::DescribeQuorum => DescribeQuorumResponse::default().into(),
         ApiKey::DescribeCluster => DescribeClusterResponse::default().into(),
         ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsResponse::default().into(),
+        ApiKey::SaslHandshake => SaslHandshakeResponse::default().into(),
+        ApiKey::SaslAuthenticate => SaslAuthenticateResponse::default().into(),
+        ApiKey::DescribeUserScramCredentials => {
+            DescribeUserScramCredentialsResponse::default().into()
+        }
+        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsResponse::default().into(),
         other => panic!("no default response for {other:?}"),
     }
 }

@@ -692,3 +692,52 @@ fn sessions_expire_and_clients_reauthenticate() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn credentials_are_agreed_by_the_cluster() -> Result<()> {
+    let voters = common::free_voters(3)?;
+    let mut brokers = Vec::new();
+    let mut sasl = Vec::new();
+    for id in 1..=3 {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let listen = format!("PLAINTEXT://{{listen}},SASL_PLAINTEXT://{addr}");
+        let id = id.to_string();
+        let mut args = vec![
+            "--node-id",
+            &id,
+            "--controller-quorum-voters",
+            &voters,
+            "--listen",
+            &listen,
+        ];
+        // Only node 1 is given the first user; the others learn it from the metadata log.
+        let user = format!("{}:{}", ADMIN.0, ADMIN.1);
+        if id == "1" {
+            args.extend(["--bootstrap-user", &user]);
+        }
+        brokers.push(Broker::start_with(&args)?);
+        sasl.push(addr);
+    }
+    let within = |what: &str, check: &dyn Fn() -> Result<bool>| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check()? {
+            ensure!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    };
+    within("the bootstrap user never reached node 3", &|| {
+        kcat_authenticates(&sasl[2], "SCRAM-SHA-256", ADMIN.0, ADMIN.1)
+    })?;
+    let added = scram_users(
+        &sasl[1],
+        &["upsert", "bob", "SCRAM-SHA-256", "4096", "bob-pw"],
+    )?;
+    ensure!(added == json!({ "bob": null }), "{added}");
+    within("bob, added through node 2, never reached node 1", &|| {
+        kcat_authenticates(&sasl[0], "SCRAM-SHA-256", "bob", "bob-pw")
+    })?;
+    ensure!(kcat_authenticates(&sasl[2], "PLAIN", "bob", "bob-pw")?);
+    drop(brokers);
+    Ok(())
+}

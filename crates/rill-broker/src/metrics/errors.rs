@@ -107,6 +107,15 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
                 t.partitions.iter().for_each(|p| f(p.error_code));
             }
         }
+        ResponseKind::SaslHandshake(r) => f(r.error_code),
+        ResponseKind::SaslAuthenticate(r) => f(r.error_code),
+        ResponseKind::DescribeUserScramCredentials(r) => {
+            f(r.error_code);
+            r.results.iter().for_each(|u| f(u.error_code));
+        }
+        ResponseKind::AlterUserScramCredentials(r) => {
+            r.results.iter().for_each(|u| f(u.error_code));
+        }
         // The broker answers only the APIs above (rill_protocol::SUPPORTED); the test below
         // keeps the two lists together.
         _ => {}
@@ -415,6 +424,37 @@ mod tests {
                     ])
                     .into(),
                 vec![41, 6],
+            ),
+            (
+                ApiKey::SaslHandshake,
+                SaslHandshakeResponse::default().with_error_code(33).into(),
+                vec![33],
+            ),
+            (
+                ApiKey::SaslAuthenticate,
+                SaslAuthenticateResponse::default().with_error_code(58).into(),
+                vec![58],
+            ),
+            (
+                ApiKey::DescribeUserScramCredentials,
+                DescribeUserScramCredentialsResponse::default()
+                    .with_error_code(31)
+                    .with_results(vec![
+                        describe_user_scram_credentials_response::DescribeUserScramCredentialsResult::default()
+                            .with_error_code(91),
+                    ])
+                    .into(),
+                vec![31, 91],
+            ),
+            (
+                ApiKey::AlterUserScramCredentials,
+                AlterUserScramCredentialsResponse::default()
+                    .with_results(vec![
+                        alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                            .with_error_code(93),
+                    ])
+                    .into(),
+                vec![93],
             ),
         ]
     }

@@ -19,6 +19,11 @@ use rill_protocol::kafka_protocol::messages::{
     list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
     offset_fetch_request, produce_request, sync_group_request,
 };
+use rill_protocol::kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest, alter_user_scram_credentials_request,
+    describe_user_scram_credentials_request,
+};
 use rill_protocol::kafka_protocol::protocol::Decodable;
 use rill_protocol::{ApiKey, RequestKind, StrBytes};
 
@@ -422,6 +427,32 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                         offset_delete_request::OffsetDeleteRequestPartition::default()
                             .with_partition_index(0),
                     ]),
+            ])
+            .into(),
+        ApiKey::SaslHandshake => SaslHandshakeRequest::default()
+            .with_mechanism(s("SCRAM-SHA-512"))
+            .into(),
+        ApiKey::SaslAuthenticate => SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"n,,n=alice,r=nonce"))
+            .into(),
+        ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::default()
+            .with_users(Some(vec![
+                describe_user_scram_credentials_request::UserName::default().with_name(s("alice")),
+            ]))
+            .into(),
+        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::default()
+            .with_deletions(vec![
+                alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                    .with_name(s("bob"))
+                    .with_mechanism(1),
+            ])
+            .with_upsertions(vec![
+                alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(s("alice"))
+                    .with_mechanism(2)
+                    .with_iterations(8192)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(&[7; 64])),
             ])
             .into(),
         other => panic!("no sample for {other:?}"),
