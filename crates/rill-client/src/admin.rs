@@ -1,4 +1,5 @@
-//! The admin client: topics, partitions, configs, offsets and consumer groups.
+//! The admin client: topics, partitions, configs, offsets, consumer groups and users' SCRAM
+//! credentials.
 //!
 //! [`Admin`] is a thin layer over a [`Cluster`]: each method builds one Kafka request, sends it
 //! to the broker that must answer it and turns the answer into plain Rust values.
@@ -39,12 +40,14 @@ mod groups;
 mod offsets;
 mod quorum;
 mod topics;
+mod users;
 
 pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember, PartitionLag};
 pub use offsets::{ListedOffset, OffsetSpec};
 pub use quorum::{BrokerInfo, ClusterDescription, QuorumDescription, VoterState};
 pub use topics::{CreatedTopic, NewTopic, PartitionInfo, TopicDescription, TopicListing};
+pub use users::{ScramAlteration, ScramCredentialInfo};
 
 /// Default [`AdminConfig::operation_timeout`]: 30 s, Kafka's `request.timeout.ms`.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);

@@ -19,6 +19,12 @@ use rill_protocol::kafka_protocol::messages::{
 };
 // The cluster's metadata quorum (`admin/quorum.rs`).
 use rill_protocol::kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
+// SASL (`security/sasl.rs`) and SCRAM credentials (`admin/users.rs`).
+use rill_protocol::kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 // The group consumer's APIs (`group/`).
 use rill_protocol::kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
@@ -98,6 +104,13 @@ api_requests! {
     LeaveGroup LeaveGroupRequest LeaveGroupResponse 0..=5;
     // v2 is the lowest Kafka 4 keeps; v9 is the last before topic ids.
     OffsetCommit OffsetCommitRequest OffsetCommitResponse 2..=9;
+    // v1 is followed by SaslAuthenticate requests (KIP-152); v0's raw SASL frames are not
+    // spoken.
+    SaslHandshake SaslHandshakeRequest SaslHandshakeResponse 1..=1;
+    // v1 adds the session lifetime (KIP-368), v2 is flexible.
+    SaslAuthenticate SaslAuthenticateRequest SaslAuthenticateResponse 0..=2;
+    AlterUserScramCredentials AlterUserScramCredentialsRequest AlterUserScramCredentialsResponse 0..=0;
+    DescribeUserScramCredentials DescribeUserScramCredentialsRequest DescribeUserScramCredentialsResponse 0..=0;
 }
 
 /// The `(min, max)` versions this client handles for `api_key`, if it speaks it at all.

@@ -454,8 +454,12 @@ impl Cluster {
             if !conn.is_closed() {
                 return Ok(Arc::clone(conn));
             }
+            // A SASL session near its end is replaced at once; a failed connection after the
+            // backoff.
+            if !conn.is_expired() {
+                self.note_failure(&mut slot);
+            }
             slot.conn = None;
-            self.note_failure(&mut slot);
         }
         if let Some(at) = slot.retry_at {
             tokio::time::sleep_until(at).await;

@@ -5,6 +5,10 @@
 //! the caller waiting for it, found by correlation id. The api key and version of each request
 //! are recorded when it is sent, because a Kafka response does not say what it answers.
 //!
+//! The connection is generic over its byte stream: plain TCP (split into owned halves, no
+//! locking), or TLS over it (rustls, split with tokio's `split`); the SASL exchange, when
+//! configured, runs right after `ApiVersions`, before the connection is handed out.
+//!
 //! Failure is total and loud: the first I/O error, undecodable frame, unknown correlation id or
 //! request timeout closes the connection and fails every pending request with an error, so no
 //! caller ever waits forever. A closed connection stays closed; [`Cluster`](crate::Cluster)
@@ -19,14 +23,15 @@ use bytes::{Bytes, BytesMut};
 use rill_protocol::kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use rill_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
 use rill_protocol::{ApiKey, ErrorCode, Request, RequestHeader, Response, StrBytes, split_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use crate::api::{ApiRequest, client_range, highest_common};
 use crate::error::{ClientError, Result};
+use crate::security::{Security, Tls};
 
 /// Default for [`ConnectionConfig::request_timeout`]: 30 s, Kafka's `request.timeout.ms`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +64,8 @@ pub struct ConnectionConfig {
     /// Largest response frame accepted (default [`DEFAULT_MAX_RESPONSE_SIZE`]); a larger size
     /// prefix closes the connection before anything is allocated.
     pub max_response_size: usize,
+    /// TLS and SASL (default: neither, Kafka's `PLAINTEXT`).
+    pub security: Security,
 }
 
 impl Default for ConnectionConfig {
@@ -68,6 +75,7 @@ impl Default for ConnectionConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+            security: Security::default(),
         }
     }
 }
@@ -142,6 +150,10 @@ pub struct Connection {
     config: ConnectionConfig,
     /// The broker's `(api key, min, max)` from `ApiVersions`.
     broker_versions: HashMap<i16, (i16, i16)>,
+    /// When a SASL session with a lifetime (KIP-368) should be replaced: the connection then
+    /// reports itself closed, and its owner opens a new one (which authenticates afresh)
+    /// before the broker would refuse it.
+    expires_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -186,7 +198,58 @@ impl Connection {
             })?
             .map_err(io_err)?;
         stream.set_nodelay(true).map_err(io_err)?;
-        let (read_half, write_half) = stream.into_split();
+        let mut conn = match &config.security.tls {
+            None => {
+                let (read_half, write_half) = stream.into_split();
+                Self::start(addr, read_half, write_half, config)
+            }
+            Some(tls) => {
+                let name = Tls::server_name(addr)?;
+                let stream = tokio::time::timeout(
+                    config.connect_timeout,
+                    tls.connector().connect(name, stream),
+                )
+                .await
+                .map_err(|_elapsed| ClientError::Timeout {
+                    what: format!("TLS handshake with {addr}"),
+                    after: config.connect_timeout,
+                })?
+                .map_err(io_err)?;
+                let (read_half, write_half) = tokio::io::split(stream);
+                Self::start(addr, read_half, write_half, config)
+            }
+        };
+        let versions = tokio::time::timeout(config.connect_timeout, conn.negotiate())
+            .await
+            .map_err(|_elapsed| ClientError::Timeout {
+                what: format!("api versions exchange with {addr}"),
+                after: config.connect_timeout,
+            })??;
+        conn.broker_versions = versions;
+        if let Some(sasl) = &config.security.sasl {
+            let started = Instant::now();
+            let lifetime = tokio::time::timeout(
+                config.connect_timeout,
+                crate::security::sasl::authenticate(&conn, sasl),
+            )
+            .await
+            .map_err(|_elapsed| ClientError::Timeout {
+                what: format!("SASL authentication with {addr}"),
+                after: config.connect_timeout,
+            })??;
+            // Replaced at 85% of its lifetime, as Kafka's clients re-authenticate at 85-95%.
+            conn.expires_at = lifetime.map(|life| started + life.mul_f64(0.85));
+        }
+        Ok(conn)
+    }
+
+    /// Starts the reader and writer tasks on the two halves of a stream. Generic, so plain TCP
+    /// pays nothing for TLS being possible.
+    fn start<R, W>(addr: &str, read_half: R, write_half: W, config: &ConnectionConfig) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             addr: addr.to_owned(),
             pending: Mutex::default(),
@@ -203,22 +266,15 @@ impl Connection {
             config.max_response_size,
         ))
         .abort_handle();
-        let mut conn = Self {
+        Self {
             shared,
             writer,
             reader,
             next_correlation_id: AtomicI32::new(0),
             config: config.clone(),
             broker_versions: HashMap::new(),
-        };
-        let versions = tokio::time::timeout(config.connect_timeout, conn.negotiate())
-            .await
-            .map_err(|_elapsed| ClientError::Timeout {
-                what: format!("api versions exchange with {addr}"),
-                after: config.connect_timeout,
-            })??;
-        conn.broker_versions = versions;
-        Ok(conn)
+            expires_at: None,
+        }
     }
 
     async fn negotiate(&self) -> Result<HashMap<i16, (i16, i16)>> {
@@ -249,10 +305,17 @@ impl Connection {
         &self.shared.addr
     }
 
-    /// Whether the connection has failed or been closed; a closed connection fails every
-    /// request, and the owner should open a new one.
+    /// Whether the connection has failed or been closed, or its SASL session is near its end
+    /// ([`Connection::is_expired`]); a closed connection fails every request, and the owner
+    /// should open a new one.
     pub fn is_closed(&self) -> bool {
-        self.shared.lock().closed.is_some()
+        self.is_expired() || self.shared.lock().closed.is_some()
+    }
+
+    /// Whether the SASL session the broker granted (KIP-368) is near its end: the connection
+    /// still works for requests already sent, but its owner should open a new one.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| Instant::now() >= at)
     }
 
     /// The broker's `(min, max)` versions for `api_key`, as it listed them in `ApiVersions`.
@@ -449,13 +512,13 @@ fn broker_range(response: &ApiVersionsResponse, api_key: ApiKey) -> Option<(i16,
         .map(|v| (v.min_version, v.max_version))
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    mut socket: OwnedWriteHalf,
+    mut socket: W,
     mut frames: mpsc::Receiver<Bytes>,
 ) {
     while let Some(frame) = frames.recv().await {
-        if let Err(source) = socket.write_all(&frame).await {
+        if let Err(source) = write_queued(&mut socket, frame, &mut frames).await {
             shared.fail(ClientError::Io {
                 addr: shared.addr.clone(),
                 source: Arc::new(source),
@@ -467,7 +530,21 @@ async fn write_loop(
     let _ = socket.shutdown().await;
 }
 
-async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf, max_frame: usize) {
+/// Writes `frame` and every frame queued behind it, then flushes: TLS keeps written bytes in its
+/// buffer until then (for TCP the flush does nothing).
+async fn write_queued<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    frame: Bytes,
+    frames: &mut mpsc::Receiver<Bytes>,
+) -> std::io::Result<()> {
+    socket.write_all(&frame).await?;
+    while let Ok(frame) = frames.try_recv() {
+        socket.write_all(&frame).await?;
+    }
+    socket.flush().await
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut socket: R, max_frame: usize) {
     let err = match read_frames(&shared, &mut socket, max_frame).await {
         Ok(()) => ClientError::ConnectionClosed {
             addr: shared.addr.clone(),
@@ -478,7 +555,11 @@ async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf, max_frame: us
     shared.fail(err);
 }
 
-async fn read_frames(shared: &Shared, socket: &mut OwnedReadHalf, max_frame: usize) -> Result<()> {
+async fn read_frames<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    socket: &mut R,
+    max_frame: usize,
+) -> Result<()> {
     let protocol = |source| ClientError::Protocol {
         addr: shared.addr.clone(),
         source: Arc::new(source),

@@ -125,6 +125,21 @@ pub enum ClientError {
         /// How many partitions the topic has.
         partitions: i32,
     },
+    /// SASL authentication failed: the broker refused it (with its error code and message), or
+    /// it could not prove that it knows the user's credential.
+    #[error(
+        "SASL authentication with {addr} failed: {}{message}",
+        code.map(|c| format!("{c}: ")).unwrap_or_default()
+    )]
+    Authentication {
+        /// The broker's `host:port`.
+        addr: String,
+        /// The broker's code (`SASL_AUTHENTICATION_FAILED`, `UNSUPPORTED_SASL_MECHANISM`,
+        /// `ILLEGAL_SASL_STATE`), or `None` when the client refused the broker.
+        code: Option<ErrorCode>,
+        /// The broker's message, or what the client found wrong.
+        message: String,
+    },
     /// A configuration value is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -154,6 +169,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Kafka { code, .. } => Some(*code),
+            Self::Authentication { code, .. } => *code,
             _ => None,
         }
     }

@@ -18,6 +18,8 @@
 //!   and lag).
 //! - [`blocking`]: the same producer, admin and consumers for code without a runtime, each
 //!   over a runtime of its own.
+//! - [`security`]: TLS (rustls) and SASL (PLAIN, SCRAM-SHA-256/512) for every connection,
+//!   from code or Kafka's client properties ([`Security::from_properties`]).
 //! - [`ClientError`]: the one error type.
 //!
 //! Wire formats come from `rill-protocol` (framing, headers, message bodies) and
@@ -48,12 +50,14 @@ pub mod consumer;
 mod error;
 pub mod group;
 pub mod producer;
+pub mod security;
 
 pub use admin::{
     Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
     ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, GroupDescription, GroupListing,
     GroupMember, ListedOffset, NewTopic, OffsetSpec, PartitionInfo, PartitionLag,
-    QuorumDescription, TopicDescription, TopicListing, VoterState,
+    QuorumDescription, ScramAlteration, ScramCredentialInfo, TopicDescription, TopicListing,
+    VoterState,
 };
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{
@@ -75,3 +79,4 @@ pub use producer::{
 };
 pub use rill_protocol::{ApiKey, ErrorCode, kafka_protocol};
 pub use rill_record::{Compression, Header};
+pub use security::{Sasl, SaslMechanism, ScramMechanism, Security, SecurityProtocol, Tls};

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rill_client::kafka_protocol::messages::MetadataRequest;
 use rill_client::{ClientConfig, ClientError, Cluster};
 
 mod errors;
+mod properties;
 mod table;
 
 pub(crate) use errors::{Explain, explain, topic_error};
@@ -35,25 +37,60 @@ pub(crate) struct Bootstrap {
         global = true
     )]
     pub(crate) brokers: Vec<String>,
+
+    /// Client properties from a Java-properties file, as Kafka's tools take them:
+    /// security.protocol, ssl.*, sasl.* (see -X).
+    #[arg(long = "command-config", value_name = "FILE", global = true)]
+    pub(crate) command_config: Option<std::path::PathBuf>,
+
+    /// A client property, KEY=VALUE, repeatable (kcat's -X); beats --command-config:
+    /// security.protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), ssl.ca.location,
+    /// ssl.certificate.location, ssl.key.location, ssl.keystore.location,
+    /// ssl.endpoint.identification.algorithm, sasl.mechanism, sasl.username, sasl.password,
+    /// sasl.jaas.config, client.id.
+    #[arg(
+        short = 'X',
+        value_name = "KEY=VALUE",
+        value_parser = key_value,
+        global = true
+    )]
+    pub(crate) properties: Vec<(String, String)>,
 }
 
 impl Bootstrap {
     /// A client configuration for these brokers, with the CLI's short connect timeout. Its
     /// metadata requests may create topics (the broker's `auto.create.topics.enable`), as a
     /// Kafka producer's do; commands that only read use [`Bootstrap::read_only_config`].
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> anyhow::Result<ClientConfig> {
         let mut config = ClientConfig::new(self.brokers.iter().cloned());
         config.connection.client_id = "rill-cli".to_owned();
         config.connection.connect_timeout = CONNECT_TIMEOUT;
-        config
+        let mut props = match &self.command_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--command-config {}", path.display()))?;
+                properties::parse(&text)
+                    .map_err(|why| anyhow::anyhow!("--command-config {}: {why}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        props.extend(self.properties.iter().cloned());
+        // client.id is the one property outside security taken here; the rest are TLS and SASL.
+        if let Some(pos) = props.iter().rposition(|(k, _)| k == "client.id") {
+            config.connection.client_id = props[pos].1.clone();
+        }
+        props.retain(|(k, _)| k != "client.id");
+        config.connection.security = rill_client::Security::from_properties(props)
+            .map_err(|err| anyhow::anyhow!("{}", explain(&err)))?;
+        Ok(config)
     }
 
     /// [`Bootstrap::client_config`] whose metadata requests never create a topic, so that
     /// asking about a missing topic says so instead of creating it.
-    pub(crate) fn read_only_config(&self) -> ClientConfig {
-        let mut config = self.client_config();
+    pub(crate) fn read_only_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = self.client_config()?;
         config.allow_auto_topic_creation = false;
-        config
+        Ok(config)
     }
 
     /// A [`Cluster`] on `config` with a connection to the first bootstrap broker that answers,
@@ -65,7 +102,22 @@ impl Bootstrap {
         let mut failures = Vec::new();
         for addr in &self.brokers {
             match cluster.connection(addr).await {
-                Ok(_) => return Ok(cluster),
+                Ok(conn) => {
+                    // A listener that wants SASL answers ApiVersions, then closes a client
+                    // that skips authentication: one small request finds that out now rather
+                    // than after the clients' retries.
+                    let probe = MetadataRequest::default().with_topics(Some(Vec::new()));
+                    match conn.request(probe).await {
+                        Err(err @ ClientError::ConnectionClosed { .. }) => {
+                            anyhow::bail!("{}", explain(&err))
+                        }
+                        _ => return Ok(cluster),
+                    }
+                }
+                // The broker answered, and refused us: retrying elsewhere will not help.
+                Err(err @ (ClientError::Authentication { .. } | ClientError::Config(_))) => {
+                    anyhow::bail!("{}", explain(&err))
+                }
                 Err(err) => {
                     tracing::debug!(%addr, %err, "bootstrap broker did not answer");
                     failures.push(format!("{addr} ({})", why_unreachable(&err)));
@@ -84,6 +136,8 @@ fn why_unreachable(err: &ClientError) -> String {
             std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
             std::io::ErrorKind::TimedOut => "timed out".to_owned(),
             std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+            // rustls reports a refused certificate or a broken handshake as invalid data.
+            std::io::ErrorKind::InvalidData => format!("TLS handshake failed: {source}"),
             _ => source.to_string(),
         },
         ClientError::Timeout { after, .. } => format!("no answer within {after:?}"),

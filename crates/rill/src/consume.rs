@@ -184,7 +184,7 @@ impl Args {
                 .map_or_else(|| Printer::format("%s\\n"), Ok)
                 .map_err(|err| anyhow::anyhow!(err))?
         };
-        let config = self.bootstrap.read_only_config();
+        let config = self.bootstrap.read_only_config()?;
         let cluster = self.bootstrap.connect(config.clone()).await?;
         let partitions = cluster
             .topic_metadata(&self.topic)

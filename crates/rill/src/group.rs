@@ -60,7 +60,7 @@ struct Delete {
 impl Args {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         cli::block_on(async move {
-            let config = self.bootstrap.read_only_config();
+            let config = self.bootstrap.read_only_config()?;
             let cluster = self.bootstrap.connect(config.clone()).await?;
             let admin = Admin::with_cluster(AdminConfig::new(config), cluster);
             match self.command {

@@ -1,7 +1,7 @@
 //! The `rill` command line: a thin layer over the library crates.
 //!
 //! Each subcommand is an `Args` struct with a `run()` in its own module. The client subcommands
-//! (`topic`, `produce`, `consume`, `group`, `bench`) are built on `rill-client` and share
+//! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`, `user`) are built on `rill-client` and share
 //! [`cli::Bootstrap`].
 
 mod alloc;
@@ -13,6 +13,7 @@ mod group;
 mod produce;
 mod serve;
 mod topic;
+mod user;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Allocator = alloc::Allocator;
@@ -57,6 +58,8 @@ enum Command {
     Bench(bench::Args),
     /// Show the cluster: its brokers and its metadata quorum.
     Cluster(cluster::Args),
+    /// Add, list and delete users' SCRAM credentials.
+    User(user::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => args.run(),
         Command::Bench(args) => args.run(),
         Command::Cluster(args) => args.run(),
+        Command::User(args) => args.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

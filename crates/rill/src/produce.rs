@@ -138,7 +138,7 @@ impl Args {
 
     async fn produce(self) -> anyhow::Result<()> {
         let (input, size) = self.open_input().await?;
-        let client = self.bootstrap.client_config();
+        let client = self.bootstrap.client_config()?;
         let cluster = self.bootstrap.connect(client.clone()).await?;
         self.check_topic(&cluster).await?;
 

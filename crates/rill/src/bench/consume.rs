@@ -25,7 +25,7 @@ use super::{Clock, progress, setup};
 pub(super) async fn run(args: ConsumeArgs) -> anyhow::Result<Outcome> {
     args.validate()?;
     let stop = args.length.stop(None)?;
-    let admin = setup::connect(&args.bootstrap.client_config()).await?;
+    let admin = setup::connect(&args.bootstrap.client_config()?).await?;
     let topic = args.topic.clone();
     let partitions = setup::existing_partitions(&admin, &topic).await?;
     let mut config = ConsumerConfig::new(admin.cluster().config().clone());

@@ -23,7 +23,7 @@ use super::{Clock, progress, setup};
 pub(super) async fn run(args: E2eArgs) -> anyhow::Result<Outcome> {
     args.validate()?;
     let produce = &args.produce;
-    let admin = setup::connect(&produce.bootstrap.client_config()).await?;
+    let admin = setup::connect(&produce.bootstrap.client_config()?).await?;
     let topic = produce.topic.clone().unwrap_or_else(setup::fresh_topic);
     let partitions = setup::ensure_topic(&admin, &topic, produce.producer.partitions).await?;
     let mut config = ConsumerConfig::new(admin.cluster().config().clone());

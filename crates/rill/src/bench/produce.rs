@@ -35,7 +35,7 @@ use super::{Clock, progress, setup};
 
 pub(super) async fn run(args: ProduceArgs) -> anyhow::Result<Outcome> {
     args.validate(false)?;
-    let admin = setup::connect(&args.bootstrap.client_config()).await?;
+    let admin = setup::connect(&args.bootstrap.client_config()?).await?;
     let topic = args.topic.clone().unwrap_or_else(setup::fresh_topic);
     let partitions = setup::ensure_topic(&admin, &topic, args.producer.partitions).await?;
     let templates = Templates::new()?;
@@ -105,7 +105,7 @@ impl Fleet {
         let count = args.producer.producers;
         let stop = stop(args)?;
         let payload = payload(args.load.record_size);
-        let mut config = ProducerConfig::new(args.bootstrap.client_config());
+        let mut config = ProducerConfig::new(args.bootstrap.client_config()?);
         config.acks = args.producer.acks;
         config.compression = args.producer.compression;
         config.batch_size = args.producer.batch_size;

@@ -82,6 +82,14 @@ fn meaning(code: ErrorCode) -> Option<&'static str> {
             "an offset commit for this partition is still pending in a transaction"
         }
         E::UnknownTopicId => "no topic has this topic id",
+        E::UnsupportedSaslMechanism => "the broker does not enable this SASL mechanism",
+        E::IllegalSaslState => "the broker did not expect this SASL request now",
+        E::SaslAuthenticationFailed => "wrong user name or password",
+        E::ResourceNotFound => "there is no such resource (for a user: no such SCRAM credential)",
+        E::DuplicateResource => "the same resource is named twice in one request",
+        E::UnacceptableCredential => {
+            "the broker does not accept this credential (iterations, salt or name)"
+        }
         _ => return None,
     })
 }
@@ -94,6 +102,15 @@ pub(crate) fn explain(err: &ClientError) -> String {
             Some(meaning) => format!("{context}: {code}: {meaning}"),
             None => format!("{context}: {code} ({})", *code as i16),
         },
+        // A SASL listener closes a client that skips authentication after ApiVersions.
+        ClientError::ConnectionClosed { reason, .. }
+            if reason == "the broker closed the connection" =>
+        {
+            format!(
+                "{err} (a listener that wants TLS or SASL does that to clients without it: \
+                 see -X security.protocol)"
+            )
+        }
         other => {
             // The library's message plus its causes (an i/o error's own text, ...).
             let mut text = other.to_string();
