@@ -122,94 +122,58 @@ fn kcat_produces_and_consumes_with_each_mechanism() -> Result<()> {
     Ok(())
 }
 
-/// Five records produced and consumed by a Python client over `addr` with `settings`.
-fn python_round_trip(addr: &str, topic: &str, client: &str, settings: &[String]) -> Result<()> {
-    let records: Vec<Value> = (0..5)
-        .map(|i| json!({ "v": common::hex(format!("value-{i}").as_bytes()), "p": 0 }))
-        .collect();
-    let mut args = vec![
-        addr.to_owned(),
-        topic.to_owned(),
-        "--client".to_owned(),
-        client.to_owned(),
-    ];
-    for s in settings {
-        args.extend(["--set".to_owned(), s.clone()]);
+/// Five records produced and consumed by `client` over SASL_PLAINTEXT and SASL_SSL with each
+/// mechanism; `names` are the client's names for the protocol, mechanism, user, password and CA
+/// settings.
+fn python_clients(client: &str, names: [&str; 5]) -> Result<()> {
+    let [protocol_key, mechanism_key, user_key, password_key, ca_key] = names;
+    let certs = Certs::make()?;
+    let (broker, sasl, sasl_ssl) = start(Some(&certs), &[])?;
+    let sasl_ssl = sasl_ssl.context("no SASL_SSL listener")?;
+    for (protocol, addr) in [("SASL_PLAINTEXT", &sasl), ("SASL_SSL", &sasl_ssl)] {
+        for mechanism in MECHANISMS {
+            let topic = broker.topic(&format!("{client}-{protocol}-{mechanism}").to_lowercase());
+            let mut settings = vec![
+                format!("{protocol_key}={protocol}"),
+                format!("{mechanism_key}={mechanism}"),
+                format!("{user_key}={}", ADMIN.0),
+                format!("{password_key}={}", ADMIN.1),
+            ];
+            if protocol == "SASL_SSL" {
+                settings.push(format!("{ca_key}={}", Certs::path(&certs.ca)));
+            }
+            common::python_round_trip(addr, &topic, client, &settings)?;
+        }
     }
-    let produced = run_py(
-        "produce.py",
-        &args,
-        serde_json::to_string(&records)?.as_bytes(),
-    )?;
-    ensure!(
-        produced["delivered"] == json!((0..5).map(|i| json!([i, 0, i])).collect::<Vec<_>>()),
-        "{client} {settings:?}: delivered {}",
-        produced["delivered"]
-    );
-    args.extend(["--partitions".to_owned(), "1".to_owned()]);
-    let consumed = run_py("consume.py", &args, b"")?;
-    let got: Vec<(i64, String)> = consumed["records"]
-        .as_array()
-        .context("records")?
-        .iter()
-        .map(|r| {
-            (
-                r["o"].as_i64().unwrap_or(-1),
-                r["v"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    let want: Vec<(i64, String)> = (0..5)
-        .map(|i| (i, common::hex(format!("value-{i}").as_bytes())))
-        .collect();
-    ensure!(got == want, "{client} {settings:?}: consumed {got:?}");
     Ok(())
 }
 
 #[test]
 fn confluent_kafka_over_sasl_plaintext_and_sasl_ssl() -> Result<()> {
-    let certs = Certs::make()?;
-    let (broker, sasl, sasl_ssl) = start(Some(&certs), &[])?;
-    let sasl_ssl = sasl_ssl.context("no SASL_SSL listener")?;
-    for (protocol, addr) in [("SASL_PLAINTEXT", &sasl), ("SASL_SSL", &sasl_ssl)] {
-        for mechanism in MECHANISMS {
-            let topic = broker.topic(&format!("ck-{protocol}-{mechanism}").to_lowercase());
-            let mut settings = vec![
-                format!("security.protocol={protocol}"),
-                format!("sasl.mechanisms={mechanism}"),
-                format!("sasl.username={}", ADMIN.0),
-                format!("sasl.password={}", ADMIN.1),
-            ];
-            if protocol == "SASL_SSL" {
-                settings.push(format!("ssl.ca.location={}", Certs::path(&certs.ca)));
-            }
-            python_round_trip(addr, &topic, "confluent", &settings)?;
-        }
-    }
-    Ok(())
+    python_clients(
+        "confluent",
+        [
+            "security.protocol",
+            "sasl.mechanisms",
+            "sasl.username",
+            "sasl.password",
+            "ssl.ca.location",
+        ],
+    )
 }
 
 #[test]
 fn kafka_python_over_sasl_plaintext_and_sasl_ssl() -> Result<()> {
-    let certs = Certs::make()?;
-    let (broker, sasl, sasl_ssl) = start(Some(&certs), &[])?;
-    let sasl_ssl = sasl_ssl.context("no SASL_SSL listener")?;
-    for (protocol, addr) in [("SASL_PLAINTEXT", &sasl), ("SASL_SSL", &sasl_ssl)] {
-        for mechanism in MECHANISMS {
-            let topic = broker.topic(&format!("kp-{protocol}-{mechanism}").to_lowercase());
-            let mut settings = vec![
-                format!("security_protocol={protocol}"),
-                format!("sasl_mechanism={mechanism}"),
-                format!("sasl_plain_username={}", ADMIN.0),
-                format!("sasl_plain_password={}", ADMIN.1),
-            ];
-            if protocol == "SASL_SSL" {
-                settings.push(format!("ssl_cafile={}", Certs::path(&certs.ca)));
-            }
-            python_round_trip(addr, &topic, "kafka-python", &settings)?;
-        }
-    }
-    Ok(())
+    python_clients(
+        "kafka-python",
+        [
+            "security_protocol",
+            "sasl_mechanism",
+            "sasl_plain_username",
+            "sasl_plain_password",
+            "ssl_cafile",
+        ],
+    )
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::Reaction;
-use common::{Broker, Certs, Result, free_port, kcat, kcat_ok, run_py};
+use common::{Broker, Certs, Result, free_port, kcat, kcat_ok};
 use serde_json::{Value, json};
 
 /// A broker with its PLAINTEXT listener and an SSL one; `extra` adds flags.
@@ -112,47 +112,11 @@ fn python_round_trip(client: &str, settings: &[String]) -> Result<()> {
     let certs = Certs::make()?;
     let (broker, ssl) = start(&certs, &[])?;
     let topic = broker.topic(&format!("tls-{client}"));
-    let records: Vec<Value> = (0..5)
-        .map(|i| json!({ "v": common::hex(format!("value-{i}").as_bytes()), "p": 0 }))
-        .collect();
-    let mut args = vec![
-        ssl.clone(),
-        topic.clone(),
-        "--client".to_owned(),
-        client.to_owned(),
-    ];
-    for s in settings {
-        let s = s.replace("{ca}", &Certs::path(&certs.ca));
-        args.extend(["--set".to_owned(), s]);
-    }
-    let produced = run_py(
-        "produce.py",
-        &args,
-        serde_json::to_string(&records)?.as_bytes(),
-    )?;
-    ensure!(
-        produced["delivered"] == json!((0..5).map(|i| json!([i, 0, i])).collect::<Vec<_>>()),
-        "delivered {}",
-        produced["delivered"]
-    );
-    args.extend(["--partitions".to_owned(), "1".to_owned()]);
-    let consumed = run_py("consume.py", &args, b"")?;
-    let got: Vec<(i64, String)> = consumed["records"]
-        .as_array()
-        .context("records")?
+    let settings: Vec<String> = settings
         .iter()
-        .map(|r| {
-            (
-                r["o"].as_i64().unwrap_or(-1),
-                r["v"].as_str().unwrap_or("").to_owned(),
-            )
-        })
+        .map(|s| s.replace("{ca}", &Certs::path(&certs.ca)))
         .collect();
-    let want: Vec<(i64, String)> = (0..5)
-        .map(|i| (i, common::hex(format!("value-{i}").as_bytes())))
-        .collect();
-    ensure!(got == want, "consumed {got:?}");
-    Ok(())
+    common::python_round_trip(&ssl, &topic, client, &settings)
 }
 
 #[test]

@@ -419,3 +419,50 @@ pub fn records_by_place(out: &Value) -> Result<BTreeMap<(i32, i64), String>> {
     }
     Ok(read)
 }
+
+/// Produces five records to partition 0 of `topic` with one Python client (`confluent` or
+/// `kafka-python`) at `addr`, its `settings` passed as `--set`, then consumes them: every record
+/// must come back at its offset.
+pub fn python_round_trip(addr: &str, topic: &str, client: &str, settings: &[String]) -> Result<()> {
+    let records: Vec<Value> = (0..5)
+        .map(|i| json!({ "v": super::hex(format!("value-{i}").as_bytes()), "p": 0 }))
+        .collect();
+    let mut args = vec![
+        addr.to_owned(),
+        topic.to_owned(),
+        "--client".to_owned(),
+        client.to_owned(),
+    ];
+    for s in settings {
+        args.extend(["--set".to_owned(), s.clone()]);
+    }
+    let produced = run_py(
+        "produce.py",
+        &args,
+        serde_json::to_string(&records)?.as_bytes(),
+    )?;
+    let want: Vec<Value> = (0..5).map(|i| json!([i, 0, i])).collect();
+    ensure!(
+        produced["delivered"] == Value::from(want),
+        "{client} {settings:?}: delivered {}",
+        produced["delivered"]
+    );
+    args.extend(["--partitions".to_owned(), "1".to_owned()]);
+    let consumed = run_py("consume.py", &args, b"")?;
+    let got: Vec<(i64, String)> = consumed["records"]
+        .as_array()
+        .context("records")?
+        .iter()
+        .map(|r| {
+            (
+                r["o"].as_i64().unwrap_or(-1),
+                r["v"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(i64, String)> = (0..5)
+        .map(|i| (i, super::hex(format!("value-{i}").as_bytes())))
+        .collect();
+    ensure!(got == want, "{client} {settings:?}: consumed {got:?}");
+    Ok(())
+}
