@@ -92,6 +92,8 @@ pub struct BrokerConfig {
     /// `metadata.log.max.record.bytes.between.snapshots`: bytes of metadata entries applied
     /// after which the image is snapshotted and the metadata log compacted.
     pub metadata_snapshot_bytes: u64,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`: off by default.
+    pub authorizer: crate::AuthorizerConfig,
 }
 
 impl BrokerConfig {
@@ -153,6 +155,7 @@ impl Default for BrokerConfig {
             controller_listen: None,
             broker_session_timeout: Duration::from_secs(9),
             metadata_snapshot_bytes: 20 << 20,
+            authorizer: crate::AuthorizerConfig::default(),
         }
     }
 }

@@ -19,6 +19,10 @@ use rill_protocol::kafka_protocol::messages::{
     list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
     offset_fetch_request, produce_request, sync_group_request,
 };
+use rill_protocol::kafka_protocol::messages::{
+    CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, create_acls_request,
+    delete_acls_request,
+};
 use rill_protocol::kafka_protocol::protocol::Decodable;
 use rill_protocol::{ApiKey, RequestKind, StrBytes};
 
@@ -422,6 +426,39 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                         offset_delete_request::OffsetDeleteRequestPartition::default()
                             .with_partition_index(0),
                     ]),
+            ])
+            .into(),
+        ApiKey::DescribeAcls => DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("orders")))
+            .with_pattern_type_filter(2)
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(1)
+            .with_permission_type(3)
+            .into(),
+        ApiKey::CreateAcls => CreateAclsRequest::default()
+            .with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders"))
+                    .with_resource_pattern_type(4)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ])
+            .into(),
+        ApiKey::DeleteAcls => DeleteAclsRequest::default()
+            .with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(3)
+                    .with_resource_name_filter(None)
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(s("User:bob")))
+                    .with_host_filter(Some(s("10.0.0.1")))
+                    .with_operation(8)
+                    .with_permission_type(2),
             ])
             .into(),
         other => panic!("no sample for {other:?}"),
