@@ -34,12 +34,16 @@ use crate::cluster::{ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
 
+mod acls;
 mod configs;
 mod groups;
 mod offsets;
 mod quorum;
 mod topics;
 
+pub use acls::{
+    AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
+};
 pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember, PartitionLag};
 pub use offsets::{ListedOffset, OffsetSpec};

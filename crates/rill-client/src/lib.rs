@@ -50,6 +50,7 @@ pub mod group;
 pub mod producer;
 
 pub use admin::{
+    AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
     Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
     ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, GroupDescription, GroupListing,
     GroupMember, ListedOffset, NewTopic, OffsetSpec, PartitionInfo, PartitionLag,

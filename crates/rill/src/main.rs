@@ -4,6 +4,7 @@
 //! (`topic`, `produce`, `consume`, `group`, `bench`) are built on `rill-client` and share
 //! [`cli::Bootstrap`].
 
+mod acl;
 mod alloc;
 mod bench;
 mod cli;
@@ -57,6 +58,8 @@ enum Command {
     Bench(bench::Args),
     /// Show the cluster: its brokers and its metadata quorum.
     Cluster(cluster::Args),
+    /// Add, list and delete ACLs.
+    Acl(acl::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => args.run(),
         Command::Bench(args) => args.run(),
         Command::Cluster(args) => args.run(),
+        Command::Acl(args) => args.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

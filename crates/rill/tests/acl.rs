@@ -7,7 +7,10 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Broker, Certs, Cluster, Result, free_port, kcat, kcat_ok, run_py, wait_until};
+use common::{
+    Broker, Certs, Cluster, Result, free_port, kcat, kcat_ok, rill_fails, rill_ok, run_py,
+    wait_until,
+};
 use serde_json::{Value, json};
 
 const STANDARD: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
@@ -419,5 +422,130 @@ fn an_acl_made_through_one_broker_is_enforced_by_another() -> Result<()> {
         !produce.status.success(),
         "produce through broker 3: {produce:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn the_rill_acl_cli_adds_lists_and_deletes() -> Result<()> {
+    let broker = Broker::start_with(&[
+        "--authorizer-class-name",
+        STANDARD,
+        "--super-users",
+        "User:ANONYMOUS",
+    ])?;
+    let b = broker.bootstrap();
+    let (out, _) = rill_ok(
+        &b,
+        &[
+            "acl",
+            "add",
+            "--allow-principal",
+            "User:alice",
+            "--operation",
+            "read",
+            "--operation",
+            "describe",
+            "--topic",
+            "orders",
+            "--group",
+            "billing",
+        ],
+        b"",
+    )?;
+    ensure!(out.starts_with("added 4 ACL(s)\n"), "{out}");
+    let _ = rill_ok(
+        &b,
+        &[
+            "acl",
+            "add",
+            "--deny-principal",
+            "User:bob",
+            "--operation",
+            "write",
+            "--topic",
+            "eu-",
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+        b"",
+    )?;
+    let (listed, _) = rill_ok(&b, &["acl", "list"], b"")?;
+    let table = |rows: &[&str]| -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|r| r.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let header = "RESOURCE NAME PATTERN PRINCIPAL HOST OPERATION PERMISSION";
+    ensure!(
+        common::rows(&listed)
+            == table(&[
+                header,
+                "TOPIC eu- PREFIXED User:bob * WRITE DENY",
+                "TOPIC orders LITERAL User:alice * READ ALLOW",
+                "TOPIC orders LITERAL User:alice * DESCRIBE ALLOW",
+                "GROUP billing LITERAL User:alice * READ ALLOW",
+                "GROUP billing LITERAL User:alice * DESCRIBE ALLOW",
+            ]),
+        "list:\n{listed}"
+    );
+    // MATCH: what applies to topic eu-orders.
+    let (matched, _) = rill_ok(
+        &b,
+        &[
+            "acl",
+            "list",
+            "--topic",
+            "eu-orders",
+            "--resource-pattern-type",
+            "match",
+        ],
+        b"",
+    )?;
+    ensure!(
+        common::rows(&matched) == table(&[header, "TOPIC eu- PREFIXED User:bob * WRITE DENY"]),
+        "match:\n{matched}"
+    );
+    let (removed, _) = rill_ok(
+        &b,
+        &[
+            "acl",
+            "delete",
+            "--principal",
+            "User:alice",
+            "--topic",
+            "orders",
+        ],
+        b"",
+    )?;
+    ensure!(
+        common::rows(&removed)
+            == table(&[
+                "removed 2 ACL(s)",
+                header,
+                "TOPIC orders LITERAL User:alice * READ ALLOW",
+                "TOPIC orders LITERAL User:alice * DESCRIBE ALLOW",
+            ]),
+        "delete:\n{removed}"
+    );
+    let err = rill_fails(
+        &b,
+        &[
+            "acl",
+            "add",
+            "--allow-principal",
+            "alice",
+            "--operation",
+            "read",
+            "--topic",
+            "x",
+        ],
+        b"",
+    )?;
+    ensure!(
+        err.contains("INVALID_REQUEST") && err.contains("'alice'"),
+        "bad principal: {err}"
+    );
+    let err = rill_fails(&b, &["acl", "delete"], b"")?;
+    ensure!(err.contains("say which ACLs to delete"), "{err}");
     Ok(())
 }
