@@ -549,3 +549,51 @@ fn the_rill_acl_cli_adds_lists_and_deletes() -> Result<()> {
     ensure!(err.contains("say which ACLs to delete"), "{err}");
     Ok(())
 }
+
+fn ops(ssl: &str, topic: &str, settings: &[String]) -> Result<Value> {
+    let mut args = vec![ssl.to_owned(), "ops".to_owned(), topic.to_owned()];
+    for s in settings {
+        args.extend(["--set".to_owned(), s.clone()]);
+    }
+    run_py("acls.py", &args, b"")
+}
+
+#[test]
+fn each_admin_operation_needs_its_acl() -> Result<()> {
+    let certs = Certs::make()?;
+    let (broker, ssl) = secured(&certs, &[])?;
+    let b = broker.bootstrap();
+    let one = |op: &str| acl("TOPIC", "ops-", "PREFIXED", "User:CN=frank", op, "ALLOW");
+    let out = admin(
+        &b,
+        "confluent",
+        &[],
+        &json!([{"op": "create", "acls": [
+            one("CREATE"), one("ALTER_CONFIGS"), one("ALTER"), one("DELETE"), one("WRITE"),
+            acl("TOPIC", "ops-", "PREFIXED", "User:CN=grace", "DESCRIBE", "ALLOW"),
+            acl("CLUSTER", "kafka-cluster", "LITERAL", "User:CN=grace", "IDEMPOTENT_WRITE", "ALLOW"),
+        ]}]),
+    )?;
+    ensure!(out == json!([null]), "{out}");
+    // frank has every operation on ops-*: ALTER_CONFIGS implies DESCRIBE_CONFIGS, WRITE lets an
+    // idempotent producer in (Kafka 3.x).
+    let frank = ops(&ssl, "ops-frank", &as_user(&certs, "frank")?)?;
+    ensure!(
+        frank
+            == json!({"create": null, "describe_configs": null, "alter_configs": null,
+                      "create_partitions": null, "idempotent_produce": null, "delete": null}),
+        "frank: {frank}"
+    );
+    // grace may only describe ops-* and write idempotently (no WRITE on the topic, though).
+    let _ = kcat_ok(&["-b", &b, "-t", "ops-grace", "-P", "-p", "0"], b"x\n")?;
+    let grace = ops(&ssl, "ops-grace", &as_user(&certs, "grace")?)?;
+    let denied = "TOPIC_AUTHORIZATION_FAILED";
+    ensure!(
+        grace
+            == json!({"create": denied, "describe_configs": denied, "alter_configs": denied,
+                      "create_partitions": denied, "idempotent_produce": denied,
+                      "delete": denied}),
+        "grace: {grace}"
+    );
+    Ok(())
+}

@@ -11,6 +11,10 @@
         As one principal (the --set settings: librdkafka's, e.g. a client certificate), with
         confluent-kafka at its defaults: {"topics": visible topic names, "produce": offset or
         error name, "consume": "value" or error name}.
+    acls.py BOOTSTRAP ops TOPIC [--set NAME=VALUE ...]
+        As one principal, with confluent-kafka's AdminClient: each admin operation on TOPIC
+        (create, describe and alter its configs, add a partition, delete it) and an idempotent
+        producer's first record; {operation: null or the error name}.
 """
 
 import argparse
@@ -36,6 +40,9 @@ def confluent_admin(bootstrap, settings, steps):
     admin = AdminClient({"bootstrap.servers": bootstrap, **settings})
 
     def enum(kind, value):
+        # confluent-kafka names Kafka's CLUSTER resource type (4) BROKER.
+        if kind is ResourceType and value == "CLUSTER":
+            value = "BROKER"
         return kind["ANY" if value is None else value]
 
     def binding(a, cls):
@@ -44,7 +51,7 @@ def confluent_admin(bootstrap, settings, steps):
                    enum(AclPermissionType, a["permission"]))
 
     def out(b):
-        return [b.restype.name, b.name, b.resource_pattern_type.name, b.principal, b.host,
+        return [b.restype.name.replace("BROKER", "CLUSTER"), b.name, b.resource_pattern_type.name, b.principal, b.host,
                 b.operation.name, b.permission_type.name]
 
     results = []
@@ -164,10 +171,47 @@ def probe(bootstrap, topic, group, settings):
     return result
 
 
+def ops(bootstrap, topic, settings):
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **settings})
+
+    def outcome(futures):
+        try:
+            for f in futures.values():
+                f.result(TIMEOUT)
+            return None
+        except KafkaException as err:
+            return err.args[0].name()
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    result = {
+        "create": outcome(admin.create_topics([NewTopic(topic, 1)])),
+        "describe_configs": outcome(admin.describe_configs([resource])),
+        "alter_configs": outcome(admin.alter_configs(
+            [ConfigResource(ConfigResource.Type.TOPIC, topic,
+                            set_config={"retention.ms": "3600000"})])),
+        "create_partitions": outcome(admin.create_partitions([NewPartitions(topic, 2)])),
+    }
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         **settings})
+    delivered = {}
+
+    def on_delivery(err, msg):
+        delivered["r"] = err.name() if err is not None else None
+
+    producer.produce(topic, b"x", partition=0, on_delivery=on_delivery)
+    producer.flush(TIMEOUT)
+    result["idempotent_produce"] = delivered.get("r", "timed out")
+    result["delete"] = outcome(admin.delete_topics([topic]))
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("bootstrap")
-    parser.add_argument("mode", choices=["admin", "probe"])
+    parser.add_argument("mode", choices=["admin", "probe", "ops"])
     parser.add_argument("rest", nargs="*")
     parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
     parser.add_argument("--set", action="append")
@@ -177,6 +221,10 @@ def main():
         steps = json.load(sys.stdin)
         run = confluent_admin if args.client == "confluent" else kafka_python_admin
         common.emit(run(args.bootstrap, settings, steps))
+    elif args.mode == "ops":
+        if len(args.rest) != 1:
+            common.fail("ops needs TOPIC")
+        common.emit(ops(args.bootstrap, args.rest[0], settings))
     else:
         if len(args.rest) != 2:
             common.fail("probe needs TOPIC GROUP")
