@@ -8,6 +8,7 @@
 //! PREFIXED bindings use (never a scan of every binding).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use rill_protocol::ErrorCode;
@@ -334,28 +335,45 @@ impl AclFilter {
 #[derive(Debug, Clone)]
 struct Entry {
     principal: String,
-    host: String,
+    /// `None` for `*`.
+    host: Option<IpAddr>,
     operation: Operation,
     permission: Permission,
 }
 
 impl Entry {
-    fn applies(&self, principal: &str, host: &str) -> bool {
+    fn applies(&self, principal: &str, host: IpAddr) -> bool {
         (self.principal == principal || self.principal == "User:*")
-            && (self.host == WILDCARD || self.host == host)
+            && self.host.is_none_or(|h| h == host)
     }
+}
+
+/// One resource type's bindings, by name.
+#[derive(Debug, Default)]
+struct Patterns {
+    literal: HashMap<String, Vec<Entry>>,
+    prefixed: HashMap<String, Vec<Entry>>,
+    /// The byte lengths of the PREFIXED names, so a lookup tries only those prefixes.
+    prefix_lengths: BTreeSet<usize>,
 }
 
 /// The bindings arranged for decisions: immutable, rebuilt whenever the ACLs change.
 #[derive(Debug, Default)]
 pub(crate) struct AclIndex {
-    literal: HashMap<(ResourceType, String), Vec<Entry>>,
-    prefixed: HashMap<(ResourceType, String), Vec<Entry>>,
-    /// The byte lengths of the PREFIXED names, so a lookup tries only those prefixes.
-    prefix_lengths: BTreeSet<usize>,
+    /// Per resource type, in [`ResourceType`] order, so lookups take a `&str`.
+    types: [Patterns; 4],
     /// Principals with an ALLOW of WRITE (or ALL) on some topic: Kafka 3.x lets an idempotent
     /// producer in with WRITE on any topic.
     topic_writers: HashSet<String>,
+}
+
+fn slot(resource_type: ResourceType) -> usize {
+    match resource_type {
+        ResourceType::Topic => 0,
+        ResourceType::Group => 1,
+        ResourceType::Cluster => 2,
+        ResourceType::TransactionalId => 3,
+    }
 }
 
 impl AclIndex {
@@ -364,16 +382,28 @@ impl AclIndex {
         for b in bindings {
             let entry = Entry {
                 principal: b.principal.clone(),
-                host: b.host.clone(),
+                host: b.host.parse::<IpAddr>().ok().map(|h| h.to_canonical()),
                 operation: b.operation,
                 permission: b.permission,
             };
-            let key = (b.resource_type, b.name.clone());
+            let Some(patterns) = index.types.get_mut(slot(b.resource_type)) else {
+                continue;
+            };
             match b.pattern {
-                PatternType::Literal => index.literal.entry(key).or_default().push(entry),
+                PatternType::Literal => {
+                    patterns
+                        .literal
+                        .entry(b.name.clone())
+                        .or_default()
+                        .push(entry);
+                }
                 PatternType::Prefixed => {
-                    let _ = index.prefix_lengths.insert(b.name.len());
-                    index.prefixed.entry(key).or_default().push(entry);
+                    let _ = patterns.prefix_lengths.insert(b.name.len());
+                    patterns
+                        .prefixed
+                        .entry(b.name.clone())
+                        .or_default()
+                        .push(entry);
                 }
             }
             if b.resource_type == ResourceType::Topic
@@ -392,23 +422,25 @@ impl AclIndex {
         resource_type: ResourceType,
         name: &'a str,
     ) -> impl Iterator<Item = &'a Entry> + 'a {
-        let literal = self
-            .literal
-            .get(&(resource_type, name.to_owned()))
+        let patterns = self.types.get(slot(resource_type));
+        let literal = patterns
+            .and_then(|p| p.literal.get(name))
             .into_iter()
             .flatten();
-        let wildcard = self
-            .literal
-            .get(&(resource_type, WILDCARD.to_owned()))
+        let wildcard = patterns
             .filter(|_| name != WILDCARD)
+            .and_then(|p| p.literal.get(WILDCARD))
             .into_iter()
             .flatten();
-        let prefixed = self
-            .prefix_lengths
-            .iter()
-            .take_while(move |len| **len <= name.len())
-            .filter_map(move |len| name.get(..*len))
-            .filter_map(move |prefix| self.prefixed.get(&(resource_type, prefix.to_owned())))
+        let prefixed = patterns
+            .into_iter()
+            .flat_map(move |p| {
+                p.prefix_lengths
+                    .iter()
+                    .take_while(move |len| **len <= name.len())
+                    .filter_map(move |len| name.get(..*len))
+                    .filter_map(move |prefix| p.prefixed.get(prefix))
+            })
             .flatten();
         literal.chain(wildcard).chain(prefixed)
     }
@@ -461,7 +493,7 @@ impl Authorizer {
     }
 
     /// What one request's decisions read: the index at this moment, and who asks.
-    pub(crate) fn session<'a>(&'a self, principal: Option<&'a str>, host: String) -> Access<'a> {
+    pub(crate) fn session<'a>(&'a self, principal: Option<&'a str>, host: IpAddr) -> Access<'a> {
         let index = if self.enabled {
             self.index.read().map(|i| Arc::clone(&i)).ok()
         } else {
@@ -486,7 +518,7 @@ pub(crate) struct Access<'a> {
     index: Option<Arc<AclIndex>>,
     superuser: bool,
     principal: &'a str,
-    host: String,
+    host: IpAddr,
 }
 
 impl Access<'_> {
@@ -502,7 +534,7 @@ impl Access<'_> {
         let mut allowed = false;
         for entry in index.entries(resource, name) {
             any = true;
-            if !entry.applies(self.principal, &self.host) {
+            if !entry.applies(self.principal, self.host) {
                 continue;
             }
             match entry.permission {
@@ -568,6 +600,10 @@ mod tests {
         }
     }
 
+    use std::net::Ipv4Addr;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
     fn authorizer(allow_if_none: bool, bindings: &[AclBinding]) -> Authorizer {
         let config = AuthorizerConfig {
             enabled: true,
@@ -593,7 +629,7 @@ mod tests {
                 acl(Topic, "cfg", Literal, "User:alice", AlterConfigs, Allow),
             ],
         );
-        let alice = a.session(Some("User:alice"), "127.0.0.1".into());
+        let alice = a.session(Some("User:alice"), LOCAL);
         assert!(alice.allowed(Read, Topic, "orders"));
         assert!(
             alice.allowed(Describe, Topic, "orders"),
@@ -603,12 +639,12 @@ mod tests {
         assert!(alice.allowed(DescribeConfigs, Topic, "cfg"));
         assert!(!alice.allowed(Describe, Topic, "cfg"));
         assert!(!alice.allowed(Read, Topic, "other"), "no ACL, not allowed");
-        let bob = a.session(Some("User:bob"), "127.0.0.1".into());
+        let bob = a.session(Some("User:bob"), LOCAL);
         assert!(bob.allowed(Read, Topic, "orders"));
         assert!(!bob.allowed(Write, Topic, "orders"), "deny wins");
-        let admin = a.session(Some("User:admin"), "127.0.0.1".into());
+        let admin = a.session(Some("User:admin"), LOCAL);
         assert!(admin.allowed(Write, Topic, "orders"), "super user");
-        let anonymous = a.session(None, "127.0.0.1".into());
+        let anonymous = a.session(None, LOCAL);
         assert!(!anonymous.allowed(Read, Topic, "orders"));
     }
 
@@ -624,7 +660,7 @@ mod tests {
         ];
         for allow_if_none in [false, true] {
             let a = authorizer(allow_if_none, &bindings);
-            let alice = a.session(Some("User:alice"), "127.0.0.1".into());
+            let alice = a.session(Some("User:alice"), LOCAL);
             assert!(alice.allowed(Write, Topic, "eu-orders"));
             assert!(alice.allowed(Write, Topic, "eu-"));
             assert_eq!(
@@ -635,7 +671,7 @@ mod tests {
             assert!(!alice.allowed(Write, Topic, "eu-secret-1"));
             assert!(alice.allowed(Read, Group, "any-group"));
             assert!(!alice.allowed(Read, Topic, "h"), "another host");
-            let there = a.session(Some("User:alice"), "10.0.0.1".into());
+            let there = a.session(Some("User:alice"), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
             assert!(there.allowed(Read, Topic, "h"));
             // No ACL on the resource at all: allow.everyone.if.no.acl.found decides.
             assert_eq!(alice.allowed(Read, Topic, "us-orders"), allow_if_none);
@@ -648,21 +684,13 @@ mod tests {
     #[test]
     fn off_allows_everything_and_idempotent_write() {
         let off = Authorizer::new(&AuthorizerConfig::default(), &[]);
-        assert!(off.session(None, String::new()).allowed(Write, Topic, "t"));
+        assert!(off.session(None, LOCAL).allowed(Write, Topic, "t"));
         let a = authorizer(false, &[acl(Topic, "t", Literal, "User:w", Write, Allow)]);
-        assert!(
-            a.session(Some("User:w"), String::new())
-                .may_write_idempotently()
-        );
-        assert!(
-            !a.session(Some("User:r"), String::new())
-                .may_write_idempotently()
-        );
-        let ops = a.session(Some("User:w"), String::new()).operations(
-            Topic,
-            "t",
-            &[Read, Write, Describe],
-        );
+        assert!(a.session(Some("User:w"), LOCAL).may_write_idempotently());
+        assert!(!a.session(Some("User:r"), LOCAL).may_write_idempotently());
+        let ops = a
+            .session(Some("User:w"), LOCAL)
+            .operations(Topic, "t", &[Read, Write, Describe]);
         assert_eq!(ops, (1 << 4) | (1 << 8));
     }
 

@@ -44,7 +44,7 @@ pub(crate) async fn dispatch(
     }
     let access = broker
         .authorizer
-        .session(ctx.principal, ctx.peer.ip().to_string());
+        .session(ctx.principal, ctx.peer.ip().to_canonical());
     let body = std::mem::replace(
         &mut request.body,
         RequestKind::ApiVersions(Default::default()),
