@@ -169,6 +169,23 @@ fn the_acl_matrix_with_client_certificates() -> Result<()> {
         root == json!({"topics": ["orders", "secret"], "produce": 1, "consume": "seed"}),
         "root: {root}"
     );
+    // Groups: each principal lists and describes only the groups it may describe (READ
+    // implies DESCRIBE).
+    let mut args = vec![
+        ssl.clone(),
+        "groups".to_owned(),
+        "g-alice-1".to_owned(),
+        "g-bob".to_owned(),
+    ];
+    for s in as_user(&certs, "alice")? {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let seen = run_py("acls.py", &args, b"")?;
+    ensure!(
+        seen == json!({"listed": ["g-alice-1"],
+                       "described": {"g-alice-1": null, "g-bob": "GROUP_AUTHORIZATION_FAILED"}}),
+        "alice's groups: {seen}"
+    );
     // kcat as bob: orders readable, secret not.
     let mut x: Vec<String> = Vec::new();
     for s in as_user(&certs, "bob")? {

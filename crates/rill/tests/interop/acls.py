@@ -11,6 +11,9 @@
         As one principal (the --set settings: librdkafka's, e.g. a client certificate), with
         confluent-kafka at its defaults: {"topics": visible topic names, "produce": offset or
         error name, "consume": "value" or error name}.
+    acls.py BOOTSTRAP groups GROUP... [--set NAME=VALUE ...]
+        As one principal: {"listed": the groups ListGroups shows, "described": {group: null or
+        the error name of DescribeGroups}}.
     acls.py BOOTSTRAP ops TOPIC [--set NAME=VALUE ...]
         As one principal, with confluent-kafka's AdminClient: each admin operation on TOPIC
         (create, describe and alter its configs, add a partition, delete it) and an idempotent
@@ -208,10 +211,28 @@ def ops(bootstrap, topic, settings):
     return result
 
 
+def groups(bootstrap, names, settings):
+    """ListGroups and DescribeGroups as one principal: {"listed": sorted ids, "described":
+    {id: null or the error name}}."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **settings})
+    listed = admin.list_consumer_groups(request_timeout=TIMEOUT).result(TIMEOUT)
+    described = {}
+    for name, future in admin.describe_consumer_groups(names).items():
+        try:
+            future.result(TIMEOUT)
+            described[name] = None
+        except KafkaException as err:
+            described[name] = err.args[0].name()
+    return {"listed": sorted(g.group_id for g in listed.valid), "described": described}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("bootstrap")
-    parser.add_argument("mode", choices=["admin", "probe", "ops"])
+    parser.add_argument("mode", choices=["admin", "probe", "ops", "groups"])
     parser.add_argument("rest", nargs="*")
     parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
     parser.add_argument("--set", action="append")
@@ -221,6 +242,8 @@ def main():
         steps = json.load(sys.stdin)
         run = confluent_admin if args.client == "confluent" else kafka_python_admin
         common.emit(run(args.bootstrap, settings, steps))
+    elif args.mode == "groups":
+        common.emit(groups(args.bootstrap, args.rest, settings))
     elif args.mode == "ops":
         if len(args.rest) != 1:
             common.fail("ops needs TOPIC")
