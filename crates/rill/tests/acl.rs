@@ -2,6 +2,7 @@
 //! the authorizer on every request, ACLs made and listed with confluent-kafka's and
 //! kafka-python's admin clients, kcat, restarts and a 3-broker cluster.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -611,6 +612,68 @@ fn each_admin_operation_needs_its_acl() -> Result<()> {
                       "create_partitions": denied, "idempotent_produce": denied,
                       "delete": denied}),
         "grace: {grace}"
+    );
+    Ok(())
+}
+
+#[test]
+fn authorized_operations_come_from_the_acls() -> Result<()> {
+    use rill_protocol::StrBytes;
+    use rill_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use rill_protocol::kafka_protocol::messages::{
+        DescribeClusterRequest, MetadataRequest, TopicName,
+    };
+    // Everyone may use what has no ACL (the cluster here), so anonymous may create ACLs.
+    let broker = Broker::start_with(&[
+        "--authorizer-class-name",
+        STANDARD,
+        "--allow-everyone-if-no-acl-found",
+        "true",
+    ])?;
+    seed(&broker, "ops")?;
+    let out = admin(
+        &broker.bootstrap(),
+        "confluent",
+        &[],
+        &json!([{"op": "create", "acls": [
+            acl("TOPIC", "ops", "LITERAL", "User:ANONYMOUS", "READ", "ALLOW"),
+            acl("TOPIC", "ops", "LITERAL", "User:ANONYMOUS", "ALTER_CONFIGS", "ALLOW")]}]),
+    )?;
+    ensure!(out == json!([null]), "{out}");
+    let mut conn = common::Conn::open(&broker)?;
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("ops")))),
+        ]))
+        .with_allow_auto_topic_creation(false)
+        .with_include_cluster_authorized_operations(true)
+        .with_include_topic_authorized_operations(true);
+    let response = ask!(&mut conn, Metadata, 10, request);
+    let bits = |ops: &[i32]| ops.iter().fold(0, |set, op| set | (1 << op));
+    // READ 3, DESCRIBE 8 (implied), DESCRIBE_CONFIGS 10 (implied), ALTER_CONFIGS 11.
+    let topic: Vec<(i16, i32)> = response
+        .topics
+        .iter()
+        .map(|t| (t.error_code, t.topic_authorized_operations))
+        .collect();
+    ensure!(topic == [(0, bits(&[3, 8, 10, 11]))], "topic: {topic:?}");
+    // No ACL on the cluster: everything, as allow.everyone.if.no.acl.found says.
+    let cluster = bits(&[5, 7, 8, 9, 10, 11, 12]);
+    ensure!(
+        response.cluster_authorized_operations == cluster,
+        "cluster: {}",
+        response.cluster_authorized_operations
+    );
+    let described = ask!(
+        &mut conn,
+        DescribeCluster,
+        1,
+        DescribeClusterRequest::default().with_include_cluster_authorized_operations(true)
+    );
+    ensure!(
+        described.error_code == 0 && described.cluster_authorized_operations == cluster,
+        "DescribeCluster: {described:?}"
     );
     Ok(())
 }
