@@ -514,12 +514,12 @@ pub(crate) fn gate(broker: &Broker, access: &Access<'_>, body: RequestKind, vers
             Gate::Run(RequestKind::OffsetCommit(req), Patch::Partitions(refused))
         }
         RequestKind::OffsetFetch(mut req) => {
-            // One group up to v7, several from v8; one group refused refuses the request (a
-            // client asks for its own group).
+            // Kafka asks DESCRIBE on the group (which READ implies). One group up to v7, several
+            // from v8; one group refused refuses the request (a client asks for its own group).
             let groups_ok = if version < 8 {
-                group(&req.group_id, Op::Describe) && group(&req.group_id, Op::Read)
+                group(&req.group_id, Op::Describe)
             } else {
-                req.groups.iter().all(|g| group(&g.group_id, Op::Read))
+                req.groups.iter().all(|g| group(&g.group_id, Op::Describe))
             };
             if !groups_ok {
                 let answer = m::OffsetFetchResponse::default().with_error_code(GROUP_DENIED.code());
