@@ -677,3 +677,53 @@ fn authorized_operations_come_from_the_acls() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn kafka_python_produces_only_with_its_acl() -> Result<()> {
+    let certs = Certs::make()?;
+    let (broker, ssl) = secured(&certs, &[])?;
+    seed(&broker, "orders")?;
+    let out = admin(
+        &broker.bootstrap(),
+        "kafka-python",
+        &[],
+        &json!([{"op": "create", "acls": [
+            acl("TOPIC", "orders", "LITERAL", "User:CN=alice", "WRITE", "ALLOW")]}]),
+    )?;
+    ensure!(out == json!([null]), "{out}");
+    let settings = |name: &str| -> Result<Vec<String>> {
+        let (cert, key) = certs.client(name, &format!("/CN={name}"))?;
+        let mut args = vec![
+            ssl.clone(),
+            "orders".to_owned(),
+            "--client".to_owned(),
+            "kafka-python".to_owned(),
+        ];
+        for s in [
+            "security_protocol=SSL".to_owned(),
+            format!("ssl_cafile={}", Certs::path(&certs.ca)),
+            format!("ssl_certfile={}", Certs::path(&cert)),
+            format!("ssl_keyfile={}", Certs::path(&key)),
+        ] {
+            args.extend(["--set".to_owned(), s]);
+        }
+        Ok(args)
+    };
+    let records = json!([{"v": common::hex(b"one"), "p": 0}, {"v": common::hex(b"two"), "p": 0}]);
+    let alice = run_py(
+        "produce.py",
+        &settings("alice")?,
+        records.to_string().as_bytes(),
+    )?;
+    ensure!(
+        alice["delivered"] == json!([[0, 0, 1], [1, 0, 2]]),
+        "alice: {alice}"
+    );
+    let err = common::run_py_failing(
+        "produce.py",
+        &settings("dave")?,
+        records.to_string().as_bytes(),
+    )?;
+    ensure!(err.contains("TopicAuthorizationFailed"), "dave: {err}");
+    Ok(())
+}
