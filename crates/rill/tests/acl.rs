@@ -727,3 +727,71 @@ fn kafka_python_produces_only_with_its_acl() -> Result<()> {
     ensure!(err.contains("TopicAuthorizationFailed"), "dave: {err}");
     Ok(())
 }
+
+#[test]
+/// Broker 3 catches up from the leader's snapshot when the leader has compacted past what it
+/// has, else from the leader's log: either way it enforces the ACLs made while it was down.
+fn a_broker_restarted_behind_enforces_the_acls_made_meanwhile() -> Result<()> {
+    let voters = common::free_voters(3)?;
+    let mut brokers = common::quorum_brokers(
+        &voters,
+        &[1, 2, 3],
+        &[
+            "--broker-session-timeout-ms",
+            "1500",
+            "--metadata-log-max-record-bytes-between-snapshots",
+            "1024",
+            "--authorizer-class-name",
+            STANDARD,
+            "--allow-everyone-if-no-acl-found",
+            "true",
+        ],
+    )?;
+    let one = brokers[0].bootstrap();
+    for topic in ["shown", "hidden"] {
+        let _ = kcat_ok(&["-b", &one, "-t", topic, "-P"], b"x\n")?;
+    }
+    let three = brokers[2].bootstrap();
+    wait_until("both topics on broker 3", Duration::from_secs(20), || {
+        Ok((visible(&three)? == ["hidden", "shown"]).then_some(()))
+    })?;
+    brokers[2].kill9()?;
+    let snapshots = |b: &Broker| {
+        b.output_text()
+            .matches("snapshotted the metadata image")
+            .count()
+    };
+    let before = snapshots(&brokers[0]);
+    // Enough ACLs that broker 1 compacts its log behind a snapshot meanwhile.
+    let mut acls = vec![acl("TOPIC", "hidden", "LITERAL", "User:*", "ALL", "DENY")];
+    acls.extend((0..40).map(|i| {
+        acl(
+            "TOPIC",
+            &format!("other-{i}"),
+            "LITERAL",
+            "User:someone",
+            "READ",
+            "ALLOW",
+        )
+    }));
+    let out = admin(
+        &one,
+        "confluent",
+        &[],
+        &json!([{"op": "create", "acls": acls}]),
+    )?;
+    ensure!(out == json!([null]), "{out}");
+    wait_until(
+        "broker 1 snapshots the ACLs",
+        Duration::from_secs(20),
+        || Ok((snapshots(&brokers[0]) > before).then_some(())),
+    )?;
+    brokers[2].restart()?;
+    wait_until("broker 3 hides the topic", Duration::from_secs(30), || {
+        Ok((visible(&three)? == ["shown"]).then_some(()))
+    })?;
+    for broker in &mut brokers {
+        broker.stop()?;
+    }
+    Ok(())
+}

@@ -456,7 +456,12 @@ impl Node {
             self.raw.mut_store().apply_snapshot(snapshot)?;
             // Everything may have changed: every topic of the new image, and the deletion of
             // every topic it no longer has.
-            let mut changes = vec![Change::Cluster, Change::Brokers, Change::BrokerConfigs];
+            let mut changes = vec![
+                Change::Cluster,
+                Change::Brokers,
+                Change::BrokerConfigs,
+                Change::Acls,
+            ];
             if let Ok(mut current) = self.shared.image.write() {
                 for (name, topic) in &current.topics {
                     if image.topics.get(name).is_none_or(|t| t.id != topic.id) {
