@@ -136,7 +136,10 @@ fn config_resource(
 pub(crate) fn gate(broker: &Broker, access: &Access<'_>, body: RequestKind, version: i16) -> Gate {
     let group = |id: &GroupId, op: Op| access.allowed(op, R::Group, &id.0);
     match body {
-        RequestKind::ApiVersions(_) => Gate::Run(body, Patch::Nothing),
+        // Never authorized: a client needs them before it has (or proves) an identity.
+        RequestKind::ApiVersions(_)
+        | RequestKind::SaslHandshake(_)
+        | RequestKind::SaslAuthenticate(_) => Gate::Run(body, Patch::Nothing),
         RequestKind::Produce(mut req) => {
             let txn_denied = req
                 .transactional_id
