@@ -195,6 +195,8 @@ pub(crate) struct Broker {
     pending: Mutex<HashMap<Uuid, (String, Opened)>>,
     /// The last metadata index this broker has acted on.
     reconciled: watch::Sender<u64>,
+    /// The ACLs as the quorum agreed them, indexed for decisions.
+    pub(crate) authorizer: crate::authorizer::Authorizer,
 }
 
 impl Broker {
@@ -279,6 +281,7 @@ impl Broker {
         cluster.update(&quorum.image());
         cluster.update_offsets(offsets.map(|t| t.partitions).unwrap_or_default());
         let (reconciled, _) = watch::channel(applied);
+        let authorizer = crate::authorizer::Authorizer::new(&config.authorizer, &image.acls);
         Ok(Self {
             config,
             cluster_id,
@@ -296,6 +299,7 @@ impl Broker {
             storage,
             pending: Mutex::new(HashMap::new()),
             reconciled,
+            authorizer,
         })
     }
 
@@ -657,6 +661,27 @@ impl Broker {
         Ok(id)
     }
 
+    /// Adds ACLs through the quorum; every broker enforces them once it has applied them.
+    pub(crate) async fn create_acls(
+        &self,
+        acls: Vec<crate::authorizer::AclBinding>,
+    ) -> Result<(), TopicError> {
+        self.change(Command::CreateAcls { acls }).await.map(|_| ())
+    }
+
+    /// Removes the ACLs each filter matches when the quorum applies it: those, per filter.
+    pub(crate) async fn delete_acls(
+        &self,
+        filters: Vec<crate::authorizer::AclFilter>,
+    ) -> Result<Vec<Vec<crate::authorizer::AclBinding>>, TopicError> {
+        let (index, _, removed) = self
+            .quorum
+            .propose_acls(Command::DeleteAcls { filters })
+            .await?;
+        self.caught_up(index).await?;
+        Ok(removed)
+    }
+
     /// Creates `__consumer_offsets` if the cluster has none yet: `offsets.topic.num.partitions`
     /// partitions spread over the live brokers, as Kafka creates it on first use.
     pub(crate) async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
@@ -808,8 +833,10 @@ impl Broker {
         let mut deleted = Vec::new();
         let mut configs = false;
         let mut brokers = false;
+        let mut acls = false;
         for change in applied.changes {
             match change {
+                Change::Acls => acls = true,
                 Change::Topic(name) => {
                     let _ = names.insert(name);
                 }
@@ -820,6 +847,11 @@ impl Broker {
         }
         if brokers {
             self.cluster.update(&self.quorum.image());
+        }
+        if acls {
+            // Built from a copy, so the image's lock is not held while the index is made.
+            let bindings = self.quorum.image().acls.clone();
+            self.authorizer.rebuild(&bindings);
         }
         for (name, id) in deleted {
             self.remove_topic(&name, id).await;

@@ -96,6 +96,8 @@ pub struct BrokerConfig {
     pub sasl: crate::SaslConfig,
     /// `--bootstrap-user`: a user given SCRAM credentials for this password at start.
     pub bootstrap_user: Option<crate::BootstrapUser>,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`: off by default.
+    pub authorizer: crate::AuthorizerConfig,
 }
 
 impl BrokerConfig {
@@ -159,6 +161,7 @@ impl Default for BrokerConfig {
             metadata_snapshot_bytes: 20 << 20,
             sasl: crate::SaslConfig::default(),
             bootstrap_user: None,
+            authorizer: crate::AuthorizerConfig::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use rill_protocol::{RequestKind, ResponseKind, versions};
 
+use crate::access::Gate;
 use crate::broker::Broker;
 use crate::handler;
 
@@ -12,8 +13,7 @@ pub(crate) struct Context<'a> {
     pub(crate) client_id: String,
     /// The listener's name: answers that name brokers give their addresses on it.
     pub(crate) listener: &'a str,
-    /// `User:CN=...` of a TLS client that showed a certificate.
-    #[expect(dead_code, reason = "for the ACL step; nothing is authorized yet")]
+    /// `User:CN=...` of a TLS client that showed a certificate; `None` is `User:ANONYMOUS`.
     pub(crate) principal: Option<&'a str>,
 }
 
@@ -32,12 +32,36 @@ pub(crate) enum Reply {
     Close,
 }
 
-/// Runs the handler for `request`.
+/// Runs the handler for `request`, through the authorizer's gate when ACLs are on: the one
+/// place requests are authorized (`access.rs`).
 pub(crate) async fn dispatch(
     broker: &Broker,
     ctx: &Context<'_>,
-    request: rill_protocol::Request,
+    mut request: rill_protocol::Request,
 ) -> Reply {
+    if !broker.authorizer.enabled() {
+        return run(broker, ctx, request).await;
+    }
+    let access = broker
+        .authorizer
+        .session(ctx.principal, ctx.peer.ip().to_canonical());
+    let body = std::mem::replace(
+        &mut request.body,
+        RequestKind::ApiVersions(Default::default()),
+    );
+    match crate::access::gate(broker, &access, body, request.header.api_version) {
+        Gate::Run(body, patch) => {
+            request.body = body;
+            let reply = run(broker, ctx, request).await;
+            patch.apply(&access, reply)
+        }
+        Gate::Answer(answer) => Reply::Answer(answer),
+        Gate::Close => Reply::Close,
+    }
+}
+
+/// The handler for `request`.
+async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request) -> Reply {
     let version = request.header.api_version;
     let for_groups = matches!(
         request.body,
@@ -132,6 +156,9 @@ pub(crate) async fn dispatch(
         RequestKind::AlterUserScramCredentials(req) => {
             handler::scram_credentials::alter(broker, req).await.into()
         }
+        RequestKind::CreateAcls(req) => handler::acls::create(broker, req).await.into(),
+        RequestKind::DescribeAcls(req) => handler::acls::describe(broker, &req).into(),
+        RequestKind::DeleteAcls(req) => handler::acls::delete(broker, req).await.into(),
         other => {
             // The header check admits only the APIs in the version table, and each has an arm
             // above; reaching this is a bug, answered by closing nothing and logging it.

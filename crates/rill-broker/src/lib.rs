@@ -27,8 +27,10 @@
 #![doc(test(attr(deny(warnings))))]
 #![warn(missing_docs)]
 
+mod access;
 mod admin;
 mod assignment;
+mod authorizer;
 mod broker;
 mod broker_config;
 mod cluster;
@@ -54,6 +56,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use authorizer::AuthorizerConfig;
 pub use config::{
     AckDurability, BrokerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTITIONS,
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_PARTITIONS,

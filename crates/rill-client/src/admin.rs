@@ -35,6 +35,7 @@ use crate::cluster::{ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
 
+mod acls;
 mod configs;
 mod groups;
 mod offsets;
@@ -42,6 +43,9 @@ mod quorum;
 mod topics;
 mod users;
 
+pub use acls::{
+    AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
+};
 pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember, PartitionLag};
 pub use offsets::{ListedOffset, OffsetSpec};

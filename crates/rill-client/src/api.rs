@@ -17,6 +17,11 @@ use rill_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse, OffsetFetchRequest,
     OffsetFetchResponse,
 };
+// ACLs (`admin/acls.rs`).
+use rill_protocol::kafka_protocol::messages::{
+    CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DescribeAclsRequest, DescribeAclsResponse,
+};
 // The cluster's metadata quorum (`admin/quorum.rs`).
 use rill_protocol::kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
 // SASL (`security/sasl.rs`) and SCRAM credentials (`admin/users.rs`).
@@ -95,6 +100,10 @@ api_requests! {
     CreatePartitions CreatePartitionsRequest CreatePartitionsResponse 0..=3;
     DeleteGroups DeleteGroupsRequest DeleteGroupsResponse 0..=2;
     IncrementalAlterConfigs IncrementalAlterConfigsRequest IncrementalAlterConfigsResponse 0..=1;
+    // v1 (KIP-290) is the first with pattern types; v2 is flexible.
+    DescribeAcls DescribeAclsRequest DescribeAclsResponse 1..=3;
+    CreateAcls CreateAclsRequest CreateAclsResponse 1..=3;
+    DeleteAcls DeleteAclsRequest DeleteAclsResponse 1..=3;
     // The group consumer's APIs (`group/`). JoinGroup v1 adds the rebalance timeout, v4
     // MEMBER_ID_REQUIRED, v5 static membership (also SyncGroup v3, Heartbeat v3, LeaveGroup
     // v3, OffsetCommit v7).

@@ -53,6 +53,7 @@ pub mod producer;
 pub mod security;
 
 pub use admin::{
+    AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
     Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
     ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, GroupDescription, GroupListing,
     GroupMember, ListedOffset, NewTopic, OffsetSpec, PartitionInfo, PartitionLag,

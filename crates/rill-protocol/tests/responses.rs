@@ -5,13 +5,14 @@
 
 use bytes::{Bytes, BytesMut};
 use rill_protocol::kafka_protocol::messages::{
-    AlterConfigsResponse, ApiVersionsResponse, CreatePartitionsResponse, CreateTopicsResponse,
-    DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse,
-    DescribeConfigsResponse, DescribeGroupsResponse, DescribeQuorumResponse,
-    DescribeTopicPartitionsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
-    IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
-    ListGroupsResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
-    OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
+    AlterConfigsResponse, ApiVersionsResponse, CreateAclsResponse, CreatePartitionsResponse,
+    CreateTopicsResponse, DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse,
+    DeleteTopicsResponse, DescribeAclsResponse, DescribeClusterResponse, DescribeConfigsResponse,
+    DescribeGroupsResponse, DescribeQuorumResponse, DescribeTopicPartitionsResponse, FetchResponse,
+    FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
+    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
+    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
+    OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
 };
 use rill_protocol::kafka_protocol::messages::{
     AlterUserScramCredentialsResponse, DescribeUserScramCredentialsResponse,
@@ -57,6 +58,9 @@ fn default_response(key: ApiKey) -> ResponseKind {
             DescribeUserScramCredentialsResponse::default().into()
         }
         ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsResponse::default().into(),
+        ApiKey::DescribeAcls => DescribeAclsResponse::default().into(),
+        ApiKey::CreateAcls => CreateAclsResponse::default().into(),
+        ApiKey::DeleteAcls => DeleteAclsResponse::default().into(),
         other => panic!("no default response for {other:?}"),
     }
 }

@@ -4,6 +4,7 @@
 //! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`, `user`) are built on `rill-client` and share
 //! [`cli::Bootstrap`].
 
+mod acl;
 mod alloc;
 mod bench;
 mod cli;
@@ -60,6 +61,8 @@ enum Command {
     Cluster(cluster::Args),
     /// Add, list and delete users' SCRAM credentials.
     User(user::Args),
+    /// Add, list and delete ACLs.
+    Acl(acl::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => args.run(),
         Command::Cluster(args) => args.run(),
         Command::User(args) => args.run(),
+        Command::Acl(args) => args.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

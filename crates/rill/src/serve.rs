@@ -74,6 +74,19 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_SSL_CLIENT_AUTH", default_value = "none")]
     ssl_client_auth: String,
 
+    /// Turns ACLs on when not empty; Kafka's
+    /// org.apache.kafka.metadata.authorizer.StandardAuthorizer is accepted (authorizer.class.name)
+    #[arg(long, env = "RILL_AUTHORIZER_CLASS_NAME", default_value = "")]
+    authorizer_class_name: String,
+
+    /// Principals allowed everything, `User:name;User:other` (super.users)
+    #[arg(long, env = "RILL_SUPER_USERS", default_value = "")]
+    super_users: String,
+
+    /// Let everyone at a resource that has no ACL at all (allow.everyone.if.no.acl.found)
+    #[arg(long, env = "RILL_ALLOW_EVERYONE_IF_NO_ACL_FOUND", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_everyone_if_no_acl_found: bool,
+
     /// Directory for partition logs and metadata (Kafka's log.dirs).
     #[arg(
         long,
@@ -293,6 +306,32 @@ struct KafkaListener {
     advertised: Option<(String, u16)>,
 }
 
+/// The authorizer's settings: any class name turns ACLs on (Rill has one authorizer, Kafka's
+/// StandardAuthorizer's rules); every super user must be `Type:name`.
+fn authorizer_config(
+    class_name: &str,
+    super_users: &str,
+    allow_everyone: bool,
+) -> anyhow::Result<rill_broker::AuthorizerConfig> {
+    let super_users: Vec<String> = super_users
+        .split(';')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = super_users.iter().find(|u| {
+        u.split_once(':')
+            .is_none_or(|(t, n)| t.is_empty() || n.is_empty())
+    }) {
+        anyhow::bail!("super.users (--super-users): '{bad}' is not a principal like User:alice");
+    }
+    Ok(rill_broker::AuthorizerConfig {
+        enabled: !class_name.trim().is_empty(),
+        super_users,
+        allow_everyone_if_no_acl_found: allow_everyone,
+    })
+}
+
 /// The TLS listeners' keystore, truststore and `ssl.client.auth`.
 #[derive(Debug)]
 struct TlsFiles {
@@ -349,6 +388,26 @@ impl Args {
             "ssl_client_auth",
             self.ssl_client_auth.clone(),
             &[("ssl.client.auth", 1)],
+        )?;
+        let authorizer_class_name = s.get(
+            "authorizer_class_name",
+            self.authorizer_class_name.clone(),
+            &[("authorizer.class.name", 1)],
+        )?;
+        let super_users = s.get(
+            "super_users",
+            self.super_users.clone(),
+            &[("super.users", 1)],
+        )?;
+        let allow_everyone_if_no_acl_found = s.get(
+            "allow_everyone_if_no_acl_found",
+            self.allow_everyone_if_no_acl_found,
+            &[("allow.everyone.if.no.acl.found", 1)],
+        )?;
+        let authorizer = authorizer_config(
+            &authorizer_class_name,
+            &super_users,
+            allow_everyone_if_no_acl_found,
         )?;
         let data_dir = s.get(
             "data_dir",
@@ -633,6 +692,7 @@ impl Args {
             // Only from the flag or its environment variable: a password in a config file
             // would sit on disk in the clear.
             bootstrap_user: self.bootstrap_user.clone(),
+            authorizer,
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;

@@ -273,3 +273,31 @@ fn a_bad_config_file_is_a_one_line_error_naming_file_and_key() -> Result<()> {
     ensure!(stderr.contains("nope.toml"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn the_authorizer_is_configured_with_kafkas_keys() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = write_config(
+        dir.path(),
+        "authorizer.class.name = \"org.apache.kafka.metadata.authorizer.StandardAuthorizer\"\n\
+         super.users = \"User:admin;User:CN=ops,O=Rill\"\nallow.everyone.if.no.acl.found = true\n",
+    )?;
+    let printed = print_config(&["--config", &file], &[])?;
+    ensure!(
+        line(&printed, "authorizer.class.name")?.contains("StandardAuthorizer"),
+        "{printed}"
+    );
+    ensure!(line(&printed, "super.users")?.contains("User:admin;User:CN=ops,O=Rill"));
+    ensure!(line(&printed, "allow.everyone.if.no.acl.found")?.contains("= true "));
+    let err = serve_fails(&[
+        "--authorizer-class-name",
+        "x",
+        "--super-users",
+        "User:a;bob",
+    ])?;
+    ensure!(
+        err.contains("super.users") && err.contains("'bob'"),
+        "{err}"
+    );
+    Ok(())
+}

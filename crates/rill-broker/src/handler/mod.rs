@@ -1,5 +1,6 @@
 //! One module per Kafka API.
 
+pub(crate) mod acls;
 pub(crate) mod broker_configs;
 pub(crate) mod configs;
 pub(crate) mod create_partitions;

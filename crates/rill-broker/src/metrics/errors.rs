@@ -101,6 +101,14 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
             }
         }
         ResponseKind::InitProducerId(r) => f(r.error_code),
+        ResponseKind::CreateAcls(r) => r.results.iter().for_each(|c| f(c.error_code)),
+        ResponseKind::DescribeAcls(r) => f(r.error_code),
+        ResponseKind::DeleteAcls(r) => {
+            for filter in &r.filter_results {
+                f(filter.error_code);
+                filter.matching_acls.iter().for_each(|a| f(a.error_code));
+            }
+        }
         ResponseKind::DescribeQuorum(r) => {
             f(r.error_code);
             for t in &r.topics {
@@ -411,6 +419,34 @@ mod tests {
                 ApiKey::InitProducerId,
                 InitProducerIdResponse::default().with_error_code(42).into(),
                 vec![42],
+            ),
+            (
+                ApiKey::CreateAcls,
+                CreateAclsResponse::default()
+                    .with_results(vec![
+                        create_acls_response::AclCreationResult::default().with_error_code(31),
+                    ])
+                    .into(),
+                vec![31],
+            ),
+            (
+                ApiKey::DescribeAcls,
+                DescribeAclsResponse::default().with_error_code(54).into(),
+                vec![54],
+            ),
+            (
+                ApiKey::DeleteAcls,
+                DeleteAclsResponse::default()
+                    .with_filter_results(vec![
+                        delete_acls_response::DeleteAclsFilterResult::default()
+                            .with_error_code(42)
+                            .with_matching_acls(vec![
+                                delete_acls_response::DeleteAclsMatchingAcl::default()
+                                    .with_error_code(31),
+                            ]),
+                    ])
+                    .into(),
+                vec![42, 31],
             ),
             (
                 ApiKey::DescribeQuorum,

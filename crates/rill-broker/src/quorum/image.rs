@@ -6,12 +6,13 @@
 //! (a topic created twice, deleted while it was being changed) changes nothing and carries its
 //! error back to the proposer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rill_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::authorizer::{AclBinding, AclFilter};
 use crate::meta::Replayed;
 use crate::sasl::scram::Credential;
 
@@ -74,6 +75,12 @@ pub(crate) struct Image {
     /// SASL users: each one's SCRAM credentials by mechanism name (`SCRAM-SHA-256`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) users: BTreeMap<String, BTreeMap<String, Credential>>,
+    /// The ACLs (none in images from before them, which read and write as they did).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) acls: BTreeSet<AclBinding>,
+    /// What the last DeleteAcls removed, per filter, for its proposer; never stored.
+    #[serde(skip)]
+    pub(crate) removed_acls: Vec<Vec<AclBinding>>,
 }
 
 /// A change to the image, as it travels through the metadata log.
@@ -142,6 +149,15 @@ pub(crate) enum Command {
         upsert: Vec<(String, String, Credential)>,
         delete: Vec<(String, String)>,
     },
+    /// Adds ACLs (one already there stays one); the outcome is how many were new.
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// Removes every ACL any filter matches, as they stand when it applies; the proposer gets
+    /// them per filter ([`Image::removed_acls`]), the outcome is how many went.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// A command and who proposed it, so that the proposer learns how it applied.
@@ -167,6 +183,7 @@ pub(crate) enum Change {
     /// Brokers changed (registered, fenced, unfenced), and with them leaders.
     Brokers,
     BrokerConfigs,
+    Acls,
 }
 
 impl Image {
@@ -330,6 +347,30 @@ impl Image {
                 }
                 Ok(0)
             }
+            Command::CreateAcls { acls } => {
+                let added = acls
+                    .into_iter()
+                    .filter(|a| self.acls.insert(a.clone()))
+                    .count();
+                if added > 0 {
+                    changes.push(Change::Acls);
+                }
+                Ok(i64::try_from(added).unwrap_or(i64::MAX))
+            }
+            Command::DeleteAcls { filters } => {
+                let removed: Vec<Vec<AclBinding>> = filters
+                    .iter()
+                    .map(|f| self.acls.iter().filter(|a| f.matches(a)).cloned().collect())
+                    .collect();
+                let before = self.acls.len();
+                self.acls.retain(|a| !filters.iter().any(|f| f.matches(a)));
+                let gone = before - self.acls.len();
+                if gone > 0 {
+                    changes.push(Change::Acls);
+                }
+                self.removed_acls = removed;
+                Ok(i64::try_from(gone).unwrap_or(i64::MAX))
+            }
         }
     }
 
@@ -424,6 +465,8 @@ impl Image {
             broker_configs: replayed.broker_configs,
             next_producer_id: replayed.producer_ids_from,
             users: BTreeMap::new(),
+            acls: BTreeSet::new(),
+            removed_acls: Vec::new(),
         }
     }
 }
@@ -528,5 +571,48 @@ mod tests {
         let first = image.apply(Command::AllocateProducerIds { count: 1000 }, &mut changes);
         let second = image.apply(Command::AllocateProducerIds { count: 1000 }, &mut changes);
         assert_eq!((first, second), (Ok(0), Ok(1000)));
+    }
+
+    #[test]
+    fn acls_are_added_once_and_deleted_by_filter_with_what_matched() {
+        use crate::authorizer::{AclBinding, AclFilter};
+        let mut image = Image::default();
+        let mut changes = Vec::new();
+        let binding = |name: &str, principal: &str| {
+            AclBinding::from_codes(2, name, 3, principal, "*", 3, 3)
+                .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let create = Command::CreateAcls {
+            acls: vec![
+                binding("a", "User:x"),
+                binding("b", "User:x"),
+                binding("a", "User:y"),
+            ],
+        };
+        assert_eq!(image.apply(create.clone(), &mut changes), Ok(3));
+        assert_eq!(image.apply(create, &mut changes), Ok(0));
+        assert_eq!(image.acls.len(), 3);
+        let by_principal = |p: &str| {
+            AclFilter::from_codes(1, None, 1, Some(p), None, 1, 1)
+                .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let on_a = AclFilter::from_codes(2, Some("a"), 3, None, None, 1, 1)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let delete = Command::DeleteAcls {
+            filters: vec![by_principal("User:x"), on_a],
+        };
+        changes.clear();
+        assert_eq!(image.apply(delete, &mut changes), Ok(3));
+        assert_eq!(changes, [Change::Acls]);
+        let removed = std::mem::take(&mut image.removed_acls);
+        assert_eq!(removed.len(), 2);
+        assert_eq!(removed[0], [binding("a", "User:x"), binding("b", "User:x")]);
+        assert_eq!(removed[1], [binding("a", "User:x"), binding("a", "User:y")]);
+        assert!(image.acls.is_empty());
+        // An image from before ACLs reads without them, and one without ACLs writes as before.
+        let json = serde_json::to_string(&Image::default()).unwrap_or_default();
+        assert!(!json.contains("acls"), "{json}");
+        let old: Image = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.acls.is_empty());
     }
 }

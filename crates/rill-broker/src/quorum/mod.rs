@@ -195,6 +195,16 @@ impl Quorum {
     /// Proposes a change and waits until this broker has applied it: the index it applied at,
     /// and its value.
     pub(crate) async fn propose(&self, command: Command) -> Result<(u64, i64), TopicError> {
+        self.propose_acls(command)
+            .await
+            .map(|(index, value, _)| (index, value))
+    }
+
+    /// [`Self::propose`], with the ACLs a DeleteAcls removed, per filter.
+    pub(crate) async fn propose_acls(
+        &self,
+        command: Command,
+    ) -> Result<(u64, i64, Vec<Vec<crate::authorizer::AclBinding>>), TopicError> {
         let (reply, answer) = oneshot::channel();
         let gone = || {
             (

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::image::{Change, Command, Image, Outcome, Proposal};
 use super::store::QuorumStore;
 use super::voters::{node_id, raft_id};
+use crate::authorizer::AclBinding;
 use crate::broker::TopicError;
 use crate::error::BrokerError;
 
@@ -28,8 +29,9 @@ pub(crate) const TICK: Duration = Duration::from_millis(50);
 const HEARTBEAT_TICKS: usize = 2;
 const ELECTION_TICKS: usize = 10;
 
-/// A proposal's answer: the index it applied at, and its outcome's value.
-pub(crate) type Reply = oneshot::Sender<Result<(u64, i64), TopicError>>;
+/// A proposal's answer: the index it applied at, its outcome's value, and the ACLs a
+/// DeleteAcls removed (per filter).
+pub(crate) type Reply = oneshot::Sender<Result<(u64, i64, Vec<Vec<AclBinding>>), TopicError>>;
 
 /// What the node thread is told.
 #[derive(Debug)]
@@ -454,7 +456,12 @@ impl Node {
             self.raw.mut_store().apply_snapshot(snapshot)?;
             // Everything may have changed: every topic of the new image, and the deletion of
             // every topic it no longer has.
-            let mut changes = vec![Change::Cluster, Change::Brokers, Change::BrokerConfigs];
+            let mut changes = vec![
+                Change::Cluster,
+                Change::Brokers,
+                Change::BrokerConfigs,
+                Change::Acls,
+            ];
             if let Ok(mut current) = self.shared.image.write() {
                 for (name, topic) in &current.topics {
                     if image.topics.get(name).is_none_or(|t| t.id != topic.id) {
@@ -521,7 +528,7 @@ impl Node {
             return;
         };
         let mut changes = Vec::new();
-        let mut outcomes: Vec<(u64, u64, Outcome)> = Vec::new();
+        let mut outcomes: Vec<(u64, u64, Outcome, Vec<Vec<AclBinding>>)> = Vec::new();
         self.applied = last;
         self.since_snapshot += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
         if let Ok(mut image) = self.shared.image.write() {
@@ -532,8 +539,9 @@ impl Node {
                 match serde_json::from_slice::<Proposal>(&entry.data) {
                     Ok(proposal) => {
                         let outcome = image.apply(proposal.command, &mut changes);
+                        let removed = std::mem::take(&mut image.removed_acls);
                         if proposal.origin == self.config.origin {
-                            outcomes.push((proposal.seq, entry.index, outcome));
+                            outcomes.push((proposal.seq, entry.index, outcome, removed));
                         }
                     }
                     Err(err) => {
@@ -542,9 +550,9 @@ impl Node {
                 }
             }
         }
-        for (seq, index, outcome) in outcomes {
+        for (seq, index, outcome, removed) in outcomes {
             if let Some((_, reply, _)) = self.waiters.remove(&seq) {
-                let _ = reply.send(outcome.map(|value| (index, value)));
+                let _ = reply.send(outcome.map(|value| (index, value, removed)));
             }
         }
         self.report(last, changes);

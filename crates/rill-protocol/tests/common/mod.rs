@@ -20,8 +20,9 @@ use rill_protocol::kafka_protocol::messages::{
     offset_fetch_request, produce_request, sync_group_request,
 };
 use rill_protocol::kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest, SaslAuthenticateRequest,
-    SaslHandshakeRequest, alter_user_scram_credentials_request,
+    AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
+    DescribeUserScramCredentialsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    alter_user_scram_credentials_request, create_acls_request, delete_acls_request,
     describe_user_scram_credentials_request,
 };
 use rill_protocol::kafka_protocol::protocol::Decodable;
@@ -453,6 +454,39 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     .with_iterations(8192)
                     .with_salt(Bytes::from_static(b"salt"))
                     .with_salted_password(Bytes::from_static(&[7; 64])),
+            ])
+            .into(),
+        ApiKey::DescribeAcls => DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("orders")))
+            .with_pattern_type_filter(2)
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(1)
+            .with_permission_type(3)
+            .into(),
+        ApiKey::CreateAcls => CreateAclsRequest::default()
+            .with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders"))
+                    .with_resource_pattern_type(4)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ])
+            .into(),
+        ApiKey::DeleteAcls => DeleteAclsRequest::default()
+            .with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(3)
+                    .with_resource_name_filter(None)
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(s("User:bob")))
+                    .with_host_filter(Some(s("10.0.0.1")))
+                    .with_operation(8)
+                    .with_permission_type(2),
             ])
             .into(),
         other => panic!("no sample for {other:?}"),
