@@ -280,7 +280,7 @@ async fn accept(
                 broker.clone(),
                 stream,
                 peer,
-                tls.acceptor.clone(),
+                tls.acceptor(),
                 name.clone(),
                 stop.clone(),
                 open,

@@ -74,6 +74,12 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_SSL_CLIENT_AUTH", default_value = "none")]
     ssl_client_auth: String,
 
+    /// How often (ms) the keystore and truststore files are checked for changes; changed files
+    /// are served to new connections, open ones keep theirs. SIGHUP reloads at once; 0 checks
+    /// only then (rill.ssl.reload.interval.ms)
+    #[arg(long, env = "RILL_SSL_RELOAD_INTERVAL_MS", default_value_t = 10_000)]
+    ssl_reload_interval_ms: u64,
+
     /// Directory for partition logs and metadata (Kafka's log.dirs).
     #[arg(
         long,
@@ -269,6 +275,8 @@ struct TlsFiles {
     keystore: Option<PathBuf>,
     truststore: Option<PathBuf>,
     client_auth: rill_broker::ClientAuth,
+    /// How often the files are checked for changes; zero: only on SIGHUP.
+    reload_interval: Duration,
 }
 
 /// Where the broker listens: Kafka clients, the TLS settings, then the admin HTTP listener (if
@@ -319,6 +327,11 @@ impl Args {
             "ssl_client_auth",
             self.ssl_client_auth.clone(),
             &[("ssl.client.auth", 1)],
+        )?;
+        let ssl_reload_interval_ms = s.get(
+            "ssl_reload_interval_ms",
+            self.ssl_reload_interval_ms,
+            &[("rill.ssl.reload.interval.ms", 1)],
         )?;
         let data_dir = s.get(
             "data_dir",
@@ -516,6 +529,7 @@ impl Args {
             keystore: ssl_keystore.map(PathBuf::from),
             truststore: ssl_truststore.map(PathBuf::from),
             client_auth,
+            reload_interval: Duration::from_millis(ssl_reload_interval_ms),
         };
         if num_partitions < 1 {
             anyhow::bail!(
@@ -617,6 +631,12 @@ impl Args {
                 )?),
                 _ => None,
             };
+            if let Some(tls) = &tls {
+                drop(tokio::spawn(reload_tls(
+                    tls.clone(),
+                    tls_files.reload_interval,
+                )));
+            }
             let mut listeners = Vec::with_capacity(listen.len());
             let mut locals = Vec::with_capacity(listen.len());
             for l in listen {
@@ -651,6 +671,53 @@ impl Args {
             rill_broker::run(config, listeners, admin, shutdown).await?;
             Ok(())
         })
+    }
+}
+
+/// Reloads the TLS files on SIGHUP and, every `interval` (unless zero), when they changed. A
+/// failed reload keeps the certificates served until then and logs why.
+async fn reload_tls(tls: rill_broker::TlsConfig, interval: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Only SIGHUP is taken over here: SIGINT and SIGTERM still stop the broker
+    // (`cli::shutdown_signal`).
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => Some(hangup),
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGHUP: TLS files reload only when they change");
+            None
+        }
+    };
+    // With no interval the timer is there but never selected.
+    let mut every = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let _ = every.tick().await;
+    loop {
+        let forced = tokio::select! {
+            Some(()) = async { hangup.as_mut()?.recv().await } => true,
+            _ = every.tick(), if !interval.is_zero() => false,
+            else => return,
+        };
+        let tls = tls.clone();
+        let reloaded = tokio::task::spawn_blocking(move || {
+            if forced {
+                Some(tls.reload())
+            } else {
+                tls.reload_if_changed()
+            }
+        })
+        .await;
+        match reloaded {
+            Ok(Some(Ok(()))) => tracing::info!(
+                trigger = if forced { "SIGHUP" } else { "files changed" },
+                "TLS keystore and truststore reloaded: new connections get them"
+            ),
+            Ok(Some(Err(err))) => tracing::error!(
+                %err,
+                "TLS reload failed: still serving the certificates loaded before"
+            ),
+            Ok(None) => {}
+            Err(err) => tracing::error!(%err, "TLS reload failed"),
+        }
     }
 }
 

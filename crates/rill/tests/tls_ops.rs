@@ -1,0 +1,151 @@
+//! Running TLS: certificates reloaded without a restart (SIGHUP and the file poll), with real
+//! clients trusting one CA or the other.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use common::{Broker, Certs, Result, free_port, kcat};
+
+/// A broker with an SSL listener serving the keystore at `keystore`; `extra` adds flags.
+fn start(keystore: &Path, extra: &[&str]) -> Result<(Broker, String)> {
+    let ssl = format!("127.0.0.1:{}", free_port()?);
+    let keystore = Certs::path(keystore);
+    let mut args = vec!["--ssl-listen", &ssl, "--ssl-keystore", &keystore];
+    args.extend_from_slice(extra);
+    let broker = Broker::start_with(&args)?;
+    Ok((broker, ssl))
+}
+
+/// Whether kcat, trusting only `ca`, gets metadata over SSL from `ssl` (it checks the
+/// server's certificate against it, librdkafka's default).
+fn kcat_trusts(ssl: &str, ca: &Path) -> Result<bool> {
+    let ca = format!("ssl.ca.location={}", Certs::path(ca));
+    let out = kcat(
+        &[
+            "-b",
+            ssl,
+            "-L",
+            "-J",
+            "-m",
+            "3",
+            "-X",
+            "security.protocol=SSL",
+            "-X",
+            &ca,
+        ],
+        b"",
+    )?;
+    let stdout = out.stdout_text();
+    if out.status.success() {
+        ensure!(
+            stdout.contains(ssl),
+            "metadata without the listener: {stdout}"
+        );
+    }
+    Ok(out.status.success())
+}
+
+/// Replaces `path` with `contents` as operators (and cert-manager) do: a new file renamed
+/// over the old one.
+fn replace(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn sighup(broker: &Broker) -> Result<()> {
+    let pid = broker.pid().context("the broker's pid")?;
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -HUP {pid}");
+    Ok(())
+}
+
+/// Waits (up to `limit`) until kcat trusting `ca` is served.
+fn wait_trusted(ssl: &str, ca: &Path, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if kcat_trusts(ssl, ca)? {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            started.elapsed() < limit,
+            "the certificate of {} was not served within {limit:?}",
+            ca.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Starts with CA 1's certificate, replaces the keystore with CA 2's and lets `reload` make
+/// the broker notice; then a broken keystore keeps CA 2's certificate served.
+fn reload_scenario(extra: &[&str], reload: impl Fn(&Broker) -> Result<()>) -> Result<()> {
+    let one = Certs::make()?;
+    let two = Certs::make()?;
+    let dir = tempfile::tempdir()?;
+    let keystore = dir.path().join("keystore.pem");
+    let _ = std::fs::copy(&one.server, &keystore)?;
+    let (mut broker, ssl) = start(&keystore, extra)?;
+    ensure!(
+        kcat_trusts(&ssl, &one.ca)?,
+        "CA 1's client refused at start"
+    );
+    ensure!(
+        !kcat_trusts(&ssl, &two.ca)?,
+        "CA 2's client served at start"
+    );
+
+    replace(&keystore, &std::fs::read(&two.server)?)?;
+    reload(&broker)?;
+    let _ = wait_trusted(&ssl, &two.ca, Duration::from_secs(15))?;
+    ensure!(
+        !kcat_trusts(&ssl, &one.ca)?,
+        "CA 1's client still served after the reload"
+    );
+
+    // A keystore cut in half: the reload fails, CA 2's certificate stays.
+    let whole = std::fs::read(&two.server)?;
+    replace(&keystore, whole.get(..whole.len() / 2).context("half")?)?;
+    reload(&broker)?;
+    let started = Instant::now();
+    while !broker.output_text().contains("TLS reload failed") {
+        ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "no error logged for a broken keystore: {}",
+            broker.output_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(
+        kcat_trusts(&ssl, &two.ca)?,
+        "a broken keystore stopped the old certificate"
+    );
+    let log = broker.output_text();
+    let failures = log.matches("TLS reload failed").count();
+    ensure!(
+        failures == 1,
+        "{failures} errors for one broken file: {log}"
+    );
+    ensure!(
+        log.contains("keystore.pem"),
+        "the error does not name the file: {log}"
+    );
+    common::assert_healthy(&mut broker)?;
+    Ok(())
+}
+
+#[test]
+fn sighup_serves_a_new_certificate_and_a_broken_one_keeps_the_old() -> Result<()> {
+    // No poll: only the signal can make it reload.
+    reload_scenario(&["--ssl-reload-interval-ms", "0"], sighup)
+}
+
+#[test]
+fn the_poll_notices_a_changed_keystore_without_a_signal() -> Result<()> {
+    reload_scenario(&["--ssl-reload-interval-ms", "300"], |_| Ok(()))
+}
