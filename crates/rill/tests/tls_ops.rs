@@ -149,3 +149,99 @@ fn sighup_serves_a_new_certificate_and_a_broken_one_keeps_the_old() -> Result<()
 fn the_poll_notices_a_changed_keystore_without_a_signal() -> Result<()> {
     reload_scenario(&["--ssl-reload-interval-ms", "300"], |_| Ok(()))
 }
+
+/// `curl` on the admin listener: the status code and the body.
+fn curl(url: &str, extra: &[&str]) -> Result<(u16, String)> {
+    let mut command = std::process::Command::new("curl");
+    let _ = command
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(url);
+    let out = common::run(command, b"", Duration::from_secs(20))?;
+    let text = out.stdout_text();
+    let (body, code) = text.rsplit_once('\n').context("curl's status line")?;
+    let code = code.trim().parse().unwrap_or(0);
+    Ok((code, body.to_owned()))
+}
+
+#[test]
+fn the_admin_listener_serves_https_and_status_needs_the_bearer_token() -> Result<()> {
+    let certs = Certs::make()?;
+    let ssl = format!("127.0.0.1:{}", free_port()?);
+    let keystore = Certs::path(&certs.server);
+    let broker = Broker::start_with_env(
+        &[
+            "--ssl-listen",
+            &ssl,
+            "--ssl-keystore",
+            &keystore,
+            "--admin-tls",
+        ],
+        &[("RILL_ADMIN_TOKEN", "s3cret-token")],
+    )?;
+    let admin = broker.admin_addr().context("no admin listener")?;
+    let base = format!("https://{admin}");
+    let ca = Certs::path(&certs.ca);
+    let tls = ["--cacert", ca.as_str()];
+
+    let started = Instant::now();
+    while curl(&format!("{base}/health/ready"), &tls)?.0 != 200 {
+        ensure!(started.elapsed() < Duration::from_secs(30), "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, metrics) = curl(&format!("{base}/metrics"), &tls)?;
+    ensure!(code == 200, "/metrics over HTTPS: {code}");
+    ensure!(metrics.contains("rill_build_info"), "{metrics}");
+
+    let status = format!("{base}/status");
+    let (code, body) = curl(&status, &tls)?;
+    ensure!(code == 401, "/status without the token: {code} {body}");
+    ensure!(body.contains("Bearer"), "{body}");
+    for wrong in [
+        "Bearer s3cret-toke",
+        "Bearer s3cret-token2",
+        "Basic s3cret-token",
+    ] {
+        let header = format!("Authorization: {wrong}");
+        let (code, _) = curl(&status, &[&tls[..], &["-H", &header]].concat())?;
+        ensure!(code == 401, "/status with {wrong:?}: {code}");
+    }
+    let (code, body) = curl(
+        &status,
+        &[&tls[..], &["-H", "Authorization: Bearer s3cret-token"]].concat(),
+    )?;
+    ensure!(code == 200, "/status with the token: {code} {body}");
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    ensure!(json["broker"]["node_id"] == 0, "{json}");
+
+    // Not over plain HTTP, and not with a CA that did not sign the certificate.
+    let (code, _) = curl(&format!("http://{admin}/metrics"), &[])?;
+    ensure!(
+        code != 200,
+        "plain HTTP answered on the HTTPS admin listener"
+    );
+    let other = Certs::make()?;
+    let (code, _) = curl(
+        &format!("{base}/metrics"),
+        &["--cacert", &Certs::path(&other.ca)],
+    )?;
+    ensure!(code == 0, "curl trusting another CA got {code}");
+    // The token never shows in the effective settings.
+    let out = common::run(
+        {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rill"));
+            let _ = c
+                .args(["serve", "--print-config"])
+                .env("RILL_ADMIN_TOKEN", "s3cret-token");
+            c
+        },
+        b"",
+        Duration::from_secs(20),
+    )?;
+    let printed = out.stdout_text();
+    ensure!(
+        printed.contains("rill.admin.token = \"(hidden)\"") && !printed.contains("s3cret"),
+        "{printed}"
+    );
+    Ok(())
+}
