@@ -27,6 +27,9 @@ use crate::metrics::ConnectionGuard;
 /// Bytes asked of the kernel per read when no frame size is known yet.
 const READ_CHUNK: usize = 4096;
 
+/// How long a closing TLS connection may take to send its close_notify.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a client has to finish its TLS handshake.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,6 +45,8 @@ pub(crate) trait Transport: Send + Unpin + 'static {
         &'a mut self,
         bytes: &'a [u8],
     ) -> impl Future<Output = std::io::Result<()>> + Send + 'a;
+    /// Ends the stream as its protocol wants before the socket is dropped.
+    fn close(&mut self) -> impl Future<Output = ()> + Send + '_;
 }
 
 impl Transport for TcpStream {
@@ -56,6 +61,9 @@ impl Transport for TcpStream {
         bytes: &'a [u8],
     ) -> impl Future<Output = std::io::Result<()>> + Send + 'a {
         self.write_all(bytes)
+    }
+    async fn close(&mut self) {
+        // Dropping the socket closes it.
     }
 }
 
@@ -77,6 +85,14 @@ impl Transport for TlsStream<TcpStream> {
         self.write_all(bytes).await?;
         // rustls may still hold encrypted records the socket did not take.
         self.flush().await
+    }
+    async fn close(&mut self) {
+        // close_notify, then the TCP write side: the client sees a clean end of the TLS
+        // stream, not a truncation it must treat as an attack. Bounded: a client that reads
+        // nothing must not hold the task.
+        if let Err(err) = tokio::time::timeout(CLOSE_TIMEOUT, self.shutdown()).await {
+            tracing::debug!(%err, "TLS close_notify not sent in time");
+        }
     }
 }
 
@@ -161,26 +177,36 @@ async fn serve<S: Transport>(
     shutdown: CancellationToken,
     _open: ConnectionGuard,
 ) {
+    serve_requests(&broker, &mut stream, peer, &session, &shutdown).await;
+    stream.close().await;
+}
+
+/// The request loop of [`serve`]; returning closes the connection.
+async fn serve_requests<S: Transport>(
+    broker: &Broker,
+    stream: &mut S,
+    peer: SocketAddr,
+    session: &Session,
+    shutdown: &CancellationToken,
+) {
     let mut read_buf = BytesMut::new();
     let mut write_buf = BytesMut::new();
     loop {
         let frame = match split_frame(&mut read_buf, broker.config.max_request_bytes) {
             Ok(Some(frame)) => frame,
-            Ok(None) => {
-                match read_more(&mut stream, &mut read_buf, &mut write_buf, &shutdown).await {
-                    Ok(0) => {
-                        if !read_buf.is_empty() {
-                            tracing::debug!(left = read_buf.len(), "connection closed mid-frame");
-                        }
-                        return;
+            Ok(None) => match read_more(stream, &mut read_buf, &mut write_buf, shutdown).await {
+                Ok(0) => {
+                    if !read_buf.is_empty() {
+                        tracing::debug!(left = read_buf.len(), "connection closed mid-frame");
                     }
-                    Ok(_) => continue,
-                    Err(err) => {
-                        tracing::debug!(%err, "read failed");
-                        return;
-                    }
+                    return;
                 }
-            }
+                Ok(_) => continue,
+                Err(err) => {
+                    tracing::debug!(%err, "read failed");
+                    return;
+                }
+            },
             Err(err) => {
                 tracing::warn!(%err, %peer, "closing connection: bad frame");
                 return;
@@ -192,7 +218,7 @@ async fn serve<S: Transport>(
             // connection's task that large for its whole life, idle or not.
             Ok(request) => (
                 broker.metrics.api(request.header.api_key),
-                Box::pin(handle(&broker, peer, &session, request)).await,
+                Box::pin(handle(broker, peer, session, request)).await,
             ),
             Err(err) => match answer_undecodable(&err) {
                 Some(response) => (broker.metrics.api(response.api_key), Some(Ok(response))),

@@ -245,3 +245,43 @@ fn the_admin_listener_serves_https_and_status_needs_the_bearer_token() -> Result
     );
     Ok(())
 }
+
+/// `tls_close.py`'s verdict on how the broker closed the connection.
+fn tls_close(ssl: &str, ca: &Path, mode: &str) -> Result<serde_json::Value> {
+    common::run_py(
+        "tls_close.py",
+        &[ssl.to_owned(), Certs::path(ca), mode.to_owned()],
+        b"",
+    )
+}
+
+#[test]
+fn the_broker_closes_tls_connections_with_close_notify() -> Result<()> {
+    let certs = Certs::make()?;
+    let (mut broker, ssl) = start(&certs.server, &[])?;
+    for mode in ["bad-frame", "unknown-api"] {
+        let seen = tls_close(&ssl, &certs.ca, mode)?;
+        ensure!(
+            seen["close"] == "clean" && seen["answered"].as_u64() > Some(8),
+            "{mode}: {seen}"
+        );
+    }
+    // At shutdown: an idle client is closed cleanly too.
+    let mut idle = common::python_command(
+        "tls_close.py",
+        &[ssl.clone(), Certs::path(&certs.ca), "idle".to_owned()],
+    )?
+    .stdout(std::process::Stdio::piped())
+    .spawn()?;
+    let mut out = std::io::BufReader::new(idle.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut out, &mut line)?;
+    ensure!(line.trim() == "ready", "tls_close.py: {line:?}");
+    broker.stop()?;
+    line.clear();
+    let _ = std::io::BufRead::read_line(&mut out, &mut line)?;
+    let _ = common::wait_timeout(&mut idle, Duration::from_secs(10))?;
+    let seen: serde_json::Value = serde_json::from_str(&line).context(line.clone())?;
+    ensure!(seen["close"] == "clean", "at shutdown: {seen}");
+    Ok(())
+}
