@@ -98,7 +98,7 @@ pub(crate) async fn dispatch(
             handler::describe_cluster::handle(broker, ctx.listener, req).into()
         }
         RequestKind::DescribeTopicPartitions(req) => {
-            handler::describe_topic_partitions::handle(broker, req).into()
+            handler::describe_topic_partitions::handle(broker, ctx.listener, req).into()
         }
         RequestKind::FindCoordinator(req) => {
             handler::find_coordinator::handle(broker, ctx.listener, req, version)

@@ -329,8 +329,10 @@ async fn join_cluster(
     let Some(first) = advertised.first().cloned() else {
         return Err(BrokerError::Config("the broker has no listener".to_owned()));
     };
-    // One listener registers as before named listeners: its address alone.
-    let listeners = if advertised.len() > 1 {
+    // One PLAINTEXT listener registers as before named listeners: its address alone. Any
+    // other single listener is registered by name, so clients of a listener it lacks are
+    // never sent to it.
+    let listeners = if advertised.len() > 1 || first.name != cluster::UNNAMED_LISTENER {
         advertised
     } else {
         Vec::new()

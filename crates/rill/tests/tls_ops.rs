@@ -285,3 +285,117 @@ fn the_broker_closes_tls_connections_with_close_notify() -> Result<()> {
     ensure!(seen["close"] == "clean", "at shutdown: {seen}");
     Ok(())
 }
+
+/// Node 1 has a PLAINTEXT and an SSL listener, node 2 only PLAINTEXT. A client of node 1's SSL
+/// listener must never be sent to node 2 (it would speak TLS to a plaintext port): node 2 is
+/// left out of Metadata and DescribeCluster, its partitions answer LISTENER_NOT_FOUND with no
+/// leader, and its groups have no coordinator for that client. PLAINTEXT clients see both.
+#[test]
+fn brokers_without_the_clients_listener_are_left_out() -> Result<()> {
+    use common::{find_coordinator, free_voters, metadata_of, wait_until};
+    let certs = Certs::make()?;
+    let voters = free_voters(2)?;
+    let ssl = format!("127.0.0.1:{}", free_port()?);
+    let keystore = Certs::path(&certs.server);
+    let cluster = ["--controller-quorum-voters", voters.as_str()];
+    let one = Broker::start_with(
+        &[
+            &cluster[..],
+            &[
+                "--node-id",
+                "1",
+                "--ssl-listen",
+                &ssl,
+                "--ssl-keystore",
+                &keystore,
+            ],
+        ]
+        .concat(),
+    )?;
+    let two = Broker::start_with(&[&cluster[..], &["--node-id", "2"]].concat())?;
+    let (plain1, plain2) = (one.bootstrap(), two.bootstrap());
+    wait_until("both brokers live", Duration::from_secs(30), || {
+        Ok((metadata_of(&plain1)?.brokers.len() == 2).then_some(()))
+    })?;
+    let topic = "spread";
+    let _ = common::rill_ok(&plain1, &["topic", "create", topic, "-p", "4"], b"")?;
+    let leaders = wait_until("leaders", Duration::from_secs(30), || {
+        let leaders = metadata_of(&plain1)?.leaders(topic)?;
+        Ok((leaders.len() == 4 && leaders.values().all(|l| *l > 0)).then_some(leaders))
+    })?;
+    ensure!(
+        leaders.values().any(|l| *l == 1) && leaders.values().any(|l| *l == 2),
+        "placed on one broker only: {leaders:?}"
+    );
+    // A group coordinated by each broker (asked over PLAINTEXT, which both have).
+    let mut groups = std::collections::BTreeMap::new();
+    for i in 0..200 {
+        let group = format!("g{i}");
+        let (error, node) = find_coordinator(&plain1, &group)?;
+        if error == 0 && !groups.contains_key(&node) {
+            let _ = groups.insert(node, group);
+        }
+        if groups.len() == 2 {
+            break;
+        }
+    }
+    let (g1, g2) = (
+        groups.get(&1).context("a group of node 1")?,
+        groups.get(&2).context("a group of node 2")?,
+    );
+
+    let ca = format!("ssl.ca.location={}", Certs::path(&certs.ca));
+    let view = common::run_py(
+        "listener_view.py",
+        &[
+            ssl.clone(),
+            "--set".into(),
+            "security.protocol=SSL".into(),
+            "--set".into(),
+            ca,
+            "--group".into(),
+            g1.clone(),
+            "--group".into(),
+            g2.clone(),
+        ],
+        b"",
+    )?;
+    let only_one = serde_json::json!({ "1": ssl });
+    ensure!(view["metadata_brokers"] == only_one, "Metadata: {view}");
+    ensure!(
+        view["cluster_brokers"] == only_one,
+        "DescribeCluster: {view}"
+    );
+    for (partition, leader) in &leaders {
+        let seen = &view["topics"][topic][partition.to_string()];
+        let want = if *leader == 1 {
+            serde_json::json!({ "leader": 1, "error": null })
+        } else {
+            serde_json::json!({ "leader": -1, "error": "LISTENER_NOT_FOUND" })
+        };
+        ensure!(
+            *seen == want,
+            "partition {partition} led by {leader}: {seen}"
+        );
+    }
+    ensure!(
+        view["coordinators"][g1.as_str()] == format!("1 {ssl}"),
+        "{view}"
+    );
+    ensure!(
+        !view["coordinators"][g2.as_str()]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with('2'),
+        "a group of node 2 got node 2 over SSL: {view}"
+    );
+
+    // Over PLAINTEXT, from either broker, both are there with their own addresses.
+    let view = common::run_py("listener_view.py", std::slice::from_ref(&plain2), b"")?;
+    ensure!(
+        view["metadata_brokers"] == serde_json::json!({ "1": plain1, "2": plain2 })
+            && view["cluster_brokers"] == view["metadata_brokers"],
+        "{view}"
+    );
+    Ok(())
+}
