@@ -399,3 +399,143 @@ fn brokers_without_the_clients_listener_are_left_out() -> Result<()> {
     );
     Ok(())
 }
+
+/// The broker's resident memory, in KiB.
+fn rss_kib(broker: &Broker) -> Result<u64> {
+    let pid = broker.pid().context("the broker's pid")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS")
+}
+
+/// The start of a ClientHello: a handshake record header announcing 512 bytes, the
+/// handshake header, the version and part of the random; the rest never comes.
+const TRUNCATED_HELLO: [u8; 20] = [
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x11, 0x22, 0x33, 0x44, 0x55,
+    0x66, 0x77, 0x88, 0x99,
+];
+
+/// Produces `n` records over SSL with kcat and reads them back: every one, in order.
+fn kcat_round_trip(ssl: &str, ca: &Path, topic: &str, n: usize) -> Result<()> {
+    let ca = format!("ssl.ca.location={}", Certs::path(ca));
+    let x = ["-X", "security.protocol=SSL", "-X", &ca];
+    let input: String = (0..n).map(|i| format!("record-{i}\n")).collect();
+    let _ = common::kcat_ok(
+        &[&["-b", ssl, "-t", topic, "-P", "-p", "0"][..], &x].concat(),
+        input.as_bytes(),
+    )?;
+    let out = common::kcat_ok(
+        &[
+            &[
+                "-b",
+                ssl,
+                "-t",
+                topic,
+                "-C",
+                "-p",
+                "0",
+                "-e",
+                "-o",
+                "beginning",
+            ][..],
+            &["-f", "%o %s\n"],
+            &x,
+        ]
+        .concat(),
+        b"",
+    )?;
+    let want: String = (0..n).map(|i| format!("{i} record-{i}\n")).collect();
+    ensure!(out == want, "consumed {out:?}");
+    Ok(())
+}
+
+#[test]
+fn garbage_before_and_after_the_handshake_closes_only_that_connection() -> Result<()> {
+    let certs = Certs::make()?;
+    let (mut broker, ssl) = start(&certs.server, &[])?;
+    // Bytes that are no TLS record at all, then a record type that does not exist.
+    for garbage in [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], &[0x42; 300][..]] {
+        let mut stream = common::connect_to(&ssl)?;
+        std::io::Write::write_all(&mut stream, garbage)?;
+        let mut closed = false;
+        for _ in 0..4 {
+            match common::reaction(&mut stream, Duration::from_secs(5))? {
+                common::Reaction::Closed => {
+                    closed = true;
+                    break;
+                }
+                // A TLS alert record (content type 21), nothing else.
+                common::Reaction::Answered(bytes) => {
+                    ensure!(bytes.first() == Some(&21), "answered {bytes:?}");
+                }
+            }
+        }
+        ensure!(closed, "{garbage:?} did not close the connection");
+    }
+    // A frame of garbage after a good handshake: closed with close_notify.
+    let seen = tls_close(&ssl, &certs.ca, "garbage")?;
+    ensure!(seen["close"] == "clean", "garbage frame: {seen}");
+    kcat_round_trip(&ssl, &certs.ca, "after-garbage", 10)?;
+    common::assert_healthy(&mut broker)?;
+    Ok(())
+}
+
+/// 500 clients that send the start of a ClientHello and then nothing: a real client produces
+/// and consumes over SSL meanwhile, each is closed once the handshake timeout (10 s) runs
+/// out, and the memory they held is bounded and given back.
+#[test]
+fn half_open_handshakes_time_out_without_hurting_others() -> Result<()> {
+    const HALF_OPEN: usize = 500;
+    let certs = Certs::make()?;
+    let (mut broker, ssl) = start(&certs.server, &[])?;
+    kcat_round_trip(&ssl, &certs.ca, "warm-up", 10)?;
+    let before = rss_kib(&broker)?;
+    let opened = Instant::now();
+    let mut half_open = Vec::with_capacity(HALF_OPEN);
+    for _ in 0..HALF_OPEN {
+        let mut stream = common::connect_to(&ssl)?;
+        std::io::Write::write_all(&mut stream, &TRUNCATED_HELLO)?;
+        half_open.push(stream);
+    }
+    kcat_round_trip(&ssl, &certs.ca, "beside-half-open", 1000)?;
+    let during = rss_kib(&broker)?;
+    eprintln!(
+        "RSS {before} KiB before, {during} KiB with {HALF_OPEN} half-open TLS handshakes \
+         ({} bytes each)",
+        during.saturating_sub(before) * 1024 / HALF_OPEN as u64
+    );
+    ensure!(
+        during.saturating_sub(before) < 64 * 1024,
+        "{HALF_OPEN} half-open handshakes took {} KiB",
+        during - before
+    );
+    // Every one is closed by the handshake timeout, not before 10 s and not much after.
+    for mut stream in half_open {
+        let left = Duration::from_secs(20).saturating_sub(opened.elapsed());
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        let mut buf = [0u8; 64];
+        match std::io::Read::read(&mut stream, &mut buf) {
+            Ok(0) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => anyhow::bail!("a half-open handshake got {other:?}"),
+        }
+    }
+    let closed = opened.elapsed();
+    ensure!(
+        closed >= Duration::from_secs(9) && closed < Duration::from_secs(20),
+        "half-open handshakes closed after {closed:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(&broker)?;
+    eprintln!("RSS {after} KiB once they were closed");
+    ensure!(
+        after < before + 16 * 1024,
+        "RSS {before} KiB -> {after} KiB after the half-open handshakes closed"
+    );
+    kcat_round_trip(&ssl, &certs.ca, "after-half-open", 10)?;
+    common::assert_healthy(&mut broker)?;
+    Ok(())
+}

@@ -5,7 +5,9 @@ Prints {"answered": BYTES, "close": "clean"} when the broker sent close_notify (
 b""), or "close": the error's name and text when it just dropped the socket (ragged EOFs
 are not suppressed, so a missing close_notify is an SSLEOFError).
 
-    tls_close.py HOST:PORT CA_FILE bad-frame|unknown-api|idle
+    tls_close.py HOST:PORT CA_FILE bad-frame|unknown-api|garbage|idle
+
+`garbage` sends 64 bytes of 0xff (a negative frame size) where a request should be.
 
 `idle` prints a line "ready" first and then waits for the broker to close (its shutdown).
 """
@@ -51,6 +53,8 @@ def main():
         sock.sendall(struct.pack(">i", 0x7FFFFFFF) + b"x" * 16)
     elif mode == "unknown-api":
         sock.sendall(frame(9999, 0, 2))
+    elif mode == "garbage":
+        sock.sendall(b"\xff" * 64)
     elif mode == "idle":
         print("ready", flush=True)
     else:
