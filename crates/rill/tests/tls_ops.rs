@@ -99,6 +99,18 @@ fn reload_scenario(extra: &[&str], reload: impl Fn(&Broker) -> Result<()>) -> Re
         !kcat_trusts(&ssl, &two.ca)?,
         "CA 2's client served at start"
     );
+    // A connection made with CA 1's certificate, open across the reload.
+    let mut held = common::python_command(
+        "tls_close.py",
+        &[ssl.clone(), Certs::path(&one.ca), "hold".to_owned()],
+    )?
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .spawn()?;
+    let mut held_out = std::io::BufReader::new(held.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut held_out, &mut line)?;
+    ensure!(line.trim() == "ready", "tls_close.py hold: {line:?}");
 
     replace(&keystore, &std::fs::read(&two.server)?)?;
     reload(&broker)?;
@@ -106,6 +118,16 @@ fn reload_scenario(extra: &[&str], reload: impl Fn(&Broker) -> Result<()>) -> Re
     ensure!(
         !kcat_trusts(&ssl, &one.ca)?,
         "CA 1's client still served after the reload"
+    );
+    // The open connection carries on.
+    std::io::Write::write_all(held.stdin.as_mut().context("stdin")?, b"go\n")?;
+    line.clear();
+    let _ = std::io::BufRead::read_line(&mut held_out, &mut line)?;
+    let _ = common::wait_timeout(&mut held, Duration::from_secs(10))?;
+    let seen: serde_json::Value = serde_json::from_str(&line).context(line.clone())?;
+    ensure!(
+        seen["again"].as_u64() == seen["answered"].as_u64() && seen["again"].as_u64() > Some(8),
+        "the connection open across the reload: {seen}"
     );
 
     // A keystore cut in half: the reload fails, CA 2's certificate stays.

@@ -5,11 +5,13 @@ Prints {"answered": BYTES, "close": "clean"} when the broker sent close_notify (
 b""), or "close": the error's name and text when it just dropped the socket (ragged EOFs
 are not suppressed, so a missing close_notify is an SSLEOFError).
 
-    tls_close.py HOST:PORT CA_FILE bad-frame|unknown-api|garbage|idle
+    tls_close.py HOST:PORT CA_FILE bad-frame|unknown-api|garbage|idle|hold
 
 `garbage` sends 64 bytes of 0xff (a negative frame size) where a request should be.
 
 `idle` prints a line "ready" first and then waits for the broker to close (its shutdown).
+`hold` prints "ready", waits for a line on stdin, then asks ApiVersions again on the same
+connection and prints {"answered": BYTES, "again": BYTES}.
 """
 
 import json
@@ -57,6 +59,12 @@ def main():
         sock.sendall(b"\xff" * 64)
     elif mode == "idle":
         print("ready", flush=True)
+    elif mode == "hold":
+        print("ready", flush=True)
+        sys.stdin.readline()
+        sock.sendall(frame(18, 0, 3))
+        print(json.dumps({"answered": answered, "again": read_answer(sock)}), flush=True)
+        return
     else:
         raise SystemExit(f"unknown mode {mode}")
     try:
