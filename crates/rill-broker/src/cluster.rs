@@ -5,6 +5,8 @@
 
 use std::sync::RwLock;
 
+use rill_protocol::ErrorCode;
+
 use crate::broker::Topic;
 use crate::quorum::image::{Image, ListenerAddress, PartitionImage};
 
@@ -21,16 +23,21 @@ pub(crate) struct Node {
     pub(crate) listeners: Vec<ListenerAddress>,
 }
 
+/// The name of a broker's listener when it registered no names (one listener, as brokers did
+/// before named listeners).
+pub(crate) const UNNAMED_LISTENER: &str = "PLAINTEXT";
+
 impl Node {
-    /// Where clients of listener `name` reach this broker: that listener's address, or the
-    /// first listener's if the broker has none of that name.
-    pub(crate) fn address(&self, name: &str) -> (&str, u16) {
+    /// Where clients of listener `name` reach this broker; `None` if it has no listener of that
+    /// name (such a broker is left out of answers to those clients, as Kafka does).
+    pub(crate) fn address(&self, name: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return (name == UNNAMED_LISTENER).then_some((self.host.as_str(), self.port));
+        }
         self.listeners
             .iter()
             .find(|l| l.name == name)
-            .map_or((self.host.as_str(), self.port), |l| {
-                (l.host.as_str(), l.port)
-            })
+            .map(|l| (l.host.as_str(), l.port))
     }
 }
 
@@ -45,6 +52,21 @@ pub(crate) struct Leadership {
     pub(crate) isr: Vec<i32>,
     /// Replicas on brokers that are not live.
     pub(crate) offline: Vec<i32>,
+}
+
+impl Leadership {
+    /// The error and leader id a client of a listener is told, given the live brokers
+    /// `reachable` on that listener: LEADER_NOT_AVAILABLE without a leader, and
+    /// LISTENER_NOT_FOUND (leader -1) for a live leader without that listener, as Kafka answers.
+    pub(crate) fn as_seen(&self, reachable: &[i32]) -> (ErrorCode, i32) {
+        if self.leader == -1 {
+            (ErrorCode::LeaderNotAvailable, -1)
+        } else if !reachable.contains(&self.leader) {
+            (ErrorCode::ListenerNotFound, -1)
+        } else {
+            (ErrorCode::None, self.leader)
+        }
+    }
 }
 
 /// The cluster as this broker sees it.
@@ -106,6 +128,19 @@ impl ClusterView {
     /// Every live broker, by id.
     pub(crate) fn nodes(&self) -> Vec<Node> {
         self.live.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The ids of the live brokers that have listener `name`.
+    pub(crate) fn reachable_on(&self, name: &str) -> Vec<i32> {
+        self.live
+            .read()
+            .map(|l| {
+                l.iter()
+                    .filter(|n| n.address(name).is_some())
+                    .map(|n| n.id)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The node id clients are given as the controller: this broker, which takes every admin

@@ -33,6 +33,9 @@ use crate::sasl::{Admit, Authenticator, MAX_RECEIVE_BEFORE_AUTH, SaslConfig};
 /// Bytes asked of the kernel per read when no frame size is known yet.
 const READ_CHUNK: usize = 4096;
 
+/// How long a closing TLS connection may take to send its close_notify.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a client has to finish its TLS handshake.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,6 +51,8 @@ pub(crate) trait Transport: Send + Unpin + 'static {
         &'a mut self,
         bytes: &'a [u8],
     ) -> impl Future<Output = std::io::Result<()>> + Send + 'a;
+    /// Ends the stream as its protocol wants before the socket is dropped.
+    fn close(&mut self) -> impl Future<Output = ()> + Send + '_;
 }
 
 impl Transport for TcpStream {
@@ -62,6 +67,9 @@ impl Transport for TcpStream {
         bytes: &'a [u8],
     ) -> impl Future<Output = std::io::Result<()>> + Send + 'a {
         self.write_all(bytes)
+    }
+    async fn close(&mut self) {
+        // Dropping the socket closes it.
     }
 }
 
@@ -83,6 +91,14 @@ impl Transport for TlsStream<TcpStream> {
         self.write_all(bytes).await?;
         // rustls may still hold encrypted records the socket did not take.
         self.flush().await
+    }
+    async fn close(&mut self) {
+        // close_notify, then the TCP write side: the client sees a clean end of the TLS
+        // stream, not a truncation it must treat as an attack. Bounded: a client that reads
+        // nothing must not hold the task.
+        if let Err(err) = tokio::time::timeout(CLOSE_TIMEOUT, self.shutdown()).await {
+            tracing::debug!(%err, "TLS close_notify not sent in time");
+        }
     }
 }
 
@@ -186,6 +202,18 @@ async fn serve<S: Transport>(
     shutdown: CancellationToken,
     _open: ConnectionGuard,
 ) {
+    serve_requests(&broker, &mut stream, peer, &mut session, &shutdown).await;
+    stream.close().await;
+}
+
+/// The request loop of [`serve`]; returning closes the connection.
+async fn serve_requests<S: Transport>(
+    broker: &Broker,
+    stream: &mut S,
+    peer: SocketAddr,
+    session: &mut Session,
+    shutdown: &CancellationToken,
+) {
     let mut read_buf = BytesMut::new();
     let mut write_buf = BytesMut::new();
     loop {
@@ -194,7 +222,7 @@ async fn serve<S: Transport>(
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 let deadline = session.deadline();
-                let read = read_more(&mut stream, &mut read_buf, &mut write_buf, &shutdown);
+                let read = read_more(stream, &mut read_buf, &mut write_buf, shutdown);
                 let read = match deadline {
                     None => read.await,
                     Some(at) => match tokio::time::timeout_at(at.into(), read).await {
@@ -226,7 +254,7 @@ async fn serve<S: Transport>(
         };
         if let Some(sasl) = session.sasl.as_mut().filter(|s| s.raw()) {
             // After a v0 handshake the frames are bare SASL tokens (KIP-43), answered in kind.
-            let token = match sasl.raw_token(&broker, &frame).await {
+            let token = match sasl.raw_token(broker, &frame).await {
                 Ok(token) => token,
                 Err(why) => {
                     tracing::info!(%peer, %why, "closing connection: SASL authentication failed");
@@ -250,7 +278,7 @@ async fn serve<S: Transport>(
             // connection's task that large for its whole life, idle or not.
             Ok(request) => (
                 broker.metrics.api(request.header.api_key),
-                Box::pin(handle(&broker, peer, &mut session, request)).await,
+                Box::pin(handle(broker, peer, session, request)).await,
             ),
             Err(err) => match answer_undecodable(&err) {
                 Some(response) => (

@@ -122,7 +122,7 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
             handler::describe_cluster::handle(broker, ctx.listener, req).into()
         }
         RequestKind::DescribeTopicPartitions(req) => {
-            handler::describe_topic_partitions::handle(broker, req).into()
+            handler::describe_topic_partitions::handle(broker, ctx.listener, req).into()
         }
         RequestKind::FindCoordinator(req) => {
             handler::find_coordinator::handle(broker, ctx.listener, req, version)

@@ -128,6 +128,18 @@ pub fn descriptor_limit() -> usize {
     })
 }
 
+/// The admin HTTP listener (`/metrics`, `/health/*`, `/status`) and how it is guarded.
+#[derive(Debug)]
+pub struct AdminListener {
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// HTTPS with these TLS settings (the SSL listeners'), or `None` for plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// `/status` answers only `Authorization: Bearer <token>` (401 otherwise); `/metrics` and
+    /// `/health/*` stay open.
+    pub token: Option<String>,
+}
+
 /// Runs the broker on `listeners` (at least one; the first one's address is the broker's
 /// address in images from before named listeners) until `shutdown` resolves, then stops
 /// accepting, lets every connection finish the request it is handling, and closes every log
@@ -140,7 +152,7 @@ pub fn descriptor_limit() -> usize {
 pub async fn run(
     config: BrokerConfig,
     listeners: Vec<Listener>,
-    admin: Option<TcpListener>,
+    admin: Option<AdminListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BrokerError> {
     let mut addresses = Vec::with_capacity(listeners.len());
@@ -166,7 +178,11 @@ pub async fn run(
     let internal =
         |what: &str, err: prometheus::Error| BrokerError::Internal(format!("{what}: {err}"));
     let metrics = Arc::new(metrics::Metrics::new().map_err(|e| internal("metrics", e))?);
-    let admin_state = Arc::new(admin::AdminState::new(metrics.clone(), local));
+    let admin_state = Arc::new(admin::AdminState::new(
+        metrics.clone(),
+        local,
+        admin.as_ref().and_then(|a| a.token.as_deref()),
+    ));
     let admin_stop = CancellationToken::new();
     // Stops the admin listener however `run` returns, a failed start included.
     let _admin_stop_guard = admin_stop.clone().drop_guard();
@@ -291,7 +307,7 @@ async fn accept(
                 broker.clone(),
                 stream,
                 peer,
-                tls.acceptor.clone(),
+                tls.acceptor(),
                 connection::Session::new(name.clone(), listener.sasl, &broker.config.sasl),
                 stop.clone(),
                 open,
@@ -324,8 +340,10 @@ async fn join_cluster(
     let Some(first) = advertised.first().cloned() else {
         return Err(BrokerError::Config("the broker has no listener".to_owned()));
     };
-    // One listener registers as before named listeners: its address alone.
-    let listeners = if advertised.len() > 1 {
+    // One PLAINTEXT listener registers as before named listeners: its address alone. Any
+    // other single listener is registered by name, so clients of a listener it lacks are
+    // never sent to it.
+    let listeners = if advertised.len() > 1 || first.name != cluster::UNNAMED_LISTENER {
         advertised
     } else {
         Vec::new()

@@ -2,14 +2,16 @@
 //! the principal a client certificate names (`User:CN=...`, as Kafka's default principal
 //! builder gives it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::watch;
 
 use crate::BrokerError;
 
@@ -50,15 +52,37 @@ impl std::fmt::Display for ClientAuth {
     }
 }
 
-/// A TLS listener's settings, ready to accept with (cheap to clone).
+/// A TLS listener's settings, ready to accept with (cheap to clone: the listeners and the admin
+/// listener share one).
+///
+/// The server config can be swapped while the broker runs ([`TlsConfig::reload`]): a new
+/// connection takes whichever config is current when it is accepted (a pointer copy, nothing
+/// waits on file I/O), and connections already open keep the one they started with.
 #[derive(Clone)]
 pub struct TlsConfig {
-    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    inner: Arc<Reloadable>,
 }
+
+struct Reloadable {
+    keystore: PathBuf,
+    truststore: Option<PathBuf>,
+    client_auth: ClientAuth,
+    current: watch::Sender<Arc<ServerConfig>>,
+    /// The files as last read (or last found broken), so a poll reads them only when they
+    /// change and a broken file is reported once, not at every poll.
+    seen: Mutex<Stamps>,
+}
+
+/// Modification time and size of the keystore and the truststore (`None`: unreadable).
+type Stamps = Vec<Option<(SystemTime, u64)>>;
 
 impl std::fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsConfig").finish_non_exhaustive()
+        f.debug_struct("TlsConfig")
+            .field("keystore", &self.inner.keystore)
+            .field("truststore", &self.inner.truststore)
+            .field("client_auth", &self.inner.client_auth)
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,67 +95,124 @@ impl TlsConfig {
         truststore: Option<&Path>,
         client_auth: ClientAuth,
     ) -> Result<Self, BrokerError> {
-        let bad = |what: &str, path: &Path, why: &dyn std::fmt::Display| {
-            BrokerError::Config(format!("{what} {}: {why}", path.display()))
-        };
-        let chain = CertificateDer::pem_file_iter(keystore)
-            .map_err(|e| bad("ssl.keystore.location", keystore, &e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad("ssl.keystore.location", keystore, &e))?;
-        if chain.is_empty() {
-            return Err(bad(
-                "ssl.keystore.location",
-                keystore,
-                &"holds no certificate",
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_file(keystore)
-            .map_err(|e| bad("ssl.keystore.location", keystore, &e))?;
-        #[expect(
-            deprecated,
-            reason = "ring has no post-quantum key exchange (aws-lc-rs has); ring builds with the C \
-                      compiler alone, and aws-lc-rs's build on these machines (no cmake) is untried"
-        )]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| BrokerError::Config(format!("TLS: {e}")))?;
-        let builder = match (client_auth, truststore) {
-            (ClientAuth::None, _) => builder.with_no_client_auth(),
-            (_, None) => {
-                return Err(BrokerError::Config(format!(
-                    "ssl.client.auth = {client_auth} needs ssl.truststore.location"
-                )));
-            }
-            (_, Some(truststore)) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(truststore)
-                    .map_err(|e| bad("ssl.truststore.location", truststore, &e))?
-                {
-                    let cert = cert.map_err(|e| bad("ssl.truststore.location", truststore, &e))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| bad("ssl.truststore.location", truststore, &e))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-                let verifier = match client_auth {
-                    ClientAuth::Requested => verifier.allow_unauthenticated(),
-                    _ => verifier,
-                };
-                let verifier = verifier
-                    .build()
-                    .map_err(|e| bad("ssl.truststore.location", truststore, &e))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| bad("ssl.keystore.location", keystore, &e))?;
+        let seen = stamps(keystore, truststore);
+        let config = server_config(keystore, truststore, client_auth)?;
         Ok(Self {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            inner: Arc::new(Reloadable {
+                keystore: keystore.to_owned(),
+                truststore: truststore.map(Path::to_owned),
+                client_auth,
+                current: watch::Sender::new(Arc::new(config)),
+                seen: Mutex::new(seen),
+            }),
         })
     }
+
+    /// The acceptor for a new connection, with the config current now.
+    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.inner.current.borrow().clone())
+    }
+
+    /// Reads the keystore and truststore again and serves them to new connections. On failure
+    /// the current config stays and the error says which file and why. Blocking file I/O: call
+    /// it off the runtime's workers.
+    pub fn reload(&self) -> Result<(), BrokerError> {
+        let inner = &self.inner;
+        let seen = stamps(&inner.keystore, inner.truststore.as_deref());
+        if let Ok(mut last) = inner.seen.lock() {
+            *last = seen;
+        }
+        let config = server_config(
+            &inner.keystore,
+            inner.truststore.as_deref(),
+            inner.client_auth,
+        )?;
+        let _ = inner.current.send_replace(Arc::new(config));
+        Ok(())
+    }
+
+    /// Reloads if the keystore or truststore changed (modification time or size) since they
+    /// were last read: `None` if they did not, else what [`TlsConfig::reload`] gave. A file
+    /// that fails to load is tried again only once it changes again.
+    pub fn reload_if_changed(&self) -> Option<Result<(), BrokerError>> {
+        let inner = &self.inner;
+        let now = stamps(&inner.keystore, inner.truststore.as_deref());
+        let changed = inner.seen.lock().map_or(true, |last| *last != now);
+        changed.then(|| self.reload())
+    }
+}
+
+fn stamps(keystore: &Path, truststore: Option<&Path>) -> Stamps {
+    std::iter::once(keystore)
+        .chain(truststore)
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
+}
+
+fn server_config(
+    keystore: &Path,
+    truststore: Option<&Path>,
+    client_auth: ClientAuth,
+) -> Result<ServerConfig, BrokerError> {
+    let bad = |what: &str, path: &Path, why: &dyn std::fmt::Display| {
+        BrokerError::Config(format!("{what} {}: {why}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(keystore)
+        .map_err(|e| bad("ssl.keystore.location", keystore, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("ssl.keystore.location", keystore, &e))?;
+    if chain.is_empty() {
+        return Err(bad(
+            "ssl.keystore.location",
+            keystore,
+            &"holds no certificate",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(keystore)
+        .map_err(|e| bad("ssl.keystore.location", keystore, &e))?;
+    #[expect(
+        deprecated,
+        reason = "ring has no post-quantum key exchange (aws-lc-rs has); ring builds with the C \
+                  compiler alone, and aws-lc-rs's build on these machines (no cmake) is untried"
+    )]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| BrokerError::Config(format!("TLS: {e}")))?;
+    let builder = match (client_auth, truststore) {
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        (_, None) => {
+            return Err(BrokerError::Config(format!(
+                "ssl.client.auth = {client_auth} needs ssl.truststore.location"
+            )));
+        }
+        (_, Some(truststore)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(truststore)
+                .map_err(|e| bad("ssl.truststore.location", truststore, &e))?
+            {
+                let cert = cert.map_err(|e| bad("ssl.truststore.location", truststore, &e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad("ssl.truststore.location", truststore, &e))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match client_auth {
+                ClientAuth::Requested => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| bad("ssl.truststore.location", truststore, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
+        .with_single_cert(chain, key)
+        .map_err(|e| bad("ssl.keystore.location", keystore, &e))
 }
 
 /// The principal of a client that showed `cert`: `User:` and its subject as RFC 2253 writes it

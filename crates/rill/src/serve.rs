@@ -87,6 +87,12 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_ALLOW_EVERYONE_IF_NO_ACL_FOUND", default_value_t = false, action = clap::ArgAction::Set)]
     allow_everyone_if_no_acl_found: bool,
 
+    /// How often (ms) the keystore and truststore files are checked for changes; changed files
+    /// are served to new connections, open ones keep theirs. SIGHUP reloads at once; 0 checks
+    /// only then (rill.ssl.reload.interval.ms)
+    #[arg(long, env = "RILL_SSL_RELOAD_INTERVAL_MS", default_value_t = 10_000)]
+    ssl_reload_interval_ms: u64,
+
     /// Directory for partition logs and metadata (Kafka's log.dirs).
     #[arg(
         long,
@@ -263,6 +269,48 @@ pub(crate) struct Args {
     /// `none` to run without it.
     #[arg(long, env = "RILL_ADMIN_LISTEN", default_value = "127.0.0.1:9644")]
     admin_listen: AdminListen,
+
+    /// Serve the admin listener over HTTPS with the SSL listeners' keystore (and their
+    /// ssl.client.auth), reloaded with them (rill.admin.tls)
+    #[arg(long, env = "RILL_ADMIN_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    admin_tls: bool,
+
+    /// Bearer token /status requires (Authorization: Bearer TOKEN; 401 without it); /metrics
+    /// and /health stay open. Prefer the environment variable to the flag, which others can
+    /// read in the process list (rill.admin.token)
+    #[arg(long, env = "RILL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<AdminToken>,
+}
+
+/// `--admin-token`: kept out of `--print-config` and debug output.
+#[derive(Clone)]
+struct AdminToken(String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(hidden)")
+    }
+}
+
+impl std::str::FromStr for AdminToken {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let token = text.trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err("the admin token must be non-empty, without spaces".to_owned());
+        }
+        Ok(Self(token.to_owned()))
+    }
+}
+
+impl settings::Value for Option<AdminToken> {
+    fn from_text(text: &str, _: i64) -> Result<Self, String> {
+        text.parse().map(Some)
+    }
+    fn to_toml(&self) -> Option<String> {
+        self.as_ref().map(|_| "\"(hidden)\"".to_owned())
+    }
 }
 
 /// `--admin-listen`: an address, or `none`.
@@ -338,11 +386,20 @@ struct TlsFiles {
     keystore: Option<PathBuf>,
     truststore: Option<PathBuf>,
     client_auth: rill_broker::ClientAuth,
+    /// How often the files are checked for changes; zero: only on SIGHUP.
+    reload_interval: Duration,
 }
 
-/// Where the broker listens: Kafka clients, the TLS settings, then the admin HTTP listener (if
-/// any).
-type Listeners = (Vec<KafkaListener>, TlsFiles, Option<SocketAddr>);
+/// The admin HTTP listener's address, and how it is guarded.
+#[derive(Debug)]
+struct AdminSettings {
+    listen: Option<SocketAddr>,
+    tls: bool,
+    token: Option<AdminToken>,
+}
+
+/// Where the broker listens: Kafka clients, the TLS settings, then the admin HTTP listener.
+type Listeners = (Vec<KafkaListener>, TlsFiles, AdminSettings);
 
 impl Args {
     /// The broker's settings: each flag (or its environment variable) if given, else the config
@@ -408,6 +465,11 @@ impl Args {
             &authorizer_class_name,
             &super_users,
             allow_everyone_if_no_acl_found,
+        )?;
+        let ssl_reload_interval_ms = s.get(
+            "ssl_reload_interval_ms",
+            self.ssl_reload_interval_ms,
+            &[("rill.ssl.reload.interval.ms", 1)],
         )?;
         let data_dir = s.get(
             "data_dir",
@@ -588,6 +650,12 @@ impl Args {
             self.admin_listen,
             &[("rill.admin.listen", 1)],
         )?;
+        let admin_tls = s.get("admin_tls", self.admin_tls, &[("rill.admin.tls", 1)])?;
+        let admin_token = s.get(
+            "admin_token",
+            self.admin_token.clone(),
+            &[("rill.admin.token", 1)],
+        )?;
         s.check_unused()?;
 
         let flush = match (flush_messages, flush_ms) {
@@ -615,6 +683,12 @@ impl Args {
         let client_auth = ssl_client_auth
             .parse::<rill_broker::ClientAuth>()
             .map_err(|why| anyhow::anyhow!("{why} (--ssl-client-auth)"))?;
+        if admin_tls && ssl_keystore.is_none() {
+            anyhow::bail!(
+                "rill.admin.tls (--admin-tls) serves the SSL listeners' certificate: set \
+                 ssl.keystore.location (--ssl-keystore)"
+            );
+        }
         if listeners.iter().any(|l| l.tls) && ssl_keystore.is_none() {
             anyhow::bail!(
                 "an SSL listener needs ssl.keystore.location (--ssl-keystore): a PEM file with \
@@ -625,6 +699,7 @@ impl Args {
             keystore: ssl_keystore.map(PathBuf::from),
             truststore: ssl_truststore.map(PathBuf::from),
             client_auth,
+            reload_interval: Duration::from_millis(ssl_reload_interval_ms),
         };
         if num_partitions < 1 {
             anyhow::bail!(
@@ -696,11 +771,16 @@ impl Args {
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;
-        Ok(((listeners, tls_files, admin_listen.0), config, s))
+        let admin = AdminSettings {
+            listen: admin_listen.0,
+            tls: admin_tls,
+            token: admin_token,
+        };
+        Ok(((listeners, tls_files, admin), config, s))
     }
 
     pub(crate) fn run(self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-        let ((listen, tls_files, admin_listen), config, sources) = self.config(matches)?;
+        let ((listen, tls_files, admin_settings), config, sources) = self.config(matches)?;
         if self.print_config {
             let mut out = std::io::stdout().lock();
             return match out.write_all(sources.render().as_bytes()) {
@@ -727,7 +807,10 @@ impl Args {
             .context("starting the runtime")?;
         runtime.block_on(async move {
             let shutdown = crate::cli::shutdown_signal();
-            let tls = match (&tls_files.keystore, listen.iter().any(|l| l.tls)) {
+            let tls = match (
+                &tls_files.keystore,
+                admin_settings.tls || listen.iter().any(|l| l.tls),
+            ) {
                 (Some(keystore), true) => Some(rill_broker::TlsConfig::from_pem(
                     keystore,
                     tls_files.truststore.as_deref(),
@@ -735,6 +818,12 @@ impl Args {
                 )?),
                 _ => None,
             };
+            if let Some(tls) = &tls {
+                drop(tokio::spawn(reload_tls(
+                    tls.clone(),
+                    tls_files.reload_interval,
+                )));
+            }
             let mut listeners = Vec::with_capacity(listen.len());
             let mut locals = Vec::with_capacity(listen.len());
             for l in listen {
@@ -760,22 +849,81 @@ impl Args {
                     advertised: l.advertised,
                 });
             }
-            let admin = match admin_listen {
+            let admin = match admin_settings.listen {
                 None => None,
-                Some(addr) => Some(
-                    tokio::net::TcpListener::bind(addr)
+                Some(addr) => Some(rill_broker::AdminListener {
+                    socket: tokio::net::TcpListener::bind(addr)
                         .await
                         .with_context(|| format!("cannot listen for admin http on {addr}"))?,
-                ),
+                    tls: if admin_settings.tls {
+                        tls.clone()
+                    } else {
+                        None
+                    },
+                    token: admin_settings.token.map(|t| t.0),
+                }),
             };
             let admin_local = match &admin {
                 None => None,
-                Some(admin) => Some(admin.local_addr().context("admin listener address")?),
+                Some(admin) => Some((
+                    admin
+                        .socket
+                        .local_addr()
+                        .context("admin listener address")?,
+                    admin.tls.is_some(),
+                )),
             };
             print_banner(&config, &locals, admin_local);
             rill_broker::run(config, listeners, admin, shutdown).await?;
             Ok(())
         })
+    }
+}
+
+/// Reloads the TLS files on SIGHUP and, every `interval` (unless zero), when they changed. A
+/// failed reload keeps the certificates served until then and logs why.
+async fn reload_tls(tls: rill_broker::TlsConfig, interval: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Only SIGHUP is taken over here: SIGINT and SIGTERM still stop the broker
+    // (`cli::shutdown_signal`).
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => Some(hangup),
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGHUP: TLS files reload only when they change");
+            None
+        }
+    };
+    // With no interval the timer is there but never selected.
+    let mut every = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let _ = every.tick().await;
+    loop {
+        let forced = tokio::select! {
+            Some(()) = async { hangup.as_mut()?.recv().await } => true,
+            _ = every.tick(), if !interval.is_zero() => false,
+            else => return,
+        };
+        let tls = tls.clone();
+        let reloaded = tokio::task::spawn_blocking(move || {
+            if forced {
+                Some(tls.reload())
+            } else {
+                tls.reload_if_changed()
+            }
+        })
+        .await;
+        match reloaded {
+            Ok(Some(Ok(()))) => tracing::info!(
+                trigger = if forced { "SIGHUP" } else { "files changed" },
+                "TLS keystore and truststore reloaded: new connections get them"
+            ),
+            Ok(Some(Err(err))) => tracing::error!(
+                %err,
+                "TLS reload failed: still serving the certificates loaded before"
+            ),
+            Ok(None) => {}
+            Err(err) => tracing::error!(%err, "TLS reload failed"),
+        }
     }
 }
 
@@ -851,7 +999,7 @@ const HOUR_MS: i64 = 3_600_000;
 fn print_banner(
     config: &BrokerConfig,
     listeners: &[(String, SocketAddr, &str)],
-    admin: Option<SocketAddr>,
+    admin: Option<(SocketAddr, bool)>,
 ) {
     let acks_all = match config.ack_durability {
         _ if config.min_insync_replicas > 1 => {
@@ -881,7 +1029,8 @@ fn print_banner(
         }
     }
     match admin {
-        Some(admin) => println!("  admin http:  http://{admin}"),
+        Some((admin, false)) => println!("  admin http:  http://{admin}"),
+        Some((admin, true)) => println!("  admin http:  https://{admin}"),
         None => println!("  admin http:  off (--admin-listen none)"),
     }
     println!("  data dir:    {}", config.data_dir.display());

@@ -1,5 +1,7 @@
 //! The admin HTTP listener: `/metrics` (Prometheus text format), `/health/live`,
-//! `/health/ready` and `/status` (JSON), over HTTP/1.1 with hyper on the broker's runtime.
+//! `/health/ready` and `/status` (JSON), over HTTP/1.1 with hyper on the broker's runtime;
+//! HTTPS with the SSL listeners' TLS settings if asked, and `/status` behind a bearer token if
+//! one is set (`/metrics` and `/health/*` stay open, for scrapers and probes).
 //!
 //! It starts before the data directory is opened, so `/health/live` answers during recovery.
 //! A client of this port cannot hurt the Kafka side: connections are capped, a request head must
@@ -23,13 +25,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use subtle::ConstantTimeEq as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::metrics::Metrics;
+use crate::{AdminListener, TlsConfig};
 
 /// Admin connections open at once; more are closed as soon as they are accepted.
 const MAX_CONNECTIONS: usize = 64;
@@ -55,16 +59,39 @@ pub(crate) struct AdminState {
     phase: AtomicU8,
     /// The Kafka listener's address.
     listener: SocketAddr,
+    /// `/status` answers only a request with `Authorization: Bearer <this>`.
+    token: Option<Box<[u8]>>,
 }
 
 impl AdminState {
-    pub(crate) fn new(metrics: Arc<Metrics>, listener: SocketAddr) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, listener: SocketAddr, token: Option<&str>) -> Self {
         Self {
             metrics,
             broker: OnceLock::new(),
             phase: AtomicU8::new(STARTING),
             listener,
+            token: token.map(|t| t.as_bytes().into()),
         }
+    }
+
+    /// Whether `request` may read `/status`: no token is set, or it sends the token as a bearer
+    /// credential. Compared in constant time, so the answer's timing does not tell a guesser
+    /// how much of the token it got right.
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let Some(given) = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credential)| credential.trim())
+        else {
+            return false;
+        };
+        bool::from(given.as_bytes().ct_eq(token))
     }
 
     /// The data directory is open and the Kafka listener accepts: `/health/ready` says 200.
@@ -79,9 +106,14 @@ impl AdminState {
     }
 }
 
-/// Serves the admin endpoints on `listener` until `stop` is cancelled, then lets open
+/// Serves the admin endpoints on `admin` until `stop` is cancelled, then lets open
 /// connections finish the answer they are sending.
-pub(crate) async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+pub(crate) async fn serve(admin: AdminListener, state: Arc<AdminState>, stop: CancellationToken) {
+    let AdminListener {
+        socket: listener,
+        tls,
+        ..
+    } = admin;
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -100,8 +132,9 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: C
             tracing::debug!(%peer, "admin listener: too many connections, closing a new one");
             continue;
         };
-        drop(connections.spawn(connection(
+        drop(connections.spawn(handshake(
             stream,
+            tls.clone(),
             peer,
             Arc::clone(&state),
             stop.clone(),
@@ -113,8 +146,32 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: C
     connections.wait().await;
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Serves plain HTTP on `stream`, or HTTPS once a TLS handshake (within [`HEADER_TIMEOUT`])
+/// succeeds.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    tls: Option<TlsConfig>,
+    peer: SocketAddr,
+    state: Arc<AdminState>,
+    stop: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) {
+    let Some(tls) = tls else {
+        return connection(stream, peer, state, stop, slot).await;
+    };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(HEADER_TIMEOUT, tls.acceptor().accept(stream)) => accepted,
+        () = stop.cancelled() => return,
+    };
+    match accepted {
+        Ok(Ok(stream)) => connection(stream, peer, state, stop, slot).await,
+        Ok(Err(err)) => tracing::debug!(%err, %peer, "admin listener: TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "admin listener: TLS handshake timed out"),
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     peer: SocketAddr,
     state: Arc<AdminState>,
     stop: CancellationToken,
@@ -167,6 +224,17 @@ async fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full
         let _ = response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    if path == "/status" && !state.authorized(request) {
+        let mut response = text(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: /status needs the admin token (Authorization: Bearer <token>)\n",
+        );
+        let _ = response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"rill\""),
+        );
         return response;
     }
     match path {

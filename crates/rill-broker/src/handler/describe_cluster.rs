@@ -35,14 +35,17 @@ pub(crate) fn handle(
                 .into_iter()
                 .map(|node| (node, false))
                 .chain(fenced.into_iter().map(|node| (node, true)))
-                .map(|(node, is_fenced)| {
-                    let (host, port) = node.address(listener);
-                    DescribeClusterBroker::default()
-                        .with_broker_id(BrokerId(node.id))
-                        .with_host(StrBytes::from_string(host.to_owned()))
-                        .with_port(i32::from(port))
-                        .with_rack(node.rack.map(StrBytes::from_string))
-                        .with_is_fenced(is_fenced)
+                // A broker without the client's listener is left out.
+                .filter_map(|(node, is_fenced)| {
+                    let (host, port) = node.address(listener)?;
+                    Some(
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(node.id))
+                            .with_host(StrBytes::from_string(host.to_owned()))
+                            .with_port(i32::from(port))
+                            .with_rack(node.rack.clone().map(StrBytes::from_string))
+                            .with_is_fenced(is_fenced),
+                    )
                 })
                 .collect();
             brokers.sort_by_key(|b| b.broker_id.0);

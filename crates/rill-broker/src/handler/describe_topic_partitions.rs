@@ -12,6 +12,7 @@ use crate::broker::Broker;
 
 pub(crate) fn handle(
     broker: &Broker,
+    listener: &str,
     req: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     // There is no flag to ask for them: Kafka answers every topic's authorized operations.
@@ -49,6 +50,7 @@ pub(crate) fn handle(
         };
         let mut partitions = Vec::new();
         let leaderships = broker.cluster.leaderships(&topic);
+        let reachable = broker.cluster.reachable_on(listener);
         for (index, led) in (0..)
             .zip(leaderships)
             .skip(usize::try_from(first.max(0)).unwrap_or(0))
@@ -62,17 +64,13 @@ pub(crate) fn handle(
                 break;
             }
             budget -= 1;
-            let error = if led.leader == -1 {
-                rill_protocol::ErrorCode::LeaderNotAvailable
-            } else {
-                rill_protocol::ErrorCode::None
-            };
+            let (error, leader) = led.as_seen(&reachable);
             partitions.push(
                 DescribeTopicPartitionsResponsePartition::default()
                     .with_error_code(error.code())
                     .with_partition_index(index)
                     .with_offline_replicas(led.offline.into_iter().map(BrokerId).collect())
-                    .with_leader_id(BrokerId(led.leader))
+                    .with_leader_id(BrokerId(leader))
                     .with_leader_epoch(led.epoch)
                     .with_replica_nodes(led.replicas.into_iter().map(BrokerId).collect())
                     .with_isr_nodes(led.isr.into_iter().map(BrokerId).collect())

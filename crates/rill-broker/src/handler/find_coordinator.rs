@@ -10,7 +10,6 @@ use rill_protocol::kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
-use crate::cluster::Node;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -39,13 +38,11 @@ pub(crate) async fn handle(
                         .with_port(-1)
                         .with_error_code(code.code())
                         .with_error_message(super::message("transactions are not supported yet")),
-                    None => match coordinator(broker, &c.key) {
-                        Some(node) => {
-                            let (host, port) = node.address(listener);
-                            c.with_node_id(BrokerId(node.id))
-                                .with_host(StrBytes::from_string(host.to_owned()))
-                                .with_port(i32::from(port))
-                        }
+                    None => match coordinator(broker, listener, &c.key) {
+                        Some((node, (host, port))) => c
+                            .with_node_id(BrokerId(node))
+                            .with_host(StrBytes::from_string(host))
+                            .with_port(i32::from(port)),
                         None => c
                             .with_node_id(BrokerId(-1))
                             .with_port(-1)
@@ -65,14 +62,11 @@ pub(crate) async fn handle(
                 (version >= 1)
                     .then(|| StrBytes::from_static_str("transactions are not supported yet")),
             ),
-        None => match coordinator(broker, &req.key) {
-            Some(node) => {
-                let (host, port) = node.address(listener);
-                FindCoordinatorResponse::default()
-                    .with_node_id(BrokerId(node.id))
-                    .with_host(StrBytes::from_string(host.to_owned()))
-                    .with_port(i32::from(port))
-            }
+        None => match coordinator(broker, listener, &req.key) {
+            Some((node, (host, port))) => FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(i32::from(port)),
             None => FindCoordinatorResponse::default()
                 .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
                 .with_node_id(BrokerId(-1))
@@ -81,13 +75,16 @@ pub(crate) async fn handle(
     }
 }
 
-/// The coordinator of a group: the leader of its partition of `__consumer_offsets`, as Kafka
-/// places groups on partitions.
-fn coordinator(broker: &Broker, group: &str) -> Option<Node> {
+/// The coordinator of a group (the leader of its partition of `__consumer_offsets`, as Kafka
+/// places groups on partitions): its id and its address on `listener`. `None` while there is
+/// none, or if it has no such listener (COORDINATOR_NOT_AVAILABLE, as Kafka answers).
+fn coordinator(broker: &Broker, listener: &str, group: &str) -> Option<(i32, (String, u16))> {
     let partitions = broker.cluster.offsets_partitions();
     if partitions == 0 {
         return None;
     }
     let partition = crate::group::offsets_partition(group, partitions);
-    broker.cluster.offsets_partition_leader(partition)
+    let node = broker.cluster.offsets_partition_leader(partition)?;
+    let (host, port) = node.address(listener)?;
+    Some((node.id, (host.to_owned(), port)))
 }

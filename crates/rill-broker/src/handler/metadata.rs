@@ -49,14 +49,17 @@ pub(crate) async fn handle(
         None => broker
             .all_topics()
             .iter()
-            .map(|t| describe(broker, t, topic_operations))
+            .map(|t| describe(broker, listener, t, topic_operations))
             .collect(),
         Some(names) => {
             let mut out = Vec::with_capacity(names.len());
             for name in names {
                 out.push(match broker.topic(&name) {
-                    Some(topic) => describe(broker, &topic, topic_operations),
-                    None => lookup_or_create(broker, &name, auto_create, topic_operations).await,
+                    Some(topic) => describe(broker, listener, &topic, topic_operations),
+                    None => {
+                        lookup_or_create(broker, listener, &name, auto_create, topic_operations)
+                            .await
+                    }
                 });
             }
             out
@@ -68,13 +71,15 @@ pub(crate) async fn handle(
                 .cluster
                 .nodes()
                 .iter()
-                .map(|node| {
-                    let (host, port) = node.address(listener);
-                    MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(node.id))
-                        .with_host(StrBytes::from_string(host.to_owned()))
-                        .with_port(i32::from(port))
-                        .with_rack(node.rack.clone().map(StrBytes::from_string))
+                .filter_map(|node| {
+                    let (host, port) = node.address(listener)?;
+                    Some(
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(node.id))
+                            .with_host(StrBytes::from_string(host.to_owned()))
+                            .with_port(i32::from(port))
+                            .with_rack(node.rack.clone().map(StrBytes::from_string)),
+                    )
                 })
                 .collect(),
         )
@@ -89,6 +94,7 @@ pub(crate) async fn handle(
 
 async fn lookup_or_create(
     broker: &Broker,
+    listener: &str,
     name: &str,
     auto_create: bool,
     topic_operations: i32,
@@ -115,17 +121,25 @@ async fn lookup_or_create(
         )
         .await
     {
-        Ok(topic) => describe(broker, &topic, topic_operations),
+        Ok(topic) => describe(broker, listener, &topic, topic_operations),
         // Created by someone else meanwhile.
         Err((ErrorCode::TopicAlreadyExists, _)) => match broker.topic(name) {
-            Some(topic) => describe(broker, &topic, topic_operations),
+            Some(topic) => describe(broker, listener, &topic, topic_operations),
             None => failed(ErrorCode::UnknownTopicOrPartition),
         },
         Err((code, _)) => failed(code),
     }
 }
 
-fn describe(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataResponseTopic {
+/// A topic's partitions as a client of `listener` sees them: a leader without that listener is
+/// no leader to it.
+fn describe(
+    broker: &Broker,
+    listener: &str,
+    topic: &Arc<Topic>,
+    operations: i32,
+) -> MetadataResponseTopic {
+    let reachable = broker.cluster.reachable_on(listener);
     MetadataResponseTopic::default()
         .with_name(Some(super::topic_name(&topic.name)))
         .with_topic_id(topic.id)
@@ -134,15 +148,11 @@ fn describe(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataRes
             (0..)
                 .zip(broker.cluster.leaderships(topic))
                 .map(|(index, led)| {
-                    let error = if led.leader == -1 {
-                        ErrorCode::LeaderNotAvailable
-                    } else {
-                        ErrorCode::None
-                    };
+                    let (error, leader) = led.as_seen(&reachable);
                     MetadataResponsePartition::default()
                         .with_error_code(error.code())
                         .with_partition_index(index)
-                        .with_leader_id(BrokerId(led.leader))
+                        .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(led.epoch)
                         .with_replica_nodes(led.replicas.into_iter().map(BrokerId).collect())
                         .with_isr_nodes(led.isr.into_iter().map(BrokerId).collect())

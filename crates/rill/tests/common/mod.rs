@@ -450,14 +450,15 @@ fn collect_lines(
             if line.contains(&needle) {
                 banner.listening.store(true, Ordering::Release);
             }
-            // The banner is on stdout: `  admin http:  http://ADDR` or `... off (...)`.
+            // The banner is on stdout: `  admin http:  http(s)://ADDR` or `... off (...)`.
             if let Some(admin) = line
                 .strip_prefix("  admin http:")
                 .filter(|_| label == "out")
             {
+                let admin = admin.trim();
                 let addr = admin
-                    .trim()
                     .strip_prefix("http://")
+                    .or_else(|| admin.strip_prefix("https://"))
                     .and_then(|a| a.parse().ok());
                 *lock(&banner.admin) = Some(addr);
             }
