@@ -114,6 +114,16 @@ pub(crate) fn decode_request(
                 body, api_key, version, WHAT,
             )?)
         }
+        // v0 (before KIP-290) has no pattern type: Kafka 3.9's types fill in LITERAL.
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(up::<old::DescribeAclsRequest, _>(
+            body, api_key, version, WHAT,
+        )?),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(up::<old::CreateAclsRequest, _>(
+            body, api_key, version, WHAT,
+        )?),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(up::<old::DeleteAclsRequest, _>(
+            body, api_key, version, WHAT,
+        )?),
         _ => return Err(unsupported(api_key, version)),
     };
     Ok((kind, legacy))
@@ -160,6 +170,15 @@ pub(crate) fn encode_request(
         }
         RequestKind::DescribeConfigs(b) => {
             down::<old::DescribeConfigsRequest>(b, api_key, version, WHAT)?.encode(dst, version)
+        }
+        RequestKind::DescribeAcls(b) => {
+            down::<old::DescribeAclsRequest>(b, api_key, version, WHAT)?.encode(dst, version)
+        }
+        RequestKind::CreateAcls(b) => {
+            down::<old::CreateAclsRequest>(b, api_key, version, WHAT)?.encode(dst, version)
+        }
+        RequestKind::DeleteAcls(b) => {
+            down::<old::DeleteAclsRequest>(b, api_key, version, WHAT)?.encode(dst, version)
         }
         _ => return Err(unsupported(api_key, version)),
     }
@@ -212,6 +231,15 @@ pub(crate) fn encode_response(
                 config.is_default = config.config_source == SOURCE_DEFAULT_CONFIG;
             }
             response.encode(dst, version)
+        }
+        ResponseKind::DescribeAcls(b) => {
+            down::<old::DescribeAclsResponse>(b, api_key, version, WHAT)?.encode(dst, version)
+        }
+        ResponseKind::CreateAcls(b) => {
+            down::<old::CreateAclsResponse>(b, api_key, version, WHAT)?.encode(dst, version)
+        }
+        ResponseKind::DeleteAcls(b) => {
+            down::<old::DeleteAclsResponse>(b, api_key, version, WHAT)?.encode(dst, version)
         }
         _ => return Err(unsupported(api_key, version)),
     }
@@ -266,6 +294,15 @@ pub(crate) fn decode_response(
             }
             ResponseKind::DescribeConfigs(bridge_up(&response, api_key, version, WHAT)?)
         }
+        ApiKey::DescribeAcls => ResponseKind::DescribeAcls(up::<old::DescribeAclsResponse, _>(
+            body, api_key, version, WHAT,
+        )?),
+        ApiKey::CreateAcls => ResponseKind::CreateAcls(up::<old::CreateAclsResponse, _>(
+            body, api_key, version, WHAT,
+        )?),
+        ApiKey::DeleteAcls => ResponseKind::DeleteAcls(up::<old::DeleteAclsResponse, _>(
+            body, api_key, version, WHAT,
+        )?),
         _ => return Err(unsupported(api_key, version)),
     })
 }

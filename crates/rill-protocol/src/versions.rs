@@ -69,11 +69,11 @@ supported_apis! {
     DeleteRecords 0..=2,
     // Kafka 4.1 lists v6 (KIP-939, unstable); kafka-protocol 0.18 decodes requests up to v5.
     InitProducerId 0..=5,
-    // ACLs: Kafka 3.9 serves v0-3 and Kafka 4 v1-3; kafka-protocol 0.18 decodes v1-3 (v0,
-    // before KIP-290's pattern types, is not sent by any current client).
-    DescribeAcls 1..=3,
-    CreateAcls 1..=3,
-    DeleteAcls 1..=3,
+    // ACLs: Kafka 3.9 serves v0-3 and Kafka 4 v1-3; v0 (before KIP-290's pattern types, what
+    // sarama sends at its default version) through Kafka 3.9's schemas, as LITERAL patterns.
+    DescribeAcls 0..=3,
+    CreateAcls 0..=3,
+    DeleteAcls 0..=3,
     DescribeConfigs 0..=4,
     AlterConfigs 0..=2,
     // v1 adds the session lifetime (KIP-368), v2 flexible versions.
