@@ -238,6 +238,15 @@ fn sarama_at_its_defaults_authenticates_with_plain() -> Result<()> {
     Ok(())
 }
 
+/// The SCRAM client the sarama programs use gives RFC 7677's example exchange, refuses a wrong
+/// server signature and a server nonce that does not extend its own (its Go tests).
+#[test]
+fn sarama_programs_scram_client_passes_its_go_tests() -> Result<()> {
+    let out = common::go_test_sarama(&["scram"])?;
+    ensure!(out.starts_with("ok "), "{out}");
+    Ok(())
+}
+
 /// SaslHandshake v1 for `mechanism` on a fresh connection to `addr`: the answer's error code.
 fn handshake(conn: &mut Conn, mechanism: &str) -> Result<(i16, Vec<String>)> {
     let request = SaslHandshakeRequest::default().with_mechanism(mechanism.to_owned().into());
