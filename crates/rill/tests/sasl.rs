@@ -62,6 +62,20 @@ fn kcat_sasl(mechanism: &str, user: &str, password: &str) -> Vec<String> {
     .collect()
 }
 
+/// kcat's settings for SASL_SSL with `mechanism` as `user`, trusting `certs`' CA.
+fn kcat_sasl_ssl(certs: &Certs, mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    [
+        "security.protocol=SASL_SSL".to_owned(),
+        format!("ssl.ca.location={}", Certs::path(&certs.ca)),
+        format!("sasl.mechanisms={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+    .into_iter()
+    .flat_map(|s| ["-X".to_owned(), s])
+    .collect()
+}
+
 fn kcat_with(addr: &str, settings: &[String], rest: &[&str], stdin: &[u8]) -> Result<String> {
     let mut args: Vec<&str> = vec!["-b", addr];
     args.extend(settings.iter().map(String::as_str));
@@ -85,7 +99,9 @@ fn kcat_authenticates(addr: &str, mechanism: &str, user: &str, password: &str) -
 
 #[test]
 fn kcat_produces_and_consumes_with_each_mechanism() -> Result<()> {
-    let (broker, sasl, _) = start(None, &[])?;
+    let certs = Certs::make()?;
+    let (broker, sasl, sasl_ssl) = start(Some(&certs), &[])?;
+    let sasl_ssl = sasl_ssl.context("no SASL_SSL listener")?;
     let topic = broker.topic("kcat-sasl");
     for (i, mechanism) in MECHANISMS.iter().enumerate() {
         let settings = kcat_sasl(mechanism, ADMIN.0, ADMIN.1);
@@ -120,6 +136,23 @@ fn kcat_produces_and_consumes_with_each_mechanism() -> Result<()> {
         b"",
     )?;
     ensure!(plain == "0\n1\n2\n", "{plain:?}");
+
+    // Over SASL_SSL: each mechanism produces a record and consumes all so far.
+    let topic = broker.topic("kcat-sasl-ssl");
+    let mut want = String::new();
+    for (i, mechanism) in MECHANISMS.iter().enumerate() {
+        let settings = kcat_sasl_ssl(&certs, mechanism, ADMIN.0, ADMIN.1);
+        let line = format!("tls-{i}-{mechanism}\n");
+        let _ = kcat_with(&sasl_ssl, &settings, &["-t", &topic, "-P"], line.as_bytes())?;
+        want.push_str(&format!("{i} {line}"));
+        let out = kcat_with(
+            &sasl_ssl,
+            &settings,
+            &["-t", &topic, "-C", "-e", "-f", "%o %s\n"],
+            b"",
+        )?;
+        ensure!(out == want, "{mechanism} over SASL_SSL consumed {out:?}");
+    }
     Ok(())
 }
 
