@@ -1,9 +1,10 @@
 //! SASL listeners: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 with real clients (kcat and
 //! confluent-kafka on librdkafka, kafka-python, sarama at its defaults, which speaks the v0
-//! handshake and bare tokens), over SASL_PLAINTEXT and SASL_SSL; users managed with Kafka's
-//! APIs and kept in the metadata log; and what the broker does with clients that do not
-//! authenticate: wrong passwords, requests before authentication, a 100 MB token, a SCRAM
-//! exchange cut halfway, a thousand connections that never authenticate, expired sessions.
+//! handshake and bare tokens for PLAIN and brings its own SCRAM client), over SASL_PLAINTEXT
+//! and SASL_SSL (and sarama over SSL too); users managed with Kafka's APIs and kept in the
+//! metadata log; and what the broker does with clients that do not authenticate: wrong
+//! passwords, requests before authentication, a 100 MB token, a SCRAM exchange cut halfway, a
+//! thousand connections that never authenticate, expired sessions.
 
 #[macro_use]
 mod common;
@@ -61,6 +62,20 @@ fn kcat_sasl(mechanism: &str, user: &str, password: &str) -> Vec<String> {
     .collect()
 }
 
+/// kcat's settings for SASL_SSL with `mechanism` as `user`, trusting `certs`' CA.
+fn kcat_sasl_ssl(certs: &Certs, mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    [
+        "security.protocol=SASL_SSL".to_owned(),
+        format!("ssl.ca.location={}", Certs::path(&certs.ca)),
+        format!("sasl.mechanisms={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+    .into_iter()
+    .flat_map(|s| ["-X".to_owned(), s])
+    .collect()
+}
+
 fn kcat_with(addr: &str, settings: &[String], rest: &[&str], stdin: &[u8]) -> Result<String> {
     let mut args: Vec<&str> = vec!["-b", addr];
     args.extend(settings.iter().map(String::as_str));
@@ -84,7 +99,9 @@ fn kcat_authenticates(addr: &str, mechanism: &str, user: &str, password: &str) -
 
 #[test]
 fn kcat_produces_and_consumes_with_each_mechanism() -> Result<()> {
-    let (broker, sasl, _) = start(None, &[])?;
+    let certs = Certs::make()?;
+    let (broker, sasl, sasl_ssl) = start(Some(&certs), &[])?;
+    let sasl_ssl = sasl_ssl.context("no SASL_SSL listener")?;
     let topic = broker.topic("kcat-sasl");
     for (i, mechanism) in MECHANISMS.iter().enumerate() {
         let settings = kcat_sasl(mechanism, ADMIN.0, ADMIN.1);
@@ -119,6 +136,23 @@ fn kcat_produces_and_consumes_with_each_mechanism() -> Result<()> {
         b"",
     )?;
     ensure!(plain == "0\n1\n2\n", "{plain:?}");
+
+    // Over SASL_SSL: each mechanism produces a record and consumes all so far.
+    let topic = broker.topic("kcat-sasl-ssl");
+    let mut want = String::new();
+    for (i, mechanism) in MECHANISMS.iter().enumerate() {
+        let settings = kcat_sasl_ssl(&certs, mechanism, ADMIN.0, ADMIN.1);
+        let line = format!("tls-{i}-{mechanism}\n");
+        let _ = kcat_with(&sasl_ssl, &settings, &["-t", &topic, "-P"], line.as_bytes())?;
+        want.push_str(&format!("{i} {line}"));
+        let out = kcat_with(
+            &sasl_ssl,
+            &settings,
+            &["-t", &topic, "-C", "-e", "-f", "%o %s\n"],
+            b"",
+        )?;
+        ensure!(out == want, "{mechanism} over SASL_SSL consumed {out:?}");
+    }
     Ok(())
 }
 
@@ -235,6 +269,128 @@ fn sarama_at_its_defaults_authenticates_with_plain() -> Result<()> {
         "a wrong password produced: {}",
         out.stdout_text()
     );
+    Ok(())
+}
+
+/// sarama's sync producer sends 3 messages to `topic` at `addr` with `security` (its flags for
+/// TLS and SASL), and its partition consumer reads them back: offsets 0, 1, 2 and their values.
+fn sarama_round_trip(
+    bin: &std::path::Path,
+    addr: &str,
+    topic: &str,
+    security: &[&str],
+) -> Result<()> {
+    let mut produce = std::process::Command::new(bin.join("sync_producer"));
+    let _ = produce
+        .args(["-brokers", addr, "-topic", topic, "-n", "3"])
+        .args(security);
+    let out = common::run(produce, b"", common::CLIENT_TIMEOUT)?;
+    ensure!(
+        out.status.success(),
+        "sync_producer {security:?}: {}{}",
+        out.stdout_text(),
+        out.stderr
+    );
+    let want: String = (0..3).map(|o| format!("分区ID:0, offset:{o}\n")).collect();
+    ensure!(
+        out.stdout_text() == want,
+        "sync_producer {security:?}: {}",
+        out.stdout_text()
+    );
+    let mut consume = std::process::Command::new(bin.join("partition_consumer"));
+    let _ = consume
+        .args([
+            "-brokers", addr, "-topic", topic, "-oldest", "-count", "3", "-timeout", "30s",
+        ])
+        .args(security);
+    let out = common::run(consume, b"", common::CLIENT_TIMEOUT)?;
+    ensure!(
+        out.status.success(),
+        "partition_consumer {security:?}: {}{}",
+        out.stdout_text(),
+        out.stderr
+    );
+    let want: String = (0..3)
+        .map(|o| format!("Partition:0, Offset:{o}, key:, value:Hello World!\n"))
+        .collect();
+    ensure!(
+        out.stdout_text() == want,
+        "partition_consumer {security:?}: {}",
+        out.stdout_text()
+    );
+    Ok(())
+}
+
+/// The SCRAM client the sarama programs use gives RFC 7677's example exchange, refuses a wrong
+/// server signature and a server nonce that does not extend its own (its Go tests).
+#[test]
+fn sarama_programs_scram_client_passes_its_go_tests() -> Result<()> {
+    let out = common::go_test_sarama(&["scram"])?;
+    ensure!(out.starts_with("ok "), "{out}");
+    Ok(())
+}
+
+/// sarama (its own SCRAM client, `interop/sarama/scram/`) over SSL, and over SASL_PLAINTEXT
+/// and SASL_SSL with each mechanism, all at sarama's defaults otherwise (Kafka 0.8.2: PLAIN
+/// with a v0 handshake and a bare token, SCRAM with a v1 handshake and SaslAuthenticate v0).
+#[test]
+fn sarama_over_ssl_and_with_each_mechanism_over_sasl_plaintext_and_sasl_ssl() -> Result<()> {
+    let bin = common::build_sarama(&["sync_producer", "partition_consumer"])?;
+    let certs = Certs::make()?;
+    let ssl = format!("127.0.0.1:{}", free_port()?);
+    let (broker, sasl, sasl_ssl) = start(Some(&certs), &["--ssl-listen", &ssl])?;
+    let sasl_ssl = sasl_ssl.context("no SASL_SSL listener")?;
+    let ca = Certs::path(&certs.ca);
+    let tls = ["-tls-ca", ca.as_str()];
+    sarama_round_trip(bin.path(), &ssl, &broker.topic("sarama-ssl"), &tls)?;
+    for (protocol, addr) in [("SASL_PLAINTEXT", &sasl), ("SASL_SSL", &sasl_ssl)] {
+        for mechanism in MECHANISMS {
+            let topic = broker.topic(&format!("sarama-{protocol}-{mechanism}").to_lowercase());
+            let mut security = vec![
+                "-sasl-mechanism",
+                mechanism,
+                "-sasl-user",
+                ADMIN.0,
+                "-sasl-password",
+                ADMIN.1,
+            ];
+            if protocol == "SASL_SSL" {
+                security.extend(tls);
+            }
+            sarama_round_trip(bin.path(), addr, &topic, &security)
+                .with_context(|| format!("{protocol} {mechanism}"))?;
+        }
+    }
+    // A wrong SCRAM password: the broker refuses it (SASL_AUTHENTICATION_FAILED in
+    // SaslAuthenticate) and sarama gives up without producing.
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let topic = broker.topic("sarama-wrong");
+        let mut wrong = std::process::Command::new(bin.path().join("sync_producer"));
+        let _ = wrong.args([
+            "-brokers",
+            &sasl,
+            "-topic",
+            &topic,
+            "-verbose",
+            "-sasl-mechanism",
+            mechanism,
+            "-sasl-user",
+            ADMIN.0,
+            "-sasl-password",
+            "nope",
+        ]);
+        let out = common::run(wrong, b"", common::CLIENT_TIMEOUT)?;
+        ensure!(
+            !out.status.success() && !out.stdout_text().contains("offset:"),
+            "{mechanism} with a wrong password produced: {}",
+            out.stdout_text()
+        );
+        ensure!(
+            out.stderr.contains("SASL Authentication failed"),
+            "{mechanism}: {}",
+            out.stderr
+        );
+    }
     Ok(())
 }
 
