@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    Broker, Certs, Cluster, Result, free_port, kcat, kcat_ok, rill_fails, rill_ok, run_py,
-    wait_until,
+    Broker, Certs, Cluster, Result, kcat, kcat_ok, rill_fails, rill_ok, run_py, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -51,16 +50,7 @@ fn admin(bootstrap: &str, client: &str, settings: &[String], steps: &Value) -> R
 /// A broker with ACLs on, a PLAINTEXT listener whose anonymous clients are super users (the
 /// tests' administrator) and an SSL listener that requires client certificates.
 fn secured(certs: &Certs, extra: &[&str]) -> Result<(Broker, String)> {
-    let ssl = format!("127.0.0.1:{}", free_port()?);
-    let keystore = Certs::path(&certs.server);
-    let truststore = Certs::path(&certs.ca);
     let mut args = vec![
-        "--ssl-listen",
-        &ssl,
-        "--ssl-keystore",
-        &keystore,
-        "--ssl-truststore",
-        &truststore,
         "--ssl-client-auth",
         "required",
         "--authorizer-class-name",
@@ -69,7 +59,7 @@ fn secured(certs: &Certs, extra: &[&str]) -> Result<(Broker, String)> {
         "User:ANONYMOUS;User:CN=root",
     ];
     args.extend_from_slice(extra);
-    Ok((Broker::start_with(&args)?, ssl))
+    certs.ssl_broker("127.0.0.1", &args)
 }
 
 /// librdkafka settings for a client with the certificate of `name` (subject `/CN=name`).

@@ -9,24 +9,6 @@ mod common;
 use anyhow::ensure;
 use common::{Broker, Certs, Result, free_port, rill, rill_fails, rill_ok};
 
-/// A broker with its PLAINTEXT listener and an SSL one at `ssl_host`; `extra` adds flags.
-fn start_ssl(certs: &Certs, ssl_host: &str, extra: &[&str]) -> Result<(Broker, String)> {
-    let ssl = format!("{ssl_host}:{}", free_port()?);
-    let keystore = Certs::path(&certs.server);
-    let truststore = Certs::path(&certs.ca);
-    let mut args = vec![
-        "--ssl-listen",
-        &ssl,
-        "--ssl-keystore",
-        &keystore,
-        "--ssl-truststore",
-        &truststore,
-    ];
-    args.extend_from_slice(extra);
-    let broker = Broker::start_with(&args)?;
-    Ok((broker, ssl))
-}
-
 /// `-X` arguments for each `key=value`.
 fn x(props: &[String]) -> Vec<&str> {
     props.iter().flat_map(|p| ["-X", p.as_str()]).collect()
@@ -82,7 +64,7 @@ fn produce_and_consume(bootstrap: &str, topic: &str, props: &[String]) -> Result
 #[test]
 fn cli_produces_and_consumes_over_ssl_with_x_and_command_config() -> Result<()> {
     let certs = Certs::make()?;
-    let (broker, ssl) = start_ssl(&certs, "127.0.0.1", &[])?;
+    let (broker, ssl) = certs.ssl_broker("127.0.0.1", &[])?;
     let props = vec![
         "security.protocol=SSL".to_owned(),
         format!("ssl.ca.location={}", Certs::path(&certs.ca)),
@@ -141,7 +123,7 @@ fn cli_produces_and_consumes_over_ssl_with_x_and_command_config() -> Result<()> 
 fn ssl_checks_the_ca_and_the_host_name_unless_told_not_to() -> Result<()> {
     let certs = Certs::make()?;
     // The certificate names 127.0.0.1 and localhost, not 127.0.0.2.
-    let (_broker, ssl) = start_ssl(&certs, "127.0.0.2", &[])?;
+    let (_broker, ssl) = certs.ssl_broker("127.0.0.2", &[])?;
     let ca = format!("ssl.ca.location={}", Certs::path(&certs.ca));
     let props = vec!["security.protocol=SSL".to_owned(), ca.clone()];
     let mut args = vec!["topic", "list"];
@@ -186,7 +168,7 @@ fn ssl_checks_the_ca_and_the_host_name_unless_told_not_to() -> Result<()> {
 #[test]
 fn ssl_client_certificates_from_two_files_or_one_keystore() -> Result<()> {
     let certs = Certs::make()?;
-    let (broker, ssl) = start_ssl(&certs, "127.0.0.1", &["--ssl-client-auth", "required"])?;
+    let (broker, ssl) = certs.ssl_broker("127.0.0.1", &["--ssl-client-auth", "required"])?;
     let ca = format!("ssl.ca.location={}", Certs::path(&certs.ca));
     let two_files = vec![
         "security.protocol=SSL".to_owned(),

@@ -11,25 +11,12 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::Reaction;
-use common::{Broker, Certs, Result, free_port, kcat, kcat_ok};
+use common::{Broker, Certs, Result, kcat, kcat_ok};
 use serde_json::{Value, json};
 
 /// A broker with its PLAINTEXT listener and an SSL one; `extra` adds flags.
 fn start(certs: &Certs, extra: &[&str]) -> Result<(Broker, String)> {
-    let ssl = format!("127.0.0.1:{}", free_port()?);
-    let keystore = Certs::path(&certs.server);
-    let truststore = Certs::path(&certs.ca);
-    let mut args = vec![
-        "--ssl-listen",
-        &ssl,
-        "--ssl-keystore",
-        &keystore,
-        "--ssl-truststore",
-        &truststore,
-    ];
-    args.extend_from_slice(extra);
-    let broker = Broker::start_with(&args)?;
-    Ok((broker, ssl))
+    certs.ssl_broker("127.0.0.1", extra)
 }
 
 /// kcat's `-X` settings for SSL, with the client certificate if `with_cert`.

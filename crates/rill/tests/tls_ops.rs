@@ -11,12 +11,7 @@ use common::{Broker, Certs, Result, free_port, kcat};
 
 /// A broker with an SSL listener serving the keystore at `keystore`; `extra` adds flags.
 fn start(keystore: &Path, extra: &[&str]) -> Result<(Broker, String)> {
-    let ssl = format!("127.0.0.1:{}", free_port()?);
-    let keystore = Certs::path(keystore);
-    let mut args = vec!["--ssl-listen", &ssl, "--ssl-keystore", &keystore];
-    args.extend_from_slice(extra);
-    let broker = Broker::start_with(&args)?;
-    Ok((broker, ssl))
+    common::ssl_broker(keystore, None, "127.0.0.1", extra)
 }
 
 /// Whether kcat, trusting only `ca`, gets metadata over SSL from `ssl` (it checks the

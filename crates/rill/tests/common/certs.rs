@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, ensure};
 
-use super::Result;
+use super::{Broker, Result, free_port};
 
 /// A CA, a server certificate and a client certificate it signed, in a temporary directory.
 pub struct Certs {
@@ -89,6 +89,31 @@ impl Certs {
     pub fn path(p: &Path) -> String {
         p.to_string_lossy().into_owned()
     }
+
+    /// A broker with its PLAINTEXT listener and an SSL one on `host` (a free port) serving these
+    /// certificates, its truststore the CA; `extra` adds flags. Answers the SSL address.
+    pub fn ssl_broker(&self, host: &str, extra: &[&str]) -> Result<(Broker, String)> {
+        ssl_broker(&self.server, Some(&self.ca), host, extra)
+    }
+}
+
+/// A broker with its PLAINTEXT listener and an SSL one on `host` serving `keystore`, with
+/// `truststore` if given; `extra` adds flags. Answers the SSL address.
+pub fn ssl_broker(
+    keystore: &Path,
+    truststore: Option<&Path>,
+    host: &str,
+    extra: &[&str],
+) -> Result<(Broker, String)> {
+    let ssl = format!("{host}:{}", free_port()?);
+    let keystore = Certs::path(keystore);
+    let truststore = truststore.map(Certs::path);
+    let mut args = vec!["--ssl-listen", &ssl, "--ssl-keystore", &keystore];
+    if let Some(truststore) = &truststore {
+        args.extend(["--ssl-truststore", truststore]);
+    }
+    args.extend_from_slice(extra);
+    Ok((Broker::start_with(&args)?, ssl))
 }
 
 /// Makes `{name}.key` and `{name}.pem`, signed by the CA in `d`, with the extensions in `ext`.
