@@ -785,3 +785,106 @@ fn a_broker_restarted_behind_enforces_the_acls_made_meanwhile() -> Result<()> {
     }
     Ok(())
 }
+
+/// DescribeTopicPartitions and Metadata hide what a principal may not describe: a raw client
+/// (User:ANONYMOUS on the PLAINTEXT listener) denied DESCRIBE on one of two topics.
+#[test]
+fn describe_topic_partitions_and_metadata_hide_undescribable_topics() -> Result<()> {
+    use rill_protocol::kafka_protocol::messages::{
+        CreateAclsRequest, CreateTopicsRequest, DescribeTopicPartitionsRequest, MetadataRequest,
+        TopicName, create_acls_request, create_topics_request, describe_topic_partitions_request,
+    };
+    let broker = Broker::start_with(&[
+        "--authorizer-class-name",
+        STANDARD,
+        "--allow-everyone-if-no-acl-found",
+        "true",
+    ])?;
+    let (seen, hidden) = (broker.topic("seen"), broker.topic("hidden"));
+    let name = |n: &str| TopicName(n.to_owned().into());
+    let mut conn = common::Conn::open(&broker)?;
+    let topics = [&seen, &hidden]
+        .iter()
+        .map(|t| {
+            create_topics_request::CreatableTopic::default()
+                .with_name(name(t))
+                .with_num_partitions(2)
+                .with_replication_factor(-1)
+        })
+        .collect();
+    let created = ask!(
+        &mut conn,
+        CreateTopics,
+        7,
+        CreateTopicsRequest::default()
+            .with_topics(topics)
+            .with_timeout_ms(10_000)
+    );
+    ensure!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
+    // DENY User:ANONYMOUS DESCRIBE on the LITERAL topic `hidden` (types: 2 topic, 3 literal,
+    // 8 describe, 2 deny).
+    let deny = create_acls_request::AclCreation::default()
+        .with_resource_type(2)
+        .with_resource_name(hidden.clone().into())
+        .with_resource_pattern_type(3)
+        .with_principal("User:ANONYMOUS".into())
+        .with_host("*".into())
+        .with_operation(8)
+        .with_permission_type(2);
+    let made = ask!(
+        &mut conn,
+        CreateAcls,
+        3,
+        CreateAclsRequest::default().with_creations(vec![deny])
+    );
+    ensure!(made.results.iter().all(|r| r.error_code == 0), "{made:?}");
+
+    let asked = [&seen, &hidden]
+        .iter()
+        .map(|t| describe_topic_partitions_request::TopicRequest::default().with_name(name(t)))
+        .collect();
+    let described = ask!(
+        &mut conn,
+        DescribeTopicPartitions,
+        0,
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(asked)
+            .with_response_partition_limit(100)
+    );
+    let by_name = |n: &str| {
+        described
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|x| x.0.as_str() == n))
+    };
+    let shown = by_name(&seen).context("seen not answered")?;
+    ensure!(
+        shown.error_code == 0 && shown.partitions.len() == 2,
+        "{shown:?}"
+    );
+    let refused = by_name(&hidden).context("hidden not answered")?;
+    // TOPIC_AUTHORIZATION_FAILED, and nothing about the topic.
+    ensure!(refused.error_code == 29, "{refused:?}");
+    ensure!(
+        refused.partitions.is_empty() && refused.topic_id.is_nil(),
+        "{refused:?}"
+    );
+    ensure!(described.topics.len() == 2, "{described:?}");
+
+    // Every topic (a null list).
+    let all = MetadataRequest::default().with_topics(None);
+    let metadata = ask!(&mut conn, Metadata, 12, all);
+    let listed: Vec<String> = metadata
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    ensure!(
+        listed.contains(&seen) && !listed.contains(&hidden),
+        "{listed:?}"
+    );
+    Ok(())
+}
