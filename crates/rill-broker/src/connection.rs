@@ -403,9 +403,9 @@ async fn handle(
         }
     }
     let answer = |body: ResponseKind, close| Outcome::Answer(Response::new(&header, body), close);
-    match (request.body, &mut session.sasl) {
+    match (&request.body, session.sasl.as_deref_mut()) {
         (RequestKind::SaslHandshake(req), Some(sasl)) => {
-            let a = sasl.handshake(&broker.config.sasl, &req, version);
+            let a = sasl.handshake(&broker.config.sasl, req, version);
             answer(a.body.into(), a.close)
         }
         (RequestKind::SaslAuthenticate(req), Some(sasl)) => {
@@ -432,17 +432,12 @@ async fn handle(
                 )));
             answer(body.into(), false)
         }
-        (body, _) => {
+        _ => {
             let ctx = dispatch::Context {
                 peer,
                 client_id: header.client_id.as_deref().unwrap_or_default().to_owned(),
                 listener: &session.listener,
                 principal: session.principal.as_deref(),
-            };
-            let request = Request {
-                header: header.clone(),
-                body,
-                ..request
             };
             match dispatch::dispatch(broker, &ctx, request)
                 .instrument(span)

@@ -414,6 +414,19 @@ fn authenticate(conn: &mut Conn, version: i16, token: &[u8]) -> Result<(i16, Str
     ))
 }
 
+/// Sends a Metadata request on `conn`: whether the broker then closes the connection.
+fn metadata_closes(conn: &mut Conn) -> Result<bool> {
+    let id = conn.id();
+    common::send_request(
+        &mut conn.stream,
+        rill_protocol::ApiKey::Metadata,
+        12,
+        id,
+        MetadataRequest::default(),
+    )?;
+    closed(&mut conn.stream, Duration::from_secs(5))
+}
+
 fn closed(stream: &mut TcpStream, within: Duration) -> Result<bool> {
     Ok(common::reaction(stream, within)? == Reaction::Closed)
 }
@@ -492,29 +505,11 @@ fn only_api_versions_and_sasl_are_answered_before_authentication() -> Result<()>
     let versions = ask!(&mut conn, ApiVersions, 3, ApiVersionsRequest::default());
     let keys: Vec<i16> = versions.api_keys.iter().map(|k| k.api_key).collect();
     ensure!(keys.contains(&17) && keys.contains(&36), "{keys:?}");
-    let id = conn.id();
-    common::send_request(
-        &mut conn.stream,
-        rill_protocol::ApiKey::Metadata,
-        12,
-        id,
-        MetadataRequest::default(),
-    )?;
     ensure!(
-        closed(&mut conn.stream, Duration::from_secs(5))?,
+        metadata_closes(&mut conn)?,
         "a Metadata request before authentication was answered"
     );
     Ok(())
-}
-
-fn rss_kib(broker: &Broker) -> Result<u64> {
-    let pid = broker.pid().context("no pid")?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS")
 }
 
 #[test]
@@ -549,7 +544,7 @@ fn hostile_unauthenticated_clients_are_closed_and_others_served() -> Result<()> 
     ensure!(code == 0, "client-first refused: {code}");
 
     // A thousand connections that only ask ApiVersions and never authenticate.
-    let before = rss_kib(&broker)?;
+    let before = broker.rss_kib()?;
     let started = Instant::now();
     let mut idle = Vec::with_capacity(1000);
     for i in 0..1000 {
@@ -572,7 +567,7 @@ fn hostile_unauthenticated_clients_are_closed_and_others_served() -> Result<()> 
         b"",
     )?;
     ensure!(out == "0 a\n1 b\n2 c\n", "{out:?}");
-    let during = rss_kib(&broker)?;
+    let during = broker.rss_kib()?;
     ensure!(
         during < before + 64 * 1024,
         "1,000 unauthenticated connections took {} KiB",
@@ -766,18 +761,7 @@ fn sessions_expire_and_clients_reauthenticate() -> Result<()> {
     ensure!(code == 58, "{code} {message}");
     // Any other request after the session ended closes the connection.
     std::thread::sleep(Duration::from_millis(1600));
-    let id = conn.id();
-    common::send_request(
-        &mut conn.stream,
-        rill_protocol::ApiKey::Metadata,
-        12,
-        id,
-        MetadataRequest::default(),
-    )?;
-    ensure!(
-        closed(&mut conn.stream, Duration::from_secs(5))?,
-        "an expired session was served"
-    );
+    ensure!(metadata_closes(&mut conn)?, "an expired session was served");
 
     // librdkafka re-authenticates on its own (KIP-368): a producer sending for longer than
     // three session lifetimes delivers every record.

@@ -417,17 +417,6 @@ fn brokers_without_the_clients_listener_are_left_out() -> Result<()> {
     Ok(())
 }
 
-/// The broker's resident memory, in KiB.
-fn rss_kib(broker: &Broker) -> Result<u64> {
-    let pid = broker.pid().context("the broker's pid")?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS")
-}
-
 /// The start of a ClientHello: a handshake record header announcing 512 bytes, the
 /// handshake header, the version and part of the random; the rest never comes.
 const TRUNCATED_HELLO: [u8; 20] = [
@@ -509,7 +498,7 @@ fn half_open_handshakes_time_out_without_hurting_others() -> Result<()> {
     let certs = Certs::make()?;
     let (mut broker, ssl) = start(&certs.server, &[])?;
     kcat_round_trip(&ssl, &certs.ca, "warm-up", 10)?;
-    let before = rss_kib(&broker)?;
+    let before = broker.rss_kib()?;
     let opened = Instant::now();
     let mut half_open = Vec::with_capacity(HALF_OPEN);
     for _ in 0..HALF_OPEN {
@@ -518,7 +507,7 @@ fn half_open_handshakes_time_out_without_hurting_others() -> Result<()> {
         half_open.push(stream);
     }
     kcat_round_trip(&ssl, &certs.ca, "beside-half-open", 1000)?;
-    let during = rss_kib(&broker)?;
+    let during = broker.rss_kib()?;
     eprintln!(
         "RSS {before} KiB before, {during} KiB with {HALF_OPEN} half-open TLS handshakes \
          ({} bytes each)",
@@ -546,7 +535,7 @@ fn half_open_handshakes_time_out_without_hurting_others() -> Result<()> {
         "half-open handshakes closed after {closed:?}"
     );
     std::thread::sleep(Duration::from_millis(500));
-    let after = rss_kib(&broker)?;
+    let after = broker.rss_kib()?;
     eprintln!("RSS {after} KiB once they were closed");
     ensure!(
         after < before + 16 * 1024,

@@ -4,8 +4,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"log"
@@ -57,7 +55,7 @@ func main() {
 	if kafkaVersion != nil {
 		config.Version = *kafkaVersion
 	}
-	if err := secure(config, *tlsCA, *saslMechanism, *saslUser, *saslPassword); err != nil {
+	if err := scram.Secure(config, *tlsCA, *saslMechanism, *saslUser, *saslPassword); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -95,37 +93,4 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
-}
-
-// secure sets TLS on config with caFile (the CAs to trust; sarama dials with
-// tls.DialWithDialer, which also checks the broker address's host against the certificate) and
-// SASL with user.
-func secure(config *sarama.Config, caFile, mechanism, user, password string) error {
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return fmt.Errorf("-tls-ca: %v", err)
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("-tls-ca: no certificate in %s", caFile)
-		}
-		config.Net.TLS.Enable = true
-		config.Net.TLS.Config = &tls.Config{RootCAs: roots}
-	}
-	if user == "" {
-		return nil
-	}
-	config.Net.SASL.Enable = true
-	config.Net.SASL.User = user
-	config.Net.SASL.Password = password
-	config.Net.SASL.Mechanism = sarama.SASLMechanism(mechanism)
-	// PLAIN at sarama's defaults: a v0 SaslHandshake, then the token as a bare frame. SCRAM
-	// needs nothing else set: sarama 1.22 always sends a v1 SaslHandshake and SaslAuthenticate
-	// v0 for it, whatever Config.Version says (broker.go, sendAndReceiveSASLSCRAMv1); it only
-	// wants a SCRAM client, which it does not have.
-	if generator := scram.Generator(mechanism); generator != nil {
-		config.Net.SASL.SCRAMClientGeneratorFunc = generator
-	}
-	return nil
 }

@@ -249,6 +249,18 @@ impl Broker {
         Ok(dir.count())
     }
 
+    /// The broker's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let pid = self.pid().context("the broker is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/PID/status")
+    }
+
     /// SIGTERM, then waits for the process and checks that it exited 0.
     pub fn stop(&mut self) -> Result<()> {
         let mut child = self.take_child("stop")?;
