@@ -344,6 +344,24 @@ pub(crate) fn gate(broker: &Broker, access: &Access<'_>, body: RequestKind, vers
                 )
             }
         }
+        // Kafka asks DESCRIBE on the cluster and answers a refusal with no dirs: from v3 with
+        // CLUSTER_AUTHORIZATION_FAILED at the top, before v3 (no top-level code) empty.
+        RequestKind::DescribeLogDirs(req) => {
+            if access.on_cluster(Op::Describe) {
+                Gate::Run(RequestKind::DescribeLogDirs(req), Patch::Nothing)
+            } else {
+                let code = if version >= 3 {
+                    CLUSTER_DENIED.code()
+                } else {
+                    0
+                };
+                Gate::Answer(
+                    m::DescribeLogDirsResponse::default()
+                        .with_error_code(code)
+                        .into(),
+                )
+            }
+        }
         RequestKind::DescribeQuorum(req) => {
             if access.on_cluster(Op::Describe) {
                 Gate::Run(RequestKind::DescribeQuorum(req), Patch::Nothing)

@@ -121,6 +121,9 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
         RequestKind::DescribeCluster(req) => {
             handler::describe_cluster::handle(broker, ctx.listener, req).into()
         }
+        RequestKind::DescribeLogDirs(req) => {
+            handler::describe_log_dirs::handle(broker, req).await.into()
+        }
         RequestKind::DescribeTopicPartitions(req) => {
             handler::describe_topic_partitions::handle(broker, ctx.listener, req).into()
         }

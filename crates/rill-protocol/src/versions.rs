@@ -76,6 +76,9 @@ supported_apis! {
     DeleteAcls 0..=3,
     DescribeConfigs 0..=4,
     AlterConfigs 0..=2,
+    // Kafka 4 serves v1-4 (KIP-896 dropped v0); v3 adds a top-level error code, v4 the data
+    // dir's total and usable bytes (KIP-827).
+    DescribeLogDirs 1..=4,
     // v1 adds the session lifetime (KIP-368), v2 flexible versions.
     SaslAuthenticate 0..=2,
     CreatePartitions 0..=3,

@@ -4,6 +4,7 @@
 #![expect(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use bytes::{Bytes, BytesMut};
+use rill_protocol::kafka_protocol::messages::DescribeLogDirsResponse;
 use rill_protocol::kafka_protocol::messages::{
     AlterConfigsResponse, ApiVersionsResponse, CreateAclsResponse, CreatePartitionsResponse,
     CreateTopicsResponse, DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse,
@@ -61,6 +62,7 @@ fn default_response(key: ApiKey) -> ResponseKind {
         ApiKey::DescribeAcls => DescribeAclsResponse::default().into(),
         ApiKey::CreateAcls => CreateAclsResponse::default().into(),
         ApiKey::DeleteAcls => DeleteAclsResponse::default().into(),
+        ApiKey::DescribeLogDirs => DescribeLogDirsResponse::default().into(),
         other => panic!("no default response for {other:?}"),
     }
 }

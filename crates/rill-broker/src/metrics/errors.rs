@@ -56,6 +56,10 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
             r.responses.iter().for_each(|c| f(c.error_code));
         }
         ResponseKind::DescribeCluster(r) => f(r.error_code),
+        ResponseKind::DescribeLogDirs(r) => {
+            f(r.error_code);
+            r.results.iter().for_each(|d| f(d.error_code));
+        }
         ResponseKind::DescribeTopicPartitions(r) => {
             for t in &r.topics {
                 f(t.error_code);
@@ -290,6 +294,18 @@ mod tests {
                 ApiKey::DescribeCluster,
                 DescribeClusterResponse::default().with_error_code(42).into(),
                 vec![42],
+            ),
+            (
+                ApiKey::DescribeLogDirs,
+                DescribeLogDirsResponse::default()
+                    .with_error_code(31)
+                    .with_results(vec![
+                        describe_log_dirs_response::DescribeLogDirsResult::default()
+                            .with_error_code(56),
+                        describe_log_dirs_response::DescribeLogDirsResult::default(),
+                    ])
+                    .into(),
+                vec![31, 56],
             ),
             (
                 ApiKey::DescribeTopicPartitions,

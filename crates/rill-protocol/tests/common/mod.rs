@@ -25,6 +25,7 @@ use rill_protocol::kafka_protocol::messages::{
     alter_user_scram_credentials_request, create_acls_request, delete_acls_request,
     describe_user_scram_credentials_request,
 };
+use rill_protocol::kafka_protocol::messages::{DescribeLogDirsRequest, describe_log_dirs_request};
 use rill_protocol::kafka_protocol::protocol::Decodable;
 use rill_protocol::{ApiKey, RequestKind, StrBytes};
 
@@ -489,6 +490,13 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     .with_operation(8)
                     .with_permission_type(2),
             ])
+            .into(),
+        ApiKey::DescribeLogDirs => DescribeLogDirsRequest::default()
+            .with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(topic("orders"))
+                    .with_partitions(vec![0, 3]),
+            ]))
             .into(),
         other => panic!("no sample for {other:?}"),
     }
