@@ -1,12 +1,12 @@
-//! The admin client: topics, partitions, configs, offsets, consumer groups and users' SCRAM
-//! credentials.
+//! The admin client: topics, partitions, configs, offsets, consumer groups, users' SCRAM
+//! credentials and brokers' log dirs.
 //!
 //! [`Admin`] is a thin layer over a [`Cluster`]: each method builds one Kafka request, sends it
 //! to the broker that must answer it and turns the answer into plain Rust values.
 //!
 //! - Topic changes (`CreateTopics`, `DeleteTopics`, `CreatePartitions`) and topic configs go to
 //!   any broker: since Kafka 2.8 (KIP-590) every broker forwards them to the controller.
-//! - Broker configs go to that broker; `ListOffsets` to each partition's leader; group requests
+//! - Broker configs and `DescribeLogDirs` go to that broker (each broker); `ListOffsets` to each partition's leader; group requests
 //!   to the group's coordinator, found with `FindCoordinator`; `ListGroups` to every broker.
 //!
 //! # Errors
@@ -38,6 +38,7 @@ use crate::error::{ClientError, Result};
 mod acls;
 mod configs;
 mod groups;
+mod log_dirs;
 mod offsets;
 mod quorum;
 mod topics;
@@ -48,6 +49,7 @@ pub use acls::{
 };
 pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember, PartitionLag};
+pub use log_dirs::{LogDirDescription, ReplicaInfo};
 pub use offsets::{ListedOffset, OffsetSpec};
 pub use quorum::{BrokerInfo, ClusterDescription, QuorumDescription, VoterState};
 pub use topics::{CreatedTopic, NewTopic, PartitionInfo, TopicDescription, TopicListing};

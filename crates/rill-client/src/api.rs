@@ -22,8 +22,10 @@ use rill_protocol::kafka_protocol::messages::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
     DescribeAclsRequest, DescribeAclsResponse,
 };
-// The cluster's metadata quorum (`admin/quorum.rs`).
-use rill_protocol::kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
+// The cluster's metadata quorum (`admin/quorum.rs`) and brokers' log dirs (`admin/log_dirs.rs`).
+use rill_protocol::kafka_protocol::messages::{
+    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+};
 // SASL (`security/sasl.rs`) and SCRAM credentials (`admin/users.rs`).
 use rill_protocol::kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
@@ -92,6 +94,9 @@ api_requests! {
     ListGroups ListGroupsRequest ListGroupsResponse 0..=5;
     // v1 adds the voters' timestamps, v2 the nodes' listeners (not read).
     DescribeQuorum DescribeQuorumRequest DescribeQuorumResponse 1..=2;
+    // v1 is the lowest Kafka 4 keeps; v3 adds the top-level error code, v4 total and usable
+    // bytes.
+    DescribeLogDirs DescribeLogDirsRequest DescribeLogDirsResponse 1..=4;
     // v2 is the lowest Kafka 4 keeps; v5 returns the new topic's configs, v7 its id.
     CreateTopics CreateTopicsRequest CreateTopicsResponse 2..=7;
     // v6 names topics in `topics` (by name or id) rather than `topic_names`.

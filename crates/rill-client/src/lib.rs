@@ -56,9 +56,9 @@ pub use admin::{
     AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
     Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
     ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, GroupDescription, GroupListing,
-    GroupMember, ListedOffset, NewTopic, OffsetSpec, PartitionInfo, PartitionLag,
-    QuorumDescription, ScramAlteration, ScramCredentialInfo, TopicDescription, TopicListing,
-    VoterState,
+    GroupMember, ListedOffset, LogDirDescription, NewTopic, OffsetSpec, PartitionInfo,
+    PartitionLag, QuorumDescription, ReplicaInfo, ScramAlteration, ScramCredentialInfo,
+    TopicDescription, TopicListing, VoterState,
 };
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{

@@ -1,8 +1,8 @@
 //! The `rill` command line: a thin layer over the library crates.
 //!
 //! Each subcommand is an `Args` struct with a `run()` in its own module. The client subcommands
-//! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`, `user`) are built on `rill-client` and share
-//! [`cli::Bootstrap`].
+//! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`, `user`, `acl`, `log-dirs`) are
+//! built on `rill-client` and share [`cli::Bootstrap`].
 
 mod acl;
 mod alloc;
@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod consume;
 mod group;
+mod log_dirs;
 mod produce;
 mod serve;
 mod topic;
@@ -63,6 +64,8 @@ enum Command {
     User(user::Args),
     /// Add, list and delete ACLs.
     Acl(acl::Args),
+    /// Show each broker's data directories: the partitions held there, their size and lag.
+    LogDirs(log_dirs::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(args) => args.run(),
         Command::User(args) => args.run(),
         Command::Acl(args) => args.run(),
+        Command::LogDirs(args) => args.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -94,5 +98,15 @@ fn main() -> std::process::ExitCode {
             cli::report(&err);
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a subcommand's flags only when it runs; this checks them all (two flags of
+    /// one subcommand with the same name panic at run time otherwise).
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }
