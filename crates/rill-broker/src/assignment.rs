@@ -1,7 +1,6 @@
 //! Replica assignments: the default one, spread over the live brokers round robin with rack
 //! awareness as Kafka's default assignor does, and manual ones (CreateTopics,
-//! CreatePartitions), checked as Kafka's controller checks them. Partitions have one replica
-//! until replication comes, so a manual assignment names one registered broker per partition.
+//! CreatePartitions), checked as Kafka's controller checks them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,20 +12,39 @@ fn invalid(message: String) -> TopicError {
     (ErrorCode::InvalidReplicaAssignment, message)
 }
 
-/// `partitions` new partitions, one replica each, starting at broker `start` of the
-/// rack-alternated list of `brokers` (id, rack): with racks, consecutive partitions land in
-/// different racks first, as Kafka's rack-aware assignor places them.
+/// `partitions` new partitions of `factor` replicas each (at most one per broker), the first
+/// replicas taken in turn from broker `start` of the rack-alternated list of `brokers` (id,
+/// rack): with racks, consecutive partitions land in different racks first, as Kafka's
+/// rack-aware assignor places them. The other replicas follow the first at a shift that
+/// changes every round of the brokers, so the followers of one broker's partitions spread
+/// over the others (Kafka's scheme).
 pub(crate) fn spread(
     brokers: &[(i32, Option<String>)],
     partitions: usize,
+    factor: usize,
     start: usize,
 ) -> Vec<Vec<i32>> {
     let ordered = rack_alternated(brokers);
-    if ordered.is_empty() {
+    let n = ordered.len();
+    if n == 0 {
         return Vec::new();
     }
+    let factor = factor.clamp(1, n);
     (0..partitions)
-        .map(|p| vec![ordered[(start + p) % ordered.len()]])
+        .map(|p| {
+            let first = (start + p) % n;
+            let shift = start + p / n;
+            (0..factor)
+                .map(|k| {
+                    let at = if k == 0 {
+                        first
+                    } else {
+                        (first + 1 + (shift + k - 1) % (n - 1)) % n
+                    };
+                    ordered[at]
+                })
+                .collect()
+        })
         .collect()
 }
 
@@ -54,9 +72,8 @@ fn rack_alternated(brokers: &[(i32, Option<String>)]) -> Vec<i32> {
         .collect()
 }
 
-/// One partition's replicas: not empty, only `registered` brokers, none twice, one replica
-/// (more come with replication), and as many as the other partitions have
-/// (`replication_factor`, when known).
+/// One partition's replicas: not empty, only `registered` brokers, none twice, and as many as
+/// the other partitions have (`replication_factor`, when known).
 pub(crate) fn check_replicas(
     replicas: &[i32],
     registered: &BTreeSet<i32>,
@@ -83,16 +100,6 @@ pub(crate) fn check_replicas(
             )));
         }
         previous = Some(broker);
-    }
-    if replicas.len() > 1 {
-        return Err((
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "the manual partition assignment has {} replicas for a partition; partitions \
-                 have one replica until replication is supported",
-                replicas.len()
-            ),
-        ));
     }
     match replication_factor {
         Some(factor) if factor != replicas.len() => Err(invalid(format!(
@@ -155,16 +162,14 @@ mod tests {
         assert_eq!(code(check_replicas(&[0], &zero(), Some(2))), bad);
         let two = BTreeSet::from([0, 1]);
         assert_eq!(check_replicas(&[1], &two, None), Ok(()));
-        assert_eq!(
-            code(check_replicas(&[0, 1], &two, None)),
-            Some(ErrorCode::InvalidReplicationFactor)
-        );
+        assert_eq!(check_replicas(&[1, 0], &two, Some(2)), Ok(()));
+        assert_eq!(code(check_replicas(&[1, 0], &two, Some(1))), bad);
     }
 
     #[test]
     fn spread_is_round_robin_alternating_racks() {
         let plain = [(3, None), (1, None), (2, None)];
-        assert_eq!(spread(&plain, 4, 1), [[2], [3], [1], [2]]);
+        assert_eq!(spread(&plain, 4, 1, 1), [[2], [3], [1], [2]]);
         let racks = |r: &str| Some(r.to_owned());
         // Rack a: 1, 2; rack b: 3, 4; rack c: 5. Alternated: 1 3 5 2 4.
         let racked = [
@@ -174,8 +179,27 @@ mod tests {
             (4, racks("b")),
             (5, racks("c")),
         ];
-        assert_eq!(spread(&racked, 6, 0), [[1], [3], [5], [2], [4], [1]]);
-        assert!(spread(&[], 3, 0).is_empty());
+        assert_eq!(spread(&racked, 6, 1, 0), [[1], [3], [5], [2], [4], [1]]);
+        assert!(spread(&[], 3, 1, 0).is_empty());
+    }
+
+    #[test]
+    fn replicas_are_distinct_and_followers_spread_over_the_others() {
+        let brokers = [(1, None), (2, None), (3, None)];
+        let placed = spread(&brokers, 6, 3, 0);
+        for replicas in &placed {
+            let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+            assert_eq!(distinct.len(), 3, "{replicas:?}");
+        }
+        // Leaders round robin; broker 1's followers differ between its two partitions.
+        let leaders: Vec<i32> = placed.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders, [1, 2, 3, 1, 2, 3]);
+        assert_ne!(placed[0], placed[3]);
+        // Two of three: every broker leads and follows.
+        let two = spread(&brokers, 3, 2, 0);
+        assert_eq!(two, [[1, 2], [2, 3], [3, 1]]);
+        // More replicas than brokers: as many as there are brokers.
+        assert_eq!(spread(&brokers[..2], 1, 3, 0), [[1, 2]]);
     }
 
     #[test]

@@ -31,14 +31,14 @@ use uuid::Uuid;
 use crate::assignment;
 use crate::broker_config::{self, DynamicConfigs};
 use crate::cluster::ClusterView;
-use crate::config::BrokerConfig;
+use crate::config::{AckDurability, BrokerConfig};
 use crate::error::BrokerError;
 use crate::group::OFFSETS_TOPIC;
 use crate::meta;
 use crate::metrics::{Metrics, TopicMetrics};
-use crate::partition::{OwnerMetrics, Partition, Storage};
+use crate::partition::{Outbox, OwnerMetrics, Partition, ReplicaSpec, Storage};
 use crate::quorum::Quorum;
-use crate::quorum::image::{Change, Command, Image, PartitionImage, TopicImage};
+use crate::quorum::image::{Change, Command, ElectedLeader, Image, PartitionImage, TopicImage};
 use crate::quorum::node::Applied;
 use crate::topic_config::TopicConfig;
 
@@ -46,6 +46,10 @@ use crate::topic_config::TopicConfig;
 const MAX_TOPIC_NAME_LEN: usize = 249;
 /// How long a handler waits for this broker to act on its committed change.
 const CATCH_UP: Duration = Duration::from_secs(30);
+/// How often this broker tells the cluster which replicated partitions it leads.
+pub(crate) const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
+/// How long CreateTopics waits for a new replicated topic's partitions to elect leaders.
+const FIRST_ELECTION: Duration = Duration::from_secs(10);
 
 /// A topic, its partitions' places in the cluster, and the owners of those held here.
 #[derive(Debug)]
@@ -87,14 +91,31 @@ impl Topic {
     /// broker (or none) leads it, KAFKA_STORAGE_ERROR when it is led here but its log could not
     /// be opened.
     pub(crate) fn led(&self, index: i32) -> Result<&Arc<Partition>, ErrorCode> {
+        self.led_with_epoch(index).map(|(partition, _)| partition)
+    }
+
+    /// [`Topic::led`], with the leader epoch it is led at. A replicated partition is led here
+    /// when this broker's replica is its group's leader (the metadata learns it a moment
+    /// later); a partition with one replica when the metadata says so.
+    fn led_with_epoch(&self, index: i32) -> Result<(&Arc<Partition>, i32), ErrorCode> {
         let placement = usize::try_from(index)
             .ok()
             .and_then(|i| self.placements.get(i))
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        if placement.replicas.len() > 1 {
+            let partition = self
+                .partition(index)
+                .ok_or(ErrorCode::NotLeaderOrFollower)?;
+            return match partition.offsets().leading {
+                Some(epoch) => Ok((partition, epoch)),
+                None => Err(ErrorCode::NotLeaderOrFollower),
+            };
+        }
         if placement.leader != self.node {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        self.partition(index).ok_or(ErrorCode::KafkaStorageError)
+        let partition = self.partition(index).ok_or(ErrorCode::KafkaStorageError)?;
+        Ok((partition, placement.epoch))
     }
 
     /// [`Topic::led`], checked against the leader epoch the client knows (`-1`: none, as
@@ -103,11 +124,7 @@ impl Topic {
     /// client refreshes its metadata and asks again, so no client reads from a leadership it
     /// has not seen.
     pub(crate) fn led_at(&self, index: i32, epoch: i32) -> Result<&Arc<Partition>, ErrorCode> {
-        let partition = self.led(index)?;
-        let current = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.placements.get(i))
-            .map_or(-1, |p| p.epoch);
+        let (partition, current) = self.led_with_epoch(index)?;
         match epoch {
             e if e < 0 || e == current => Ok(partition),
             e if e < current => Err(ErrorCode::FencedLeaderEpoch),
@@ -195,6 +212,8 @@ pub(crate) struct Broker {
     pending: Mutex<HashMap<Uuid, (String, Opened)>>,
     /// The last metadata index this broker has acted on.
     reconciled: watch::Sender<u64>,
+    /// The leaderships last announced, and when, so one in flight is not repeated at once.
+    announced: Mutex<HashMap<(Uuid, i32), (i32, u32, std::time::Instant)>>,
     /// The ACLs as the quorum agreed them, indexed for decisions.
     pub(crate) authorizer: crate::authorizer::Authorizer,
 }
@@ -214,6 +233,7 @@ impl Broker {
                 config.storage_threads(),
                 config.max_open_files(),
                 config.retention_check_interval,
+                quorum.router.clone(),
             )
             .map_err(|source| BrokerError::Io {
                 path: data_dir.clone(),
@@ -250,11 +270,13 @@ impl Broker {
         )?;
         let dynamic = dynamic_of(&image, config.node_id);
         let defaults = dynamic.topic_defaults();
+        let outbox = quorum.partition_outbox.clone();
         let opener = Opener {
             config: &config,
             defaults: &defaults,
             metrics: &metrics,
             storage: &storage,
+            outbox: &outbox,
         };
         let node = config.node_id;
         let specs: Vec<TopicSpec> = image
@@ -299,6 +321,7 @@ impl Broker {
             storage,
             pending: Mutex::new(HashMap::new()),
             reconciled,
+            announced: Mutex::new(HashMap::new()),
             authorizer,
         })
     }
@@ -372,8 +395,9 @@ impl Broker {
         self.quorum.image().brokers.keys().copied().collect()
     }
 
-    /// `partitions` new partitions spread over the live brokers.
-    fn spread(&self, partitions: usize) -> Result<Vec<Vec<i32>>, TopicError> {
+    /// `partitions` new partitions of `factor` replicas spread over the live brokers
+    /// (INVALID_REPLICATION_FACTOR if there are fewer).
+    fn spread(&self, partitions: usize, factor: usize) -> Result<Vec<Vec<i32>>, TopicError> {
         let live: Vec<(i32, Option<String>)> = {
             let image = self.quorum.image();
             image
@@ -391,7 +415,18 @@ impl Broker {
         }
         let start =
             usize::try_from(Uuid::new_v4().as_u64_pair().0 % live.len() as u64).unwrap_or(0);
-        Ok(assignment::spread(&live, partitions, start))
+        if factor > live.len() {
+            return Err((
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "Unable to replicate the partition {factor} time(s): The target replication \
+                     factor of {factor} cannot be reached because only {} broker(s) are \
+                     registered.",
+                    live.len()
+                ),
+            ));
+        }
+        Ok(assignment::spread(&live, partitions, factor, start))
     }
 
     /// Creates a topic (or only checks that it could be created), on `manual` replicas if
@@ -400,6 +435,7 @@ impl Broker {
         &self,
         name: &str,
         partitions: i32,
+        factor: usize,
         overrides: BTreeMap<String, String>,
         validate_only: bool,
         manual: Option<Vec<Vec<i32>>>,
@@ -423,7 +459,7 @@ impl Broker {
         let count = usize::try_from(partitions).unwrap_or(usize::MAX);
         let placed = match manual {
             Some(replicas) => replicas,
-            None => self.spread(count)?,
+            None => self.spread(count, factor)?,
         };
         let here = self.indices_here(&placed, 0);
         self.check_partition_limit(here.len())?;
@@ -446,6 +482,7 @@ impl Broker {
             id,
             overrides: overrides.clone(),
             indices: here,
+            replicated: replicated(&placed, 0),
         };
         let command = Command::CreateTopic {
             name: name.to_owned(),
@@ -462,7 +499,94 @@ impl Broker {
         };
         self.open_and_propose(spec, command, unchanged).await?;
         tracing::info!(topic = name, partitions, %id, "created topic");
+        self.first_leaders(name).await;
         self.topic(name).ok_or_else(|| unknown_topic(name))
+    }
+
+    /// Waits (a while) until every replicated partition of a new topic has a leader, so that
+    /// a client can produce as soon as CreateTopics answers, as with one replica.
+    async fn first_leaders(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + FIRST_ELECTION;
+        loop {
+            let waiting = self.topic(name).is_some_and(|t| {
+                t.placements
+                    .iter()
+                    .any(|p| p.replicas.len() > 1 && p.leader == -1)
+            });
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Proposes the leaderships of the replicated partitions led here that the metadata does
+    /// not show yet (see [`Command::ElectedLeaders`]).
+    pub(crate) async fn announce_leaders(&self) {
+        let node = self.config.node_id;
+        let now = std::time::Instant::now();
+        let mut leaders = Vec::new();
+        let mut masks = Vec::new();
+        for topic in self.all_topics() {
+            for (index, placement) in topic.placements.iter().enumerate() {
+                if placement.replicas.len() < 2 {
+                    continue;
+                }
+                let index = i32::try_from(index).unwrap_or(i32::MAX);
+                let Some(offsets) = topic.partition(index).map(|p| p.offsets()) else {
+                    continue;
+                };
+                let Some(epoch) = offsets.leading else {
+                    continue;
+                };
+                let isr: Vec<i32> = placement
+                    .replicas
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| offsets.in_sync & (1 << (k % 32)) != 0)
+                    .map(|(_, r)| *r)
+                    .collect();
+                if placement.leader == node && placement.epoch == epoch && placement.isr == isr {
+                    continue;
+                }
+                let key = (topic.id, index);
+                let recent = self.announced.lock().ok().is_some_and(|announced| {
+                    announced.get(&key).is_some_and(|(e, mask, at)| {
+                        *e == epoch
+                            && *mask == offsets.in_sync
+                            && now - *at < Duration::from_secs(2)
+                    })
+                });
+                if recent {
+                    continue;
+                }
+                leaders.push(ElectedLeader {
+                    topic: topic.name.clone(),
+                    id: topic.id,
+                    partition: index,
+                    leader: node,
+                    epoch,
+                    isr,
+                });
+                masks.push(offsets.in_sync);
+            }
+        }
+        if leaders.is_empty() {
+            return;
+        }
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.retain(|_, (_, _, at)| now - *at < Duration::from_secs(10));
+            for (leader, mask) in leaders.iter().zip(&masks) {
+                let _ = announced.insert((leader.id, leader.partition), (leader.epoch, *mask, now));
+            }
+        }
+        if let Err((code, why)) = self
+            .quorum
+            .propose(Command::ElectedLeaders { leaders })
+            .await
+        {
+            tracing::debug!(error = code.name(), %why, "announcing partition leaders");
+        }
     }
 
     /// Marks `name` as being changed here until the guard drops, first waiting for a change of
@@ -543,6 +667,7 @@ impl Broker {
             ));
         }
         let additional = usize::try_from(count - current).unwrap_or(0);
+        let factor = topic.placements.first().map_or(1, |p| p.replicas.len());
         let placed = match assignments {
             Some(assignments) => {
                 if additional != assignments.len() {
@@ -557,11 +682,11 @@ impl Broker {
                 }
                 let registered = self.registered();
                 for replicas in assignments {
-                    assignment::check_replicas(replicas, &registered, Some(1))?;
+                    assignment::check_replicas(replicas, &registered, Some(factor))?;
                 }
                 assignments.to_vec()
             }
-            None => self.spread(additional)?,
+            None => self.spread(additional, factor)?,
         };
         let from = topic.placements.len();
         let here = self.indices_here(&placed, from);
@@ -574,6 +699,7 @@ impl Broker {
             id: topic.id,
             overrides: topic.overrides.clone(),
             indices: here,
+            replicated: replicated(&placed, from),
         };
         let command = Command::CreatePartitions {
             name: topic.name.clone(),
@@ -697,7 +823,7 @@ impl Broker {
             name: OFFSETS_TOPIC.to_owned(),
             id: Uuid::new_v4(),
             configs: BTreeMap::new(),
-            assignment: self.spread(count)?,
+            assignment: self.spread(count, 1)?,
         };
         match self.change(command).await {
             Ok(_) | Err((ErrorCode::TopicAlreadyExists, _)) => Ok(()),
@@ -807,12 +933,14 @@ impl Broker {
         let defaults = self.dynamic().topic_defaults();
         let metrics = self.metrics.clone();
         let storage = self.storage.clone();
+        let outbox = self.quorum.partition_outbox.clone();
         let result = tokio::task::spawn_blocking(move || {
             let opener = Opener {
                 config: &config,
                 defaults: &defaults,
                 metrics: &metrics,
                 storage: &storage,
+                outbox: &outbox,
             };
             opener.open(&[spec], true)
         })
@@ -970,11 +1098,17 @@ impl Broker {
             }
         }
         if !missing.is_empty() {
+            let placed: Vec<Vec<i32>> = agreed
+                .partitions
+                .iter()
+                .map(|p| p.replicas.clone())
+                .collect();
             let spec = TopicSpec {
                 name: name.clone(),
                 id: agreed.id,
                 overrides: agreed.configs.clone(),
                 indices: missing,
+                replicated: replicated(&placed, 0),
             };
             match self.open_blocking(spec).await {
                 Ok(opened) => {
@@ -1120,6 +1254,18 @@ struct TopicSpec {
     id: Uuid,
     overrides: BTreeMap<String, String>,
     indices: Vec<i32>,
+    /// The replicas of those of `indices` that have more than one (replicated partitions).
+    replicated: BTreeMap<i32, Vec<i32>>,
+}
+
+/// The replicas of the partitions of `placed` (numbered from `first`) that have more than one.
+fn replicated(placed: &[Vec<i32>], first: usize) -> BTreeMap<i32, Vec<i32>> {
+    placed
+        .iter()
+        .enumerate()
+        .filter(|(_, replicas)| replicas.len() > 1)
+        .filter_map(|(i, replicas)| Some((i32::try_from(first + i).ok()?, replicas.clone())))
+        .collect()
 }
 
 impl TopicSpec {
@@ -1132,11 +1278,17 @@ impl TopicSpec {
             .filter(|(_, p)| p.replicas.contains(&node))
             .filter_map(|(i, _)| i32::try_from(i).ok())
             .collect();
+        let placed: Vec<Vec<i32>> = topic
+            .partitions
+            .iter()
+            .map(|p| p.replicas.clone())
+            .collect();
         Self {
             name: name.to_owned(),
             id: topic.id,
             overrides: topic.configs.clone(),
             indices,
+            replicated: replicated(&placed, 0),
         }
     }
 }
@@ -1147,6 +1299,8 @@ struct Opener<'a> {
     defaults: &'a BTreeMap<String, String>,
     metrics: &'a Metrics,
     storage: &'a Storage,
+    /// Where replicated partitions send their messages for other brokers.
+    outbox: &'a Outbox,
 }
 
 impl Opener<'_> {
@@ -1166,6 +1320,21 @@ impl Opener<'_> {
             topic: Some(metrics.clone()),
             fsync: self.metrics.fsync.clone(),
         };
+        if let Some(replicas) = spec.replicated.get(&index) {
+            // Kafka's replica list order (the preferred leader first) is the replica's order.
+            let replica = ReplicaSpec {
+                topic_id: spec.id,
+                partition: index,
+                node_id: self.config.node_id,
+                replicas: replicas.clone(),
+                fsync: self.config.ack_durability == AckDurability::Fsync,
+                lag_max: self.config.replica_lag_time_max,
+                outbox: self.outbox.clone(),
+            };
+            return self
+                .storage
+                .open_replica(dir, index, config.log_config(), metrics, replica);
+        }
         Ok(self
             .storage
             .open(dir, index, config.log_config(), metrics)?)

@@ -220,8 +220,11 @@ fn leadership_among(live: &[i32], topic: &Topic, partition: i32) -> Leadership {
         .copied()
         .filter(|r| !is_live(r))
         .collect();
-    // With one replica and none live, the last leader stays in the ISR (as Kafka keeps it).
-    let isr = if placement.leader == -1 {
+    // A replicated partition's ISR is what its leader reported. With one replica and none
+    // live, the last leader stays in the ISR (as Kafka keeps it).
+    let isr = if placement.replicas.len() > 1 && !placement.isr.is_empty() {
+        placement.isr.clone()
+    } else if placement.leader == -1 {
         placement.replicas.clone()
     } else {
         placement.replicas.iter().copied().filter(is_live).collect()

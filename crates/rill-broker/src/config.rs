@@ -89,6 +89,9 @@ pub struct BrokerConfig {
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced and its
     /// partitions lose their leader until it returns.
     pub broker_session_timeout: Duration,
+    /// `replica.lag.time.max.ms`: a follower not caught up with its leader for this long is
+    /// out of the in-sync replicas.
+    pub replica_lag_time_max: Duration,
     /// `metadata.log.max.record.bytes.between.snapshots`: bytes of metadata entries applied
     /// after which the image is snapshotted and the metadata log compacted.
     pub metadata_snapshot_bytes: u64,
@@ -158,6 +161,7 @@ impl Default for BrokerConfig {
             voters: crate::Voters::default(),
             controller_listen: None,
             broker_session_timeout: Duration::from_secs(9),
+            replica_lag_time_max: Duration::from_secs(30),
             metadata_snapshot_bytes: 20 << 20,
             sasl: crate::SaslConfig::default(),
             bootstrap_user: None,

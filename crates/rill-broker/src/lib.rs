@@ -224,6 +224,7 @@ pub async fn run(
             }
         })
     };
+    let announcer = tokio::spawn(announce_leaders(broker.clone()));
     let stop_accepting = CancellationToken::new();
     let acceptors: Vec<_> = listeners
         .into_iter()
@@ -249,6 +250,7 @@ pub async fn run(
         let _ = acceptor.await;
     }
     housekeeping.abort();
+    announcer.abort();
     reconciler.abort();
     broker.stopping.cancel();
     stop.cancel();
@@ -436,6 +438,17 @@ async fn join_cluster(
     .await
     .map_err(|e| BrokerError::Internal(e.to_string()))??;
     Ok(Some((broker, applied)))
+}
+
+/// Tells the cluster, through the metadata quorum, which replicated partitions this broker's
+/// replicas lead (and at which epoch), soon after their groups elect them.
+async fn announce_leaders(broker: Arc<broker::Broker>) {
+    let mut every = tokio::time::interval(broker::ANNOUNCE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let _ = every.tick().await;
+        broker.announce_leaders().await;
+    }
 }
 
 /// Hands every applied metadata change to the broker, in order; cancels `failed` if the quorum

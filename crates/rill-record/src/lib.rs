@@ -46,11 +46,11 @@ pub mod legacy;
 pub mod record;
 pub mod varint;
 
-pub use batch::set_log_append_time;
 pub use batch::{
     Attributes, Batch, BatchHeader, Batches, Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
     TimestampType,
 };
+pub use batch::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
 pub use builder::{BatchBuilder, RecordSpec, rebuild};
 pub use compression::{compress, compress_into, compress_into_level, decompress};
 pub use error::RecordError;

@@ -232,6 +232,11 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000)]
     broker_session_timeout_ms: u64,
 
+    /// A follower that has not caught up with its leader for this long leaves the partition's
+    /// in-sync replicas, ms (replica.lag.time.max.ms)
+    #[arg(long, env = "RILL_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000)]
+    replica_lag_time_max_ms: u64,
+
     /// Bytes of metadata log entries after which the metadata image is snapshotted and the log
     /// compacted (metadata.log.max.record.bytes.between.snapshots)
     #[arg(long, env = "RILL_METADATA_SNAPSHOT_BYTES", default_value_t = 20 << 20)]
@@ -603,6 +608,11 @@ impl Args {
             self.broker_session_timeout_ms,
             &[("broker.session.timeout.ms", 1)],
         )?;
+        let replica_lag_time_max_ms = s.get(
+            "replica_lag_time_max_ms",
+            self.replica_lag_time_max_ms,
+            &[("replica.lag.time.max.ms", 1)],
+        )?;
         if broker_session_timeout_ms < 100 {
             anyhow::bail!(
                 "broker.session.timeout.ms (--broker-session-timeout-ms) must be at least 100, \
@@ -758,6 +768,7 @@ impl Args {
             voters,
             controller_listen: controller_listen.map(|c| c.0),
             broker_session_timeout: Duration::from_millis(broker_session_timeout_ms),
+            replica_lag_time_max: Duration::from_millis(replica_lag_time_max_ms),
             metadata_snapshot_bytes,
             sasl: rill_broker::SaslConfig {
                 mechanisms: sasl_mechanisms,

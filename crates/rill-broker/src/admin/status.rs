@@ -137,7 +137,7 @@ pub(super) async fn build(state: &AdminState, broker: &Broker) -> Status {
             .map(|((topic, partition), committed)| {
                 let log_end = broker
                     .topic(&topic)
-                    .and_then(|t| t.partition(partition).map(|p| p.offsets().log_end));
+                    .and_then(|t| t.partition(partition).map(|p| p.offsets().high_watermark));
                 OffsetStatus {
                     lag: log_end.map(|end| end.saturating_sub(committed.offset).max(0)),
                     log_end_offset: log_end,

@@ -659,7 +659,12 @@ mod tests {
     #[tokio::test]
     async fn coordinates_only_the_groups_of_hosted_partitions()
     -> Result<(), Box<dyn std::error::Error>> {
-        let storage = Arc::new(Storage::start(1, 64, Duration::from_secs(3600))?);
+        let storage = Arc::new(Storage::start(
+            1,
+            64,
+            Duration::from_secs(3600),
+            Arc::default(),
+        )?);
         let dir = tempfile::tempdir()?;
         let open = |local: &[i32]| {
             Coordinator::open(

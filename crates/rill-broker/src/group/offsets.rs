@@ -168,7 +168,7 @@ impl OffsetStore {
                 .iter()
                 .map(|(topic, partition, c)| (key(group, topic, *partition), Some(c))),
         )?;
-        let _ = self.log.append(batch, true, false).await?;
+        let _ = self.log.append(batch, true, false, false).await?;
         if let Ok(mut committed) = self.committed.lock() {
             let entry = committed.entry(group.to_owned()).or_default();
             for (topic, partition, c) in offsets {
@@ -196,7 +196,7 @@ impl OffsetStore {
             return Ok(());
         }
         let batch = encode(doomed.iter().map(|(t, p)| (key(group, t, *p), None)))?;
-        let _ = self.log.append(batch, true, false).await?;
+        let _ = self.log.append(batch, true, false, false).await?;
         if let Ok(mut committed) = self.committed.lock() {
             if let Some(entry) = committed.get_mut(group) {
                 for k in &doomed {
@@ -301,7 +301,7 @@ impl OffsetStore {
         };
         let before = offsets.log_end;
         for batch in batches {
-            let _ = self.log.append(batch, true, false).await?;
+            let _ = self.log.append(batch, true, false, false).await?;
         }
         let _ = self.log.delete_records(before).await?;
         tracing::info!(
@@ -403,7 +403,7 @@ mod tests {
 
     #[tokio::test]
     async fn commits_survive_reopen_and_expire_by_age() -> Result<(), Box<dyn std::error::Error>> {
-        let storage = Storage::start(1, 16, Duration::from_secs(3600))?;
+        let storage = Storage::start(1, 16, Duration::from_secs(3600), std::sync::Arc::default())?;
         let dir = tempfile::tempdir()?;
         let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
         store
@@ -471,7 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn compaction_keeps_only_live_offsets() -> Result<(), Box<dyn std::error::Error>> {
-        let storage = Storage::start(1, 16, Duration::from_secs(3600))?;
+        let storage = Storage::start(1, 16, Duration::from_secs(3600), std::sync::Arc::default())?;
         let dir = tempfile::tempdir()?;
         let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
         // Many commits of the same two partitions: far more records than live offsets.

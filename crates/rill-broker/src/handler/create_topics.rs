@@ -1,5 +1,5 @@
-//! CreateTopics (validate-only too). One replica, so a replication factor above 1 is refused;
-//! a manual replica assignment may name this broker only.
+//! CreateTopics (validate-only too): a replication factor up to the number of live brokers
+//! (Kafka's default, 1, for -1), or a manual replica assignment on registered brokers.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +15,10 @@ use crate::assignment;
 use crate::broker::{Broker, TopicError};
 use crate::topic_config::TopicConfig;
 
+/// The replication factor of a topic created without one (Kafka's
+/// `default.replication.factor`).
+const DEFAULT_REPLICATION_FACTOR: i16 = 1;
+
 /// DescribeConfigs/CreateTopics config sources.
 pub(crate) const SOURCE_TOPIC: i8 = 1;
 pub(crate) const SOURCE_DEFAULT: i8 = 5;
@@ -29,21 +33,22 @@ pub(crate) async fn handle(
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let mut manual = None;
+        let factor = match topic.replication_factor {
+            -1 => DEFAULT_REPLICATION_FACTOR,
+            n => n,
+        };
         let (partitions, refused) = if topic.assignments.is_empty() {
             let partitions = match topic.num_partitions {
                 -1 => broker.config.num_partitions,
                 n => n,
             };
-            let refused = (!(topic.replication_factor == -1 || topic.replication_factor == 1))
-                .then(|| {
-                    (
-                        ErrorCode::InvalidReplicationFactor,
-                        format!(
-                            "replication factor {} is larger than the 1 broker available",
-                            topic.replication_factor
-                        ),
-                    )
-                });
+            let refused = (factor < 1).then(|| {
+                (
+                    ErrorCode::InvalidReplicationFactor,
+                    "Replication factor must be larger than 0, or -1 to use the default value."
+                        .to_owned(),
+                )
+            });
             (partitions, refused)
         } else {
             match manual_assignment(broker, &topic) {
@@ -77,7 +82,14 @@ pub(crate) async fn handle(
             Some(err) => Err(err),
             None => {
                 broker
-                    .create_topic(&name, partitions, overrides, req.validate_only, manual)
+                    .create_topic(
+                        &name,
+                        partitions,
+                        usize::try_from(factor).unwrap_or(1),
+                        overrides,
+                        req.validate_only,
+                        manual,
+                    )
                     .await
             }
         };
@@ -101,10 +113,13 @@ pub(crate) async fn handle(
                     })
                     .collect()
                 });
+                let replicas = created.placements.first().map_or(factor, |p| {
+                    i16::try_from(p.replicas.len()).unwrap_or(i16::MAX)
+                });
                 result
                     .with_topic_id(created.id)
                     .with_num_partitions(partitions)
-                    .with_replication_factor(1)
+                    .with_replication_factor(replicas)
                     .with_configs(configs)
             }
             Err((code, message)) => result

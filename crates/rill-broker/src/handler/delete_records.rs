@@ -36,7 +36,7 @@ pub(crate) async fn handle(broker: &Broker, req: DeleteRecordsRequest) -> Delete
                 continue;
             }
             let before = match p.offset {
-                -1 => partition.offsets().log_end,
+                -1 => partition.offsets().high_watermark,
                 offset => offset,
             };
             partitions.push(match partition.delete_records(before).await {

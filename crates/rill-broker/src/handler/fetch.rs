@@ -89,8 +89,8 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
                 let offsets = *rx.borrow_and_update();
                 watches.push(rx);
                 let response = response
-                    .with_high_watermark(offsets.log_end)
-                    .with_last_stable_offset(offsets.log_end)
+                    .with_high_watermark(offsets.high_watermark)
+                    .with_last_stable_offset(offsets.high_watermark)
                     .with_log_start_offset(offsets.log_start);
                 let budget = usize::try_from(fp.partition_max_bytes)
                     .unwrap_or(0)
@@ -232,7 +232,8 @@ async fn read(
     if offset < offsets.log_start || offset > offsets.log_end {
         return Err(ErrorCode::OffsetOutOfRange);
     }
-    if offset == offsets.log_end || (budget == 0 && !first) {
+    // Between the high watermark and the log end: records not committed yet, nothing to read.
+    if offset >= offsets.high_watermark || (budget == 0 && !first) {
         return Ok(Bytes::new());
     }
     let records = partition.read(offset, budget.max(1)).await?;

@@ -115,6 +115,7 @@ async fn lookup_or_create(
         .create_topic(
             name,
             broker.config.num_partitions,
+            1,
             BTreeMap::new(),
             false,
             None,

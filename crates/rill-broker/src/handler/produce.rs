@@ -17,6 +17,7 @@ use rill_record::{
 use crate::broker::{Broker, Topic};
 use crate::config::AckDurability;
 use crate::dispatch::Reply;
+use crate::partition::Partition;
 use crate::partition::now_ms;
 
 mod records;
@@ -32,6 +33,15 @@ enum Pending<F> {
 
 fn failed<F>(code: ErrorCode, message: String) -> Pending<F> {
     Pending::Failed(Refusal::new(code, message))
+}
+
+/// How many replicas of a partition led here are in sync (one without replication).
+fn in_sync(partition: &Partition) -> i32 {
+    if partition.is_replicated() {
+        i32::try_from(partition.offsets().in_sync.count_ones()).unwrap_or(i32::MAX)
+    } else {
+        1
+    }
 }
 
 /// Produce v13 is the first to name topics by id (KIP-516) instead of by name.
@@ -78,19 +88,26 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
                 (None, Some(topic)) => match topic.led(data.index) {
                     Err(code) => failed(code, super::not_here(code, &name, data.index)),
                     // Kafka checks the in-sync replicas before it looks at the records.
-                    Ok(_) if acks == -1 && topic.config.min_insync_replicas > 1 => failed(
-                        ErrorCode::NotEnoughReplicas,
-                        format!(
-                            "partition {name}-{} has 1 in-sync replica, fewer than its \
+                    Ok(partition)
+                        if acks == -1 && in_sync(partition) < topic.config.min_insync_replicas =>
+                    {
+                        failed(
+                            ErrorCode::NotEnoughReplicas,
+                            format!(
+                                "partition {name}-{} has {} in-sync replica(s), fewer than its \
                                  min.insync.replicas ({}), so acks=all cannot be met",
-                            data.index, topic.config.min_insync_replicas
-                        ),
-                    ),
+                                data.index,
+                                in_sync(partition),
+                                topic.config.min_insync_replicas
+                            ),
+                        )
+                    }
                     Ok(partition) => {
                         match prepare(topic, data.index, data.records, version).await {
                             Ok(batch) => Pending::Appending(partition.append(
                                 batch,
                                 durable,
+                                acks == -1,
                                 topic.config.timestamp_type == TimestampType::LogAppendTime,
                             )),
                             Err(refusal) => Pending::Failed(refusal),

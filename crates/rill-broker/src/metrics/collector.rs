@@ -146,7 +146,7 @@ impl Collector for BrokerCollector {
             out.committed.with_label_values(&labels).set(committed);
             let log_end = broker
                 .topic(&topic)
-                .and_then(|t| t.partition(partition).map(|p| p.offsets().log_end));
+                .and_then(|t| t.partition(partition).map(|p| p.offsets().high_watermark));
             // No lag for a partition that does not exist (any more): there is no log end.
             if let Some(log_end) = log_end {
                 out.lag

@@ -11,6 +11,7 @@
 //! expiry) is scheduled by deadline: nothing wakes an idle partition until its next one.
 
 mod owner;
+pub(crate) mod replica;
 mod storage;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,16 +25,26 @@ use tokio::sync::{oneshot, watch};
 
 use crate::metrics::TopicMetrics;
 
-pub(crate) use storage::{Storage, parallel};
+pub(crate) use replica::{Outbox, ReplicaSpec};
+pub(crate) use storage::{Router, Storage, parallel};
 
 /// The offsets readers wait on, and the log's size, published by the owner after every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Offsets {
     pub(crate) log_start: i64,
-    /// The log end offset, which is also the high watermark (one replica).
+    /// The high watermark: the end readers see. With one replica it is the log end; on a
+    /// replicated partition, the end of the last committed entry.
+    pub(crate) high_watermark: i64,
+    /// The log end offset (ahead of the high watermark while entries wait for a majority).
     pub(crate) log_end: i64,
     /// Bytes in all segments (for metrics; it changes only when an offset does).
     pub(crate) size_bytes: u64,
+    /// A replicated partition's leader epoch (its Raft term) while this replica leads it;
+    /// `None` on a follower and on a partition with one replica.
+    pub(crate) leading: Option<i32>,
+    /// While leading a replicated partition: its in-sync replicas, a bit per position in its
+    /// replica list.
+    pub(crate) in_sync: u32,
 }
 
 /// What an owner counts: its topic's produce counters (`None` for the broker's internal logs)
@@ -68,7 +79,10 @@ type Reply<T> = oneshot::Sender<Result<T, ErrorCode>>;
 enum Command {
     Append {
         batch: BytesMut,
+        /// Answer only once the batch is fsynced (one replica).
         durable: bool,
+        /// `acks=all`: on a replicated partition, answer once a majority has the batch.
+        acks_all: bool,
         /// Stamp the batch with the append time (the topic's `message.timestamp.type`).
         log_append_time: bool,
         reply: Reply<AppendInfo>,
@@ -87,6 +101,17 @@ enum Command {
         reply: Reply<i64>,
     },
     Configure(LogConfig),
+    /// OffsetForLeaderEpoch on a replicated partition: the largest epoch at or below this one
+    /// with records here, and where its records end.
+    EpochEnd {
+        epoch: i32,
+        reply: Reply<Option<(i32, i64)>>,
+    },
+    /// Hands a replicated partition's leadership to the replica on this broker (if this one
+    /// leads it and that one is caught up).
+    TransferLeader {
+        to: i32,
+    },
 }
 
 /// The handle the rest of the broker holds for a partition: its storage thread's queue and the
@@ -99,11 +124,18 @@ pub(crate) struct Partition {
     queue: mpsc::Sender<storage::Message>,
     offsets: watch::Receiver<Offsets>,
     closed: AtomicBool,
+    /// A replicated partition's entry in the router, removed when it closes.
+    route: Option<(std::sync::Arc<Router>, (uuid::Uuid, i32))>,
 }
 
 impl Partition {
     pub(crate) fn offsets(&self) -> Offsets {
         *self.offsets.borrow()
+    }
+
+    /// Whether this is a replicated partition (led by whichever replica its group elects).
+    pub(crate) fn is_replicated(&self) -> bool {
+        self.route.is_some()
     }
 
     /// A receiver that wakes when new records arrive (for long-polling fetches).
@@ -112,19 +144,22 @@ impl Partition {
     }
 
     /// Hands a batch to the owner; the returned future resolves once it is appended (and
-    /// fsynced, if `durable`). The hand-off happens before this returns, so batches from one
+    /// fsynced, if `durable`; on a replicated partition with `acks_all`, once a majority of
+    /// its replicas has it). The hand-off happens before this returns, so batches from one
     /// connection reach the log in the order they were handed off. With `log_append_time` the
     /// owner stamps the batch with the time it appends it, which the answer carries.
     pub(crate) fn append(
         &self,
         batch: BytesMut,
         durable: bool,
+        acks_all: bool,
         log_append_time: bool,
     ) -> impl Future<Output = Result<AppendInfo, ErrorCode>> + use<> {
         let (reply, rx) = oneshot::channel();
         let sent = self.send(Command::Append {
             batch,
             durable,
+            acks_all,
             log_append_time,
             reply,
         });
@@ -157,7 +192,7 @@ impl Partition {
         };
         let query = match query {
             OffsetQuery::Earliest => return published(self.offsets().log_start),
-            OffsetQuery::Latest => return published(self.offsets().log_end),
+            OffsetQuery::Latest => return published(self.offsets().high_watermark),
             OffsetQuery::MaxTimestamp => TimeQuery::Max,
             OffsetQuery::Timestamp(t) => TimeQuery::AtOrAfter(t),
         };
@@ -167,6 +202,18 @@ impl Partition {
     pub(crate) async fn delete_records(&self, before: i64) -> Result<i64, ErrorCode> {
         self.ask(|reply| Command::DeleteRecords { before, reply })
             .await
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer for a replicated partition this broker leads: the
+    /// largest leader epoch at or below `epoch` and the offset its records end at; `None` when
+    /// every epoch known is above it.
+    pub(crate) async fn end_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, ErrorCode> {
+        self.ask(|reply| Command::EpochEnd { epoch, reply }).await
+    }
+
+    /// Asks a replicated partition's leader to hand its leadership to broker `to`.
+    pub(crate) fn transfer_leader(&self, to: i32) {
+        let _ = self.send(Command::TransferLeader { to });
     }
 
     pub(crate) fn configure(&self, config: LogConfig) {
@@ -192,6 +239,9 @@ impl Partition {
     /// Commands sent after this get NOT_LEADER_OR_FOLLOWER.
     fn start_close(&self, delete: bool, done: Option<mpsc::Sender<()>>) {
         if !self.closed.swap(true, Ordering::AcqRel) {
+            if let Some((router, key)) = &self.route {
+                router.remove(*key, self.id);
+            }
             let _ = self.queue.send(storage::Message::Close {
                 id: self.id,
                 delete,

@@ -9,7 +9,10 @@ use rill_protocol::ErrorCode;
 use rill_record::{BatchHeader, Batches, set_log_append_time};
 use tokio::sync::watch;
 
+use super::replica::store::ReplicaStore;
+use super::replica::{Replica, ReplicaSpec, Writing};
 use super::{Command, Offsets, OwnerMetrics, Reply, TimeQuery, now_ms};
+use crate::error::BrokerError;
 use crate::idempotence::{
     PRODUCER_ID_EXPIRATION_MS, ProducerStates, Verdict, load_snapshot, write_snapshot,
 };
@@ -17,8 +20,18 @@ use crate::idempotence::{
 /// An `acks=all` append waiting for its partition's fsync at the end of the round.
 pub(super) type Waiting = (Reply<AppendInfo>, AppendInfo);
 
+/// The log an owner holds: alone, or as the Raft log of a replicated partition.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the single-replica log, the common case, stays inline"
+)]
+enum Held {
+    Plain(Log),
+    Replica(Box<Replica>),
+}
+
 pub(super) struct Owner {
-    log: Log,
+    held: Held,
     offsets: watch::Sender<Offsets>,
     /// What each idempotent producer last wrote here.
     producers: ProducerStates,
@@ -36,12 +49,14 @@ pub(super) struct Owner {
     pub(super) scheduled: Option<i64>,
     /// A close has been asked for: later commands are refused.
     pub(super) closing: bool,
+    /// A replica whose storage failed: it takes part in nothing more.
+    failed: bool,
 }
 
 impl std::fmt::Debug for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Owner")
-            .field("dir", &self.log.dir())
+            .field("dir", &self.log().dir())
             .field("offsets", &*self.offsets.borrow())
             .finish_non_exhaustive()
     }
@@ -55,12 +70,46 @@ impl Owner {
         metrics: OwnerMetrics,
         retention_check: Duration,
     ) -> Result<(Self, watch::Receiver<Offsets>), LogError> {
-        let (producers, snapshot_at) = rebuild_producer_states(&log)?;
+        Self::holding(Held::Plain(log), metrics, retention_check)
+    }
+
+    /// Takes over a replicated partition's log as the Raft log of its replica.
+    pub(super) fn replica(
+        log: Log,
+        spec: ReplicaSpec,
+        metrics: OwnerMetrics,
+        retention_check: Duration,
+    ) -> Result<(Self, watch::Receiver<Offsets>), BrokerError> {
+        let voters: Vec<u64> = spec
+            .replicas
+            .iter()
+            .map(|r| crate::quorum::voters::raft_id(*r))
+            .collect();
+        let store = ReplicaStore::open(log, &voters)?;
+        let replica = Replica::new(store, spec)?;
+        Ok(Self::holding(
+            Held::Replica(Box::new(replica)),
+            metrics,
+            retention_check,
+        )?)
+    }
+
+    fn holding(
+        held: Held,
+        metrics: OwnerMetrics,
+        retention_check: Duration,
+    ) -> Result<(Self, watch::Receiver<Offsets>), LogError> {
+        let log = match &held {
+            Held::Plain(log) => log,
+            Held::Replica(replica) => replica.store().log(),
+        };
+        let (producers, snapshot_at) = rebuild_producer_states(log)?;
         let size = log.size_bytes();
-        let (offsets, rx) = watch::channel(offsets_of(&log, size));
+        let segments = log.segment_count();
+        let (offsets, rx) = watch::channel(offsets_of(&held, size));
         let owner = Self {
-            segments: log.segment_count(),
-            log,
+            segments,
+            held,
             offsets,
             producers,
             size,
@@ -69,13 +118,36 @@ impl Owner {
             snapshot_at,
             scheduled: None,
             closing: false,
+            failed: false,
         };
         Ok((owner, rx))
     }
 
+    fn log(&self) -> &Log {
+        match &self.held {
+            Held::Plain(log) => log,
+            Held::Replica(replica) => replica.store().log(),
+        }
+    }
+
+    fn log_mut(&mut self) -> &mut Log {
+        match &mut self.held {
+            Held::Plain(log) => log,
+            Held::Replica(replica) => replica.store_mut().log_mut(),
+        }
+    }
+
+    /// The replica, for a replicated partition still working.
+    pub(super) fn replica_mut(&mut self) -> Option<&mut Replica> {
+        match &mut self.held {
+            Held::Replica(replica) if !self.failed => Some(replica),
+            _ => None,
+        }
+    }
+
     /// When this owner next has time-based work: the log's own deadline or retention.
     pub(super) fn next_deadline(&self) -> i64 {
-        self.log
+        self.log()
             .next_deadline_ms()
             .map_or(self.next_retention_ms, |at| at.min(self.next_retention_ms))
     }
@@ -86,67 +158,118 @@ impl Owner {
             Command::Append {
                 mut batch,
                 durable,
+                acks_all,
                 log_append_time,
                 reply,
-            } => match self.append(&mut batch, log_append_time) {
-                Ok(info) => {
-                    // Publish the new end before anything else is answered: a read later in
-                    // this round returns these records, and the client's next fetch must find
-                    // its offset inside the published range. (Like Kafka with one replica, the
-                    // high watermark is the log end; acks=all waits for the fsync, readers
-                    // don't.)
-                    self.publish();
-                    if durable {
-                        return Some((reply, info));
+            } => {
+                if matches!(self.held, Held::Replica(_)) {
+                    self.propose(&mut batch, acks_all, log_append_time, reply);
+                    return None;
+                }
+                match self.append(&mut batch, log_append_time) {
+                    Ok(info) => {
+                        // Publish the new end before anything else is answered: a read later
+                        // in this round returns these records, and the client's next fetch
+                        // must find its offset inside the published range. (Like Kafka with one
+                        // replica, the high watermark is the log end; acks=all waits for the
+                        // fsync, readers don't.)
+                        self.publish();
+                        if durable {
+                            return Some((reply, info));
+                        }
+                        let _ = reply.send(Ok(info));
                     }
-                    let _ = reply.send(Ok(info));
+                    Err(code) => {
+                        let _ = reply.send(Err(code));
+                    }
                 }
-                Err(code) => {
-                    let _ = reply.send(Err(code));
-                }
-            },
+            }
             Command::Read {
                 offset,
                 max_bytes,
                 reply,
             } => {
-                let result = self
-                    .log
-                    .read(offset, max_bytes)
-                    .map_err(|e| self.failed(&e));
-                let _ = reply.send(result);
+                let _ = reply.send(self.read(offset, max_bytes));
             }
             Command::ListOffset { query, reply } => {
                 let _ = reply.send(self.list_offset(query));
             }
             Command::DeleteRecords { before, reply } => {
                 let result = self
-                    .log
+                    .log_mut()
                     .delete_records_before(before)
                     .map_err(|e| self.failed(&e));
-                self.size = self.log.size_bytes();
-                let _ = self.producers.expire(
-                    now_ms(),
-                    PRODUCER_ID_EXPIRATION_MS,
-                    self.log.log_start_offset(),
-                );
-                // Publish the new start before answering, as appends publish the new end.
-                self.publish();
+                self.after_deletion();
                 let _ = reply.send(result);
             }
+            Command::EpochEnd { epoch, reply } => {
+                let found = match &self.held {
+                    Held::Replica(replica) if replica.leading().is_some() => {
+                        let term = u64::try_from(epoch).unwrap_or(0);
+                        Ok(replica
+                            .store()
+                            .end_for_term(term)
+                            .map(|(term, end)| (i32::try_from(term).unwrap_or(i32::MAX), end)))
+                    }
+                    _ => Err(ErrorCode::NotLeaderOrFollower),
+                };
+                let _ = reply.send(found);
+            }
+            Command::TransferLeader { to } => {
+                if let Some(replica) = self.replica_mut() {
+                    replica.transfer_leader(to);
+                }
+            }
             Command::Configure(config) => {
-                if let Err(err) = self.log.set_config(config) {
-                    tracing::error!(%err, dir = %self.log.dir().display(), "refused log config");
+                if let Err(err) = self.log_mut().set_config(config) {
+                    tracing::error!(%err, dir = %self.log().dir().display(), "refused log config");
                 }
             }
         }
         None
     }
 
+    /// After segments or records were deleted from the start: the size, the producers whose
+    /// last batches went, the replica's first entry, and the new start published.
+    fn after_deletion(&mut self) {
+        self.size = self.log().size_bytes();
+        let start = self.log().log_start_offset();
+        let _ = self
+            .producers
+            .expire(now_ms(), PRODUCER_ID_EXPIRATION_MS, start);
+        if let Held::Replica(replica) = &mut self.held {
+            replica.store_mut().forget_below_log_start();
+        }
+        self.publish();
+    }
+
+    /// Reads from `offset`: on a replica, only what is committed (below the high watermark),
+    /// and only while it leads.
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<bytes::Bytes, ErrorCode> {
+        let Held::Replica(replica) = &self.held else {
+            return self
+                .log()
+                .read(offset, max_bytes)
+                .map_err(|e| self.failed(&e));
+        };
+        if replica.leading().is_none() || self.failed {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let high_watermark = replica.high_watermark();
+        if offset >= high_watermark && offset <= self.log().log_end_offset() {
+            return Ok(bytes::Bytes::new());
+        }
+        let bytes = self
+            .log()
+            .read(offset, max_bytes)
+            .map_err(|e| self.failed(&e))?;
+        Ok(below(bytes, high_watermark))
+    }
+
     fn list_offset(&self, query: TimeQuery) -> Result<Option<TimestampOffset>, ErrorCode> {
         let found = match query {
-            TimeQuery::Max => self.log.max_timestamp(),
-            TimeQuery::AtOrAfter(t) => self.log.offset_for_timestamp(t),
+            TimeQuery::Max => self.log().max_timestamp(),
+            TimeQuery::AtOrAfter(t) => self.log().offset_for_timestamp(t),
         };
         found.map_err(|e| self.failed(&e))
     }
@@ -155,16 +278,52 @@ impl Owner {
     /// already written gets its original offsets and writes nothing.
     fn append(&mut self, batch: &mut [u8], log_append_time: bool) -> Result<AppendInfo, ErrorCode> {
         let now = now_ms();
+        let header = self.check_batch(batch, log_append_time, now)?;
+        let header = match header {
+            Ok(header) => header,
+            Err(duplicate) => return Ok(duplicate),
+        };
+        let flushed = self.log().flushed_offset();
+        let started = Instant::now();
+        let appended = self.log_mut().append(batch, now);
+        if self.log().flushed_offset() != flushed {
+            // The flush policy fsynced within the append; the write itself is small beside it.
+            self.metrics.fsync.observe(started.elapsed().as_secs_f64());
+        }
+        let info = match appended {
+            Ok(info) => info,
+            Err(err) => {
+                // Whatever the failure, the size is what the segments say.
+                self.size = self.log().size_bytes();
+                return Err(self.failed(&err));
+            }
+        };
+        // Stored verbatim, so the log grew by exactly the batch.
+        self.size += batch.len() as u64;
+        self.appended(&header, info.base_offset, batch.len(), now);
+        self.snapshot_if_rolled();
+        Ok(info)
+    }
+
+    /// Checks a batch before it is written: an idempotent producer's sequence (a duplicate
+    /// gets its original offsets: `Ok(Err(info))`), and stamps the append time if the topic
+    /// asks for it.
+    fn check_batch(
+        &self,
+        batch: &mut [u8],
+        log_append_time: bool,
+        now: i64,
+    ) -> Result<Result<BatchHeader, AppendInfo>, ErrorCode> {
         let header = BatchHeader::parse(batch).map_err(|_| ErrorCode::CorruptMessage)?;
         if header.has_producer_id() {
             match self.producers.check(&header) {
                 Verdict::Append => {}
                 Verdict::Duplicate(written) => {
-                    return Ok(AppendInfo {
+                    return Ok(Err(AppendInfo {
                         base_offset: written.base_offset,
                         last_offset: written.last_offset,
                         log_append_time_ms: now,
-                    });
+                    }));
                 }
                 Verdict::Reject(code) => return Err(code),
             }
@@ -175,40 +334,143 @@ impl Owner {
             // pass over the batch is cheap beside the write itself.
             set_log_append_time(batch, now).map_err(|_| ErrorCode::CorruptMessage)?;
         }
-        let flushed = self.log.flushed_offset();
-        let started = Instant::now();
-        let appended = self.log.append(batch, now);
-        if self.log.flushed_offset() != flushed {
-            // The flush policy fsynced within the append; the write itself is small beside it.
-            self.metrics.fsync.observe(started.elapsed().as_secs_f64());
-        }
-        let info = match appended {
-            Ok(info) => info,
-            Err(err) => {
-                // Whatever the failure, the size is what the segments say.
-                self.size = self.log.size_bytes();
-                return Err(self.failed(&err));
-            }
-        };
-        // Stored verbatim, so the log grew by exactly the batch.
-        self.size += batch.len() as u64;
+        Ok(Ok(header))
+    }
+
+    /// Counts a batch taken at `base_offset` and records its producer's state.
+    fn appended(&mut self, header: &BatchHeader, base_offset: i64, len: usize, now: i64) {
         if let Some(topic) = &self.metrics.topic {
-            topic.appended(batch.len(), header.records_count);
+            topic.appended(len, header.records_count);
         }
         if header.has_producer_id() {
             let stored = BatchHeader {
-                base_offset: info.base_offset,
-                ..header
+                base_offset,
+                ..*header
             };
             self.producers.record(&stored, now);
         }
-        self.snapshot_if_rolled();
-        Ok(info)
+    }
+
+    /// A replicated partition's append: checked as a single replica's is, given its offsets,
+    /// and proposed to the group. The answer comes from the replica once written (`acks=1`)
+    /// or committed (`acks=all`).
+    fn propose(
+        &mut self,
+        batch: &mut [u8],
+        acks_all: bool,
+        log_append_time: bool,
+        reply: Reply<AppendInfo>,
+    ) {
+        let now = now_ms();
+        let leading = matches!(&self.held, Held::Replica(r) if r.leading().is_some());
+        if !leading || self.failed {
+            let _ = reply.send(Err(ErrorCode::NotLeaderOrFollower));
+            return;
+        }
+        let header = match self.check_batch(batch, log_append_time, now) {
+            Ok(Ok(header)) => header,
+            Ok(Err(duplicate)) => {
+                let _ = reply.send(Ok(duplicate));
+                return;
+            }
+            Err(code) => {
+                let _ = reply.send(Err(code));
+                return;
+            }
+        };
+        let Held::Replica(replica) = &mut self.held else {
+            return;
+        };
+        let base_offset = replica.next_offset();
+        let info = AppendInfo {
+            base_offset,
+            last_offset: base_offset + i64::from(header.last_offset_delta),
+            log_append_time_ms: now,
+        };
+        match replica.propose(batch, base_offset, acks_all, reply, info) {
+            Ok(()) => self.appended(&header, base_offset, batch.len(), now),
+            Err((reply, code)) => {
+                let _ = reply.send(Err(code));
+            }
+        }
+    }
+
+    /// The first half of a replica's Ready (see [`Replica::begin_ready`]): what it wrote is
+    /// taken into the producer state and the size; `None` if there was nothing to write.
+    pub(super) fn begin_ready(&mut self) -> Option<Writing> {
+        let replica = self.replica_mut()?;
+        match replica.begin_ready() {
+            Ok(None) => None,
+            Ok(Some((writing, appended))) => {
+                let now = now_ms();
+                if appended.truncated {
+                    self.rebuild_producers();
+                }
+                // The replica wrote its own proposals and, on a follower, the leader's.
+                self.size = self.log().size_bytes();
+                for (_, header) in &appended.batches {
+                    if header.has_producer_id() {
+                        self.producers.record(header, now);
+                    }
+                }
+                self.snapshot_if_rolled();
+                Some(writing)
+            }
+            Err(err) => {
+                self.fail(&err);
+                None
+            }
+        }
+    }
+
+    /// The second half, after the round's fsync of this log.
+    pub(super) fn end_ready(&mut self, writing: Writing, synced: Result<(), ErrorCode>) {
+        if let Err(code) = synced {
+            tracing::error!(dir = %self.log().dir().display(), code = code.name(), "a replica's log could not be made durable");
+            self.failed = true;
+            if let Held::Replica(replica) = &mut self.held {
+                replica.fail_waiting(code);
+            }
+            self.publish();
+            return;
+        }
+        let Some(replica) = self.replica_mut() else {
+            return;
+        };
+        match replica.end_ready(writing) {
+            Ok(changed) => {
+                if changed {
+                    // Whatever was proposed here and never written is gone; what was
+                    // written stays in the log, which the state is rebuilt from.
+                    self.rebuild_producers();
+                }
+            }
+            Err(err) => self.fail(&err),
+        }
+        self.publish();
+    }
+
+    fn fail(&mut self, err: &BrokerError) {
+        tracing::error!(%err, dir = %self.log().dir().display(), "partition replica failed");
+        self.failed = true;
+        if let Held::Replica(replica) = &mut self.held {
+            replica.fail_waiting(ErrorCode::KafkaStorageError);
+        }
+        self.publish();
+    }
+
+    fn rebuild_producers(&mut self) {
+        match rebuild_producer_states(self.log()) {
+            Ok((producers, _)) => self.producers = producers,
+            Err(err) => {
+                let _ = self.failed(&err);
+            }
+        }
     }
 
     /// After a roll, snapshots the producer state there, so a restart replays at most a segment.
     fn snapshot_if_rolled(&mut self) {
-        let segments = self.log.segment_count();
+        let segments = self.log().segment_count();
         if segments != self.segments {
             self.segments = segments;
             self.snapshot();
@@ -216,11 +478,11 @@ impl Owner {
     }
 
     fn snapshot(&mut self) {
-        let end = self.log.log_end_offset();
-        match write_snapshot(self.log.dir(), end, &self.producers) {
+        let end = self.log().log_end_offset();
+        match write_snapshot(self.log().dir(), end, &self.producers) {
             Ok(()) => self.snapshot_at = Some(end),
             Err(err) => {
-                tracing::warn!(%err, dir = %self.log.dir().display(), "writing the producer state snapshot");
+                tracing::warn!(%err, dir = %self.log().dir().display(), "writing the producer state snapshot");
             }
         }
     }
@@ -229,8 +491,8 @@ impl Owner {
     /// replay the log: not if a snapshot at the log end is already there, nor if the log is
     /// empty and no producer has state (there is nothing to replay).
     fn snapshot_due(&self) -> bool {
-        let end = self.log.log_end_offset();
-        let empty = end == self.log.log_start_offset() && self.producers.len() == 0;
+        let end = self.log().log_end_offset();
+        let empty = end == self.log().log_start_offset() && self.producers.len() == 0;
         self.snapshot_at != Some(end) && !empty
     }
 
@@ -241,7 +503,7 @@ impl Owner {
             LogError::InvalidBatch { .. } => ErrorCode::CorruptMessage,
             LogError::BatchTooLarge { .. } => ErrorCode::RecordListTooLarge,
             _ => {
-                tracing::error!(%err, dir = %self.log.dir().display(), "partition storage error");
+                tracing::error!(%err, dir = %self.log().dir().display(), "partition storage error");
                 ErrorCode::KafkaStorageError
             }
         }
@@ -250,7 +512,7 @@ impl Owner {
     /// The fsync a group commit needs, if anything appended is not yet durable; it may run on
     /// another thread, beside other partitions' fsyncs, and comes back to [`Owner::end_sync`].
     pub(super) fn begin_sync(&mut self) -> Result<Option<PendingSync>, ErrorCode> {
-        self.log.begin_sync().map_err(|err| self.failed(&err))
+        self.log_mut().begin_sync().map_err(|err| self.failed(&err))
     }
 
     /// Completes a group commit with the fsync's outcome and how long it took.
@@ -261,14 +523,22 @@ impl Owner {
         took: Duration,
     ) -> Result<(), ErrorCode> {
         self.metrics.fsync.observe(took.as_secs_f64());
-        self.log
+        self.log_mut()
             .finish_sync(pending, result)
             .map_err(|err| self.failed(&err))
     }
 
     fn publish(&self) {
-        debug_assert_eq!(self.size, self.log.size_bytes(), "tracked log size drifted");
-        let now = offsets_of(&self.log, self.size);
+        debug_assert_eq!(
+            self.size,
+            self.log().size_bytes(),
+            "tracked log size drifted"
+        );
+        let mut now = offsets_of(&self.held, self.size);
+        if self.failed {
+            now.leading = None;
+            now.in_sync = 0;
+        }
         let _ = self.offsets.send_if_modified(|offsets| {
             let changed = *offsets != now;
             *offsets = now;
@@ -279,10 +549,10 @@ impl Owner {
     /// The time-based work due at `now`: the log's interval flush and roll by age, then, when
     /// its time has come, retention and producer id expiry.
     pub(super) fn housekeeping(&mut self, now: i64, retention_check: Duration) {
-        let flushed = self.log.flushed_offset();
+        let flushed = self.log().flushed_offset();
         let started = Instant::now();
-        let result = self.log.tick(now);
-        if self.log.flushed_offset() != flushed {
+        let result = self.log_mut().tick(now);
+        if self.log().flushed_offset() != flushed {
             self.metrics.fsync.observe(started.elapsed().as_secs_f64());
         }
         if let Err(err) = result {
@@ -291,19 +561,14 @@ impl Owner {
         self.snapshot_if_rolled();
         if now >= self.next_retention_ms {
             self.next_retention_ms = now.saturating_add(millis(retention_check));
-            let _ =
-                self.producers
-                    .expire(now, PRODUCER_ID_EXPIRATION_MS, self.log.log_start_offset());
-            match self.log.apply_retention(now) {
+            let start = self.log().log_start_offset();
+            let _ = self.producers.expire(now, PRODUCER_ID_EXPIRATION_MS, start);
+            match self.log_mut().apply_retention(now) {
                 Ok(deleted) if deleted.is_empty() => {}
-                Ok(_) => {
-                    self.size = self.log.size_bytes();
-                    self.publish();
-                }
+                Ok(_) => self.after_deletion(),
                 Err(err) => {
                     // Some segments may be gone before the failure.
-                    self.size = self.log.size_bytes();
-                    self.publish();
+                    self.after_deletion();
                     let _ = self.failed(&err);
                 }
             }
@@ -311,11 +576,24 @@ impl Owner {
     }
 
     pub(super) fn close(mut self, delete: bool) {
-        let dir = self.log.dir().to_path_buf();
+        let dir = self.log().dir().to_path_buf();
         if !delete && self.snapshot_due() {
             self.snapshot();
         }
-        if let Err(err) = self.log.close() {
+        let log = match self.held {
+            Held::Plain(log) => log,
+            Held::Replica(mut replica) => {
+                replica.fail_waiting(ErrorCode::NotLeaderOrFollower);
+                let mut store = replica.into_store();
+                if !delete {
+                    if let Err(err) = store.write() {
+                        tracing::error!(%err, dir = %dir.display(), "writing the replica state");
+                    }
+                }
+                store.into_log()
+            }
+        };
+        if let Err(err) = log.close() {
             tracing::error!(%err, dir = %dir.display(), "closing partition log");
         }
         if delete {
@@ -324,6 +602,19 @@ impl Owner {
             }
         }
     }
+}
+
+/// The whole batches of `bytes` that end at or below `high_watermark`.
+fn below(bytes: bytes::Bytes, high_watermark: i64) -> bytes::Bytes {
+    let mut keep = 0usize;
+    for batch in Batches::new(&bytes) {
+        let Ok(batch) = batch else { break };
+        if batch.header().next_offset() > high_watermark {
+            break;
+        }
+        keep += batch.as_bytes().len();
+    }
+    bytes.slice(..keep)
 }
 
 fn millis(d: Duration) -> i64 {
@@ -362,10 +653,28 @@ fn rebuild_producer_states(log: &Log) -> Result<(ProducerStates, Option<i64>), L
     Ok((states, snapshot_at))
 }
 
-fn offsets_of(log: &Log, size_bytes: u64) -> Offsets {
-    Offsets {
-        log_start: log.log_start_offset(),
-        log_end: log.log_end_offset(),
-        size_bytes,
+fn offsets_of(held: &Held, size_bytes: u64) -> Offsets {
+    match held {
+        Held::Plain(log) => Offsets {
+            log_start: log.log_start_offset(),
+            high_watermark: log.log_end_offset(),
+            log_end: log.log_end_offset(),
+            size_bytes,
+            leading: None,
+            in_sync: 0,
+        },
+        Held::Replica(replica) => {
+            let log = replica.store().log();
+            Offsets {
+                log_start: log.log_start_offset(),
+                high_watermark: replica.high_watermark(),
+                log_end: log.log_end_offset(),
+                size_bytes,
+                leading: replica
+                    .leading()
+                    .map(|term| i32::try_from(term).unwrap_or(i32::MAX)),
+                in_sync: replica.in_sync(),
+            }
+        }
     }
 }

@@ -10,19 +10,22 @@
 //! whose deadline has come.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rill_log::{BlockingPool, FileCache, Log, LogConfig, LogError, PendingSync};
 use rill_protocol::ErrorCode;
+use uuid::Uuid;
 
 use super::owner::{Owner, Waiting};
+use super::replica::{self, ReplicaSpec, Writing};
 use super::{Command, OwnerMetrics, Partition, now_ms};
+use crate::error::BrokerError;
 
 /// How many queued messages one round takes before it fsyncs and answers.
 const MAX_ROUND: usize = 1024;
@@ -40,10 +43,17 @@ pub(super) enum Message {
     Adopt {
         id: u64,
         owner: Box<Owner>,
+        /// A replicated partition's owner, which ticks.
+        replicated: bool,
     },
     Command {
         id: u64,
         command: Command,
+    },
+    /// A peer's Raft message for a replicated partition.
+    Raft {
+        id: u64,
+        message: raft::eraftpb::Message,
     },
     /// Close (or delete) a partition's log; `done` hears when it is.
     Close {
@@ -65,6 +75,46 @@ pub(crate) struct Storage {
     next_queue: AtomicUsize,
     next_id: AtomicU64,
     stopped: AtomicBool,
+    router: Arc<Router>,
+}
+
+/// Where peers' Raft messages for the replicated partitions held here go: to their owner on
+/// its storage thread, by topic id and partition. Messages for a partition not held (yet, or
+/// any more) are dropped; Raft sends again.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    routes: RwLock<HashMap<(Uuid, i32), Route>>,
+}
+
+/// A replicated partition's storage thread queue and owner id.
+type Route = (mpsc::Sender<Message>, u64);
+
+impl Router {
+    pub(crate) fn deliver(&self, topic: Uuid, partition: i32, message: raft::eraftpb::Message) {
+        let route = self
+            .routes
+            .read()
+            .ok()
+            .and_then(|routes| routes.get(&(topic, partition)).cloned());
+        if let Some((queue, id)) = route {
+            let _ = queue.send(Message::Raft { id, message });
+        }
+    }
+
+    fn add(&self, key: (Uuid, i32), queue: mpsc::Sender<Message>, id: u64) {
+        if let Ok(mut routes) = self.routes.write() {
+            let _ = routes.insert(key, (queue, id));
+        }
+    }
+
+    /// Forgets the route of owner `id` (not a newer owner's of the same partition).
+    pub(super) fn remove(&self, key: (Uuid, i32), id: u64) {
+        if let Ok(mut routes) = self.routes.write() {
+            if routes.get(&key).is_some_and(|(_, owner)| *owner == id) {
+                let _ = routes.remove(&key);
+            }
+        }
+    }
 }
 
 impl Storage {
@@ -74,6 +124,7 @@ impl Storage {
         threads: usize,
         max_open_files: usize,
         retention_check: Duration,
+        router: Arc<Router>,
     ) -> std::io::Result<Self> {
         let mut queues = Vec::new();
         let mut handles = Vec::new();
@@ -85,6 +136,9 @@ impl Storage {
                 deadlines: BinaryHeap::new(),
                 retention_check,
                 syncs: syncs.clone(),
+                replicas: BTreeSet::new(),
+                next_tick: Instant::now(),
+                unready: BTreeSet::new(),
             };
             handles.push(
                 std::thread::Builder::new()
@@ -104,6 +158,7 @@ impl Storage {
             next_queue: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            router,
         })
     }
 
@@ -129,6 +184,22 @@ impl Storage {
         self.adopt(log, index, metrics)
     }
 
+    /// Opens (recovering) a replicated partition's log in `dir` and gives it an owner that
+    /// runs its replica of the partition's Raft group.
+    pub(crate) fn open_replica(
+        &self,
+        dir: PathBuf,
+        index: i32,
+        config: LogConfig,
+        metrics: OwnerMetrics,
+        spec: ReplicaSpec,
+    ) -> Result<Partition, BrokerError> {
+        let log = Log::open_cached(dir, config, now_ms(), &self.cache)?;
+        let key = (spec.topic_id, spec.partition);
+        let (owner, offsets) = Owner::replica(log, spec, metrics, self.retention_check)?;
+        Ok(self.hand_over(owner, offsets, index, Some(key))?)
+    }
+
     /// Gives an open log an owner on one of the storage threads (taken in turn).
     pub(crate) fn adopt(
         &self,
@@ -137,6 +208,16 @@ impl Storage {
         metrics: OwnerMetrics,
     ) -> Result<Partition, LogError> {
         let (owner, offsets) = Owner::new(log, metrics, self.retention_check)?;
+        self.hand_over(owner, offsets, index, None)
+    }
+
+    fn hand_over(
+        &self,
+        owner: Owner,
+        offsets: tokio::sync::watch::Receiver<super::Offsets>,
+        index: i32,
+        route: Option<(Uuid, i32)>,
+    ) -> Result<Partition, LogError> {
         let turn = self.next_queue.fetch_add(1, Ordering::Relaxed);
         let queue = self
             .queues
@@ -146,14 +227,22 @@ impl Storage {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let owner = Box::new(owner);
         queue
-            .send(Message::Adopt { id, owner })
+            .send(Message::Adopt {
+                id,
+                owner,
+                replicated: route.is_some(),
+            })
             .map_err(|_| LogError::InvalidConfig("the storage threads have stopped".to_owned()))?;
+        if let Some(key) = route {
+            self.router.add(key, queue.clone(), id);
+        }
         Ok(Partition {
             index,
             id,
             queue,
             offsets,
             closed: AtomicBool::new(false),
+            route: route.map(|key| (self.router.clone(), key)),
         })
     }
 
@@ -206,6 +295,11 @@ struct Shard {
     deadlines: BinaryHeap<Reverse<(i64, u64)>>,
     retention_check: Duration,
     syncs: SyncPool,
+    /// The replicated partitions' owners, which tick.
+    replicas: BTreeSet<u64>,
+    next_tick: Instant,
+    /// Replicas with a Ready to handle in the next round.
+    unready: BTreeSet<u64>,
 }
 
 /// What one round collects before it fsyncs and answers.
@@ -219,21 +313,31 @@ struct Round {
 impl Shard {
     fn run(mut self, rx: &mpsc::Receiver<Message>) {
         loop {
-            let first = match self.until_next_deadline() {
+            let wait = self.until_next_deadline();
+            let wait = if self.unready.is_empty() {
+                wait
+            } else {
+                Some(Duration::ZERO)
+            };
+            let first = match wait {
                 None => match rx.recv() {
-                    Ok(message) => message,
+                    Ok(message) => Some(message),
                     Err(_) => break,
                 },
                 Some(wait) => match rx.recv_timeout(wait) {
-                    Ok(message) => message,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.run_due();
-                        continue;
-                    }
+                    Ok(message) => Some(message),
+                    Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
                 },
             };
             let mut round = Round::default();
+            self.tick_replicas(&mut round);
+            round.touched.extend(std::mem::take(&mut self.unready));
+            let Some(first) = first else {
+                self.finish(round);
+                self.run_due();
+                continue;
+            };
             let mut stop = false;
             for message in std::iter::once(first).chain(rx.try_iter().take(MAX_ROUND)) {
                 if let Message::Stop = message {
@@ -255,9 +359,23 @@ impl Shard {
 
     fn handle(&mut self, message: Message, round: &mut Round) {
         match message {
-            Message::Adopt { id, owner } => {
+            Message::Adopt {
+                id,
+                owner,
+                replicated,
+            } => {
                 let _ = self.owners.insert(id, *owner);
+                if replicated {
+                    let _ = self.replicas.insert(id);
+                    round.touched.push(id);
+                }
                 self.schedule(id, i64::MIN);
+            }
+            Message::Raft { id, message } => {
+                if let Some(replica) = self.owners.get_mut(&id).and_then(Owner::replica_mut) {
+                    replica.step(message);
+                    round.touched.push(id);
+                }
             }
             Message::Command { id, command } => {
                 // A command for a partition gone or going is dropped: its caller hears
@@ -286,6 +404,33 @@ impl Shard {
         let mut outcome: HashMap<u64, Result<(), ErrorCode>> = HashMap::new();
         let mut asked = HashSet::new();
         let mut syncs = Vec::new();
+        let mut touched = round.touched;
+        touched.sort_unstable();
+        touched.dedup();
+        // Replicas write their Ready first, so their fsyncs join this round's.
+        let mut writings: Vec<(u64, Writing)> = Vec::new();
+        for id in &touched {
+            if !self.replicas.contains(id) {
+                continue;
+            }
+            let Some(owner) = self.owners.get_mut(id) else {
+                continue;
+            };
+            if let Some(writing) = owner.begin_ready() {
+                if writing.needs_sync && asked.insert(*id) {
+                    match owner.begin_sync() {
+                        Ok(Some(pending)) => syncs.push((*id, pending)),
+                        Ok(None) => {
+                            let _ = outcome.insert(*id, Ok(()));
+                        }
+                        Err(code) => {
+                            let _ = outcome.insert(*id, Err(code));
+                        }
+                    }
+                }
+                writings.push((*id, writing));
+            }
+        }
         for (id, _) in &round.waiting {
             if !asked.insert(*id) {
                 continue;
@@ -313,6 +458,22 @@ impl Shard {
                 });
             let _ = outcome.insert(id, ended);
         }
+        for (id, writing) in writings {
+            let synced = if writing.needs_sync {
+                outcome
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(Err(ErrorCode::KafkaStorageError))
+            } else {
+                Ok(())
+            };
+            if let Some(owner) = self.owners.get_mut(&id) {
+                owner.end_ready(writing, synced);
+                if owner.replica_mut().is_some_and(|r| r.has_ready()) {
+                    let _ = self.unready.insert(id);
+                }
+            }
+        }
         for (id, (reply, info)) in round.waiting {
             // No outcome only if an fsync thread died with the fsync: not known durable.
             let result = outcome
@@ -321,13 +482,12 @@ impl Shard {
                 .unwrap_or(Err(ErrorCode::KafkaStorageError));
             let _ = reply.send(result.map(|()| info));
         }
-        let mut touched = round.touched;
-        touched.sort_unstable();
-        touched.dedup();
         for id in touched {
             self.schedule(id, i64::MIN);
         }
         for (id, delete, done) in round.closes {
+            let _ = self.replicas.remove(&id);
+            let _ = self.unready.remove(&id);
             if let Some(owner) = self.owners.remove(&id) {
                 owner.close(delete);
             }
@@ -352,9 +512,29 @@ impl Shard {
     }
 
     fn until_next_deadline(&self) -> Option<Duration> {
-        let Reverse((at, _)) = self.deadlines.peek()?;
+        let tick = (!self.replicas.is_empty())
+            .then(|| self.next_tick.saturating_duration_since(Instant::now()));
+        let Some(Reverse((at, _))) = self.deadlines.peek() else {
+            return tick;
+        };
         let wait = at.saturating_sub(now_ms()).max(0);
-        Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+        let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+        Some(tick.map_or(wait, |tick| tick.min(wait)))
+    }
+
+    /// Ticks every replica's Raft clock once its tick is due; they take part in the round.
+    fn tick_replicas(&mut self, round: &mut Round) {
+        let now = Instant::now();
+        if self.replicas.is_empty() || now < self.next_tick {
+            return;
+        }
+        self.next_tick = (self.next_tick + replica::TICK).max(now);
+        for id in &self.replicas {
+            if let Some(replica) = self.owners.get_mut(id).and_then(Owner::replica_mut) {
+                replica.tick(now);
+                round.touched.push(*id);
+            }
+        }
     }
 
     /// Runs the housekeeping of every owner whose deadline has come.
@@ -497,7 +677,7 @@ mod tests {
     async fn one_thread_serves_many_partitions_and_their_deadlines()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let storage = Storage::start(1, 4, Duration::from_millis(50))?;
+        let storage = Storage::start(1, 4, Duration::from_millis(50), Arc::default())?;
         let config = LogConfig {
             segment_ms: 200,
             retention_ms: 0,
@@ -511,7 +691,7 @@ mod tests {
         for round in 0..3u8 {
             let appends: Vec<_> = partitions
                 .iter()
-                .map(|p| batch(round).map(|b| p.append(b, true, false)))
+                .map(|p| batch(round).map(|b| p.append(b, true, true, false)))
                 .collect::<Result<_, _>>()?;
             for (append, p) in appends.into_iter().zip(&partitions) {
                 let info = append.await.map_err(|c| c.name())?;

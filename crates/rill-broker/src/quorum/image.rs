@@ -25,6 +25,10 @@ pub(crate) struct PartitionImage {
     pub(crate) leader: i32,
     /// Raised by every change of leader, so that a stale leader is told apart.
     pub(crate) epoch: i32,
+    /// A replicated partition's in-sync replicas as its leader last reported them (empty:
+    /// not reported yet, or one replica).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) isr: Vec<i32>,
 }
 
 /// A topic as the cluster knows it.
@@ -158,6 +162,25 @@ pub(crate) enum Command {
     DeleteAcls {
         filters: Vec<AclFilter>,
     },
+    /// Replicated partitions whose Raft group elected a leader: each applies only if its epoch
+    /// (the group's term) is newer than the one known, or the same while the partition has no
+    /// leader (its leader was fenced and is back), so a late report never undoes a newer one.
+    ElectedLeaders {
+        leaders: Vec<ElectedLeader>,
+    },
+}
+
+/// A replicated partition's leader, as its group elected it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ElectedLeader {
+    pub(crate) topic: String,
+    pub(crate) id: Uuid,
+    pub(crate) partition: i32,
+    pub(crate) leader: i32,
+    pub(crate) epoch: i32,
+    /// Its in-sync replicas, as the leader sees them.
+    #[serde(default)]
+    pub(crate) isr: Vec<i32>,
 }
 
 /// A command and who proposed it, so that the proposer learns how it applied.
@@ -237,9 +260,21 @@ impl Image {
                 broker.fenced = true;
                 for (name, topic) in &mut self.topics {
                     let mut changed = false;
+                    for p in &mut topic.partitions {
+                        // A fenced broker is out of sync at once (its leader would notice only
+                        // after replica.lag.time.max.ms).
+                        if p.isr.contains(&id) {
+                            p.isr.retain(|r| *r != id);
+                            changed = true;
+                        }
+                    }
                     for p in topic.partitions.iter_mut().filter(|p| p.leader == id) {
                         p.leader = -1;
-                        p.epoch += 1;
+                        // A replicated partition's epoch is its group's term, which only its
+                        // group raises.
+                        if p.replicas.len() == 1 {
+                            p.epoch += 1;
+                        }
                         changed = true;
                     }
                     if changed {
@@ -357,6 +392,31 @@ impl Image {
                 }
                 Ok(i64::try_from(added).unwrap_or(i64::MAX))
             }
+            Command::ElectedLeaders { leaders } => {
+                for elected in leaders {
+                    let Some(topic) = self
+                        .topics
+                        .get_mut(&elected.topic)
+                        .filter(|t| t.id == elected.id)
+                    else {
+                        continue;
+                    };
+                    let Some(p) = usize::try_from(elected.partition)
+                        .ok()
+                        .and_then(|i| topic.partitions.get_mut(i))
+                    else {
+                        continue;
+                    };
+                    let newer =
+                        elected.epoch > p.epoch || (elected.epoch == p.epoch && p.leader == -1);
+                    if p.replicas.len() > 1 && p.replicas.contains(&elected.leader) && newer {
+                        p.leader = elected.leader;
+                        p.epoch = elected.epoch;
+                        changes.push(Change::Topic(elected.topic.clone()));
+                    }
+                }
+                Ok(0)
+            }
             Command::DeleteAcls { filters } => {
                 let removed: Vec<Vec<AclBinding>> = filters
                     .iter()
@@ -386,17 +446,19 @@ impl Image {
             })
     }
 
-    /// A new partition on `replicas`, led by its first live replica.
+    /// A new partition on `replicas`, led by its first live replica; a replicated one has no
+    /// leader until its group elects one.
     fn place(&self, replicas: Vec<i32>) -> PartitionImage {
         let leader = replicas
             .iter()
             .copied()
-            .find(|r| self.is_live(*r))
+            .find(|r| self.is_live(*r) && replicas.len() == 1)
             .unwrap_or(-1);
         PartitionImage {
             replicas,
             leader,
             epoch: 0,
+            isr: Vec::new(),
         }
     }
 
@@ -410,7 +472,12 @@ impl Image {
     fn lead_again(&mut self, id: i32, changes: &mut Vec<Change>) {
         for (name, topic) in &mut self.topics {
             let mut changed = false;
-            for p in &mut topic.partitions {
+            // A replicated partition's leader is its group's to elect.
+            for p in topic
+                .partitions
+                .iter_mut()
+                .filter(|p| p.replicas.len() == 1)
+            {
                 let preferred = p.replicas.first() == Some(&id);
                 if preferred || (p.leader == -1 && p.replicas.contains(&id)) {
                     p.leader = id;
@@ -445,6 +512,7 @@ impl Image {
             .map(|(name, record)| {
                 let partitions = (0..record.partitions)
                     .map(|_| PartitionImage {
+                        isr: Vec::new(),
                         replicas: vec![node_id],
                         leader: node_id,
                         epoch: 0,

@@ -65,6 +65,10 @@ pub(crate) struct Quorum {
     /// The voters, this broker alone when none were configured.
     pub(crate) voters: Voters,
     cluster_id: KnownClusterId,
+    /// Where peers' messages for replicated partitions are delivered.
+    pub(crate) router: Arc<crate::partition::Router>,
+    /// Where replicated partitions send messages for peers.
+    pub(crate) partition_outbox: crate::partition::Outbox,
 }
 
 impl Quorum {
@@ -133,8 +137,17 @@ impl Quorum {
         });
         let (inputs, receiver) = std::sync::mpsc::channel();
         let peers: Vec<i32> = voters.ids().filter(|id| *id != me).collect();
-        let (transport, outbox): (Option<Transport>, node::Outbox) = if peers.is_empty() {
-            (None, Box::new(|_| {}))
+        let router = Arc::new(crate::partition::Router::default());
+        let (transport, outbox, partition_outbox): (
+            Option<Transport>,
+            node::Outbox,
+            crate::partition::Outbox,
+        ) = if peers.is_empty() {
+            (
+                None,
+                Box::new(|_| {}),
+                crate::partition::Outbox(Arc::new(|_, _, _| {})),
+            )
         } else {
             let listener = controller.ok_or_else(|| {
                 BrokerError::Config("the quorum has other voters but no controller listener".into())
@@ -145,15 +158,16 @@ impl Quorum {
                 voters: voters.to_string(),
                 cluster_id: None,
             };
-            let (transport, outbox) = transport::start(
+            let (transport, outbox, partition_outbox) = transport::start(
                 runtime,
                 listener,
                 hello,
                 &voters,
                 inputs.clone(),
                 cluster_id.clone(),
+                router.clone(),
             );
-            (Some(transport), outbox)
+            (Some(transport), outbox, partition_outbox)
         };
         let node_config = NodeConfig {
             node_id: me,
@@ -181,6 +195,8 @@ impl Quorum {
                 transport: Mutex::new(transport),
                 voters,
                 cluster_id,
+                router,
+                partition_outbox,
             },
             changes_rx,
         ))
@@ -296,7 +312,7 @@ fn initialize(
 /// raft-rs logs through slog; this forwards its records to `tracing` (debug, or warn for its
 /// warnings and errors) with their key-values.
 #[derive(Debug)]
-struct TracingDrain;
+pub(crate) struct TracingDrain;
 
 impl slog::Drain for TracingDrain {
     type Ok = ();

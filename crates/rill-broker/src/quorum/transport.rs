@@ -1,5 +1,8 @@
 //! The quorum's network: one TCP connection from each voter to each other voter's controller
-//! listener, carrying raft-rs messages one way as length-prefixed frames.
+//! listener, carrying raft-rs messages one way as length-prefixed frames: the metadata
+//! quorum's, and those of the replicated partitions' groups (each frame then starts with
+//! [`PARTITION_FRAME`], the topic id and the partition), which go to the partition's owner
+//! through the [`Router`].
 //!
 //! Messages are encoded by `codec.rs`, never parsed with protobuf. A connection opens with a
 //! hello (node id, incarnation, voters, cluster id) that the
@@ -13,6 +16,7 @@ use std::sync::mpsc::Sender as InputSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
@@ -23,11 +27,15 @@ use uuid::Uuid;
 
 use super::node::Input;
 use super::voters::{Voters, raft_id};
+use crate::partition::Router;
 
 /// The largest frame accepted: a batch of metadata entries or a snapshot.
 const MAX_FRAME: usize = 64 << 20;
 /// Messages queued for one peer before new ones are dropped.
-const QUEUE: usize = 4096;
+const QUEUE: usize = 16384;
+/// The first byte of a frame for a partition's group (a metadata message starts with its
+/// codec's version byte, 1).
+const PARTITION_FRAME: u8 = 2;
 
 /// Who is connecting, checked by the receiver.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,7 +96,8 @@ pub(crate) fn start(
     voters: &Voters,
     inputs: InputSender<Input>,
     cluster_id: KnownClusterId,
-) -> (Transport, super::node::Outbox) {
+    router: Arc<Router>,
+) -> (Transport, super::node::Outbox, crate::partition::Outbox) {
     let mut tasks = Vec::new();
     let mut queues = HashMap::new();
     let live = Arc::new(Mutex::new(HashMap::new()));
@@ -98,6 +107,7 @@ pub(crate) fn start(
         inputs.clone(),
         cluster_id.clone(),
         live,
+        router,
     )));
     for peer in voters.ids().filter(|id| *id != me.node_id) {
         let Some((host, port)) = voters.address(peer) else {
@@ -115,13 +125,48 @@ pub(crate) fn start(
             cluster_id.clone(),
         )));
     }
+    let queues = Arc::new(queues);
+    let meta_queues = queues.clone();
     let outbox = Box::new(move |message: Message| {
-        if let Some(queue) = queues.get(&message.to) {
+        if let Some(queue) = meta_queues.get(&message.to) {
             // Full: the peer is slow or away; Raft will send again.
-            let _ = queue.try_send(message);
+            let _ = queue.try_send(super::codec::encode(&message));
         }
     });
-    (Transport { tasks }, outbox)
+    let partitions = crate::partition::Outbox(Arc::new(
+        move |topic: Uuid, partition: i32, message: Message| {
+            if let Some(queue) = queues.get(&message.to) {
+                let _ = queue.try_send(encode_partition(topic, partition, &message));
+            }
+        },
+    ));
+    (Transport { tasks }, outbox, partitions)
+}
+
+/// A partition group's message as a frame: [`PARTITION_FRAME`], topic id, partition, message.
+fn encode_partition(topic: Uuid, partition: i32, message: &Message) -> Bytes {
+    let encoded = super::codec::encode(message);
+    let mut frame = BytesMut::with_capacity(21 + encoded.len());
+    frame.put_u8(PARTITION_FRAME);
+    frame.put_slice(topic.as_bytes());
+    frame.put_i32(partition);
+    frame.put_slice(&encoded);
+    frame.freeze()
+}
+
+/// The topic id, partition and message of a partition frame (its first byte gone).
+fn decode_partition(mut frame: Bytes) -> Result<(Uuid, i32, Message), super::codec::DecodeError> {
+    if frame.len() < 20 {
+        return Err(super::codec::DecodeError::Short);
+    }
+    let mut id = [0u8; 16];
+    frame.copy_to_slice(&mut id);
+    let partition = frame.get_i32();
+    Ok((
+        Uuid::from_bytes(id),
+        partition,
+        super::codec::decode(frame)?,
+    ))
 }
 
 async fn read_frame(stream: &mut TcpStream, max: usize) -> std::io::Result<Vec<u8>> {
@@ -149,6 +194,7 @@ async fn accept(
     inputs: InputSender<Input>,
     cluster_id: KnownClusterId,
     live: Live,
+    router: Arc<Router>,
 ) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -160,8 +206,9 @@ async fn accept(
         let inputs = inputs.clone();
         let cluster_id = cluster_id.clone();
         let live = live.clone();
+        let router = router.clone();
         drop(tokio::spawn(async move {
-            if let Err(err) = receive(stream, &me, &inputs, &cluster_id, &live).await {
+            if let Err(err) = receive(stream, &me, &inputs, &cluster_id, &live, &router).await {
                 tracing::debug!(%peer, %err, "quorum connection closed");
             }
         }));
@@ -211,6 +258,7 @@ async fn receive(
     inputs: &InputSender<Input>,
     cluster_id: &KnownClusterId,
     live: &Live,
+    router: &Router,
 ) -> std::io::Result<()> {
     let hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream, 64 << 10))
         .await
@@ -234,7 +282,17 @@ async fn receive(
         if let Ok(mut live) = live.lock() {
             let _ = live.insert(hello.node_id, (hello.incarnation, Instant::now()));
         }
-        let message = super::codec::decode(frame.into()).map_err(std::io::Error::other)?;
+        let mut frame = Bytes::from(frame);
+        if frame.first() == Some(&PARTITION_FRAME) {
+            frame.advance(1);
+            let (topic, partition, message) =
+                decode_partition(frame).map_err(std::io::Error::other)?;
+            if message.from == from && message.to == raft_id(me.node_id) {
+                router.deliver(topic, partition, message);
+            }
+            continue;
+        }
+        let message = super::codec::decode(frame).map_err(std::io::Error::other)?;
         if message.from != from || message.to != raft_id(me.node_id) {
             continue;
         }
@@ -248,7 +306,7 @@ async fn send_to(
     peer: i32,
     address: String,
     me: Hello,
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: mpsc::Receiver<Bytes>,
     inputs: InputSender<Input>,
     cluster_id: KnownClusterId,
 ) {
@@ -312,7 +370,7 @@ async fn connect(address: &str, hello: &Hello) -> std::io::Result<Result<TcpStre
     })
 }
 
-async fn pump(stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
+async fn pump(stream: TcpStream, queue: &mut mpsc::Receiver<Bytes>) -> std::io::Result<()> {
     let (mut reader, writer) = stream.into_split();
     let mut writer = BufWriter::new(writer);
     let mut closed = [0u8; 1];
@@ -326,8 +384,7 @@ async fn pump(stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> std::io
             return Ok(());
         };
         let mut next = Some(message);
-        while let Some(message) = next {
-            let bytes = super::codec::encode(&message);
+        while let Some(bytes) = next {
             let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
             writer.write_u32(len).await?;
             writer.write_all(&bytes).await?;

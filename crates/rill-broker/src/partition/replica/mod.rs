@@ -1,0 +1,424 @@
+//! A replicated partition: one raft-rs group per partition (Redpanda's model), whose log is the
+//! partition's own `rill-log` (see `store.rs`). The Raft term is Kafka's leader epoch, and the
+//! end of the last committed entry is the high watermark.
+//!
+//! The partition's owner drives the group from its storage thread, in the thread's rounds:
+//! proposals and peers' messages are stepped in as they come; at the end of a round each
+//! group's Ready is written (entries appended to the log, the hard state), every log of the
+//! round is fsynced at once (group commit, as for single-replica partitions), and only then
+//! are the messages that depend on the write sent (votes, append acknowledgements) and the
+//! commit index applied. A produce with `acks=1` is answered once the leader has written its
+//! batch; with `acks=all` once the batch is committed, that is durable on a majority.
+
+pub(crate) mod store;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::Message;
+use raft::{RawNode, StateRole};
+use rill_log::AppendInfo;
+use rill_protocol::ErrorCode;
+use rill_record::set_partition_leader_epoch;
+use uuid::Uuid;
+
+use self::store::{Appended, ReplicaStore};
+use super::Reply;
+use crate::error::BrokerError;
+use crate::quorum::voters::raft_id;
+
+/// One tick of a partition group's clock. Longer than the metadata quorum's: thousands of
+/// groups tick on a few threads.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+/// Heartbeats every 3 ticks (300 ms); an election after 10-20 ticks (1-2 s) without one.
+const HEARTBEAT_TICKS: usize = 3;
+const ELECTION_TICKS: usize = 10;
+/// How long a new group's preferred replica waits for the others to open it before it
+/// campaigns (they open it when they apply the topic's creation, at about the same time).
+const FIRST_CAMPAIGN: Duration = Duration::from_millis(150);
+
+/// Where a partition group's messages for other brokers go: topic id, partition, message.
+#[derive(Clone)]
+pub(crate) struct Outbox(pub(crate) Arc<dyn Fn(Uuid, i32, Message) + Send + Sync>);
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
+/// What a replica needs to know about its place.
+#[derive(Clone)]
+pub(crate) struct ReplicaSpec {
+    pub(crate) topic_id: Uuid,
+    pub(crate) partition: i32,
+    pub(crate) node_id: i32,
+    /// Every replica's node id, the preferred leader first.
+    pub(crate) replicas: Vec<i32>,
+    /// Whether a write is fsynced before it counts as persisted (`--ack-durability fsync`).
+    pub(crate) fsync: bool,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long is out of sync.
+    pub(crate) lag_max: Duration,
+    pub(crate) outbox: Outbox,
+}
+
+impl std::fmt::Debug for ReplicaSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSpec")
+            .field("topic_id", &self.topic_id)
+            .field("partition", &self.partition)
+            .field("replicas", &self.replicas)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A produce waiting for its entry.
+struct Waiter {
+    index: u64,
+    /// `acks=all`: wait for the commit; otherwise for the leader's own write.
+    commit: bool,
+    reply: Reply<AppendInfo>,
+    info: AppendInfo,
+}
+
+/// A Ready being written, between the append and the fsync that makes it durable.
+pub(crate) struct Writing {
+    ready: raft::Ready,
+    /// Whether the log needs an fsync before the messages go.
+    pub(crate) needs_sync: bool,
+}
+
+pub(crate) struct Replica {
+    raw: RawNode<ReplicaStore>,
+    spec: ReplicaSpec,
+    waiting: VecDeque<Waiter>,
+    /// The offset after the last batch proposed here (not yet written, maybe).
+    proposed_end: i64,
+    /// The last index written to the log here.
+    written: u64,
+    high_watermark: i64,
+    /// The term this replica leads in, while it does.
+    leading: Option<u64>,
+    /// Indices of the entries proposed here and not written yet: their producer state was
+    /// recorded when they were proposed.
+    own: VecDeque<u64>,
+    /// When each replica (by position in `spec.replicas`) was last caught up with the commit
+    /// index, as this replica saw it while leading.
+    caught_up: Vec<Instant>,
+    campaign_at: Option<Instant>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("spec", &self.spec)
+            .field("high_watermark", &self.high_watermark)
+            .field("leading", &self.leading)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    pub(crate) fn new(store: ReplicaStore, spec: ReplicaSpec) -> Result<Self, BrokerError> {
+        let applied = store.commit();
+        let high_watermark = store
+            .end_of(applied)
+            .unwrap_or(store.log().log_start_offset());
+        let fresh = raft::Storage::last_index(&store).unwrap_or(0) == 0 && applied == 0;
+        let config = raft::Config {
+            id: raft_id(spec.node_id),
+            election_tick: ELECTION_TICKS,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            pre_vote: true,
+            check_quorum: true,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..raft::Config::default()
+        };
+        config
+            .validate()
+            .map_err(|e| BrokerError::Internal(format!("raft config: {e}")))?;
+        let logger = slog::Logger::root(crate::quorum::TracingDrain, slog::o!());
+        let written = raft::Storage::last_index(&store).unwrap_or(0);
+        let raw = RawNode::new(&config, store, &logger).map_err(|e| {
+            BrokerError::Internal(format!(
+                "starting partition {}'s replica: {e}",
+                spec.partition
+            ))
+        })?;
+        let preferred = spec.replicas.first() == Some(&spec.node_id);
+        Ok(Self {
+            raw,
+            waiting: VecDeque::new(),
+            proposed_end: high_watermark,
+            written,
+            high_watermark,
+            leading: None,
+            own: VecDeque::new(),
+            caught_up: vec![Instant::now(); spec.replicas.len()],
+            campaign_at: (fresh && preferred).then(|| Instant::now() + FIRST_CAMPAIGN),
+            spec,
+        })
+    }
+
+    pub(crate) fn store(&self) -> &ReplicaStore {
+        self.raw.store()
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut ReplicaStore {
+        self.raw.mut_store()
+    }
+
+    pub(crate) fn into_store(self) -> ReplicaStore {
+        self.raw.raft.r.raft_log.store
+    }
+
+    pub(crate) fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// The term (leader epoch) this replica leads in, if it leads.
+    pub(crate) fn leading(&self) -> Option<u64> {
+        self.leading
+    }
+
+    /// Proposes a checked batch (its offsets assigned here, its leader epoch stamped with the
+    /// term). The answer comes when the entry is written (`commit` false) or committed.
+    pub(crate) fn propose(
+        &mut self,
+        batch: &mut [u8],
+        base_offset: i64,
+        commit: bool,
+        reply: Reply<AppendInfo>,
+        info: AppendInfo,
+    ) -> Result<(), (Reply<AppendInfo>, ErrorCode)> {
+        let Some(term) = self.leading else {
+            return Err((reply, ErrorCode::NotLeaderOrFollower));
+        };
+        let epoch = i32::try_from(term).unwrap_or(i32::MAX);
+        if rill_record::set_base_offset(batch, base_offset).is_err()
+            || set_partition_leader_epoch(batch, epoch).is_err()
+        {
+            return Err((reply, ErrorCode::CorruptMessage));
+        }
+        if let Err(err) = self.raw.propose(Vec::new(), batch.to_vec()) {
+            tracing::debug!(%err, "a proposal was refused");
+            return Err((reply, ErrorCode::NotLeaderOrFollower));
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        self.proposed_end = info.last_offset + 1;
+        self.own.push_back(index);
+        self.waiting.push_back(Waiter {
+            index,
+            commit,
+            reply,
+            info,
+        });
+        Ok(())
+    }
+
+    /// Where the next proposed batch starts.
+    pub(crate) fn next_offset(&self) -> i64 {
+        let end = self.store().log().log_end_offset();
+        if self.raw.raft.raft_log.unstable_entries().is_empty() {
+            end
+        } else {
+            self.proposed_end.max(end)
+        }
+    }
+
+    /// Hands the leadership to the replica on broker `to`, if this one leads (Raft's leader
+    /// transfer: `to` is brought up to date, then told to campaign at once).
+    pub(crate) fn transfer_leader(&mut self, to: i32) {
+        if self.leading.is_some() && to != self.spec.node_id && self.spec.replicas.contains(&to) {
+            self.raw.transfer_leader(raft_id(to));
+        }
+    }
+
+    pub(crate) fn step(&mut self, message: Message) {
+        if let Err(err) = self.raw.step(message) {
+            tracing::debug!(%err, partition = self.spec.partition, "raft message ignored");
+        }
+    }
+
+    /// The in-sync replicas while this one leads: a bit per position in the replica list, set
+    /// for those caught up with the commit index within `replica.lag.time.max.ms` (this one
+    /// always). 0 on a follower.
+    pub(crate) fn in_sync(&self) -> u32 {
+        if self.leading.is_none() {
+            return 0;
+        }
+        let now = Instant::now();
+        self.caught_up
+            .iter()
+            .enumerate()
+            .filter(|(_, at)| now.saturating_duration_since(**at) < self.spec.lag_max)
+            .fold(0, |mask, (k, _)| mask | (1 << (k % 32)))
+    }
+
+    /// Notes which followers are caught up with the commit index (while leading).
+    fn track(&mut self, now: Instant) {
+        if self.leading.is_none() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        for (k, node) in self.spec.replicas.iter().enumerate() {
+            let caught_up = *node == self.spec.node_id
+                || self
+                    .raw
+                    .raft
+                    .prs()
+                    .get(raft_id(*node))
+                    .is_some_and(|p| p.matched >= committed);
+            if caught_up {
+                if let Some(at) = self.caught_up.get_mut(k) {
+                    *at = now;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let _ = self.raw.tick();
+        self.track(now);
+        if self.campaign_at.is_some_and(|at| now >= at) {
+            self.campaign_at = None;
+            if self.raw.raft.leader_id == raft::INVALID_ID {
+                if let Err(err) = self.raw.campaign() {
+                    tracing::debug!(%err, "campaign");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        self.raw.has_ready()
+    }
+
+    fn send(&self, messages: Vec<Message>) {
+        for message in messages {
+            (self.spec.outbox.0)(self.spec.topic_id, self.spec.partition, message);
+        }
+    }
+
+    /// The first half of a Ready: sends what a leader may send before its own write, appends
+    /// the new entries to the log (not yet fsynced) and writes a new term or vote. Returns
+    /// what was written (for the producer state), or `None` if there was nothing to do.
+    pub(crate) fn begin_ready(&mut self) -> Result<Option<(Writing, Appended)>, BrokerError> {
+        if !self.raw.has_ready() {
+            return Ok(None);
+        }
+        let mut ready = self.raw.ready();
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            return Err(BrokerError::Internal(
+                "a partition replica was sent a snapshot, which it cannot install yet".into(),
+            ));
+        }
+        let mut appended = self.raw.mut_store().append(ready.entries())?;
+        let own = &mut self.own;
+        appended.batches.retain(|(index, _)| {
+            while own.front().is_some_and(|i| i < index) {
+                let _ = own.pop_front();
+            }
+            let mine = own.front() == Some(index);
+            if mine {
+                let _ = own.pop_front();
+            }
+            !mine
+        });
+        if let Some(last) = ready.entries().last() {
+            self.written = last.index;
+        }
+        if let Some(hard) = ready.hs() {
+            self.raw.mut_store().set_hard_state(hard)?;
+        }
+        let needs_sync = self.spec.fsync && !ready.entries().is_empty();
+        // acks=1: the leader has written the batch.
+        let written = self.written;
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for waiter in self.waiting.drain(..) {
+            if !waiter.commit && waiter.index <= written {
+                let _ = waiter.reply.send(Ok(waiter.info));
+            } else {
+                kept.push_back(waiter);
+            }
+        }
+        self.waiting = kept;
+        Ok(Some((Writing { ready, needs_sync }, appended)))
+    }
+
+    /// The second half, once the log is durable: sends the messages that depended on the
+    /// write, advances, and applies the commit index (the high watermark moves, `acks=all`
+    /// produces are answered). Returns whether the leadership changed.
+    pub(crate) fn end_ready(&mut self, writing: Writing) -> Result<bool, BrokerError> {
+        let mut ready = writing.ready;
+        let mut applied = ready.committed_entries().last().map(|e| e.index);
+        self.send(ready.take_persisted_messages());
+        let mut light = self.raw.advance_append(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        self.send(light.take_messages());
+        if let Some(last) = light.committed_entries().last() {
+            applied = Some(last.index);
+        }
+        if let Some(applied) = applied {
+            self.apply(applied);
+        }
+        let changed = self.note_role();
+        self.track(Instant::now());
+        Ok(changed)
+    }
+
+    fn apply(&mut self, applied: u64) {
+        self.raw.advance_apply_to(applied);
+        if let Some(end) = self.store().end_of(applied) {
+            self.high_watermark = self.high_watermark.max(end);
+        }
+        while self.waiting.front().is_some_and(|w| w.index <= applied) {
+            if let Some(waiter) = self.waiting.pop_front() {
+                let _ = waiter.reply.send(Ok(waiter.info));
+            }
+        }
+    }
+
+    /// Notices a change of leadership: a new leader starts proposing at its log end; a leader
+    /// deposed fails what still waits (it may yet be committed by the next leader, as in Kafka,
+    /// which is why producers retry and idempotent ones are deduplicated).
+    pub(crate) fn note_role(&mut self) -> bool {
+        let raft = &self.raw.raft;
+        let now = (raft.state == StateRole::Leader).then_some(raft.term);
+        if now == self.leading {
+            return false;
+        }
+        self.own.clear();
+        if self.leading.is_some() {
+            for waiter in self.waiting.drain(..) {
+                let _ = waiter.reply.send(Err(ErrorCode::NotLeaderOrFollower));
+            }
+        }
+        if let Some(term) = now {
+            // A new leader gives every follower a full lag window, as Kafka keeps the ISR.
+            let start = Instant::now();
+            self.caught_up.iter_mut().for_each(|at| *at = start);
+            tracing::info!(
+                topic_id = %self.spec.topic_id,
+                partition = self.spec.partition,
+                term,
+                "leading partition"
+            );
+        }
+        self.leading = now;
+        true
+    }
+
+    /// Fails every produce still waiting (the partition is closing or failed).
+    pub(crate) fn fail_waiting(&mut self, code: ErrorCode) {
+        for waiter in self.waiting.drain(..) {
+            let _ = waiter.reply.send(Err(code));
+        }
+    }
+}

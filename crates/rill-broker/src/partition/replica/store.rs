@@ -1,0 +1,700 @@
+//! A replicated partition's Raft log: the partition's own `rill-log` segments, with no second
+//! copy of the data. Raft entry `i` is either one record batch of the log (almost all of them)
+//! or an entry without records: the empty entry a new leader appends, or a configuration
+//! change. Those take no offset, so they live beside the log in `replica-state`, with the
+//! offset they sit before.
+//!
+//! `replica-state` (JSON, written whole to a temporary file, fsynced, renamed) holds the Raft
+//! hard state (term, vote, commit), the voters, the **anchor** (an entry at or below the commit
+//! index and the offset its batch ends at) and the record-less entries after the anchor. Opening
+//! walks the batch headers from the anchor's offset to the log end, taking record-less entries
+//! from the file where they belong, so every entry gets back its index; the term of a batch is
+//! its `partitionLeaderEpoch`, which the leader stamps with the term before it proposes the
+//! batch. The anchor moves up when the log rolls (once the entry before the roll is committed),
+//! so opening reads at most about a segment.
+//!
+//! Order on disk, so a crash at any point leaves a log the walk reads right: record-less
+//! entries are written to the state file before the batches that follow them are appended; a
+//! truncation cuts the log before the state file forgets the entries past the cut (the walk
+//! ignores record-less entries whose offset the log no longer reaches).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use protobuf::ProtobufEnum as _;
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use rill_log::Log;
+use rill_record::{BatchHeader, Batches, set_partition_leader_epoch};
+use serde::{Deserialize, Serialize};
+
+use crate::error::BrokerError;
+use crate::meta::write_durably;
+use crate::partition::now_ms;
+
+/// The replica state file in the partition's directory.
+pub(crate) const STATE_FILE: &str = "replica-state";
+
+/// A known correspondence of Raft index and log offset: entry `index` (of `term`) ends just
+/// before `offset`. Entries up to it are compacted away from Raft's point of view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Anchor {
+    index: u64,
+    term: u64,
+    offset: i64,
+}
+
+/// An entry without records, kept in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Extra {
+    index: u64,
+    term: u64,
+    /// raft-rs's entry type.
+    kind: i32,
+    /// The log offset it sits before.
+    offset: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    data: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    context: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Persisted {
+    term: u64,
+    vote: u64,
+    commit: u64,
+    voters: Vec<u64>,
+    anchor: Anchor,
+    extras: Vec<Extra>,
+    /// Where each term's entries start (Kafka's leader epoch cache).
+    #[serde(default)]
+    epochs: Vec<Epoch>,
+}
+
+/// The first entry of a term: its index and the offset it starts at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Epoch {
+    term: u64,
+    index: u64,
+    offset: i64,
+}
+
+/// Where one entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A batch of the log: its base offset and the offset after it.
+    Batch { base: i64, next: i64, term: u64 },
+    /// A record-less entry (in `extras`), sitting before offset `at`.
+    Extra { at: i64, term: u64 },
+}
+
+impl Slot {
+    fn term(self) -> u64 {
+        match self {
+            Slot::Batch { term, .. } | Slot::Extra { term, .. } => term,
+        }
+    }
+
+    /// The offset the entry starts at.
+    fn start(self) -> i64 {
+        match self {
+            Slot::Batch { base, .. } => base,
+            Slot::Extra { at, .. } => at,
+        }
+    }
+
+    /// The offset after the entry (the high watermark when it is the last committed one).
+    fn end(self) -> i64 {
+        match self {
+            Slot::Batch { next, .. } => next,
+            Slot::Extra { at, .. } => at,
+        }
+    }
+}
+
+/// What one append of entries wrote: the batches' headers as stored (for the producer state).
+#[derive(Debug, Default)]
+pub(crate) struct Appended {
+    pub(crate) batches: Vec<(u64, BatchHeader)>,
+    /// Entries were dropped from the end of the log first.
+    pub(crate) truncated: bool,
+}
+
+/// The Raft log, hard state and voters of one replica.
+#[derive(Debug)]
+pub(crate) struct ReplicaStore {
+    log: Log,
+    path: PathBuf,
+    hard: HardState,
+    conf: ConfState,
+    anchor: Anchor,
+    /// The next anchor, once the commit index reaches it.
+    pending_anchor: Option<Anchor>,
+    /// Raft index of `slots[0]`; the entry before it has `before_term`.
+    first: u64,
+    before_term: u64,
+    slots: VecDeque<Slot>,
+    extras: BTreeMap<u64, Extra>,
+    /// The segment count after the last append, to notice rolls.
+    segments: usize,
+    /// Where each term's entries start, oldest first.
+    epochs: Vec<Epoch>,
+}
+
+fn corrupt(path: &Path, what: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Metadata(format!("{}: {what}", path.display()))
+}
+
+impl ReplicaStore {
+    /// Opens the replica of the partition whose log is `log`: a new one (no state file yet) has
+    /// `voters` (raft ids) and must be empty; an existing one is read back from its state file
+    /// and log.
+    pub(crate) fn open(mut log: Log, voters: &[u64]) -> Result<Self, BrokerError> {
+        let path = log.dir().join(STATE_FILE);
+        let persisted = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Persisted>(&bytes)
+                .map_err(|e| corrupt(&path, format!("unreadable replica state: {e}")))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if log.log_end_offset() != log.log_start_offset() {
+                    return Err(corrupt(
+                        &path,
+                        "the partition holds records but has no replica state",
+                    ));
+                }
+                let persisted = Persisted {
+                    voters: voters.to_vec(),
+                    anchor: Anchor {
+                        index: 0,
+                        term: 0,
+                        offset: log.log_end_offset(),
+                    },
+                    ..Persisted::default()
+                };
+                write_state(&path, &persisted)?;
+                persisted
+            }
+            Err(source) => return Err(BrokerError::Io { path, source }),
+        };
+        let anchor = persisted.anchor;
+        if anchor.offset < log.log_start_offset() || anchor.offset > log.log_end_offset() {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "the replica state's anchor at offset {} is outside the log ({}..{})",
+                    anchor.offset,
+                    log.log_start_offset(),
+                    log.log_end_offset()
+                ),
+            ));
+        }
+        let mut extras: BTreeMap<u64, Extra> = persisted
+            .extras
+            .into_iter()
+            .filter(|e| e.index > anchor.index)
+            .map(|e| (e.index, e))
+            .collect();
+        let slots = walk(&log, anchor, &extras)?;
+        let mut epochs = persisted.epochs;
+        let mut index = anchor.index;
+        for slot in &slots {
+            index += 1;
+            if epochs.last().is_none_or(|e| e.term < slot.term()) {
+                epochs.push(Epoch {
+                    term: slot.term(),
+                    index,
+                    offset: slot.start(),
+                });
+            }
+        }
+        let end = slots.back().map_or(anchor.offset, |s| s.end());
+        let last = anchor.index + slots.len() as u64;
+        extras.retain(|index, _| *index <= last);
+        epochs.retain(|e| e.index <= last);
+        if end < log.log_end_offset() {
+            tracing::warn!(
+                dir = %log.dir().display(),
+                from = end,
+                to = log.log_end_offset(),
+                "dropping a log tail the replica state does not account for"
+            );
+            log.truncate_to(end)?;
+        }
+        let hard = HardState {
+            term: persisted.term,
+            vote: persisted.vote,
+            // The commit index is written lazily: never past what this log holds.
+            commit: persisted.commit.min(last).max(anchor.index),
+            ..HardState::default()
+        };
+        let mut conf = ConfState::default();
+        conf.set_voters(persisted.voters);
+        let segments = log.segment_count();
+        Ok(Self {
+            log,
+            path,
+            hard,
+            conf,
+            anchor,
+            pending_anchor: None,
+            first: anchor.index + 1,
+            before_term: anchor.term,
+            slots,
+            extras,
+            segments,
+            epochs,
+        })
+    }
+
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub(crate) fn log_mut(&mut self) -> &mut Log {
+        &mut self.log
+    }
+
+    pub(crate) fn into_log(self) -> Log {
+        self.log
+    }
+
+    /// The commit index this store holds (lazily written).
+    pub(crate) fn commit(&self) -> u64 {
+        self.hard.commit
+    }
+
+    fn last(&self) -> u64 {
+        self.first + self.slots.len() as u64 - 1
+    }
+
+    fn slot(&self, index: u64) -> Option<Slot> {
+        let k = usize::try_from(index.checked_sub(self.first)?).ok()?;
+        self.slots.get(k).copied()
+    }
+
+    /// The offset after entry `index`: the high watermark when it is the commit index.
+    pub(crate) fn end_of(&self, index: u64) -> Option<i64> {
+        if index + 1 == self.first {
+            return Some(self.anchor_before_first_end());
+        }
+        self.slot(index).map(Slot::end)
+    }
+
+    fn anchor_before_first_end(&self) -> i64 {
+        self.slots
+            .front()
+            .map_or(self.log.log_end_offset(), |s| s.start())
+    }
+
+    /// Kafka's OffsetForLeaderEpoch on this replica: the largest term at or below `term` with
+    /// entries here, and the offset its entries end at (where the next term's start, or the log
+    /// end). `None` if every term known here is above it.
+    pub(crate) fn end_for_term(&self, term: u64) -> Option<(u64, i64)> {
+        let at = self.epochs.partition_point(|e| e.term <= term);
+        let found = self.epochs.get(at.checked_sub(1)?)?;
+        let end = self
+            .epochs
+            .get(at)
+            .map_or(self.log.log_end_offset(), |next| next.offset);
+        Some((found.term, end))
+    }
+
+    /// Notes the term of an entry appended at `index`, starting at `offset`.
+    fn note_term(&mut self, term: u64, index: u64, offset: i64) -> bool {
+        if self.epochs.last().is_some_and(|e| e.term >= term) {
+            return false;
+        }
+        self.epochs.push(Epoch {
+            term,
+            index,
+            offset,
+        });
+        true
+    }
+
+    /// Appends entries from Raft, first dropping any from the first one's index on (a leader's
+    /// log wins over what a follower had not committed). Batches must continue the log exactly
+    /// (the leader assigned their offsets from the same log); they are stamped with their
+    /// entry's term as leader epoch. Durable once the log is fsynced; the state file, when
+    /// record-less entries or a cut require it, is written durably here, before the batches.
+    pub(crate) fn append(&mut self, entries: &[Entry]) -> Result<Appended, BrokerError> {
+        let mut appended = Appended::default();
+        let Some(first) = entries.first() else {
+            return Ok(appended);
+        };
+        let mut write = false;
+        if first.index <= self.last() {
+            self.truncate_from(first.index)?;
+            appended.truncated = true;
+            write = true;
+        } else if first.index != self.last() + 1 {
+            return Err(corrupt(
+                &self.path,
+                format!("an append at {} after {}", first.index, self.last()),
+            ));
+        }
+        let mut position = self.log.log_end_offset();
+        let mut batches = Vec::new();
+        for entry in entries {
+            write |= self.note_term(entry.term, entry.index, position);
+            if is_batch(entry) {
+                let header = BatchHeader::parse(&entry.data)
+                    .map_err(|e| corrupt(&self.path, format!("entry {}: {e}", entry.index)))?;
+                if header.base_offset != position {
+                    return Err(corrupt(
+                        &self.path,
+                        format!(
+                            "entry {} holds offset {} where the log continues at {position}",
+                            entry.index, header.base_offset
+                        ),
+                    ));
+                }
+                let next = header.next_offset();
+                self.slots.push_back(Slot::Batch {
+                    base: position,
+                    next,
+                    term: entry.term,
+                });
+                batches.push(entry);
+                position = next;
+            } else {
+                self.slots.push_back(Slot::Extra {
+                    at: position,
+                    term: entry.term,
+                });
+                let _ = self.extras.insert(
+                    entry.index,
+                    Extra {
+                        index: entry.index,
+                        term: entry.term,
+                        kind: entry.get_entry_type().value(),
+                        offset: position,
+                        data: entry.data.to_vec(),
+                        context: entry.context.to_vec(),
+                    },
+                );
+                write = true;
+            }
+        }
+        if write {
+            self.write()?;
+        }
+        let now = now_ms();
+        for entry in batches {
+            let mut bytes = entry.data.to_vec();
+            let term = i32::try_from(entry.term).unwrap_or(i32::MAX);
+            set_partition_leader_epoch(&mut bytes, term).map_err(|e| corrupt(&self.path, e))?;
+            let info = self.log.append(&mut bytes, now)?;
+            let mut header = BatchHeader::parse(&bytes).map_err(|e| corrupt(&self.path, e))?;
+            header.base_offset = info.base_offset;
+            appended.batches.push((entry.index, header));
+        }
+        self.note_roll();
+        Ok(appended)
+    }
+
+    /// Drops entries `index..`: only ever uncommitted ones.
+    fn truncate_from(&mut self, index: u64) -> Result<(), BrokerError> {
+        if index <= self.hard.commit || index < self.first {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "asked to drop entries from {index}, but entries up to {} are committed",
+                    self.hard.commit
+                ),
+            ));
+        }
+        let Some(slot) = self.slot(index) else {
+            return Ok(());
+        };
+        self.log.truncate_to(slot.start())?;
+        let keep = usize::try_from(index - self.first).unwrap_or(usize::MAX);
+        self.slots.truncate(keep);
+        let _ = self.extras.split_off(&index);
+        self.epochs.retain(|e| e.index < index);
+        if self.pending_anchor.is_some_and(|a| a.index >= index) {
+            self.pending_anchor = None;
+        }
+        Ok(())
+    }
+
+    /// After a roll, the entry before the new segment is the next anchor.
+    fn note_roll(&mut self) {
+        let segments = self.log.segment_count();
+        if segments == self.segments {
+            return;
+        }
+        self.segments = segments;
+        let base = self.log.segment_base_offsets().last().copied().unwrap_or(0);
+        let found = self
+            .slots
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, s)| s.end() <= base);
+        if let Some((k, slot)) = found {
+            self.pending_anchor = Some(Anchor {
+                index: self.first + k as u64,
+                term: slot.term(),
+                offset: slot.end(),
+            });
+        }
+    }
+
+    /// Takes Raft's hard state; a new term or vote is written (durably) at once, since
+    /// messages that depend on it are about to go. A new commit index is kept for later.
+    pub(crate) fn set_hard_state(&mut self, hard: &HardState) -> Result<(), BrokerError> {
+        let vote_changed = hard.term != self.hard.term || hard.vote != self.hard.vote;
+        self.hard = hard.clone();
+        if vote_changed { self.write() } else { Ok(()) }
+    }
+
+    /// Raises the commit index (written lazily), moving the anchor up if it may now.
+    pub(crate) fn set_commit(&mut self, commit: u64) -> Result<(), BrokerError> {
+        if commit > self.hard.commit {
+            self.hard.commit = commit;
+        }
+        if self
+            .pending_anchor
+            .is_some_and(|a| a.index <= self.hard.commit)
+        {
+            self.write()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the state file (durably), moving the anchor up first if it may.
+    pub(crate) fn write(&mut self) -> Result<(), BrokerError> {
+        if let Some(next) = self
+            .pending_anchor
+            .filter(|a| a.index <= self.hard.commit && a.index > self.anchor.index)
+        {
+            self.anchor = next;
+            self.pending_anchor = None;
+        }
+        let persisted = Persisted {
+            term: self.hard.term,
+            vote: self.hard.vote,
+            commit: self.hard.commit,
+            voters: self.conf.voters.clone(),
+            anchor: self.anchor,
+            extras: self
+                .extras
+                .range(self.anchor.index + 1..)
+                .map(|(_, e)| e.clone())
+                .collect(),
+            epochs: self.epochs.clone(),
+        };
+        write_state(&self.path, &persisted)
+    }
+
+    /// Forgets the entries whose batches retention removed from the log (Raft sees them as
+    /// compacted).
+    pub(crate) fn forget_below_log_start(&mut self) {
+        let start = self.log.log_start_offset();
+        while let Some(slot) = self.slots.front().copied() {
+            if slot.end() > start || (slot.end() == start && matches!(slot, Slot::Extra { .. })) {
+                break;
+            }
+            let _ = self.slots.pop_front();
+            self.before_term = slot.term();
+            let _ = self.extras.remove(&self.first);
+            self.first += 1;
+        }
+    }
+
+    /// Entries `low..high`, at most `max_size` bytes of data (at least one entry). With
+    /// `data` false, batches come without their bytes (Raft only needs index and term then).
+    fn read(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: u64,
+        data: bool,
+    ) -> Result<Vec<Entry>, BrokerError> {
+        let mut entries = Vec::new();
+        let mut size = 0u64;
+        let mut index = low;
+        // Bytes read ahead from the log, and the offset they start at.
+        let mut buffer = Bytes::new();
+        let mut buffer_at = 0i64;
+        while index < high {
+            let Some(slot) = self.slot(index) else { break };
+            let mut entry = Entry {
+                index,
+                term: slot.term(),
+                ..Entry::default()
+            };
+            match slot {
+                Slot::Extra { .. } => {
+                    if let Some(extra) = self.extras.get(&index) {
+                        entry.set_entry_type(
+                            EntryType::from_i32(extra.kind).unwrap_or(EntryType::EntryNormal),
+                        );
+                        entry.data = extra.data.clone().into();
+                        entry.context = extra.context.clone().into();
+                    }
+                }
+                Slot::Batch { base, .. } if data => {
+                    let bytes = self.batch_bytes(base, &mut buffer, &mut buffer_at)?;
+                    entry.data = bytes;
+                }
+                Slot::Batch { .. } => {}
+            }
+            size += entry.data.len() as u64;
+            if !entries.is_empty() && size > max_size {
+                break;
+            }
+            entries.push(entry);
+            index += 1;
+        }
+        Ok(entries)
+    }
+
+    /// The bytes of the batch at `base`, from `buffer` if it holds it, else read ahead.
+    fn batch_bytes(
+        &self,
+        base: i64,
+        buffer: &mut Bytes,
+        buffer_at: &mut i64,
+    ) -> Result<Bytes, BrokerError> {
+        for _ in 0..2 {
+            if *buffer_at == base && !buffer.is_empty() {
+                let header = BatchHeader::parse(buffer).map_err(|e| corrupt(&self.path, e))?;
+                let len = header.total_len();
+                if len <= buffer.len() {
+                    let bytes = buffer.split_to(len);
+                    *buffer_at = header.next_offset();
+                    return Ok(bytes);
+                }
+            }
+            *buffer = self.log.read(base, 1 << 20)?;
+            *buffer_at = base;
+        }
+        Err(corrupt(
+            &self.path,
+            format!("no batch at offset {base} where the replica expects one"),
+        ))
+    }
+}
+
+fn is_batch(entry: &Entry) -> bool {
+    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
+}
+
+fn write_state(path: &Path, persisted: &Persisted) -> Result<(), BrokerError> {
+    let bytes = serde_json::to_vec(persisted).map_err(|e| BrokerError::Internal(e.to_string()))?;
+    write_durably(path, &bytes)
+}
+
+/// Rebuilds the entries after `anchor` from the log and the record-less entries.
+fn walk(
+    log: &Log,
+    anchor: Anchor,
+    extras: &BTreeMap<u64, Extra>,
+) -> Result<VecDeque<Slot>, BrokerError> {
+    let mut slots = VecDeque::new();
+    let mut index = anchor.index + 1;
+    let mut position = anchor.offset;
+    let end = log.log_end_offset();
+    let mut pending: VecDeque<BatchHeader> = VecDeque::new();
+    let mut read_at = position;
+    loop {
+        if let Some(extra) = extras.get(&index) {
+            if extra.offset != position {
+                break;
+            }
+            slots.push_back(Slot::Extra {
+                at: position,
+                term: extra.term,
+            });
+            index += 1;
+            continue;
+        }
+        if pending.is_empty() && read_at < end {
+            let bytes = log.read(read_at, 1 << 20)?;
+            for batch in Batches::new(&bytes) {
+                let Ok(batch) = batch else { break };
+                pending.push_back(*batch.header());
+                read_at = batch.header().next_offset();
+            }
+        }
+        match pending.pop_front() {
+            Some(header) if header.base_offset == position => {
+                let term = u64::try_from(header.partition_leader_epoch).unwrap_or(0);
+                position = header.next_offset();
+                slots.push_back(Slot::Batch {
+                    base: header.base_offset,
+                    next: position,
+                    term,
+                });
+                index += 1;
+            }
+            _ => break,
+        }
+    }
+    Ok(slots)
+}
+
+fn store_error(err: BrokerError) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(err)))
+}
+
+impl Storage for ReplicaStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hard.clone(),
+            conf_state: self.conf.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let max = max_size.into().unwrap_or(u64::MAX);
+        // Only entries sent to a follower need their records; applying one only advances the
+        // high watermark.
+        self.read(low, high, max, context.can_async())
+            .map_err(store_error)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx + 1 == self.first {
+            return Ok(self.before_term);
+        }
+        if idx < self.first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.slot(idx)
+            .map(Slot::term)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // A follower that needs entries this log no longer has (or never had, after a restart
+        // of every replica that had them) cannot catch up yet.
+        tracing::warn!(dir = %self.log.dir().display(), "a follower needs entries this replica no longer has");
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}

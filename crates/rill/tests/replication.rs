@@ -1,0 +1,255 @@
+//! Replicated partitions (one Raft group per partition) on three real brokers: a topic created
+//! with replication factor 3 has three replicas of every partition, elects a leader for each,
+//! and keeps byte-identical logs on every broker; a produce with `acks=all` is answered once a
+//! majority has the records; the leader killed with SIGKILL, another replica leads at a higher
+//! epoch, every acknowledged record is still there at its offset, and the killed broker, back,
+//! catches up to the same bytes. A replication factor above the brokers is refused.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use common::{
+    Client, Cluster, Conn, Rec, Result, consume_from, produce_to, rill, rill_ok, wait_until,
+};
+use rill_protocol::kafka_protocol::messages::MetadataRequest;
+
+/// Bound on anything the cluster should settle within (elections, catching up).
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// A partition as Metadata v12 shows it: leader, epoch, replicas, in-sync replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placement {
+    leader: i32,
+    epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+/// What broker `addr` (`host:port`, or the first of a list) says of `topic`'s partitions.
+fn placements(addr: &str, topic: &str) -> Result<BTreeMap<i32, Placement>> {
+    let addr = addr.split(',').next().unwrap_or(addr);
+    let mut conn = Conn::open_to(addr)?;
+    let request = MetadataRequest::default()
+        .with_topics(None)
+        .with_allow_auto_topic_creation(false);
+    let response = ask!(&mut conn, Metadata, 12, request);
+    let found = response
+        .topics
+        .into_iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .with_context(|| format!("{topic} is not in {addr}'s Metadata"))?;
+    let mut out = BTreeMap::new();
+    for p in found.partitions {
+        ensure!(p.error_code == 0 || p.error_code == 5, "partition {p:?}");
+        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|n| n.0).collect();
+        isr.sort_unstable();
+        let _ = out.insert(
+            p.partition_index,
+            Placement {
+                leader: p.leader_id.0,
+                epoch: p.leader_epoch,
+                replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
+                isr,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `count` records spread round robin over `partitions`, values `TAG-i`.
+fn spread(tag: &str, count: usize, partitions: i32) -> Vec<Rec> {
+    (0..count)
+        .map(|i| Rec {
+            partition: Some(i32::try_from(i).unwrap_or(0) % partitions),
+            ..Rec::kv(format!("key-{i}"), format!("{tag}-{i}"))
+        })
+        .collect()
+}
+
+/// The bytes of a partition's segments on one broker, in order.
+fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        bytes.extend(std::fs::read(&segment)?);
+    }
+    Ok(bytes)
+}
+
+/// Waits until every broker in `brokers` holds the same bytes for every partition, with at
+/// least `min_len` bytes in each.
+fn identical(cluster: &Cluster, brokers: &[i32], topic: &str, partitions: i32) -> Result<()> {
+    wait_until("every replica holding the same bytes", SETTLE, || {
+        for p in 0..partitions {
+            let logs = brokers
+                .iter()
+                .map(|k| log_bytes(&cluster.data_dir(*k), topic, p))
+                .collect::<Result<Vec<_>>>()?;
+            let first = logs.first().context("no broker")?;
+            ensure!(!first.is_empty(), "partition {p} is empty");
+            for (k, log) in brokers.iter().zip(&logs) {
+                ensure!(
+                    log == first,
+                    "partition {p}: broker {k} holds {} bytes, broker {} {}",
+                    log.len(),
+                    brokers[0],
+                    first.len()
+                );
+            }
+        }
+        Ok(Some(()))
+    })
+}
+
+/// The values read from `topic` by (partition, offset), with kafka-python.
+fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    at_least: usize,
+) -> Result<BTreeMap<(i32, i64), String>> {
+    let consumed = consume_from(
+        bootstrap,
+        Client::KafkaPython,
+        topic,
+        partitions,
+        at_least,
+        &[],
+    )?;
+    let mut read = BTreeMap::new();
+    for r in consumed.records {
+        let value = String::from_utf8(r.value.context("a record without a value")?)?;
+        ensure!(
+            read.insert((r.partition, r.offset), value).is_none(),
+            "offset {} of partition {} read twice",
+            r.offset,
+            r.partition
+        );
+    }
+    Ok(read)
+}
+
+#[test]
+fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Result<()> {
+    let mut cluster = Cluster::start(3, &["--broker-session-timeout-ms", "1500"])?;
+    let topic = "orders";
+    let partitions = 3;
+
+    // More replicas than brokers: refused, as Kafka does.
+    let refused = rill(
+        cluster.bootstrap(),
+        &["topic", "create", "too-many", "-r", "4"],
+        b"",
+    )?;
+    ensure!(!refused.status.success(), "RF 4 on 3 brokers was accepted");
+    ensure!(
+        refused.stderr.contains("INVALID_REPLICATION_FACTOR"),
+        "{}",
+        refused.stderr
+    );
+
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "3", "-r", "3"],
+        b"",
+    )?;
+    let before = wait_until("a leader for every partition", SETTLE, || {
+        let seen = placements(cluster.bootstrap(), topic)?;
+        Ok(seen
+            .values()
+            .all(|p| p.leader >= 0 && p.isr.len() == 3)
+            .then_some(seen))
+    })?;
+    for (p, placement) in &before {
+        let mut replicas = placement.replicas.clone();
+        replicas.sort_unstable();
+        ensure!(replicas == [1, 2, 3], "partition {p}: {placement:?}");
+        ensure!(placement.epoch >= 1, "partition {p}: {placement:?}");
+    }
+
+    // acks=all through every broker's bootstrap: offsets from 0, in order, per partition.
+    let first = spread("first", 300, partitions);
+    let delivered = produce_to(
+        cluster.bootstrap(),
+        Client::Confluent,
+        topic,
+        &first,
+        &["--acks", "all"],
+    )?;
+    let mut acked: BTreeMap<(i32, i64), String> = BTreeMap::new();
+    for d in &delivered {
+        let value = format!("first-{}", d.index);
+        let _ = acked.insert((d.partition, d.offset), value);
+    }
+    for p in 0..partitions {
+        let offsets: Vec<i64> = acked
+            .keys()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| *o)
+            .collect();
+        ensure!(
+            offsets == (0..100).collect::<Vec<_>>(),
+            "partition {p}: {offsets:?}"
+        );
+    }
+    ensure!(read_all(cluster.bootstrap(), topic, partitions, 300)? == acked);
+    identical(&cluster, &[1, 2, 3], topic, partitions)?;
+
+    // Kill partition 0's leader; the others elect a new one at a higher epoch and go on.
+    let victim = before[&0].leader;
+    cluster.kill(victim)?;
+    let survivors: Vec<i32> = cluster.ids().filter(|k| *k != victim).collect();
+    let bootstrap = survivors
+        .iter()
+        .map(|k| cluster.bootstrap_of(*k))
+        .collect::<Result<Vec<_>>>()?
+        .join(",");
+    let second = spread("second", 300, partitions);
+    let delivered = produce_to(
+        &bootstrap,
+        Client::Confluent,
+        topic,
+        &second,
+        &["--acks", "all"],
+    )?;
+    for d in &delivered {
+        let value = format!("second-{}", d.index);
+        ensure!(
+            acked.insert((d.partition, d.offset), value).is_none(),
+            "offset {} of partition {} acknowledged twice",
+            d.offset,
+            d.partition
+        );
+    }
+    let after = placements(&bootstrap, topic)?;
+    ensure!(
+        after[&0].leader != victim && after[&0].epoch > before[&0].epoch,
+        "partition 0 before {:?}, after {:?}",
+        before[&0],
+        after[&0]
+    );
+    ensure!(read_all(&bootstrap, topic, partitions, 600)? == acked);
+    identical(&cluster, &survivors, topic, partitions)?;
+
+    // Back with its data: it follows, catches up, and holds the same bytes.
+    cluster.start_node(victim)?;
+    identical(&cluster, &[1, 2, 3], topic, partitions)?;
+    wait_until("the returned broker back in the ISR", SETTLE, || {
+        let seen = placements(cluster.bootstrap(), topic)?;
+        Ok(seen.values().all(|p| p.isr.len() == 3).then_some(()))
+    })?;
+    ensure!(read_all(cluster.bootstrap(), topic, partitions, 600)? == acked);
+    cluster.stop()
+}
