@@ -189,6 +189,21 @@ pub(crate) fn gate(broker: &Broker, access: &Access<'_>, body: RequestKind, vers
             });
             Gate::Run(RequestKind::ListOffsets(req), Patch::Partitions(refused))
         }
+        RequestKind::OffsetForLeaderEpoch(mut req) => {
+            let mut refused = Vec::new();
+            req.topics.retain(|t| {
+                let ok = access.allowed(Op::Describe, R::Topic, &t.topic.0);
+                if !ok {
+                    let partitions = t.partitions.iter().map(|p| p.partition).collect();
+                    refused.push((t.topic.clone(), Uuid::nil(), partitions));
+                }
+                ok
+            });
+            Gate::Run(
+                RequestKind::OffsetForLeaderEpoch(req),
+                Patch::Partitions(refused),
+            )
+        }
         RequestKind::DeleteRecords(mut req) => {
             let mut refused = Vec::new();
             req.topics.retain(|t| {

@@ -172,6 +172,9 @@ impl Drop for Changing<'_> {
     }
 }
 
+/// A leadership this broker announced: epoch, in-sync replicas (a bit per replica) and when.
+type Announced = (i32, u32, std::time::Instant);
+
 /// Partitions just opened, with their indices.
 type Opened = Vec<(i32, Arc<Partition>)>;
 
@@ -213,7 +216,7 @@ pub(crate) struct Broker {
     /// The last metadata index this broker has acted on.
     reconciled: watch::Sender<u64>,
     /// The leaderships last announced, and when, so one in flight is not repeated at once.
-    announced: Mutex<HashMap<(Uuid, i32), (i32, u32, std::time::Instant)>>,
+    announced: Mutex<HashMap<(Uuid, i32), Announced>>,
     /// The ACLs as the quorum agreed them, indexed for decisions.
     pub(crate) authorizer: crate::authorizer::Authorizer,
 }

@@ -124,6 +124,11 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
         RequestKind::DescribeLogDirs(req) => {
             handler::describe_log_dirs::handle(broker, req).await.into()
         }
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            handler::offset_for_leader_epoch::handle(broker, req)
+                .await
+                .into()
+        }
         RequestKind::DescribeTopicPartitions(req) => {
             handler::describe_topic_partitions::handle(broker, ctx.listener, req).into()
         }

@@ -49,6 +49,8 @@ supported_apis! {
     Fetch 0..=18,
     ListOffsets 0..=10,
     Metadata 0..=13,
+    // v2 is the oldest Kafka 4 serves (KIP-896), and the first librdkafka validates with.
+    OffsetForLeaderEpoch 2..=4,
     // Kafka 4.1 lists v10 but marks it unstable; kafka-protocol 0.18 decodes requests up to v9.
     // v0-1 (Kafka 3.9): sarama's consumer groups commit with v1.
     OffsetCommit 0..=9,

@@ -5,6 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use rill_protocol::kafka_protocol::messages::DescribeLogDirsResponse;
+use rill_protocol::kafka_protocol::messages::OffsetForLeaderEpochResponse;
 use rill_protocol::kafka_protocol::messages::{
     AlterConfigsResponse, ApiVersionsResponse, CreateAclsResponse, CreatePartitionsResponse,
     CreateTopicsResponse, DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse,
@@ -63,6 +64,7 @@ fn default_response(key: ApiKey) -> ResponseKind {
         ApiKey::CreateAcls => CreateAclsResponse::default().into(),
         ApiKey::DeleteAcls => DeleteAclsResponse::default().into(),
         ApiKey::DescribeLogDirs => DescribeLogDirsResponse::default().into(),
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochResponse::default().into(),
         other => panic!("no default response for {other:?}"),
     }
 }

@@ -16,7 +16,13 @@ use anyhow::{Context, ensure};
 use common::{
     Client, Cluster, Conn, Rec, Result, consume_from, produce_to, rill, rill_ok, wait_until,
 };
-use rill_protocol::kafka_protocol::messages::MetadataRequest;
+use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use rill_protocol::kafka_protocol::messages::{
+    MetadataRequest, OffsetForLeaderEpochRequest, TopicName,
+};
 
 /// Bound on anything the cluster should settle within (elections, catching up).
 const SETTLE: Duration = Duration::from_secs(20);
@@ -59,6 +65,30 @@ fn placements(addr: &str, topic: &str) -> Result<BTreeMap<i32, Placement>> {
         );
     }
     Ok(out)
+}
+
+/// OffsetForLeaderEpoch v4 for partition 0 of `topic`: (error, epoch, end offset).
+fn epoch_end(addr: &str, topic: &str, current: i32, epoch: i32) -> Result<(i16, i32, i64)> {
+    let mut conn = Conn::open_to(addr)?;
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch),
+                ]),
+        ]);
+    let response = ask!(&mut conn, OffsetForLeaderEpoch, 4, request);
+    let p = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition in the answer")?;
+    Ok((p.error_code, p.leader_epoch, p.end_offset))
 }
 
 /// `count` records spread round robin over `partitions`, values `TAG-i`.
@@ -242,6 +272,17 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
     );
     ensure!(read_all(&bootstrap, topic, partitions, 600)? == acked);
     identical(&cluster, &survivors, topic, partitions)?;
+
+    // OffsetForLeaderEpoch on the new leader: the old epoch's records end where the new
+    // epoch's start (offset 100), the new one's at the log end; a stale current epoch is fenced.
+    let leader = cluster.bootstrap_of(after[&0].leader)?;
+    let (old, new) = (before[&0].epoch, after[&0].epoch);
+    ensure!(epoch_end(&leader, topic, new, old)? == (0, old, 100));
+    ensure!(epoch_end(&leader, topic, new, new)? == (0, new, 200));
+    ensure!(
+        epoch_end(&leader, topic, old, old)?.0 == 74,
+        "FENCED_LEADER_EPOCH"
+    );
 
     // Back with its data: it follows, catches up, and holds the same bytes.
     cluster.start_node(victim)?;

@@ -116,6 +116,28 @@ impl Patch {
                     );
                 }
             }
+            (Patch::Partitions(refused), ResponseKind::OffsetForLeaderEpoch(r)) => {
+                use m::offset_for_leader_epoch_response::{
+                    EpochEndOffset, OffsetForLeaderTopicResult,
+                };
+                for (name, _, partitions) in refused {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|p| {
+                            EpochEndOffset::default()
+                                .with_partition(p)
+                                .with_error_code(denied)
+                                .with_leader_epoch(-1)
+                                .with_end_offset(-1)
+                        })
+                        .collect();
+                    r.topics.push(
+                        OffsetForLeaderTopicResult::default()
+                            .with_topic(name)
+                            .with_partitions(partitions),
+                    );
+                }
+            }
             (Patch::Partitions(refused), ResponseKind::DeleteRecords(r)) => {
                 use m::delete_records_response::{
                     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,

@@ -17,6 +17,7 @@ pub(crate) mod groups;
 pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod scram_credentials;

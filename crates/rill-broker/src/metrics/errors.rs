@@ -37,6 +37,11 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
                 t.partitions.iter().for_each(|p| f(p.error_code));
             }
         }
+        ResponseKind::OffsetForLeaderEpoch(r) => {
+            for t in &r.topics {
+                t.partitions.iter().for_each(|p| f(p.error_code));
+            }
+        }
         ResponseKind::CreateTopics(r) => {
             for t in &r.topics {
                 f(t.error_code);
@@ -215,6 +220,19 @@ mod tests {
                     ])
                     .into(),
                 vec![3],
+            ),
+            (
+                ApiKey::OffsetForLeaderEpoch,
+                OffsetForLeaderEpochResponse::default()
+                    .with_topics(vec![
+                        offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default()
+                            .with_partitions(vec![
+                                offset_for_leader_epoch_response::EpochEndOffset::default()
+                                    .with_error_code(74),
+                            ]),
+                    ])
+                    .into(),
+                vec![74],
             ),
             (
                 ApiKey::CreateTopics,

@@ -107,11 +107,6 @@ enum Command {
         epoch: i32,
         reply: Reply<Option<(i32, i64)>>,
     },
-    /// Hands a replicated partition's leadership to the replica on this broker (if this one
-    /// leads it and that one is caught up).
-    TransferLeader {
-        to: i32,
-    },
 }
 
 /// The handle the rest of the broker holds for a partition: its storage thread's queue and the
@@ -209,11 +204,6 @@ impl Partition {
     /// every epoch known is above it.
     pub(crate) async fn end_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, ErrorCode> {
         self.ask(|reply| Command::EpochEnd { epoch, reply }).await
-    }
-
-    /// Asks a replicated partition's leader to hand its leadership to broker `to`.
-    pub(crate) fn transfer_leader(&self, to: i32) {
-        let _ = self.send(Command::TransferLeader { to });
     }
 
     pub(crate) fn configure(&self, config: LogConfig) {

@@ -26,6 +26,9 @@ use rill_protocol::kafka_protocol::messages::{
     describe_user_scram_credentials_request,
 };
 use rill_protocol::kafka_protocol::messages::{DescribeLogDirsRequest, describe_log_dirs_request};
+use rill_protocol::kafka_protocol::messages::{
+    OffsetForLeaderEpochRequest, offset_for_leader_epoch_request,
+};
 use rill_protocol::kafka_protocol::protocol::Decodable;
 use rill_protocol::{ApiKey, RequestKind, StrBytes};
 
@@ -271,6 +274,19 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     .with_topic_name(topic("__cluster_metadata"))
                     .with_partitions(vec![
                         describe_quorum_request::PartitionData::default().with_partition_index(0),
+                    ]),
+            ])
+            .into(),
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic("orders"))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(1)
+                            .with_current_leader_epoch(4)
+                            .with_leader_epoch(3),
                     ]),
             ])
             .into(),

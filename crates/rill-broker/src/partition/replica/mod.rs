@@ -229,14 +229,6 @@ impl Replica {
         }
     }
 
-    /// Hands the leadership to the replica on broker `to`, if this one leads (Raft's leader
-    /// transfer: `to` is brought up to date, then told to campaign at once).
-    pub(crate) fn transfer_leader(&mut self, to: i32) {
-        if self.leading.is_some() && to != self.spec.node_id && self.spec.replicas.contains(&to) {
-            self.raw.transfer_leader(raft_id(to));
-        }
-    }
-
     pub(crate) fn step(&mut self, message: Message) {
         if let Err(err) = self.raw.step(message) {
             tracing::debug!(%err, partition = self.spec.partition, "raft message ignored");

@@ -197,9 +197,7 @@ impl ReplicaStore {
             .collect();
         let slots = walk(&log, anchor, &extras)?;
         let mut epochs = persisted.epochs;
-        let mut index = anchor.index;
-        for slot in &slots {
-            index += 1;
+        for (index, slot) in (anchor.index + 1..).zip(slots.iter()) {
             if epochs.last().is_none_or(|e| e.term < slot.term()) {
                 epochs.push(Epoch {
                     term: slot.term(),
