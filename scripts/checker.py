@@ -645,14 +645,20 @@ class Faults:
 
     def kill_two(self):
         """kill -9 of a partition's leader, then of its next leader (or another broker)."""
-        p, first, _ = self.leader_of_some_partition()
+        p, first, view = self.leader_of_some_partition()
         self.cluster.kill(first)
         half = self.seconds / 2
+        began = time.monotonic()
 
         def new_leader():
             leader = partitions_view(self.admin, self.topic)[p]["leader"]
             return leader if leader in self.cluster.live() else None
-        second = wait_for(f"a new leader of partition {p}", half, new_leader)
+        second = None
+        if len(view[p]["replicas"]) > 1:
+            second = wait_for(f"a new leader of partition {p}", half, new_leader)
+        else:
+            time.sleep(half)  # one replica: nobody else can lead it
+        time.sleep(max(0.0, half - (time.monotonic() - began)))
         how = "its new leader"
         if second is None:
             others = [k for k in self.cluster.live() if k != first]
