@@ -666,7 +666,7 @@ class Faults:
                 self._restart([first])
                 return f"skipped: no broker left to kill after {first}"
             second = self.rng.choice(sorted(others))
-            how = "another broker (no new leader yet)"
+            how = "another broker (Metadata named no new leader)"
         self.cluster.kill(second)
         time.sleep(half)
         self._restart([first, second])
