@@ -232,6 +232,7 @@ class Cluster:
         self.paused = set()
 
     def _env(self):
+        """The environment cluster.sh runs with: the binary, the broker flags, the network."""
         env = dict(os.environ)
         if self.rill:
             env["RILL_BIN"] = self.rill
@@ -389,6 +390,7 @@ class ProducerWorker(threading.Thread):
         self.crashed = None
 
     def _on_delivery(self, err, msg):
+        """Records one delivery report."""
         value = msg.value().decode()
         if err is not None:
             self.failed[value] = str(err)
@@ -402,21 +404,25 @@ class ProducerWorker(threading.Thread):
         self.acked[value] = where
 
     def _on_error(self, err):
+        """Notes a fatal error (the producer must then be replaced); others are retried."""
         if err.fatal():
             self.fatal_errors.append(str(err))
             self.fatal.set()
 
     def _new_producer(self):
+        """A producer with librdkafka's defaults but bootstrap, acks and idempotence."""
         config = dict(self.config, error_cb=self._on_error, logger=CLIENT_LOG)
         return kafka().Producer(config)
 
     def run(self):
+        """The thread's body: any exception is kept for the verdict."""
         try:
             self._loop()
         except Exception as err:  # noqa: BLE001 - recorded and reported as a failure
             self.crashed = f"{type(err).__name__}: {err}"
 
     def _loop(self):
+        """Produces at the rate until told to stop, then flushes."""
         producer = self._new_producer()
         started = time.monotonic()
         while not self.stopping.is_set():
@@ -463,12 +469,14 @@ class ConsumerWorker(threading.Thread):
         self.crashed = None
 
     def run(self):
+        """The thread's body: any exception is kept for the verdict."""
         try:
             self._loop()
         except Exception as err:  # noqa: BLE001 - recorded and reported as a failure
             self.crashed = f"{type(err).__name__}: {err}"
 
     def _loop(self):
+        """Consumes every partition from the beginning until told to stop."""
         consumer = new_consumer(self.bootstrap, f"{self.tag}-live")
         ck = kafka()
         consumer.assign([ck.TopicPartition(self.topic, p, ck.OFFSET_BEGINNING)
@@ -484,6 +492,7 @@ class ConsumerWorker(threading.Thread):
             consumer.close()
 
     def _saw(self, partition, offset, value):
+        """Records one record read."""
         where = (partition, offset)
         before = self.seen.get(where)
         if before is not None and before != value:
@@ -555,10 +564,6 @@ class Faults:
         self.done = []
         self.unsettled = 0
 
-    def view(self):
-        """Metadata of the topic, or None while no broker answers."""
-        return wait_for("Metadata", 10, lambda: partitions_view(self.admin, self.topic))
-
     def leader_of_some_partition(self):
         """(partition, leader, metadata) for a random partition whose leader is live."""
         def pick():
@@ -614,6 +619,7 @@ class Faults:
         return round(time.monotonic() - began, 1)
 
     def _restart(self, brokers):
+        """Starts the given brokers again, in order, each waited for."""
         for k in brokers:
             self.cluster.start_node(k)
 
@@ -759,7 +765,8 @@ def read_batches(partition_dir):
         pos = 0
         while pos < len(data):
             if len(data) - pos < BATCH_HEADER.size:
-                problems.append(f"{segment.name}: {len(data) - pos} trailing bytes at {pos}")
+                torn = "torn last batch" if last_segment else "trailing bytes"
+                problems.append(f"{segment.name}: {torn} ({len(data) - pos} bytes) at byte {pos}")
                 break
             base, length, _epoch, magic, _crc, _attrs, delta = BATCH_HEADER.unpack_from(data, pos)
             if length == 0 and not any(data[pos:]):
@@ -919,7 +926,7 @@ def create_topic(admin, topic, partitions, rf):
     try:
         futures[topic].result(30)
     except kafka().KafkaException as err:
-        raise Aborted(f"creating {topic} with {partitions} partitions, RF {rf}: {err}") from err
+        raise Aborted(f"creating topic {topic} ({partitions} partitions, RF {rf}): {err}") from err
 
     def ready():
         view = partitions_view(admin, topic)
@@ -1236,6 +1243,8 @@ def self_test():
         case("a replica with other bytes at offset 10", False, compare_replicas(dirs, {0: 20}))
         above = {0: {1: replica("e", good), 2: replica("f", good[:3] + [make_batch(15, 5, b"x")])}}
         case("replicas differing above the high watermark only", True, compare_replicas(above, {0: 15}))
+        garbled = {0: {1: replica("g", good), 2: replica("h", [good[0], b"\x01" * 70] + good[2:])}}
+        case("a replica with a garbled batch", False, compare_replicas(garbled, {0: 20}))
     wrong = [name for name, want, got in cases if want != got]
     print(f"self-test: {'PASS' if not wrong else 'FAIL'} {len(cases) - len(wrong)}/{len(cases)} "
           f"verdicts right{'; wrong: ' + ', '.join(wrong) if wrong else ''}")
