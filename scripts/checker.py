@@ -116,8 +116,9 @@ class Network:
     the checker's namespace, which has an address on the same subnet: the checker reaches every
     broker, and a broker can be cut off from the others with blackhole routes on both sides."""
 
-    def __init__(self, brokers):
+    def __init__(self, brokers, cut_clients=False):
         self.brokers = brokers
+        self.cut_clients = cut_clients
         tag = os.getpid() % 10000
         self.bridge = f"rck{tag}br"
         self.prefix = f"rck{tag}"
@@ -179,19 +180,24 @@ class Network:
             f"{self.bridge}, {self.subnet}.1..{self.brokers}")
 
     def isolate(self, k):
-        """Cuts broker k off from every other broker, both ways; clients still reach it."""
+        """Cuts broker k off from every other broker, both ways; clients still reach it unless
+        cut_clients, when it is cut off from the checker's namespace too."""
+        pairs = []
         for j in range(1, self.brokers + 1):
-            if j == k:
-                continue
-            for ns, address in ((self.namespace(k), self.host(j)), (self.namespace(j), self.host(k))):
-                ip(["-n", ns, "route", "add", "blackhole", f"{address}/32"])
-                self.cut.append((ns, address))
+            if j != k:
+                pairs += [(self.namespace(k), self.host(j)), (self.namespace(j), self.host(k))]
+        if self.cut_clients:
+            pairs += [(self.namespace(k), f"{self.subnet}.254"), (None, self.host(k))]
+        for ns, address in pairs:
+            ip([*(["-n", ns] if ns else []), "route", "add", "blackhole", f"{address}/32"])
+            self.cut.append((ns, address))
 
     def heal(self):
         """Removes every cut."""
         while self.cut:
             ns, address = self.cut.pop()
-            run_quiet(["ip", "-n", ns, "route", "del", "blackhole", f"{address}/32"])
+            run_quiet(["ip", *(["-n", ns] if ns else []), "route", "del", "blackhole",
+                       f"{address}/32"])
 
     def teardown(self):
         """Removes the namespaces (and with them the veth pairs) and the bridge."""
@@ -701,8 +707,9 @@ class Faults:
             time.sleep(cut)
         finally:
             self.network.heal()
-        return (f"partition {p}: cut leader {leader} off from the other brokers for {cut:g} s "
-                "(clients still reached it), healed")
+        clients = "and the clients" if self.network.cut_clients else "(clients still reached it)"
+        return (f"partition {p}: cut leader {leader} off from the other brokers {clients} for "
+                f"{cut:g} s, healed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -885,6 +892,8 @@ def parse_args(argv):
     parser.add_argument("--netns", choices=("auto", "on", "off"), default="auto",
                         help="run the brokers in network namespaces: auto does when "
                              "partition-leader is asked for and the machine allows it")
+    parser.add_argument("--cut-clients", action="store_true",
+                        help="partition-leader cuts the leader off from the clients too")
     parser.add_argument("--topic", default="checker", help="topic name (checker)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
     parser.add_argument("--timeout", type=float, default=None,
@@ -1003,7 +1012,7 @@ class Run:
                 raise Aborted(f"--netns on: {reason}")
             log(f"network: partition-leader will be skipped: {reason}")
             return
-        self.network = Network(self.args.brokers)
+        self.network = Network(self.args.brokers, self.args.cut_clients)
         self.network.setup()
 
     def execute(self):
