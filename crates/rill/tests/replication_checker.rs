@@ -4,7 +4,8 @@
 //! three faults (kill -9 of a partition's leader, kill -9 of a follower, SIGSTOP of a leader
 //! for longer than the broker session timeout). It passes when every acknowledged record is
 //! read back exactly once at its acknowledged offset, no consumer saw an offset that later held
-//! other data, and the replicas' logs are byte-identical below the high watermark.
+//! other data, and the replicas' logs are byte-identical below the high watermark. The
+//! checker's own checks must fail on histories made wrong on purpose (`--self-test`).
 
 mod common;
 
@@ -24,16 +25,34 @@ const RF: &str = "3";
 /// before this on its own, cleaning up).
 const LIMIT: Duration = Duration::from_secs(150);
 
+/// `scripts/checker.py ARGS` with the venv's Python.
+fn checker(args: &[&str]) -> Result<Command> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/checker.py");
+    let mut command = Command::new(python()?);
+    let _ = command.arg("-u").arg(script).args(args);
+    Ok(command)
+}
+
+#[test]
+fn checker_checks_fail_on_wrong_histories() -> Result<()> {
+    let out = run(checker(&["--self-test"])?, b"", Duration::from_secs(60))?;
+    let stdout = out.stdout_text();
+    ensure!(
+        out.status.success() && stdout.contains("self-test: PASS "),
+        "checker.py --self-test ({}):\n{stdout}\n{}",
+        out.status,
+        out.stderr
+    );
+    Ok(())
+}
+
 #[test]
 fn short_checker_run_passes() -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("rill-replication-checker-")
         .tempdir()?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/checker.py");
-    let mut command = Command::new(python()?);
+    let mut command = checker(&[])?;
     let _ = command
-        .arg("-u")
-        .arg(script)
         .args(["--brokers", "3", "--rf", RF, "--partitions", "3"])
         .args(["--faults", "kill-leader,kill-follower,pause-leader"])
         .args(["--rounds", "3", "--seconds-per-fault", "3"])
