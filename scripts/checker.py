@@ -588,7 +588,8 @@ class Faults:
     def run(self, name, number, total):
         """Runs fault `name`; returns its record."""
         started = elapsed()
-        record = {"fault": name, "round": number, "start_s": round(started, 1)}
+        record = {"fault": name, "round": number, "start_s": round(started, 1),
+                  "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         handler = {
             "kill-leader": self.kill_leader,
             "kill-follower": self.kill_follower,
@@ -1123,6 +1124,8 @@ class Run:
             "network_skip": self.network_skip, "replicas_in_sync_at_end": in_sync,
         }
         self.write_summary()
+        if failed:
+            self.write_history(acked, final)
         for kind in ("lost", "moved", "duplicated", "consumer_conflicts"):
             for example in history["examples"][kind][:3]:
                 log(f"{kind}: {json.dumps(example)}")
@@ -1132,6 +1135,21 @@ class Run:
             log(f"replicas: lagging {json.dumps(lag)}")
         print(line, flush=True)
         return 1 if failed else 0
+
+    def write_history(self, acked, final):
+        """Writes DIR/history.jsonl, every event the verdict was made from, for a post-mortem:
+        acknowledgements, failed deliveries, the live consumer's reads and the final read."""
+        path = self.dir / "history.jsonl"
+        with path.open("w") as out:
+            for value, (p, offset) in sorted(acked.items(), key=lambda item: item[1]):
+                out.write(json.dumps({"ack": value, "p": p, "o": offset}) + "\n")
+            for value, error in sorted(self.producer.failed.items()):
+                out.write(json.dumps({"failed": value, "error": error}) + "\n")
+            for (p, offset), value in sorted(self.consumer.seen.items()):
+                out.write(json.dumps({"seen": value, "p": p, "o": offset}) + "\n")
+            for (p, offset), value in sorted(final.items()):
+                out.write(json.dumps({"final": value, "p": p, "o": offset}) + "\n")
+        log(f"history: {path}")
 
     def write_summary(self):
         """Writes DIR/checker-summary.json."""
