@@ -151,7 +151,8 @@ class Network:
 
     def _pick_subnet(self):
         """A 10.241.X /24 no address or route of this machine uses."""
-        used = run_quiet(["ip", "-4", "-o", "addr"]).stdout + run_quiet(["ip", "-4", "route"]).stdout
+        used = (run_quiet(["ip", "-4", "-o", "addr"]).stdout
+                + run_quiet(["ip", "-4", "route"]).stdout)
         start = os.getpid() % 200
         for i in range(200):
             candidate = f"10.241.{(start + i) % 200 + 20}"
@@ -260,7 +261,8 @@ class Cluster:
             done = subprocess.run(argv, capture_output=True, text=True, env=self._env(),
                                   timeout=timeout, check=False)
         except subprocess.TimeoutExpired as err:
-            raise Aborted(f"cluster.sh {' '.join(map(str, args))}: no answer in {timeout} s") from err
+            what = " ".join(map(str, args))
+            raise Aborted(f"cluster.sh {what}: no answer in {timeout} s") from err
         if done.returncode != 0:
             raise Aborted(f"cluster.sh {' '.join(map(str, args))} failed: "
                           f"{done.stderr.strip()}")
@@ -525,8 +527,9 @@ def final_read(bootstrap, topic, partitions, timeout):
         high = {}
         for p in range(partitions):
             left = max(1.0, deadline - time.monotonic())
-            marks = wait_for(f"high watermark of {topic}/{p}", left, lambda p=p: consumer.get_watermark_offsets(
-                ck.TopicPartition(topic, p), timeout=5.0))
+            marks = wait_for(f"high watermark of {topic}/{p}", left,
+                             lambda p=p: consumer.get_watermark_offsets(
+                                 ck.TopicPartition(topic, p), timeout=5.0))
             if marks is None:
                 raise Aborted(f"final read: no high watermark for {topic}/{p}")
             high[p] = marks[1]
@@ -536,8 +539,10 @@ def final_read(bootstrap, topic, partitions, timeout):
                          for p in range(partitions) if high[p] > 0])
         while any(position[p] < high[p] for p in range(partitions)):
             if time.monotonic() >= deadline:
-                short = {p: (position[p], high[p]) for p in range(partitions) if position[p] < high[p]}
-                raise Aborted(f"final read: not done within {timeout:.0f} s (position, high): {short}")
+                short = {p: (position[p], high[p])
+                         for p in range(partitions) if position[p] < high[p]}
+                raise Aborted(f"final read: not done within {timeout:.0f} s "
+                              f"(position, high): {short}")
             for msg in consumer.consume(num_messages=1000, timeout=0.5):
                 if msg.error() is not None:
                     continue
@@ -757,7 +762,8 @@ def check_history(acked, final, live_seen, live_conflicts, idempotent):
         "duplicates_fail": idempotent,
         "consumer_conflicts": len(conflicts),
         "examples": {"lost": lost[:EXAMPLES], "moved": moved[:EXAMPLES],
-                     "duplicated": duplicated[:EXAMPLES], "consumer_conflicts": conflicts[:EXAMPLES]},
+                     "duplicated": duplicated[:EXAMPLES],
+                     "consumer_conflicts": conflicts[:EXAMPLES]},
     }
 
 
@@ -818,7 +824,8 @@ def compare_replicas(replica_dirs, high):
         ends = {b: (batches[-1][1] + 1 if batches else 0) for b, batches in logs.items()}
         for broker, end in ends.items():
             if end < high.get(p, 0):
-                lagging.append({"partition": p, "broker": broker, "end": end, "high": high.get(p, 0)})
+                lagging.append({"partition": p, "broker": broker, "end": end,
+                                "high": high.get(p, 0)})
         common = min(ends.values())
         reference_broker = max(ends, key=lambda b: (ends[b], -b))
         reference = {b[0]: b for b in logs[reference_broker] if b[0] < common}
@@ -830,10 +837,12 @@ def compare_replicas(replica_dirs, high):
             for base in sorted(set(reference) | set(mine)):
                 theirs, ours = reference.get(base), mine.get(base)
                 if theirs is None or ours is None or theirs[2] != ours[2]:
-                    divergences.append({
-                        "partition": p, "offset": base, "brokers": [reference_broker, broker],
-                        "detail": ("missing on broker " + str(broker if ours is None else reference_broker))
-                        if theirs is None or ours is None else "different batch bytes"})
+                    if theirs is None or ours is None:
+                        detail = f"missing on broker {broker if ours is None else reference_broker}"
+                    else:
+                        detail = "different batch bytes"
+                    divergences.append({"partition": p, "offset": base,
+                                        "brokers": [reference_broker, broker], "detail": detail})
                     break
     divergences.sort(key=lambda d: (d["partition"], d["offset"]))
     return {"ok": not divergences and not [x for x in problems if "torn" not in x],
@@ -957,7 +966,8 @@ def wait_in_sync(admin, topic, timeout=30):
     """Waits until every partition's ISR holds all its replicas; returns whether it did."""
     def in_sync():
         view = partitions_view(admin, topic)
-        return True if all(sorted(v["isr"]) == sorted(v["replicas"]) for v in view.values()) else None
+        whole = all(sorted(v["isr"]) == sorted(v["replicas"]) for v in view.values())
+        return True if whole else None
     return wait_for("every replica in sync", timeout, in_sync) is not None
 
 
@@ -1026,7 +1036,8 @@ class Run:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         CLIENT_LOG.addHandler(handler)
         self.prepare_network()
-        cluster_args = f"--broker-session-timeout-ms {args.session_timeout_ms} {args.cluster_args}".strip()
+        cluster_args = (f"--broker-session-timeout-ms {args.session_timeout_ms} "
+                        f"{args.cluster_args}").strip()
         self.cluster = Cluster(cluster_dir, args.brokers, args.rill, cluster_args, self.network)
         self.cluster.start()
         ck = kafka()
@@ -1229,8 +1240,10 @@ def self_test():
 
     def case(name, want_ok, got):
         cases.append((name, want_ok, got["ok"]))
+        shown = ("lost", "moved", "duplicated", "consumer_conflicts", "first_divergence")
+        counts = json.dumps({k: got[k] for k in shown if k in got})
         print(f"self-test: {name}: {'ok' if got['ok'] else 'FAIL'} "
-              f"(want {'ok' if want_ok else 'FAIL'}) {json.dumps({k: got[k] for k in got if k in ('lost', 'moved', 'duplicated', 'consumer_conflicts', 'first_divergence')})}")
+              f"(want {'ok' if want_ok else 'FAIL'}) {counts}")
 
     case("clean history", True, check_history(acked, dict(final), dict(final), [], True))
     lossy = dict(final)
@@ -1265,11 +1278,13 @@ def self_test():
         bad[2] = make_batch(10, 5, b"something else")
         dirs = {0: {1: replica("a", good), 2: replica("b", good, tail=good[3][:30]),
                     3: replica("c", good[:3])}}
-        case("identical replicas (one torn tail, one lagging)", True, compare_replicas(dirs, {0: 20}))
+        case("identical replicas (one torn tail, one lagging)", True,
+             compare_replicas(dirs, {0: 20}))
         dirs[0][4] = replica("d", bad)
         case("a replica with other bytes at offset 10", False, compare_replicas(dirs, {0: 20}))
         above = {0: {1: replica("e", good), 2: replica("f", good[:3] + [make_batch(15, 5, b"x")])}}
-        case("replicas differing above the high watermark only", True, compare_replicas(above, {0: 15}))
+        case("replicas differing above the high watermark only", True,
+             compare_replicas(above, {0: 15}))
         garbled = {0: {1: replica("g", good), 2: replica("h", [good[0], b"\x01" * 70] + good[2:])}}
         case("a replica with a garbled batch", False, compare_replicas(garbled, {0: 20}))
     wrong = [name for name, want, got in cases if want != got]
