@@ -22,6 +22,12 @@
 #                           (e.g. "--broker-session-timeout-ms 1500"); saved for start-node
 #   RILL_CLUSTER_TIMEOUT    seconds to wait for readiness (default 30)
 #   RILL_CLUSTER_STOP_TIMEOUT  seconds `stop` waits after SIGTERM (default 15)
+#   RILL_CLUSTER_HOSTS      space-separated addresses, the K-th for broker K (default: 127.0.0.1
+#                           for all); broker K listens and is reached there
+#   RILL_CLUSTER_NETNS      space-separated network namespace names, the K-th for broker K, which
+#                           then runs under `ip netns exec` (the caller makes the namespaces and
+#                           their links; scripts/checker.py does for its partition fault)
+# Both are read by `start` and saved in DIR/node-K.env (HOST=, NETNS=) for start-node.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,14 +72,14 @@ for s in socks:
 EOF
 }
 
-# Asks 127.0.0.1:PORT for Metadata v1 (no topics); prints the node ids of the brokers it lists,
+# Asks HOST:PORT for Metadata v1 (no topics); prints the node ids of the brokers it lists,
 # space-separated, or fails.
 metadata_brokers() {
-    python3 - "$1" <<'EOF'
+    python3 - "$1" "$2" <<'EOF'
 import socket, struct, sys
-port = int(sys.argv[1])
+host, port = sys.argv[1], int(sys.argv[2])
 try:
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+    with socket.create_connection((host, port), timeout=2) as s:
         s.settimeout(2)
         client = b"cluster.sh"
         # Metadata v1: header (api key 3, version 1, correlation id, client id), topics = [].
@@ -90,7 +96,7 @@ try:
         size, = struct.unpack(">i", read(4))
         frame = read(size)
 except (OSError, EOFError) as err:
-    sys.exit(f"metadata of 127.0.0.1:{port}: {err}")
+    sys.exit(f"metadata of {host}:{port}: {err}")
 pos = 4  # correlation id
 count, = struct.unpack_from(">i", frame, pos); pos += 4
 nodes = []
@@ -130,17 +136,32 @@ check_node() {
 }
 
 spawn() {
-    local k=$1 rill args=()
+    local k=$1 rill args=() netns wrap=()
     rill=$(find_rill)
     mapfile -t args <"$DIR/node-$k.args"
+    netns=$(setting "$k" NETNS)
+    # `ip netns exec` execs the broker, so the pid stays the broker's.
+    [[ -n $netns ]] && wrap=(ip netns exec "$netns")
     echo "=== $(date -u +%FT%TZ) start of broker $k ===" >>"$DIR/node-$k.log"
     # No inherited stdout: whoever runs this script must see EOF when it exits.
-    nohup "$rill" serve "${args[@]}" </dev/null >>"$DIR/node-$k.log" 2>&1 &
+    nohup "${wrap[@]}" "$rill" serve "${args[@]}" </dev/null >>"$DIR/node-$k.log" 2>&1 &
     echo $! >"$DIR/node-$k.pid"
 }
 
+# Broker K's saved setting NAME from DIR/node-K.env, empty if absent.
+setting() {
+    sed -n "s/^$2=//p" "$DIR/node-$1.env"
+}
+
 kafka_port() {
-    sed -n 's/^KAFKA_PORT=//p' "$DIR/node-$1.env"
+    setting "$1" KAFKA_PORT
+}
+
+# Broker K's address: HOST from its settings, 127.0.0.1 when absent.
+host_of() {
+    local host
+    host=$(setting "$1" HOST)
+    echo "${host:-127.0.0.1}"
 }
 
 # Waits until `check` succeeds or a broker in `nodes` died or the timeout passed.
@@ -167,18 +188,18 @@ wait_for() {
 all_list_all() {
     local k listed
     for ((k = 1; k <= NODES; k++)); do
-        listed=$(metadata_brokers "$(kafka_port "$k")" 2>/dev/null) || return 1
+        listed=$(metadata_brokers "$(host_of "$k")" "$(kafka_port "$k")" 2>/dev/null) || return 1
         [[ $listed == "$EXPECTED" ]] || return 1
     done
 }
 
 rejoined() {
     local k listed
-    metadata_brokers "$(kafka_port "$NODE")" >/dev/null 2>&1 || return 1
+    metadata_brokers "$(host_of "$NODE")" "$(kafka_port "$NODE")" >/dev/null 2>&1 || return 1
     for ((k = 1; k <= NODES; k++)); do
         ((k == NODE)) && continue
         running "$k" || continue
-        listed=$(metadata_brokers "$(kafka_port "$k")" 2>/dev/null) || continue
+        listed=$(metadata_brokers "$(host_of "$k")" "$(kafka_port "$k")" 2>/dev/null) || continue
         [[ " $listed " == *" $NODE "* ]] && return 0
     done
     # A one-broker cluster has nobody else to ask.
@@ -196,7 +217,7 @@ kill_all() {
 }
 
 cmd_start() {
-    local n=$1 k attempt ports extra=() voters bootstrap
+    local n=$1 k attempt ports extra=() voters bootstrap hosts=() namespaces=()
     if ! [[ $n =~ ^[0-9]+$ ]] || ((10#$n < 1)); then
         die "N must be a number of brokers, at least 1 (got '$n')"
     fi
@@ -210,6 +231,11 @@ cmd_start() {
     done
     find_rill >/dev/null
     read -r -a extra <<<"${RILL_CLUSTER_ARGS:-}"
+    read -r -a hosts <<<"${RILL_CLUSTER_HOSTS:-}"
+    read -r -a namespaces <<<"${RILL_CLUSTER_NETNS:-}"
+    for ((k = ${#hosts[@]}; k < NODES; k++)); do
+        hosts+=(127.0.0.1)
+    done
     EXPECTED=$(seq -s ' ' 1 "$NODES")
     # A port picked free may be taken before the broker binds it: retry with new ports.
     for attempt in 1 2 3; do
@@ -217,18 +243,18 @@ cmd_start() {
         voters=""
         bootstrap=""
         for ((k = 1; k <= NODES; k++)); do
-            voters+="${voters:+,}$k@127.0.0.1:${ports[3 * k - 2]}"
-            bootstrap+="${bootstrap:+,}127.0.0.1:${ports[3 * k - 3]}"
+            voters+="${voters:+,}$k@${hosts[k - 1]}:${ports[3 * k - 2]}"
+            bootstrap+="${bootstrap:+,}${hosts[k - 1]}:${ports[3 * k - 3]}"
         done
         for ((k = 1; k <= NODES; k++)); do
             mkdir -p "$DIR/node-$k"
-            printf 'NODE_ID=%s\nKAFKA_PORT=%s\nCONTROLLER_PORT=%s\nADMIN_PORT=%s\n' \
+            printf 'NODE_ID=%s\nKAFKA_PORT=%s\nCONTROLLER_PORT=%s\nADMIN_PORT=%s\nHOST=%s\nNETNS=%s\n' \
                 "$k" "${ports[3 * k - 3]}" "${ports[3 * k - 2]}" "${ports[3 * k - 1]}" \
-                >"$DIR/node-$k.env"
+                "${hosts[k - 1]}" "${namespaces[k - 1]:-}" >"$DIR/node-$k.env"
             printf '%s\n' --node-id "$k" \
-                --listen "127.0.0.1:${ports[3 * k - 3]}" \
+                --listen "${hosts[k - 1]}:${ports[3 * k - 3]}" \
                 --controller-quorum-voters "$voters" \
-                --admin-listen "127.0.0.1:${ports[3 * k - 1]}" \
+                --admin-listen "${hosts[k - 1]}:${ports[3 * k - 1]}" \
                 --data-dir "$DIR/node-$k" \
                 "${extra[@]}" >"$DIR/node-$k.args"
         done
@@ -275,7 +301,7 @@ cmd_start_node() {
     spawn "$NODE"
     wait_for "broker $NODE to rejoin" rejoined "$NODE" ||
         die "broker $NODE did not rejoin (log: $DIR/node-$NODE.log)"
-    echo "broker $NODE rejoined at 127.0.0.1:$(kafka_port "$NODE")"
+    echo "broker $NODE rejoined at $(host_of "$NODE"):$(kafka_port "$NODE")"
 }
 
 cmd_stop() {
