@@ -1,6 +1,6 @@
 //! The request versions Kafka 3.9 serves and Kafka 4 dropped (KIP-896): Produce v0-2, Fetch
-//! v0-3, ListOffsets v0, OffsetCommit v0-1, OffsetFetch v0, CreateTopics v0-1, DeleteTopics v0
-//! and DescribeConfigs v0. Old clients still send them (sarama before 1.40 speaks Kafka 0.8.2's
+//! v0-3, ListOffsets v0, OffsetCommit v0-1, OffsetFetch v0, CreateTopics v0-1, DeleteTopics v0,
+//! DescribeConfigs v0, the ACL APIs' v0 and OffsetForLeaderEpoch v0-1. Old clients still send them (sarama before 1.40 speaks Kafka 0.8.2's
 //! protocol by default, Debian's librdkafka turns compression on only when Produce v0 is
 //! advertised), so Rill serves them as Kafka 3.9 does.
 //!
@@ -124,6 +124,12 @@ pub(crate) fn decode_request(
         ApiKey::DeleteAcls => RequestKind::DeleteAcls(up::<old::DeleteAclsRequest, _>(
             body, api_key, version, WHAT,
         )?),
+        // v0-1 carry no current leader epoch (-1 in the bridge version: not checked).
+        ApiKey::OffsetForLeaderEpoch => {
+            RequestKind::OffsetForLeaderEpoch(up::<old::OffsetForLeaderEpochRequest, _>(
+                body, api_key, version, WHAT,
+            )?)
+        }
         _ => return Err(unsupported(api_key, version)),
     };
     Ok((kind, legacy))
@@ -179,6 +185,10 @@ pub(crate) fn encode_request(
         }
         RequestKind::DeleteAcls(b) => {
             down::<old::DeleteAclsRequest>(b, api_key, version, WHAT)?.encode(dst, version)
+        }
+        RequestKind::OffsetForLeaderEpoch(b) => {
+            down::<old::OffsetForLeaderEpochRequest>(b, api_key, version, WHAT)?
+                .encode(dst, version)
         }
         _ => return Err(unsupported(api_key, version)),
     }
@@ -240,6 +250,10 @@ pub(crate) fn encode_response(
         }
         ResponseKind::DeleteAcls(b) => {
             down::<old::DeleteAclsResponse>(b, api_key, version, WHAT)?.encode(dst, version)
+        }
+        ResponseKind::OffsetForLeaderEpoch(b) => {
+            down::<old::OffsetForLeaderEpochResponse>(b, api_key, version, WHAT)?
+                .encode(dst, version)
         }
         _ => return Err(unsupported(api_key, version)),
     }
@@ -303,6 +317,11 @@ pub(crate) fn decode_response(
         ApiKey::DeleteAcls => ResponseKind::DeleteAcls(up::<old::DeleteAclsResponse, _>(
             body, api_key, version, WHAT,
         )?),
+        ApiKey::OffsetForLeaderEpoch => {
+            ResponseKind::OffsetForLeaderEpoch(up::<old::OffsetForLeaderEpochResponse, _>(
+                body, api_key, version, WHAT,
+            )?)
+        }
         _ => return Err(unsupported(api_key, version)),
     })
 }

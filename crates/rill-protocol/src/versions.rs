@@ -49,8 +49,6 @@ supported_apis! {
     Fetch 0..=18,
     ListOffsets 0..=10,
     Metadata 0..=13,
-    // v2 is the oldest Kafka 4 serves (KIP-896), and the first librdkafka validates with.
-    OffsetForLeaderEpoch 2..=4,
     // Kafka 4.1 lists v10 but marks it unstable; kafka-protocol 0.18 decodes requests up to v9.
     // v0-1 (Kafka 3.9): sarama's consumer groups commit with v1.
     OffsetCommit 0..=9,
@@ -71,6 +69,8 @@ supported_apis! {
     DeleteRecords 0..=2,
     // Kafka 4.1 lists v6 (KIP-939, unstable); kafka-protocol 0.18 decodes requests up to v5.
     InitProducerId 0..=5,
+    // v0-1 (Kafka 3.9) through Kafka 3.9's schemas; v2 adds the current leader epoch.
+    OffsetForLeaderEpoch 0..=4,
     // ACLs: Kafka 3.9 serves v0-3 and Kafka 4 v1-3; v0 (before KIP-290's pattern types, what
     // sarama sends at its default version) through Kafka 3.9's schemas, as LITERAL patterns.
     DescribeAcls 0..=3,

@@ -69,6 +69,17 @@ fn placements(addr: &str, topic: &str) -> Result<BTreeMap<i32, Placement>> {
 
 /// OffsetForLeaderEpoch v4 for partition 0 of `topic`: (error, epoch, end offset).
 fn epoch_end(addr: &str, topic: &str, current: i32, epoch: i32) -> Result<(i16, i32, i64)> {
+    epoch_end_at(addr, topic, current, epoch, 4)
+}
+
+/// [`epoch_end`] at `version` (v0-1 carry no current epoch, v0 answers no epoch).
+fn epoch_end_at(
+    addr: &str,
+    topic: &str,
+    current: i32,
+    epoch: i32,
+    version: i16,
+) -> Result<(i16, i32, i64)> {
     let mut conn = Conn::open_to(addr)?;
     let request = OffsetForLeaderEpochRequest::default()
         .with_replica_id((-1).into())
@@ -82,7 +93,7 @@ fn epoch_end(addr: &str, topic: &str, current: i32, epoch: i32) -> Result<(i16, 
                         .with_leader_epoch(epoch),
                 ]),
         ]);
-    let response = ask!(&mut conn, OffsetForLeaderEpoch, 4, request);
+    let response = ask!(&mut conn, OffsetForLeaderEpoch, version, request);
     let p = response
         .topics
         .first()

@@ -277,15 +277,16 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     ]),
             ])
             .into(),
+        // replica_id from v3 (its default before: -2), current_leader_epoch from v2.
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default()
-            .with_replica_id((-1).into())
+            .with_replica_id((if v >= 3 { -1 } else { -2 }).into())
             .with_topics(vec![
                 offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
                     .with_topic(topic("orders"))
                     .with_partitions(vec![
                         offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
                             .with_partition(1)
-                            .with_current_leader_epoch(4)
+                            .with_current_leader_epoch(if v >= 2 { 4 } else { -1 })
                             .with_leader_epoch(3),
                     ]),
             ])
