@@ -1314,6 +1314,7 @@ impl Opener<'_> {
         config: &TopicConfig,
         metrics: &TopicMetrics,
         index: i32,
+        creating: bool,
     ) -> Result<Partition, BrokerError> {
         let dir = partition_dir(self.config, &spec.name, index);
         if meta::read_partition_topic_id(&dir).is_none() {
@@ -1332,6 +1333,7 @@ impl Opener<'_> {
                 replicas: replicas.clone(),
                 fsync: self.config.ack_durability == AckDurability::Fsync,
                 lag_max: self.config.replica_lag_time_max,
+                fresh: creating,
                 outbox: self.outbox.clone(),
             };
             return self
@@ -1373,7 +1375,7 @@ impl Opener<'_> {
             |(at, spec, config, metrics, index)| {
                 let dir = partition_dir(self.config, &spec.name, index);
                 let existed = dir.exists();
-                self.open_partition(spec, config, metrics, index)
+                self.open_partition(spec, config, metrics, index, creating)
                     .map(|partition| (at, index, Arc::new(partition)))
                     .map_err(|err| (err, (!existed && dir.is_dir()).then_some(dir)))
             },

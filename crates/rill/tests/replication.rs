@@ -17,12 +17,16 @@ use common::{
     Client, Cluster, Conn, Rec, Result, consume_from, produce_to, rill, rill_ok, wait_until,
 };
 use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use rill_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use rill_protocol::kafka_protocol::messages::{
-    MetadataRequest, OffsetForLeaderEpochRequest, TopicName,
+    DeleteRecordsRequest, MetadataRequest, OffsetForLeaderEpochRequest, TopicName,
 };
+use rill_record::Batches;
 
 /// Bound on anything the cluster should settle within (elections, catching up).
 const SETTLE: Duration = Duration::from_secs(20);
@@ -303,5 +307,113 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
         Ok(seen.values().all(|p| p.isr.len() == 3).then_some(()))
     })?;
     ensure!(read_all(cluster.bootstrap(), topic, partitions, 600)? == acked);
+    cluster.stop()
+}
+
+/// DeleteRecords v2 for partition 0 of `topic` through `addr`: (error, low watermark).
+fn delete_before(addr: &str, topic: &str, before: i64) -> Result<(i16, i64)> {
+    let mut conn = Conn::open_to(addr)?;
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(before),
+                ]),
+        ]);
+    let response = ask!(&mut conn, DeleteRecords, 2, request);
+    let p = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition in the answer")?;
+    Ok((p.error_code, p.low_watermark))
+}
+
+/// The batches of partition 0 on broker `k` that hold offsets at or above `from`, by base
+/// offset.
+fn batches_from(cluster: &Cluster, k: i32, topic: &str, from: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+    let bytes = log_bytes(&cluster.data_dir(k), topic, 0)?;
+    let mut out = Vec::new();
+    for batch in Batches::new(&bytes) {
+        let batch = batch?;
+        if batch.header().next_offset() > from {
+            out.push((batch.header().base_offset, batch.as_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// DeleteRecords on a replicated partition is an entry of its log: every replica moves its
+/// log start, so the next leader starts where the last one did. A broker back with an empty
+/// data dir is behind every log start: its replica restarts its log at the leader's start (a
+/// Raft snapshot that carries no records), takes the rest as ordinary entries, and holds the
+/// same batches as the others.
+#[test]
+fn delete_records_holds_across_leaders_and_a_wiped_broker_catches_up() -> Result<()> {
+    let mut cluster = Cluster::start(3, &["--broker-session-timeout-ms", "1500"])?;
+    let topic = "events";
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "1", "-r", "3"],
+        b"",
+    )?;
+    let records = spread("e", 200, 1);
+    let _ = produce_to(
+        cluster.bootstrap(),
+        Client::Confluent,
+        topic,
+        &records,
+        &["--acks", "all"],
+    )?;
+    let leader = wait_until("a leader", SETTLE, || {
+        let seen = placements(cluster.bootstrap(), topic)?;
+        Ok(seen.get(&0).filter(|p| p.leader > 0).map(|p| p.leader))
+    })?;
+    ensure!(delete_before(&cluster.bootstrap_of(leader)?, topic, 50)? == (0, 50));
+    // Beyond the high watermark: refused.
+    ensure!(delete_before(&cluster.bootstrap_of(leader)?, topic, 201)?.0 == 1);
+
+    // A new leader starts at 50 too.
+    cluster.kill(leader)?;
+    let survivors: Vec<i32> = cluster.ids().filter(|k| *k != leader).collect();
+    let bootstrap = survivors
+        .iter()
+        .map(|k| cluster.bootstrap_of(*k))
+        .collect::<Result<Vec<_>>>()?
+        .join(",");
+    let read = read_all(&bootstrap, topic, 1, 150)?;
+    let offsets: Vec<i64> = read.keys().map(|(_, o)| *o).collect();
+    ensure!(offsets == (50..200).collect::<Vec<_>>(), "{offsets:?}");
+    cluster.start_node(leader)?;
+
+    // A follower loses its whole data dir.
+    let now = placements(cluster.bootstrap(), topic)?;
+    let wiped = cluster
+        .ids()
+        .find(|k| *k != now[&0].leader)
+        .context("a follower")?;
+    cluster.kill(wiped)?;
+    std::fs::remove_dir_all(cluster.data_dir(wiped))?;
+    std::fs::create_dir_all(cluster.data_dir(wiped))?;
+    cluster.start_node(wiped)?;
+    let others: Vec<i32> = cluster.ids().filter(|k| *k != wiped).collect();
+    wait_until("the wiped broker holding the same batches", SETTLE, || {
+        let want = batches_from(&cluster, others[0], topic, 50)?;
+        let got = batches_from(&cluster, wiped, topic, 50).unwrap_or_default();
+        ensure!(want == batches_from(&cluster, others[1], topic, 50)?);
+        ensure!(
+            got == want,
+            "broker {wiped} holds {} batches from 50, broker {} {}",
+            got.len(),
+            others[0],
+            want.len()
+        );
+        Ok(Some(()))
+    })
+    .with_context(|| cluster.logs_tail(60))?;
     cluster.stop()
 }

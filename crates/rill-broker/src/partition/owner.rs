@@ -10,7 +10,7 @@ use rill_record::{BatchHeader, Batches, set_log_append_time};
 use tokio::sync::watch;
 
 use super::replica::store::ReplicaStore;
-use super::replica::{Replica, ReplicaSpec, Writing};
+use super::replica::{Effect, Replica, ReplicaSpec, Writing};
 use super::{Command, Offsets, OwnerMetrics, Reply, TimeQuery, now_ms};
 use crate::error::BrokerError;
 use crate::idempotence::{
@@ -195,6 +195,15 @@ impl Owner {
                 let _ = reply.send(self.list_offset(query));
             }
             Command::DeleteRecords { before, reply } => {
+                if let Held::Replica(replica) = &mut self.held {
+                    // Replicated: every replica moves its log start when the entry commits.
+                    if self.failed {
+                        let _ = reply.send(Err(ErrorCode::NotLeaderOrFollower));
+                    } else if let Err((reply, code)) = replica.propose_delete(before, reply) {
+                        let _ = reply.send(Err(code));
+                    }
+                    return None;
+                }
                 let result = self
                     .log_mut()
                     .delete_records_before(before)
@@ -233,7 +242,9 @@ impl Owner {
             .producers
             .expire(now_ms(), PRODUCER_ID_EXPIRATION_MS, start);
         if let Held::Replica(replica) = &mut self.held {
-            replica.store_mut().forget_below_log_start();
+            if let Err(err) = replica.store_mut().forget_below_log_start() {
+                tracing::error!(%err, "writing the replica state after a deletion");
+            }
         }
         self.publish();
     }
@@ -433,8 +444,18 @@ impl Owner {
             return;
         };
         match replica.end_ready(writing) {
-            Ok(changed) => {
-                if changed {
+            Ok(ended) => {
+                for effect in ended.effects {
+                    match effect {
+                        Effect::DeleteBefore(offset) => {
+                            if let Err(err) = self.log_mut().delete_records_before(offset) {
+                                let _ = self.failed(&err);
+                            }
+                            self.after_deletion();
+                        }
+                    }
+                }
+                if ended.role_changed {
                     // Whatever was proposed here and never written is gone; what was
                     // written stays in the log, which the state is rebuilt from.
                     self.rebuild_producers();

@@ -18,6 +18,7 @@
 pub(crate) mod codec;
 pub(crate) mod image;
 pub(crate) mod node;
+pub(crate) mod rejoin;
 pub(crate) mod store;
 pub(crate) mod transport;
 pub(crate) mod voters;
@@ -97,7 +98,7 @@ impl Quorum {
         let voter_ids: Vec<u64> = voters.ids().map(voters::raft_id).collect();
         let dir = data_dir.join(METADATA_LOG);
         let stored_cluster_id = meta::read_cluster_id(data_dir)?;
-        initialize(data_dir, me, voter_ids.clone(), config.offsets_partitions)?;
+        let created = initialize(data_dir, me, voter_ids.clone(), config.offsets_partitions)?;
         let store = QuorumStore::open(&dir)?;
         let stored = store
             .snapshot_ref()
@@ -177,6 +178,7 @@ impl Quorum {
             proposal_timeout: config.proposal_timeout,
             cluster_id: stored_cluster_id.unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
             snapshot_bytes: config.snapshot_bytes,
+            recovering: created && voter_ids.len() > 1,
         };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let node = Node::new(store, node_config, shared.clone(), outbox, changes_tx)?;
@@ -276,16 +278,17 @@ impl Quorum {
 
 /// Makes `data_dir`'s metadata log a quorum store if it is not one yet: empty for a new
 /// directory, or holding the image of the metadata log a single-node Rill wrote before the
-/// quorum (upgraded in place: its records become the first snapshot).
+/// quorum (upgraded in place: its records become the first snapshot). True when it made an
+/// empty one.
 fn initialize(
     data_dir: &Path,
     me: i32,
     voter_ids: Vec<u64>,
     offsets_partitions: i32,
-) -> Result<(), BrokerError> {
+) -> Result<bool, BrokerError> {
     let dir = data_dir.join(METADATA_LOG);
     if QuorumStore::initialized(&dir) {
-        return Ok(());
+        return Ok(false);
     }
     let stored_cluster_id = meta::read_cluster_id(data_dir)?;
     let (store, replayed) = meta::MetaStore::open(data_dir)?;
@@ -306,7 +309,8 @@ fn initialize(
         Image::default()
     };
     let data = serde_json::to_vec(&image).map_err(|e| BrokerError::Internal(e.to_string()))?;
-    QuorumStore::initialize(&dir, &store::make_snapshot(index, 0, voter_ids, data))
+    QuorumStore::initialize(&dir, &store::make_snapshot(index, 0, voter_ids, data))?;
+    Ok(index == 0)
 }
 
 /// raft-rs logs through slog; this forwards its records to `tracing` (debug, or warn for its
@@ -373,9 +377,10 @@ mod tests {
             legacy.reserve_producer_ids(2000)?;
             legacy.close()?;
         }
-        initialize(data_dir.path(), 0, vec![1], 50)?;
+        // An upgrade is not an empty store: not a voter that lost its state.
+        assert!(!initialize(data_dir.path(), 0, vec![1], 50)?);
         // A second start finds it done.
-        initialize(data_dir.path(), 0, vec![1], 50)?;
+        assert!(!initialize(data_dir.path(), 0, vec![1], 50)?);
         let store = QuorumStore::open(&data_dir.path().join(METADATA_LOG))?;
         let image: Image = serde_json::from_slice(&store.snapshot_ref().data)?;
         assert_eq!(image.cluster_id.as_deref(), Some(cluster_id.as_str()));

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{EntryType, Message};
+use raft::eraftpb::{EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
 use rill_protocol::ErrorCode;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -108,6 +108,10 @@ pub(crate) struct NodeConfig {
     /// Bytes of entries applied after which the image is snapshotted and the log compacted
     /// (Kafka's `metadata.log.max.record.bytes.between.snapshots`).
     pub(crate) snapshot_bytes: u64,
+    /// The store was made empty by this process in a cluster of several voters: either the
+    /// cluster is new, or this voter lost its state. Until it has caught up with a leader it
+    /// grants no vote to a candidate with history (see [`Node::recovering`]).
+    pub(crate) recovering: bool,
 }
 
 pub(crate) struct Node {
@@ -132,6 +136,11 @@ pub(crate) struct Node {
     init_proposed_in_term: u64,
     /// Refusals by peer, with when they started and whether for a duplicate node id.
     refused: HashMap<i32, (Instant, String, bool)>,
+    /// Started empty among other voters and not yet caught up with a leader's commit index:
+    /// a candidate whose log has entries gets no vote from it, since the entries this voter
+    /// may have helped commit before it lost its state are gone (a brand-new cluster's first
+    /// candidates have none, so it still elects).
+    recovering: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -173,6 +182,7 @@ impl Node {
             raw.campaign()
                 .map_err(|e| BrokerError::Internal(format!("campaign: {e}")))?;
         }
+        let recovering = config.recovering;
         Ok(Self {
             raw,
             config,
@@ -189,6 +199,7 @@ impl Node {
             led_in_term: 0,
             init_proposed_in_term: 0,
             refused: HashMap::new(),
+            recovering,
         })
     }
 
@@ -264,7 +275,15 @@ impl Node {
                     .heard
                     .insert(from, (Instant::now(), crate::partition::now_ms()));
                 let _ = self.refused.remove(&from);
-                if let Err(err) = self.raw.step(message) {
+                let vote = matches!(
+                    message.get_msg_type(),
+                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                );
+                if self.recovering && vote && (message.index > 0 || message.log_term > 0) {
+                    tracing::debug!(from, "no vote while catching up");
+                    return true;
+                }
+                if let Err(err) = super::rejoin::step(&mut self.raw, message) {
                     tracing::debug!(%err, from, "raft message ignored");
                 }
             }
@@ -343,6 +362,16 @@ impl Node {
     /// twice is harmless (a command that already applied fails or changes nothing the second
     /// time, and its proposer took the first outcome).
     fn follow_leader(&mut self) {
+        if self.recovering {
+            let log = &self.raw.raft.raft_log;
+            if self.raw.raft.leader_id != raft::INVALID_ID
+                && log.committed > 0
+                && log.persisted >= log.committed
+            {
+                self.recovering = false;
+                tracing::info!("the metadata log caught up with the leader's: voting again");
+            }
+        }
         let leader = self.raw.raft.leader_id;
         if leader == self.leader || leader == raft::INVALID_ID {
             return;

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use raft::{RawNode, StateRole};
 use rill_log::AppendInfo;
 use rill_protocol::ErrorCode;
@@ -60,6 +60,9 @@ pub(crate) struct ReplicaSpec {
     pub(crate) fsync: bool,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long is out of sync.
     pub(crate) lag_max: Duration,
+    /// The group is being created now (its replicas start empty together); otherwise a
+    /// replica found without state has lost its data and must catch up before it votes.
+    pub(crate) fresh: bool,
     pub(crate) outbox: Outbox,
 }
 
@@ -78,8 +81,58 @@ struct Waiter {
     index: u64,
     /// `acks=all`: wait for the commit; otherwise for the leader's own write.
     commit: bool,
-    reply: Reply<AppendInfo>,
-    info: AppendInfo,
+    answer: Answer,
+}
+
+/// What a waiting request is answered with.
+enum Answer {
+    Append(Reply<AppendInfo>, AppendInfo),
+    /// DeleteRecords: the new log start.
+    Delete(Reply<i64>, i64),
+}
+
+impl Answer {
+    fn ok(self) {
+        match self {
+            Answer::Append(reply, info) => {
+                let _ = reply.send(Ok(info));
+            }
+            Answer::Delete(reply, start) => {
+                let _ = reply.send(Ok(start));
+            }
+        }
+    }
+
+    fn err(self, code: ErrorCode) {
+        match self {
+            Answer::Append(reply, _) => {
+                let _ = reply.send(Err(code));
+            }
+            Answer::Delete(reply, _) => {
+                let _ = reply.send(Err(code));
+            }
+        }
+    }
+}
+
+/// The context that marks a DeleteRecords entry (its data: the offset, big-endian): every
+/// replica moves its log start there when the entry is committed.
+const DELETE_RECORDS: &[u8] = b"rill.delete-records";
+
+/// What a committed entry asks of the partition's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Delete the records before this offset (DeleteRecords).
+    DeleteBefore(i64),
+}
+
+/// What the second half of a Ready did.
+#[derive(Debug, Default)]
+pub(crate) struct Ended {
+    /// The leadership changed.
+    pub(crate) role_changed: bool,
+    /// Committed entries to act on, in order.
+    pub(crate) effects: Vec<Effect>,
 }
 
 /// A Ready being written, between the append and the fsync that makes it durable.
@@ -107,6 +160,10 @@ pub(crate) struct Replica {
     /// index, as this replica saw it while leading.
     caught_up: Vec<Instant>,
     campaign_at: Option<Instant>,
+    /// This replica lost its data (its broker came back with an empty data dir): it neither
+    /// votes nor campaigns until it has caught up with a leader's commit index, since the
+    /// entries it may have helped commit are gone.
+    recovering: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -142,6 +199,7 @@ impl Replica {
             .map_err(|e| BrokerError::Internal(format!("raft config: {e}")))?;
         let logger = slog::Logger::root(crate::quorum::TracingDrain, slog::o!());
         let written = raft::Storage::last_index(&store).unwrap_or(0);
+        let recovering = store.created() && !spec.fresh;
         let raw = RawNode::new(&config, store, &logger).map_err(|e| {
             BrokerError::Internal(format!(
                 "starting partition {}'s replica: {e}",
@@ -149,6 +207,13 @@ impl Replica {
             ))
         })?;
         let preferred = spec.replicas.first() == Some(&spec.node_id);
+        if recovering {
+            tracing::warn!(
+                topic_id = %spec.topic_id,
+                partition = spec.partition,
+                "a replica without its data: it catches up from the leader before it votes"
+            );
+        }
         Ok(Self {
             raw,
             waiting: VecDeque::new(),
@@ -158,7 +223,9 @@ impl Replica {
             leading: None,
             own: VecDeque::new(),
             caught_up: vec![Instant::now(); spec.replicas.len()],
-            campaign_at: (fresh && preferred).then(|| Instant::now() + FIRST_CAMPAIGN),
+            campaign_at: (fresh && preferred && spec.fresh)
+                .then(|| Instant::now() + FIRST_CAMPAIGN),
+            recovering,
             spec,
         })
     }
@@ -213,8 +280,36 @@ impl Replica {
         self.waiting.push_back(Waiter {
             index,
             commit,
-            reply,
-            info,
+            answer: Answer::Append(reply, info),
+        });
+        Ok(())
+    }
+
+    /// Proposes to move every replica's log start to `before` (DeleteRecords); the answer (the
+    /// new log start) comes once the entry is committed.
+    pub(crate) fn propose_delete(
+        &mut self,
+        before: i64,
+        reply: Reply<i64>,
+    ) -> Result<(), (Reply<i64>, ErrorCode)> {
+        if self.leading.is_none() {
+            return Err((reply, ErrorCode::NotLeaderOrFollower));
+        }
+        let log = self.store().log();
+        if before < 0 || before > self.high_watermark {
+            return Err((reply, ErrorCode::OffsetOutOfRange));
+        }
+        let start = before.max(log.log_start_offset());
+        let data = before.to_be_bytes().to_vec();
+        if let Err(err) = self.raw.propose(DELETE_RECORDS.to_vec(), data) {
+            tracing::debug!(%err, "a DeleteRecords proposal was refused");
+            return Err((reply, ErrorCode::NotLeaderOrFollower));
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        self.waiting.push_back(Waiter {
+            index,
+            commit: true,
+            answer: Answer::Delete(reply, start),
         });
         Ok(())
     }
@@ -230,7 +325,15 @@ impl Replica {
     }
 
     pub(crate) fn step(&mut self, message: Message) {
-        if let Err(err) = self.raw.step(message) {
+        if self.recovering
+            && matches!(
+                message.get_msg_type(),
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+            )
+        {
+            return;
+        }
+        if let Err(err) = crate::quorum::rejoin::step(&mut self.raw, message) {
             tracing::debug!(%err, partition = self.spec.partition, "raft message ignored");
         }
     }
@@ -273,6 +376,10 @@ impl Replica {
     }
 
     pub(crate) fn tick(&mut self, now: Instant) {
+        if self.recovering {
+            // No election timeout: this replica must not campaign.
+            return;
+        }
         let _ = self.raw.tick();
         self.track(now);
         if self.campaign_at.is_some_and(|at| now >= at) {
@@ -304,12 +411,23 @@ impl Replica {
         }
         let mut ready = self.raw.ready();
         self.send(ready.take_messages());
+        let mut installed = false;
         if !ready.snapshot().is_empty() {
-            return Err(BrokerError::Internal(
-                "a partition replica was sent a snapshot, which it cannot install yet".into(),
-            ));
+            // Behind the leader's log start: restart the log where the leader's starts.
+            let snapshot = ready.snapshot().clone();
+            self.raw.mut_store().install(&snapshot)?;
+            self.written = snapshot.get_metadata().index;
+            self.high_watermark = self.store().log().log_start_offset();
+            installed = true;
+            tracing::info!(
+                topic_id = %self.spec.topic_id,
+                partition = self.spec.partition,
+                log_start = self.high_watermark,
+                "behind the leader's log start: the log restarts there"
+            );
         }
         let mut appended = self.raw.mut_store().append(ready.entries())?;
+        appended.truncated |= installed;
         let own = &mut self.own;
         appended.batches.retain(|(index, _)| {
             while own.front().is_some_and(|i| i < index) {
@@ -333,7 +451,7 @@ impl Replica {
         let mut kept = VecDeque::with_capacity(self.waiting.len());
         for waiter in self.waiting.drain(..) {
             if !waiter.commit && waiter.index <= written {
-                let _ = waiter.reply.send(Ok(waiter.info));
+                waiter.answer.ok();
             } else {
                 kept.push_back(waiter);
             }
@@ -345,24 +463,41 @@ impl Replica {
     /// The second half, once the log is durable: sends the messages that depended on the
     /// write, advances, and applies the commit index (the high watermark moves, `acks=all`
     /// produces are answered). Returns whether the leadership changed.
-    pub(crate) fn end_ready(&mut self, writing: Writing) -> Result<bool, BrokerError> {
+    pub(crate) fn end_ready(&mut self, writing: Writing) -> Result<Ended, BrokerError> {
         let mut ready = writing.ready;
-        let mut applied = ready.committed_entries().last().map(|e| e.index);
+        let mut ended = Ended::default();
+        let committed = ready.take_committed_entries();
+        let mut applied = committed.last().map(|e| e.index);
+        ended.effects.extend(committed.iter().filter_map(effect));
         self.send(ready.take_persisted_messages());
         let mut light = self.raw.advance_append(ready);
         if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit)?;
+            self.raw.mut_store().set_commit(commit);
         }
         self.send(light.take_messages());
-        if let Some(last) = light.committed_entries().last() {
+        let committed = light.take_committed_entries();
+        if let Some(last) = committed.last() {
             applied = Some(last.index);
         }
+        ended.effects.extend(committed.iter().filter_map(effect));
         if let Some(applied) = applied {
             self.apply(applied);
         }
-        let changed = self.note_role();
+        if self.recovering {
+            let log = &self.raw.raft.raft_log;
+            let known_leader = self.raw.raft.leader_id != raft::INVALID_ID;
+            if known_leader && log.committed > 0 && log.persisted >= log.committed {
+                self.recovering = false;
+                tracing::info!(
+                    topic_id = %self.spec.topic_id,
+                    partition = self.spec.partition,
+                    "caught up with the leader: voting again"
+                );
+            }
+        }
+        ended.role_changed = self.note_role();
         self.track(Instant::now());
-        Ok(changed)
+        Ok(ended)
     }
 
     fn apply(&mut self, applied: u64) {
@@ -372,7 +507,7 @@ impl Replica {
         }
         while self.waiting.front().is_some_and(|w| w.index <= applied) {
             if let Some(waiter) = self.waiting.pop_front() {
-                let _ = waiter.reply.send(Ok(waiter.info));
+                waiter.answer.ok();
             }
         }
     }
@@ -389,7 +524,7 @@ impl Replica {
         self.own.clear();
         if self.leading.is_some() {
             for waiter in self.waiting.drain(..) {
-                let _ = waiter.reply.send(Err(ErrorCode::NotLeaderOrFollower));
+                waiter.answer.err(ErrorCode::NotLeaderOrFollower);
             }
         }
         if let Some(term) = now {
@@ -410,7 +545,16 @@ impl Replica {
     /// Fails every produce still waiting (the partition is closing or failed).
     pub(crate) fn fail_waiting(&mut self, code: ErrorCode) {
         for waiter in self.waiting.drain(..) {
-            let _ = waiter.reply.send(Err(code));
+            waiter.answer.err(code);
         }
     }
+}
+
+/// What a committed entry asks of the owner, if anything.
+fn effect(entry: &raft::eraftpb::Entry) -> Option<Effect> {
+    if entry.context.as_ref() != DELETE_RECORDS {
+        return None;
+    }
+    let bytes: [u8; 8] = entry.data.as_ref().try_into().ok()?;
+    Some(Effect::DeleteBefore(i64::from_be_bytes(bytes)))
 }

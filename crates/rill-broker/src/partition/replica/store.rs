@@ -5,13 +5,15 @@
 //! offset they sit before.
 //!
 //! `replica-state` (JSON, written whole to a temporary file, fsynced, renamed) holds the Raft
-//! hard state (term, vote, commit), the voters, the **anchor** (an entry at or below the commit
-//! index and the offset its batch ends at) and the record-less entries after the anchor. Opening
-//! walks the batch headers from the anchor's offset to the log end, taking record-less entries
-//! from the file where they belong, so every entry gets back its index; the term of a batch is
-//! its `partitionLeaderEpoch`, which the leader stamps with the term before it proposes the
-//! batch. The anchor moves up when the log rolls (once the entry before the roll is committed),
-//! so opening reads at most about a segment.
+//! hard state (term, vote, commit), the voters, the epoch cache, the **anchor** (the entry just
+//! before the log start, and the log start offset) and the record-less entries after it.
+//! Opening walks the batch headers from the log start to the log end, taking record-less
+//! entries from the file where they belong, so every entry gets back its index; the term of a
+//! batch is its `partitionLeaderEpoch`, which the leader stamps with the term before it proposes
+//! the batch. Every entry of the log is thus available to a follower that is behind; one that
+//! needs entries below the log start (retention removed them, or it lost its data) is sent a
+//! snapshot, which says where the log starts: it restarts its log there and takes the rest as
+//! ordinary entries.
 //!
 //! Order on disk, so a crash at any point leaves a log the walk reads right: record-less
 //! entries are written to the state file before the batches that follow them are appended; a
@@ -36,8 +38,8 @@ use crate::partition::now_ms;
 /// The replica state file in the partition's directory.
 pub(crate) const STATE_FILE: &str = "replica-state";
 
-/// A known correspondence of Raft index and log offset: entry `index` (of `term`) ends just
-/// before `offset`. Entries up to it are compacted away from Raft's point of view.
+/// The entry just before the log start (`index`, of `term`) and the log start `offset`.
+/// Entries up to it are compacted away from Raft's point of view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Anchor {
     index: u64,
@@ -79,6 +81,14 @@ struct Epoch {
     term: u64,
     index: u64,
     offset: i64,
+}
+
+/// A partition snapshot's data: no records, only where the leader's log starts and the
+/// epochs before it.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotData {
+    offset: i64,
+    epochs: Vec<Epoch>,
 }
 
 /// Where one entry is.
@@ -130,15 +140,13 @@ pub(crate) struct ReplicaStore {
     hard: HardState,
     conf: ConfState,
     anchor: Anchor,
-    /// The next anchor, once the commit index reaches it.
-    pending_anchor: Option<Anchor>,
     /// Raft index of `slots[0]`; the entry before it has `before_term`.
     first: u64,
     before_term: u64,
     slots: VecDeque<Slot>,
     extras: BTreeMap<u64, Extra>,
-    /// The segment count after the last append, to notice rolls.
-    segments: usize,
+    /// Made by this open: the replica had no state (new, or its data was lost).
+    created: bool,
     /// Where each term's entries start, oldest first.
     epochs: Vec<Epoch>,
 }
@@ -153,6 +161,7 @@ impl ReplicaStore {
     /// and log.
     pub(crate) fn open(mut log: Log, voters: &[u64]) -> Result<Self, BrokerError> {
         let path = log.dir().join(STATE_FILE);
+        let mut created = false;
         let persisted = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<Persisted>(&bytes)
                 .map_err(|e| corrupt(&path, format!("unreadable replica state: {e}")))?,
@@ -173,12 +182,15 @@ impl ReplicaStore {
                     ..Persisted::default()
                 };
                 write_state(&path, &persisted)?;
+                created = true;
                 persisted
             }
             Err(source) => return Err(BrokerError::Io { path, source }),
         };
         let anchor = persisted.anchor;
-        if anchor.offset < log.log_start_offset() || anchor.offset > log.log_end_offset() {
+        // The anchor may sit below the log start when DeleteRecords cut inside a batch (the
+        // batch stays whole in its segment); never beyond the end.
+        if anchor.offset > log.log_end_offset() {
             return Err(corrupt(
                 &path,
                 format!(
@@ -196,6 +208,15 @@ impl ReplicaStore {
             .map(|e| (e.index, e))
             .collect();
         let slots = walk(&log, anchor, &extras)?;
+        if slots.is_empty() && anchor.offset < log.log_end_offset() {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "the log at offset {} does not continue the replica state's anchor",
+                    anchor.offset
+                ),
+            ));
+        }
         let mut epochs = persisted.epochs;
         for (index, slot) in (anchor.index + 1..).zip(slots.iter()) {
             if epochs.last().is_none_or(|e| e.term < slot.term()) {
@@ -228,21 +249,24 @@ impl ReplicaStore {
         };
         let mut conf = ConfState::default();
         conf.set_voters(persisted.voters);
-        let segments = log.segment_count();
         Ok(Self {
             log,
             path,
             hard,
             conf,
             anchor,
-            pending_anchor: None,
             first: anchor.index + 1,
             before_term: anchor.term,
             slots,
             extras,
-            segments,
+            created,
             epochs,
         })
+    }
+
+    /// Whether this open made the replica's state (it had none).
+    pub(crate) fn created(&self) -> bool {
+        self.created
     }
 
     pub(crate) fn log(&self) -> &Log {
@@ -388,7 +412,6 @@ impl ReplicaStore {
             header.base_offset = info.base_offset;
             appended.batches.push((entry.index, header));
         }
-        self.note_roll();
         Ok(appended)
     }
 
@@ -411,33 +434,7 @@ impl ReplicaStore {
         self.slots.truncate(keep);
         let _ = self.extras.split_off(&index);
         self.epochs.retain(|e| e.index < index);
-        if self.pending_anchor.is_some_and(|a| a.index >= index) {
-            self.pending_anchor = None;
-        }
         Ok(())
-    }
-
-    /// After a roll, the entry before the new segment is the next anchor.
-    fn note_roll(&mut self) {
-        let segments = self.log.segment_count();
-        if segments == self.segments {
-            return;
-        }
-        self.segments = segments;
-        let base = self.log.segment_base_offsets().last().copied().unwrap_or(0);
-        let found = self
-            .slots
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, s)| s.end() <= base);
-        if let Some((k, slot)) = found {
-            self.pending_anchor = Some(Anchor {
-                index: self.first + k as u64,
-                term: slot.term(),
-                offset: slot.end(),
-            });
-        }
     }
 
     /// Takes Raft's hard state; a new term or vote is written (durably) at once, since
@@ -448,29 +445,13 @@ impl ReplicaStore {
         if vote_changed { self.write() } else { Ok(()) }
     }
 
-    /// Raises the commit index (written lazily), moving the anchor up if it may now.
-    pub(crate) fn set_commit(&mut self, commit: u64) -> Result<(), BrokerError> {
-        if commit > self.hard.commit {
-            self.hard.commit = commit;
-        }
-        if self
-            .pending_anchor
-            .is_some_and(|a| a.index <= self.hard.commit)
-        {
-            self.write()?;
-        }
-        Ok(())
+    /// Raises the commit index (written lazily: a lower one after a crash is learned again).
+    pub(crate) fn set_commit(&mut self, commit: u64) {
+        self.hard.commit = self.hard.commit.max(commit);
     }
 
-    /// Writes the state file (durably), moving the anchor up first if it may.
+    /// Writes the state file (durably).
     pub(crate) fn write(&mut self) -> Result<(), BrokerError> {
-        if let Some(next) = self
-            .pending_anchor
-            .filter(|a| a.index <= self.hard.commit && a.index > self.anchor.index)
-        {
-            self.anchor = next;
-            self.pending_anchor = None;
-        }
         let persisted = Persisted {
             term: self.hard.term,
             vote: self.hard.vote,
@@ -487,11 +468,14 @@ impl ReplicaStore {
         write_state(&self.path, &persisted)
     }
 
-    /// Forgets the entries whose batches retention removed from the log (Raft sees them as
-    /// compacted).
-    pub(crate) fn forget_below_log_start(&mut self) {
+    /// Forgets the entries whose batches retention (or DeleteRecords) removed from the log:
+    /// Raft sees them as compacted, and the anchor moves to the new log start.
+    pub(crate) fn forget_below_log_start(&mut self) -> Result<(), BrokerError> {
         let start = self.log.log_start_offset();
+        let mut moved = false;
         while let Some(slot) = self.slots.front().copied() {
+            // A batch still holding offsets at or above the start stays (DeleteRecords may cut
+            // inside one); so does a record-less entry at the start.
             if slot.end() > start || (slot.end() == start && matches!(slot, Slot::Extra { .. })) {
                 break;
             }
@@ -499,7 +483,40 @@ impl ReplicaStore {
             self.before_term = slot.term();
             let _ = self.extras.remove(&self.first);
             self.first += 1;
+            moved = true;
         }
+        if !moved {
+            return Ok(());
+        }
+        self.anchor = Anchor {
+            index: self.first - 1,
+            term: self.before_term,
+            offset: self.slots.front().map_or(start, |s| s.start()),
+        };
+        self.write()
+    }
+
+    /// Installs a snapshot from the leader: this replica is behind the leader's log start, so
+    /// its log restarts, empty, where the leader's starts, and the entries after come as usual.
+    pub(crate) fn install(&mut self, snapshot: &Snapshot) -> Result<(), BrokerError> {
+        let meta = snapshot.get_metadata();
+        let about: SnapshotData = serde_json::from_slice(&snapshot.data)
+            .map_err(|e| corrupt(&self.path, format!("a snapshot from the leader: {e}")))?;
+        self.log.start_at(about.offset)?;
+        self.anchor = Anchor {
+            index: meta.index,
+            term: meta.term,
+            offset: about.offset,
+        };
+        self.first = meta.index + 1;
+        self.before_term = meta.term;
+        self.slots.clear();
+        self.extras.clear();
+        self.epochs = about.epochs;
+        self.conf = meta.get_conf_state().clone();
+        self.hard.commit = self.hard.commit.max(meta.index);
+        self.hard.term = self.hard.term.max(meta.term);
+        self.write()
     }
 
     /// Entries `low..high`, at most `max_size` bytes of data (at least one entry). With
@@ -567,7 +584,7 @@ impl ReplicaStore {
                     return Ok(bytes);
                 }
             }
-            *buffer = self.log.read(base, 1 << 20)?;
+            *buffer = read_from(&self.log, base)?;
             *buffer_at = base;
         }
         Err(corrupt(
@@ -577,8 +594,12 @@ impl ReplicaStore {
     }
 }
 
+/// Whether an entry is a record batch (a DeleteRecords entry has a context, a new leader's and
+/// a configuration change are not normal or have no data).
 fn is_batch(entry: &Entry) -> bool {
-    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
+    entry.get_entry_type() == EntryType::EntryNormal
+        && !entry.data.is_empty()
+        && entry.context.is_empty()
 }
 
 fn write_state(path: &Path, persisted: &Persisted) -> Result<(), BrokerError> {
@@ -611,7 +632,7 @@ fn walk(
             continue;
         }
         if pending.is_empty() && read_at < end {
-            let bytes = log.read(read_at, 1 << 20)?;
+            let bytes = read_from(log, read_at)?;
             for batch in Batches::new(&bytes) {
                 let Ok(batch) = batch else { break };
                 pending.push_back(*batch.header());
@@ -633,6 +654,12 @@ fn walk(
         }
     }
     Ok(slots)
+}
+
+/// The log's batches from the one holding `offset` on, about a MiB: below the log start (a
+/// batch DeleteRecords cut inside, which stays whole), from the batch holding the log start.
+fn read_from(log: &Log, offset: i64) -> Result<Bytes, BrokerError> {
+    Ok(log.read(offset.max(log.log_start_offset()), 1 << 20)?)
 }
 
 fn store_error(err: BrokerError) -> raft::Error {
@@ -687,12 +714,28 @@ impl Storage for ReplicaStore {
         Ok(self.last())
     }
 
+    /// What a follower behind the log start is sent: where the log starts (the anchor) and
+    /// the epochs up to there; the records after come as ordinary entries.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // A follower that needs entries this log no longer has (or never had, after a restart
-        // of every replica that had them) cannot catch up yet.
-        tracing::warn!(dir = %self.log.dir().display(), "a follower needs entries this replica no longer has");
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+        let data = SnapshotData {
+            offset: self.anchor.offset,
+            epochs: self
+                .epochs
+                .iter()
+                .filter(|e| e.index <= self.anchor.index)
+                .copied()
+                .collect(),
+        };
+        let data = serde_json::to_vec(&data)
+            .map_err(|e| store_error(BrokerError::Internal(e.to_string())))?;
+        let mut snapshot = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = self.anchor.index;
+        meta.term = self.anchor.term;
+        meta.set_conf_state(self.conf.clone());
+        Ok(snapshot)
     }
 }
