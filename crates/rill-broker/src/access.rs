@@ -388,6 +388,45 @@ pub(crate) fn gate(broker: &Broker, access: &Access<'_>, body: RequestKind, vers
                 )
             }
         }
+        // Kafka asks ALTER on the cluster; a refusal names every partition asked with
+        // CLUSTER_AUTHORIZATION_FAILED, and from v1 (which has one) the top-level code too.
+        RequestKind::ElectLeaders(req) => {
+            if access.on_cluster(Op::Alter) {
+                Gate::Run(RequestKind::ElectLeaders(req), Patch::Nothing)
+            } else {
+                use m::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+                let results = req
+                    .topic_partitions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| {
+                        let partitions = t
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                PartitionResult::default()
+                                    .with_partition_id(*p)
+                                    .with_error_code(CLUSTER_DENIED.code())
+                            })
+                            .collect();
+                        ReplicaElectionResult::default()
+                            .with_topic(t.topic)
+                            .with_partition_result(partitions)
+                    })
+                    .collect();
+                let code = if version >= 1 {
+                    CLUSTER_DENIED.code()
+                } else {
+                    0
+                };
+                Gate::Answer(
+                    m::ElectLeadersResponse::default()
+                        .with_error_code(code)
+                        .with_replica_election_results(results)
+                        .into(),
+                )
+            }
+        }
         RequestKind::CreateAcls(req) => {
             if access.on_cluster(Op::Alter) {
                 Gate::Run(RequestKind::CreateAcls(req), Patch::Nothing)

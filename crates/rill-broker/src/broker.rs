@@ -592,6 +592,39 @@ impl Broker {
         }
     }
 
+    /// Asks the cluster to make partition `partition`'s first replica its leader
+    /// ([`Command::PreferLeader`], judged against the agreed state); the broker whose replica
+    /// leads hands over. Returns the leader epoch it was asked at once the request is in the
+    /// metadata log, not once the leader changed; ELECTION_NOT_NEEDED and
+    /// PREFERRED_LEADER_NOT_AVAILABLE come back as errors.
+    pub(crate) async fn prefer_leader(
+        &self,
+        topic: &Topic,
+        partition: i32,
+    ) -> Result<i32, TopicError> {
+        let command = Command::PreferLeader {
+            topic: topic.name.clone(),
+            id: topic.id,
+            partition,
+        };
+        let (_, epoch) = self.quorum.propose(command).await?;
+        Ok(i32::try_from(epoch).unwrap_or(i32::MAX))
+    }
+
+    /// A committed [`Command::PreferLeader`]: if this broker's replica leads the partition at
+    /// the epoch it was asked at, it hands leadership over to `to`. A replayed one (its epoch
+    /// long gone) or one for a partition led elsewhere changes nothing.
+    fn hand_over(&self, name: &str, id: Uuid, partition: i32, to: i32, epoch: i32) {
+        let Some(topic) = self.topic(name).filter(|t| t.id == id) else {
+            return;
+        };
+        if let Some(held) = topic.partition(partition) {
+            if held.offsets().leading == Some(epoch) {
+                held.transfer_leader(to);
+            }
+        }
+    }
+
     /// Marks `name` as being changed here until the guard drops, first waiting for a change of
     /// the same topic already under way here (both would open its new partitions'
     /// directories).
@@ -965,9 +998,17 @@ impl Broker {
         let mut configs = false;
         let mut brokers = false;
         let mut acls = false;
+        let mut handovers = Vec::new();
         for change in applied.changes {
             match change {
                 Change::Acls => acls = true,
+                Change::PreferLeader {
+                    topic,
+                    id,
+                    partition,
+                    to,
+                    epoch,
+                } => handovers.push((topic, id, partition, to, epoch)),
                 Change::Topic(name) => {
                     let _ = names.insert(name);
                 }
@@ -1003,6 +1044,9 @@ impl Broker {
             if let Some(agreed) = agreed {
                 self.sync_topic(name, agreed).await;
             }
+        }
+        for (topic, id, partition, to, epoch) in handovers {
+            self.hand_over(&topic, id, partition, to, epoch);
         }
         if applied.index > 0 {
             let _ = self.reconciled.send_if_modified(|at| {

@@ -106,6 +106,9 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
         RequestKind::DeleteRecords(req) => {
             handler::delete_records::handle(broker, req).await.into()
         }
+        RequestKind::ElectLeaders(req) => handler::elect_leaders::handle(broker, req, version)
+            .await
+            .into(),
         RequestKind::DescribeConfigs(req) => {
             handler::configs::describe(broker, req, version).into()
         }

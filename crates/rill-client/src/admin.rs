@@ -6,6 +6,7 @@
 //!
 //! - Topic changes (`CreateTopics`, `DeleteTopics`, `CreatePartitions`) and topic configs go to
 //!   any broker: since Kafka 2.8 (KIP-590) every broker forwards them to the controller.
+//! - `ElectLeaders` goes to any broker too.
 //! - Broker configs and `DescribeLogDirs` go to that broker (each broker); `ListOffsets` to each partition's leader; group requests
 //!   to the group's coordinator, found with `FindCoordinator`; `ListGroups` to every broker.
 //!
@@ -37,6 +38,7 @@ use crate::error::{ClientError, Result};
 
 mod acls;
 mod configs;
+mod elect;
 mod groups;
 mod log_dirs;
 mod offsets;
@@ -48,6 +50,7 @@ pub use acls::{
     AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
 };
 pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
+pub use elect::{ElectionResult, ElectionType};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember, PartitionLag};
 pub use log_dirs::{LogDirDescription, ReplicaInfo};
 pub use offsets::{ListedOffset, OffsetSpec};

@@ -26,6 +26,8 @@ use rill_protocol::kafka_protocol::messages::{
 use rill_protocol::kafka_protocol::messages::{
     DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
 };
+// Preferred leader election (`admin/elect.rs`).
+use rill_protocol::kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 // SASL (`security/sasl.rs`) and SCRAM credentials (`admin/users.rs`).
 use rill_protocol::kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
@@ -103,6 +105,8 @@ api_requests! {
     DeleteTopics DeleteTopicsRequest DeleteTopicsResponse 1..=6;
     DescribeConfigs DescribeConfigsRequest DescribeConfigsResponse 1..=4;
     CreatePartitions CreatePartitionsRequest CreatePartitionsResponse 0..=3;
+    // v1 adds the election type and a top-level error code (KIP-460).
+    ElectLeaders ElectLeadersRequest ElectLeadersResponse 1..=2;
     DeleteGroups DeleteGroupsRequest DeleteGroupsResponse 0..=2;
     IncrementalAlterConfigs IncrementalAlterConfigsRequest IncrementalAlterConfigsResponse 0..=1;
     // v1 (KIP-290) is the first with pattern types; v2 is flexible.

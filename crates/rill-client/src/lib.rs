@@ -55,10 +55,10 @@ pub mod security;
 pub use admin::{
     AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
     Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
-    ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, GroupDescription, GroupListing,
-    GroupMember, ListedOffset, LogDirDescription, NewTopic, OffsetSpec, PartitionInfo,
-    PartitionLag, QuorumDescription, ReplicaInfo, ScramAlteration, ScramCredentialInfo,
-    TopicDescription, TopicListing, VoterState,
+    ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, ElectionResult, ElectionType,
+    GroupDescription, GroupListing, GroupMember, ListedOffset, LogDirDescription, NewTopic,
+    OffsetSpec, PartitionInfo, PartitionLag, QuorumDescription, ReplicaInfo, ScramAlteration,
+    ScramCredentialInfo, TopicDescription, TopicListing, VoterState,
 };
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{

@@ -85,6 +85,9 @@ supported_apis! {
     SaslAuthenticate 0..=2,
     CreatePartitions 0..=3,
     DeleteGroups 0..=2,
+    // Preferred leader election for replicated partitions (KIP-460's v1 adds the election
+    // type and a top-level error code); Kafka 3.9 and 4.1 serve v0-2.
+    ElectLeaders 0..=2,
     IncrementalAlterConfigs 0..=1,
     OffsetDelete 0..=0,
     DescribeUserScramCredentials 0..=0,

@@ -5,6 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use rill_protocol::kafka_protocol::messages::DescribeLogDirsResponse;
+use rill_protocol::kafka_protocol::messages::ElectLeadersResponse;
 use rill_protocol::kafka_protocol::messages::OffsetForLeaderEpochResponse;
 use rill_protocol::kafka_protocol::messages::{
     AlterConfigsResponse, ApiVersionsResponse, CreateAclsResponse, CreatePartitionsResponse,
@@ -49,6 +50,7 @@ fn default_response(key: ApiKey) -> ResponseKind {
         ApiKey::AlterConfigs => AlterConfigsResponse::default().into(),
         ApiKey::CreatePartitions => CreatePartitionsResponse::default().into(),
         ApiKey::DeleteGroups => DeleteGroupsResponse::default().into(),
+        ApiKey::ElectLeaders => ElectLeadersResponse::default().into(),
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsResponse::default().into(),
         ApiKey::OffsetDelete => OffsetDeleteResponse::default().into(),
         ApiKey::DescribeQuorum => DescribeQuorumResponse::default().into(),

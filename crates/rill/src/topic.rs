@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 use rill_client::{
-    Admin, AdminConfig, AlterConfigOp, ConfigEntry, ConfigSource, NewTopic, OffsetSpec,
-    TopicDescription,
+    Admin, AdminConfig, AlterConfigOp, ConfigEntry, ConfigSource, ElectionType, NewTopic,
+    OffsetSpec, TopicDescription,
 };
 
 use crate::cli::{self, Explain as _, Table, topic_error};
@@ -19,6 +19,7 @@ Examples:
   rill topic list
   rill topic describe orders
   rill topic alter orders --partitions 12 --config retention.ms=3600000 --delete-config segment.bytes
+  rill topic elect-leaders orders 0
   rill topic delete orders")]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -51,6 +52,15 @@ Examples:
     /// Delete topics and all their records.
     #[command(after_help = "Example:\n  rill topic delete orders audit")]
     Delete(Delete),
+    /// Move replicated partitions' leadership back to their preferred (first) replicas
+    /// (kafka-leader-election.sh): of one partition, of every partition of a topic, or of every
+    /// partition of every topic.
+    #[command(after_help = "\
+Examples:
+  rill topic elect-leaders                      # every partition that needs it
+  rill topic elect-leaders orders               # every partition of orders
+  rill topic elect-leaders orders 0")]
+    ElectLeaders(ElectLeaders),
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +143,17 @@ struct Alter {
 }
 
 #[derive(Debug, clap::Args)]
+struct ElectLeaders {
+    /// The topic (every topic if left out).
+    topic: Option<String>,
+    /// The partition (every partition of the topic if left out).
+    partition: Option<i32>,
+    /// Ask for an unclean election instead (never needed with Raft-replicated partitions).
+    #[arg(long, env = "RILL_TOPIC_UNCLEAN")]
+    unclean: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct Delete {
     /// The topics to delete.
     #[arg(required = true)]
@@ -151,6 +172,7 @@ impl Args {
                 Command::Describe(args) => describe(&admin, &args.names).await,
                 Command::Alter(args) => alter(&admin, args).await,
                 Command::Delete(args) => delete(&admin, &args.names).await,
+                Command::ElectLeaders(args) => elect_leaders(&admin, args).await,
             }
         })?
     }
@@ -363,6 +385,56 @@ async fn delete(admin: &Admin, names: &[String]) -> anyhow::Result<()> {
     }
     cli::print(&text)?;
     first_of(failures)
+}
+
+async fn elect_leaders(admin: &Admin, args: ElectLeaders) -> anyhow::Result<()> {
+    let election = if args.unclean {
+        ElectionType::Unclean
+    } else {
+        ElectionType::Preferred
+    };
+    let partitions: Option<Vec<(String, i32)>> = match (&args.topic, args.partition) {
+        (None, _) => None,
+        (Some(topic), Some(partition)) => Some(vec![(topic.clone(), partition)]),
+        (Some(topic), None) => {
+            let described = admin
+                .describe_topic(topic)
+                .await
+                .map_err(|err| topic_error(topic, &err))?;
+            Some(
+                described
+                    .partitions
+                    .iter()
+                    .map(|p| (topic.clone(), p.partition))
+                    .collect(),
+            )
+        }
+    };
+    let results = admin
+        .elect_leaders(election, partitions.as_deref())
+        .await
+        .explain()?;
+    let mut table = Table::new(["TOPIC", "PARTITION", "RESULT"]);
+    let mut failed = None;
+    for r in &results {
+        let outcome = match (r.error, &r.message) {
+            (None, _) => "elected".to_owned(),
+            (Some(rill_client::ErrorCode::ElectionNotNeeded), _) => "not needed".to_owned(),
+            (Some(code), message) => {
+                let _ = failed.get_or_insert(code);
+                match message {
+                    Some(m) => format!("{} ({m})", code.name()),
+                    None => code.name().to_owned(),
+                }
+            }
+        };
+        table.row(vec![r.topic.clone(), r.partition.to_string(), outcome]);
+    }
+    cli::print(&table.render())?;
+    match failed {
+        Some(code) => anyhow::bail!("{}: some elections did not happen", code.name()),
+        None => Ok(()),
+    }
 }
 
 /// `Ok` when `failures` is empty; otherwise the first (the others are printed on stderr).

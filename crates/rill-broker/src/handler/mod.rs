@@ -11,6 +11,7 @@ pub(crate) mod describe_cluster;
 pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_quorum;
 pub(crate) mod describe_topic_partitions;
+pub(crate) mod elect_leaders;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
 pub(crate) mod groups;

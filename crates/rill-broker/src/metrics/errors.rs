@@ -50,6 +50,12 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
         }
         ResponseKind::DeleteTopics(r) => r.responses.iter().for_each(|t| f(t.error_code)),
         ResponseKind::CreatePartitions(r) => r.results.iter().for_each(|t| f(t.error_code)),
+        ResponseKind::ElectLeaders(r) => {
+            f(r.error_code);
+            for t in &r.replica_election_results {
+                t.partition_result.iter().for_each(|p| f(p.error_code));
+            }
+        }
         ResponseKind::DeleteRecords(r) => {
             for t in &r.topics {
                 t.partitions.iter().for_each(|p| f(p.error_code));
@@ -264,6 +270,23 @@ mod tests {
                     ])
                     .into(),
                 vec![37],
+            ),
+            (
+                ApiKey::ElectLeaders,
+                ElectLeadersResponse::default()
+                    .with_error_code(31)
+                    .with_replica_election_results(vec![
+                        elect_leaders_response::ReplicaElectionResult::default()
+                            .with_partition_result(vec![
+                                elect_leaders_response::PartitionResult::default()
+                                    .with_error_code(84),
+                                elect_leaders_response::PartitionResult::default(),
+                                elect_leaders_response::PartitionResult::default()
+                                    .with_error_code(80),
+                            ]),
+                    ])
+                    .into(),
+                vec![31, 84, 80],
             ),
             (
                 ApiKey::DeleteRecords,

@@ -107,6 +107,11 @@ enum Command {
         epoch: i32,
         reply: Reply<Option<(i32, i64)>>,
     },
+    /// ElectLeaders: a replicated partition's leader hands leadership over to the replica on
+    /// broker `to` (its preferred leader).
+    TransferLeader {
+        to: i32,
+    },
 }
 
 /// The handle the rest of the broker holds for a partition: its storage thread's queue and the
@@ -204,6 +209,13 @@ impl Partition {
     /// every epoch known is above it.
     pub(crate) async fn end_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, ErrorCode> {
         self.ask(|reply| Command::EpochEnd { epoch, reply }).await
+    }
+
+    /// Asks this broker's replica, if it leads, to hand leadership over to the replica on
+    /// broker `to` (raft-rs's leader transfer); nothing happens otherwise. The metadata shows
+    /// the new leader once it announces itself.
+    pub(crate) fn transfer_leader(&self, to: i32) {
+        let _ = self.send(Command::TransferLeader { to });
     }
 
     pub(crate) fn configure(&self, config: LogConfig) {

@@ -224,6 +224,11 @@ impl Owner {
                 };
                 let _ = reply.send(found);
             }
+            Command::TransferLeader { to } => {
+                if let Some(replica) = self.replica_mut() {
+                    replica.transfer_leader(to);
+                }
+            }
             Command::Configure(config) => {
                 if let Err(err) = self.log_mut().set_config(config) {
                     tracing::error!(%err, dir = %self.log().dir().display(), "refused log config");

@@ -168,6 +168,19 @@ pub(crate) enum Command {
     ElectedLeaders {
         leaders: Vec<ElectedLeader>,
     },
+    /// ElectLeaders (preferred): the partition's first replica should lead it. Judged here,
+    /// against the agreed state at this point of the log (the proposer's own view may lag):
+    /// ELECTION_NOT_NEEDED if it leads already (or the partition has one replica),
+    /// PREFERRED_LEADER_NOT_AVAILABLE if it is fenced or out of sync, else the outcome is the
+    /// leader epoch it was asked at. Nothing is recorded: the broker whose replica leads at
+    /// that epoch hands leadership over ([`Change::PreferLeader`]), and the new leader
+    /// announces itself with [`Command::ElectedLeaders`]. Replayed later (a restart), it finds
+    /// that epoch gone and does nothing.
+    PreferLeader {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+    },
 }
 
 /// A replicated partition's leader, as its group elected it.
@@ -207,6 +220,15 @@ pub(crate) enum Change {
     Brokers,
     BrokerConfigs,
     Acls,
+    /// A replicated partition's leader at `epoch` should hand over to `to`
+    /// ([`Command::PreferLeader`]).
+    PreferLeader {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        to: i32,
+        epoch: i32,
+    },
 }
 
 impl Image {
@@ -416,6 +438,51 @@ impl Image {
                     }
                 }
                 Ok(0)
+            }
+            Command::PreferLeader {
+                topic,
+                id,
+                partition,
+            } => {
+                let unknown = || {
+                    (
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{topic}' has no partition {partition}"),
+                    )
+                };
+                let p = self
+                    .topics
+                    .get(&topic)
+                    .filter(|t| t.id == id)
+                    .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+                    .ok_or_else(unknown)?;
+                let preferred = p.replicas.first().copied().unwrap_or(-1);
+                if p.replicas.len() < 2 || p.leader == preferred {
+                    return Err((
+                        ErrorCode::ElectionNotNeeded,
+                        format!("{topic}-{partition} is led by its preferred replica"),
+                    ));
+                }
+                if !self.is_live(preferred) || !p.isr.contains(&preferred) {
+                    return Err((
+                        ErrorCode::PreferredLeaderNotAvailable,
+                        format!(
+                            "the preferred leader of {topic}-{partition} (broker {preferred}) is \
+                             not live or not in sync"
+                        ),
+                    ));
+                }
+                let epoch = p.epoch;
+                if p.leader >= 0 {
+                    changes.push(Change::PreferLeader {
+                        topic,
+                        id,
+                        partition,
+                        to: preferred,
+                        epoch,
+                    });
+                }
+                Ok(i64::from(epoch))
             }
             Command::DeleteAcls { filters } => {
                 let removed: Vec<Vec<AclBinding>> = filters

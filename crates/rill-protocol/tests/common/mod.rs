@@ -26,6 +26,7 @@ use rill_protocol::kafka_protocol::messages::{
     describe_user_scram_credentials_request,
 };
 use rill_protocol::kafka_protocol::messages::{DescribeLogDirsRequest, describe_log_dirs_request};
+use rill_protocol::kafka_protocol::messages::{ElectLeadersRequest, elect_leaders_request};
 use rill_protocol::kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, offset_for_leader_epoch_request,
 };
@@ -242,6 +243,16 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     ]),
             ])
             .with_validate_only(true)
+            .into(),
+        // v0 carries no election type (always PREFERRED).
+        ApiKey::ElectLeaders => ElectLeadersRequest::default()
+            .with_election_type(if v >= 1 { 1 } else { 0 })
+            .with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(topic("orders"))
+                    .with_partitions(vec![0, 2]),
+            ]))
+            .with_timeout_ms(30_000)
             .into(),
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default()
             .with_resources(vec![

@@ -324,6 +324,22 @@ impl Replica {
         }
     }
 
+    /// Hands leadership over to the replica on broker `to` (preferred leader election): only
+    /// while this replica leads, and to another replica of the partition. raft-rs sends it
+    /// `MsgTimeoutNow` once it has caught up, and it campaigns at once, at the next term.
+    pub(crate) fn transfer_leader(&mut self, to: i32) {
+        if self.leading.is_none() || to == self.spec.node_id || !self.spec.replicas.contains(&to) {
+            return;
+        }
+        tracing::info!(
+            topic_id = %self.spec.topic_id,
+            partition = self.spec.partition,
+            to,
+            "handing partition leadership over"
+        );
+        self.raw.transfer_leader(raft_id(to));
+    }
+
     pub(crate) fn step(&mut self, message: Message) {
         if self.recovering
             && matches!(
