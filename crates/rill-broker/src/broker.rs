@@ -530,6 +530,8 @@ impl Broker {
         let now = std::time::Instant::now();
         let mut leaders = Vec::new();
         let mut masks = Vec::new();
+        // The metadata counts a fenced broker out of sync whatever this leader saw of it.
+        let live: Vec<i32> = self.cluster.nodes().iter().map(|n| n.id).collect();
         for topic in self.all_topics() {
             for (index, placement) in topic.placements.iter().enumerate() {
                 if placement.replicas.len() < 2 {
@@ -546,7 +548,7 @@ impl Broker {
                     .replicas
                     .iter()
                     .enumerate()
-                    .filter(|(k, _)| offsets.in_sync & (1 << (k % 32)) != 0)
+                    .filter(|(k, r)| offsets.in_sync & (1 << (k % 32)) != 0 && live.contains(r))
                     .map(|(_, r)| *r)
                     .collect();
                 if placement.leader == node && placement.epoch == epoch && placement.isr == isr {

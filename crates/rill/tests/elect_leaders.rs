@@ -135,7 +135,7 @@ fn settled(addr: &str) -> Result<BTreeMap<i32, Placement>> {
 fn bounce(cluster: &mut Cluster, k: i32) -> Result<BTreeMap<i32, Placement>> {
     cluster.kill(k)?;
     let other = cluster.bootstrap_of(if k == 1 { 2 } else { 1 })?;
-    let _ = wait_until("the killed broker fenced and not leading", SETTLE, || {
+    wait_until("the killed broker fenced and not leading", SETTLE, || {
         let seen = placements(&other, TOPIC)?;
         Ok(seen
             .values()
@@ -224,7 +224,7 @@ fn preferred_leader_election_hands_leadership_back_to_the_first_replica() -> Res
     let p0 = preferred(0);
     cluster.kill(p0)?;
     let other = cluster.bootstrap_of(if p0 == 1 { 2 } else { 1 })?;
-    let _ = wait_until(
+    wait_until(
         "partition 0 led without its preferred replica",
         SETTLE,
         || {
@@ -254,7 +254,7 @@ fn preferred_leader_election_hands_leadership_back_to_the_first_replica() -> Res
     // Raw ElectLeaders v2, to the preferred replica's broker (it does not lead): NONE, then the
     // metadata names it at a higher epoch.
     let at_p0 = cluster.bootstrap_of(p0)?;
-    let got = elect(&at_p0, 2, 0, Some(&[(TOPIC, 0)]), 15_000)?;
+    let got = elect(&at_p0, 2, 0, Some(&[(TOPIC, 0)]), 4_000)?;
     ensure!(
         got == answer(&[(TOPIC, 0, 0)]),
         "preferred election of partition 0: {got:?}"

@@ -9,7 +9,8 @@
 //!
 //! Per partition, as Kafka answers: NONE once the preferred replica leads, ELECTION_NOT_NEEDED
 //! if it already did (and for a partition with one replica), PREFERRED_LEADER_NOT_AVAILABLE if
-//! it is not live or not in sync, or did not become leader in time, UNKNOWN_TOPIC_OR_PARTITION
+//! it is still not live or not in sync at the request's deadline (a replica just back may be
+//! catching up: it is asked about again meanwhile), or did not become leader in time, UNKNOWN_TOPIC_OR_PARTITION
 //! for one that does not exist. An UNCLEAN election is never needed with Raft, which elects no
 //! replica that could lose committed records: ELECTION_NOT_NEEDED while the partition has a
 //! leader, ELIGIBLE_LEADERS_NOT_AVAILABLE while it has none. With no partitions named (null),
@@ -33,6 +34,8 @@ const PREFERRED: i8 = 0;
 const UNCLEAN: i8 = 1;
 /// How often the metadata is looked at while an election is under way.
 const POLL: Duration = Duration::from_millis(20);
+/// How often a partition whose preferred replica is not available is asked about again.
+const RETRY: Duration = Duration::from_millis(200);
 
 /// One partition asked about, and where its election stands.
 struct Asked {
@@ -43,6 +46,9 @@ struct Asked {
     message: Option<String>,
     /// The (leader, epoch) this broker saw when it last asked for the election.
     asked_at: Option<(i32, i32)>,
+    /// Not available when last asked (not live, or not in sync yet: a replica just back is
+    /// catching up): asked again from this time on, until the request's deadline.
+    retry_at: Option<Instant>,
 }
 
 pub(crate) async fn handle(
@@ -101,10 +107,12 @@ pub(crate) async fn handle(
         }
         let message = match (code, a.code) {
             (ErrorCode::None | ErrorCode::ElectionNotNeeded, _) => None,
-            (_, None) => Some(format!(
-                "the preferred leader of {}-{} did not take over in time",
-                a.topic, a.partition
-            )),
+            (_, None) => a.message.or_else(|| {
+                Some(format!(
+                    "the preferred leader of {}-{} did not take over in time",
+                    a.topic, a.partition
+                ))
+            }),
             (ErrorCode::UnknownTopicOrPartition, _) if a.message.is_none() => Some(format!(
                 "topic '{}' has no partition {}",
                 a.topic, a.partition
@@ -147,6 +155,7 @@ impl Asked {
             code: None,
             message: None,
             asked_at: None,
+            retry_at: None,
         }
     }
 
@@ -195,6 +204,7 @@ impl Asked {
             None if all && placement.leader == preferred => {
                 self.code = Some(ErrorCode::ElectionNotNeeded);
             }
+            None if self.retry_at.is_some_and(|at| Instant::now() < at) => {}
             None => self.ask(broker, &topic, seen).await,
             Some(_) if placement.leader == preferred => self.code = Some(ErrorCode::None),
             // Led by someone else since it was asked: ask that one.
@@ -211,6 +221,12 @@ impl Asked {
             // Asked again and it leads meanwhile: done.
             Err((ErrorCode::ElectionNotNeeded, _)) if self.asked_at.is_some() => {
                 self.code = Some(ErrorCode::None);
+            }
+            // Its preferred replica may be catching up: the answer stands only if it still
+            // is not available at the deadline.
+            Err((ErrorCode::PreferredLeaderNotAvailable, why)) => {
+                self.message = Some(why);
+                self.retry_at = Some(Instant::now() + RETRY);
             }
             Err((code, why)) => {
                 self.code = Some(code);

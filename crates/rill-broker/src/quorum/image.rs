@@ -415,6 +415,13 @@ impl Image {
                 Ok(i64::try_from(added).unwrap_or(i64::MAX))
             }
             Command::ElectedLeaders { leaders } => {
+                // A fenced broker is out of sync whatever its leader last saw of it.
+                let live: BTreeSet<i32> = self
+                    .brokers
+                    .iter()
+                    .filter(|(_, b)| !b.fenced)
+                    .map(|(id, _)| *id)
+                    .collect();
                 for elected in leaders {
                     let Some(topic) = self
                         .topics
@@ -429,11 +436,22 @@ impl Image {
                     else {
                         continue;
                     };
+                    if p.replicas.len() < 2 || !p.replicas.contains(&elected.leader) {
+                        continue;
+                    }
                     let newer =
                         elected.epoch > p.epoch || (elected.epoch == p.epoch && p.leader == -1);
-                    if p.replicas.len() > 1 && p.replicas.contains(&elected.leader) && newer {
+                    let same = elected.epoch == p.epoch && elected.leader == p.leader;
+                    let isr: Vec<i32> = elected
+                        .isr
+                        .iter()
+                        .copied()
+                        .filter(|r| p.replicas.contains(r) && live.contains(r))
+                        .collect();
+                    if newer || (same && p.isr != isr) {
                         p.leader = elected.leader;
                         p.epoch = elected.epoch;
+                        p.isr = isr;
                         changes.push(Change::Topic(elected.topic.clone()));
                     }
                 }
@@ -463,12 +481,19 @@ impl Image {
                         format!("{topic}-{partition} is led by its preferred replica"),
                     ));
                 }
-                if !self.is_live(preferred) || !p.isr.contains(&preferred) {
+                let why = if !self.is_live(preferred) {
+                    Some("is not live")
+                } else if !p.isr.contains(&preferred) {
+                    Some("is not in sync")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
                     return Err((
                         ErrorCode::PreferredLeaderNotAvailable,
                         format!(
-                            "the preferred leader of {topic}-{partition} (broker {preferred}) is \
-                             not live or not in sync"
+                            "the preferred leader of {topic}-{partition} (broker {preferred}) \
+                             {why}"
                         ),
                     ));
                 }
