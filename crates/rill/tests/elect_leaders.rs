@@ -14,54 +14,17 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, Conn, Rec, Result, consume_from, produce_to, rill_ok, run_py, wait_until,
+    Client, Cluster, Conn, Placement, Rec, Result, consume_from, placements, produce_to, rill_ok,
+    run_py, wait_until,
 };
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::elect_leaders_request::TopicPartitions;
-use rill_protocol::kafka_protocol::messages::{ElectLeadersRequest, MetadataRequest, TopicName};
+use rill_protocol::kafka_protocol::messages::{ElectLeadersRequest, TopicName};
 
 /// Bound on anything the cluster should settle within (elections, catching up).
 const SETTLE: Duration = Duration::from_secs(20);
 const TOPIC: &str = "orders";
 const PARTITIONS: i32 = 3;
-
-/// A partition as Metadata v12 shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Placement {
-    leader: i32,
-    epoch: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-}
-
-/// What broker `addr` says of `topic`'s partitions.
-fn placements(addr: &str, topic: &str) -> Result<BTreeMap<i32, Placement>> {
-    let mut conn = Conn::open_to(addr)?;
-    let request = MetadataRequest::default()
-        .with_topics(None)
-        .with_allow_auto_topic_creation(false);
-    let response = ask!(&mut conn, Metadata, 12, request);
-    let found = response
-        .topics
-        .into_iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-        .with_context(|| format!("{topic} is not in {addr}'s Metadata"))?;
-    let mut out = BTreeMap::new();
-    for p in found.partitions {
-        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|n| n.0).collect();
-        isr.sort_unstable();
-        let _ = out.insert(
-            p.partition_index,
-            Placement {
-                leader: p.leader_id.0,
-                epoch: p.leader_epoch,
-                replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
-                isr,
-            },
-        );
-    }
-    Ok(out)
-}
 
 /// An ElectLeaders answer: the top-level code and each (topic, partition)'s.
 type Answer = (i16, BTreeMap<(String, i32), i16>);

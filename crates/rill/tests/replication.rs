@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, Conn, Rec, Result, consume_from, produce_to, rill, rill_ok, wait_until,
+    Client, Cluster, Conn, Rec, Result, consume_from, placements, produce_to, rill, rill_ok,
+    wait_until,
 };
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
@@ -24,52 +25,12 @@ use rill_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use rill_protocol::kafka_protocol::messages::{
-    DeleteRecordsRequest, MetadataRequest, OffsetForLeaderEpochRequest, TopicName,
+    DeleteRecordsRequest, OffsetForLeaderEpochRequest, TopicName,
 };
 use rill_record::Batches;
 
 /// Bound on anything the cluster should settle within (elections, catching up).
 const SETTLE: Duration = Duration::from_secs(20);
-
-/// A partition as Metadata v12 shows it: leader, epoch, replicas, in-sync replicas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Placement {
-    leader: i32,
-    epoch: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-}
-
-/// What broker `addr` (`host:port`, or the first of a list) says of `topic`'s partitions.
-fn placements(addr: &str, topic: &str) -> Result<BTreeMap<i32, Placement>> {
-    let addr = addr.split(',').next().unwrap_or(addr);
-    let mut conn = Conn::open_to(addr)?;
-    let request = MetadataRequest::default()
-        .with_topics(None)
-        .with_allow_auto_topic_creation(false);
-    let response = ask!(&mut conn, Metadata, 12, request);
-    let found = response
-        .topics
-        .into_iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-        .with_context(|| format!("{topic} is not in {addr}'s Metadata"))?;
-    let mut out = BTreeMap::new();
-    for p in found.partitions {
-        ensure!(p.error_code == 0 || p.error_code == 5, "partition {p:?}");
-        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|n| n.0).collect();
-        isr.sort_unstable();
-        let _ = out.insert(
-            p.partition_index,
-            Placement {
-                leader: p.leader_id.0,
-                epoch: p.leader_epoch,
-                replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
-                isr,
-            },
-        );
-    }
-    Ok(out)
-}
 
 /// OffsetForLeaderEpoch v4 for partition 0 of `topic`: (error, epoch, end offset).
 fn epoch_end(addr: &str, topic: &str, current: i32, epoch: i32) -> Result<(i16, i32, i64)> {

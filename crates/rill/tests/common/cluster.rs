@@ -61,6 +61,46 @@ impl MetadataView {
     }
 }
 
+/// A partition as Metadata v12 shows it: leader, epoch, replicas, in-sync replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub leader: i32,
+    pub epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// What broker `addr` (`host:port`, or the first of a list) says of `topic`'s partitions.
+pub fn placements(addr: &str, topic: &str) -> Result<BTreeMap<i32, Placement>> {
+    let addr = addr.split(',').next().unwrap_or(addr);
+    let mut conn = Conn::open_to(addr)?;
+    let request = MetadataRequest::default()
+        .with_topics(None)
+        .with_allow_auto_topic_creation(false);
+    let response = ask!(&mut conn, Metadata, 12, request);
+    let found = response
+        .topics
+        .into_iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .with_context(|| format!("{topic} is not in {addr}'s Metadata"))?;
+    let mut out = BTreeMap::new();
+    for p in found.partitions {
+        ensure!(p.error_code == 0 || p.error_code == 5, "partition {p:?}");
+        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|n| n.0).collect();
+        isr.sort_unstable();
+        let _ = out.insert(
+            p.partition_index,
+            Placement {
+                leader: p.leader_id.0,
+                epoch: p.leader_epoch,
+                replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
+                isr,
+            },
+        );
+    }
+    Ok(out)
+}
+
 /// Metadata v12 of every topic from the broker at `addr` (`host:port`).
 pub fn metadata_of(addr: &str) -> Result<MetadataView> {
     let mut conn = Conn::open_to(addr)?;
