@@ -12,9 +12,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use common::{
-    Client, Cluster, Conn, Placement, Rec, Result, consume_from, placements, produce_to, rill_ok,
+    Client, Cluster, Conn, Placement, Rec, Result, placements, produce_to, read_all, rill_ok,
     run_py, wait_until,
 };
 use rill_protocol::StrBytes;
@@ -325,24 +325,7 @@ fn preferred_leader_election_hands_leadership_back_to_the_first_replica() -> Res
     }
 
     // Every acknowledged record is still there, at its offset.
-    let consumed = consume_from(
-        cluster.bootstrap(),
-        Client::KafkaPython,
-        TOPIC,
-        PARTITIONS,
-        acked.len(),
-        &[],
-    )?;
-    let mut read = BTreeMap::new();
-    for r in consumed.records {
-        let value = String::from_utf8(r.value.context("a record without a value")?)?;
-        ensure!(
-            read.insert((r.partition, r.offset), value).is_none(),
-            "offset {} of partition {} read twice",
-            r.offset,
-            r.partition
-        );
-    }
+    let read = read_all(cluster.bootstrap(), TOPIC, PARTITIONS, acked.len())?;
     ensure!(
         read == acked,
         "read {} records, {} acknowledged",

@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, Conn, Rec, Result, consume_from, placements, produce_to, rill, rill_ok,
-    wait_until,
+    Client, Cluster, Conn, Rec, Result, placements, produce_to, read_all, rill, rill_ok, wait_until,
 };
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
@@ -117,34 +116,6 @@ fn identical(cluster: &Cluster, brokers: &[i32], topic: &str, partitions: i32) -
         }
         Ok(Some(()))
     })
-}
-
-/// The values read from `topic` by (partition, offset), with kafka-python.
-fn read_all(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    at_least: usize,
-) -> Result<BTreeMap<(i32, i64), String>> {
-    let consumed = consume_from(
-        bootstrap,
-        Client::KafkaPython,
-        topic,
-        partitions,
-        at_least,
-        &[],
-    )?;
-    let mut read = BTreeMap::new();
-    for r in consumed.records {
-        let value = String::from_utf8(r.value.context("a record without a value")?)?;
-        ensure!(
-            read.insert((r.partition, r.offset), value).is_none(),
-            "offset {} of partition {} read twice",
-            r.offset,
-            r.partition
-        );
-    }
-    Ok(read)
 }
 
 #[test]

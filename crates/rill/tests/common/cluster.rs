@@ -17,7 +17,8 @@ use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
 
 use super::{
-    CLIENT_TIMEOUT, Conn, Result, Scrape, http_raw, ms, parse_metrics, parse_response, run,
+    CLIENT_TIMEOUT, Client, Conn, Result, Scrape, consume_from, http_raw, ms, parse_metrics,
+    parse_response, run,
 };
 
 /// How long `cluster.sh` waits for the brokers (seconds), as `RILL_CLUSTER_TIMEOUT`.
@@ -99,6 +100,34 @@ pub fn placements(addr: &str, topic: &str) -> Result<BTreeMap<i32, Placement>> {
         );
     }
     Ok(out)
+}
+
+/// The values read from `topic` by (partition, offset), with kafka-python.
+pub fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    at_least: usize,
+) -> Result<BTreeMap<(i32, i64), String>> {
+    let consumed = consume_from(
+        bootstrap,
+        Client::KafkaPython,
+        topic,
+        partitions,
+        at_least,
+        &[],
+    )?;
+    let mut read = BTreeMap::new();
+    for r in consumed.records {
+        let value = String::from_utf8(r.value.context("a record without a value")?)?;
+        ensure!(
+            read.insert((r.partition, r.offset), value).is_none(),
+            "offset {} of partition {} read twice",
+            r.offset,
+            r.partition
+        );
+    }
+    Ok(read)
 }
 
 /// Metadata v12 of every topic from the broker at `addr` (`host:port`).
