@@ -22,7 +22,7 @@ def main():
 
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=20000)
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
     try:
         asked = json.loads(args.partitions) if args.partitions else None
         response = admin.elect_leaders(

@@ -23,7 +23,7 @@ def main():
 
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=10000)
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
     try:
         asked = json.loads(args.partitions) if args.partitions else None
         answers = admin.describe_log_dirs(topic_partitions=asked)
