@@ -36,7 +36,7 @@ use crate::error::BrokerError;
 use crate::group::OFFSETS_TOPIC;
 use crate::meta;
 use crate::metrics::{Metrics, TopicMetrics};
-use crate::partition::{Outbox, OwnerMetrics, Partition, ReplicaSpec, Storage};
+use crate::partition::{Offsets, Outbox, OwnerMetrics, Partition, ReplicaSpec, Storage};
 use crate::quorum::Quorum;
 use crate::quorum::image::{Change, Command, ElectedLeader, Image, PartitionImage, TopicImage};
 use crate::quorum::node::Applied;
@@ -250,10 +250,11 @@ impl Broker {
         remove_orphans(&config, &image)?;
         let mut image = image;
         let offsets = image.topics.remove(OFFSETS_TOPIC);
+        let outbox = quorum.partition_outbox.clone();
         let (offsets_count, offsets_here) = match &offsets {
             Some(topic) => (
                 i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
-                TopicSpec::held_here(OFFSETS_TOPIC, topic, config.node_id).indices,
+                offsets_held_here(&config, &outbox, topic, false),
             ),
             None => (config.offsets_partitions, Vec::new()),
         };
@@ -267,13 +268,12 @@ impl Broker {
             },
             config.offsets_retention,
             offsets_count,
-            &offsets_here,
+            offsets_here,
             &storage,
             metrics.fsync.clone(),
         )?;
         let dynamic = dynamic_of(&image, config.node_id);
         let defaults = dynamic.topic_defaults();
-        let outbox = quorum.partition_outbox.clone();
         let opener = Opener {
             config: &config,
             defaults: &defaults,
@@ -532,13 +532,37 @@ impl Broker {
         let mut masks = Vec::new();
         // The metadata counts a fenced broker out of sync whatever this leader saw of it.
         let live: Vec<i32> = self.cluster.nodes().iter().map(|n| n.id).collect();
-        for topic in self.all_topics() {
-            for (index, placement) in topic.placements.iter().enumerate() {
+        // The topics, and `__consumer_offsets`, whose partitions the group coordinator holds.
+        // Per topic: its name, id, placements and what its partitions held here publish.
+        type Held = (String, Uuid, Vec<PartitionImage>, Vec<Option<Offsets>>);
+        let mut held: Vec<Held> = self
+            .all_topics()
+            .iter()
+            .map(|topic| {
+                let offsets = (0..topic.placements.len())
+                    .map(|i| {
+                        let index = i32::try_from(i).unwrap_or(i32::MAX);
+                        topic.partition(index).map(|p| p.offsets())
+                    })
+                    .collect();
+                let name = topic.name.clone();
+                (name, topic.id, topic.placements.clone(), offsets)
+            })
+            .collect();
+        if let Some(agreed) = self.quorum.image().topics.get(OFFSETS_TOPIC) {
+            let offsets = (0..agreed.partitions.len())
+                .map(|i| self.groups.offsets_of(i32::try_from(i).unwrap_or(i32::MAX)))
+                .collect();
+            let name = OFFSETS_TOPIC.to_owned();
+            held.push((name, agreed.id, agreed.partitions.clone(), offsets));
+        }
+        for (name, id, placements, offsets) in held {
+            for (index, (placement, offsets)) in placements.iter().zip(offsets).enumerate() {
                 if placement.replicas.len() < 2 {
                     continue;
                 }
                 let index = i32::try_from(index).unwrap_or(i32::MAX);
-                let Some(offsets) = topic.partition(index).map(|p| p.offsets()) else {
+                let Some(offsets) = offsets else {
                     continue;
                 };
                 let Some(epoch) = offsets.leading else {
@@ -554,7 +578,7 @@ impl Broker {
                 if placement.leader == node && placement.epoch == epoch && placement.isr == isr {
                     continue;
                 }
-                let key = (topic.id, index);
+                let key = (id, index);
                 let recent = self.announced.lock().ok().is_some_and(|announced| {
                     announced.get(&key).is_some_and(|(e, mask, at)| {
                         *e == epoch
@@ -566,8 +590,8 @@ impl Broker {
                     continue;
                 }
                 leaders.push(ElectedLeader {
-                    topic: topic.name.clone(),
-                    id: topic.id,
+                    topic: name.clone(),
+                    id,
                     partition: index,
                     leader: node,
                     epoch,
@@ -617,6 +641,10 @@ impl Broker {
     /// the epoch it was asked at, it hands leadership over to `to`. A replayed one (its epoch
     /// long gone) or one for a partition led elsewhere changes nothing.
     fn hand_over(&self, name: &str, id: Uuid, partition: i32, to: i32, epoch: i32) {
+        if name == OFFSETS_TOPIC {
+            self.groups.hand_over(partition, to, epoch);
+            return;
+        }
         let Some(topic) = self.topic(name).filter(|t| t.id == id) else {
             return;
         };
@@ -847,7 +875,11 @@ impl Broker {
     }
 
     /// Creates `__consumer_offsets` if the cluster has none yet: `offsets.topic.num.partitions`
-    /// partitions spread over the live brokers, as Kafka creates it on first use.
+    /// partitions spread over the live brokers, as Kafka creates it on first use, each with
+    /// `offsets.topic.replication.factor` replicas, capped at the cluster's size (its voters,
+    /// or its live brokers if more). Until that many brokers are live, COORDINATOR_NOT_AVAILABLE
+    /// (clients retry), so a cluster still starting does not get an offsets topic with fewer
+    /// replicas than it will have brokers.
     pub(crate) async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
         if self.cluster.offsets_partitions() > 0 {
             return Ok(());
@@ -857,15 +889,43 @@ impl Broker {
             return Ok(());
         }
         let count = usize::try_from(self.config.offsets_partitions).unwrap_or(1);
+        let live = self.cluster.nodes().len();
+        let wanted = usize::try_from(self.config.offsets_replication_factor)
+            .unwrap_or(1)
+            .clamp(1, self.config.voters.len().max(live).max(1));
+        if live < wanted {
+            return Err((
+                ErrorCode::CoordinatorNotAvailable,
+                format!(
+                    "__consumer_offsets needs {wanted} live brokers for its replicas, {live} are \
+                     registered"
+                ),
+            ));
+        }
         let command = Command::CreateTopic {
             name: OFFSETS_TOPIC.to_owned(),
             id: Uuid::new_v4(),
             configs: BTreeMap::new(),
-            assignment: self.spread(count, 1)?,
+            assignment: self.spread(count, wanted)?,
         };
         match self.change(command).await {
             Ok(_) | Err((ErrorCode::TopicAlreadyExists, _)) => Ok(()),
             Err(err) => Err(err),
+        }
+    }
+
+    /// [`Broker::ensure_offsets_topic`] for a request that needs the offsets topic: a failure
+    /// is logged (quietly while the cluster waits for brokers) and the request answers
+    /// COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR, which clients retry.
+    pub(crate) async fn offsets_topic_on_first_use(&self) {
+        match self.ensure_offsets_topic().await {
+            Ok(()) => {}
+            Err((ErrorCode::CoordinatorNotAvailable, message)) => {
+                tracing::debug!(%message, "waiting to create __consumer_offsets");
+            }
+            Err((code, message)) => {
+                tracing::warn!(error = code.name(), %message, "creating __consumer_offsets");
+            }
         }
     }
 
@@ -1067,12 +1127,13 @@ impl Broker {
         let Some(agreed) = self.quorum.image().topics.get(OFFSETS_TOPIC).cloned() else {
             return;
         };
-        let here = TopicSpec::held_here(OFFSETS_TOPIC, &agreed, self.config.node_id).indices;
-        for partition in here {
-            if let Err(err) = self.groups.host(partition).await {
+        let outbox = &self.quorum.partition_outbox;
+        for (partition, replica) in offsets_held_here(&self.config, outbox, &agreed, true) {
+            if let Err(err) = self.groups.host(partition, replica).await {
                 tracing::error!(partition, %err, "cannot open a partition of __consumer_offsets");
             }
         }
+        self.groups.load_led();
         self.cluster.update_offsets(agreed.partitions);
     }
 
@@ -1307,6 +1368,49 @@ struct TopicSpec {
     replicated: BTreeMap<i32, Vec<i32>>,
 }
 
+/// What a replica of partition `index` of topic `topic_id` needs to join its Raft group.
+/// Kafka's replica list order (the preferred leader first) is the replica's order.
+fn replica_spec(
+    config: &BrokerConfig,
+    outbox: &Outbox,
+    topic_id: Uuid,
+    index: i32,
+    replicas: &[i32],
+    fresh: bool,
+) -> ReplicaSpec {
+    ReplicaSpec {
+        topic_id,
+        partition: index,
+        node_id: config.node_id,
+        replicas: replicas.to_vec(),
+        fsync: config.ack_durability == AckDurability::Fsync,
+        lag_max: config.replica_lag_time_max,
+        fresh,
+        outbox: outbox.clone(),
+    }
+}
+
+/// The partitions of `__consumer_offsets` placed on this broker, with a replica spec for those
+/// with more than one replica (`fresh`: opened as the topic is created).
+fn offsets_held_here(
+    config: &BrokerConfig,
+    outbox: &Outbox,
+    topic: &TopicImage,
+    fresh: bool,
+) -> Vec<(i32, Option<ReplicaSpec>)> {
+    let spec = TopicSpec::held_here(OFFSETS_TOPIC, topic, config.node_id);
+    spec.indices
+        .iter()
+        .map(|index| {
+            let replica = spec
+                .replicated
+                .get(index)
+                .map(|replicas| replica_spec(config, outbox, spec.id, *index, replicas, fresh));
+            (*index, replica)
+        })
+        .collect()
+}
+
 /// The replicas of the partitions of `placed` (numbered from `first`) that have more than one.
 fn replicated(placed: &[Vec<i32>], first: usize) -> BTreeMap<i32, Vec<i32>> {
     placed
@@ -1371,17 +1475,8 @@ impl Opener<'_> {
             fsync: self.metrics.fsync.clone(),
         };
         if let Some(replicas) = spec.replicated.get(&index) {
-            // Kafka's replica list order (the preferred leader first) is the replica's order.
-            let replica = ReplicaSpec {
-                topic_id: spec.id,
-                partition: index,
-                node_id: self.config.node_id,
-                replicas: replicas.clone(),
-                fsync: self.config.ack_durability == AckDurability::Fsync,
-                lag_max: self.config.replica_lag_time_max,
-                fresh: creating,
-                outbox: self.outbox.clone(),
-            };
+            let replica =
+                replica_spec(self.config, self.outbox, spec.id, index, replicas, creating);
             return self
                 .storage
                 .open_replica(dir, index, config.log_config(), metrics, replica);

@@ -73,6 +73,10 @@ pub struct BrokerConfig {
     /// groups (by a hash of their id) over the brokers. A data directory keeps the count it was
     /// first written with.
     pub offsets_partitions: i32,
+    /// `offsets.topic.replication.factor`: the replicas of each partition of
+    /// `__consumer_offsets`, capped at the cluster's size (its voters, or the live brokers if
+    /// more): 3 on a cluster of three or more, 1 on one node.
+    pub offsets_replication_factor: i32,
     /// `rill.storage.threads`: the threads that run the partitions' owners; 0 is one per core.
     pub storage_threads: usize,
     /// `rill.max.open.files`: the most segment files kept open at once; 0 is half the process's
@@ -155,6 +159,7 @@ impl Default for BrokerConfig {
             offsets_retention: DEFAULT_OFFSETS_RETENTION,
             group_housekeeping_interval: Duration::from_secs(600),
             offsets_partitions: DEFAULT_OFFSETS_PARTITIONS,
+            offsets_replication_factor: 3,
             storage_threads: 0,
             max_open_files: 0,
             max_partitions: DEFAULT_MAX_PARTITIONS,

@@ -78,9 +78,7 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
     if for_groups {
         // A client that skips FindCoordinator (a single broker is its own bootstrap) still finds
         // the offsets log in place; FindCoordinator makes it too.
-        if let Err((code, message)) = broker.ensure_offsets_topic().await {
-            tracing::warn!(error = code.name(), %message, "creating __consumer_offsets");
-        }
+        broker.offsets_topic_on_first_use().await;
     }
     Reply::Answer(match request.body {
         RequestKind::ApiVersions(_) => versions::api_versions_response().into(),

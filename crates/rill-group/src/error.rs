@@ -38,6 +38,10 @@ pub enum GroupError {
     /// (`COORDINATOR_NOT_AVAILABLE`, 15); the client rediscovers the coordinator and retries.
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    /// The coordinator is still loading the group's offsets, as a new leader of its offsets
+    /// partition does (`COORDINATOR_LOAD_IN_PROGRESS`, 14); the client retries.
+    #[error("the coordinator is loading the group's offsets")]
+    CoordinatorLoadInProgress,
     /// The group was unloaded (broker shutdown) while the request waited (`NOT_COORDINATOR`, 16).
     #[error("this broker is not the group's coordinator")]
     NotCoordinator,
@@ -57,6 +61,7 @@ impl GroupError {
     pub fn kafka_code(self) -> i16 {
         match self {
             Self::UnknownServerError => -1,
+            Self::CoordinatorLoadInProgress => 14,
             Self::CoordinatorNotAvailable => 15,
             Self::NotCoordinator => 16,
             Self::IllegalGeneration => 22,
@@ -82,6 +87,7 @@ mod tests {
     fn kafka_codes_match_the_protocol_guide() {
         let expected = [
             (GroupError::UnknownServerError, -1),
+            (GroupError::CoordinatorLoadInProgress, 14),
             (GroupError::CoordinatorNotAvailable, 15),
             (GroupError::NotCoordinator, 16),
             (GroupError::IllegalGeneration, 22),

@@ -198,6 +198,15 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = rill_broker::DEFAULT_OFFSETS_PARTITIONS)]
     offsets_topic_num_partitions: i32,
 
+    /// Replicas of each partition of `__consumer_offsets` when it is created, capped at the
+    /// cluster's size, so one node gets 1 (offsets.topic.replication.factor).
+    #[arg(
+        long,
+        env = "RILL_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    offsets_topic_replication_factor: i32,
+
     /// Largest request frame, bytes; larger ones close the connection (socket.request.max.bytes).
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
@@ -571,6 +580,11 @@ impl Args {
             self.offsets_topic_num_partitions,
             &[("offsets.topic.num.partitions", 1)],
         )?;
+        let offsets_topic_replication_factor = s.get(
+            "offsets_topic_replication_factor",
+            self.offsets_topic_replication_factor,
+            &[("offsets.topic.replication.factor", 1)],
+        )?;
         let ack_durability = s.get(
             "ack_durability",
             self.ack_durability.clone(),
@@ -728,6 +742,12 @@ impl Args {
                  got {offsets_topic_num_partitions}"
             );
         }
+        if offsets_topic_replication_factor < 1 {
+            anyhow::bail!(
+                "offsets.topic.replication.factor (--offsets-topic-replication-factor) must be at \
+                 least 1, got {offsets_topic_replication_factor}"
+            );
+        }
         let ack_durability = match ack_durability.as_str() {
             "fsync" => AckDurability::Fsync,
             "page-cache" => AckDurability::PageCache,
@@ -762,6 +782,7 @@ impl Args {
             ),
             offsets_retention: Duration::from_secs(offsets_retention_minutes.saturating_mul(60)),
             offsets_partitions: offsets_topic_num_partitions,
+            offsets_replication_factor: offsets_topic_replication_factor,
             storage_threads,
             max_open_files,
             max_partitions,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, Conn, MetadataView, Rec, Result, consume_from, find_coordinator, produce_to,
-    rill_ok, run_py, wait_until,
+    Client, Cluster, Conn, MetadataView, Rec, Result, committed_of, consume_from, find_coordinator,
+    group_consume, produce_to, rill_ok, wait_until,
 };
 use rill_record::{BatchBuilder, RecordSpec};
 use serde_json::Value;
@@ -499,7 +499,7 @@ fn a_consumer_group_commits_through_one_broker_and_resumes_through_another() -> 
     )?;
     group_consume(&cluster.bootstrap_of(other)?, "events", group, &first)
         .context("first member, through a broker that does not coordinate the group")?;
-    let committed = committed_of(&cluster.bootstrap_of(third)?, group)?;
+    let committed = committed_of(&cluster.bootstrap_of(third)?, group, "events")?;
     let ends: BTreeMap<i32, i64> = partitions.iter().map(|p| (*p, 10)).collect();
     ensure!(
         committed == ends,
@@ -513,61 +513,11 @@ fn a_consumer_group_commits_through_one_broker_and_resumes_through_another() -> 
     )?;
     group_consume(&cluster.bootstrap_of(third)?, "events", group, &second)
         .context("second member, resuming through another broker")?;
-    let committed = committed_of(&cluster.bootstrap_of(coordinator)?, group)?;
+    let committed = committed_of(&cluster.bootstrap_of(coordinator)?, group, "events")?;
     let ends: BTreeMap<i32, i64> = partitions.iter().map(|p| (*p, 15)).collect();
     ensure!(
         committed == ends,
         "committed {committed:?}, log ends {ends:?}"
     );
     Ok(())
-}
-
-/// confluent-kafka as the only member of `group` (group_consume.py) reads exactly `expected`
-/// through `bootstrap`, then commits.
-fn group_consume(
-    bootstrap: &str,
-    topic: &str,
-    group: &str,
-    expected: &BTreeMap<(i32, i64), String>,
-) -> Result<()> {
-    let count = expected.len().to_string();
-    let out = run_py(
-        "group_consume.py",
-        &[
-            bootstrap.to_owned(),
-            topic.to_owned(),
-            group.to_owned(),
-            "--client".to_owned(),
-            "confluent".to_owned(),
-            "--count".to_owned(),
-            count,
-        ],
-        b"",
-    )?;
-    let read = common::records_by_place(&out)?;
-    ensure!(
-        &read == expected,
-        "read {} records, expected {}: {:?}",
-        read.len(),
-        expected.len(),
-        read.keys().collect::<Vec<_>>()
-    );
-    Ok(())
-}
-
-/// The group's committed offsets of `events`, asked through `bootstrap` (groups.py).
-fn committed_of(bootstrap: &str, group: &str) -> Result<BTreeMap<i32, i64>> {
-    let out = run_py(
-        "groups.py",
-        &[bootstrap.to_owned(), "offsets".to_owned(), group.to_owned()],
-        b"",
-    )?;
-    ensure!(out["error"].is_null(), "groups.py offsets: {out}");
-    let mut committed = BTreeMap::new();
-    if let Some(partitions) = out["offsets"]["events"].as_object() {
-        for (p, entry) in partitions {
-            let _ = committed.insert(p.parse()?, entry["offset"].as_i64().context("offset")?);
-        }
-    }
-    Ok(committed)
 }

@@ -4,6 +4,8 @@
 //! majority has the records; the leader killed with SIGKILL, another replica leads at a higher
 //! epoch, every acknowledged record is still there at its offset, and the killed broker, back,
 //! catches up to the same bytes. A replication factor above the brokers is refused.
+//! `__consumer_offsets` is replicated too: a group's committed offsets survive the kill of its
+//! coordinator, and the group resumes from them through another broker.
 
 #[macro_use]
 mod common;
@@ -14,7 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, Conn, Rec, Result, placements, produce_to, read_all, rill, rill_ok, wait_until,
+    Client, Cluster, Conn, Rec, Result, committed_of, find_coordinator, group_consume, placements,
+    produce_to, read_all, rill, rill_ok, wait_until,
 };
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
@@ -348,4 +351,115 @@ fn delete_records_holds_across_leaders_and_a_wiped_broker_catches_up() -> Result
     })
     .with_context(|| cluster.logs_tail(60))?;
     cluster.stop()
+}
+
+/// Produces `records` with `acks=all` through `bootstrap`: each acknowledged record's value by
+/// (partition, offset), valued `TAG-i` as [`spread`] makes them.
+fn produce_acked(bootstrap: &str, topic: &str, tag: &str, records: &[Rec]) -> Result<Acked> {
+    let delivered = produce_to(
+        bootstrap,
+        Client::Confluent,
+        topic,
+        records,
+        &["--acks", "all"],
+    )?;
+    ensure!(
+        delivered.len() == records.len(),
+        "{} acknowledged",
+        delivered.len()
+    );
+    Ok(delivered
+        .iter()
+        .map(|d| ((d.partition, d.offset), format!("{tag}-{}", d.index)))
+        .collect())
+}
+
+type Acked = BTreeMap<(i32, i64), String>;
+
+/// The end of each partition `acked` reaches: where a group that read them all commits.
+fn ends(acked: &Acked) -> BTreeMap<i32, i64> {
+    let mut ends = BTreeMap::new();
+    for (partition, offset) in acked.keys() {
+        let end = ends.entry(*partition).or_insert(0);
+        *end = (*end).max(offset + 1);
+    }
+    ends
+}
+
+#[test]
+fn committed_offsets_survive_the_kill_of_the_group_coordinator() -> Result<()> {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--broker-session-timeout-ms",
+            "1500",
+            "--group-initial-rebalance-delay-ms",
+            "200",
+        ],
+    )?;
+    let (topic, group) = ("ledger", "auditors");
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "3", "-r", "3"],
+        b"",
+    )?;
+    let first = produce_acked(cluster.bootstrap(), topic, "first", &spread("first", 60, 3))?;
+
+    // The offsets topic is made on the group's first FindCoordinator: 50 partitions, each a
+    // Raft group on all three brokers (offsets.topic.replication.factor 3). Rill does not list
+    // it in Metadata, so its replicas are looked for on disk.
+    let coordinator = wait_until("a coordinator for the group", SETTLE, || {
+        let (error, node) = find_coordinator(&cluster.bootstrap_of(1)?, group)?;
+        Ok((error == 0).then_some(node))
+    })?;
+    for k in cluster.ids() {
+        for p in 0..50 {
+            let state = cluster
+                .data_dir(k)
+                .join(format!("__consumer_offsets-{p}"))
+                .join("replica-state");
+            ensure!(
+                state.is_file(),
+                "no replica of __consumer_offsets-{p} on broker {k}"
+            );
+        }
+    }
+
+    group_consume(cluster.bootstrap(), topic, group, &first)?;
+    let committed = committed_of(cluster.bootstrap(), group, topic)?;
+    ensure!(committed == ends(&first), "committed {committed:?}");
+
+    // SIGKILL the coordinator: another replica of the group's offsets partition leads it,
+    // coordinates the group, and has every committed offset.
+    cluster.kill(coordinator)?;
+    let survivor = cluster
+        .ids()
+        .find(|k| *k != coordinator)
+        .context("a survivor")?;
+    let bootstrap = cluster.bootstrap_of(survivor)?;
+    let next = wait_until("another coordinator", SETTLE, || {
+        let (error, node) = find_coordinator(&bootstrap, group)?;
+        Ok((error == 0 && node != coordinator).then_some(node))
+    })?;
+    ensure!(next != coordinator);
+    let committed = wait_until(
+        "the committed offsets from the new coordinator",
+        SETTLE,
+        || committed_of(&bootstrap, group, topic).map(Some),
+    )?;
+    ensure!(
+        committed == ends(&first),
+        "after the coordinator's kill: committed {committed:?}, expected {:?}",
+        ends(&first)
+    );
+
+    // The group resumes where it committed: it reads only the new records, and commits again.
+    let second = produce_acked(&bootstrap, topic, "second", &spread("second", 30, 3))?;
+    group_consume(&bootstrap, topic, group, &second)
+        .context("the group resuming through the new coordinator")?;
+    let mut all = first;
+    all.extend(second);
+    let committed = committed_of(&bootstrap, group, topic)?;
+    ensure!(committed == ends(&all), "committed {committed:?}");
+    Ok(())
 }

@@ -245,6 +245,10 @@ fn a_bad_config_file_is_a_one_line_error_naming_file_and_key() -> Result<()> {
             &["offsets.topic.num.partitions", "at least 1"],
         ),
         (
+            "offsets.topic.replication.factor = 0\n",
+            &["offsets.topic.replication.factor", "at least 1"],
+        ),
+        (
             "rill.storage.threads = \"two\"\n",
             &["rill.storage.threads"],
         ),

@@ -19,7 +19,7 @@ use rill_protocol::ErrorCode;
 
 use super::offsets::{Committed, OffsetStore};
 use crate::error::BrokerError;
-use crate::partition::{Storage, now_ms, parallel};
+use crate::partition::{ReplicaSpec, Storage, now_ms, parallel};
 
 /// The group's offsets partition is not hosted here: the client looks for its coordinator.
 const NOT_HERE: GroupError = GroupError::NotCoordinator;
@@ -76,31 +76,31 @@ pub(crate) struct Coordinator {
 const GONE: GroupError = GroupError::UnknownServerError;
 
 impl Coordinator {
-    /// Opens the offsets log's partitions `local` (moving the offsets of an older data directory
-    /// to one log per partition first). The data directory keeps the partition count it was
-    /// written with if `partitions` differs.
+    /// Opens the offsets log's partitions `local`, each with its replica spec if replicated
+    /// (moving the offsets of an older data directory to one log per partition first). The
+    /// data directory keeps the partition count it was written with if `partitions` differs.
     pub(crate) fn open(
         data_dir: &Path,
         config: GroupConfig,
         offsets_retention: Duration,
         partitions: i32,
-        local: &[i32],
+        local: Vec<(i32, Option<ReplicaSpec>)>,
         storage: &Arc<Storage>,
         fsync: prometheus::Histogram,
     ) -> Result<Self, BrokerError> {
         let started = Instant::now();
         let partitions = super::layout::settle(data_dir, partitions, storage.cache())?;
-        let local: Vec<i32> = local
-            .iter()
-            .copied()
-            .filter(|p| (0..partitions).contains(p))
+        let local: Vec<(i32, Option<ReplicaSpec>)> = local
+            .into_iter()
+            .filter(|(p, _)| (0..partitions).contains(p))
             .collect();
-        let opened = parallel(local.clone(), storage.threads(), |p| {
-            OffsetStore::open(data_dir, p, storage, fsync.clone())
+        let indices: Vec<i32> = local.iter().map(|(p, _)| *p).collect();
+        let opened = parallel(local, storage.threads(), |(p, replica)| {
+            OffsetStore::open(data_dir, p, storage, fsync.clone(), replica)
         });
         let mut stores = HashMap::with_capacity(opened.len());
         let mut failed = None;
-        for (p, store) in local.into_iter().zip(opened) {
+        for (p, store) in indices.into_iter().zip(opened) {
             match store {
                 Ok(store) => {
                     let _ = stores.insert(p, Arc::new(store));
@@ -130,27 +130,86 @@ impl Coordinator {
         })
     }
 
-    /// Whether this broker hosts the offsets partition of `group_id`, and so coordinates it.
-    pub(crate) fn is_local(&self, group_id: &str) -> bool {
-        self.store(group_id).is_some()
+    /// Whether this broker coordinates `group_id`: it hosts the group's offsets partition (and
+    /// leads it, if replicated, with its offsets loaded). NOT_COORDINATOR or
+    /// COORDINATOR_LOAD_IN_PROGRESS otherwise, which clients retry.
+    pub(crate) fn check(&self, group_id: &str) -> Result<(), ErrorCode> {
+        self.store(group_id).map(|_| ())
     }
 
-    /// The store of the offsets partition of `group_id`, if hosted here.
-    fn store(&self, group_id: &str) -> Option<Arc<OffsetStore>> {
+    /// Whether this broker coordinates `group_id` ([`Coordinator::check`]).
+    pub(crate) fn is_local(&self, group_id: &str) -> bool {
+        self.check(group_id).is_ok()
+    }
+
+    /// The store of the offsets partition of `group_id`, if hosted here, whether or not it
+    /// coordinates.
+    fn hosted_store(&self, group_id: &str) -> Option<Arc<OffsetStore>> {
         let partition = super::offsets_partition(group_id, self.partitions);
         self.stores.read().ok()?.get(&partition).cloned()
     }
 
-    /// Every hosted store.
+    /// The store of the offsets partition of `group_id`, if this broker coordinates its groups.
+    fn store(&self, group_id: &str) -> Result<Arc<OffsetStore>, ErrorCode> {
+        let store = self
+            .hosted_store(group_id)
+            .ok_or(ErrorCode::NotCoordinator)?;
+        store.coordinating()?;
+        Ok(store)
+    }
+
+    /// Every hosted store whose groups are coordinated here.
     fn hosted(&self) -> Vec<Arc<OffsetStore>> {
         self.stores
             .read()
-            .map(|s| s.values().cloned().collect())
+            .map(|s| s.values().cloned().collect::<Vec<_>>())
             .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.coordinating().is_ok())
+            .collect()
     }
 
-    /// Opens one more partition of the offsets log: this broker now coordinates its groups.
-    pub(crate) async fn host(&self, partition: i32) -> Result<(), BrokerError> {
+    /// Starts loading the offsets of every replicated partition that now leads here, so the
+    /// groups' first requests find them ready.
+    pub(crate) fn load_led(&self) {
+        let stores: Vec<Arc<OffsetStore>> = self
+            .stores
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        for store in stores {
+            let _ = store.coordinating();
+        }
+    }
+
+    /// The published offsets of a hosted offsets partition (its leadership, for the metadata).
+    pub(crate) fn offsets_of(&self, partition: i32) -> Option<crate::partition::Offsets> {
+        let stores = self.stores.read().ok()?;
+        stores.get(&partition).map(|s| s.log().offsets())
+    }
+
+    /// Asks a hosted replicated offsets partition to hand its leadership to broker `to` if it
+    /// leads at `epoch` (ElectLeaders).
+    pub(crate) fn hand_over(&self, partition: i32, to: i32, epoch: i32) {
+        if let Some(store) = self
+            .stores
+            .read()
+            .ok()
+            .and_then(|s| s.get(&partition).cloned())
+        {
+            if store.log().offsets().leading == Some(epoch) {
+                store.log().transfer_leader(to);
+            }
+        }
+    }
+
+    /// Opens one more partition of the offsets log (a replica of it, with `replica`): this
+    /// broker now coordinates its groups (while it leads them).
+    pub(crate) async fn host(
+        &self,
+        partition: i32,
+        replica: Option<ReplicaSpec>,
+    ) -> Result<(), BrokerError> {
         if !(0..self.partitions).contains(&partition) {
             return Err(BrokerError::Config(format!(
                 "offsets partition {partition} is not in 0..{}",
@@ -166,7 +225,7 @@ impl Coordinator {
             self.fsync.clone(),
         );
         let store = tokio::task::spawn_blocking(move || {
-            OffsetStore::open(&data_dir, partition, &storage, fsync)
+            OffsetStore::open(&data_dir, partition, &storage, fsync, replica)
         })
         .await
         .map_err(|err| BrokerError::Internal(format!("opening offsets partition: {err}")))??;
@@ -216,12 +275,14 @@ impl Coordinator {
     /// The actor of `group_id`, started on first use; none if the group is not coordinated here.
     fn actor(&self, group_id: &str) -> Option<mpsc::UnboundedSender<Command>> {
         let mut groups = self.groups.lock().ok()?;
+        // Checked under the lock of the actors, so that `release` cannot miss a new one. A
+        // group whose partition another replica leads now loses its actor here.
+        if !self.is_local(group_id) {
+            let _ = groups.remove(group_id);
+            return None;
+        }
         if let Some(tx) = groups.get(group_id).filter(|tx| !tx.is_closed()) {
             return Some(tx.clone());
-        }
-        // Checked under the lock of the actors, so that `release` cannot miss a new one.
-        if !self.is_local(group_id) {
-            return None;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let group = Group::new(group_id, self.config.clone());
@@ -230,9 +291,14 @@ impl Coordinator {
         Some(tx)
     }
 
-    /// The actor of `group_id` if it exists (no start).
+    /// The actor of `group_id` if it exists (no start) and the group is coordinated here.
     fn existing(&self, group_id: &str) -> Option<mpsc::UnboundedSender<Command>> {
-        self.groups.lock().ok()?.get(group_id).cloned()
+        let mut groups = self.groups.lock().ok()?;
+        if !self.is_local(group_id) {
+            let _ = groups.remove(group_id);
+            return None;
+        }
+        groups.get(group_id).cloned()
     }
 
     async fn ask<T>(
@@ -247,7 +313,10 @@ impl Coordinator {
     pub(crate) async fn join(&self, group_id: &str, join: JoinRequest) -> JoinResponse {
         let member_id = join.member_id.clone();
         let tx = self.actor(group_id);
-        let error = if tx.is_none() { NOT_HERE } else { GONE };
+        let error = match tx {
+            None => self.here(group_id).err().unwrap_or(NOT_HERE),
+            Some(_) => GONE,
+        };
         Self::ask(tx, |reply| Command::Join(Box::new(join), reply))
             .await
             .unwrap_or_else(|| JoinResponse {
@@ -345,13 +414,13 @@ impl Coordinator {
         .unwrap_or(Err(GONE))
     }
 
-    /// NOT_COORDINATOR unless this broker coordinates `group_id`.
+    /// NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS) unless this broker coordinates
+    /// `group_id`.
     fn here(&self, group_id: &str) -> Result<(), GroupError> {
-        if self.is_local(group_id) {
-            Ok(())
-        } else {
-            Err(NOT_HERE)
-        }
+        self.check(group_id).map_err(|code| match code {
+            ErrorCode::CoordinatorLoadInProgress => GroupError::CoordinatorLoadInProgress,
+            _ => NOT_HERE,
+        })
     }
 
     pub(crate) async fn describe(&self, group_id: &str) -> Option<GroupDescription> {
@@ -396,9 +465,7 @@ impl Coordinator {
 
     /// Deletes an empty group and its offsets.
     pub(crate) async fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
-        let Some(store) = self.store(group_id) else {
-            return Err(ErrorCode::NotCoordinator);
-        };
+        let store = self.store(group_id)?;
         let tx = self.existing(group_id);
         let has_offsets = store.has_offsets(group_id);
         if tx.is_none() && !has_offsets {
@@ -422,10 +489,7 @@ impl Coordinator {
         group_id: &str,
         offsets: Vec<(String, i32, Committed)>,
     ) -> Result<(), ErrorCode> {
-        match self.store(group_id) {
-            Some(store) => store.commit(group_id, offsets).await,
-            None => Err(ErrorCode::NotCoordinator),
-        }
+        self.store(group_id)?.commit(group_id, offsets).await
     }
 
     /// Deletes some committed offsets of a group.
@@ -434,27 +498,28 @@ impl Coordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<(), ErrorCode> {
-        match self.store(group_id) {
-            Some(store) => store.delete(group_id, Some(partitions)).await,
-            None => Err(ErrorCode::NotCoordinator),
-        }
+        self.store(group_id)?
+            .delete(group_id, Some(partitions))
+            .await
     }
 
-    /// A committed offset, if this broker has it.
+    /// A committed offset, if this broker has it (callers check that it coordinates the group
+    /// first).
     pub(crate) fn fetch(&self, group_id: &str, topic: &str, partition: i32) -> Option<Committed> {
-        self.store(group_id)?.fetch(group_id, topic, partition)
+        self.hosted_store(group_id)?
+            .fetch(group_id, topic, partition)
     }
 
     /// Every committed offset of a group, sorted by topic and partition.
     pub(crate) fn group_offsets(&self, group_id: &str) -> Vec<((String, i32), Committed)> {
-        self.store(group_id)
+        self.hosted_store(group_id)
             .map(|s| s.group_offsets(group_id))
             .unwrap_or_default()
     }
 
     /// Whether `group_id` has any committed offset here.
     pub(crate) fn has_offsets(&self, group_id: &str) -> bool {
-        self.store(group_id)
+        self.hosted_store(group_id)
             .is_some_and(|s| s.has_offsets(group_id))
     }
 
@@ -672,7 +737,7 @@ mod tests {
                 GroupConfig::default(),
                 Duration::from_secs(3600),
                 4,
-                local,
+                local.iter().map(|p| (*p, None)).collect(),
                 &storage,
                 fsync(),
             )
@@ -702,8 +767,8 @@ mod tests {
         );
 
         // Hosting the partition: its groups are coordinated here now, and stored in its log.
-        coordinator.host(2).await?;
-        coordinator.host(2).await?;
+        coordinator.host(2, None).await?;
+        coordinator.host(2, None).await?;
         coordinator
             .commit(&there, offset(9))
             .await
@@ -716,7 +781,10 @@ mod tests {
             .map(|g| g.group_id)
             .collect();
         assert_eq!(listed.len(), 2);
-        assert!(coordinator.host(4).await.is_err(), "there are 4 partitions");
+        assert!(
+            coordinator.host(4, None).await.is_err(),
+            "there are 4 partitions"
+        );
 
         // Released: NOT_COORDINATOR, and its groups are no longer listed nor their offsets read.
         coordinator.release(2).await;
@@ -738,7 +806,7 @@ mod tests {
         assert_eq!(coordinator.all_committed().len(), 1);
 
         // Hosted again (by this broker or another): the offsets come back from its log.
-        coordinator.host(2).await?;
+        coordinator.host(2, None).await?;
         assert_eq!(coordinator.fetch(&there, "t", 0).map(|c| c.offset), Some(9));
         let closing = Arc::new(coordinator);
         let closed = closing.clone();

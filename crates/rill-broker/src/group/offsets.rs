@@ -5,10 +5,18 @@
 //! deletes. The log is replayed into memory when the partition is opened; the latest record for
 //! a key wins. Old records are dropped by rewriting the live offsets and moving the log start
 //! past everything older.
+//!
+//! A replicated offsets partition (`offsets.topic.replication.factor`, 3 on a cluster of three
+//! or more) is a Raft group like any replicated partition, and its leader coordinates its
+//! groups: a commit is answered once a majority has it. A replica that becomes leader first
+//! waits until everything its predecessors wrote is committed, then replays the log up to the
+//! high watermark (COORDINATOR_LOAD_IN_PROGRESS meanwhile, which clients retry); followers keep
+//! nothing in memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rill_log::{Log, LogConfig};
@@ -18,7 +26,15 @@ use serde::{Deserialize, Serialize};
 
 use super::OFFSETS_TOPIC;
 use crate::error::BrokerError;
-use crate::partition::{OwnerMetrics, Partition, Storage, now_ms};
+use crate::partition::{OwnerMetrics, Partition, ReplicaSpec, Storage, now_ms};
+
+/// How long a commit waits for its write (Kafka's `offsets.commit.timeout.ms`); past it the
+/// client hears COORDINATOR_NOT_AVAILABLE and retries.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a new leader waits for its predecessors' writes to commit before it gives up
+/// loading (and tries again on the next request).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub(super) struct OffsetKey {
@@ -76,35 +92,60 @@ pub(super) fn replay(log: &Log) -> Result<HashMap<String, GroupOffsets>, BrokerE
     let corrupt = |what: String| BrokerError::Metadata(format!("{}: {what}", log.dir().display()));
     while offset < log.log_end_offset() {
         let bytes = log.read(offset, 1 << 20)?;
-        let before = offset;
-        for batch in Batches::new(&bytes) {
-            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            offset = batch.header().next_offset();
-            for record in batch.records().map_err(|e| corrupt(e.to_string()))? {
-                let key: OffsetKey = record
-                    .key
-                    .as_deref()
-                    .and_then(|k| serde_json::from_slice(k).ok())
-                    .ok_or_else(|| corrupt("a record without a readable key".into()))?;
-                let group = committed.entry(key.group).or_default();
-                match record.value {
-                    Some(value) => {
-                        let value =
-                            serde_json::from_slice(&value).map_err(|e| corrupt(e.to_string()))?;
-                        let _ = group.insert((key.topic, key.partition), value);
-                    }
-                    None => {
-                        let _ = group.remove(&(key.topic, key.partition));
-                    }
-                }
-            }
-        }
-        if offset == before {
-            return Err(corrupt(format!("no readable batch at offset {offset}")));
-        }
+        offset = apply(&bytes, offset, &mut committed).map_err(corrupt)?;
     }
     committed.retain(|_, offsets| !offsets.is_empty());
     Ok(committed)
+}
+
+/// Applies the batches read at `offset` to `committed`: the offset after the last one.
+fn apply(
+    bytes: &[u8],
+    offset: i64,
+    committed: &mut HashMap<String, GroupOffsets>,
+) -> Result<i64, String> {
+    let mut next = offset;
+    for batch in Batches::new(bytes) {
+        let batch = batch.map_err(|e| e.to_string())?;
+        next = batch.header().next_offset();
+        for record in batch.records().map_err(|e| e.to_string())? {
+            let key: OffsetKey = record
+                .key
+                .as_deref()
+                .and_then(|k| serde_json::from_slice(k).ok())
+                .ok_or("a record without a readable key")?;
+            let group = committed.entry(key.group).or_default();
+            match record.value {
+                Some(value) => {
+                    let value = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+                    let _ = group.insert((key.topic, key.partition), value);
+                }
+                None => {
+                    let _ = group.remove(&(key.topic, key.partition));
+                }
+            }
+        }
+    }
+    if next <= offset {
+        return Err(format!("no readable batch at offset {offset}"));
+    }
+    Ok(next)
+}
+
+/// What an offsets partition's write failing means to a group client, as Kafka's coordinator
+/// translates it: look for the coordinator again, retry later, or a commit too large.
+fn to_client(code: ErrorCode) -> ErrorCode {
+    match code {
+        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
+        ErrorCode::NotEnoughReplicas
+        | ErrorCode::NotEnoughReplicasAfterAppend
+        | ErrorCode::RequestTimedOut
+        | ErrorCode::UnknownTopicOrPartition => ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge => {
+            ErrorCode::InvalidCommitOffsetSize
+        }
+        other => other,
+    }
 }
 
 /// The records of `groups`' live offsets, in batches of at most 10,000.
@@ -124,29 +165,148 @@ pub(super) fn live_batches(
 #[derive(Debug)]
 pub(crate) struct OffsetStore {
     log: Partition,
-    committed: Mutex<HashMap<String, GroupOffsets>>,
+    state: Mutex<State>,
+}
+
+/// What is in memory: on a replicated partition, only while this replica leads.
+#[derive(Debug, Default)]
+struct State {
+    /// The leader epoch the offsets were loaded at (`None` with one replica: loaded at open,
+    /// always current).
+    epoch: Option<i32>,
+    /// The leader epoch a load is under way for.
+    loading: Option<i32>,
+    committed: HashMap<String, GroupOffsets>,
 }
 
 impl OffsetStore {
     /// Replays partition `partition` of the offsets log, then hands it to an owner thread for
     /// appends. Blocking.
+    /// With `replica`, the partition is replicated: this replica joins its Raft group, and
+    /// loads the offsets only when it leads.
     pub(crate) fn open(
         data_dir: &Path,
         partition: i32,
         storage: &Storage,
         fsync: prometheus::Histogram,
+        replica: Option<ReplicaSpec>,
     ) -> Result<Self, BrokerError> {
         let dir = log_dir(data_dir, partition);
-        let log = Log::open_cached(&dir, log_config(), now_ms(), storage.cache())?;
-        let committed = replay(&log)?;
         // Its commits are fsynced like any acks=all produce, so they count in the fsync
         // histogram; its bytes are not a topic's.
         let metrics = OwnerMetrics { topic: None, fsync };
+        if let Some(spec) = replica {
+            let log = storage.open_replica(dir, partition, log_config(), metrics, spec)?;
+            return Ok(Self {
+                log,
+                state: Mutex::default(),
+            });
+        }
+        let log = Log::open_cached(&dir, log_config(), now_ms(), storage.cache())?;
+        let committed = replay(&log)?;
         let log = storage.adopt(log, partition, metrics)?;
         Ok(Self {
             log,
-            committed: Mutex::new(committed),
+            state: Mutex::new(State {
+                committed,
+                ..State::default()
+            }),
         })
+    }
+
+    /// Whether this store's groups are coordinated here now: always with one replica; on a
+    /// replicated partition, NOT_COORDINATOR unless this replica leads, and
+    /// COORDINATOR_LOAD_IN_PROGRESS until the offsets of its leadership are loaded (which
+    /// this starts).
+    pub(crate) fn coordinating(self: &Arc<Self>) -> Result<(), ErrorCode> {
+        if !self.log.is_replicated() {
+            return Ok(());
+        }
+        let epoch = self
+            .log
+            .offsets()
+            .leading
+            .ok_or(ErrorCode::NotCoordinator)?;
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+        if state.epoch == Some(epoch) {
+            return Ok(());
+        }
+        if state.loading != Some(epoch) {
+            state.loading = Some(epoch);
+            state.epoch = None;
+            state.committed = HashMap::new();
+            let store = self.clone();
+            drop(tokio::spawn(async move {
+                let loaded = tokio::time::timeout(LOAD_TIMEOUT, store.load(epoch)).await;
+                let result = loaded.unwrap_or(Err(ErrorCode::RequestTimedOut));
+                if let Ok(mut state) = store.state.lock() {
+                    if state.loading == Some(epoch) {
+                        state.loading = None;
+                        if let Ok(committed) = result {
+                            state.epoch = Some(epoch);
+                            state.committed = committed;
+                        }
+                    }
+                }
+            }));
+        }
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    }
+
+    /// The offsets of a replicated partition this replica leads at `epoch`: once everything
+    /// its log held when it was elected is committed (which it is as soon as the new leader's
+    /// first entry is), its log replayed to the high watermark.
+    async fn load(&self, epoch: i32) -> Result<HashMap<String, GroupOffsets>, ErrorCode> {
+        let started = std::time::Instant::now();
+        let mut watch = self.log.watch();
+        let target = watch.borrow().log_end;
+        let end = loop {
+            let offsets = *watch.borrow_and_update();
+            if offsets.leading != Some(epoch) {
+                return Err(ErrorCode::NotCoordinator);
+            }
+            if offsets.high_watermark >= target {
+                break offsets.high_watermark;
+            }
+            watch
+                .changed()
+                .await
+                .map_err(|_| ErrorCode::NotCoordinator)?;
+        };
+        let mut committed = HashMap::new();
+        let mut offset = self.log.offsets().log_start;
+        while offset < end {
+            let bytes = self.log.read(offset, 1 << 20).await?;
+            offset = apply(&bytes, offset, &mut committed).map_err(|why| {
+                tracing::error!(partition = self.log.index, %why, "an unreadable offsets log");
+                ErrorCode::CoordinatorNotAvailable
+            })?;
+        }
+        committed.retain(|_, offsets| !offsets.is_empty());
+        if !committed.is_empty() {
+            tracing::info!(
+                partition = self.log.index,
+                epoch,
+                groups = committed.len(),
+                elapsed_ms = started.elapsed().as_millis(),
+                "loaded the committed offsets of a partition led here"
+            );
+        }
+        Ok(committed)
+    }
+
+    /// Appends a batch of offset records as a commit must be: fsynced, and on a replicated
+    /// partition held by a majority; errors as a group client understands them.
+    async fn write(&self, batch: BytesMut) -> Result<(), ErrorCode> {
+        let append = self.log.append(batch, true, true, false);
+        match tokio::time::timeout(COMMIT_TIMEOUT, append).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(code)) => Err(to_client(code)),
+            Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+        }
     }
 
     /// The partition that owns the log.
@@ -168,13 +328,13 @@ impl OffsetStore {
                 .iter()
                 .map(|(topic, partition, c)| (key(group, topic, *partition), Some(c))),
         )?;
-        let _ = self.log.append(batch, true, false, false).await?;
-        if let Ok(mut committed) = self.committed.lock() {
+        self.write(batch).await?;
+        self.update(|committed| {
             let entry = committed.entry(group.to_owned()).or_default();
             for (topic, partition, c) in offsets {
                 let _ = entry.insert((topic, partition), c);
             }
-        }
+        });
         Ok(())
     }
 
@@ -196,8 +356,8 @@ impl OffsetStore {
             return Ok(());
         }
         let batch = encode(doomed.iter().map(|(t, p)| (key(group, t, *p), None)))?;
-        let _ = self.log.append(batch, true, false, false).await?;
-        if let Ok(mut committed) = self.committed.lock() {
+        self.write(batch).await?;
+        self.update(|committed| {
             if let Some(entry) = committed.get_mut(group) {
                 for k in &doomed {
                     let _ = entry.remove(k);
@@ -206,43 +366,47 @@ impl OffsetStore {
                     let _ = committed.remove(group);
                 }
             }
-        }
+        });
         Ok(())
     }
 
+    /// Reads the offsets in memory.
+    fn view<T>(&self, f: impl FnOnce(&HashMap<String, GroupOffsets>) -> T) -> Option<T> {
+        self.state.lock().ok().map(|state| f(&state.committed))
+    }
+
+    /// Changes the offsets in memory.
+    fn update(&self, f: impl FnOnce(&mut HashMap<String, GroupOffsets>)) {
+        if let Ok(mut state) = self.state.lock() {
+            f(&mut state.committed);
+        }
+    }
+
     pub(crate) fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
-        let committed = self.committed.lock().ok()?;
-        committed
-            .get(group)?
-            .get(&(topic.to_owned(), partition))
-            .cloned()
+        self.view(|c| c.get(group)?.get(&(topic.to_owned(), partition)).cloned())
+            .flatten()
     }
 
     /// Every committed offset of a group, sorted by topic and partition.
     pub(crate) fn group_offsets(&self, group: &str) -> Vec<((String, i32), Committed)> {
-        self.committed
-            .lock()
-            .ok()
-            .and_then(|c| {
-                c.get(group)
-                    .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            })
-            .unwrap_or_default()
+        self.view(|c| {
+            c.get(group)
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        })
+        .flatten()
+        .unwrap_or_default()
     }
 
     /// Whether `group` has any committed offset.
     pub(crate) fn has_offsets(&self, group: &str) -> bool {
-        self.committed
-            .lock()
-            .is_ok_and(|c| c.get(group).is_some_and(|o| !o.is_empty()))
+        self.view(|c| c.get(group).is_some_and(|o| !o.is_empty()))
+            .unwrap_or(false)
     }
 
     /// Every committed offset: (group, topic, partition, offset), sorted.
     pub(crate) fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
         let mut all: Vec<_> = self
-            .committed
-            .lock()
-            .map(|c| {
+            .view(|c| {
                 c.iter()
                     .flat_map(|(group, offsets)| {
                         offsets.iter().map(|((topic, partition), committed)| {
@@ -258,9 +422,7 @@ impl OffsetStore {
 
     /// Groups that have committed offsets.
     pub(crate) fn groups(&self) -> Vec<String> {
-        self.committed
-            .lock()
-            .map(|c| c.keys().cloned().collect())
+        self.view(|c| c.keys().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -286,22 +448,20 @@ impl OffsetStore {
     /// offsets, writes the live ones again and drops everything before them.
     pub(crate) async fn compact(&self) -> Result<(), ErrorCode> {
         let live: usize = self
-            .committed
-            .lock()
-            .map(|c| c.values().map(BTreeMap::len).sum())
+            .view(|c| c.values().map(BTreeMap::len).sum())
             .unwrap_or(0);
         let offsets = self.log.offsets();
         let stored = usize::try_from(offsets.log_end - offsets.log_start).unwrap_or(0);
         if stored <= 4 * live + 10_000 {
             return Ok(());
         }
-        let batches = match self.committed.lock() {
-            Ok(c) => live_batches(&c)?,
-            Err(_) => return Ok(()),
+        let Some(batches) = self.view(live_batches) else {
+            return Ok(());
         };
+        let batches = batches?;
         let before = offsets.log_end;
         for batch in batches {
-            let _ = self.log.append(batch, true, false, false).await?;
+            self.write(batch).await?;
         }
         let _ = self.log.delete_records(before).await?;
         tracing::info!(
@@ -405,7 +565,7 @@ mod tests {
     async fn commits_survive_reopen_and_expire_by_age() -> Result<(), Box<dyn std::error::Error>> {
         let storage = Storage::start(1, 16, Duration::from_secs(3600), std::sync::Arc::default())?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
         store
             .commit(
                 "g",
@@ -461,7 +621,7 @@ mod tests {
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
 
         // Reopened from the log: the same state, expiry and deletion included.
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
         assert_eq!(store.fetch("g", "t", 0), None);
         assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
         assert_eq!(store.groups(), vec!["g".to_owned()]);
@@ -473,7 +633,7 @@ mod tests {
     async fn compaction_keeps_only_live_offsets() -> Result<(), Box<dyn std::error::Error>> {
         let storage = Storage::start(1, 16, Duration::from_secs(3600), std::sync::Arc::default())?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
         // Many commits of the same two partitions: far more records than live offsets.
         for i in 0..6_000 {
             store
@@ -495,7 +655,7 @@ mod tests {
             "only the live offsets remain"
         );
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync())?;
+        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
         assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5_999));
         assert_eq!(store.fetch("g", "t", 1).map(|c| c.offset), Some(6_000));
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;

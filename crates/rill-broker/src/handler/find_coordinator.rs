@@ -22,9 +22,7 @@ pub(crate) async fn handle(
     let error = (req.key_type != KEY_TYPE_GROUP).then_some(ErrorCode::CoordinatorNotAvailable);
     if error.is_none() {
         // Created on first use, as Kafka creates it: spread over the brokers live by then.
-        if let Err((code, message)) = broker.ensure_offsets_topic().await {
-            tracing::warn!(error = code.name(), %message, "creating __consumer_offsets");
-        }
+        broker.offsets_topic_on_first_use().await;
     }
     if version >= 4 {
         let coordinators = req

@@ -213,9 +213,10 @@ pub(crate) async fn describe(
         let described = DescribedGroup::default()
             .with_group_id(group_id.clone())
             .with_authorized_operations(operations);
-        if !broker.groups.is_local(&group_id.0) {
-            // Kafka's answer for a group coordinated elsewhere: no state, NOT_COORDINATOR.
-            groups.push(described.with_error_code(ErrorCode::NotCoordinator.code()));
+        if let Err(code) = broker.groups.check(&group_id.0) {
+            // Kafka's answer for a group coordinated elsewhere: no state, NOT_COORDINATOR (or
+            // COORDINATOR_LOAD_IN_PROGRESS while its offsets load).
+            groups.push(described.with_error_code(code.code()));
             continue;
         }
         let has_offsets = broker.groups.has_offsets(&group_id.0);

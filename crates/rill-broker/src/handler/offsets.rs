@@ -167,10 +167,10 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .groups
             .into_iter()
             .map(|g| {
-                if !broker.groups.is_local(&g.group_id.0) {
+                if let Err(code) = broker.groups.check(&g.group_id.0) {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
-                        .with_error_code(ErrorCode::NotCoordinator.code());
+                        .with_error_code(code.code());
                 }
                 let topics = g.topics.map(|ts| {
                     ts.into_iter()
@@ -206,8 +206,8 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let group = req.group_id.0.to_string();
-    if !broker.groups.is_local(&group) {
-        return not_coordinator(req, version);
+    if let Err(code) = broker.groups.check(&group) {
+        return not_coordinator(req, version, code);
     }
     let topics = req.topics.map(|ts| {
         ts.into_iter()
@@ -242,10 +242,11 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-/// OffsetFetch v0-7 for a group coordinated elsewhere: NOT_COORDINATOR for the request (from
-/// v2) and for each partition asked about (the only place v0-1 have for it).
-fn not_coordinator(req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-    let code = ErrorCode::NotCoordinator.code();
+/// OffsetFetch v0-7 for a group not coordinated here (yet): NOT_COORDINATOR or
+/// COORDINATOR_LOAD_IN_PROGRESS for the request (from v2) and for each partition asked about
+/// (the only place v0-1 have for it).
+fn not_coordinator(req: OffsetFetchRequest, version: i16, code: ErrorCode) -> OffsetFetchResponse {
+    let code = code.code();
     let topics = req
         .topics
         .unwrap_or_default()
@@ -276,8 +277,8 @@ fn not_coordinator(req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse
 
 pub(crate) async fn delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
-    if !broker.groups.is_local(&group) {
-        return OffsetDeleteResponse::default().with_error_code(ErrorCode::NotCoordinator.code());
+    if let Err(code) = broker.groups.check(&group) {
+        return OffsetDeleteResponse::default().with_error_code(code.code());
     }
     let description = broker.groups.describe(&group).await;
     let has_offsets = broker.groups.has_offsets(&group);

@@ -447,3 +447,53 @@ pub fn quorum_brokers(voters: &str, ids: &[usize], extra: &[&str]) -> Result<Vec
         })
         .collect()
 }
+
+/// confluent-kafka as the only member of `group` (group_consume.py) reads exactly `expected`
+/// through `bootstrap`, then commits.
+pub fn group_consume(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    expected: &BTreeMap<(i32, i64), String>,
+) -> Result<()> {
+    let count = expected.len().to_string();
+    let out = super::run_py(
+        "group_consume.py",
+        &[
+            bootstrap.to_owned(),
+            topic.to_owned(),
+            group.to_owned(),
+            "--client".to_owned(),
+            "confluent".to_owned(),
+            "--count".to_owned(),
+            count,
+        ],
+        b"",
+    )?;
+    let read = super::records_by_place(&out)?;
+    ensure!(
+        &read == expected,
+        "read {} records, expected {}: {:?}",
+        read.len(),
+        expected.len(),
+        read.keys().collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// The group's committed offsets of `topic`, asked through `bootstrap` (groups.py).
+pub fn committed_of(bootstrap: &str, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>> {
+    let out = super::run_py(
+        "groups.py",
+        &[bootstrap.to_owned(), "offsets".to_owned(), group.to_owned()],
+        b"",
+    )?;
+    ensure!(out["error"].is_null(), "groups.py offsets: {out}");
+    let mut committed = BTreeMap::new();
+    if let Some(partitions) = out["offsets"][topic].as_object() {
+        for (p, entry) in partitions {
+            let _ = committed.insert(p.parse()?, entry["offset"].as_i64().context("offset")?);
+        }
+    }
+    Ok(committed)
+}
