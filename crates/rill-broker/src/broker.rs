@@ -618,6 +618,129 @@ impl Broker {
         }
     }
 
+    /// Repairs the replicated partitions held here whose data failed its checks
+    /// ([`Offsets::corrupt`]): each is closed, its directory moved to `<data dir>/corrupt/`
+    /// (kept for inspection, never served), and reopened empty, as a replica that lost its
+    /// data: it votes for no one until it has caught up from the leader, which sends it the
+    /// log again.
+    pub(crate) async fn repair_corrupt(&self) {
+        let corrupt: Vec<(String, Uuid, i32)> = self
+            .all_topics()
+            .iter()
+            .flat_map(|t| {
+                t.held_partitions()
+                    .filter(|p| p.offsets().corrupt)
+                    .map(|p| (t.name.clone(), t.id, p.index))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (name, id, index) in corrupt {
+            if let Err(err) = self.repair(&name, id, index).await {
+                tracing::error!(topic = name, partition = index, %err, "repairing a corrupt replica");
+            }
+        }
+        for partition in self.groups.corrupt() {
+            if let Err(err) = self.repair_offsets(partition).await {
+                tracing::error!(partition, %err, "repairing a corrupt replica of __consumer_offsets");
+            }
+        }
+    }
+
+    /// [`Broker::repair_corrupt`] for a partition of `__consumer_offsets`.
+    async fn repair_offsets(&self, partition: i32) -> Result<(), BrokerError> {
+        let Some(agreed) = self.quorum.image().topics.get(OFFSETS_TOPIC).cloned() else {
+            return Ok(());
+        };
+        let outbox = &self.quorum.partition_outbox;
+        let Some((_, replica)) = offsets_held_here(&self.config, outbox, &agreed, false)
+            .into_iter()
+            .find(|(p, _)| *p == partition)
+        else {
+            return Ok(());
+        };
+        self.groups.release(partition).await;
+        let dir = crate::group::log_dir(&self.config.data_dir, partition);
+        let data_dir = self.config.data_dir.clone();
+        tokio::task::spawn_blocking(move || quarantine(&data_dir, &dir))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        self.metrics.replica_repairs.inc();
+        self.groups.host(partition, replica).await
+    }
+
+    async fn repair(&self, name: &str, id: Uuid, index: i32) -> Result<(), BrokerError> {
+        let _opening = self.opening.lock().await;
+        let Some(topic) = self.topic(name).filter(|t| t.id == id) else {
+            return Ok(());
+        };
+        let Some(old) = topic
+            .partition(index)
+            .filter(|p| p.offsets().corrupt)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let Some(replicas) = usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.placements.get(i))
+            .map(|p| p.replicas.clone())
+        else {
+            return Ok(());
+        };
+        let slot = usize::try_from(index).unwrap_or(usize::MAX);
+        let mut held = topic.held.clone();
+        if let Some(s) = held.get_mut(slot) {
+            *s = None;
+        }
+        self.replace_topic(topic.with(
+            topic.placements.clone(),
+            held,
+            topic.overrides.clone(),
+            topic.config.clone(),
+        ));
+        let dir = partition_dir(&self.config, name, index);
+        let data_dir = self.config.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            old.close_blocking(false);
+            quarantine(&data_dir, &dir)
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        self.metrics.replica_repairs.inc();
+        let spec = TopicSpec {
+            name: name.to_owned(),
+            id,
+            overrides: topic.overrides.clone(),
+            indices: vec![index],
+            replicated: BTreeMap::from([(index, replicas)]),
+        };
+        let (_, partition) = self
+            .open_blocking(spec, false)
+            .await
+            .map_err(|(_, message)| BrokerError::Internal(message))?
+            .pop()
+            .ok_or_else(|| BrokerError::Internal("the replica did not reopen".to_owned()))?;
+        if let Some(current) = self.topic(name).filter(|t| t.id == id) {
+            let mut held = current.held.clone();
+            if let Some(s) = held.get_mut(slot) {
+                *s = Some(partition);
+            }
+            self.replace_topic(current.with(
+                current.placements.clone(),
+                held,
+                current.overrides.clone(),
+                current.config.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn replace_topic(&self, topic: Topic) {
+        if let Ok(mut topics) = self.topics.write() {
+            let _ = topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+    }
+
     /// Asks the cluster to make partition `partition`'s first replica its leader
     /// ([`Command::PreferLeader`], judged against the agreed state); the broker whose replica
     /// leads hands over. Returns the leader epoch it was asked at once the request is in the
@@ -994,7 +1117,7 @@ impl Broker {
         {
             let _opening = self.opening.lock().await;
             unchanged()?;
-            let opened = self.open_blocking(spec).await?;
+            let opened = self.open_blocking(spec, true).await?;
             if let Ok(mut pending) = self.pending.lock() {
                 pending
                     .entry(id)
@@ -1023,7 +1146,7 @@ impl Broker {
     }
 
     /// Opens (creating) the partitions of `spec` off the network threads.
-    async fn open_blocking(&self, spec: TopicSpec) -> Result<Opened, TopicError> {
+    async fn open_blocking(&self, spec: TopicSpec, creating: bool) -> Result<Opened, TopicError> {
         if spec.indices.is_empty() {
             return Ok(Vec::new());
         }
@@ -1040,7 +1163,7 @@ impl Broker {
                 storage: &storage,
                 outbox: &outbox,
             };
-            opener.open(&[spec], true)
+            opener.open(&[spec], creating)
         })
         .await;
         match result {
@@ -1220,7 +1343,7 @@ impl Broker {
                 indices: missing,
                 replicated: replicated(&placed, 0),
             };
-            match self.open_blocking(spec).await {
+            match self.open_blocking(spec, true).await {
                 Ok(opened) => {
                     for (index, partition) in opened {
                         if let Some(slot) =
@@ -1366,6 +1489,31 @@ struct TopicSpec {
     indices: Vec<i32>,
     /// The replicas of those of `indices` that have more than one (replicated partitions).
     replicated: BTreeMap<i32, Vec<i32>>,
+}
+
+/// Moves a corrupt replica's directory `dir` to `<data dir>/corrupt/<its name>-<ms>`, kept for
+/// inspection and never read again. Blocking.
+fn quarantine(data_dir: &std::path::Path, dir: &std::path::Path) -> Result<(), BrokerError> {
+    let corrupt_dir = data_dir.join("corrupt");
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("partition");
+    let kept = corrupt_dir.join(format!("{name}-{}", crate::partition::now_ms()));
+    let io = |path: &std::path::Path, source| BrokerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(&corrupt_dir).map_err(|e| io(&corrupt_dir, e))?;
+    std::fs::rename(dir, &kept).map_err(|e| io(dir, e))?;
+    rill_log::dir::fsync_dir(&corrupt_dir)?;
+    rill_log::dir::fsync_dir(data_dir)?;
+    tracing::warn!(
+        dir = %dir.display(),
+        kept = %kept.display(),
+        "quarantined a corrupt replica: it starts empty and catches up from the leader"
+    );
+    Ok(())
 }
 
 /// What a replica of partition `index` of topic `topic_id` needs to join its Raft group.

@@ -448,6 +448,7 @@ async fn announce_leaders(broker: Arc<broker::Broker>) {
     loop {
         let _ = every.tick().await;
         broker.announce_leaders().await;
+        broker.repair_corrupt().await;
     }
 }
 

@@ -4,7 +4,8 @@
 //! majority has the records; the leader killed with SIGKILL, another replica leads at a higher
 //! epoch, every acknowledged record is still there at its offset, and the killed broker, back,
 //! catches up to the same bytes. A replication factor above the brokers is refused.
-//! `__consumer_offsets` is replicated too: a group's committed offsets survive the kill of its
+//! A leader whose data fails its CRC refuses to serve it, quarantines it and is repaired from
+//! the new leader. `__consumer_offsets` is replicated too: a group's committed offsets survive the kill of its
 //! coordinator, and the group resumes from them through another broker.
 
 #[macro_use]
@@ -461,5 +462,78 @@ fn committed_offsets_survive_the_kill_of_the_group_coordinator() -> Result<()> {
     all.extend(second);
     let committed = committed_of(&bootstrap, group, topic)?;
     ensure!(committed == ends(&all), "committed {committed:?}");
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_replica_serves_nothing_and_is_repaired_from_the_leader() -> Result<()> {
+    let cluster = Cluster::start(3, &["--broker-session-timeout-ms", "1500"])?;
+    let topic = "ledger";
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "1", "-r", "3"],
+        b"",
+    )?;
+    let acked = produce_acked(cluster.bootstrap(), topic, "rec", &spread("rec", 200, 1))?;
+    identical(&cluster, &[1, 2, 3], topic, 1)?;
+    let leader = wait_until("a leader", SETTLE, || {
+        let seen = placements(cluster.bootstrap(), topic)?;
+        Ok(seen.get(&0).map(|p| p.leader).filter(|l| *l > 0))
+    })?;
+
+    // Flip a byte inside the first batch's records on the leader's disk: its CRC fails.
+    let segment = cluster
+        .data_dir(leader)
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&segment)?;
+    let first_batch = usize::try_from(u32::from_be_bytes(
+        bytes.get(8..12).context("a batch header")?.try_into()?,
+    ))? + 12;
+    ensure!(first_batch > 80, "the first batch is {first_batch} bytes");
+    let flipped = bytes.get_mut(75).context("byte 75")?;
+    *flipped ^= 0xff;
+    std::fs::write(&segment, &bytes)?;
+
+    // A reader gets every acknowledged record anyway: the leader refuses the bad bytes, and
+    // another replica leads.
+    let read = read_all(cluster.bootstrap(), topic, 1, acked.len())?;
+    ensure!(
+        read == acked,
+        "read {} records, acknowledged {}",
+        read.len(),
+        acked.len()
+    );
+    let after = placements(cluster.bootstrap(), topic)?;
+    ensure!(
+        after.get(&0).is_some_and(|p| p.leader != leader),
+        "{after:?}: broker {leader} still leads"
+    );
+
+    // The corrupt replica was quarantined (kept aside, counted) and copied again from the
+    // leader: every broker holds the same bytes once more.
+    identical(&cluster, &[1, 2, 3], topic, 1)?;
+    let kept: Vec<String> = std::fs::read_dir(cluster.data_dir(leader).join("corrupt"))?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ensure!(
+        kept.len() == 1 && kept.iter().all(|k| k.starts_with("ledger-0-")),
+        "quarantined: {kept:?}"
+    );
+    let repairs = cluster
+        .scrape(leader)?
+        .value("rill_replica_repairs_total", &[]);
+    ensure!((repairs - 1.0).abs() < f64::EPSILON, "{repairs} repairs");
+    ensure!(
+        cluster.log(leader).contains("fails its checks"),
+        "the broker's log does not report the corruption"
+    );
+    let read = read_all(cluster.bootstrap(), topic, 1, acked.len())?;
+    ensure!(
+        read == acked,
+        "after the repair: read {} records",
+        read.len()
+    );
     Ok(())
 }

@@ -182,6 +182,19 @@ impl Coordinator {
         }
     }
 
+    /// The hosted offsets partitions whose replica found its data corrupt.
+    pub(crate) fn corrupt(&self) -> Vec<i32> {
+        self.stores
+            .read()
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, store)| store.log().offsets().corrupt)
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The published offsets of a hosted offsets partition (its leadership, for the metadata).
     pub(crate) fn offsets_of(&self, partition: i32) -> Option<crate::partition::Offsets> {
         let stores = self.stores.read().ok()?;
@@ -250,10 +263,6 @@ impl Coordinator {
 
     /// Stops coordinating the groups of an offsets partition (their members get NOT_COORDINATOR
     /// and look for the new coordinator) and closes its log cleanly.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the cluster code calls it as leadership moves")
-    )]
     pub(crate) async fn release(&self, partition: i32) {
         let store = self
             .stores

@@ -71,7 +71,7 @@ impl Committed {
 pub(super) type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
 /// The directory of partition `partition` of the offsets log.
-pub(super) fn log_dir(data_dir: &Path, partition: i32) -> PathBuf {
+pub(crate) fn log_dir(data_dir: &Path, partition: i32) -> PathBuf {
     data_dir.join(format!("{OFFSETS_TOPIC}-{partition}"))
 }
 

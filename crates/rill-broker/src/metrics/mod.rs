@@ -47,6 +47,8 @@ pub(crate) struct Metrics {
     pub(crate) fsync: Histogram,
     connections: IntGauge,
     connections_accepted: IntCounter,
+    /// Replicas found corrupt, quarantined and reopened to be repaired from the leader.
+    pub(crate) replica_repairs: IntCounter,
     /// Counters in no registry, for a topic that is only validated, never created.
     unregistered: TopicMetrics,
     started: Instant,
@@ -195,6 +197,10 @@ impl Metrics {
             "rill_connections_accepted_total",
             "Kafka client connections accepted",
         )?;
+        let replica_repairs = IntCounter::new(
+            "rill_replica_repairs_total",
+            "Partition replicas whose data failed its checks, quarantined and repaired from the leader",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "rill_build_info",
@@ -226,6 +232,7 @@ impl Metrics {
             Box::new(fsync.clone()),
             Box::new(connections.clone()),
             Box::new(connections_accepted.clone()),
+            Box::new(replica_repairs.clone()),
             Box::new(build_info),
             Box::new(start_time),
         ] {
@@ -266,6 +273,7 @@ impl Metrics {
             fsync,
             connections,
             connections_accepted,
+            replica_repairs,
             unregistered,
             started: Instant::now(),
         })

@@ -45,6 +45,9 @@ pub(crate) struct Offsets {
     /// While leading a replicated partition: its in-sync replicas, a bit per position in its
     /// replica list.
     pub(crate) in_sync: u32,
+    /// A replicated partition's data here failed its checks: this replica serves nothing more
+    /// and waits to be repaired from the leader (the broker quarantines and reopens it).
+    pub(crate) corrupt: bool,
 }
 
 /// What an owner counts: its topic's produce counters (`None` for the broker's internal logs)

@@ -51,6 +51,8 @@ pub(super) struct Owner {
     pub(super) closing: bool,
     /// A replica whose storage failed: it takes part in nothing more.
     failed: bool,
+    /// A replica whose data failed its checks (a read below the high watermark).
+    corrupt: bool,
 }
 
 impl std::fmt::Debug for Owner {
@@ -119,6 +121,7 @@ impl Owner {
             scheduled: None,
             closing: false,
             failed: false,
+            corrupt: false,
         };
         Ok((owner, rx))
     }
@@ -139,6 +142,10 @@ impl Owner {
 
     /// The replica, for a replicated partition still working.
     pub(super) fn replica_mut(&mut self) -> Option<&mut Replica> {
+        let corrupt = matches!(&self.held, Held::Replica(r) if r.store().corrupt());
+        if corrupt && !self.corrupt {
+            self.corrupted(&"a batch read for a follower fails its checks");
+        }
         match &mut self.held {
             Held::Replica(replica) if !self.failed => Some(replica),
             _ => None,
@@ -189,7 +196,8 @@ impl Owner {
                 max_bytes,
                 reply,
             } => {
-                let _ = reply.send(self.read(offset, max_bytes));
+                let read = self.read(offset, max_bytes);
+                let _ = reply.send(read);
             }
             Command::ListOffset { query, reply } => {
                 let _ = reply.send(self.list_offset(query));
@@ -256,7 +264,7 @@ impl Owner {
 
     /// Reads from `offset`: on a replica, only what is committed (below the high watermark),
     /// and only while it leads.
-    fn read(&self, offset: i64, max_bytes: usize) -> Result<bytes::Bytes, ErrorCode> {
+    fn read(&mut self, offset: i64, max_bytes: usize) -> Result<bytes::Bytes, ErrorCode> {
         let Held::Replica(replica) = &self.held else {
             return self
                 .log()
@@ -270,11 +278,33 @@ impl Owner {
         if offset >= high_watermark && offset <= self.log().log_end_offset() {
             return Ok(bytes::Bytes::new());
         }
-        let bytes = self
-            .log()
-            .read(offset, max_bytes)
-            .map_err(|e| self.failed(&e))?;
-        Ok(below(bytes, high_watermark))
+        match self.log().read(offset, max_bytes) {
+            Ok(bytes) => Ok(below(bytes, high_watermark)),
+            Err(err @ LogError::Corrupt { .. }) => {
+                self.corrupted(&err);
+                Err(ErrorCode::NotLeaderOrFollower)
+            }
+            Err(err) => Err(self.failed(&err)),
+        }
+    }
+
+    /// A replica's data failed its checks: it stops serving and taking part in its group
+    /// (another replica leads), and publishes that it is corrupt, so the broker quarantines
+    /// its directory and reopens it empty, to be repaired from the leader.
+    fn corrupted(&mut self, err: &dyn std::fmt::Display) {
+        if !self.corrupt {
+            tracing::error!(
+                %err,
+                dir = %self.log().dir().display(),
+                "a replica's data fails its checks: it serves nothing more and is repaired from the leader"
+            );
+        }
+        self.corrupt = true;
+        self.failed = true;
+        if let Held::Replica(replica) = &mut self.held {
+            replica.fail_waiting(ErrorCode::NotLeaderOrFollower);
+        }
+        self.publish();
     }
 
     fn list_offset(&self, query: TimeQuery) -> Result<Option<TimestampOffset>, ErrorCode> {
@@ -556,7 +586,8 @@ impl Owner {
             "tracked log size drifted"
         );
         let mut now = offsets_of(&self.held, self.size);
-        if self.failed {
+        now.corrupt |= self.corrupt;
+        if self.failed || now.corrupt {
             now.leading = None;
             now.in_sync = 0;
         }
@@ -683,6 +714,7 @@ fn offsets_of(held: &Held, size_bytes: u64) -> Offsets {
             size_bytes,
             leading: None,
             in_sync: 0,
+            corrupt: false,
         },
         Held::Replica(replica) => {
             let log = replica.store().log();
@@ -695,6 +727,7 @@ fn offsets_of(held: &Held, size_bytes: u64) -> Offsets {
                     .leading()
                     .map(|term| i32::try_from(term).unwrap_or(i32::MAX)),
                 in_sync: replica.in_sync(),
+                corrupt: replica.store().corrupt(),
             }
         }
     }

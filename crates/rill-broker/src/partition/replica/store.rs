@@ -149,6 +149,8 @@ pub(crate) struct ReplicaStore {
     created: bool,
     /// Where each term's entries start, oldest first.
     epochs: Vec<Epoch>,
+    /// A batch read for a follower failed its checks: this replica's data is corrupt.
+    corrupt: std::sync::atomic::AtomicBool,
 }
 
 fn corrupt(path: &Path, what: impl std::fmt::Display) -> BrokerError {
@@ -260,6 +262,7 @@ impl ReplicaStore {
             slots,
             extras,
             created,
+            corrupt: std::sync::atomic::AtomicBool::new(false),
             epochs,
         })
     }
@@ -267,6 +270,11 @@ impl ReplicaStore {
     /// Whether this open made the replica's state (it had none).
     pub(crate) fn created(&self) -> bool {
         self.created
+    }
+
+    /// Whether a batch read from the log (for a follower) failed its checks.
+    pub(crate) fn corrupt(&self) -> bool {
+        self.corrupt.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn log(&self) -> &Log {
@@ -584,7 +592,12 @@ impl ReplicaStore {
                     return Ok(bytes);
                 }
             }
-            *buffer = read_from(&self.log, base)?;
+            *buffer = read_from(&self.log, base).inspect_err(|err| {
+                if matches!(err, BrokerError::Log(rill_log::LogError::Corrupt { .. })) {
+                    self.corrupt
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            })?;
             *buffer_at = base;
         }
         Err(corrupt(
@@ -691,7 +704,15 @@ impl Storage for ReplicaStore {
         // Only entries sent to a follower need their records; applying one only advances the
         // high watermark.
         self.read(low, high, max, context.can_async())
-            .map_err(store_error)
+            .map_err(|err| {
+                if self.corrupt() {
+                    // Nothing is sent from a corrupt log (raft-rs would send a snapshot
+                    // instead); the owner takes the replica out of its group.
+                    raft::Error::Store(StorageError::LogTemporarilyUnavailable)
+                } else {
+                    store_error(err)
+                }
+            })
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
