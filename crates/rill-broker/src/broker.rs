@@ -687,17 +687,7 @@ impl Broker {
         else {
             return Ok(());
         };
-        let slot = usize::try_from(index).unwrap_or(usize::MAX);
-        let mut held = topic.held.clone();
-        if let Some(s) = held.get_mut(slot) {
-            *s = None;
-        }
-        self.replace_topic(topic.with(
-            topic.placements.clone(),
-            held,
-            topic.overrides.clone(),
-            topic.config.clone(),
-        ));
+        self.hold(&topic, index, None);
         let dir = partition_dir(&self.config, name, index);
         let data_dir = self.config.data_dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -721,23 +711,26 @@ impl Broker {
             .pop()
             .ok_or_else(|| BrokerError::Internal("the replica did not reopen".to_owned()))?;
         if let Some(current) = self.topic(name).filter(|t| t.id == id) {
-            let mut held = current.held.clone();
-            if let Some(s) = held.get_mut(slot) {
-                *s = Some(partition);
-            }
-            self.replace_topic(current.with(
-                current.placements.clone(),
-                held,
-                current.overrides.clone(),
-                current.config.clone(),
-            ));
+            self.hold(&current, index, Some(partition));
         }
         Ok(())
     }
 
-    fn replace_topic(&self, topic: Topic) {
+    /// Replaces `topic` with a copy that holds `partition` (or nothing) as partition `index`.
+    fn hold(&self, topic: &Topic, index: i32, partition: Option<Arc<Partition>>) {
+        let mut held = topic.held.clone();
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| held.get_mut(i)) {
+            *slot = partition;
+        }
+        let placements = topic.placements.clone();
+        let changed = topic.with(
+            placements,
+            held,
+            topic.overrides.clone(),
+            topic.config.clone(),
+        );
         if let Ok(mut topics) = self.topics.write() {
-            let _ = topics.insert(topic.name.clone(), Arc::new(topic));
+            let _ = topics.insert(changed.name.clone(), Arc::new(changed));
         }
     }
 

@@ -413,18 +413,25 @@ fn committed_offsets_survive_the_kill_of_the_group_coordinator() -> Result<()> {
         let (error, node) = find_coordinator(&cluster.bootstrap_of(1)?, group)?;
         Ok((error == 0).then_some(node))
     })?;
-    for k in cluster.ids() {
-        for p in 0..50 {
-            let state = cluster
-                .data_dir(k)
-                .join(format!("__consumer_offsets-{p}"))
-                .join("replica-state");
-            ensure!(
-                state.is_file(),
-                "no replica of __consumer_offsets-{p} on broker {k}"
-            );
-        }
-    }
+    wait_until(
+        "a replica of every offsets partition on every broker",
+        SETTLE,
+        || {
+            for k in cluster.ids() {
+                for p in 0..50 {
+                    let state = cluster
+                        .data_dir(k)
+                        .join(format!("__consumer_offsets-{p}"))
+                        .join("replica-state");
+                    ensure!(
+                        state.is_file(),
+                        "no replica of __consumer_offsets-{p} on broker {k}"
+                    );
+                }
+            }
+            Ok(Some(()))
+        },
+    )?;
 
     group_consume(cluster.bootstrap(), topic, group, &first)?;
     let committed = committed_of(cluster.bootstrap(), group, topic)?;
