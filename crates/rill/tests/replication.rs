@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, Conn, Rec, Result, committed_of, find_coordinator, group_consume, placements,
-    produce_to, read_all, rill, rill_ok, wait_until,
+    Client, Cluster, Conn, Rec, Result, call, committed_of, connect_to, find_coordinator,
+    group_consume, log_end, placements, produce_request, produce_to, read_all, read_response, rill,
+    rill_ok, send_request, wait_until,
 };
 use rill_protocol::StrBytes;
+use rill_protocol::kafka_protocol::messages::InitProducerIdRequest;
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -30,6 +32,7 @@ use rill_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
 use rill_protocol::kafka_protocol::messages::{
     DeleteRecordsRequest, OffsetForLeaderEpochRequest, TopicName,
 };
+use rill_protocol::{ApiKey, ResponseKind};
 use rill_record::Batches;
 
 /// Bound on anything the cluster should settle within (elections, catching up).
@@ -541,6 +544,120 @@ fn a_corrupt_replica_serves_nothing_and_is_repaired_from_the_leader() -> Result<
         read == acked,
         "after the repair: read {} records",
         read.len()
+    );
+    Ok(())
+}
+
+/// SIGSTOP (`stop`) or SIGCONT of broker `k`.
+fn pause(cluster: &Cluster, k: i32, stop: bool) -> Result<()> {
+    let pid = std::fs::read_to_string(cluster.dir().join(format!("node-{k}.pid")))?;
+    let signal = if stop { "-STOP" } else { "-CONT" };
+    let status = std::process::Command::new("kill")
+        .args([signal, pid.trim()])
+        .status()?;
+    ensure!(status.success(), "kill {signal} {pid}");
+    Ok(())
+}
+
+/// A Produce v9 answer's (error code, base offset) for the one partition it names.
+fn produce_answer(response: ResponseKind) -> Result<(i16, i64)> {
+    let ResponseKind::Produce(response) = response else {
+        anyhow::bail!("not a Produce answer");
+    };
+    let p = response
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .context("no partition in the answer")?;
+    Ok((p.error_code, p.base_offset))
+}
+
+#[test]
+fn an_idempotent_retry_is_acknowledged_only_once_its_batch_is_committed() -> Result<()> {
+    let cluster = Cluster::start(3, &[])?;
+    let topic = "retried";
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "1", "-r", "3"],
+        b"",
+    )?;
+    let leader = wait_until("a leader, three in sync", SETTLE, || {
+        let seen = placements(cluster.bootstrap(), topic)?;
+        Ok(seen
+            .get(&0)
+            .filter(|p| p.leader > 0 && p.isr.len() == 3)
+            .map(|p| p.leader))
+    })?;
+    let address = cluster.bootstrap_of(leader)?;
+    let mut first = connect_to(&address)?;
+    let mut retry = connect_to(&address)?;
+    let ResponseKind::InitProducerId(init) = call(
+        &mut first,
+        ApiKey::InitProducerId,
+        4,
+        1,
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000),
+    )?
+    else {
+        anyhow::bail!("not an InitProducerId answer");
+    };
+    let records = rill_record::BatchBuilder::new()
+        .producer(init.producer_id.0, init.producer_epoch, 0)
+        .record(rill_record::RecordSpec::new(1_700_000_000_000).value(b"once".to_vec()))
+        .build()?;
+
+    // Both followers stopped: the leader writes the batch but cannot commit it. The same batch
+    // again (an idempotent producer's retry) must not be acknowledged before the original is.
+    let followers: Vec<i32> = cluster.ids().filter(|k| *k != leader).collect();
+    for k in &followers {
+        pause(&cluster, *k, true)?;
+    }
+    let request = || produce_request(topic, 0, records.clone(), -1);
+    send_request(&mut first, ApiKey::Produce, 9, 2, request())?;
+    std::thread::sleep(Duration::from_millis(300));
+    send_request(&mut retry, ApiKey::Produce, 9, 3, request())?;
+    retry.set_read_timeout(Some(Duration::from_millis(1500)))?;
+    let early = read_response(&mut retry, ApiKey::Produce, 9, 3);
+    for k in &followers {
+        pause(&cluster, *k, false)?;
+    }
+    if let Ok(answer) = early {
+        let (error, offset) = produce_answer(answer)?;
+        ensure!(
+            error != 0,
+            "the retry was acknowledged at offset {offset} while no follower could have the batch"
+        );
+    } else {
+        // Still waiting: it is answered once the followers are back.
+        retry.set_read_timeout(Some(Duration::from_secs(15)))?;
+        let _ = produce_answer(read_response(&mut retry, ApiKey::Produce, 9, 3)?)?;
+    }
+    first.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let _ = produce_answer(read_response(&mut first, ApiKey::Produce, 9, 2)?)?;
+
+    // Whatever those answers were, one more retry through the leader of the moment succeeds,
+    // at offset 0, and the log holds the batch once.
+    let (error, offset) = wait_until("the retry acknowledged", SETTLE, || {
+        let seen = placements(cluster.bootstrap(), topic)?;
+        let Some(now) = seen.get(&0).filter(|p| p.leader > 0).map(|p| p.leader) else {
+            return Ok(None);
+        };
+        let mut stream = connect_to(&cluster.bootstrap_of(now)?)?;
+        let answer = produce_answer(call(&mut stream, ApiKey::Produce, 9, 4, request())?)?;
+        Ok((answer.0 == 0).then_some(answer))
+    })?;
+    ensure!(error == 0 && offset == 0, "({error}, {offset})");
+    let now = placements(cluster.bootstrap(), topic)?
+        .get(&0)
+        .map(|p| p.leader)
+        .context("a leader")?;
+    let mut stream = connect_to(&cluster.bootstrap_of(now)?)?;
+    let end = log_end(&mut stream, topic, 0, 5)?;
+    ensure!(
+        end == 1,
+        "the log ends at {end}: the batch was written more than once"
     );
     Ok(())
 }

@@ -411,7 +411,9 @@ impl Owner {
         let header = match self.check_batch(batch, log_append_time, now) {
             Ok(Ok(header)) => header,
             Ok(Err(duplicate)) => {
-                let _ = reply.send(Ok(duplicate));
+                if let Held::Replica(replica) = &mut self.held {
+                    replica.answer_duplicate(duplicate, acks_all, reply);
+                }
                 return;
             }
             Err(code) => {

@@ -160,6 +160,10 @@ pub(crate) struct Replica {
     /// index, as this replica saw it while leading.
     caught_up: Vec<Instant>,
     campaign_at: Option<Instant>,
+    /// `acks=all` retries of batches already in the log here but not yet committed: each
+    /// is answered (with the original's offsets) once the high watermark passes its last
+    /// offset, as the original is.
+    duplicates: Vec<(i64, Answer)>,
     /// This replica lost its data (its broker came back with an empty data dir): it neither
     /// votes nor campaigns until it has caught up with a leader's commit index, since the
     /// entries it may have helped commit are gone.
@@ -222,6 +226,7 @@ impl Replica {
             high_watermark,
             leading: None,
             own: VecDeque::new(),
+            duplicates: Vec::new(),
             caught_up: vec![Instant::now(); spec.replicas.len()],
             campaign_at: (fresh && preferred && spec.fresh)
                 .then(|| Instant::now() + FIRST_CAMPAIGN),
@@ -283,6 +288,26 @@ impl Replica {
             answer: Answer::Append(reply, info),
         });
         Ok(())
+    }
+
+    /// Answers a retry of a batch this replica already has (an idempotent producer's
+    /// duplicate, `info` the original's offsets): at once for `acks=1` or when the original is
+    /// committed; for `acks=all` otherwise once it is, so that a retry is never acknowledged
+    /// before the batch it repeats would be.
+    pub(crate) fn answer_duplicate(
+        &mut self,
+        info: AppendInfo,
+        commit: bool,
+        reply: Reply<AppendInfo>,
+    ) {
+        if self.leading.is_none() {
+            let _ = reply.send(Err(ErrorCode::NotLeaderOrFollower));
+        } else if !commit || info.last_offset < self.high_watermark {
+            let _ = reply.send(Ok(info));
+        } else {
+            self.duplicates
+                .push((info.last_offset, Answer::Append(reply, info)));
+        }
     }
 
     /// Proposes to move every replica's log start to `before` (DeleteRecords); the answer (the
@@ -526,6 +551,14 @@ impl Replica {
                 waiter.answer.ok();
             }
         }
+        if !self.duplicates.is_empty() {
+            let high_watermark = self.high_watermark;
+            let (done, left): (Vec<_>, Vec<_>) = std::mem::take(&mut self.duplicates)
+                .into_iter()
+                .partition(|(last, _)| *last < high_watermark);
+            self.duplicates = left;
+            done.into_iter().for_each(|(_, answer)| answer.ok());
+        }
     }
 
     /// Notices a change of leadership: a new leader starts proposing at its log end; a leader
@@ -541,6 +574,9 @@ impl Replica {
         if self.leading.is_some() {
             for waiter in self.waiting.drain(..) {
                 waiter.answer.err(ErrorCode::NotLeaderOrFollower);
+            }
+            for (_, answer) in self.duplicates.drain(..) {
+                answer.err(ErrorCode::NotLeaderOrFollower);
             }
         }
         if let Some(term) = now {
@@ -562,6 +598,9 @@ impl Replica {
     pub(crate) fn fail_waiting(&mut self, code: ErrorCode) {
         for waiter in self.waiting.drain(..) {
             waiter.answer.err(code);
+        }
+        for (_, answer) in self.duplicates.drain(..) {
+            answer.err(code);
         }
     }
 }
