@@ -31,6 +31,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -74,6 +75,22 @@ def alive(pid):
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def dump_counters(directory, ids):
+    """Prints each live broker's request and error counters (its admin /metrics)."""
+    import urllib.request
+    for k in ids:
+        port = node_env(directory, k).get("ADMIN_PORT")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError as err:
+            print(f"broker {k}: no metrics ({err})", file=sys.stderr)
+            continue
+        for line in text.splitlines():
+            if line.startswith(("rill_errors_total", "rill_requests_total")):
+                print(f"broker {k}: {line}", file=sys.stderr)
+
+
 def partition_state(admin):
     """(leader, isr) of partition 0, or (None, []) if unknown."""
     try:
@@ -87,13 +104,22 @@ def partition_state(admin):
 class Load:
     """One record every interval from a thread; deliveries timestamped."""
 
-    def __init__(self, bootstrap, interval):
-        self.producer = Producer({
+    def __init__(self, bootstrap, interval, debug=False):
+        config = {
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 0,
-        })
+        }
+        if debug:
+            # librdkafka's idempotence and request logs, to stderr with a timestamp.
+            config["debug"] = "eos,protocol"
+        # librdkafka's statistics every 2 s (its idempotence state, queues and requests in
+        # flight per broker), the last kept for a stall report.
+        self.stats = None
+        config["statistics.interval.ms"] = 2000
+        config["stats_cb"] = self.keep_stats
+        self.producer = Producer(config)
         self.interval = interval
         self.lock = threading.Lock()
         self.acks = []  # (send time, ack time) of successful deliveries
@@ -128,6 +154,30 @@ class Load:
                 self.producer.poll(delay)
         self.producer.flush(30)
 
+    def keep_stats(self, text):
+        self.stats = text
+
+    def stall_report(self):
+        """What librdkafka's last statistics say of the producer: idempotence state, and per
+        broker and partition what is queued and in flight."""
+        if not self.stats:
+            return "no statistics"
+        stats = json.loads(self.stats)
+        lines = [f"eos: {stats.get('eos')}", f"msg_cnt {stats.get('msg_cnt')}"]
+        for name, b in stats.get("brokers", {}).items():
+            lines.append(f"broker {name}: state {b.get('state')} outbuf {b.get('outbuf_cnt')} "
+                         f"waitresp {b.get('waitresp_cnt')} req_timeouts {b.get('req_timeouts')} "
+                         f"txerrs {b.get('txerrs')} rxerrs {b.get('rxerrs')}")
+        for topic in stats.get("topics", {}).values():
+            for p, tp in topic.get("partitions", {}).items():
+                if p == "-1":
+                    continue
+                lines.append(f"partition {p}: leader {tp.get('leader')} msgq {tp.get('msgq_cnt')} "
+                             f"xmit_msgq {tp.get('xmit_msgq_cnt')} txmsgs {tp.get('txmsgs')} "
+                             f"acked_msgid {tp.get('acked_msgid')} next_ack_seq "
+                             f"{tp.get('next_ack_seq')} next_err_seq {tp.get('next_err_seq')}")
+        return "\n".join(lines)
+
     def first_ack_sent_after(self, t):
         with self.lock:
             times = [a for s, a in self.acks if s >= t]
@@ -146,6 +196,8 @@ def main():
     p.add_argument("--settle", type=float, default=3)
     p.add_argument("--out", default=os.path.join(ROOT, "target", "bench-failover.jsonl"))
     p.add_argument("--keep", action="store_true", help="keep the cluster dir (logs) afterwards")
+    p.add_argument("--debug", action="store_true",
+                   help="librdkafka's eos and protocol logs on stderr")
     args = p.parse_args()
     rill = os.path.abspath(args.rill)
     env = dict(os.environ, RILL_BIN=rill)
@@ -171,7 +223,7 @@ def main():
                        check=True, capture_output=True)
         admins = {k: AdminClient({"bootstrap.servers": f"127.0.0.1:{kafka_port(tmp, k)}"})
                   for k in ids}
-        load = Load(bootstrap, args.interval_ms / 1000)
+        load = Load(bootstrap, args.interval_ms / 1000, args.debug)
         emit(machine={"nproc": os.cpu_count(), "kernel": os.uname().release,
                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
              interval_ms=args.interval_ms)
@@ -186,6 +238,8 @@ def main():
                     if load.first_ack_sent_after(mark) is not None:
                         break
                 if time.monotonic() > deadline:
+                    dump_counters(tmp, ids)
+                    print(load.stall_report(), file=sys.stderr)
                     raise RuntimeError(f"no settled leader: leader {leader}, isr {isr}")
                 time.sleep(0.1)
             with load.lock:
