@@ -426,19 +426,36 @@ fn seed_sarama_consumer_group_commits_every_second_and_resumes_after_a_restart()
     let mut first = sarama_command(bin, "consumer_group", &broker, &topic);
     let _ = first.args(["-group", &group, "-oldest", "-timeout", "40s"]);
     let mut first = Proc::spawn("consumer_group (first run)", first)?;
-    const N: usize = 12;
-    let sent: BTreeSet<(i32, i64)> = sarama_sync_produce(bin, &broker, &topic, N)?
-        .into_iter()
-        .collect();
-    ensure!(sent.len() == N, "sync_producer reused a place: {sent:?}");
+    // The seed's producer picks partitions at random. Every partition gets a record here, so
+    // that every one has a committed offset to resume from: one without would start at the
+    // newest offset (the seed's default) and rightly skip the second run's records.
+    let mut sent: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let mut produced = 0;
+    for _ in 0..10 {
+        let batch = sarama_sync_produce(bin, &broker, &topic, 12)?;
+        produced += batch.len();
+        sent.extend(batch);
+        if (0..3).all(|p| sent.iter().any(|(q, _)| *q == p)) {
+            break;
+        }
+    }
+    ensure!(
+        (0..3).all(|p| sent.iter().any(|(q, _)| *q == p)),
+        "the sync producer left a partition empty in {produced} records"
+    );
+    ensure!(
+        sent.len() == produced,
+        "sync_producer reused a place: {sent:?}"
+    );
+    let n = sent.len();
     let got = poll_until(Duration::from_secs(30), || {
         first.check_running()?;
         let lines = first.lines();
-        Ok((lines.len() >= N).then_some(lines))
+        Ok((lines.len() >= n).then_some(lines))
     })?
     .with_context(|| {
         format!(
-            "the first run did not print {N} records\n{}",
+            "the first run did not print {n} records\n{}",
             first.describe()
         )
     })?;
@@ -447,7 +464,7 @@ fn seed_sarama_consumer_group_commits_every_second_and_resumes_after_a_restart()
     thread::sleep(ms(2500));
     first.kill9()?;
     check_sarama_consumed(&first.lines(), &sent, "first run").with_context(|| first.describe())?;
-    ensure!(got.len() == N, "first run: {got:?}");
+    ensure!(got.len() == n, "first run: {got:?}");
 
     let end = end_offsets(&broker, &topic, 3)?;
     let expected: BTreeMap<i32, i64> = end
