@@ -51,8 +51,6 @@ pub(super) struct Owner {
     pub(super) closing: bool,
     /// A replica whose storage failed: it takes part in nothing more.
     failed: bool,
-    /// A replica whose data failed its checks (a read below the high watermark).
-    corrupt: bool,
 }
 
 impl std::fmt::Debug for Owner {
@@ -121,7 +119,6 @@ impl Owner {
             scheduled: None,
             closing: false,
             failed: false,
-            corrupt: false,
         };
         Ok((owner, rx))
     }
@@ -143,7 +140,7 @@ impl Owner {
     /// The replica, for a replicated partition still working.
     pub(super) fn replica_mut(&mut self) -> Option<&mut Replica> {
         let corrupt = matches!(&self.held, Held::Replica(r) if r.store().corrupt());
-        if corrupt && !self.corrupt {
+        if corrupt && !self.failed {
             self.corrupted(&"a batch read for a follower fails its checks");
         }
         match &mut self.held {
@@ -281,6 +278,7 @@ impl Owner {
         match self.log().read(offset, max_bytes) {
             Ok(bytes) => Ok(below(bytes, high_watermark)),
             Err(err @ LogError::Corrupt { .. }) => {
+                replica.store().mark_corrupt();
                 self.corrupted(&err);
                 Err(ErrorCode::NotLeaderOrFollower)
             }
@@ -292,14 +290,11 @@ impl Owner {
     /// (another replica leads), and publishes that it is corrupt, so the broker quarantines
     /// its directory and reopens it empty, to be repaired from the leader.
     fn corrupted(&mut self, err: &dyn std::fmt::Display) {
-        if !self.corrupt {
-            tracing::error!(
-                %err,
-                dir = %self.log().dir().display(),
-                "a replica's data fails its checks: it serves nothing more and is repaired from the leader"
-            );
-        }
-        self.corrupt = true;
+        tracing::error!(
+            %err,
+            dir = %self.log().dir().display(),
+            "a replica's data fails its checks: it serves nothing more and is repaired from the leader"
+        );
         self.failed = true;
         if let Held::Replica(replica) = &mut self.held {
             replica.fail_waiting(ErrorCode::NotLeaderOrFollower);
@@ -588,8 +583,7 @@ impl Owner {
             "tracked log size drifted"
         );
         let mut now = offsets_of(&self.held, self.size);
-        now.corrupt |= self.corrupt;
-        if self.failed || now.corrupt {
+        if self.failed {
             now.leading = None;
             now.in_sync = 0;
         }

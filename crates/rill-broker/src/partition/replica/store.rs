@@ -149,7 +149,8 @@ pub(crate) struct ReplicaStore {
     created: bool,
     /// Where each term's entries start, oldest first.
     epochs: Vec<Epoch>,
-    /// A batch read for a follower failed its checks: this replica's data is corrupt.
+    /// A batch read from the log (for a client or a follower) failed its checks: this
+    /// replica's data is corrupt.
     corrupt: std::sync::atomic::AtomicBool,
 }
 
@@ -272,9 +273,15 @@ impl ReplicaStore {
         self.created
     }
 
-    /// Whether a batch read from the log (for a follower) failed its checks.
+    /// Whether a batch read from the log failed its checks.
     pub(crate) fn corrupt(&self) -> bool {
         self.corrupt.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes that a batch read from the log failed its checks.
+    pub(crate) fn mark_corrupt(&self) {
+        self.corrupt
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn log(&self) -> &Log {
@@ -594,8 +601,7 @@ impl ReplicaStore {
             }
             *buffer = read_from(&self.log, base).inspect_err(|err| {
                 if matches!(err, BrokerError::Log(rill_log::LogError::Corrupt { .. })) {
-                    self.corrupt
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.mark_corrupt();
                 }
             })?;
             *buffer_at = base;
