@@ -30,9 +30,7 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
-TICKS = os.sysconf("SC_CLK_TCK")
+from cluster_nodes import CLUSTER, ROOT, TICKS, node_port, pid_of, rss_kib
 
 
 def cluster(rill, *args):
@@ -41,19 +39,8 @@ def cluster(rill, *args):
     return out.stdout.strip().splitlines()
 
 
-def node_env(directory, k):
-    values = {}
-    with open(os.path.join(directory, f"node-{k}.env")) as f:
-        for line in f:
-            if "=" in line:
-                key, value = line.strip().split("=", 1)
-                values[key] = value
-    return values
 
 
-def pid_of(directory, k):
-    with open(os.path.join(directory, f"node-{k}.pid")) as f:
-        return int(f.read().strip())
 
 
 def cpu_seconds(pid):
@@ -62,32 +49,16 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
-def admin_port(env):
-    for key, value in env.items():
-        if "ADMIN" in key.upper():
-            return int(value)
-    raise RuntimeError(f"no admin port in {env}")
 
 
-def kafka_port(env):
-    for key, value in env.items():
-        if "KAFKA" in key.upper():
-            return int(value)
-    raise RuntimeError(f"no kafka port in {env}")
 
 
 def quorum_leader(directory, ids):
     for k in ids:
         try:
-            port = admin_port(node_env(directory, k))
+            port = node_port(directory, k, "ADMIN")
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read()
         except OSError:
             continue
@@ -188,7 +159,7 @@ def main():
                 check=True,
                 capture_output=True,
             )
-        port = kafka_port(node_env(directory, 1))
+        port = node_port(directory, 1, "KAFKA")
         pid = pids[1]
         cpu0 = cpu_seconds(pid)
         started = time.monotonic()
@@ -218,7 +189,7 @@ def main():
             if leader is None:
                 raise RuntimeError("no quorum leader")
             survivor = next(k for k in ids if k != leader)
-            target = f"127.0.0.1:{kafka_port(node_env(directory, survivor))}"
+            target = f"127.0.0.1:{node_port(directory, survivor, 'KAFKA')}"
             cluster(rill, "kill", str(leader), directory)
             killed = time.monotonic()
             subprocess.run(

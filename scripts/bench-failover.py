@@ -39,31 +39,14 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
+from cluster_nodes import CLUSTER, ROOT, node_port, pid_of
 TOPIC = "failover"
 
 
-def node_env(directory, k):
-    values = {}
-    with open(os.path.join(directory, f"node-{k}.env")) as f:
-        for line in f:
-            if "=" in line:
-                key, value = line.strip().split("=", 1)
-                values[key] = value
-    return values
 
 
-def kafka_port(directory, k):
-    for key, value in node_env(directory, k).items():
-        if "KAFKA" in key.upper():
-            return int(value)
-    raise RuntimeError(f"no kafka port for broker {k}")
 
 
-def pid_of(directory, k):
-    with open(os.path.join(directory, f"node-{k}.pid")) as f:
-        return int(f.read().strip())
 
 
 def alive(pid):
@@ -79,9 +62,9 @@ def dump_counters(directory, ids):
     """Prints each live broker's request and error counters (its admin /metrics)."""
     import urllib.request
     for k in ids:
-        port = node_env(directory, k).get("ADMIN_PORT")
+        admin = node_port(directory, k, "ADMIN")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
                 text = r.read().decode()
         except OSError as err:
             print(f"broker {k}: no metrics ({err})", file=sys.stderr)
@@ -221,7 +204,7 @@ def main():
     try:
         subprocess.run([rill, "topic", "create", TOPIC, "-p", "1", "-r", "3", "-b", bootstrap],
                        check=True, capture_output=True)
-        admins = {k: AdminClient({"bootstrap.servers": f"127.0.0.1:{kafka_port(tmp, k)}"})
+        admins = {k: AdminClient({"bootstrap.servers": f"127.0.0.1:{node_port(tmp, k, 'KAFKA')}"})
                   for k in ids}
         load = Load(bootstrap, args.interval_ms / 1000, args.debug)
         emit(machine={"nproc": os.cpu_count(), "kernel": os.uname().release,

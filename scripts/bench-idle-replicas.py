@@ -25,14 +25,9 @@ import time
 
 from confluent_kafka.admin import AdminClient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
-TICKS = os.sysconf("SC_CLK_TCK")
+from cluster_nodes import CLUSTER, ROOT, TICKS, pid_of, rss_kib
 
 
-def pid_of(directory, k):
-    with open(os.path.join(directory, f"node-{k}.pid")) as f:
-        return int(f.read().strip())
 
 
 def stat_cpu(path):
@@ -51,12 +46,6 @@ def wakeups(path):
     return 0
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def threads(pid):
