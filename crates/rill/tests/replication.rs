@@ -83,6 +83,28 @@ fn spread(tag: &str, count: usize, partitions: i32) -> Vec<Rec> {
         .collect()
 }
 
+/// Waits until every partition of `topic` has a leader and all three replicas in sync; their
+/// placements.
+fn settled(cluster: &Cluster, topic: &str) -> Result<BTreeMap<i32, common::Placement>> {
+    wait_until(
+        "a leader and three in sync for every partition",
+        SETTLE,
+        || {
+            let seen = placements(cluster.bootstrap(), topic)?;
+            let all = !seen.is_empty() && seen.values().all(|p| p.leader > 0 && p.isr.len() == 3);
+            Ok(all.then_some(seen))
+        },
+    )
+}
+
+/// The leader of partition 0 of `topic`, once [`settled`].
+fn leader_of_0(cluster: &Cluster, topic: &str) -> Result<i32> {
+    settled(cluster, topic)?
+        .get(&0)
+        .map(|p| p.leader)
+        .context("no partition 0")
+}
+
 /// The bytes of a partition's segments on one broker, in order.
 fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
     let dir = data_dir.join(format!("{topic}-{partition}"));
@@ -149,13 +171,7 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
         &["topic", "create", topic, "-p", "3", "-r", "3"],
         b"",
     )?;
-    let before = wait_until("a leader for every partition", SETTLE, || {
-        let seen = placements(cluster.bootstrap(), topic)?;
-        Ok(seen
-            .values()
-            .all(|p| p.leader >= 0 && p.isr.len() == 3)
-            .then_some(seen))
-    })?;
+    let before = settled(&cluster, topic)?;
     for (p, placement) in &before {
         let mut replicas = placement.replicas.clone();
         replicas.sort_unstable();
@@ -165,18 +181,7 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
 
     // acks=all through every broker's bootstrap: offsets from 0, in order, per partition.
     let first = spread("first", 300, partitions);
-    let delivered = produce_to(
-        cluster.bootstrap(),
-        Client::Confluent,
-        topic,
-        &first,
-        &["--acks", "all"],
-    )?;
-    let mut acked: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    for d in &delivered {
-        let value = format!("first-{}", d.index);
-        let _ = acked.insert((d.partition, d.offset), value);
-    }
+    let mut acked = produce_acked(cluster.bootstrap(), topic, "first", &first)?;
     for p in 0..partitions {
         let offsets: Vec<i64> = acked
             .keys()
@@ -201,20 +206,10 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
         .collect::<Result<Vec<_>>>()?
         .join(",");
     let second = spread("second", 300, partitions);
-    let delivered = produce_to(
-        &bootstrap,
-        Client::Confluent,
-        topic,
-        &second,
-        &["--acks", "all"],
-    )?;
-    for d in &delivered {
-        let value = format!("second-{}", d.index);
+    for ((partition, offset), value) in produce_acked(&bootstrap, topic, "second", &second)? {
         ensure!(
-            acked.insert((d.partition, d.offset), value).is_none(),
-            "offset {} of partition {} acknowledged twice",
-            d.offset,
-            d.partition
+            acked.insert((partition, offset), value).is_none(),
+            "offset {offset} of partition {partition} acknowledged twice"
         );
     }
     let after = placements(&bootstrap, topic)?;
@@ -241,10 +236,7 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
     // Back with its data: it follows, catches up, and holds the same bytes.
     cluster.start_node(victim)?;
     identical(&cluster, &[1, 2, 3], topic, partitions)?;
-    wait_until("the returned broker back in the ISR", SETTLE, || {
-        let seen = placements(cluster.bootstrap(), topic)?;
-        Ok(seen.values().all(|p| p.isr.len() == 3).then_some(()))
-    })?;
+    let _ = settled(&cluster, topic)?;
     ensure!(read_all(cluster.bootstrap(), topic, partitions, 600)? == acked);
     cluster.stop()
 }
@@ -308,10 +300,7 @@ fn delete_records_holds_across_leaders_and_a_wiped_broker_catches_up() -> Result
         &records,
         &["--acks", "all"],
     )?;
-    let leader = wait_until("a leader", SETTLE, || {
-        let seen = placements(cluster.bootstrap(), topic)?;
-        Ok(seen.get(&0).filter(|p| p.leader > 0).map(|p| p.leader))
-    })?;
+    let leader = leader_of_0(&cluster, topic)?;
     ensure!(delete_before(&cluster.bootstrap_of(leader)?, topic, 50)? == (0, 50));
     // Beyond the high watermark: refused.
     ensure!(delete_before(&cluster.bootstrap_of(leader)?, topic, 201)?.0 == 1);
@@ -372,10 +361,15 @@ fn produce_acked(bootstrap: &str, topic: &str, tag: &str, records: &[Rec]) -> Re
         "{} acknowledged",
         delivered.len()
     );
-    Ok(delivered
+    let acked: Acked = delivered
         .iter()
         .map(|d| ((d.partition, d.offset), format!("{tag}-{}", d.index)))
-        .collect())
+        .collect();
+    ensure!(
+        acked.len() == delivered.len(),
+        "an offset acknowledged twice"
+    );
+    Ok(acked)
 }
 
 type Acked = BTreeMap<(i32, i64), String>;
@@ -486,10 +480,7 @@ fn a_corrupt_replica_serves_nothing_and_is_repaired_from_the_leader() -> Result<
     )?;
     let acked = produce_acked(cluster.bootstrap(), topic, "rec", &spread("rec", 200, 1))?;
     identical(&cluster, &[1, 2, 3], topic, 1)?;
-    let leader = wait_until("a leader", SETTLE, || {
-        let seen = placements(cluster.bootstrap(), topic)?;
-        Ok(seen.get(&0).map(|p| p.leader).filter(|l| *l > 0))
-    })?;
+    let leader = leader_of_0(&cluster, topic)?;
 
     // Flip a byte inside the first batch's records on the leader's disk: its CRC fails.
     let segment = cluster
@@ -581,13 +572,7 @@ fn an_idempotent_retry_is_acknowledged_only_once_its_batch_is_committed() -> Res
         &["topic", "create", topic, "-p", "1", "-r", "3"],
         b"",
     )?;
-    let leader = wait_until("a leader, three in sync", SETTLE, || {
-        let seen = placements(cluster.bootstrap(), topic)?;
-        Ok(seen
-            .get(&0)
-            .filter(|p| p.leader > 0 && p.isr.len() == 3)
-            .map(|p| p.leader))
-    })?;
+    let leader = leader_of_0(&cluster, topic)?;
     let address = cluster.bootstrap_of(leader)?;
     let mut first = connect_to(&address)?;
     let mut retry = connect_to(&address)?;
