@@ -388,6 +388,39 @@ pub(crate) fn gate(broker: &Broker, access: &Access<'_>, body: RequestKind, vers
                 )
             }
         }
+        // Kafka asks ALTER on the cluster to move partitions, DESCRIBE to list the moves; a
+        // refusal is the top-level CLUSTER_AUTHORIZATION_FAILED.
+        RequestKind::AlterPartitionReassignments(req) => {
+            if access.on_cluster(Op::Alter) {
+                Gate::Run(
+                    RequestKind::AlterPartitionReassignments(req),
+                    Patch::Nothing,
+                )
+            } else {
+                Gate::Answer(
+                    m::AlterPartitionReassignmentsResponse::default()
+                        .with_error_code(CLUSTER_DENIED.code())
+                        .with_error_message(crate::handler::message(
+                            "moving partitions needs ALTER on the cluster",
+                        ))
+                        .into(),
+                )
+            }
+        }
+        RequestKind::ListPartitionReassignments(req) => {
+            if access.on_cluster(Op::Describe) {
+                Gate::Run(RequestKind::ListPartitionReassignments(req), Patch::Nothing)
+            } else {
+                Gate::Answer(
+                    m::ListPartitionReassignmentsResponse::default()
+                        .with_error_code(CLUSTER_DENIED.code())
+                        .with_error_message(crate::handler::message(
+                            "listing partition moves needs DESCRIBE on the cluster",
+                        ))
+                        .into(),
+                )
+            }
+        }
         // Kafka asks ALTER on the cluster; a refusal names every partition asked with
         // CLUSTER_AUTHORIZATION_FAILED, and from v1 (which has one) the top-level code too.
         RequestKind::ElectLeaders(req) => {

@@ -680,10 +680,10 @@ impl Broker {
         else {
             return Ok(());
         };
-        let Some(replicas) = usize::try_from(index)
+        let Some(group) = usize::try_from(index)
             .ok()
             .and_then(|i| topic.placements.get(i))
-            .map(|p| p.replicas.clone())
+            .map(Group::of)
         else {
             return Ok(());
         };
@@ -702,7 +702,7 @@ impl Broker {
             id,
             overrides: topic.overrides.clone(),
             indices: vec![index],
-            replicated: BTreeMap::from([(index, replicas)]),
+            replicated: BTreeMap::from([(index, group)]),
         };
         let (_, partition) = self
             .open_blocking(spec, false)
@@ -769,6 +769,77 @@ impl Broker {
                 held.transfer_leader(to);
             }
         }
+    }
+
+    /// Moves the partitions led here that are being reassigned one step on (see
+    /// [`crate::partition::replica::Replica::reassign`]), and tells the cluster of those whose
+    /// group now has exactly its target replicas ([`Command::Reassigned`]).
+    pub(crate) async fn drive_reassignments(&self) {
+        for topic in self.all_topics() {
+            for (i, placement) in topic.placements.iter().enumerate() {
+                if !placement.reassigning() {
+                    continue;
+                }
+                let index = i32::try_from(i).unwrap_or(i32::MAX);
+                let Some(partition) = topic.partition(index) else {
+                    continue;
+                };
+                if partition.offsets().leading.is_none() {
+                    continue;
+                }
+                let target = placement.target();
+                if partition.reassign(target.clone()).await != Ok(true) {
+                    continue;
+                }
+                let command = Command::Reassigned {
+                    topic: topic.name.clone(),
+                    id: topic.id,
+                    partition: index,
+                    replicas: target,
+                };
+                match self.quorum.propose(command).await {
+                    Ok(_) => {
+                        tracing::info!(topic = topic.name, partition = index, "reassignment done")
+                    }
+                    Err((code, why)) => {
+                        tracing::debug!(error = code.name(), %why, "ending a reassignment");
+                    }
+                }
+            }
+        }
+    }
+
+    /// AlterPartitionReassignments for one partition (see [`Command::Reassign`]): answered
+    /// once this broker shows the move under way (or cancelled), not once it is done.
+    pub(crate) async fn reassign(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+        keep_factor: bool,
+    ) -> Result<(), TopicError> {
+        if topic == OFFSETS_TOPIC {
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!("{topic}-{partition}: the replicas of {OFFSETS_TOPIC} are not moved"),
+            ));
+        }
+        let found = self.topic(topic).ok_or_else(|| unknown_topic(topic))?;
+        if !found.exists(partition) {
+            return Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{topic}' has no partition {partition}"),
+            ));
+        }
+        let command = Command::Reassign {
+            topic: topic.to_owned(),
+            id: found.id,
+            partition,
+            target,
+            keep_factor,
+        };
+        let _ = self.change(command).await?;
+        Ok(())
     }
 
     /// Marks `name` as being changed here until the guard drops, first waiting for a change of
@@ -1313,30 +1384,38 @@ impl Broker {
             .await;
         }
         let mut missing = Vec::new();
+        let mut joining = Vec::new();
+        let mut moved_away = Vec::new();
         for (i, placement) in agreed.partitions.iter().enumerate() {
-            if held[i].is_some() || !placement.replicas.contains(&node) {
+            let here = placement.replicas.contains(&node);
+            if !here {
+                // A finished reassignment moved it off this broker.
+                moved_away.extend(held[i].take());
+                continue;
+            }
+            if held[i].is_some() {
                 continue;
             }
             let index = i32::try_from(i).unwrap_or(i32::MAX);
             match pending.iter().position(|(p, _)| *p == index) {
                 Some(at) => held[i] = Some(pending.swap_remove(at).1),
+                // Added by a reassignment: a replica joining a group that has data.
+                None if placement.adding.contains(&node) => joining.push(index),
                 None => missing.push(index),
             }
         }
-        if !missing.is_empty() {
-            let placed: Vec<Vec<i32>> = agreed
-                .partitions
-                .iter()
-                .map(|p| p.replicas.clone())
-                .collect();
+        for (indices, fresh) in [(missing, true), (joining, false)] {
+            if indices.is_empty() {
+                continue;
+            }
             let spec = TopicSpec {
                 name: name.clone(),
                 id: agreed.id,
                 overrides: agreed.configs.clone(),
-                indices: missing,
-                replicated: replicated(&placed, 0),
+                indices,
+                replicated: groups_of(&agreed.partitions),
             };
-            match self.open_blocking(spec, true).await {
+            match self.open_blocking(spec, fresh).await {
                 Ok(opened) => {
                     for (index, partition) in opened {
                         if let Some(slot) =
@@ -1359,6 +1438,15 @@ impl Broker {
                         partition.configure(config.log_config());
                     }
                 }
+                // A reassignment changed replica lists: the replicas' in-sync bits follow.
+                for (i, placement) in agreed.partitions.iter().enumerate() {
+                    let before = current.placements.get(i).map(|p| &p.replicas);
+                    if before != Some(&placement.replicas) && placement.replicas.len() > 1 {
+                        if let Some(partition) = held.get(i).and_then(Option::as_ref) {
+                            partition.set_replicas(placement.replicas.clone());
+                        }
+                    }
+                }
                 current.with(agreed.partitions, held, agreed.configs, config)
             }
             None => Topic {
@@ -1373,7 +1461,20 @@ impl Broker {
             },
         };
         if let Ok(mut topics) = self.topics.write() {
-            let _ = topics.insert(name, Arc::new(topic));
+            let _ = topics.insert(name.clone(), Arc::new(topic));
+        }
+        if !moved_away.is_empty() {
+            for partition in &moved_away {
+                tracing::info!(
+                    topic = name,
+                    partition = partition.index,
+                    "reassigned to other brokers: deleting the replica here"
+                );
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                Storage::close_all(moved_away.iter().map(|p| &**p), true);
+            })
+            .await;
         }
     }
 
@@ -1480,8 +1581,24 @@ struct TopicSpec {
     id: Uuid,
     overrides: BTreeMap<String, String>,
     indices: Vec<i32>,
-    /// The replicas of those of `indices` that have more than one (replicated partitions).
-    replicated: BTreeMap<i32, Vec<i32>>,
+    /// The groups of those of `indices` that have more than one replica.
+    replicated: BTreeMap<i32, Group>,
+}
+
+/// A replicated partition's replicas, and its Raft group's first voters.
+#[derive(Debug, Clone)]
+struct Group {
+    replicas: Vec<i32>,
+    first: Vec<i32>,
+}
+
+impl Group {
+    fn of(placement: &PartitionImage) -> Self {
+        Self {
+            replicas: placement.replicas.clone(),
+            first: placement.first_replicas().to_vec(),
+        }
+    }
 }
 
 /// Moves a corrupt replica's directory `dir` to `<data dir>/corrupt/<its name>-<ms>`, kept for
@@ -1516,14 +1633,15 @@ fn replica_spec(
     outbox: &Outbox,
     topic_id: Uuid,
     index: i32,
-    replicas: &[i32],
+    group: &Group,
     fresh: bool,
 ) -> ReplicaSpec {
     ReplicaSpec {
         topic_id,
         partition: index,
         node_id: config.node_id,
-        replicas: replicas.to_vec(),
+        replicas: group.replicas.clone(),
+        first: group.first.clone(),
         fsync: config.ack_durability == AckDurability::Fsync,
         lag_max: config.replica_lag_time_max,
         fresh,
@@ -1546,19 +1664,36 @@ fn offsets_held_here(
             let replica = spec
                 .replicated
                 .get(index)
-                .map(|replicas| replica_spec(config, outbox, spec.id, *index, replicas, fresh));
+                .map(|group| replica_spec(config, outbox, spec.id, *index, group, fresh));
             (*index, replica)
         })
         .collect()
 }
 
-/// The replicas of the partitions of `placed` (numbered from `first`) that have more than one.
-fn replicated(placed: &[Vec<i32>], first: usize) -> BTreeMap<i32, Vec<i32>> {
+/// The groups of the new partitions of `placed` (numbered from `first`) that have more than
+/// one replica.
+fn replicated(placed: &[Vec<i32>], first: usize) -> BTreeMap<i32, Group> {
     placed
         .iter()
         .enumerate()
         .filter(|(_, replicas)| replicas.len() > 1)
-        .filter_map(|(i, replicas)| Some((i32::try_from(first + i).ok()?, replicas.clone())))
+        .filter_map(|(i, replicas)| {
+            let group = Group {
+                replicas: replicas.clone(),
+                first: replicas.clone(),
+            };
+            Some((i32::try_from(first + i).ok()?, group))
+        })
+        .collect()
+}
+
+/// The groups of an agreed topic's partitions that have more than one replica.
+fn groups_of(partitions: &[PartitionImage]) -> BTreeMap<i32, Group> {
+    partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.replicas.len() > 1)
+        .filter_map(|(i, p)| Some((i32::try_from(i).ok()?, Group::of(p))))
         .collect()
 }
 
@@ -1572,17 +1707,12 @@ impl TopicSpec {
             .filter(|(_, p)| p.replicas.contains(&node))
             .filter_map(|(i, _)| i32::try_from(i).ok())
             .collect();
-        let placed: Vec<Vec<i32>> = topic
-            .partitions
-            .iter()
-            .map(|p| p.replicas.clone())
-            .collect();
         Self {
             name: name.to_owned(),
             id: topic.id,
             overrides: topic.configs.clone(),
             indices,
-            replicated: replicated(&placed, 0),
+            replicated: groups_of(&topic.partitions),
         }
     }
 }
@@ -1615,9 +1745,8 @@ impl Opener<'_> {
             topic: Some(metrics.clone()),
             fsync: self.metrics.fsync.clone(),
         };
-        if let Some(replicas) = spec.replicated.get(&index) {
-            let replica =
-                replica_spec(self.config, self.outbox, spec.id, index, replicas, creating);
+        if let Some(group) = spec.replicated.get(&index) {
+            let replica = replica_spec(self.config, self.outbox, spec.id, index, group, creating);
             return self
                 .storage
                 .open_replica(dir, index, config.log_config(), metrics, replica);
@@ -1693,7 +1822,9 @@ impl Opener<'_> {
 }
 
 /// Removes partition directories left by a deletion that a crash interrupted: those whose
-/// topic id is not the id of their topic in the image (deleted, or deleted and created again).
+/// topic id is not the id of their topic in the image (deleted, or deleted and created again),
+/// and the replicas of replicated partitions that a reassignment moved off this broker while
+/// it was down (their group has the data; this broker is no longer in it).
 fn remove_orphans(config: &BrokerConfig, image: &Image) -> Result<(), BrokerError> {
     let entries = std::fs::read_dir(&config.data_dir).map_err(|source| BrokerError::Io {
         path: config.data_dir.clone(),
@@ -1714,8 +1845,21 @@ fn remove_orphans(config: &BrokerConfig, image: &Image) -> Result<(), BrokerErro
         let Some(dir_id) = meta::read_partition_topic_id(&path) else {
             continue;
         };
-        if image.topics.get(topic).is_none_or(|t| t.id != dir_id) {
+        let Some(agreed) = image.topics.get(topic).filter(|t| t.id == dir_id) else {
             tracing::warn!(dir = %path.display(), "removing the data of a deleted topic");
+            std::fs::remove_dir_all(&path).map_err(|source| BrokerError::Io { path, source })?;
+            continue;
+        };
+        let moved_away = index
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| agreed.partitions.get(i))
+            .is_some_and(|p| p.replicas.len() > 1 && !p.replicas.contains(&config.node_id));
+        if moved_away {
+            tracing::warn!(
+                dir = %path.display(),
+                "removing a replica reassigned to other brokers while this one was down"
+            );
             std::fs::remove_dir_all(&path).map_err(|source| BrokerError::Io { path, source })?;
         }
     }

@@ -104,6 +104,14 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
         RequestKind::DeleteRecords(req) => {
             handler::delete_records::handle(broker, req).await.into()
         }
+        RequestKind::AlterPartitionReassignments(req) => {
+            handler::reassignments::alter(broker, req, version)
+                .await
+                .into()
+        }
+        RequestKind::ListPartitionReassignments(req) => {
+            handler::reassignments::list(broker, &req).into()
+        }
         RequestKind::ElectLeaders(req) => handler::elect_leaders::handle(broker, req, version)
             .await
             .into(),

@@ -449,6 +449,7 @@ async fn announce_leaders(broker: Arc<broker::Broker>) {
         let _ = every.tick().await;
         broker.announce_leaders().await;
         broker.repair_corrupt().await;
+        broker.drive_reassignments().await;
     }
 }
 

@@ -89,6 +89,10 @@ supported_apis! {
     // type and a top-level error code); Kafka 3.9 and 4.1 serve v0-2.
     ElectLeaders 0..=2,
     IncrementalAlterConfigs 0..=1,
+    // Moving replicated partitions to other brokers (KIP-455); v1 adds
+    // `allow_replication_factor_change` (KIP-860). Kafka 4.1 serves both.
+    AlterPartitionReassignments 0..=1,
+    ListPartitionReassignments 0..=0,
     OffsetDelete 0..=0,
     DescribeUserScramCredentials 0..=0,
     AlterUserScramCredentials 0..=0,

@@ -18,6 +18,9 @@ use rill_protocol::kafka_protocol::messages::{
     OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
 };
 use rill_protocol::kafka_protocol::messages::{
+    AlterPartitionReassignmentsResponse, ListPartitionReassignmentsResponse,
+};
+use rill_protocol::kafka_protocol::messages::{
     AlterUserScramCredentialsResponse, DescribeUserScramCredentialsResponse,
     SaslAuthenticateResponse, SaslHandshakeResponse,
 };
@@ -51,6 +54,10 @@ fn default_response(key: ApiKey) -> ResponseKind {
         ApiKey::CreatePartitions => CreatePartitionsResponse::default().into(),
         ApiKey::DeleteGroups => DeleteGroupsResponse::default().into(),
         ApiKey::ElectLeaders => ElectLeadersResponse::default().into(),
+        ApiKey::AlterPartitionReassignments => {
+            AlterPartitionReassignmentsResponse::default().into()
+        }
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsResponse::default().into(),
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsResponse::default().into(),
         ApiKey::OffsetDelete => OffsetDeleteResponse::default().into(),
         ApiKey::DescribeQuorum => DescribeQuorumResponse::default().into(),

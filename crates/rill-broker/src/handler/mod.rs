@@ -21,6 +21,7 @@ pub(crate) mod metadata;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod offsets;
 pub(crate) mod produce;
+pub(crate) mod reassignments;
 pub(crate) mod scram_credentials;
 
 use rill_protocol::StrBytes;

@@ -56,6 +56,13 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
                 t.partition_result.iter().for_each(|p| f(p.error_code));
             }
         }
+        ResponseKind::AlterPartitionReassignments(r) => {
+            f(r.error_code);
+            for t in &r.responses {
+                t.partitions.iter().for_each(|p| f(p.error_code));
+            }
+        }
+        ResponseKind::ListPartitionReassignments(r) => f(r.error_code),
         ResponseKind::DeleteRecords(r) => {
             for t in &r.topics {
                 t.partitions.iter().for_each(|p| f(p.error_code));
@@ -287,6 +294,29 @@ mod tests {
                     ])
                     .into(),
                 vec![31, 84, 80],
+            ),
+            (
+                ApiKey::AlterPartitionReassignments,
+                AlterPartitionReassignmentsResponse::default()
+                    .with_responses(vec![
+                        alter_partition_reassignments_response::ReassignableTopicResponse::default()
+                            .with_partitions(vec![
+                                alter_partition_reassignments_response::ReassignablePartitionResponse::default()
+                                    .with_error_code(39),
+                                alter_partition_reassignments_response::ReassignablePartitionResponse::default(),
+                                alter_partition_reassignments_response::ReassignablePartitionResponse::default()
+                                    .with_error_code(85),
+                            ]),
+                    ])
+                    .into(),
+                vec![39, 85],
+            ),
+            (
+                ApiKey::ListPartitionReassignments,
+                ListPartitionReassignmentsResponse::default()
+                    .with_error_code(31)
+                    .into(),
+                vec![31],
             ),
             (
                 ApiKey::DeleteRecords,

@@ -115,6 +115,14 @@ enum Command {
     TransferLeader {
         to: i32,
     },
+    /// The partition's replica list changed (in the metadata).
+    SetReplicas(Vec<i32>),
+    /// A reassignment: the leader takes a step toward `target` and says whether the group is
+    /// there (NOT_LEADER_OR_FOLLOWER on other replicas).
+    Reassign {
+        target: Vec<i32>,
+        reply: Reply<bool>,
+    },
 }
 
 /// The handle the rest of the broker holds for a partition: its storage thread's queue and the
@@ -219,6 +227,17 @@ impl Partition {
     /// the new leader once it announces itself.
     pub(crate) fn transfer_leader(&self, to: i32) {
         let _ = self.send(Command::TransferLeader { to });
+    }
+
+    /// Tells the replica its partition's replica list (a reassignment began or ended).
+    pub(crate) fn set_replicas(&self, replicas: Vec<i32>) {
+        let _ = self.send(Command::SetReplicas(replicas));
+    }
+
+    /// Asks this broker's replica, if it leads, to take the next step of moving the group to
+    /// `target` (see [`replica::Replica::reassign`]); true once the group is there.
+    pub(crate) async fn reassign(&self, target: Vec<i32>) -> Result<bool, ErrorCode> {
+        self.ask(|reply| Command::Reassign { target, reply }).await
     }
 
     pub(crate) fn configure(&self, config: LogConfig) {

@@ -81,7 +81,7 @@ impl Owner {
         retention_check: Duration,
     ) -> Result<(Self, watch::Receiver<Offsets>), BrokerError> {
         let voters: Vec<u64> = spec
-            .replicas
+            .first
             .iter()
             .map(|r| crate::quorum::voters::raft_id(*r))
             .collect();
@@ -233,6 +233,18 @@ impl Owner {
                 if let Some(replica) = self.replica_mut() {
                     replica.transfer_leader(to);
                 }
+            }
+            Command::SetReplicas(replicas) => {
+                if let Some(replica) = self.replica_mut() {
+                    replica.set_replicas(replicas);
+                }
+            }
+            Command::Reassign { target, reply } => {
+                let done = match self.replica_mut() {
+                    Some(replica) if replica.leading().is_some() => Ok(replica.reassign(&target)),
+                    _ => Err(ErrorCode::NotLeaderOrFollower),
+                };
+                let _ = reply.send(done);
             }
             Command::Configure(config) => {
                 if let Err(err) = self.log_mut().set_config(config) {

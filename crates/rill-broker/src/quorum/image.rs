@@ -29,6 +29,44 @@ pub(crate) struct PartitionImage {
     /// not reported yet, or one replica).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) isr: Vec<i32>,
+    /// While the partition moves (a reassignment, KIP-455): the replicas being added, and
+    /// those being removed. `replicas` is then the target followed by those being removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) removing: Vec<i32>,
+    /// The replicas it had when the move under way began (what a cancellation goes back to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) origin: Vec<i32>,
+    /// A replicated partition's first replicas (its Raft group's voters when it began), once a
+    /// reassignment made `replicas` differ from them; empty until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) first: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment is under way.
+    pub(crate) fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas it is to have: while it moves, those it moves to.
+    pub(crate) fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The voters its Raft group began with.
+    pub(crate) fn first_replicas(&self) -> &[i32] {
+        if self.first.is_empty() {
+            &self.replicas
+        } else {
+            &self.first
+        }
+    }
 }
 
 /// A topic as the cluster knows it.
@@ -180,6 +218,30 @@ pub(crate) enum Command {
         topic: String,
         id: Uuid,
         partition: i32,
+    },
+    /// AlterPartitionReassignments for one partition: move it to `target` (`None`: cancel the
+    /// move under way, back to the replicas it had). Judged here against the agreed state. The
+    /// partition's replicas become the target followed by every other replica it has (each
+    /// may be in its Raft group until the move ends); its leader then changes the group's
+    /// membership step by step and reports [`Command::Reassigned`] when it is the target's.
+    /// `keep_factor` (v1's `allow_replication_factor_change` false) refuses a target of
+    /// another size with INVALID_REPLICATION_FACTOR.
+    Reassign {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        target: Option<Vec<i32>>,
+        #[serde(default)]
+        keep_factor: bool,
+    },
+    /// A partition's Raft group has exactly `replicas` (the target of its move) as members:
+    /// the move ends, and the replicas no longer placed are deleted. Applies only while that
+    /// is still the target (a later AlterPartitionReassignments may have changed it).
+    Reassigned {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
     },
 }
 
@@ -509,6 +571,43 @@ impl Image {
                 }
                 Ok(i64::from(epoch))
             }
+            Command::Reassign {
+                topic,
+                id,
+                partition,
+                target,
+                keep_factor,
+            } => {
+                let registered: BTreeSet<i32> = self.brokers.keys().copied().collect();
+                let p = self.partition_mut(&topic, id, partition)?;
+                let moved = reassign(p, target, keep_factor, &registered)
+                    .map_err(|(code, why)| (code, format!("{topic}-{partition}: {why}")))?;
+                if moved {
+                    changes.push(Change::Topic(topic));
+                }
+                Ok(0)
+            }
+            Command::Reassigned {
+                topic,
+                id,
+                partition,
+                replicas,
+            } => {
+                let p = self.partition_mut(&topic, id, partition)?;
+                if !p.reassigning() || p.target() != replicas {
+                    return Ok(0);
+                }
+                p.isr.retain(|r| replicas.contains(r));
+                if !replicas.contains(&p.leader) {
+                    p.leader = -1;
+                }
+                p.replicas = replicas;
+                p.adding.clear();
+                p.removing.clear();
+                p.origin.clear();
+                changes.push(Change::Topic(topic));
+                Ok(0)
+            }
             Command::DeleteAcls { filters } => {
                 let removed: Vec<Vec<AclBinding>> = filters
                     .iter()
@@ -538,6 +637,24 @@ impl Image {
             })
     }
 
+    fn partition_mut(
+        &mut self,
+        topic: &str,
+        id: Uuid,
+        partition: i32,
+    ) -> Result<&mut PartitionImage, (ErrorCode, String)> {
+        self.topics
+            .get_mut(topic)
+            .filter(|t| t.id == id)
+            .and_then(|t| t.partitions.get_mut(usize::try_from(partition).ok()?))
+            .ok_or_else(|| {
+                (
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic '{topic}' has no partition {partition}"),
+                )
+            })
+    }
+
     /// A new partition on `replicas`, led by its first live replica; a replicated one has no
     /// leader until its group elects one.
     fn place(&self, replicas: Vec<i32>) -> PartitionImage {
@@ -551,6 +668,10 @@ impl Image {
             leader,
             epoch: 0,
             isr: Vec::new(),
+            adding: Vec::new(),
+            removing: Vec::new(),
+            origin: Vec::new(),
+            first: Vec::new(),
         }
     }
 
@@ -605,6 +726,10 @@ impl Image {
                 let partitions = (0..record.partitions)
                     .map(|_| PartitionImage {
                         isr: Vec::new(),
+                        adding: Vec::new(),
+                        removing: Vec::new(),
+                        origin: Vec::new(),
+                        first: Vec::new(),
                         replicas: vec![node_id],
                         leader: node_id,
                         epoch: 0,
@@ -629,6 +754,88 @@ impl Image {
             removed_acls: Vec::new(),
         }
     }
+}
+
+/// Applies a reassignment (or its cancellation, `target` `None`) to a partition; returns
+/// whether anything changed.
+fn reassign(
+    p: &mut PartitionImage,
+    target: Option<Vec<i32>>,
+    keep_factor: bool,
+    registered: &BTreeSet<i32>,
+) -> Result<bool, (ErrorCode, String)> {
+    let invalid = |why: String| Err((ErrorCode::InvalidReplicaAssignment, why));
+    // The replicas it had before the move under way, if any.
+    let original = if p.reassigning() {
+        p.origin.clone()
+    } else {
+        p.replicas.clone()
+    };
+    let target = match target {
+        Some(target) => target,
+        None if p.reassigning() => original.clone(),
+        None => {
+            return Err((
+                ErrorCode::NoReassignmentInProgress,
+                "no reassignment is in progress".to_owned(),
+            ));
+        }
+    };
+    if p.replicas.len() < 2 {
+        return invalid(
+            "it has one replica; Rill moves only partitions created with a replication factor              above 1"
+                .to_owned(),
+        );
+    }
+    if target.len() < 2 {
+        return invalid(format!(
+            "a replicated partition keeps at least 2 replicas, not {}",
+            target.len()
+        ));
+    }
+    if let Some(r) = target.iter().find(|r| !registered.contains(r)) {
+        return invalid(format!("broker {r} is not registered"));
+    }
+    let distinct: BTreeSet<i32> = target.iter().copied().collect();
+    if distinct.len() != target.len() {
+        return invalid(format!("the replicas {target:?} name a broker twice"));
+    }
+    if keep_factor && target.len() != original.len() {
+        return Err((
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "the move would change the replication factor from {} to {}",
+                original.len(),
+                target.len()
+            ),
+        ));
+    }
+    let same_set = |a: &[i32], b: &[i32]| a.len() == b.len() && a.iter().all(|r| b.contains(r));
+    if !p.reassigning() && same_set(&target, &p.replicas) {
+        // Only the order changes (the preferred leader): the group stays as it is.
+        let changed = p.replicas != target;
+        p.replicas = target;
+        return Ok(changed);
+    }
+    if p.first.is_empty() {
+        p.first = p.replicas.clone();
+    }
+    // Every replica it has may be in its group until the move ends: they stay listed.
+    let staying: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    p.adding = target
+        .iter()
+        .copied()
+        .filter(|r| !original.contains(r))
+        .collect();
+    p.removing = staying.clone();
+    p.origin = original;
+    p.replicas = target.into_iter().chain(staying).collect();
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -696,6 +903,115 @@ mod tests {
             Ok(0)
         );
         assert_eq!(leaders(&image), [(1, 0), (2, 2)]);
+    }
+
+    #[test]
+    fn a_reassignment_lists_every_member_until_done_and_cancels_back() {
+        let mut image = Image::default();
+        let mut changes = Vec::new();
+        for id in 1..=5 {
+            let _ = image.apply(register(id, Uuid::new_v4()), &mut changes);
+        }
+        let id = Uuid::new_v4();
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id,
+            configs: BTreeMap::new(),
+            assignment: vec![vec![1, 2, 3], vec![4]],
+        };
+        assert_eq!(image.apply(create, &mut changes), Ok(0));
+        let reassign = |partition, target: Option<Vec<i32>>, keep_factor| Command::Reassign {
+            topic: "t".into(),
+            id,
+            partition,
+            target,
+            keep_factor,
+        };
+        let code = |image: &mut Image, command| match image.apply(command, &mut Vec::new()) {
+            Ok(_) => ErrorCode::None,
+            Err((code, _)) => code,
+        };
+        let p0 = |image: &Image| image.topics["t"].partitions[0].clone();
+        // Refused: nothing to cancel, one replica, unknown brokers, twice the same, a factor
+        // change when asked to keep it, a partition that does not exist.
+        for (command, expected) in [
+            (
+                reassign(0, None, false),
+                ErrorCode::NoReassignmentInProgress,
+            ),
+            (
+                reassign(1, Some(vec![4, 5]), false),
+                ErrorCode::InvalidReplicaAssignment,
+            ),
+            (
+                reassign(0, Some(vec![2, 9]), false),
+                ErrorCode::InvalidReplicaAssignment,
+            ),
+            (
+                reassign(0, Some(vec![2, 2, 4]), false),
+                ErrorCode::InvalidReplicaAssignment,
+            ),
+            (
+                reassign(0, Some(vec![2]), false),
+                ErrorCode::InvalidReplicaAssignment,
+            ),
+            (
+                reassign(0, Some(vec![2, 4]), true),
+                ErrorCode::InvalidReplicationFactor,
+            ),
+            (
+                reassign(7, Some(vec![2, 4]), false),
+                ErrorCode::UnknownTopicOrPartition,
+            ),
+        ] {
+            assert_eq!(code(&mut image, command), expected);
+        }
+        assert!(!p0(&image).reassigning());
+        // Only the order: no move.
+        assert_eq!(
+            code(&mut image, reassign(0, Some(vec![2, 1, 3]), true)),
+            ErrorCode::None
+        );
+        assert_eq!(p0(&image).replicas, [2, 1, 3]);
+        assert!(!p0(&image).reassigning() && p0(&image).first.is_empty());
+        // 2,1,3 -> 3,4,5: the target first, then those leaving.
+        assert_eq!(
+            code(&mut image, reassign(0, Some(vec![3, 4, 5]), true)),
+            ErrorCode::None
+        );
+        let moving = p0(&image);
+        assert_eq!(moving.replicas, [3, 4, 5, 2, 1]);
+        assert_eq!(moving.target(), [3, 4, 5]);
+        assert_eq!(moving.first, [2, 1, 3]);
+        assert_eq!((moving.adding, moving.removing), (vec![4, 5], vec![2, 1]));
+        // Replaced by another target: everything listed stays until the group is there.
+        assert_eq!(
+            code(&mut image, reassign(0, Some(vec![1, 4]), false)),
+            ErrorCode::None
+        );
+        let moving = p0(&image);
+        assert_eq!(moving.replicas, [1, 4, 3, 5, 2]);
+        assert_eq!((moving.adding, moving.removing), (vec![4], vec![3, 5, 2]));
+        // A report for the old target changes nothing; one for the current one ends the move.
+        let done = |replicas: Vec<i32>| Command::Reassigned {
+            topic: "t".into(),
+            id,
+            partition: 0,
+            replicas,
+        };
+        let _ = image.apply(done(vec![3, 4, 5]), &mut changes);
+        assert!(p0(&image).reassigning());
+        // Cancelled: back to the replicas it had (those not being added).
+        assert_eq!(code(&mut image, reassign(0, None, false)), ErrorCode::None);
+        let cancelling = p0(&image);
+        assert_eq!(cancelling.target(), [2, 1, 3]);
+        assert_eq!(cancelling.removing, [4, 5]);
+        assert!(cancelling.adding.is_empty());
+        let _ = image.apply(done(vec![2, 1, 3]), &mut changes);
+        let done = p0(&image);
+        assert!(!done.reassigning());
+        assert_eq!(done.replicas, [2, 1, 3]);
+        assert_eq!(done.first_replicas(), [2, 1, 3]);
     }
 
     #[test]

@@ -20,6 +20,10 @@ use rill_protocol::kafka_protocol::messages::{
     offset_fetch_request, produce_request, sync_group_request,
 };
 use rill_protocol::kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, ListPartitionReassignmentsRequest,
+    alter_partition_reassignments_request, list_partition_reassignments_request,
+};
+use rill_protocol::kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
     DescribeUserScramCredentialsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
     alter_user_scram_credentials_request, create_acls_request, delete_acls_request,
@@ -253,6 +257,31 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     .with_partitions(vec![0, 2]),
             ]))
             .with_timeout_ms(30_000)
+            .into(),
+        // A move and a cancellation (null replicas); v1 adds the replication factor flag.
+        ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(60_000)
+            .with_allow_replication_factor_change(v < 1)
+            .with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(topic("orders"))
+                    .with_partitions(vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(Some(vec![BrokerId(2), BrokerId(3), BrokerId(4)])),
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(1)
+                            .with_replicas(None),
+                    ]),
+            ])
+            .into(),
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(60_000)
+            .with_topics(Some(vec![
+                list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                    .with_name(topic("orders"))
+                    .with_partition_indexes(vec![0, 1]),
+            ]))
             .into(),
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default()
             .with_resources(vec![

@@ -9,6 +9,15 @@
 //! are the messages that depend on the write sent (votes, append acknowledgements) and the
 //! commit index applied. A produce with `acks=1` is answered once the leader has written its
 //! batch; with `acks=all` once the batch is committed, that is durable on a majority.
+//!
+//! Reassignment (moving a partition to other brokers) changes the group's membership with
+//! raft-rs's configuration changes, driven by the leader one step at a time toward the target
+//! the metadata holds ([`Replica::reassign`]): the new replicas join as learners and copy the
+//! log; once caught up they become voters; a leader that is to go hands leadership to a
+//! replica that stays; then the old replicas are removed. Steps that change more than one
+//! voter go through a joint configuration, which raft-rs leaves on its own. Every replica
+//! applies a committed change as it applies the entry, and keeps the configuration in its
+//! state file.
 
 pub(crate) mod store;
 
@@ -16,7 +25,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    Message, MessageType,
+};
 use raft::{RawNode, StateRole};
 use rill_log::AppendInfo;
 use rill_protocol::ErrorCode;
@@ -56,6 +68,10 @@ pub(crate) struct ReplicaSpec {
     pub(crate) node_id: i32,
     /// Every replica's node id, the preferred leader first.
     pub(crate) replicas: Vec<i32>,
+    /// The group's voters when it began (its replicas before any reassignment): where a
+    /// replica that starts without state (added by a reassignment, or after losing its data)
+    /// starts from, before the leader's entries or snapshot bring it up to date.
+    pub(crate) first: Vec<i32>,
     /// Whether a write is fsynced before it counts as persisted (`--ack-durability fsync`).
     pub(crate) fsync: bool,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long is out of sync.
@@ -182,7 +198,7 @@ impl std::fmt::Debug for Replica {
 
 impl Replica {
     pub(crate) fn new(store: ReplicaStore, spec: ReplicaSpec) -> Result<Self, BrokerError> {
-        let applied = store.commit();
+        let applied = store.applied();
         let high_watermark = store
             .end_of(applied)
             .unwrap_or(store.log().log_start_offset());
@@ -365,6 +381,156 @@ impl Replica {
         self.raw.transfer_leader(raft_id(to));
     }
 
+    /// The partition's replica list changed (a reassignment began, was replaced or ended):
+    /// the in-sync bits follow the new positions.
+    pub(crate) fn set_replicas(&mut self, replicas: Vec<i32>) {
+        if replicas == self.spec.replicas {
+            return;
+        }
+        let now = Instant::now();
+        let caught_up = replicas
+            .iter()
+            .map(|r| {
+                self.spec
+                    .replicas
+                    .iter()
+                    .position(|old| old == r)
+                    .and_then(|k| self.caught_up.get(k).copied())
+                    .unwrap_or(now)
+            })
+            .collect();
+        self.caught_up = caught_up;
+        self.spec.replicas = replicas;
+    }
+
+    /// Takes one step of moving the group's membership to `target` (node ids), while this
+    /// replica leads; returns whether the group is there (its voters are the target, with no
+    /// other learner and no joint configuration). Each step is one raft-rs configuration
+    /// change, proposed only when none is pending:
+    /// 1. leave a joint configuration left behind (raft-rs leaves on its own only when the
+    ///    leader that entered it is still leading);
+    /// 2. add a missing target replica as a learner (one at a time): it copies the log;
+    /// 3. once every learner of the target is caught up with the commit index, promote them;
+    /// 4. if this replica is not in the target, hand leadership to one that is and caught up;
+    /// 5. remove the voters and learners not in the target.
+    pub(crate) fn reassign(&mut self, target: &[i32]) -> bool {
+        if self.leading.is_none() || target.is_empty() {
+            return false;
+        }
+        let raft = &self.raw.raft;
+        if raft.pending_conf_index > raft.raft_log.applied {
+            return false;
+        }
+        let conf = raft.prs().conf().to_conf_state();
+        let target: Vec<u64> = target.iter().map(|r| raft_id(*r)).collect();
+        if !conf.voters_outgoing.is_empty() {
+            return self.change_conf(Vec::new());
+        }
+        let committed = raft.raft_log.committed;
+        let caught_up = |id: u64| raft.prs().get(id).is_some_and(|p| p.matched >= committed);
+        if let Some(missing) = target
+            .iter()
+            .find(|id| !conf.voters.contains(id) && !conf.learners.contains(id))
+        {
+            return self.change_conf(vec![single(ConfChangeType::AddLearnerNode, *missing)]);
+        }
+        let promote: Vec<u64> = conf
+            .learners
+            .iter()
+            .copied()
+            .filter(|id| target.contains(id))
+            .collect();
+        if !promote.is_empty() {
+            if promote.iter().all(|id| caught_up(*id)) {
+                let changes = promote
+                    .into_iter()
+                    .map(|id| single(ConfChangeType::AddNode, id))
+                    .collect();
+                return self.change_conf(changes);
+            }
+            return false;
+        }
+        let own = raft_id(self.spec.node_id);
+        if !target.contains(&own) {
+            if let Some(to) = target.iter().find(|id| caught_up(**id)) {
+                if raft.lead_transferee.is_none() {
+                    tracing::info!(
+                        topic_id = %self.spec.topic_id,
+                        partition = self.spec.partition,
+                        to,
+                        "leaving the partition: handing leadership over first"
+                    );
+                    self.raw.transfer_leader(*to);
+                }
+            }
+            return false;
+        }
+        let remove: Vec<ConfChangeSingle> = conf
+            .voters
+            .iter()
+            .chain(&conf.learners)
+            .filter(|id| !target.contains(id))
+            .map(|id| single(ConfChangeType::RemoveNode, *id))
+            .collect();
+        if remove.is_empty() {
+            return true;
+        }
+        self.change_conf(remove)
+    }
+
+    /// Proposes a configuration change (none: leave the joint configuration); returns false,
+    /// the group not being where it should yet.
+    fn change_conf(&mut self, changes: Vec<ConfChangeSingle>) -> bool {
+        let mut change = ConfChangeV2::default();
+        change.set_changes(changes.into());
+        tracing::info!(
+            topic_id = %self.spec.topic_id,
+            partition = self.spec.partition,
+            change = ?change.get_changes(),
+            "proposing a change of the partition's replicas"
+        );
+        if let Err(err) = self.raw.propose_conf_change(Vec::new(), change) {
+            tracing::debug!(%err, "a configuration change was refused");
+        }
+        false
+    }
+
+    /// Applies a committed configuration change entry (once: the stored configuration may
+    /// include it already, from a snapshot or before a restart).
+    fn apply_conf_entry(&mut self, entry: &Entry) -> Result<(), BrokerError> {
+        if entry.index <= self.store().conf_index() {
+            return Ok(());
+        }
+        let parsed = match entry.get_entry_type() {
+            EntryType::EntryConfChange => {
+                <ConfChange as protobuf::Message>::parse_from_bytes(&entry.data).map(|cc| {
+                    let mut v2 = ConfChangeV2::default();
+                    v2.set_changes(vec![single(cc.get_change_type(), cc.node_id)].into());
+                    v2
+                })
+            }
+            EntryType::EntryConfChangeV2 => {
+                <ConfChangeV2 as protobuf::Message>::parse_from_bytes(&entry.data)
+            }
+            EntryType::EntryNormal => return Ok(()),
+        };
+        let change = parsed.map_err(|e| {
+            BrokerError::Internal(format!("configuration change {}: {e}", entry.index))
+        })?;
+        let conf: ConfState = self.raw.apply_conf_change(&change).map_err(|e| {
+            BrokerError::Internal(format!("configuration change {}: {e}", entry.index))
+        })?;
+        tracing::info!(
+            topic_id = %self.spec.topic_id,
+            partition = self.spec.partition,
+            voters = ?conf.voters,
+            learners = ?conf.learners,
+            outgoing = ?conf.voters_outgoing,
+            "the partition's replicas changed"
+        );
+        self.raw.mut_store().set_conf(conf, entry.index)
+    }
+
     pub(crate) fn step(&mut self, message: Message) {
         if self.recovering
             && matches!(
@@ -509,7 +675,7 @@ impl Replica {
         let mut ended = Ended::default();
         let committed = ready.take_committed_entries();
         let mut applied = committed.last().map(|e| e.index);
-        ended.effects.extend(committed.iter().filter_map(effect));
+        self.take_committed(&committed, &mut ended)?;
         self.send(ready.take_persisted_messages());
         let mut light = self.raw.advance_append(ready);
         if let Some(commit) = light.commit_index() {
@@ -520,7 +686,7 @@ impl Replica {
         if let Some(last) = committed.last() {
             applied = Some(last.index);
         }
-        ended.effects.extend(committed.iter().filter_map(effect));
+        self.take_committed(&committed, &mut ended)?;
         if let Some(applied) = applied {
             self.apply(applied);
         }
@@ -539,6 +705,19 @@ impl Replica {
         ended.role_changed = self.note_role();
         self.track(Instant::now());
         Ok(ended)
+    }
+
+    /// Committed entries: configuration changes are applied, what others ask of the owner is
+    /// noted.
+    fn take_committed(&mut self, entries: &[Entry], ended: &mut Ended) -> Result<(), BrokerError> {
+        for entry in entries {
+            if entry.get_entry_type() == EntryType::EntryNormal {
+                ended.effects.extend(effect(entry));
+            } else {
+                self.apply_conf_entry(entry)?;
+            }
+        }
+        Ok(())
     }
 
     fn apply(&mut self, applied: u64) {
@@ -603,6 +782,13 @@ impl Replica {
             answer.err(code);
         }
     }
+}
+
+fn single(change_type: ConfChangeType, node_id: u64) -> ConfChangeSingle {
+    let mut change = ConfChangeSingle::default();
+    change.set_change_type(change_type);
+    change.node_id = node_id;
+    change
 }
 
 /// What a committed entry asks of the owner, if anything.

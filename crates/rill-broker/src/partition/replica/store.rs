@@ -5,8 +5,10 @@
 //! offset they sit before.
 //!
 //! `replica-state` (JSON, written whole to a temporary file, fsynced, renamed) holds the Raft
-//! hard state (term, vote, commit), the voters, the epoch cache, the **anchor** (the entry just
-//! before the log start, and the log start offset) and the record-less entries after it.
+//! hard state (term, vote, commit), the group's configuration (voters, learners, and the joint
+//! state while one is changed) with the index of the last configuration change it includes, the
+//! epoch cache, the **anchor** (the entry just before the log start, and the log start offset)
+//! and the record-less entries after it.
 //! Opening walks the batch headers from the log start to the log end, taking record-less
 //! entries from the file where they belong, so every entry gets back its index; the term of a
 //! batch is its `partitionLeaderEpoch`, which the leader stamps with the term before it proposes
@@ -67,12 +69,61 @@ struct Persisted {
     term: u64,
     vote: u64,
     commit: u64,
+    /// The voters (all of the configuration, for a state written before reassignments).
     voters: Vec<u64>,
+    /// The rest of the configuration, when there is more than voters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conf: Option<Membership>,
+    /// The index of the last configuration change applied (0: none since the group began).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    conf_index: u64,
     anchor: Anchor,
     extras: Vec<Extra>,
     /// Where each term's entries start (Kafka's leader epoch cache).
     #[serde(default)]
     epochs: Vec<Epoch>,
+}
+
+/// The parts of a Raft configuration besides its voters: learners, and the joint state while
+/// the voters change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Membership {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    learners: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    voters_outgoing: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    learners_next: Vec<u64>,
+    #[serde(default)]
+    auto_leave: bool,
+}
+
+impl Membership {
+    fn of(conf: &ConfState) -> Option<Self> {
+        let membership = Self {
+            learners: conf.learners.clone(),
+            voters_outgoing: conf.voters_outgoing.clone(),
+            learners_next: conf.learners_next.clone(),
+            auto_leave: conf.auto_leave,
+        };
+        (membership != Self::default()).then_some(membership)
+    }
+
+    fn conf(voters: Vec<u64>, membership: Option<Self>) -> ConfState {
+        let mut conf = ConfState::default();
+        conf.set_voters(voters);
+        if let Some(m) = membership {
+            conf.set_learners(m.learners);
+            conf.set_voters_outgoing(m.voters_outgoing);
+            conf.set_learners_next(m.learners_next);
+            conf.auto_leave = m.auto_leave;
+        }
+        conf
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The first entry of a term: its index and the offset it starts at.
@@ -84,11 +135,15 @@ struct Epoch {
 }
 
 /// A partition snapshot's data: no records, only where the leader's log starts and the
-/// epochs before it.
+/// epochs before it. The snapshot's configuration is the leader's latest (a replica being
+/// added is in no configuration as old as the log start), as of entry `conf_index`: the
+/// receiver skips the configuration changes up to there when they reach it.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotData {
     offset: i64,
     epochs: Vec<Epoch>,
+    #[serde(default)]
+    conf_index: u64,
 }
 
 /// Where one entry is.
@@ -139,6 +194,8 @@ pub(crate) struct ReplicaStore {
     path: PathBuf,
     hard: HardState,
     conf: ConfState,
+    /// The index of the last configuration change `conf` includes.
+    conf_index: u64,
     anchor: Anchor,
     /// Raft index of `slots[0]`; the entry before it has `before_term`.
     first: u64,
@@ -250,13 +307,13 @@ impl ReplicaStore {
             commit: persisted.commit.min(last).max(anchor.index),
             ..HardState::default()
         };
-        let mut conf = ConfState::default();
-        conf.set_voters(persisted.voters);
+        let conf = Membership::conf(persisted.voters, persisted.conf);
         Ok(Self {
             log,
             path,
             hard,
             conf,
+            conf_index: persisted.conf_index,
             anchor,
             first: anchor.index + 1,
             before_term: anchor.term,
@@ -296,9 +353,33 @@ impl ReplicaStore {
         self.log
     }
 
-    /// The commit index this store holds (lazily written).
-    pub(crate) fn commit(&self) -> u64 {
-        self.hard.commit
+    /// The index of the last configuration change the stored configuration includes.
+    pub(crate) fn conf_index(&self) -> u64 {
+        self.conf_index
+    }
+
+    /// The index Raft may treat as applied at start: the commit index, or just before the
+    /// first committed configuration change not applied yet (a crash can come between a
+    /// commit index written with a new vote and the change's application), so that it comes
+    /// back to be applied.
+    pub(crate) fn applied(&self) -> u64 {
+        let from = self.conf_index + 1;
+        if from > self.hard.commit {
+            return self.hard.commit.max(self.anchor.index);
+        }
+        self.extras
+            .range(from..=self.hard.commit)
+            .find(|(_, e)| is_conf_change(e.kind))
+            .map_or(self.hard.commit, |(index, _)| index - 1)
+            .max(self.anchor.index)
+    }
+
+    /// Takes the configuration that applying the change at `index` made, written durably (with
+    /// the commit index, which is at least `index`).
+    pub(crate) fn set_conf(&mut self, conf: ConfState, index: u64) -> Result<(), BrokerError> {
+        self.conf = conf;
+        self.conf_index = index;
+        self.write()
     }
 
     fn last(&self) -> u64 {
@@ -472,6 +553,8 @@ impl ReplicaStore {
             vote: self.hard.vote,
             commit: self.hard.commit,
             voters: self.conf.voters.clone(),
+            conf: Membership::of(&self.conf),
+            conf_index: self.conf_index,
             anchor: self.anchor,
             extras: self
                 .extras
@@ -529,6 +612,7 @@ impl ReplicaStore {
         self.extras.clear();
         self.epochs = about.epochs;
         self.conf = meta.get_conf_state().clone();
+        self.conf_index = about.conf_index;
         self.hard.commit = self.hard.commit.max(meta.index);
         self.hard.term = self.hard.term.max(meta.term);
         self.write()
@@ -611,6 +695,11 @@ impl ReplicaStore {
             format!("no batch at offset {base} where the replica expects one"),
         ))
     }
+}
+
+/// Whether an entry type is a configuration change.
+fn is_conf_change(kind: i32) -> bool {
+    kind == EntryType::EntryConfChange.value() || kind == EntryType::EntryConfChangeV2.value()
 }
 
 /// Whether an entry is a record batch (a DeleteRecords entry has a context, a new leader's and
@@ -752,6 +841,7 @@ impl Storage for ReplicaStore {
                 .filter(|e| e.index <= self.anchor.index)
                 .copied()
                 .collect(),
+            conf_index: self.conf_index,
         };
         let data = serde_json::to_vec(&data)
             .map_err(|e| store_error(BrokerError::Internal(e.to_string())))?;
@@ -764,5 +854,59 @@ impl Storage for ReplicaStore {
         meta.term = self.anchor.term;
         meta.set_conf_state(self.conf.clone());
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_log::LogConfig;
+
+    fn open(dir: &Path, voters: &[u64]) -> Result<ReplicaStore, Box<dyn std::error::Error>> {
+        let log = Log::open(dir, LogConfig::default(), now_ms())?;
+        Ok(ReplicaStore::open(log, voters)?)
+    }
+
+    fn entry(index: u64, kind: EntryType) -> Entry {
+        let mut entry = Entry {
+            index,
+            term: 1,
+            ..Entry::default()
+        };
+        entry.set_entry_type(kind);
+        entry
+    }
+
+    /// The configuration (learners, a joint state) and the index of the last change it
+    /// includes survive a reopen; a committed change not applied yet (a crash between the
+    /// commit index written and the change applied) brings the applied index back before it.
+    #[test]
+    fn the_configuration_survives_a_reopen_and_an_unapplied_change_is_applied_again()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut store = open(dir.path(), &[1, 2, 3])?;
+        assert!(store.created());
+        assert_eq!(store.applied(), 0);
+        let _ = store.append(&[
+            entry(1, EntryType::EntryNormal),
+            entry(2, EntryType::EntryConfChangeV2),
+            entry(3, EntryType::EntryConfChangeV2),
+        ])?;
+        let mut conf = ConfState::default();
+        conf.set_voters(vec![1, 2, 3, 4]);
+        conf.set_voters_outgoing(vec![1, 2, 3]);
+        conf.set_learners(vec![5]);
+        conf.auto_leave = true;
+        store.set_commit(3);
+        store.set_conf(conf.clone(), 2)?;
+        drop(store);
+
+        let store = open(dir.path(), &[9])?;
+        assert!(!store.created());
+        assert_eq!(store.initial_state()?.conf_state, conf);
+        assert_eq!(store.conf_index(), 2);
+        // Entry 3 (a change) is committed but not applied: Raft starts applied at 2.
+        assert_eq!(store.applied(), 2);
+        Ok(())
     }
 }
