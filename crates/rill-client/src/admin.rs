@@ -1,12 +1,13 @@
-//! The admin client: topics, partitions, configs, offsets, consumer groups, users' SCRAM
-//! credentials and brokers' log dirs.
+//! The admin client: topics, partitions (their leaders and replicas' placement), configs,
+//! offsets, consumer groups, users' SCRAM credentials and brokers' log dirs.
 //!
 //! [`Admin`] is a thin layer over a [`Cluster`]: each method builds one Kafka request, sends it
 //! to the broker that must answer it and turns the answer into plain Rust values.
 //!
 //! - Topic changes (`CreateTopics`, `DeleteTopics`, `CreatePartitions`) and topic configs go to
 //!   any broker: since Kafka 2.8 (KIP-590) every broker forwards them to the controller.
-//! - `ElectLeaders` goes to any broker too.
+//! - `ElectLeaders` and partition reassignments (`AlterPartitionReassignments`,
+//!   `ListPartitionReassignments`) go to any broker too.
 //! - Broker configs and `DescribeLogDirs` go to that broker (each broker); `ListOffsets` to each partition's leader; group requests
 //!   to the group's coordinator, found with `FindCoordinator`; `ListGroups` to every broker.
 //!
@@ -43,6 +44,7 @@ mod groups;
 mod log_dirs;
 mod offsets;
 mod quorum;
+mod reassign;
 mod topics;
 mod users;
 
@@ -55,6 +57,7 @@ pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember, P
 pub use log_dirs::{LogDirDescription, ReplicaInfo};
 pub use offsets::{ListedOffset, OffsetSpec};
 pub use quorum::{BrokerInfo, ClusterDescription, QuorumDescription, VoterState};
+pub use reassign::{OngoingReassignment, Reassignment, ReassignmentResult};
 pub use topics::{CreatedTopic, NewTopic, PartitionInfo, TopicDescription, TopicListing};
 pub use users::{ScramAlteration, ScramCredentialInfo};
 

@@ -28,6 +28,11 @@ use rill_protocol::kafka_protocol::messages::{
 };
 // Preferred leader election (`admin/elect.rs`).
 use rill_protocol::kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+// Partition reassignment (`admin/reassign.rs`).
+use rill_protocol::kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+};
 // SASL (`security/sasl.rs`) and SCRAM credentials (`admin/users.rs`).
 use rill_protocol::kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
@@ -107,6 +112,9 @@ api_requests! {
     CreatePartitions CreatePartitionsRequest CreatePartitionsResponse 0..=3;
     // v1 adds the election type and a top-level error code (KIP-460).
     ElectLeaders ElectLeadersRequest ElectLeadersResponse 1..=2;
+    // v1 adds allow_replication_factor_change (KIP-860), left at its default (true).
+    AlterPartitionReassignments AlterPartitionReassignmentsRequest AlterPartitionReassignmentsResponse 0..=1;
+    ListPartitionReassignments ListPartitionReassignmentsRequest ListPartitionReassignmentsResponse 0..=0;
     DeleteGroups DeleteGroupsRequest DeleteGroupsResponse 0..=2;
     IncrementalAlterConfigs IncrementalAlterConfigsRequest IncrementalAlterConfigsResponse 0..=1;
     // v1 (KIP-290) is the first with pattern types; v2 is flexible.

@@ -15,7 +15,7 @@
 //! - [`group`]: [`GroupConsumer`] (sarama's `ConsumerGroup` shape): a consumer-group member
 //!   sharing partitions with the group's other members, committing marked offsets.
 //! - [`admin`]: [`Admin`] (topics, partitions, configs, offsets, groups, committed offsets
-//!   and lag).
+//!   and lag, leader elections and partition reassignments).
 //! - [`blocking`]: the same producer, admin and consumers for code without a runtime, each
 //!   over a runtime of its own.
 //! - [`security`]: TLS (rustls) and SASL (PLAIN, SCRAM-SHA-256/512) for every connection,
@@ -57,8 +57,9 @@ pub use admin::{
     Admin, AdminConfig, AlterConfigOp, BrokerInfo, ClusterDescription, CommittedOffset,
     ConfigEntry, ConfigResource, ConfigSource, CreatedTopic, ElectionResult, ElectionType,
     GroupDescription, GroupListing, GroupMember, ListedOffset, LogDirDescription, NewTopic,
-    OffsetSpec, PartitionInfo, PartitionLag, QuorumDescription, ReplicaInfo, ScramAlteration,
-    ScramCredentialInfo, TopicDescription, TopicListing, VoterState,
+    OffsetSpec, OngoingReassignment, PartitionInfo, PartitionLag, QuorumDescription, Reassignment,
+    ReassignmentResult, ReplicaInfo, ScramAlteration, ScramCredentialInfo, TopicDescription,
+    TopicListing, VoterState,
 };
 pub use api::{ApiRequest, CLIENT_VERSIONS, client_range};
 pub use cluster::{

@@ -131,7 +131,7 @@ pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
-fn node_ids(ids: &[rill_protocol::kafka_protocol::messages::BrokerId]) -> Vec<i32> {
+pub(super) fn node_ids(ids: &[rill_protocol::kafka_protocol::messages::BrokerId]) -> Vec<i32> {
     ids.iter().map(|id| id.0).collect()
 }
 
