@@ -15,7 +15,7 @@ mod errors;
 mod properties;
 mod table;
 
-pub(crate) use errors::{Explain, explain, topic_error};
+pub(crate) use errors::{Explain, code_words, explain, topic_error};
 pub(crate) use table::Table;
 
 /// How long the CLI waits for a TCP connect plus the `ApiVersions` exchange before it calls a

@@ -48,7 +48,7 @@ struct Cli {
 enum Command {
     /// Run a broker (Kafka protocol on --listen, data in --data-dir).
     Serve(Box<serve::Args>),
-    /// Create, list, describe, alter and delete topics.
+    /// Create, list, describe, alter and delete topics, and move their partitions.
     Topic(topic::Args),
     /// Write records read line by line from stdin or a file.
     Produce(produce::Args),

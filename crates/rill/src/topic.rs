@@ -1,5 +1,5 @@
 //! `rill topic`: create, list, describe, alter and delete topics (kafka-topics.sh and the
-//! topic half of kafka-configs.sh).
+//! topic half of kafka-configs.sh), elect their partitions' leaders and move their replicas.
 
 use std::fmt::Write as _;
 
@@ -11,7 +11,9 @@ use rill_client::{
 
 use crate::cli::{self, Explain as _, Table, topic_error};
 
-/// Create, list, describe, alter and delete topics.
+mod reassign;
+
+/// Create, list, describe, alter and delete topics, and move their partitions.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -20,6 +22,8 @@ Examples:
   rill topic describe orders
   rill topic alter orders --partitions 12 --config retention.ms=3600000 --delete-config segment.bytes
   rill topic elect-leaders orders 0
+  rill topic reassign orders --partition 0 --replicas 2,3,4
+  rill topic reassignments
   rill topic delete orders")]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -61,6 +65,22 @@ Examples:
   rill topic elect-leaders orders               # every partition of orders
   rill topic elect-leaders orders 0")]
     ElectLeaders(ElectLeaders),
+    /// Move partitions to other brokers (kafka-reassign-partitions.sh), or cancel a move under
+    /// way. Only replicated partitions (of topics created with a replication factor above 1)
+    /// can move.
+    #[command(after_help = "\
+Examples:
+  rill topic reassign orders --partition 0 --replicas 2,3,4
+  rill topic reassign orders --partitions 0,1 --replicas 1,2,3
+  rill topic reassign orders --partition 0 --cancel")]
+    Reassign(reassign::Reassign),
+    /// Show the partition moves under way: each partition's replicas while it moves, those
+    /// being added and those being removed.
+    #[command(after_help = "\
+Examples:
+  rill topic reassignments                      # every topic's
+  rill topic reassignments orders")]
+    Reassignments(reassign::Reassignments),
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +182,10 @@ struct Delete {
 
 impl Args {
     pub(crate) fn run(self) -> anyhow::Result<()> {
+        // Input that needs no broker to judge is refused before connecting.
+        if let Command::Reassign(args) = &self.command {
+            let _ = reassign::moves(args)?;
+        }
         cli::block_on(async move {
             let config = self.bootstrap.read_only_config()?;
             let cluster = self.bootstrap.connect(config.clone()).await?;
@@ -173,6 +197,8 @@ impl Args {
                 Command::Alter(args) => alter(&admin, args).await,
                 Command::Delete(args) => delete(&admin, &args.names).await,
                 Command::ElectLeaders(args) => elect_leaders(&admin, args).await,
+                Command::Reassign(args) => reassign::reassign(&admin, args).await,
+                Command::Reassignments(args) => reassign::reassignments(&admin, args).await,
             }
         })?
     }

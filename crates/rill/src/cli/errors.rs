@@ -82,6 +82,13 @@ fn meaning(code: ErrorCode) -> Option<&'static str> {
             "an offset commit for this partition is still pending in a transaction"
         }
         E::UnknownTopicId => "no topic has this topic id",
+        E::InvalidReplicaAssignment => {
+            "the replica list is not allowed (empty, a broker named twice or not in the cluster, or a partition that is not replicated)"
+        }
+        E::ReassignmentInProgress => {
+            "the partition is being reassigned; wait for the move or cancel it"
+        }
+        E::NoReassignmentInProgress => "the partition is not being reassigned",
         E::UnsupportedSaslMechanism => "the broker does not enable this SASL mechanism",
         E::IllegalSaslState => "the broker did not expect this SASL request now",
         E::SaslAuthenticationFailed => "wrong user name or password",
@@ -125,6 +132,16 @@ pub(crate) fn explain(err: &ClientError) -> String {
     }
 }
 
+/// A Kafka error code reported for one item (a partition, ...) in words:
+/// `NAME: the broker's message`, else `NAME: what it means`, else `NAME (number)`.
+pub(crate) fn code_words(code: ErrorCode, message: Option<&str>) -> String {
+    match (message, meaning(code)) {
+        (Some(message), _) => format!("{code}: {message}"),
+        (None, Some(meaning)) => format!("{code}: {meaning}"),
+        (None, None) => format!("{code} ({})", code as i16),
+    }
+}
+
 /// A client error for `topic`: `topic 'x' does not exist` when that is what it says,
 /// otherwise [`explain`]ed.
 pub(crate) fn topic_error(topic: &str, err: &ClientError) -> anyhow::Error {
@@ -153,7 +170,7 @@ impl<T> Explain<T> for Result<T, ClientError> {
 mod tests {
     use rill_client::{ClientError, ErrorCode};
 
-    use super::{explain, meaning};
+    use super::{code_words, explain, meaning};
 
     fn kafka(code: ErrorCode) -> ClientError {
         ClientError::Kafka {
@@ -179,6 +196,25 @@ mod tests {
             .filter(|c| meaning(**c).is_some())
             .count();
         assert!(explained >= 30, "{explained} codes explained");
+    }
+
+    #[test]
+    fn item_codes_prefer_the_brokers_message() {
+        assert_eq!(
+            code_words(
+                ErrorCode::InvalidReplicaAssignment,
+                Some("broker 9 is not registered")
+            ),
+            "INVALID_REPLICA_ASSIGNMENT: broker 9 is not registered"
+        );
+        assert_eq!(
+            code_words(ErrorCode::NoReassignmentInProgress, None),
+            "NO_REASSIGNMENT_IN_PROGRESS: the partition is not being reassigned"
+        );
+        assert_eq!(
+            code_words(ErrorCode::DelegationTokenExpired, None),
+            "DELEGATION_TOKEN_EXPIRED (66)"
+        );
     }
 
     #[test]
