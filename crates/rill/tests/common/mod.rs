@@ -4,7 +4,8 @@
 //!
 //! Every test starts its own [`Broker`], so tests run in parallel, and every wait is bounded so
 //! that a broken broker fails a test instead of hanging it. `scripts/test` installs what the
-//! clients need (a venv at `.venv/` with confluent-kafka and kafka-python, and kcat).
+//! clients need (a venv at `.venv/` with confluent-kafka and kafka-python, kafkajs under
+//! `.node/`, and kcat).
 //!
 //! For debugging the tests themselves against another Kafka-compatible broker, set
 //! `RILL_TEST_EXTERNAL_BOOTSTRAP=host:port`: nothing is spawned, and the tests that stop,
@@ -634,6 +635,32 @@ pub fn run_py_failing(name: &str, args: &[String], stdin: &[u8]) -> Result<Strin
         String::from_utf8_lossy(&out.stdout)
     );
     Ok(out.stderr)
+}
+
+/// A command running the kafkajs script `tests/interop/<name>` with `node` from PATH; the
+/// script finds kafkajs under `<repo>/.node/` (where `scripts/test` installs it).
+pub fn node_command(name: &str, args: &[String]) -> Command {
+    let mut command = Command::new("node");
+    let _ = command.arg(script(name)).args(args);
+    command
+}
+
+/// Runs a kafkajs script, which prints one JSON document; fails with its stderr if it fails.
+pub fn run_node(name: &str, args: &[String]) -> Result<Value> {
+    let out = run(node_command(name, args), b"", CLIENT_TIMEOUT)?;
+    ensure!(
+        out.status.success(),
+        "{name} {args:?} failed ({}):\n{}",
+        out.status,
+        out.stderr
+    );
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "{name} printed no JSON: {}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            out.stderr
+        )
+    })
 }
 
 /// `kcat` from PATH; fails with a pointer to `scripts/test` if it is missing.
