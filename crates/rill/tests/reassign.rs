@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{Client, Cluster, Conn, Placement, Rec, Result, placements, produce_to, read_all};
-use common::{rill_ok, wait_until};
+use common::{rill_ok, run_node, run_py, wait_until};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
@@ -475,5 +475,140 @@ fn a_move_after_delete_records_and_a_replica_moved_away_while_down() -> Result<(
         .collect();
     let read = read_all(cluster.bootstrap(), topic, 1, kept.len())?;
     assert_eq!(read, kept);
+    Ok(())
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// The moves a client script listed: (topic-partition, replicas, adding, removing).
+fn listed_by(out: &serde_json::Value) -> Result<Vec<(String, Ongoing)>> {
+    ensure!(out["error"] == 0, "{out}");
+    let ids = |v: &serde_json::Value| -> Vec<i32> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_i64())
+                    .map(|n| n as i32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(out["reassignments"]
+        .as_array()
+        .context("no reassignments")?
+        .iter()
+        .map(|m| {
+            let at = format!("{}-{}", m["topic"].as_str().unwrap_or("?"), m["partition"]);
+            (
+                at,
+                (ids(&m["replicas"]), ids(&m["adding"]), ids(&m["removing"])),
+            )
+        })
+        .collect())
+}
+
+/// Real clients at their defaults drive the same APIs: kafka-python's and kafkajs's admin
+/// clients move and list, the `rill` CLI moves, lists and cancels.
+#[test]
+fn kafka_python_kafkajs_and_the_cli_move_list_and_cancel() -> Result<()> {
+    let mut cluster = Cluster::start(4, &["--broker-session-timeout-ms", "1500"])?;
+    let topic = "clients";
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "1", "-r", "3"],
+        b"",
+    )?;
+    let before = settled(&cluster, topic)?;
+    let outsider = cluster
+        .ids()
+        .find(|k| !before.replicas.contains(k))
+        .context("every broker holds a replica")?;
+    let up = cluster.bootstrap_of(before.leader)?;
+    let leaving = before.replicas[2];
+    let target = [outsider, before.replicas[0], before.replicas[1]];
+    let joined = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+
+    // kafka-python: a bad move is INVALID_REPLICA_ASSIGNMENT; with the outsider down, a good
+    // one is accepted and stays under way, as every client lists it.
+    let bad = run_py(
+        "reassign.py",
+        &strings(&[&up, "alter", topic, "0", "99,1,2"]),
+        b"",
+    )?;
+    assert_eq!(bad["results"][format!("{topic}-0")], 39, "{bad}");
+    cluster.kill(outsider)?;
+    let moved = run_py(
+        "reassign.py",
+        &strings(&[&up, "alter", topic, "0", &joined(&target)]),
+        b"",
+    )?;
+    assert_eq!(moved["error"], 0, "{moved}");
+    assert_eq!(moved["results"][format!("{topic}-0")], 0, "{moved}");
+    let mut replicas = target.to_vec();
+    replicas.push(leaving);
+    let expected = vec![(
+        format!("{topic}-0"),
+        (replicas.clone(), vec![outsider], vec![leaving]),
+    )];
+    let by_python = run_py("reassign.py", &strings(&[&up, "list"]), b"")?;
+    assert_eq!(listed_by(&by_python)?, expected);
+    let by_kafkajs = run_node("reassign.js", &strings(&[&up, "list", topic, "0"]))?;
+    assert_eq!(listed_by(&by_kafkajs)?, expected);
+    let (table, _) = rill_ok(&up, &["topic", "reassignments", topic], b"")?;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(topic))
+        .with_context(|| format!("no row in {table}"))?;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            topic,
+            "0",
+            &joined(&replicas),
+            &outsider.to_string(),
+            &leaving.to_string()
+        ],
+        "{table}"
+    );
+
+    // The CLI cancels: back to the replicas it had.
+    let (cancelled, _) = rill_ok(
+        &up,
+        &["topic", "reassign", topic, "--partition", "0", "--cancel"],
+        b"",
+    )?;
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    wait_until("the cancelled move to end", SETTLE, || {
+        let seen = placements(&up, topic)?;
+        Ok((seen.get(&0).is_some_and(|p| p.replicas == before.replicas)).then_some(()))
+    })?;
+    let (none, _) = rill_ok(&up, &["topic", "reassignments"], b"")?;
+    assert!(none.contains("no partition"), "{none}");
+
+    // kafkajs moves it for real once the outsider is back.
+    cluster.start_node(outsider)?;
+    let by_kafkajs = run_node(
+        "reassign.js",
+        &strings(&[&up, "alter", topic, "0", &joined(&target)]),
+    )?;
+    assert_eq!(
+        by_kafkajs["results"][format!("{topic}-0")],
+        0,
+        "{by_kafkajs}"
+    );
+    wait_until("the move to end", SETTLE, || {
+        let seen = placements(&up, topic)?;
+        let done = seen
+            .get(&0)
+            .is_some_and(|p| p.replicas == target && p.isr.len() == 3);
+        Ok(done.then_some(()))
+    })
+    .with_context(|| cluster.logs_tail(60))?;
+    let acked = produce_acked(cluster.bootstrap(), topic, "moved", 200, &[])?;
+    let read = read_all(cluster.bootstrap(), topic, 1, acked.len())?;
+    assert_eq!(read, acked);
     Ok(())
 }
