@@ -17,6 +17,10 @@ delivery report, and a consumer that reads every partition from the beginning, r
                     every broker): needs root and `ip netns`; the brokers then run in network
                     namespaces of their own on a bridge, and the cut is a pair of blackhole
                     routes per broker pair. Skipped with a line saying why otherwise.
+  reassign          move a partition to another set of brokers (`rill topic reassign`, Kafka's
+                    AlterPartitionReassignments) and wait for the move to end; every other
+                    time kill -9 its leader in the middle of the move and start it again.
+                    Needs more brokers than the replication factor (skipped otherwise).
 
 After each fault the checker waits until every partition has a live leader. At the end it
 stops the faults, flushes the producer, reads every partition to its high watermark with a
@@ -61,7 +65,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SH = ROOT / "scripts" / "cluster.sh"
-FAULTS = ("kill-leader", "kill-follower", "kill-two", "pause-leader", "partition-leader")
+FAULTS = ("kill-leader", "kill-follower", "kill-two", "pause-leader", "partition-leader",
+          "reassign")
 SUMMARY_FILE = "checker-summary.json"
 # A RecordBatch v2 header up to lastOffsetDelta; a batch is 12 + batchLength bytes.
 BATCH_HEADER = struct.Struct(">qiibIhi")
@@ -574,6 +579,7 @@ class Faults:
         self.session_s = session_s
         self.done = []
         self.unsettled = 0
+        self.moves = 0
 
     def leader_of_some_partition(self):
         """(partition, leader, metadata) for a random partition whose leader is live."""
@@ -601,6 +607,7 @@ class Faults:
             "kill-two": self.kill_two,
             "pause-leader": self.pause_leader,
             "partition-leader": self.partition_leader,
+            "reassign": self.reassign,
         }[name]
         note = handler()
         record["note"] = note
@@ -716,6 +723,54 @@ class Faults:
         clients = "and the clients" if self.network.cut_clients else "(clients still reached it)"
         return (f"partition {p}: cut leader {leader} off from the other brokers {clients} for "
                 f"{cut:g} s, healed")
+
+
+    def reassign(self):
+        """Moves a partition to another set of brokers; every other move, kill -9 of its leader
+        while the move is under way (the next leader goes on with it), started again after the
+        fault time. Waits for the move to end."""
+        p, leader, view = self.leader_of_some_partition()
+        current = view[p]["replicas"]
+        live = self.cluster.live()
+        if len(current) < 2 or len(live) <= len(current):
+            return (f"skipped: partition {p} has {len(current)} replica(s) and {len(live)} "
+                    f"brokers are live: nowhere to move it")
+        target = current
+        while sorted(target) == sorted(current):
+            target = self.rng.sample(sorted(live), len(current))
+        move = subprocess.run(
+            [rill_binary(self.cluster.rill), "topic", "reassign", "-b", self.cluster.bootstrap,
+             self.topic, "--partition", str(p), "--replicas", ",".join(map(str, target))],
+            capture_output=True, text=True, timeout=60, check=False)
+        if move.returncode != 0:
+            raise Aborted(f"rill topic reassign {p} to {target}: {move.stderr.strip()}")
+        self.moves += 1
+        killed = ""
+        if self.moves % 2 == 0:
+            time.sleep(0.2)
+            self.cluster.kill(leader)
+            time.sleep(self.seconds)
+            self._restart([leader])
+            killed = f", killed its leader {leader} during the move and restarted it"
+
+        def moved():
+            v = partitions_view(self.admin, self.topic).get(p)
+            done = v is not None and v["replicas"] == target and sorted(v["isr"]) == sorted(target)
+            return True if done else None
+        if wait_for(f"the move of partition {p} to {target}", 60, moved) is None:
+            raise Aborted(f"partition {p} did not move from {current} to {target} in 60 s")
+        return f"partition {p}: moved from {current} to {target}{killed}"
+
+
+def rill_binary(given):
+    """The rill binary: the one given, else the build's (release first), else PATH's."""
+    if given:
+        return given
+    for build in ("release", "debug"):
+        candidate = ROOT / "target" / build / "rill"
+        if candidate.is_file():
+            return str(candidate)
+    return "rill"
 
 
 # ---------------------------------------------------------------------------------------------
