@@ -25,9 +25,12 @@ use rill_protocol::kafka_protocol::messages::alter_partition_reassignments_reque
 use rill_protocol::kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
+use rill_protocol::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
 use rill_protocol::kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use rill_protocol::kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, DeleteRecordsRequest,
+    AlterPartitionReassignmentsRequest, BrokerId, DeleteRecordsRequest, ListOffsetsRequest,
     ListPartitionReassignmentsRequest, TopicName,
 };
 use rill_record::Batches;
@@ -69,6 +72,29 @@ fn alter(
         .and_then(|t| t.partitions.first())
         .map_or(-1, |p| p.error_code);
     Ok((response.error_code, code))
+}
+
+/// ListOffsets v7 (latest) of partition 0 from broker `addr`: (error, offset, leader epoch).
+fn latest(addr: &str, topic: &str) -> Result<(i16, i64, i32)> {
+    let mut conn = Conn::open_to(addr)?;
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+    let response = ask!(&mut conn, ListOffsets, 7, request);
+    let p = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition in ListOffsets")?;
+    Ok((p.error_code, p.offset, p.leader_epoch))
 }
 
 /// An ongoing move as ListPartitionReassignments shows it: replicas, adding, removing.
@@ -258,6 +284,10 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
         500,
         &[],
     )?);
+    // The leader answers ListOffsets with its own term as the leader epoch.
+    let now = settled(&cluster, topic)?;
+    let (error, end, epoch) = latest(&cluster.bootstrap_of(now.leader)?, topic)?;
+    assert_eq!((error, end, epoch), (0, acked.len() as i64, now.epoch));
 
     // Every acknowledged record, at its offset, from the new replicas.
     let read = read_all(cluster.bootstrap(), topic, 1, acked.len())?;

@@ -42,8 +42,13 @@ pub(crate) async fn handle(
             let led = topic
                 .as_ref()
                 .map(|t| t.led_at(p.partition_index, p.current_leader_epoch));
-            let partition = match led {
-                Some(Ok(partition)) => partition,
+            let (partition, response) = match led {
+                // A replicated partition's own term is newer than the metadata's, which learns
+                // a new leader a moment after its group elects it.
+                Some(Ok(partition)) => match partition.offsets().leading {
+                    Some(epoch) if version >= 4 => (partition, response.with_leader_epoch(epoch)),
+                    _ => (partition, response),
+                },
                 Some(Err(code)) => {
                     partitions.push(response.with_error_code(code.code()));
                     continue;
