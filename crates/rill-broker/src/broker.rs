@@ -821,7 +821,7 @@ impl Broker {
         if topic == OFFSETS_TOPIC {
             return Err((
                 ErrorCode::InvalidReplicaAssignment,
-                format!("{topic}-{partition}: the replicas of {OFFSETS_TOPIC} are not moved"),
+                format!("the replicas of {OFFSETS_TOPIC} are not moved"),
             ));
         }
         let found = self.topic(topic).ok_or_else(|| unknown_topic(topic))?;

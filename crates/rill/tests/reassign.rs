@@ -370,20 +370,27 @@ fn a_move_to_a_broker_that_is_down_waits_and_a_cancel_goes_back() -> Result<()> 
         listed.get(&(topic.to_owned(), 0)),
         Some(&(expected, vec![outsider], vec![before.replicas[0]]))
     );
+    // Listed as a replica, never in sync: it has caught up with nothing.
+    let during = placements(&addr, topic)?;
+    let p0 = during.get(&0).context("no partition 0")?;
+    assert!(
+        p0.replicas.contains(&outsider) && !p0.isr.contains(&outsider),
+        "{p0:?}"
+    );
     // Records still go in and come out meanwhile.
     let more = produce_acked(cluster.bootstrap(), topic, "b", 300, &[])?;
 
     // Cancelled: back to the replicas it had, in their order.
     assert_eq!(alter(&addr, 0, topic, 0, None, true)?, (0, 0));
     wait_until("the cancelled move to end", SETTLE, || {
-        let seen = placements(cluster.bootstrap(), topic)?;
+        let seen = placements(&addr, topic)?;
         let back = seen.get(&0).is_some_and(|p| p.replicas == before.replicas);
         Ok((back && list(&addr, None)?.is_empty()).then_some(()))
     })
     .with_context(|| cluster.logs_tail(80))?;
+    cluster.start_node(outsider)?;
     let after = settled(&cluster, topic)?;
     assert_eq!(after.replicas, before.replicas);
-    cluster.start_node(outsider)?;
     let read = read_all(cluster.bootstrap(), topic, 1, acked.len() + more.len())?;
     for (at, value) in acked.iter().chain(&more) {
         assert_eq!(read.get(at), Some(value), "record at {at:?}");

@@ -580,8 +580,7 @@ impl Image {
             } => {
                 let registered: BTreeSet<i32> = self.brokers.keys().copied().collect();
                 let p = self.partition_mut(&topic, id, partition)?;
-                let moved = reassign(p, target, keep_factor, &registered)
-                    .map_err(|(code, why)| (code, format!("{topic}-{partition}: {why}")))?;
+                let moved = reassign(p, target, keep_factor, &registered)?;
                 if moved {
                     changes.push(Change::Topic(topic));
                 }

@@ -50,6 +50,10 @@ const ELECTION_TICKS: usize = 10;
 /// campaigns (they open it when they apply the topic's creation, at about the same time).
 const FIRST_CAMPAIGN: Duration = Duration::from_millis(150);
 
+/// How recently a replica must have been caught up with the commit index for a reassignment to
+/// promote it (a learner) or hand it leadership.
+const CAUGHT_UP_RECENTLY: Duration = Duration::from_secs(1);
+
 /// Where a partition group's messages for other brokers go: topic id, partition, message.
 #[derive(Clone)]
 pub(crate) struct Outbox(pub(crate) Arc<dyn Fn(Uuid, i32, Message) + Send + Sync>);
@@ -176,6 +180,9 @@ pub(crate) struct Replica {
     /// index, as this replica saw it while leading.
     caught_up: Vec<Instant>,
     campaign_at: Option<Instant>,
+    /// While leading: when each member (raft id, learners included) was last seen caught up
+    /// with the commit index.
+    matched_at: std::collections::HashMap<u64, Instant>,
     /// `acks=all` retries of batches already in the log here but not yet committed: each
     /// is answered (with the original's offsets) once the high watermark passes its last
     /// offset, as the original is.
@@ -244,6 +251,7 @@ impl Replica {
             own: VecDeque::new(),
             duplicates: Vec::new(),
             caught_up: vec![Instant::now(); spec.replicas.len()],
+            matched_at: std::collections::HashMap::new(),
             campaign_at: (fresh && preferred && spec.fresh)
                 .then(|| Instant::now() + FIRST_CAMPAIGN),
             recovering,
@@ -387,7 +395,9 @@ impl Replica {
         if replicas == self.spec.replicas {
             return;
         }
+        // A replica new to the list is in sync once it has caught up, not before.
         let now = Instant::now();
+        let never = now.checked_sub(self.spec.lag_max).unwrap_or(now);
         let caught_up = replicas
             .iter()
             .map(|r| {
@@ -396,7 +406,7 @@ impl Replica {
                     .iter()
                     .position(|old| old == r)
                     .and_then(|k| self.caught_up.get(k).copied())
-                    .unwrap_or(now)
+                    .unwrap_or(never)
             })
             .collect();
         self.caught_up = caught_up;
@@ -427,7 +437,19 @@ impl Replica {
             return self.change_conf(Vec::new());
         }
         let committed = raft.raft_log.committed;
-        let caught_up = |id: u64| raft.prs().get(id).is_some_and(|p| p.matched >= committed);
+        // Caught up with the commit index now, or at a tick within the last second (under a
+        // steady stream of writes a replica is often a batch or two behind when looked at).
+        let now = Instant::now();
+        let recently = |id: u64| {
+            self.matched_at
+                .get(&id)
+                .is_some_and(|at| now.saturating_duration_since(*at) < CAUGHT_UP_RECENTLY)
+        };
+        let caught_up = |id: u64| {
+            raft.prs()
+                .get(id)
+                .is_some_and(|p| p.matched >= committed || recently(id))
+        };
         if let Some(missing) = target
             .iter()
             .find(|id| !conf.voters.contains(id) && !conf.learners.contains(id))
@@ -566,6 +588,11 @@ impl Replica {
             return;
         }
         let committed = self.raw.raft.raft_log.committed;
+        for (id, progress) in self.raw.raft.prs().iter() {
+            if progress.matched >= committed {
+                let _ = self.matched_at.insert(*id, now);
+            }
+        }
         for (k, node) in self.spec.replicas.iter().enumerate() {
             let caught_up = *node == self.spec.node_id
                 || self
@@ -750,6 +777,7 @@ impl Replica {
             return false;
         }
         self.own.clear();
+        self.matched_at.clear();
         if self.leading.is_some() {
             for waiter in self.waiting.drain(..) {
                 waiter.answer.err(ErrorCode::NotLeaderOrFollower);
