@@ -12,25 +12,21 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Client, Cluster, Conn, Placement, Rec, Result, placements, produce_to, read_all};
-use common::{rill_ok, run_node, run_py, wait_until};
+use common::{Acked, Cluster, Conn, Placement, Rec, Result, delete_before, log_bytes, placements};
+use common::{produce_acked, read_all, rill_ok, run_node, run_py, wait_until};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
-};
-use rill_protocol::kafka_protocol::messages::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use rill_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
 use rill_protocol::kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use rill_protocol::kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, DeleteRecordsRequest, ListOffsetsRequest,
+    AlterPartitionReassignmentsRequest, BrokerId, ListOffsetsRequest,
     ListPartitionReassignmentsRequest, TopicName,
 };
 use rill_record::Batches;
@@ -145,21 +141,35 @@ fn settled(cluster: &Cluster, topic: &str) -> Result<Placement> {
     })
 }
 
-/// The bytes of partition 0's segments on one broker (empty if it has none).
-fn log_bytes(data_dir: &Path, topic: &str) -> Result<Vec<u8>> {
-    let dir = data_dir.join(format!("{topic}-0"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| dir.display().to_string())?
-        .filter_map(std::result::Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    let mut bytes = Vec::new();
-    for segment in segments {
-        bytes.extend(std::fs::read(&segment)?);
-    }
-    Ok(bytes)
+/// Produces `records(tag, count)` with confluent-kafka at `acks=all`, idempotent (a retry
+/// across a change of leader is written once), with the producer options `options`.
+fn produce_idempotent(
+    bootstrap: &str,
+    topic: &str,
+    tag: &str,
+    count: usize,
+    options: &[&str],
+) -> Result<Acked> {
+    let mut all = vec!["--set", "enable.idempotence=true"];
+    all.extend(options);
+    produce_acked(bootstrap, topic, tag, &records(tag, count), &all)
+}
+
+/// Four brokers and a topic `topic` of one partition on three of them, settled: the cluster,
+/// the partition's placement and the broker without a replica.
+fn four_brokers_with(topic: &str) -> Result<(Cluster, Placement, i32)> {
+    let cluster = Cluster::start(4, &["--broker-session-timeout-ms", "1500"])?;
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "1", "-r", "3"],
+        b"",
+    )?;
+    let placed = settled(&cluster, topic)?;
+    let outsider = cluster
+        .ids()
+        .find(|k| !placed.replicas.contains(k))
+        .context("every broker holds a replica")?;
+    Ok((cluster, placed, outsider))
 }
 
 /// `count` records for partition 0, valued `TAG-i`.
@@ -172,58 +182,19 @@ fn records(tag: &str, count: usize) -> Vec<Rec> {
         .collect()
 }
 
-type Acked = BTreeMap<(i32, i64), String>;
-
-/// Produces `records(tag, count)` with confluent-kafka at `acks=all` (idempotent, so a retry
-/// across a change of leader is written once), with `options`; what was acknowledged.
-fn produce_acked(
-    bootstrap: &str,
-    topic: &str,
-    tag: &str,
-    count: usize,
-    options: &[&str],
-) -> Result<Acked> {
-    let mut all = vec!["--acks", "all", "--set", "enable.idempotence=true"];
-    all.extend(options);
-    let delivered = produce_to(
-        bootstrap,
-        Client::Confluent,
-        topic,
-        &records(tag, count),
-        &all,
-    )?;
-    ensure!(delivered.len() == count, "{} acknowledged", delivered.len());
-    let acked: Acked = delivered
-        .iter()
-        .map(|d| ((d.partition, d.offset), format!("{tag}-{}", d.index)))
-        .collect();
-    ensure!(acked.len() == count, "an offset acknowledged twice");
-    Ok(acked)
-}
-
 #[test]
 fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> Result<()> {
-    let mut cluster = Cluster::start(4, &["--broker-session-timeout-ms", "1500"])?;
     let topic = "moving";
-    let _ = rill_ok(
-        cluster.bootstrap(),
-        &["topic", "create", topic, "-p", "1", "-r", "3"],
-        b"",
-    )?;
-    let before = settled(&cluster, topic)?;
+    let (mut cluster, before, outsider) = four_brokers_with(topic)?;
     let leader = before.leader;
-    let outsider = cluster
-        .ids()
-        .find(|k| !before.replicas.contains(k))
-        .context("every broker holds a replica")?;
-    let mut acked = produce_acked(cluster.bootstrap(), topic, "before", 2000, &[])?;
+    let mut acked = produce_idempotent(cluster.bootstrap(), topic, "before", 2000, &[])?;
 
     // A producer keeps writing through the whole move: a record at a time, 5 ms apart (a few
     // seconds in all; the move takes well under one).
     let producer = {
         let bootstrap = cluster.bootstrap().to_owned();
         std::thread::spawn(move || {
-            produce_acked(&bootstrap, topic, "during", 800, &["--pause-ms", "5"])
+            produce_idempotent(&bootstrap, topic, "during", 800, &["--pause-ms", "5"])
         })
     };
     std::thread::sleep(Duration::from_millis(1500));
@@ -267,7 +238,7 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
     // The new replica, killed and back, rejoins the group it was added to (its configuration
     // comes back from its state file).
     cluster.kill(outsider)?;
-    acked.extend(produce_acked(
+    acked.extend(produce_idempotent(
         cluster.bootstrap(),
         topic,
         "without",
@@ -277,7 +248,7 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
     cluster.start_node(outsider)?;
     let back = settled(&cluster, topic)?;
     assert_eq!(back.replicas, target);
-    acked.extend(produce_acked(
+    acked.extend(produce_idempotent(
         cluster.bootstrap(),
         topic,
         "after",
@@ -299,7 +270,7 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
     wait_until("the new replica to hold the same log", SETTLE, || {
         let logs = target
             .iter()
-            .map(|k| log_bytes(&cluster.data_dir(*k), topic))
+            .map(|k| log_bytes(&cluster.data_dir(*k), topic, 0))
             .collect::<Result<Vec<_>>>()?;
         Ok(logs.windows(2).all(|w| w[0] == w[1]).then_some(()))
     })?;
@@ -311,23 +282,13 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
 
 #[test]
 fn a_move_to_a_broker_that_is_down_waits_and_a_cancel_goes_back() -> Result<()> {
-    let mut cluster = Cluster::start(4, &["--broker-session-timeout-ms", "1500"])?;
     let topic = "stuck";
-    let _ = rill_ok(
-        cluster.bootstrap(),
-        &["topic", "create", topic, "-p", "1", "-r", "3"],
-        b"",
-    )?;
+    let (mut cluster, before, outsider) = four_brokers_with(topic)?;
     let _ = rill_ok(
         cluster.bootstrap(),
         &["topic", "create", "single", "-p", "1", "-r", "1"],
         b"",
     )?;
-    let before = settled(&cluster, topic)?;
-    let outsider = cluster
-        .ids()
-        .find(|k| !before.replicas.contains(k))
-        .context("every broker holds a replica")?;
     let addr = cluster.bootstrap_of(before.replicas[0])?;
 
     // Bad moves: Kafka's codes, nothing changed.
@@ -357,7 +318,7 @@ fn a_move_to_a_broker_that_is_down_waits_and_a_cancel_goes_back() -> Result<()> 
 
     // The outsider is down: its replica can never catch up, so the move waits.
     cluster.kill(outsider)?;
-    let acked = produce_acked(cluster.bootstrap(), topic, "a", 300, &[])?;
+    let acked = produce_idempotent(cluster.bootstrap(), topic, "a", 300, &[])?;
     assert_eq!(
         alter(&addr, 0, topic, 0, Some(&replace_first), true)?,
         (0, 0)
@@ -378,7 +339,7 @@ fn a_move_to_a_broker_that_is_down_waits_and_a_cancel_goes_back() -> Result<()> 
         "{p0:?}"
     );
     // Records still go in and come out meanwhile.
-    let more = produce_acked(cluster.bootstrap(), topic, "b", 300, &[])?;
+    let more = produce_idempotent(cluster.bootstrap(), topic, "b", 300, &[])?;
 
     // Cancelled: back to the replicas it had, in their order.
     assert_eq!(alter(&addr, 0, topic, 0, None, true)?, (0, 0));
@@ -405,32 +366,9 @@ fn a_move_to_a_broker_that_is_down_waits_and_a_cancel_goes_back() -> Result<()> 
     Ok(())
 }
 
-/// DeleteRecords v2 for partition 0 of `topic` through `addr`: the error code.
-fn delete_before(addr: &str, topic: &str, before: i64) -> Result<i16> {
-    let addr = addr.split(',').next().unwrap_or(addr);
-    let mut conn = Conn::open_to(addr)?;
-    let request = DeleteRecordsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![
-            DeleteRecordsTopic::default()
-                .with_name(name(topic))
-                .with_partitions(vec![
-                    DeleteRecordsPartition::default()
-                        .with_partition_index(0)
-                        .with_offset(before),
-                ]),
-        ]);
-    let response = ask!(&mut conn, DeleteRecords, 2, request);
-    Ok(response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .map_or(-1, |p| p.error_code))
-}
-
 /// The batches of partition 0 on broker `k`: (base offset, bytes).
 fn batches(cluster: &Cluster, k: i32, topic: &str) -> Result<Vec<(i64, Vec<u8>)>> {
-    let bytes = log_bytes(&cluster.data_dir(k), topic)?;
+    let bytes = log_bytes(&cluster.data_dir(k), topic, 0)?;
     let mut out = Vec::new();
     for batch in Batches::new(&bytes) {
         let batch = batch?;
@@ -445,27 +383,17 @@ fn batches(cluster: &Cluster, k: i32, topic: &str) -> Result<Vec<(i64, Vec<u8>)>
 /// broker comes back.
 #[test]
 fn a_move_after_delete_records_and_a_replica_moved_away_while_down() -> Result<()> {
-    let mut cluster = Cluster::start(4, &["--broker-session-timeout-ms", "1500"])?;
     let topic = "away";
-    let _ = rill_ok(
-        cluster.bootstrap(),
-        &["topic", "create", topic, "-p", "1", "-r", "3"],
-        b"",
-    )?;
-    let before = settled(&cluster, topic)?;
-    let outsider = cluster
-        .ids()
-        .find(|k| !before.replicas.contains(k))
-        .context("every broker holds a replica")?;
+    let (mut cluster, before, outsider) = four_brokers_with(topic)?;
     let victim = *before
         .replicas
         .iter()
         .find(|r| **r != before.leader)
         .context("one replica")?;
     // A batch per record, so that the log start moves past whole batches.
-    let acked = produce_acked(cluster.bootstrap(), topic, "a", 200, &["--pause-ms", "1"])?;
+    let acked = produce_idempotent(cluster.bootstrap(), topic, "a", 200, &["--pause-ms", "1"])?;
     let addr = cluster.bootstrap_of(before.leader)?;
-    assert_eq!(delete_before(&addr, topic, 100)?, 0);
+    assert_eq!(delete_before(&addr, topic, 100)?, (0, 100));
 
     cluster.kill(victim)?;
     let target: Vec<i32> = before
@@ -482,7 +410,7 @@ fn a_move_after_delete_records_and_a_replica_moved_away_while_down() -> Result<(
         Ok(done.then_some(()))
     })
     .with_context(|| cluster.logs_tail(80))?;
-    let more = produce_acked(cluster.bootstrap(), topic, "b", 300, &[])?;
+    let more = produce_idempotent(cluster.bootstrap(), topic, "b", 300, &[])?;
 
     // The new replica's log starts at the batch holding the log start, and its batches are the
     // leader's from there.
@@ -550,18 +478,8 @@ fn listed_by(out: &serde_json::Value) -> Result<Vec<(String, Ongoing)>> {
 /// clients move and list, the `rill` CLI moves, lists and cancels.
 #[test]
 fn kafka_python_kafkajs_and_the_cli_move_list_and_cancel() -> Result<()> {
-    let mut cluster = Cluster::start(4, &["--broker-session-timeout-ms", "1500"])?;
     let topic = "clients";
-    let _ = rill_ok(
-        cluster.bootstrap(),
-        &["topic", "create", topic, "-p", "1", "-r", "3"],
-        b"",
-    )?;
-    let before = settled(&cluster, topic)?;
-    let outsider = cluster
-        .ids()
-        .find(|k| !before.replicas.contains(k))
-        .context("every broker holds a replica")?;
+    let (mut cluster, before, outsider) = four_brokers_with(topic)?;
     let up = cluster.bootstrap_of(before.leader)?;
     let leaving = before.replicas[2];
     let target = [outsider, before.replicas[0], before.replicas[1]];
@@ -644,7 +562,7 @@ fn kafka_python_kafkajs_and_the_cli_move_list_and_cancel() -> Result<()> {
         Ok(done.then_some(()))
     })
     .with_context(|| cluster.logs_tail(60))?;
-    let acked = produce_acked(cluster.bootstrap(), topic, "moved", 200, &[])?;
+    let acked = produce_idempotent(cluster.bootstrap(), topic, "moved", 200, &[])?;
     let read = read_all(cluster.bootstrap(), topic, 1, acked.len())?;
     assert_eq!(read, acked);
     Ok(())

@@ -12,26 +12,20 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    Client, Cluster, Conn, Rec, Result, call, committed_of, connect_to, find_coordinator,
-    group_consume, log_end, placements, produce_request, produce_to, read_all, read_response, rill,
-    rill_ok, send_request, wait_until,
+    Acked, Client, Cluster, Conn, Rec, Result, call, committed_of, connect_to, delete_before,
+    find_coordinator, group_consume, log_bytes, log_end, placements, produce_acked,
+    produce_request, produce_to, read_all, read_response, rill, rill_ok, send_request, wait_until,
 };
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::InitProducerIdRequest;
-use rill_protocol::kafka_protocol::messages::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsTopic,
-};
 use rill_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use rill_protocol::kafka_protocol::messages::{
-    DeleteRecordsRequest, OffsetForLeaderEpochRequest, TopicName,
-};
+use rill_protocol::kafka_protocol::messages::{OffsetForLeaderEpochRequest, TopicName};
 use rill_protocol::{ApiKey, ResponseKind};
 use rill_record::Batches;
 
@@ -105,23 +99,6 @@ fn leader_of_0(cluster: &Cluster, topic: &str) -> Result<i32> {
         .context("no partition 0")
 }
 
-/// The bytes of a partition's segments on one broker, in order.
-fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
-    let dir = data_dir.join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| dir.display().to_string())?
-        .filter_map(std::result::Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    let mut bytes = Vec::new();
-    for segment in segments {
-        bytes.extend(std::fs::read(&segment)?);
-    }
-    Ok(bytes)
-}
-
 /// Waits until every broker in `brokers` holds the same bytes for every partition, with at
 /// least `min_len` bytes in each.
 fn identical(cluster: &Cluster, brokers: &[i32], topic: &str, partitions: i32) -> Result<()> {
@@ -181,7 +158,7 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
 
     // acks=all through every broker's bootstrap: offsets from 0, in order, per partition.
     let first = spread("first", 300, partitions);
-    let mut acked = produce_acked(cluster.bootstrap(), topic, "first", &first)?;
+    let mut acked = produce_acked(cluster.bootstrap(), topic, "first", &first, &[])?;
     for p in 0..partitions {
         let offsets: Vec<i64> = acked
             .keys()
@@ -206,7 +183,7 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
         .collect::<Result<Vec<_>>>()?
         .join(",");
     let second = spread("second", 300, partitions);
-    for ((partition, offset), value) in produce_acked(&bootstrap, topic, "second", &second)? {
+    for ((partition, offset), value) in produce_acked(&bootstrap, topic, "second", &second, &[])? {
         ensure!(
             acked.insert((partition, offset), value).is_none(),
             "offset {offset} of partition {partition} acknowledged twice"
@@ -239,29 +216,6 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_a_leader_kill() -> Resul
     let _ = settled(&cluster, topic)?;
     ensure!(read_all(cluster.bootstrap(), topic, partitions, 600)? == acked);
     cluster.stop()
-}
-
-/// DeleteRecords v2 for partition 0 of `topic` through `addr`: (error, low watermark).
-fn delete_before(addr: &str, topic: &str, before: i64) -> Result<(i16, i64)> {
-    let mut conn = Conn::open_to(addr)?;
-    let request = DeleteRecordsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![
-            DeleteRecordsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partitions(vec![
-                    DeleteRecordsPartition::default()
-                        .with_partition_index(0)
-                        .with_offset(before),
-                ]),
-        ]);
-    let response = ask!(&mut conn, DeleteRecords, 2, request);
-    let p = response
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .context("no partition in the answer")?;
-    Ok((p.error_code, p.low_watermark))
 }
 
 /// The batches of partition 0 on broker `k` that hold offsets at or above `from`, by base
@@ -346,34 +300,6 @@ fn delete_records_holds_across_leaders_and_a_wiped_broker_catches_up() -> Result
     cluster.stop()
 }
 
-/// Produces `records` with `acks=all` through `bootstrap`: each acknowledged record's value by
-/// (partition, offset), valued `TAG-i` as [`spread`] makes them.
-fn produce_acked(bootstrap: &str, topic: &str, tag: &str, records: &[Rec]) -> Result<Acked> {
-    let delivered = produce_to(
-        bootstrap,
-        Client::Confluent,
-        topic,
-        records,
-        &["--acks", "all"],
-    )?;
-    ensure!(
-        delivered.len() == records.len(),
-        "{} acknowledged",
-        delivered.len()
-    );
-    let acked: Acked = delivered
-        .iter()
-        .map(|d| ((d.partition, d.offset), format!("{tag}-{}", d.index)))
-        .collect();
-    ensure!(
-        acked.len() == delivered.len(),
-        "an offset acknowledged twice"
-    );
-    Ok(acked)
-}
-
-type Acked = BTreeMap<(i32, i64), String>;
-
 /// The end of each partition `acked` reaches: where a group that read them all commits.
 fn ends(acked: &Acked) -> BTreeMap<i32, i64> {
     let mut ends = BTreeMap::new();
@@ -401,7 +327,13 @@ fn committed_offsets_survive_the_kill_of_the_group_coordinator() -> Result<()> {
         &["topic", "create", topic, "-p", "3", "-r", "3"],
         b"",
     )?;
-    let first = produce_acked(cluster.bootstrap(), topic, "first", &spread("first", 60, 3))?;
+    let first = produce_acked(
+        cluster.bootstrap(),
+        topic,
+        "first",
+        &spread("first", 60, 3),
+        &[],
+    )?;
 
     // The offsets topic is made on the group's first FindCoordinator: 50 partitions, each a
     // Raft group on all three brokers (offsets.topic.replication.factor 3). Rill does not list
@@ -459,7 +391,7 @@ fn committed_offsets_survive_the_kill_of_the_group_coordinator() -> Result<()> {
     );
 
     // The group resumes where it committed: it reads only the new records, and commits again.
-    let second = produce_acked(&bootstrap, topic, "second", &spread("second", 30, 3))?;
+    let second = produce_acked(&bootstrap, topic, "second", &spread("second", 30, 3), &[])?;
     group_consume(&bootstrap, topic, group, &second)
         .context("the group resuming through the new coordinator")?;
     let mut all = first;
@@ -478,7 +410,13 @@ fn a_corrupt_replica_serves_nothing_and_is_repaired_from_the_leader() -> Result<
         &["topic", "create", topic, "-p", "1", "-r", "3"],
         b"",
     )?;
-    let acked = produce_acked(cluster.bootstrap(), topic, "rec", &spread("rec", 200, 1))?;
+    let acked = produce_acked(
+        cluster.bootstrap(),
+        topic,
+        "rec",
+        &spread("rec", 200, 1),
+        &[],
+    )?;
     identical(&cluster, &[1, 2, 3], topic, 1)?;
     let leader = leader_of_0(&cluster, topic)?;
 

@@ -14,11 +14,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use rill_protocol::StrBytes;
-use rill_protocol::kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
+use rill_protocol::kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use rill_protocol::kafka_protocol::messages::{
+    DeleteRecordsRequest, FindCoordinatorRequest, MetadataRequest, TopicName,
+};
 
 use super::{
-    CLIENT_TIMEOUT, Client, Conn, Result, Scrape, consume_from, http_raw, ms, parse_metrics,
-    parse_response, run,
+    CLIENT_TIMEOUT, Client, Conn, Rec, Result, Scrape, consume_from, http_raw, ms, parse_metrics,
+    parse_response, produce_to, run,
 };
 
 /// How long `cluster.sh` waits for the brokers (seconds), as `RILL_CLUSTER_TIMEOUT`.
@@ -496,4 +501,79 @@ pub fn committed_of(bootstrap: &str, group: &str, topic: &str) -> Result<BTreeMa
         }
     }
     Ok(committed)
+}
+
+/// The bytes of a partition's segments on one broker, in order.
+pub fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        bytes.extend(std::fs::read(&segment)?);
+    }
+    Ok(bytes)
+}
+
+/// DeleteRecords v2 for partition 0 of `topic` through `addr` (`host:port`, or the first of a
+/// list): (error, low watermark).
+pub fn delete_before(addr: &str, topic: &str, before: i64) -> Result<(i16, i64)> {
+    let addr = addr.split(',').next().unwrap_or(addr);
+    let mut conn = Conn::open_to(addr)?;
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(before),
+                ]),
+        ]);
+    let response = ask!(&mut conn, DeleteRecords, 2, request);
+    let p = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition in the answer")?;
+    Ok((p.error_code, p.low_watermark))
+}
+
+/// Acknowledged records: each one's value by (partition, offset).
+pub type Acked = BTreeMap<(i32, i64), String>;
+
+/// Produces `records` with confluent-kafka at `acks=all` through `bootstrap`, with the
+/// producer options `options` (see produce.py); each acknowledged record's value by
+/// (partition, offset), valued `TAG-i` for the `i`-th record.
+pub fn produce_acked(
+    bootstrap: &str,
+    topic: &str,
+    tag: &str,
+    records: &[Rec],
+    options: &[&str],
+) -> Result<Acked> {
+    let mut all = vec!["--acks", "all"];
+    all.extend(options);
+    let delivered = produce_to(bootstrap, Client::Confluent, topic, records, &all)?;
+    ensure!(
+        delivered.len() == records.len(),
+        "{} of {} acknowledged",
+        delivered.len(),
+        records.len()
+    );
+    let acked: Acked = delivered
+        .iter()
+        .map(|d| ((d.partition, d.offset), format!("{tag}-{}", d.index)))
+        .collect();
+    ensure!(
+        acked.len() == delivered.len(),
+        "an offset acknowledged twice"
+    );
+    Ok(acked)
 }

@@ -610,7 +610,16 @@ pub fn python_command(name: &str, args: &[String]) -> Result<Command> {
 
 /// Runs a client script, which prints one JSON document; fails with its stderr if it fails.
 pub fn run_py(name: &str, args: &[String], stdin: &[u8]) -> Result<Value> {
-    let out = run(python_command(name, args)?, stdin, CLIENT_TIMEOUT)?;
+    json_of(
+        name,
+        args,
+        run(python_command(name, args)?, stdin, CLIENT_TIMEOUT)?,
+    )
+}
+
+/// What a client script that ran printed (one JSON document); fails with its stderr if it
+/// failed.
+fn json_of(name: &str, args: &[String], out: RunOutput) -> Result<Value> {
     ensure!(
         out.status.success(),
         "{name} {args:?} failed ({}):\n{}",
@@ -647,20 +656,11 @@ pub fn node_command(name: &str, args: &[String]) -> Command {
 
 /// Runs a kafkajs script, which prints one JSON document; fails with its stderr if it fails.
 pub fn run_node(name: &str, args: &[String]) -> Result<Value> {
-    let out = run(node_command(name, args), b"", CLIENT_TIMEOUT)?;
-    ensure!(
-        out.status.success(),
-        "{name} {args:?} failed ({}):\n{}",
-        out.status,
-        out.stderr
-    );
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "{name} printed no JSON: {}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            out.stderr
-        )
-    })
+    json_of(
+        name,
+        args,
+        run(node_command(name, args), b"", CLIENT_TIMEOUT)?,
+    )
 }
 
 /// `kcat` from PATH; fails with a pointer to `scripts/test` if it is missing.
