@@ -197,6 +197,27 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
             produce_idempotent(&bootstrap, topic, "during", 800, &["--pause-ms", "5"])
         })
     };
+    // And rill-client (`rill bench produce`, acks=all, idempotent): 1,000 records a second for
+    // 6 s. It must follow the leader to its new broker.
+    let bench = {
+        let bootstrap = cluster.bootstrap().to_owned();
+        std::thread::spawn(move || {
+            rill_ok(
+                &bootstrap,
+                &[
+                    "bench",
+                    "produce",
+                    "--topic",
+                    topic,
+                    "--records",
+                    "6000",
+                    "--rate",
+                    "1000",
+                ],
+                b"",
+            )
+        })
+    };
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         !producer.is_finished(),
@@ -234,6 +255,10 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
     let during = producer
         .join()
         .map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
+    let (benched, _) = bench
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bench thread panicked"))??;
+    assert!(benched.contains("6,000 records"), "{benched}");
     acked.extend(during);
     // The new replica, killed and back, rejoins the group it was added to (its configuration
     // comes back from its state file).
@@ -258,14 +283,16 @@ fn a_partition_moves_off_its_leader_while_producing_and_keeps_every_record() -> 
     // The leader answers ListOffsets with its own term as the leader epoch.
     let now = settled(&cluster, topic)?;
     let (error, end, epoch) = latest(&cluster.bootstrap_of(now.leader)?, topic)?;
-    assert_eq!((error, end, epoch), (0, acked.len() as i64, now.epoch));
+    // Every record is one of confluent-kafka's or one of the 6,000 of `rill bench`.
+    let written = acked.len() + 6000;
+    assert_eq!((error, end, epoch), (0, written as i64, now.epoch));
 
     // Every acknowledged record, at its offset, from the new replicas.
-    let read = read_all(cluster.bootstrap(), topic, 1, acked.len())?;
+    let read = read_all(cluster.bootstrap(), topic, 1, written)?;
     for (at, value) in &acked {
         assert_eq!(read.get(at), Some(value), "record at {at:?}");
     }
-    assert_eq!(read.len(), acked.len(), "records nobody acknowledged");
+    assert_eq!(read.len(), written, "records nobody acknowledged");
     // The new replica holds the same bytes as the others; the old one is gone.
     wait_until("the new replica to hold the same log", SETTLE, || {
         let logs = target

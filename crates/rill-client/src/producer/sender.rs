@@ -487,7 +487,11 @@ impl Sender {
             }
             Err(err) => {
                 if err.invalidates_metadata() {
+                    // The leader moved (NOT_LEADER_OR_FOLLOWER, ...): ask where it is now, as
+                    // Kafka's producer does; the retry is sent from the cache, so a cache only
+                    // marked stale would keep sending it to the old leader.
                     self.cluster.invalidate();
+                    self.fetch_metadata(tp.0.clone());
                 }
                 let explained_gap = err.code() == Some(ErrorCode::OutOfOrderSequenceNumber)
                     && batch
