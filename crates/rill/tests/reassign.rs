@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{Acked, Cluster, Conn, Placement, Rec, Result, delete_before, log_bytes, placements};
-use common::{produce_acked, read_all, rill_ok, run_node, run_py, wait_until};
+use common::{metadata_of, produce_acked, read_all, rill_ok, run_node, run_py, wait_until};
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
@@ -521,6 +521,11 @@ fn kafka_python_kafkajs_and_the_cli_move_list_and_cancel() -> Result<()> {
     )?;
     assert_eq!(bad["results"][format!("{topic}-0")], 39, "{bad}");
     cluster.kill(outsider)?;
+    // Until its session expires the broker is still listed, and kafka-python may pick it to
+    // ask for metadata, as it would with Kafka.
+    wait_until("the killed broker to leave Metadata", SETTLE, || {
+        Ok((!metadata_of(&up)?.brokers.contains_key(&outsider)).then_some(()))
+    })?;
     let moved = run_py(
         "reassign.py",
         &strings(&[&up, "alter", topic, "0", &joined(&target)]),

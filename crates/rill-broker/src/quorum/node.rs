@@ -141,6 +141,8 @@ pub(crate) struct Node {
     /// may have helped commit before it lost its state are gone (a brand-new cluster's first
     /// candidates have none, so it still elects).
     recovering: bool,
+    /// While recovering: how far the leader's log is committed.
+    catching_up: super::rejoin::CatchingUp,
 }
 
 impl std::fmt::Debug for Node {
@@ -200,6 +202,7 @@ impl Node {
             init_proposed_in_term: 0,
             refused: HashMap::new(),
             recovering,
+            catching_up: super::rejoin::CatchingUp::default(),
         })
     }
 
@@ -283,6 +286,9 @@ impl Node {
                     tracing::debug!(from, "no vote while catching up");
                     return true;
                 }
+                if self.recovering {
+                    self.catching_up.note(&message);
+                }
                 if let Err(err) = super::rejoin::step(&mut self.raw, message) {
                     tracing::debug!(%err, from, "raft message ignored");
                 }
@@ -362,15 +368,9 @@ impl Node {
     /// twice is harmless (a command that already applied fails or changes nothing the second
     /// time, and its proposer took the first outcome).
     fn follow_leader(&mut self) {
-        if self.recovering {
-            let log = &self.raw.raft.raft_log;
-            if self.raw.raft.leader_id != raft::INVALID_ID
-                && log.committed > 0
-                && log.persisted >= log.committed
-            {
-                self.recovering = false;
-                tracing::info!("the metadata log caught up with the leader's: voting again");
-            }
+        if self.recovering && self.catching_up.done(&self.raw) {
+            self.recovering = false;
+            tracing::info!("the metadata log caught up with the leader's: voting again");
         }
         let leader = self.raw.raft.leader_id;
         if leader == self.leader || leader == raft::INVALID_ID {

@@ -12,10 +12,35 @@
 //!   brings it back.
 //!
 //! Whether such a member may vote before it has caught up is its owner's decision (it must
-//! not: the entries it helped commit are gone).
+//! not: the entries it helped commit are gone); [`CatchingUp`] tells when it has.
 
 use raft::eraftpb::{Message, MessageType};
 use raft::{RawNode, StateRole, Storage};
+
+/// A member back without its state, until it holds what its leader had committed: the largest
+/// commit index a leader's append named. Its own commit index does not tell, since a follower
+/// caps it at its last entry (after the first append it receives, it would already "reach"
+/// it); a heartbeat names at most what the leader believes it holds, so it does not count.
+#[derive(Debug, Default)]
+pub(crate) struct CatchingUp {
+    leader_commit: u64,
+}
+
+impl CatchingUp {
+    /// Notes what a message from the leader says it has committed.
+    pub(crate) fn note(&mut self, message: &Message) {
+        if message.get_msg_type() == MessageType::MsgAppend {
+            self.leader_commit = self.leader_commit.max(message.commit);
+        }
+    }
+
+    /// Whether the log written here reaches everything a leader named committed.
+    pub(crate) fn done<T: Storage>(&self, raw: &RawNode<T>) -> bool {
+        raw.raft.leader_id != raft::INVALID_ID
+            && self.leader_commit > 0
+            && raw.raft.raft_log.persisted >= self.leader_commit
+    }
+}
 
 /// Steps `message` into `raw`, with the guards above.
 pub(crate) fn step<T: Storage>(raw: &mut RawNode<T>, mut message: Message) -> raft::Result<()> {

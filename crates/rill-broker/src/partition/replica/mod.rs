@@ -191,6 +191,8 @@ pub(crate) struct Replica {
     /// votes nor campaigns until it has caught up with a leader's commit index, since the
     /// entries it may have helped commit are gone.
     recovering: bool,
+    /// While recovering: how far the leader's log is committed.
+    catching_up: crate::quorum::rejoin::CatchingUp,
 }
 
 impl std::fmt::Debug for Replica {
@@ -255,6 +257,7 @@ impl Replica {
             campaign_at: (fresh && preferred && spec.fresh)
                 .then(|| Instant::now() + FIRST_CAMPAIGN),
             recovering,
+            catching_up: crate::quorum::rejoin::CatchingUp::default(),
             spec,
         })
     }
@@ -562,6 +565,9 @@ impl Replica {
         {
             return;
         }
+        if self.recovering {
+            self.catching_up.note(&message);
+        }
         if let Err(err) = crate::quorum::rejoin::step(&mut self.raw, message) {
             tracing::debug!(%err, partition = self.spec.partition, "raft message ignored");
         }
@@ -717,17 +723,13 @@ impl Replica {
         if let Some(applied) = applied {
             self.apply(applied);
         }
-        if self.recovering {
-            let log = &self.raw.raft.raft_log;
-            let known_leader = self.raw.raft.leader_id != raft::INVALID_ID;
-            if known_leader && log.committed > 0 && log.persisted >= log.committed {
-                self.recovering = false;
-                tracing::info!(
-                    topic_id = %self.spec.topic_id,
-                    partition = self.spec.partition,
-                    "caught up with the leader: voting again"
-                );
-            }
+        if self.recovering && self.catching_up.done(&self.raw) {
+            self.recovering = false;
+            tracing::info!(
+                topic_id = %self.spec.topic_id,
+                partition = self.spec.partition,
+                "caught up with the leader: voting again"
+            );
         }
         ended.role_changed = self.note_role();
         self.track(Instant::now());
