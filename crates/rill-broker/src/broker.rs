@@ -825,12 +825,6 @@ impl Broker {
             ));
         }
         let found = self.topic(topic).ok_or_else(|| unknown_topic(topic))?;
-        if !found.exists(partition) {
-            return Err((
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{topic}' has no partition {partition}"),
-            ));
-        }
         let command = Command::Reassign {
             topic: topic.to_owned(),
             id: found.id,

@@ -176,13 +176,11 @@ pub(crate) struct Replica {
     /// Indices of the entries proposed here and not written yet: their producer state was
     /// recorded when they were proposed.
     own: VecDeque<u64>,
-    /// When each replica (by position in `spec.replicas`) was last caught up with the commit
-    /// index, as this replica saw it while leading.
-    caught_up: Vec<Instant>,
+    /// While leading: when each member of the group (by raft id, learners included) was last
+    /// seen caught up with the commit index. A new leader starts every voter at the time it
+    /// took over (a full lag window, as Kafka keeps the ISR across a change of leader).
+    caught_up: std::collections::HashMap<u64, Instant>,
     campaign_at: Option<Instant>,
-    /// While leading: when each member (raft id, learners included) was last seen caught up
-    /// with the commit index.
-    matched_at: std::collections::HashMap<u64, Instant>,
     /// `acks=all` retries of batches already in the log here but not yet committed: each
     /// is answered (with the original's offsets) once the high watermark passes its last
     /// offset, as the original is.
@@ -252,8 +250,7 @@ impl Replica {
             leading: None,
             own: VecDeque::new(),
             duplicates: Vec::new(),
-            caught_up: vec![Instant::now(); spec.replicas.len()],
-            matched_at: std::collections::HashMap::new(),
+            caught_up: std::collections::HashMap::new(),
             campaign_at: (fresh && preferred && spec.fresh)
                 .then(|| Instant::now() + FIRST_CAMPAIGN),
             recovering,
@@ -393,26 +390,9 @@ impl Replica {
     }
 
     /// The partition's replica list changed (a reassignment began, was replaced or ended):
-    /// the in-sync bits follow the new positions.
+    /// the in-sync bits follow the new positions. A replica new to the list is in sync once it
+    /// has caught up, not before.
     pub(crate) fn set_replicas(&mut self, replicas: Vec<i32>) {
-        if replicas == self.spec.replicas {
-            return;
-        }
-        // A replica new to the list is in sync once it has caught up, not before.
-        let now = Instant::now();
-        let never = now.checked_sub(self.spec.lag_max).unwrap_or(now);
-        let caught_up = replicas
-            .iter()
-            .map(|r| {
-                self.spec
-                    .replicas
-                    .iter()
-                    .position(|old| old == r)
-                    .and_then(|k| self.caught_up.get(k).copied())
-                    .unwrap_or(never)
-            })
-            .collect();
-        self.caught_up = caught_up;
         self.spec.replicas = replicas;
     }
 
@@ -442,9 +422,11 @@ impl Replica {
         let committed = raft.raft_log.committed;
         // Caught up with the commit index now, or at a tick within the last second (under a
         // steady stream of writes a replica is often a batch or two behind when looked at).
+        // A learner is never in a new leader's grace window; a voter in it may be chosen for
+        // the hand-over while behind, and raft-rs then sends it what it lacks first.
         let now = Instant::now();
         let recently = |id: u64| {
-            self.matched_at
+            self.caught_up
                 .get(&id)
                 .is_some_and(|at| now.saturating_duration_since(*at) < CAUGHT_UP_RECENTLY)
         };
@@ -581,10 +563,15 @@ impl Replica {
             return 0;
         }
         let now = Instant::now();
-        self.caught_up
+        self.spec
+            .replicas
             .iter()
             .enumerate()
-            .filter(|(_, at)| now.saturating_duration_since(**at) < self.spec.lag_max)
+            .filter(|(_, r)| {
+                self.caught_up
+                    .get(&raft_id(**r))
+                    .is_some_and(|at| now.saturating_duration_since(*at) < self.spec.lag_max)
+            })
             .fold(0, |mask, (k, _)| mask | (1 << (k % 32)))
     }
 
@@ -594,23 +581,10 @@ impl Replica {
             return;
         }
         let committed = self.raw.raft.raft_log.committed;
+        let own = raft_id(self.spec.node_id);
         for (id, progress) in self.raw.raft.prs().iter() {
-            if progress.matched >= committed {
-                let _ = self.matched_at.insert(*id, now);
-            }
-        }
-        for (k, node) in self.spec.replicas.iter().enumerate() {
-            let caught_up = *node == self.spec.node_id
-                || self
-                    .raw
-                    .raft
-                    .prs()
-                    .get(raft_id(*node))
-                    .is_some_and(|p| p.matched >= committed);
-            if caught_up {
-                if let Some(at) = self.caught_up.get_mut(k) {
-                    *at = now;
-                }
+            if *id == own || progress.matched >= committed {
+                let _ = self.caught_up.insert(*id, now);
             }
         }
     }
@@ -779,7 +753,7 @@ impl Replica {
             return false;
         }
         self.own.clear();
-        self.matched_at.clear();
+        self.caught_up.clear();
         if self.leading.is_some() {
             for waiter in self.waiting.drain(..) {
                 waiter.answer.err(ErrorCode::NotLeaderOrFollower);
@@ -789,9 +763,12 @@ impl Replica {
             }
         }
         if let Some(term) = now {
-            // A new leader gives every follower a full lag window, as Kafka keeps the ISR.
+            // A new leader gives every voter a full lag window, as Kafka keeps the ISR.
             let start = Instant::now();
-            self.caught_up.iter_mut().for_each(|at| *at = start);
+            let conf = self.raw.raft.prs().conf().to_conf_state();
+            for id in conf.voters.iter().chain(&conf.voters_outgoing) {
+                let _ = self.caught_up.insert(*id, start);
+            }
             tracing::info!(
                 topic_id = %self.spec.topic_id,
                 partition = self.spec.partition,
