@@ -344,18 +344,26 @@ fn brokers_without_the_clients_listener_are_left_out() -> Result<()> {
         leaders.values().any(|l| *l == 1) && leaders.values().any(|l| *l == 2),
         "placed on one broker only: {leaders:?}"
     );
-    // A group coordinated by each broker (asked over PLAINTEXT, which both have).
-    let mut groups = std::collections::BTreeMap::new();
-    for i in 0..200 {
-        let group = format!("g{i}");
-        let (error, node) = find_coordinator(&plain1, &group)?;
-        if error == 0 && !groups.contains_key(&node) {
-            let _ = groups.insert(node, group);
-        }
-        if groups.len() == 2 {
-            break;
-        }
-    }
+    // A group coordinated by each broker (asked over PLAINTEXT, which both have), once the
+    // partitions of `__consumer_offsets` have elected their leaders.
+    let groups = wait_until(
+        "a group coordinated by each broker",
+        Duration::from_secs(30),
+        || {
+            let mut groups = std::collections::BTreeMap::new();
+            for i in 0..200 {
+                let group = format!("g{i}");
+                let (error, node) = find_coordinator(&plain1, &group)?;
+                if error == 0 && !groups.contains_key(&node) {
+                    let _ = groups.insert(node, group);
+                }
+                if groups.len() == 2 {
+                    return Ok(Some(groups));
+                }
+            }
+            Ok(None)
+        },
+    )?;
     let (g1, g2) = (
         groups.get(&1).context("a group of node 1")?,
         groups.get(&2).context("a group of node 2")?,
