@@ -1,4 +1,5 @@
-//! Kafka's on-disk naming: `<topic>-<partition>/<20-digit base offset>.{log,index,timeindex}`.
+//! Kafka's on-disk naming:
+//! `<topic>-<partition>/<20-digit base offset>.{log,index,timeindex,txnindex}`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 /// Suffix of time index files.
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Suffix of aborted-transaction index files (only segments with aborted transactions have one).
+pub const TXN_INDEX_SUFFIX: &str = "txnindex";
 /// Present in a log directory only between a clean close and the next open.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".rill-clean-shutdown";
 

@@ -79,6 +79,16 @@ pub enum LogError {
         /// The first offset of the batch holding it.
         batch_base_offset: i64,
     },
+    /// [`crate::Log::add_aborted`] was given a transaction whose first offset is after its last.
+    #[error(
+        "aborted transaction starts at offset {first_offset}, after its last offset {last_offset}"
+    )]
+    InvalidAbortedTxn {
+        /// The transaction's first offset.
+        first_offset: i64,
+        /// The offset of its ABORT marker.
+        last_offset: i64,
+    },
     /// An offset that can never be in a log.
     #[error("offset {offset} is negative")]
     NegativeOffset {

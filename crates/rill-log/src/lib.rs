@@ -2,9 +2,13 @@
 //!
 //! # Layout
 //! - [`Log`] (`log.rs`): open and recover, append, read, timestamp lookups, roll, retention,
-//!   truncation (`truncate_to`, `start_at`), group-commit `sync`, clean close.
-//! - `segment.rs`: one `.log` file of whole record batches with its `.index` and `.timeindex`.
+//!   truncation (`truncate_to`, `start_at`), group-commit `sync`, clean close, and the aborted
+//!   transactions of read_committed fetches (`add_aborted`, `aborted_between`, `sync_txn_index`).
+//! - `segment.rs`: one `.log` file of whole record batches with its `.index` and `.timeindex`,
+//!   and a `.txnindex` once it holds a recorded ABORT marker.
 //! - `index.rs`: the sparse offset and time indexes.
+//! - [`AbortedTxn`] (`txn_index.rs`): the aborted-transaction index (Kafka's `.txnindex`), in
+//!   memory and written entry by entry; only segments with aborted transactions have a file.
 //! - [`FileCache`] (`cache.rs`): the bounded set of open segment files many logs share.
 //! - [`BlockingPool`] (`background.rs`): fixed thread pools for fsyncs; one, shared by every
 //!   log, fsyncs sealed segments.
@@ -52,6 +56,7 @@ mod flush;
 mod index;
 mod log;
 mod segment;
+mod txn_index;
 
 pub use background::BlockingPool;
 pub use cache::FileCache;
@@ -62,3 +67,4 @@ pub use config::{
 pub use error::{Corruption, LogError};
 pub use flush::FlushPolicy;
 pub use log::{AppendInfo, Log, PendingSync, TimestampOffset};
+pub use txn_index::AbortedTxn;

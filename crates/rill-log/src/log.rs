@@ -1,4 +1,5 @@
-//! A partition log: an ordered run of segments, the last one active.
+//! A partition log: an ordered run of segments, the last one active, and the aborted
+//! transactions whose ABORT markers it holds (in each segment's `.txnindex`).
 
 use std::collections::VecDeque;
 use std::fs;
@@ -11,9 +12,12 @@ use rill_record::{Batch, BatchHeader};
 
 use crate::background::{self, Pending};
 use crate::cache::FileCache;
-use crate::dir::{CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, fsync_dir, parse_segment_name};
+use crate::dir::{
+    CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, TXN_INDEX_SUFFIX, fsync_dir, parse_segment_name, segment_file,
+};
 use crate::error::{IoContext, LogError};
 use crate::segment::Segment;
+use crate::txn_index::{self, AbortedTxn};
 use crate::{FlushPolicy, LogConfig};
 
 /// The file in a log directory that keeps a log start offset moved by
@@ -85,6 +89,11 @@ impl PendingSync {
 /// The log has a single owner: `append`, `sync` and retention take `&mut self`, reads `&self`.
 /// It is synchronous and does blocking file I/O; async callers run it on a thread of its own.
 /// Its segment files are opened through a [`FileCache`], which may be shared by many logs.
+///
+/// Beside the records, it keeps the aborted transactions the broker records
+/// ([`Log::add_aborted`]), each with the segment holding its ABORT marker, all in memory, for
+/// read_committed fetches ([`Log::aborted_between`]). They go with their segments (retention,
+/// truncation) and survive restarts; [`Log::sync_txn_index`] makes them durable.
 #[derive(Debug)]
 pub struct Log {
     dir: PathBuf,
@@ -110,6 +119,10 @@ pub struct Log {
     pending_seals: VecDeque<PendingSeal>,
     /// How many times the log has been cut ([`Log::truncate_to`], [`Log::start_at`]).
     truncations: u64,
+    /// An aborted-transaction index was written since the last [`Log::sync_txn_index`].
+    txn_index_unsynced: bool,
+    /// An aborted-transaction index file was created since then: the directory needs an fsync.
+    txn_index_dir_unsynced: bool,
 }
 
 /// A sealed segment whose files are being fsynced away from the owner's thread, so that a roll
@@ -126,8 +139,10 @@ impl Log {
     /// Sealed segments are trusted with their index files (which are rebuilt if missing or
     /// damaged). The active segment is recovered: after a clean [`Log::close`] only its last
     /// index interval is walked; otherwise every batch in it is checked (length, magic, CRC and
-    /// offset continuity) and whatever follows the last good batch is cut off. Opening never reads
-    /// more than the active segment and the index files.
+    /// offset continuity) and whatever follows the last good batch is cut off. Then the
+    /// aborted-transaction indexes are loaded; an entry whose marker is not in its segment (in
+    /// the active one, at or past the log end just recovered) or that is damaged is dropped, and
+    /// its file fixed. Opening never reads more than the active segment and the index files.
     ///
     /// The log keeps its files open through a cache of its own; [`Log::open_cached`] shares one.
     pub fn open(dir: impl Into<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Self, LogError> {
@@ -150,18 +165,7 @@ impl Log {
                 fsync_dir(parent)?;
             }
         }
-        let mut bases = Vec::new();
-        for entry in fs::read_dir(&dir).at(&dir)? {
-            let entry = entry.at(&dir)?;
-            if let Some(base) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| parse_segment_name(name, LOG_SUFFIX))
-            {
-                bases.push(base);
-            }
-        }
-        bases.sort_unstable();
+        let (bases, txn_bases) = list_segments(&dir)?;
 
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
@@ -179,7 +183,7 @@ impl Log {
             }
         }
         let mut clean_marker = false;
-        let active = match bases.last() {
+        let mut active = match bases.last() {
             Some(&base) => {
                 let recovered = if clean {
                     Segment::open_active_clean(cache, &dir, base)?
@@ -207,6 +211,16 @@ impl Log {
             // The marker lied (the active segment needed recovery): it must not be trusted again.
             fs::remove_file(&marker).at(&marker)?;
             fsync_dir(&dir)?;
+        }
+
+        // After a crash, an aborted-transaction index may hold entries that never reached the
+        // disk: the first `sync_txn_index` fsyncs it. After a clean close, `close` did.
+        let mut txn_index_unsynced = false;
+        for segment in sealed.iter_mut().chain(std::iter::once(&mut active)) {
+            if txn_bases.binary_search(&segment.base_offset).is_ok() {
+                segment.load_txn_index(clean_marker)?;
+                txn_index_unsynced |= segment.unsynced_txn_index().is_some();
+            }
         }
 
         let log_end_offset = active.next_offset;
@@ -237,6 +251,8 @@ impl Log {
             poisoned: None,
             pending_seals: VecDeque::new(),
             truncations: 0,
+            txn_index_unsynced,
+            txn_index_dir_unsynced: txn_index_unsynced,
         })
     }
 
@@ -622,6 +638,120 @@ impl Log {
         }
     }
 
+    /// Records an aborted transaction whose ABORT marker is at `txn.last_offset`, which must be
+    /// an offset already in the log (below the log end, at or above the log start; otherwise
+    /// [`LogError::OffsetOutOfRange`]), and not before `txn.first_offset` (otherwise
+    /// [`LogError::InvalidAbortedTxn`]). Appended to the `.txnindex` of the segment holding
+    /// `last_offset`, which the first entry creates (not fsynced here:
+    /// [`Log::sync_txn_index`]). An entry whose `last_offset` is at or below the last one
+    /// recorded in that segment is ignored (the broker replays markers after a crash and may add
+    /// one again).
+    pub fn add_aborted(&mut self, txn: AbortedTxn) -> Result<(), LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        let end = self.log_end_offset();
+        if txn.last_offset < self.log_start_offset || txn.last_offset >= end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: txn.last_offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            });
+        }
+        if txn.first_offset > txn.last_offset {
+            return Err(LogError::InvalidAbortedTxn {
+                first_offset: txn.first_offset,
+                last_offset: txn.last_offset,
+            });
+        }
+        // The first segment ending after the offset holds it (it is below the log end).
+        let holding = self
+            .sealed
+            .partition_point(|s| s.next_offset <= txn.last_offset);
+        let recorded = self.sealed.get(holding).unwrap_or(&self.active).aborted();
+        if recorded
+            .last()
+            .is_some_and(|last| txn.last_offset <= last.last_offset)
+        {
+            tracing::debug!(
+                dir = %self.dir.display(),
+                last_offset = txn.last_offset,
+                "ignoring an aborted transaction at or below the last one recorded"
+            );
+            return Ok(());
+        }
+        // The clean-shutdown marker vouches that every index file is durable. (The broker
+        // appends the marker batch first, which has already removed it.)
+        self.changing()?;
+        let segment = self.sealed.get_mut(holding).unwrap_or(&mut self.active);
+        let created = segment.add_aborted(txn)?;
+        self.txn_index_unsynced = true;
+        self.txn_index_dir_unsynced |= created;
+        Ok(())
+    }
+
+    /// Every recorded aborted transaction with `last_offset >= from` and `first_offset < to`,
+    /// ordered by `last_offset`: those a read_committed fetch of `from..to` filters out. From
+    /// memory: no disk read.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        // Segments ending at or before `from` hold only markers before it; a transaction
+        // aborted in any later segment may have begun before `to`.
+        let first = self.sealed.partition_point(|s| s.next_offset <= from);
+        self.sealed
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .chain(std::iter::once(&self.active))
+            .flat_map(Segment::aborted)
+            .filter(|txn| txn.last_offset >= from && txn.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// fsyncs every `.txnindex` file written since the last call, and the directory if one was
+    /// created (the broker calls it before it writes a snapshot of its producer state).
+    /// [`Log::close`] does it too. A failed fsync poisons the log, as in [`Log::sync`]: after
+    /// one, what the file holds is unknown, and a retry could succeed without making it durable.
+    pub fn sync_txn_index(&mut self) -> Result<(), LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        if !self.txn_index_unsynced {
+            return Ok(());
+        }
+        let mut failed = None;
+        for segment in self
+            .sealed
+            .iter_mut()
+            .chain(std::iter::once(&mut self.active))
+        {
+            let Some(path) = segment.unsynced_txn_index() else {
+                continue;
+            };
+            // Failing to open the file (no descriptor left) is not a failed fsync: the log is
+            // not poisoned, and the next call tries again.
+            let file = fs::File::open(&path).at(&path)?;
+            if let Err(err) = sync_all(&file, &path) {
+                failed = Some(err);
+                break;
+            }
+            segment.txn_index_synced();
+        }
+        if self.txn_index_dir_unsynced && failed.is_none() {
+            let dir = fs::File::open(&self.dir).at(&self.dir)?;
+            match sync_all(&dir, &self.dir) {
+                Ok(()) => self.txn_index_dir_unsynced = false,
+                Err(err) => failed = Some(err),
+            }
+        }
+        if let Some(err) = failed {
+            self.poison(&err);
+            return Err(err);
+        }
+        self.txn_index_unsynced = false;
+        Ok(())
+    }
+
     /// Deletes whole sealed segments past `retention.ms` (by their largest timestamp) or while
     /// the log exceeds `retention.bytes`. The active segment is never deleted. Returns the base
     /// offsets of the deleted segments.
@@ -814,6 +944,8 @@ impl Log {
         for segment in self.segments().rev() {
             remove_files(segment)?;
         }
+        // One left by a segment whose deletion failed must not become the new segment's.
+        remove_file_if_any(&segment_file(&self.dir, offset, TXN_INDEX_SUFFIX))?;
         fsync_dir(&self.dir)?;
         self.write_log_start_checkpoint(offset)?;
         let segment = Segment::create(&self.cache, &self.dir, offset)?;
@@ -875,6 +1007,7 @@ impl Log {
         // Only what changed is fsynced: a log with nothing appended since its last fsync costs
         // no fsync of its data, and index files with nothing new none of theirs.
         self.sync()?;
+        self.sync_txn_index()?;
         self.active.seal()?;
         self.active.sync_indexes()?;
         // The marker is written after everything it vouches for is durable. Its own directory
@@ -888,18 +1021,73 @@ impl Log {
 /// Deletes a segment's files (one already gone is no error; the caller fsyncs the directory).
 fn remove_files(segment: &Segment) -> Result<(), LogError> {
     for path in segment.files() {
-        match fs::remove_file(&path) {
-            Err(err) if err.kind() != ErrorKind::NotFound => return Err(err).at(&path),
-            _ => {}
-        }
+        remove_file_if_any(&path)?;
     }
     Ok(())
+}
+
+/// Deletes a file; one already gone is no error (the caller fsyncs the directory).
+fn remove_file_if_any(path: &Path) -> Result<(), LogError> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != ErrorKind::NotFound => Err(err).at(path),
+        _ => Ok(()),
+    }
+}
+
+/// The base offsets of the segments in `dir` (by their `.log` files) and of those that have an
+/// aborted-transaction index, both sorted. Aborted-transaction index files without a segment
+/// (left by a crash while a segment was deleted, which deletes its `.log` first) and those of
+/// an interrupted rewrite are removed, durably: a new segment at the same base must not take
+/// them for its own.
+fn list_segments(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), LogError> {
+    let mut bases = Vec::new();
+    let mut txn_bases = Vec::new();
+    let mut leftovers = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_segment_name(name, LOG_SUFFIX) {
+            bases.push(base);
+        } else if let Some(base) = parse_segment_name(name, TXN_INDEX_SUFFIX) {
+            txn_bases.push(base);
+        } else if parse_segment_name(name, txn_index::REWRITE_SUFFIX).is_some() {
+            leftovers.push(entry.path());
+        }
+    }
+    bases.sort_unstable();
+    txn_bases.sort_unstable();
+    let (txn_bases, orphans): (Vec<i64>, Vec<i64>) = txn_bases
+        .into_iter()
+        .partition(|base| bases.binary_search(base).is_ok());
+    leftovers.extend(
+        orphans
+            .into_iter()
+            .map(|base| segment_file(dir, base, TXN_INDEX_SUFFIX)),
+    );
+    if !leftovers.is_empty() {
+        for path in &leftovers {
+            tracing::warn!(path = %path.display(), "removing a leftover aborted-transaction index");
+            remove_file_if_any(path)?;
+        }
+        fsync_dir(dir)?;
+    }
+    Ok((bases, txn_bases))
 }
 
 /// fsync of a file by its path (a descriptor opened for the purpose: any descriptor of a file
 /// makes all of its written pages durable).
 fn fsync_path(path: &Path) -> Result<(), LogError> {
     fs::File::open(path).and_then(|f| f.sync_all()).at(path)
+}
+
+/// fsync of an open file (or directory) at `path`.
+fn sync_all(file: &fs::File, path: &Path) -> Result<(), LogError> {
+    #[cfg(test)]
+    if crate::segment::fault::FAIL_NEXT_SYNC.with(|fail| fail.replace(false)) {
+        return Err(std::io::Error::other("injected fsync failure")).at(path);
+    }
+    file.sync_all().at(path)
 }
 
 /// The first record of `segment` at or after offset `from` whose timestamp is at or after
@@ -1010,6 +1198,93 @@ mod tests {
             log.append(&mut batch(1)?, 0),
             Err(LogError::Poisoned { .. })
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn txn_index_fsyncs_run_only_after_writes_and_a_failed_one_poisons() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), FlushPolicy::Never)?;
+        let _ = log.append(&mut batch(3)?, 0)?;
+        let aborted = AbortedTxn {
+            producer_id: 1,
+            first_offset: 0,
+            last_offset: 2,
+            last_stable_offset: 0,
+        };
+        // Nothing written: no fsync (the injected failure stays armed).
+        FAIL_NEXT_SYNC.with(|fail| fail.set(true));
+        log.sync_txn_index()?;
+        assert!(FAIL_NEXT_SYNC.with(|fail| fail.replace(false)));
+        log.add_aborted(aborted)?;
+        log.sync_txn_index()?;
+        FAIL_NEXT_SYNC.with(|fail| fail.set(true));
+        log.sync_txn_index()?;
+        assert!(
+            FAIL_NEXT_SYNC.with(|fail| fail.replace(false)),
+            "synced already"
+        );
+
+        // An entry ignored as a repeat writes nothing, but a new one does, and its fsync fails.
+        log.add_aborted(aborted)?;
+        log.add_aborted(AbortedTxn {
+            last_offset: 2,
+            ..aborted
+        })?;
+        let _ = log.append(&mut batch(1)?, 0)?;
+        let later = AbortedTxn {
+            last_offset: 3,
+            ..aborted
+        };
+        log.add_aborted(later)?;
+        FAIL_NEXT_SYNC.with(|fail| fail.set(true));
+        assert!(matches!(log.sync_txn_index(), Err(LogError::Io { .. })));
+        assert!(log.is_poisoned());
+        let index = crate::dir::segment_file(dir.path(), 0, TXN_INDEX_SUFFIX);
+        for result in [
+            log.sync_txn_index(),
+            log.add_aborted(AbortedTxn {
+                last_offset: 3,
+                ..later
+            }),
+            log.sync(),
+        ] {
+            match result {
+                Err(LogError::Poisoned { path }) => assert_eq!(path, index),
+                other => panic!("expected Poisoned, got {other:?}"),
+            }
+        }
+        // What is recorded is still served.
+        assert_eq!(log.aborted_between(0, 4), [aborted, later]);
+        assert!(matches!(log.close(), Err(LogError::Poisoned { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn txn_indexes_found_after_a_crash_are_fsynced_by_the_next_sync() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), FlushPolicy::Never)?;
+        let _ = log.append(&mut batch(3)?, 0)?;
+        log.add_aborted(AbortedTxn {
+            producer_id: 1,
+            first_offset: 0,
+            last_offset: 2,
+            last_stable_offset: 0,
+        })?;
+        // A crash before the entry was fsynced: it may be only in the page cache.
+        drop(log);
+        let mut log = open(dir.path(), FlushPolicy::Never)?;
+        FAIL_NEXT_SYNC.with(|fail| fail.set(true));
+        assert!(matches!(log.sync_txn_index(), Err(LogError::Io { .. })));
+        drop(log);
+        // After a clean close it is durable: nothing to fsync.
+        let log = open(dir.path(), FlushPolicy::Never)?;
+        log.close()?;
+        let mut log = open(dir.path(), FlushPolicy::Never)?;
+        FAIL_NEXT_SYNC.with(|fail| fail.set(true));
+        log.sync_txn_index()?;
+        assert!(FAIL_NEXT_SYNC.with(|fail| fail.replace(false)));
+        assert_eq!(log.aborted_between(0, 3).len(), 1);
         Ok(())
     }
 

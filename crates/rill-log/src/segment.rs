@@ -1,4 +1,5 @@
-//! One segment: a `.log` file of whole batches and its two sparse indexes.
+//! One segment: a `.log` file of whole batches, its two sparse indexes and, once an ABORT marker
+//! in it is recorded, its aborted-transaction index.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -8,9 +9,10 @@ use std::sync::Arc;
 use rill_record::{Batch, BatchHeader, HEADER_LEN, RecordError};
 
 use crate::cache::{CachedFile, FileCache};
-use crate::dir::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_file};
+use crate::dir::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, segment_file};
 use crate::error::{Corruption, IoContext, LogError};
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::txn_index::{AbortedTxn, TxnIndex};
 
 /// Fault injection for unit tests: the disk cannot be made to fail an fsync on demand.
 #[cfg(test)]
@@ -39,6 +41,8 @@ pub(crate) struct Segment {
     pub(crate) max_timestamp: i64,
     index: IndexFile<OffsetEntry>,
     time_index: IndexFile<TimeEntry>,
+    /// The aborted transactions whose markers are in the segment (none, for most segments).
+    txn_index: TxnIndex,
     bytes_since_index_entry: u64,
     /// Wall-clock time of the first append, for `segment.ms`.
     pub(crate) first_append_ms: Option<i64>,
@@ -88,6 +92,7 @@ impl Segment {
             max_timestamp: -1,
             index: IndexFile::create(segment_file(dir, base_offset, INDEX_SUFFIX))?,
             time_index: IndexFile::create(segment_file(dir, base_offset, TIME_INDEX_SUFFIX))?,
+            txn_index: TxnIndex::default(),
             bytes_since_index_entry: 0,
             first_append_ms: None,
             written_back: 0,
@@ -249,6 +254,7 @@ impl Segment {
             max_timestamp: -1,
             index,
             time_index,
+            txn_index: TxnIndex::default(),
             bytes_since_index_entry: 0,
             first_append_ms: None,
             // What is already there is the kernel's to write back; appends start from here.
@@ -352,13 +358,16 @@ impl Segment {
     /// Cuts the segment at `position`, where the batch at `offset` starts, and fsyncs the cut.
     /// The index entries past the cut go, in memory and in their files (which are not fsynced:
     /// the segment is active afterwards, and an active segment's indexes are rebuilt after a
-    /// crash). The largest timestamp is found again from the time index and the batch headers
-    /// after its last entry, as Kafka does.
+    /// crash). The aborted transactions whose markers were cut off go too, durably, after the
+    /// log is cut (a crash in between leaves them past the log end, where recovery drops them).
+    /// The largest timestamp is found again from the time index and the batch headers after its
+    /// last entry, as Kafka does.
     pub(crate) fn truncate(&mut self, position: u64, offset: i64) -> Result<(), LogError> {
         let file = self.file.get()?;
         file.set_len(position)
             .and_then(|()| file.sync_all())
             .at(self.path())?;
+        self.txn_index.truncate(&self.txn_index_path(), offset)?;
         let relative = self.relative(offset);
         self.index.truncate(|e| e.relative_offset < relative)?;
         // An entry at the cut still holds: it speaks of the records before it, all kept.
@@ -483,13 +492,56 @@ impl Segment {
         Ok(buf)
     }
 
-    /// Paths of the segment's files, for deletion and for fsyncs away from the owner.
-    pub(crate) fn files(&self) -> [PathBuf; 3] {
-        [
+    /// Paths of the segment's files, for deletion and for fsyncs away from the owner: the log
+    /// first (a crash while they are deleted leaves no segment without its indexes; an
+    /// aborted-transaction index left without its log is removed when the log opens), then the
+    /// indexes, the aborted-transaction index only if the segment has one.
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![
             self.path().to_path_buf(),
             self.index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
-        ]
+        ];
+        if self.txn_index.exists() {
+            files.push(self.txn_index_path());
+        }
+        files
+    }
+
+    /// The path of the segment's aborted-transaction index, whether it exists or not.
+    pub(crate) fn txn_index_path(&self) -> PathBuf {
+        self.path().with_extension(TXN_INDEX_SUFFIX)
+    }
+
+    /// Loads the aborted-transaction index once the segment's end is known (after recovery, for
+    /// the active segment), dropping the entries whose markers are not in the segment. Unless
+    /// `durable`, the file counts as not yet fsynced.
+    pub(crate) fn load_txn_index(&mut self, durable: bool) -> Result<(), LogError> {
+        let path = self.txn_index_path();
+        self.txn_index = TxnIndex::load(&path, self.base_offset, self.next_offset, durable)?;
+        Ok(())
+    }
+
+    /// The aborted transactions whose markers are in the segment, by marker offset.
+    pub(crate) fn aborted(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Records an aborted transaction whose marker is in the segment (see [`TxnIndex::add`]).
+    /// Returns whether that created the segment's aborted-transaction index file.
+    pub(crate) fn add_aborted(&mut self, txn: AbortedTxn) -> Result<bool, LogError> {
+        let path = self.txn_index_path();
+        self.txn_index.add(&path, txn)
+    }
+
+    /// The aborted-transaction index file, if it was written since its last fsync.
+    pub(crate) fn unsynced_txn_index(&self) -> Option<PathBuf> {
+        self.txn_index.is_unsynced().then(|| self.txn_index_path())
+    }
+
+    /// Records that the aborted-transaction index file was fsynced.
+    pub(crate) fn txn_index_synced(&mut self) {
+        self.txn_index.synced();
     }
 
     /// The log file's modification time in ms since the epoch, when it has no timestamps.
