@@ -112,7 +112,7 @@ impl Attributes {
     const COMPRESSION_MASK: i16 = 0x07;
     const TIMESTAMP_TYPE: i16 = 0x08;
     const TRANSACTIONAL: i16 = 0x10;
-    const CONTROL: i16 = 0x20;
+    pub(crate) const CONTROL: i16 = 0x20;
     const DELETE_HORIZON: i16 = 0x40;
 
     /// Attributes for a plain batch with this codec and timestamp type.

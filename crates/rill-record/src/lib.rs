@@ -41,6 +41,7 @@
 pub mod batch;
 pub mod builder;
 pub mod compression;
+pub mod control;
 mod error;
 pub mod legacy;
 pub mod record;
@@ -53,5 +54,6 @@ pub use batch::{
 pub use batch::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
 pub use builder::{BatchBuilder, RecordSpec, rebuild};
 pub use compression::{compress, compress_into, compress_into_level, decompress};
+pub use control::{Marker, marker_batch, parse_marker};
 pub use error::RecordError;
 pub use record::{DEFAULT_MAX_RECORDS_LEN, DecodeOptions, Header, Record, decode_records};
