@@ -19,6 +19,7 @@ use crate::authorizer::{Access, Operation, ResourceType};
 use crate::broker::Broker;
 
 mod patch;
+mod txn;
 
 use patch::commit_topic;
 
@@ -102,6 +103,12 @@ pub(crate) enum Patch {
     Configs(Vec<(i8, StrBytes, ErrorCode)>),
     DescribeCluster,
     DescribeTopicPartitions(Vec<TopicName>),
+    /// DescribeTransactions: the transactional ids refused.
+    Transactions(Vec<m::TransactionalId>),
+    /// ListTransactions: only the transactional ids the principal may describe.
+    ListTransactions,
+    /// DescribeProducers: the topics (and partitions) refused.
+    Producers(Vec<(TopicName, Vec<i32>)>),
 }
 
 fn text(s: &str) -> StrBytes {
@@ -776,6 +783,7 @@ pub(crate) fn gate(broker: &Broker, access: &Access<'_>, body: RequestKind, vers
             Gate::Run(RequestKind::ListGroups(req), patch)
         }
         // An API added to the version table without a row here is never let through.
+        other if txn::is_txn(&other) => txn::gate(access, other, version),
         other => {
             tracing::error!(request = ?other, "no authorization rule for an advertised API");
             Gate::Close

@@ -41,6 +41,7 @@ use crate::quorum::Quorum;
 use crate::quorum::image::{Change, Command, ElectedLeader, Image, PartitionImage, TopicImage};
 use crate::quorum::node::Applied;
 use crate::topic_config::TopicConfig;
+use crate::txn::TXN_TOPIC;
 
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -193,8 +194,8 @@ pub(crate) struct Broker {
     dynamic: RwLock<DynamicConfigs>,
     /// Topics whose partitions a change on this broker is opening.
     changing: Mutex<BTreeSet<String>>,
-    /// One creation of `__consumer_offsets` at a time.
-    offsets_creation: tokio::sync::Mutex<()>,
+    /// One creation of an internal topic at a time.
+    internal_creation: tokio::sync::Mutex<()>,
     /// Held while partitions are opened for a topic, by a change here (with its check that the
     /// topic is still as it saw it) or by the reconciler: so the reconciler never opens a
     /// directory a change is opening, and a change never opens one the reconciler has.
@@ -205,6 +206,8 @@ pub(crate) struct Broker {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Consumer groups and their committed offsets.
     pub(crate) groups: crate::group::Coordinator,
+    /// Transactional ids and their transactions.
+    pub(crate) txns: crate::txn::TxnCoordinator,
     /// Cancelled when the broker starts to shut down: long polls answer at once.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// This broker's metrics registry.
@@ -254,10 +257,26 @@ impl Broker {
         let (offsets_count, offsets_here) = match &offsets {
             Some(topic) => (
                 i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
-                offsets_held_here(&config, &outbox, topic, false),
+                internal_held_here(&config, &outbox, OFFSETS_TOPIC, topic, false),
             ),
             None => (config.offsets_partitions, Vec::new()),
         };
+        let txn_topic = image.topics.remove(TXN_TOPIC);
+        let (txn_count, txn_here) = match &txn_topic {
+            Some(topic) => (
+                i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+                internal_held_here(&config, &outbox, TXN_TOPIC, topic, false),
+            ),
+            None => (config.transaction_partitions, Vec::new()),
+        };
+        let txns = crate::txn::TxnCoordinator::open(
+            data_dir,
+            txn_count,
+            txn_here,
+            &storage,
+            metrics.fsync.clone(),
+            config.transaction_max_timeout_ms,
+        )?;
         let groups = crate::group::Coordinator::open(
             data_dir,
             rill_group::GroupConfig {
@@ -304,7 +323,14 @@ impl Broker {
             "opened partitions"
         );
         cluster.update(&quorum.image());
-        cluster.update_offsets(offsets.map(|t| t.partitions).unwrap_or_default());
+        cluster.update_internal(
+            OFFSETS_TOPIC,
+            offsets.map(|t| t.partitions).unwrap_or_default(),
+        );
+        cluster.update_internal(
+            TXN_TOPIC,
+            txn_topic.map(|t| t.partitions).unwrap_or_default(),
+        );
         let (reconciled, _) = watch::channel(applied);
         let authorizer = crate::authorizer::Authorizer::new(&config.authorizer, &image.acls);
         Ok(Self {
@@ -314,10 +340,11 @@ impl Broker {
             topics: RwLock::new(topics),
             dynamic: RwLock::new(dynamic),
             changing: Mutex::new(BTreeSet::new()),
-            offsets_creation: tokio::sync::Mutex::new(()),
+            internal_creation: tokio::sync::Mutex::new(()),
             opening: tokio::sync::Mutex::new(()),
             quorum,
             groups,
+            txns,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             stopping: tokio_util::sync::CancellationToken::new(),
             metrics,
@@ -549,12 +576,18 @@ impl Broker {
                 (name, topic.id, topic.placements.clone(), offsets)
             })
             .collect();
-        if let Some(agreed) = self.quorum.image().topics.get(OFFSETS_TOPIC) {
-            let offsets = (0..agreed.partitions.len())
-                .map(|i| self.groups.offsets_of(i32::try_from(i).unwrap_or(i32::MAX)))
-                .collect();
-            let name = OFFSETS_TOPIC.to_owned();
-            held.push((name, agreed.id, agreed.partitions.clone(), offsets));
+        for name in [OFFSETS_TOPIC, TXN_TOPIC] {
+            if let Some(agreed) = self.quorum.image().topics.get(name) {
+                let offsets = (0..agreed.partitions.len())
+                    .map(|i| self.internal_offsets(name, i32::try_from(i).unwrap_or(i32::MAX)))
+                    .collect();
+                held.push((
+                    name.to_owned(),
+                    agreed.id,
+                    agreed.partitions.clone(),
+                    offsets,
+                ));
+            }
         }
         for (name, id, placements, offsets) in held {
             for (index, (placement, offsets)) in placements.iter().zip(offsets).enumerate() {
@@ -639,33 +672,65 @@ impl Broker {
                 tracing::error!(topic = name, partition = index, %err, "repairing a corrupt replica");
             }
         }
-        for partition in self.groups.corrupt() {
-            if let Err(err) = self.repair_offsets(partition).await {
-                tracing::error!(partition, %err, "repairing a corrupt replica of __consumer_offsets");
+        let corrupt_internal = [
+            (OFFSETS_TOPIC, self.groups.hosting().corrupt()),
+            (TXN_TOPIC, self.txns.hosting().corrupt()),
+        ];
+        for (name, partitions) in corrupt_internal {
+            for partition in partitions {
+                if let Err(err) = self.repair_internal(name, partition).await {
+                    tracing::error!(topic = name, partition, %err, "repairing a corrupt replica");
+                }
             }
         }
     }
 
-    /// [`Broker::repair_corrupt`] for a partition of `__consumer_offsets`.
-    async fn repair_offsets(&self, partition: i32) -> Result<(), BrokerError> {
-        let Some(agreed) = self.quorum.image().topics.get(OFFSETS_TOPIC).cloned() else {
+    /// The published offsets of a partition of an internal topic held here.
+    fn internal_offsets(&self, name: &str, partition: i32) -> Option<Offsets> {
+        match name {
+            OFFSETS_TOPIC => self.groups.hosting().offsets_of(partition),
+            TXN_TOPIC => self.txns.hosting().offsets_of(partition),
+            _ => None,
+        }
+    }
+
+    /// Opens a partition of an internal topic placed here (a replica, if replicated).
+    async fn host_internal(
+        &self,
+        name: &str,
+        partition: i32,
+        replica: Option<ReplicaSpec>,
+    ) -> Result<(), BrokerError> {
+        match name {
+            OFFSETS_TOPIC => self.groups.hosting().host(partition, replica).await,
+            TXN_TOPIC => self.txns.hosting().host(partition, replica).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Broker::repair_corrupt`] for a partition of an internal topic.
+    async fn repair_internal(&self, name: &'static str, partition: i32) -> Result<(), BrokerError> {
+        let Some(agreed) = self.quorum.image().topics.get(name).cloned() else {
             return Ok(());
         };
         let outbox = &self.quorum.partition_outbox;
-        let Some((_, replica)) = offsets_held_here(&self.config, outbox, &agreed, false)
+        let Some((_, replica)) = internal_held_here(&self.config, outbox, name, &agreed, false)
             .into_iter()
             .find(|(p, _)| *p == partition)
         else {
             return Ok(());
         };
-        self.groups.release(partition).await;
-        let dir = crate::group::log_dir(&self.config.data_dir, partition);
+        match name {
+            OFFSETS_TOPIC => self.groups.release(partition).await,
+            _ => self.txns.hosting().release(partition).await,
+        }
+        let dir = crate::internal::log_dir(&self.config.data_dir, name, partition);
         let data_dir = self.config.data_dir.clone();
         tokio::task::spawn_blocking(move || quarantine(&data_dir, &dir))
             .await
             .map_err(|e| BrokerError::Internal(e.to_string()))??;
         self.metrics.replica_repairs.inc();
-        self.groups.host(partition, replica).await
+        self.host_internal(name, partition, replica).await
     }
 
     async fn repair(&self, name: &str, id: Uuid, index: i32) -> Result<(), BrokerError> {
@@ -758,7 +823,11 @@ impl Broker {
     /// long gone) or one for a partition led elsewhere changes nothing.
     fn hand_over(&self, name: &str, id: Uuid, partition: i32, to: i32, epoch: i32) {
         if name == OFFSETS_TOPIC {
-            self.groups.hand_over(partition, to, epoch);
+            self.groups.hosting().hand_over(partition, to, epoch);
+            return;
+        }
+        if name == TXN_TOPIC {
+            self.txns.hosting().hand_over(partition, to, epoch);
             return;
         }
         let Some(topic) = self.topic(name).filter(|t| t.id == id) else {
@@ -818,10 +887,10 @@ impl Broker {
         target: Option<Vec<i32>>,
         keep_factor: bool,
     ) -> Result<(), TopicError> {
-        if topic == OFFSETS_TOPIC {
+        if topic == OFFSETS_TOPIC || topic == TXN_TOPIC {
             return Err((
                 ErrorCode::InvalidReplicaAssignment,
-                format!("the replicas of {OFFSETS_TOPIC} are not moved"),
+                format!("the replicas of {topic} are not moved"),
             ));
         }
         let found = self.topic(topic).ok_or_else(|| unknown_topic(topic))?;
@@ -1062,29 +1131,53 @@ impl Broker {
     /// (clients retry), so a cluster still starting does not get an offsets topic with fewer
     /// replicas than it will have brokers.
     pub(crate) async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
-        if self.cluster.offsets_partitions() > 0 {
+        let (count, factor) = (
+            self.config.offsets_partitions,
+            self.config.offsets_replication_factor,
+        );
+        self.ensure_internal_topic(OFFSETS_TOPIC, count, factor)
+            .await
+    }
+
+    /// Creates `__transaction_state` if it does not exist yet, as
+    /// [`Broker::ensure_offsets_topic`] creates `__consumer_offsets` (with
+    /// `transaction.state.log.num.partitions` and `transaction.state.log.replication.factor`).
+    pub(crate) async fn ensure_txn_topic(&self) -> Result<(), TopicError> {
+        let (count, factor) = (
+            self.config.transaction_partitions,
+            self.config.transaction_replication_factor,
+        );
+        self.ensure_internal_topic(TXN_TOPIC, count, factor).await
+    }
+
+    async fn ensure_internal_topic(
+        &self,
+        name: &'static str,
+        count: i32,
+        factor: i32,
+    ) -> Result<(), TopicError> {
+        if self.cluster.internal_partitions(name) > 0 {
             return Ok(());
         }
-        let _creating = self.offsets_creation.lock().await;
-        if self.quorum.image().topics.contains_key(OFFSETS_TOPIC) {
+        let _creating = self.internal_creation.lock().await;
+        if self.quorum.image().topics.contains_key(name) {
             return Ok(());
         }
-        let count = usize::try_from(self.config.offsets_partitions).unwrap_or(1);
+        let count = usize::try_from(count).unwrap_or(1);
         let live = self.cluster.nodes().len();
-        let wanted = usize::try_from(self.config.offsets_replication_factor)
+        let wanted = usize::try_from(factor)
             .unwrap_or(1)
             .clamp(1, self.config.voters.len().max(live).max(1));
         if live < wanted {
             return Err((
                 ErrorCode::CoordinatorNotAvailable,
                 format!(
-                    "__consumer_offsets needs {wanted} live brokers for its replicas, {live} are \
-                     registered"
+                    "{name} needs {wanted} live brokers for its replicas, {live} are registered"
                 ),
             ));
         }
         let command = Command::CreateTopic {
-            name: OFFSETS_TOPIC.to_owned(),
+            name: name.to_owned(),
             id: Uuid::new_v4(),
             configs: BTreeMap::new(),
             assignment: self.spread(count, wanted)?,
@@ -1099,13 +1192,22 @@ impl Broker {
     /// is logged (quietly while the cluster waits for brokers) and the request answers
     /// COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR, which clients retry.
     pub(crate) async fn offsets_topic_on_first_use(&self) {
-        match self.ensure_offsets_topic().await {
+        Self::on_first_use(OFFSETS_TOPIC, self.ensure_offsets_topic().await);
+    }
+
+    /// [`Broker::offsets_topic_on_first_use`] for `__transaction_state`.
+    pub(crate) async fn txn_topic_on_first_use(&self) {
+        Self::on_first_use(TXN_TOPIC, self.ensure_txn_topic().await);
+    }
+
+    fn on_first_use(name: &str, created: Result<(), TopicError>) {
+        match created {
             Ok(()) => {}
             Err((ErrorCode::CoordinatorNotAvailable, message)) => {
-                tracing::debug!(%message, "waiting to create __consumer_offsets");
+                tracing::debug!(%message, "waiting to create {name}");
             }
             Err((code, message)) => {
-                tracing::warn!(error = code.name(), %message, "creating __consumer_offsets");
+                tracing::warn!(error = code.name(), %message, "creating {name}");
             }
         }
     }
@@ -1279,8 +1381,10 @@ impl Broker {
             // Every topic may resolve differently now.
             names.extend(self.all_topics().iter().map(|t| t.name.clone()));
         }
-        if names.remove(OFFSETS_TOPIC) {
-            self.sync_offsets_topic().await;
+        for name in [OFFSETS_TOPIC, TXN_TOPIC] {
+            if names.remove(name) {
+                self.sync_internal_topic(name).await;
+            }
         }
         for name in names {
             let agreed = self.quorum.image().topics.get(&name).cloned();
@@ -1302,20 +1406,23 @@ impl Broker {
         }
     }
 
-    /// Hosts the groups of the partitions of `__consumer_offsets` placed here, and tells the
-    /// cluster view where the others are.
-    async fn sync_offsets_topic(&self) {
-        let Some(agreed) = self.quorum.image().topics.get(OFFSETS_TOPIC).cloned() else {
+    /// Hosts the partitions of an internal topic placed here (their groups or transactional
+    /// ids), and tells the cluster view where the others are.
+    async fn sync_internal_topic(&self, name: &'static str) {
+        let Some(agreed) = self.quorum.image().topics.get(name).cloned() else {
             return;
         };
         let outbox = &self.quorum.partition_outbox;
-        for (partition, replica) in offsets_held_here(&self.config, outbox, &agreed, true) {
-            if let Err(err) = self.groups.host(partition, replica).await {
-                tracing::error!(partition, %err, "cannot open a partition of __consumer_offsets");
+        for (partition, replica) in internal_held_here(&self.config, outbox, name, &agreed, true) {
+            if let Err(err) = self.host_internal(name, partition, replica).await {
+                tracing::error!(topic = name, partition, %err, "cannot open a partition of an internal topic");
             }
         }
-        self.groups.load_led();
-        self.cluster.update_offsets(agreed.partitions);
+        match name {
+            OFFSETS_TOPIC => self.groups.hosting().load_led(),
+            _ => self.txns.hosting().load_led(),
+        }
+        self.cluster.update_internal(name, agreed.partitions);
     }
 
     /// Removes a deleted topic and its partitions' data.
@@ -1486,6 +1593,7 @@ impl Broker {
             false,
         );
         self.groups.close_blocking();
+        self.txns.hosting().close_blocking();
         self.quorum.stop();
         self.storage.stop();
     }
@@ -1643,15 +1751,16 @@ fn replica_spec(
     }
 }
 
-/// The partitions of `__consumer_offsets` placed on this broker, with a replica spec for those
-/// with more than one replica (`fresh`: opened as the topic is created).
-fn offsets_held_here(
+/// The partitions of internal topic `name` placed on this broker, with a replica spec for
+/// those with more than one replica (`fresh`: opened as the topic is created).
+fn internal_held_here(
     config: &BrokerConfig,
     outbox: &Outbox,
+    name: &str,
     topic: &TopicImage,
     fresh: bool,
 ) -> Vec<(i32, Option<ReplicaSpec>)> {
-    let spec = TopicSpec::held_here(OFFSETS_TOPIC, topic, config.node_id);
+    let spec = TopicSpec::held_here(name, topic, config.node_id);
     spec.indices
         .iter()
         .map(|index| {
@@ -1832,7 +1941,8 @@ fn remove_orphans(config: &BrokerConfig, image: &Image) -> Result<(), BrokerErro
         let Some((topic, index)) = name.rsplit_once('-') else {
             continue;
         };
-        let internal = name == meta::METADATA_LOG || crate::group::is_offsets_log(name);
+        let internal =
+            name == meta::METADATA_LOG || crate::group::is_offsets_log(name) || topic == TXN_TOPIC;
         if !path.is_dir() || index.parse::<u32>().is_err() || internal {
             continue;
         }

@@ -77,8 +77,9 @@ pub(crate) struct ClusterView {
     live: RwLock<Vec<Node>>,
     /// Registered brokers that are fenced, by id.
     fenced: RwLock<Vec<Node>>,
-    /// Where `__consumer_offsets`' partitions are (none until it is created).
-    offsets: RwLock<Vec<PartitionImage>>,
+    /// Where the internal topics' partitions are (`__consumer_offsets`, `__transaction_state`;
+    /// none until created), by topic.
+    internal: RwLock<std::collections::HashMap<&'static str, Vec<PartitionImage>>>,
 }
 
 impl ClusterView {
@@ -87,7 +88,7 @@ impl ClusterView {
         Self {
             live: RwLock::new(vec![local.clone()]),
             fenced: RwLock::new(Vec::new()),
-            offsets: RwLock::new(Vec::new()),
+            internal: RwLock::default(),
             local,
         }
     }
@@ -170,26 +171,28 @@ impl ClusterView {
             .collect()
     }
 
-    /// Takes the placements of `__consumer_offsets`' partitions from the image.
-    pub(crate) fn update_offsets(&self, placements: Vec<PartitionImage>) {
-        if let Ok(mut current) = self.offsets.write() {
-            *current = placements;
+    /// Takes the placements of an internal topic's partitions from the image.
+    pub(crate) fn update_internal(&self, topic: &'static str, placements: Vec<PartitionImage>) {
+        if let Ok(mut current) = self.internal.write() {
+            let _ = current.insert(topic, placements);
         }
     }
 
-    /// How many partitions `__consumer_offsets` has; 0 until it is created.
-    pub(crate) fn offsets_partitions(&self) -> i32 {
-        self.offsets
-            .read()
-            .map_or(0, |o| i32::try_from(o.len()).unwrap_or(i32::MAX))
+    /// How many partitions an internal topic has; 0 until it is created.
+    pub(crate) fn internal_partitions(&self, topic: &str) -> i32 {
+        self.internal.read().map_or(0, |o| {
+            o.get(topic)
+                .map_or(0, |p| i32::try_from(p.len()).unwrap_or(i32::MAX))
+        })
     }
 
-    /// The leader of a partition of `__consumer_offsets`, which coordinates its groups; `None`
-    /// while it has none.
-    pub(crate) fn offsets_partition_leader(&self, partition: i32) -> Option<Node> {
-        let leader = usize::try_from(partition)
-            .ok()
-            .and_then(|p| self.offsets.read().ok()?.get(p).map(|p| p.leader))?;
+    /// The leader of a partition of an internal topic, which coordinates its groups or
+    /// transactional ids; `None` while it has none.
+    pub(crate) fn internal_leader(&self, topic: &str, partition: i32) -> Option<Node> {
+        let leader = usize::try_from(partition).ok().and_then(|p| {
+            let internal = self.internal.read().ok()?;
+            internal.get(topic)?.get(p).map(|p| p.leader)
+        })?;
         self.live
             .read()
             .ok()?

@@ -77,6 +77,15 @@ pub struct BrokerConfig {
     /// `__consumer_offsets`, capped at the cluster's size (its voters, or the live brokers if
     /// more): 3 on a cluster of three or more, 1 on one node.
     pub offsets_replication_factor: i32,
+    /// `transaction.state.log.num.partitions`: the partitions of `__transaction_state`, which
+    /// spread the transactional ids (by a hash of the id) over the brokers.
+    pub transaction_partitions: i32,
+    /// `transaction.state.log.replication.factor`: the replicas of each partition of
+    /// `__transaction_state`, capped as `offsets_replication_factor` is.
+    pub transaction_replication_factor: i32,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask
+    /// for (INVALID_TRANSACTION_TIMEOUT above it).
+    pub transaction_max_timeout_ms: i32,
     /// `rill.storage.threads`: the threads that run the partitions' owners; 0 is one per core.
     pub storage_threads: usize,
     /// `rill.max.open.files`: the most segment files kept open at once; 0 is half the process's
@@ -160,6 +169,9 @@ impl Default for BrokerConfig {
             group_housekeeping_interval: Duration::from_secs(600),
             offsets_partitions: DEFAULT_OFFSETS_PARTITIONS,
             offsets_replication_factor: 3,
+            transaction_partitions: 50,
+            transaction_replication_factor: 3,
+            transaction_max_timeout_ms: 900_000,
             storage_threads: 0,
             max_open_files: 0,
             max_partitions: DEFAULT_MAX_PARTITIONS,

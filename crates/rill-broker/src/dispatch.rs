@@ -164,8 +164,36 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
         }
         RequestKind::OffsetFetch(req) => handler::offsets::fetch(broker, req, version).into(),
         RequestKind::OffsetDelete(req) => handler::offsets::delete(broker, req).await.into(),
-        RequestKind::InitProducerId(req) => {
-            handler::init_producer_id::handle(broker, req).await.into()
+        RequestKind::InitProducerId(req) => handler::init_producer_id::handle(broker, req, version)
+            .await
+            .into(),
+        RequestKind::AddPartitionsToTxn(req) => {
+            handler::transactions::add_partitions(broker, req, version)
+                .await
+                .into()
+        }
+        RequestKind::AddOffsetsToTxn(req) => {
+            handler::transactions::add_offsets(broker, req, version)
+                .await
+                .into()
+        }
+        RequestKind::EndTxn(req) => handler::transactions::end(broker, req, version)
+            .await
+            .into(),
+        RequestKind::TxnOffsetCommit(req) => handler::transactions::offset_commit(broker, req)
+            .await
+            .into(),
+        RequestKind::WriteTxnMarkers(req) => handler::transactions::write_markers(broker, req)
+            .await
+            .into(),
+        RequestKind::DescribeTransactions(req) => {
+            handler::transactions::describe(broker, req).into()
+        }
+        RequestKind::ListTransactions(req) => handler::transactions::list(broker, &req).into(),
+        RequestKind::DescribeProducers(req) => {
+            handler::transactions::describe_producers(broker, req)
+                .await
+                .into()
         }
         RequestKind::DescribeUserScramCredentials(req) => {
             handler::scram_credentials::describe(broker, req).into()

@@ -7,12 +7,19 @@
 //! written. Otherwise its first sequence must follow the last one written (sequences wrap from
 //! `i32::MAX` to 0); a new epoch must start at sequence 0. The state is rebuilt from the log's
 //! batch headers, starting from the latest snapshot, so a restart (clean or kill -9) keeps it.
+//!
+//! Transactions (KIP-98) add, per producer, the first offset of its transaction open here (the
+//! partition's last stable offset is the smallest of them), the epoch of the coordinator that
+//! wrote its last marker, and KIP-890's verification: a transactional batch that would open a
+//! transaction here is written only once the coordinator has confirmed that the partition is in
+//! the producer's open transaction, so a late batch can never open a transaction that no
+//! marker will end.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use rill_protocol::ErrorCode;
-use rill_record::BatchHeader;
+use rill_record::{BatchHeader, Marker};
 use serde::{Deserialize, Serialize};
 
 /// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`).
@@ -37,6 +44,60 @@ struct Producer {
     batches: VecDeque<WrittenBatch>,
     /// Wall-clock time of its last append, for expiry.
     last_append_ms: i64,
+    /// The first offset of its transaction open in this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    txn_first: Option<i64>,
+    /// The offset of the last transaction marker written for it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_marker: Option<i64>,
+    /// The epoch of the coordinator that wrote that marker (-1 before any).
+    #[serde(default = "no_coordinator_epoch")]
+    coordinator_epoch: i32,
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
+}
+
+impl Producer {
+    fn new(epoch: i16, now_ms: i64) -> Self {
+        Self {
+            epoch,
+            batches: VecDeque::new(),
+            last_append_ms: now_ms,
+            txn_first: None,
+            last_marker: None,
+            coordinator_epoch: -1,
+        }
+    }
+
+    /// The last offset it wrote here, data or marker.
+    fn last_offset(&self) -> Option<i64> {
+        let data = self.batches.back().map(|b| b.last_offset);
+        data.max(self.last_marker)
+    }
+}
+
+/// A transaction that ended in this partition: its producer, its first offset here (the
+/// marker's own offset when it wrote no data here), the marker's offset and its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CompletedTxn {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    pub(crate) last_offset: i64,
+    pub(crate) aborted: bool,
+}
+
+/// One producer's state in a partition, as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerView {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) last_sequence: i32,
+    pub(crate) last_timestamp: i64,
+    pub(crate) coordinator_epoch: i32,
+    /// The first offset of its open transaction here, -1 if none.
+    pub(crate) txn_start: i64,
 }
 
 /// What to do with an incoming idempotent batch.
@@ -48,12 +109,25 @@ pub(crate) enum Verdict {
     Duplicate(WrittenBatch),
     /// Refuse it with this error.
     Reject(ErrorCode),
+    /// A transactional batch that would open a transaction here, before the coordinator has
+    /// confirmed that the partition is in it (KIP-890): ask it, then try again.
+    Unverified,
 }
 
 /// The idempotence state of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProducerStates {
     producers: BTreeMap<i64, Producer>,
+    /// Per producer, the epoch at which its coordinator confirmed that this partition is in
+    /// its open transaction; cleared by the marker that ends it. Not kept across restarts:
+    /// a producer then asks again.
+    #[serde(skip)]
+    verified: BTreeMap<i64, i16>,
+    /// Transactions ended by a marker that is not yet below the high watermark (a replicated
+    /// partition's marker waiting for a majority): still unstable, and not yet in the aborted
+    /// transaction index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<CompletedTxn>,
 }
 
 /// The sequence number of the batch's last record (Kafka's `incrementSequence`: wraps to 0).
@@ -70,8 +144,27 @@ fn next_sequence(sequence: i32, increment: i32) -> i32 {
 }
 
 impl ProducerStates {
-    /// Decides what to do with a batch from an idempotent producer.
+    /// Decides what to do with a batch from an idempotent or transactional producer.
     pub(crate) fn check(&self, header: &BatchHeader) -> Verdict {
+        let verdict = self.check_sequence(header);
+        if verdict != Verdict::Append {
+            return verdict;
+        }
+        let open = self.in_transaction(header.producer_id, header.producer_epoch);
+        if header.attributes.is_transactional() {
+            let verified = self.verified.get(&header.producer_id) == Some(&header.producer_epoch);
+            if !open && !verified {
+                return Verdict::Unverified;
+            }
+        } else if open {
+            // Plain writes from a producer in the middle of a transaction here.
+            return Verdict::Reject(ErrorCode::InvalidTxnState);
+        }
+        Verdict::Append
+    }
+
+    /// The sequence rules of idempotence.
+    fn check_sequence(&self, header: &BatchHeader) -> Verdict {
         let first_seq = header.base_sequence;
         let last_seq = last_sequence(header);
         if first_seq < 0 || header.producer_epoch < 0 {
@@ -115,14 +208,13 @@ impl ProducerStates {
         let producer = self
             .producers
             .entry(header.producer_id)
-            .or_insert_with(|| Producer {
-                epoch: header.producer_epoch,
-                batches: VecDeque::new(),
-                last_append_ms: now_ms,
-            });
+            .or_insert_with(|| Producer::new(header.producer_epoch, now_ms));
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
             producer.batches.clear();
+        }
+        if header.attributes.is_transactional() && producer.txn_first.is_none() {
+            producer.txn_first = Some(header.base_offset);
         }
         if producer.batches.len() == BATCHES_KEPT {
             let _ = producer.batches.pop_front();
@@ -137,14 +229,121 @@ impl ProducerStates {
     }
 
     /// Forgets producers that have not written for `expiration_ms`, and those whose every
-    /// remembered batch lies below `log_start` (retention or DeleteRecords removed them).
+    /// remembered batch lies below `log_start` (retention or DeleteRecords removed them); never
+    /// one with a transaction open here.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64, log_start: i64) -> usize {
         let before = self.producers.len();
         self.producers.retain(|_, p| {
-            now_ms - p.last_append_ms < expiration_ms
-                && p.batches.back().is_some_and(|b| b.last_offset >= log_start)
+            p.txn_first.is_some()
+                || (now_ms - p.last_append_ms < expiration_ms
+                    && p.last_offset().is_some_and(|last| last >= log_start))
         });
+        let producers = &self.producers;
+        self.verified.retain(|pid, _| producers.contains_key(pid));
         before - self.producers.len()
+    }
+
+    /// Whether the coordinator may write a marker for this producer at `epoch`: not from a
+    /// past epoch of the producer (INVALID_PRODUCER_EPOCH) nor from a coordinator older than
+    /// the one that wrote its last marker (TRANSACTION_COORDINATOR_FENCED).
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        let Some(producer) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if epoch < producer.epoch {
+            return Err(ErrorCode::InvalidProducerEpoch);
+        }
+        if coordinator_epoch < producer.coordinator_epoch {
+            return Err(ErrorCode::TransactionCoordinatorFenced);
+        }
+        Ok(())
+    }
+
+    /// Records a marker written at `offset` for `header`'s producer: its transaction here ends.
+    pub(crate) fn record_marker(
+        &mut self,
+        header: &BatchHeader,
+        marker: Marker,
+        offset: i64,
+        now_ms: i64,
+    ) -> CompletedTxn {
+        let producer = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| Producer::new(header.producer_epoch, now_ms));
+        if header.producer_epoch != producer.epoch {
+            // A marker at a bumped epoch (the coordinator fenced the producer): its next batch
+            // starts at sequence 0.
+            producer.epoch = header.producer_epoch;
+            producer.batches.clear();
+        }
+        let first_offset = producer.txn_first.take().unwrap_or(offset);
+        producer.last_marker = Some(offset);
+        producer.coordinator_epoch = marker.coordinator_epoch;
+        producer.last_append_ms = now_ms;
+        let _ = self.verified.remove(&header.producer_id);
+        let completed = CompletedTxn {
+            producer_id: header.producer_id,
+            first_offset,
+            last_offset: offset,
+            aborted: !marker.commit,
+        };
+        self.pending.push(completed);
+        completed
+    }
+
+    /// Takes the ended transactions whose marker is below `high_watermark`: stable now.
+    pub(crate) fn settle(&mut self, high_watermark: i64) -> Vec<CompletedTxn> {
+        if self.pending.iter().all(|t| t.last_offset >= high_watermark) {
+            return Vec::new();
+        }
+        let (settled, pending) = self
+            .pending
+            .drain(..)
+            .partition(|t| t.last_offset < high_watermark);
+        self.pending = pending;
+        settled
+    }
+
+    /// Whether `producer_id` has a transaction open here at `epoch`.
+    pub(crate) fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|p| p.txn_first.is_some() && p.epoch == epoch)
+    }
+
+    /// The coordinator confirmed that this partition is in the open transaction of
+    /// `producer_id` at `epoch` (KIP-890): its next transactional batch may open it here.
+    pub(crate) fn verified(&mut self, producer_id: i64, epoch: i16) {
+        let _ = self.verified.insert(producer_id, epoch);
+    }
+
+    /// The first offset of the oldest transaction open here: where the last stable offset
+    /// stops.
+    pub(crate) fn first_unstable(&self) -> Option<i64> {
+        let open = self.producers.values().filter_map(|p| p.txn_first);
+        open.chain(self.pending.iter().map(|t| t.first_offset))
+            .min()
+    }
+
+    /// Every producer with state here, as DescribeProducers shows them.
+    pub(crate) fn describe(&self) -> Vec<ProducerView> {
+        self.producers
+            .iter()
+            .map(|(id, p)| ProducerView {
+                producer_id: *id,
+                epoch: p.epoch,
+                last_sequence: p.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: p.last_append_ms,
+                coordinator_epoch: p.coordinator_epoch,
+                txn_start: p.txn_first.unwrap_or(-1),
+            })
+            .collect()
     }
 
     pub(crate) fn len(&self) -> usize {

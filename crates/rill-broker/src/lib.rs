@@ -41,6 +41,7 @@ mod error;
 mod group;
 mod handler;
 mod idempotence;
+mod internal;
 mod meta;
 mod metrics;
 mod partition;
@@ -48,6 +49,7 @@ mod quorum;
 mod sasl;
 mod tls;
 mod topic_config;
+mod txn;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -225,6 +227,7 @@ pub async fn run(
         })
     };
     let announcer = tokio::spawn(announce_leaders(broker.clone()));
+    let transactions = tokio::spawn(txn::run(broker.clone()));
     let stop_accepting = CancellationToken::new();
     let acceptors: Vec<_> = listeners
         .into_iter()
@@ -251,6 +254,7 @@ pub async fn run(
     }
     housekeeping.abort();
     announcer.abort();
+    transactions.abort();
     reconciler.abort();
     broker.stopping.cancel();
     stop.cancel();

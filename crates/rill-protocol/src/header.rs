@@ -198,11 +198,11 @@ mod tests {
             "{err:?}"
         );
         // A known API that Rill does not serve at all.
-        let mut frame = Bytes::from_static(&[0, 26, 0, 1, 0, 0, 0, 6, 0, 0]);
+        let mut frame = Bytes::from_static(&[0, 38, 0, 1, 0, 0, 0, 6, 0, 0]);
         assert!(matches!(
             RequestHeader::decode(&mut frame),
             Err(ProtocolError::UnsupportedVersion {
-                api_key: ApiKey::EndTxn,
+                api_key: ApiKey::CreateDelegationToken,
                 correlation_id: 6,
                 ..
             })

@@ -71,6 +71,16 @@ supported_apis! {
     InitProducerId 0..=5,
     // v0-1 (Kafka 3.9) through Kafka 3.9's schemas; v2 adds the current leader epoch.
     OffsetForLeaderEpoch 0..=4,
+    // Transactions (KIP-98). AddPartitionsToTxn v4+ is KIP-890's batched form for brokers,
+    // with `verify_only`; EndTxn v5 and the others' newest versions belong to KIP-890 part 2
+    // (an epoch bump per transaction), which clients use only when the broker announces
+    // `transaction.version` 2, which Rill does not yet.
+    AddPartitionsToTxn 0..=5,
+    AddOffsetsToTxn 0..=4,
+    EndTxn 0..=5,
+    // Coordinator to partition leaders; Kafka 4 serves v1 only.
+    WriteTxnMarkers 1..=1,
+    TxnOffsetCommit 0..=5,
     // ACLs: Kafka 3.9 serves v0-3 and Kafka 4 v1-3; v0 (before KIP-290's pattern types, what
     // sarama sends at its default version) through Kafka 3.9's schemas, as LITERAL patterns.
     DescribeAcls 0..=3,
@@ -100,6 +110,9 @@ supported_apis! {
     // kafka-metadata-quorum and `rill cluster status`.
     DescribeQuorum 0..=2,
     DescribeCluster 0..=2,
+    DescribeProducers 0..=0,
+    DescribeTransactions 0..=0,
+    ListTransactions 0..=2,
     DescribeTopicPartitions 0..=0,
 }
 
@@ -162,7 +175,8 @@ mod tests {
         assert!(supported(ApiKey::SaslHandshake, 1));
         assert!(!supported(ApiKey::SaslHandshake, 2));
         assert_eq!(version_range(ApiKey::Fetch), Some((0, 18)));
-        assert_eq!(version_range(ApiKey::EndTxn), None);
+        assert_eq!(version_range(ApiKey::EndTxn), Some((0, 5)));
+        assert_eq!(version_range(ApiKey::CreateDelegationToken), None);
     }
 
     #[test]

@@ -207,6 +207,32 @@ pub(crate) struct Args {
     )]
     offsets_topic_replication_factor: i32,
 
+    /// Partitions of the internal `__transaction_state` log, over which transactional ids are
+    /// spread by a hash of the id (transaction.state.log.num.partitions).
+    #[arg(
+        long,
+        env = "RILL_TRANSACTION_STATE_LOG_NUM_PARTITIONS",
+        default_value_t = 50
+    )]
+    transaction_state_log_num_partitions: i32,
+
+    /// Replicas of each partition of `__transaction_state` when it is created, capped at the
+    /// cluster's size (transaction.state.log.replication.factor).
+    #[arg(
+        long,
+        env = "RILL_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    transaction_state_log_replication_factor: i32,
+
+    /// The longest transaction timeout a producer may ask for, ms (transaction.max.timeout.ms).
+    #[arg(
+        long,
+        env = "RILL_TRANSACTION_MAX_TIMEOUT_MS",
+        default_value_t = 900_000
+    )]
+    transaction_max_timeout_ms: i32,
+
     /// Largest request frame, bytes; larger ones close the connection (socket.request.max.bytes).
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
@@ -585,6 +611,21 @@ impl Args {
             self.offsets_topic_replication_factor,
             &[("offsets.topic.replication.factor", 1)],
         )?;
+        let transaction_state_log_num_partitions = s.get(
+            "transaction_state_log_num_partitions",
+            self.transaction_state_log_num_partitions,
+            &[("transaction.state.log.num.partitions", 1)],
+        )?;
+        let transaction_state_log_replication_factor = s.get(
+            "transaction_state_log_replication_factor",
+            self.transaction_state_log_replication_factor,
+            &[("transaction.state.log.replication.factor", 1)],
+        )?;
+        let transaction_max_timeout_ms = s.get(
+            "transaction_max_timeout_ms",
+            self.transaction_max_timeout_ms,
+            &[("transaction.max.timeout.ms", 1)],
+        )?;
         let ack_durability = s.get(
             "ack_durability",
             self.ack_durability.clone(),
@@ -742,6 +783,27 @@ impl Args {
                  got {offsets_topic_num_partitions}"
             );
         }
+        for (value, name, flag) in [
+            (
+                transaction_state_log_num_partitions,
+                "transaction.state.log.num.partitions",
+                "--transaction-state-log-num-partitions",
+            ),
+            (
+                transaction_state_log_replication_factor,
+                "transaction.state.log.replication.factor",
+                "--transaction-state-log-replication-factor",
+            ),
+            (
+                transaction_max_timeout_ms,
+                "transaction.max.timeout.ms",
+                "--transaction-max-timeout-ms",
+            ),
+        ] {
+            if value < 1 {
+                anyhow::bail!("{name} ({flag}) must be at least 1, got {value}");
+            }
+        }
         if offsets_topic_replication_factor < 1 {
             anyhow::bail!(
                 "offsets.topic.replication.factor (--offsets-topic-replication-factor) must be at \
@@ -783,6 +845,9 @@ impl Args {
             offsets_retention: Duration::from_secs(offsets_retention_minutes.saturating_mul(60)),
             offsets_partitions: offsets_topic_num_partitions,
             offsets_replication_factor: offsets_topic_replication_factor,
+            transaction_partitions: transaction_state_log_num_partitions,
+            transaction_replication_factor: transaction_state_log_replication_factor,
+            transaction_max_timeout_ms,
             storage_threads,
             max_open_files,
             max_partitions,

@@ -408,6 +408,42 @@ impl Patch {
                     }
                 }
             }
+            (Patch::Transactions(refused), ResponseKind::DescribeTransactions(r)) => {
+                use m::describe_transactions_response::TransactionState;
+                for id in refused {
+                    r.transaction_states.push(
+                        TransactionState::default()
+                            .with_transactional_id(id)
+                            .with_error_code(ErrorCode::TransactionalIdAuthorizationFailed.code())
+                            .with_producer_id(m::ProducerId(-1))
+                            .with_producer_epoch(-1)
+                            .with_transaction_start_time_ms(-1),
+                    );
+                }
+            }
+            (Patch::ListTransactions, ResponseKind::ListTransactions(r)) => {
+                r.transaction_states.retain(|t| {
+                    access.allowed(Op::Describe, R::TransactionalId, &t.transactional_id.0)
+                });
+            }
+            (Patch::Producers(refused), ResponseKind::DescribeProducers(r)) => {
+                use m::describe_producers_response::{PartitionResponse, TopicResponse};
+                for (name, partitions) in refused {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|p| {
+                            PartitionResponse::default()
+                                .with_partition_index(p)
+                                .with_error_code(denied)
+                        })
+                        .collect();
+                    r.topics.push(
+                        TopicResponse::default()
+                            .with_name(name)
+                            .with_partitions(partitions),
+                    );
+                }
+            }
             (_, _) => tracing::error!("an answer the authorization patch does not fit"),
         }
         Reply::Answer(answer)

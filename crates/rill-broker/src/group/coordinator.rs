@@ -5,8 +5,8 @@
 //! (session expiry, join delay, rebalance timeout).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rill_group::{
@@ -17,9 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use rill_protocol::ErrorCode;
 
-use super::offsets::{Committed, OffsetStore};
+use super::offsets::{Committed, OffsetState, OffsetStore};
 use crate::error::BrokerError;
-use crate::partition::{ReplicaSpec, Storage, now_ms, parallel};
+use crate::internal::Hosted;
+use crate::partition::{ReplicaSpec, Storage, now_ms};
 
 /// The group's offsets partition is not hosted here: the client looks for its coordinator.
 const NOT_HERE: GroupError = GroupError::NotCoordinator;
@@ -61,13 +62,10 @@ pub(crate) struct GroupListing {
 pub(crate) struct Coordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
-    /// The stores of the hosted partitions of the offsets log, by partition.
-    stores: RwLock<HashMap<i32, Arc<OffsetStore>>>,
+    /// The hosted partitions of the offsets log.
+    stores: Hosted<OffsetState>,
     /// The partition count of the offsets log.
     partitions: i32,
-    data_dir: PathBuf,
-    storage: Arc<Storage>,
-    fsync: prometheus::Histogram,
     /// How long the offsets of a group with no members are kept (offsets.retention.minutes).
     offsets_retention: Duration,
 }
@@ -88,44 +86,20 @@ impl Coordinator {
         storage: &Arc<Storage>,
         fsync: prometheus::Histogram,
     ) -> Result<Self, BrokerError> {
-        let started = Instant::now();
         let partitions = super::layout::settle(data_dir, partitions, storage.cache())?;
-        let local: Vec<(i32, Option<ReplicaSpec>)> = local
-            .into_iter()
-            .filter(|(p, _)| (0..partitions).contains(p))
-            .collect();
-        let indices: Vec<i32> = local.iter().map(|(p, _)| *p).collect();
-        let opened = parallel(local, storage.threads(), |(p, replica)| {
-            OffsetStore::open(data_dir, p, storage, fsync.clone(), replica)
-        });
-        let mut stores = HashMap::with_capacity(opened.len());
-        let mut failed = None;
-        for (p, store) in indices.into_iter().zip(opened) {
-            match store {
-                Ok(store) => {
-                    let _ = stores.insert(p, Arc::new(store));
-                }
-                Err(err) => failed = failed.or(Some(err)),
-            }
-        }
-        if let Some(err) = failed {
-            Storage::close_all(stores.values().map(|s| s.log()), false);
-            return Err(err);
-        }
-        tracing::info!(
+        let stores = Hosted::open(
+            super::OFFSETS_TOPIC,
+            data_dir,
             partitions,
-            hosted = stores.len(),
-            elapsed_ms = started.elapsed().as_millis(),
-            "opened the committed offsets logs"
-        );
+            local,
+            storage,
+            fsync,
+        )?;
         Ok(Self {
             config,
             groups: Mutex::new(HashMap::new()),
-            stores: RwLock::new(stores),
+            stores,
             partitions,
-            data_dir: data_dir.to_path_buf(),
-            storage: storage.clone(),
-            fsync,
             offsets_retention,
         })
     }
@@ -145,8 +119,14 @@ impl Coordinator {
     /// The store of the offsets partition of `group_id`, if hosted here, whether or not it
     /// coordinates.
     fn hosted_store(&self, group_id: &str) -> Option<Arc<OffsetStore>> {
-        let partition = super::offsets_partition(group_id, self.partitions);
-        self.stores.read().ok()?.get(&partition).cloned()
+        self.stores
+            .get(super::offsets_partition(group_id, self.partitions))
+    }
+
+    /// The store of a hosted offsets partition, whether or not it coordinates (the
+    /// transaction coordinator writes its markers there).
+    pub(crate) fn partition_store(&self, partition: i32) -> Option<Arc<OffsetStore>> {
+        self.stores.get(partition)
     }
 
     /// The store of the offsets partition of `group_id`, if this broker coordinates its groups.
@@ -161,123 +141,26 @@ impl Coordinator {
     /// Every hosted store whose groups are coordinated here.
     fn hosted(&self) -> Vec<Arc<OffsetStore>> {
         self.stores
-            .read()
-            .map(|s| s.values().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
+            .all()
             .into_iter()
+            .map(|(_, s)| s)
             .filter(|s| s.coordinating().is_ok())
             .collect()
     }
 
-    /// Starts loading the offsets of every replicated partition that now leads here, so the
-    /// groups' first requests find them ready.
-    pub(crate) fn load_led(&self) {
-        let stores: Vec<Arc<OffsetStore>> = self
-            .stores
-            .read()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default();
-        for store in stores {
-            let _ = store.coordinating();
-        }
-    }
-
-    /// The hosted offsets partitions whose replica found its data corrupt.
-    pub(crate) fn corrupt(&self) -> Vec<i32> {
-        self.stores
-            .read()
-            .map(|s| {
-                s.iter()
-                    .filter(|(_, store)| store.log().offsets().corrupt)
-                    .map(|(p, _)| *p)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The published offsets of a hosted offsets partition (its leadership, for the metadata).
-    pub(crate) fn offsets_of(&self, partition: i32) -> Option<crate::partition::Offsets> {
-        let stores = self.stores.read().ok()?;
-        stores.get(&partition).map(|s| s.log().offsets())
-    }
-
-    /// Asks a hosted replicated offsets partition to hand its leadership to broker `to` if it
-    /// leads at `epoch` (ElectLeaders).
-    pub(crate) fn hand_over(&self, partition: i32, to: i32, epoch: i32) {
-        if let Some(store) = self
-            .stores
-            .read()
-            .ok()
-            .and_then(|s| s.get(&partition).cloned())
-        {
-            if store.log().offsets().leading == Some(epoch) {
-                store.log().transfer_leader(to);
-            }
-        }
-    }
-
-    /// Opens one more partition of the offsets log (a replica of it, with `replica`): this
-    /// broker now coordinates its groups (while it leads them).
-    pub(crate) async fn host(
-        &self,
-        partition: i32,
-        replica: Option<ReplicaSpec>,
-    ) -> Result<(), BrokerError> {
-        if !(0..self.partitions).contains(&partition) {
-            return Err(BrokerError::Config(format!(
-                "offsets partition {partition} is not in 0..{}",
-                self.partitions
-            )));
-        }
-        if self.stores.read().is_ok_and(|s| s.contains_key(&partition)) {
-            return Ok(());
-        }
-        let (data_dir, storage, fsync) = (
-            self.data_dir.clone(),
-            self.storage.clone(),
-            self.fsync.clone(),
-        );
-        let store = tokio::task::spawn_blocking(move || {
-            OffsetStore::open(&data_dir, partition, &storage, fsync, replica)
-        })
-        .await
-        .map_err(|err| BrokerError::Internal(format!("opening offsets partition: {err}")))??;
-        let store = Arc::new(store);
-        let raced = match self.stores.write() {
-            Ok(mut stores) => match stores.get(&partition) {
-                // Hosted meanwhile by another call: keep that one.
-                Some(_) => true,
-                None => stores.insert(partition, store.clone()).is_some(),
-            },
-            Err(_) => true,
-        };
-        if raced {
-            tokio::task::spawn_blocking(move || store.close_blocking())
-                .await
-                .map_err(|err| {
-                    BrokerError::Internal(format!("closing offsets partition: {err}"))
-                })?;
-        }
-        Ok(())
+    /// The hosted partitions of the offsets log.
+    pub(crate) fn hosting(&self) -> &Hosted<OffsetState> {
+        &self.stores
     }
 
     /// Stops coordinating the groups of an offsets partition (their members get NOT_COORDINATOR
     /// and look for the new coordinator) and closes its log cleanly.
     pub(crate) async fn release(&self, partition: i32) {
-        let store = self
-            .stores
-            .write()
-            .ok()
-            .and_then(|mut s| s.remove(&partition));
         // Dropping a group's last sender stops its actor, which answers whoever waits with
-        // NOT_COORDINATOR. No actor starts for the partition now that its store is gone.
+        // NOT_COORDINATOR. No actor starts for the partition once its store is gone.
+        self.stores.release(partition).await;
         if let Ok(mut groups) = self.groups.lock() {
             groups.retain(|g, _| super::offsets_partition(g, self.partitions) != partition);
-        }
-        if let Some(store) = store {
-            if let Err(err) = tokio::task::spawn_blocking(move || store.close_blocking()).await {
-                tracing::error!(%err, partition, "closing an offsets partition");
-            }
         }
     }
 
@@ -501,6 +384,26 @@ impl Coordinator {
         self.store(group_id)?.commit(group_id, offsets).await
     }
 
+    /// Stores the offsets a transactional producer commits for a group in its transaction
+    /// (TxnOffsetCommit): visible once the transaction commits.
+    pub(crate) async fn commit_pending(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> Result<(), ErrorCode> {
+        self.store(group_id)?
+            .commit_pending(producer_id, group_id, offsets)
+            .await
+    }
+
+    /// Whether an open transaction holds an offset for this group's partition (OffsetFetch's
+    /// `require_stable`).
+    pub(crate) fn unstable(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.hosted_store(group_id)
+            .is_some_and(|s| s.unstable(group_id, topic, partition))
+    }
+
     /// Deletes some committed offsets of a group.
     pub(crate) async fn delete_offsets(
         &self,
@@ -574,12 +477,7 @@ impl Coordinator {
         if let Ok(mut groups) = self.groups.lock() {
             groups.clear();
         }
-        let stores: Vec<Arc<OffsetStore>> = self
-            .stores
-            .write()
-            .map(|mut s| s.drain().map(|(_, store)| store).collect())
-            .unwrap_or_default();
-        Storage::close_all(stores.iter().map(|s| s.log()), false);
+        self.stores.close_blocking();
     }
 }
 
@@ -776,8 +674,8 @@ mod tests {
         );
 
         // Hosting the partition: its groups are coordinated here now, and stored in its log.
-        coordinator.host(2, None).await?;
-        coordinator.host(2, None).await?;
+        coordinator.hosting().host(2, None).await?;
+        coordinator.hosting().host(2, None).await?;
         coordinator
             .commit(&there, offset(9))
             .await
@@ -791,7 +689,7 @@ mod tests {
             .collect();
         assert_eq!(listed.len(), 2);
         assert!(
-            coordinator.host(4, None).await.is_err(),
+            coordinator.hosting().host(4, None).await.is_err(),
             "there are 4 partitions"
         );
 
@@ -815,7 +713,7 @@ mod tests {
         assert_eq!(coordinator.all_committed().len(), 1);
 
         // Hosted again (by this broker or another): the offsets come back from its log.
-        coordinator.host(2, None).await?;
+        coordinator.hosting().host(2, None).await?;
         assert_eq!(coordinator.fetch(&there, "t", 0).map(|c| c.offset), Some(9));
         let closing = Arc::new(coordinator);
         let closed = closing.clone();

@@ -6,7 +6,7 @@ mod layout;
 mod offsets;
 
 pub(crate) use coordinator::Coordinator;
-pub(crate) use offsets::{Committed, log_dir};
+pub(crate) use offsets::Committed;
 
 /// The name of the internal topic that holds committed offsets.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";

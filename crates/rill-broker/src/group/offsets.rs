@@ -15,32 +15,38 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use rill_log::{Log, LogConfig};
+use bytes::BytesMut;
+use rill_log::Log;
 use rill_protocol::ErrorCode;
-use rill_record::{BatchBuilder, Batches, RecordSpec};
 use serde::{Deserialize, Serialize};
 
 use super::OFFSETS_TOPIC;
 use crate::error::BrokerError;
-use crate::partition::{OwnerMetrics, Partition, ReplicaSpec, Storage, now_ms};
-
-/// How long a commit waits for its write (Kafka's `offsets.commit.timeout.ms`); past it the
-/// client hears COORDINATOR_NOT_AVAILABLE and retries.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a new leader waits for its predecessors' writes to commit before it gives up
-/// loading (and tries again on the next request).
-const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::internal::{Replayed, StateLog, encode};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub(super) struct OffsetKey {
     pub(super) group: String,
     topic: String,
     partition: i32,
+}
+
+/// The key of a record of the offsets log: a committed offset (or its deletion), a
+/// transactional producer's offset waiting for its transaction to end, or that end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RecordKey {
+    Offset(OffsetKey),
+    /// TxnOffsetCommit: visible once the producer's transaction commits.
+    Pending {
+        txn: i64,
+        offset: OffsetKey,
+    },
+    /// The producer's transaction ended here (its marker): commit or abort what it left.
+    TxnEnd {
+        txn_end: i64,
+    },
 }
 
 /// A committed offset and what came with it.
@@ -70,82 +76,88 @@ impl Committed {
 
 pub(super) type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
-/// The directory of partition `partition` of the offsets log.
-pub(crate) fn log_dir(data_dir: &Path, partition: i32) -> PathBuf {
-    data_dir.join(format!("{OFFSETS_TOPIC}-{partition}"))
+/// What the offsets log holds: every group's live offsets, and the offsets transactional
+/// producers committed in transactions not yet ended.
+#[derive(Debug, Default)]
+pub(crate) struct OffsetState {
+    committed: HashMap<String, GroupOffsets>,
+    pending: HashMap<i64, Vec<(OffsetKey, Committed)>>,
 }
 
-/// The settings of every offsets log: no retention (offsets expire by their own rules).
-pub(super) fn log_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 64 << 20,
-        retention_ms: -1,
-        retention_bytes: -1,
-        ..LogConfig::default()
-    }
+/// What a transaction end does with the producer's pending offsets.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct TxnEnd {
+    commit: bool,
 }
 
-/// Replays an offsets log: every group's live offsets.
-pub(super) fn replay(log: &Log) -> Result<HashMap<String, GroupOffsets>, BrokerError> {
-    let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
-    let mut offset = log.log_start_offset();
-    let corrupt = |what: String| BrokerError::Metadata(format!("{}: {what}", log.dir().display()));
-    while offset < log.log_end_offset() {
-        let bytes = log.read(offset, 1 << 20)?;
-        offset = apply(&bytes, offset, &mut committed).map_err(corrupt)?;
-    }
-    committed.retain(|_, offsets| !offsets.is_empty());
-    Ok(committed)
-}
-
-/// Applies the batches read at `offset` to `committed`: the offset after the last one.
-fn apply(
-    bytes: &[u8],
-    offset: i64,
-    committed: &mut HashMap<String, GroupOffsets>,
-) -> Result<i64, String> {
-    let mut next = offset;
-    for batch in Batches::new(bytes) {
-        let batch = batch.map_err(|e| e.to_string())?;
-        next = batch.header().next_offset();
-        for record in batch.records().map_err(|e| e.to_string())? {
-            let key: OffsetKey = record
-                .key
-                .as_deref()
-                .and_then(|k| serde_json::from_slice(k).ok())
-                .ok_or("a record without a readable key")?;
-            let group = committed.entry(key.group).or_default();
-            match record.value {
-                Some(value) => {
-                    let value = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
-                    let _ = group.insert((key.topic, key.partition), value);
-                }
-                None => {
-                    let _ = group.remove(&(key.topic, key.partition));
-                }
+impl OffsetState {
+    fn set(&mut self, key: OffsetKey, value: Option<Committed>) {
+        let group = self.committed.entry(key.group).or_default();
+        match value {
+            Some(value) => {
+                let _ = group.insert((key.topic, key.partition), value);
+            }
+            None => {
+                let _ = group.remove(&(key.topic, key.partition));
             }
         }
     }
-    if next <= offset {
-        return Err(format!("no readable batch at offset {offset}"));
+
+    fn end_txn(&mut self, producer_id: i64, commit: bool) {
+        let Some(pending) = self.pending.remove(&producer_id) else {
+            return;
+        };
+        if commit {
+            for (key, value) in pending {
+                self.set(key, Some(value));
+            }
+            self.committed.retain(|_, offsets| !offsets.is_empty());
+        }
     }
-    Ok(next)
 }
 
-/// What an offsets partition's write failing means to a group client, as Kafka's coordinator
-/// translates it: look for the coordinator again, retry later, or a commit too large.
-fn to_client(code: ErrorCode) -> ErrorCode {
-    match code {
-        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
-        ErrorCode::NotEnoughReplicas
-        | ErrorCode::NotEnoughReplicasAfterAppend
-        | ErrorCode::RequestTimedOut
-        | ErrorCode::UnknownTopicOrPartition => ErrorCode::CoordinatorNotAvailable,
-        ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge => {
-            ErrorCode::InvalidCommitOffsetSize
+impl Replayed for OffsetState {
+    fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        let key: RecordKey =
+            serde_json::from_slice(key).map_err(|e| format!("an unreadable key: {e}"))?;
+        let parse = |v: &[u8]| serde_json::from_slice::<Committed>(v).map_err(|e| e.to_string());
+        match key {
+            RecordKey::Offset(key) => {
+                let value = value.map(parse).transpose()?;
+                self.set(key, value);
+            }
+            RecordKey::Pending { txn, offset } => {
+                if let Some(value) = value.map(parse).transpose()? {
+                    let pending = self.pending.entry(txn).or_default();
+                    pending.retain(|(k, _)| *k != offset);
+                    pending.push((offset, value));
+                }
+            }
+            RecordKey::TxnEnd { txn_end } => {
+                let end: TxnEnd = value
+                    .map(serde_json::from_slice)
+                    .transpose()
+                    .map_err(|e| e.to_string())?
+                    .ok_or("a transaction end without a value")?;
+                self.end_txn(txn_end, end.commit);
+            }
         }
-        other => other,
+        Ok(())
     }
+}
+
+/// The directory of partition `partition` of the offsets log.
+pub(crate) fn log_dir(data_dir: &Path, partition: i32) -> PathBuf {
+    crate::internal::log_dir(data_dir, OFFSETS_TOPIC, partition)
+}
+
+pub(super) use crate::internal::log_config;
+
+/// Replays an offsets log: every group's live offsets.
+pub(super) fn replay(log: &Log) -> Result<HashMap<String, GroupOffsets>, BrokerError> {
+    let mut state: OffsetState = crate::internal::replay(log)?;
+    state.committed.retain(|_, offsets| !offsets.is_empty());
+    Ok(state.committed)
 }
 
 /// The records of `groups`' live offsets, in batches of at most 10,000.
@@ -162,156 +174,12 @@ pub(super) fn live_batches(
 }
 
 /// The committed offsets of the groups of one offsets partition, in memory and in its log.
-#[derive(Debug)]
-pub(crate) struct OffsetStore {
-    log: Partition,
-    state: Mutex<State>,
-}
+pub(crate) type OffsetStore = StateLog<OffsetState>;
 
-/// What is in memory: on a replicated partition, only while this replica leads.
-#[derive(Debug, Default)]
-struct State {
-    /// The leader epoch the offsets were loaded at (`None` with one replica: loaded at open,
-    /// always current).
-    epoch: Option<i32>,
-    /// The leader epoch a load is under way for.
-    loading: Option<i32>,
-    committed: HashMap<String, GroupOffsets>,
-}
-
-impl OffsetStore {
-    /// Replays partition `partition` of the offsets log, then hands it to an owner thread for
-    /// appends. Blocking.
-    /// With `replica`, the partition is replicated: this replica joins its Raft group, and
-    /// loads the offsets only when it leads.
-    pub(crate) fn open(
-        data_dir: &Path,
-        partition: i32,
-        storage: &Storage,
-        fsync: prometheus::Histogram,
-        replica: Option<ReplicaSpec>,
-    ) -> Result<Self, BrokerError> {
-        let dir = log_dir(data_dir, partition);
-        // Its commits are fsynced like any acks=all produce, so they count in the fsync
-        // histogram; its bytes are not a topic's.
-        let metrics = OwnerMetrics { topic: None, fsync };
-        if let Some(spec) = replica {
-            let log = storage.open_replica(dir, partition, log_config(), metrics, spec)?;
-            return Ok(Self {
-                log,
-                state: Mutex::default(),
-            });
-        }
-        let log = Log::open_cached(&dir, log_config(), now_ms(), storage.cache())?;
-        let committed = replay(&log)?;
-        let log = storage.adopt(log, partition, metrics)?;
-        Ok(Self {
-            log,
-            state: Mutex::new(State {
-                committed,
-                ..State::default()
-            }),
-        })
-    }
-
-    /// Whether this store's groups are coordinated here now: always with one replica; on a
-    /// replicated partition, NOT_COORDINATOR unless this replica leads, and
-    /// COORDINATOR_LOAD_IN_PROGRESS until the offsets of its leadership are loaded (which
-    /// this starts).
-    pub(crate) fn coordinating(self: &Arc<Self>) -> Result<(), ErrorCode> {
-        if !self.log.is_replicated() {
-            return Ok(());
-        }
-        let epoch = self
-            .log
-            .offsets()
-            .leading
-            .ok_or(ErrorCode::NotCoordinator)?;
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-        if state.epoch == Some(epoch) {
-            return Ok(());
-        }
-        if state.loading != Some(epoch) {
-            state.loading = Some(epoch);
-            state.epoch = None;
-            state.committed = HashMap::new();
-            let store = self.clone();
-            drop(tokio::spawn(async move {
-                let loaded = tokio::time::timeout(LOAD_TIMEOUT, store.load(epoch)).await;
-                let result = loaded.unwrap_or(Err(ErrorCode::RequestTimedOut));
-                if let Ok(mut state) = store.state.lock() {
-                    if state.loading == Some(epoch) {
-                        state.loading = None;
-                        if let Ok(committed) = result {
-                            state.epoch = Some(epoch);
-                            state.committed = committed;
-                        }
-                    }
-                }
-            }));
-        }
-        Err(ErrorCode::CoordinatorLoadInProgress)
-    }
-
-    /// The offsets of a replicated partition this replica leads at `epoch`: once everything
-    /// its log held when it was elected is committed (which it is as soon as the new leader's
-    /// first entry is), its log replayed to the high watermark.
-    async fn load(&self, epoch: i32) -> Result<HashMap<String, GroupOffsets>, ErrorCode> {
-        let started = std::time::Instant::now();
-        let mut watch = self.log.watch();
-        let target = watch.borrow().log_end;
-        let end = loop {
-            let offsets = *watch.borrow_and_update();
-            if offsets.leading != Some(epoch) {
-                return Err(ErrorCode::NotCoordinator);
-            }
-            if offsets.high_watermark >= target {
-                break offsets.high_watermark;
-            }
-            watch
-                .changed()
-                .await
-                .map_err(|_| ErrorCode::NotCoordinator)?;
-        };
-        let mut committed = HashMap::new();
-        let mut offset = self.log.offsets().log_start;
-        while offset < end {
-            let bytes = self.log.read(offset, 1 << 20).await?;
-            offset = apply(&bytes, offset, &mut committed).map_err(|why| {
-                tracing::error!(partition = self.log.index, %why, "an unreadable offsets log");
-                ErrorCode::CoordinatorNotAvailable
-            })?;
-        }
-        committed.retain(|_, offsets| !offsets.is_empty());
-        if !committed.is_empty() {
-            tracing::info!(
-                partition = self.log.index,
-                epoch,
-                groups = committed.len(),
-                elapsed_ms = started.elapsed().as_millis(),
-                "loaded the committed offsets of a partition led here"
-            );
-        }
-        Ok(committed)
-    }
-
-    /// Appends a batch of offset records as a commit must be: fsynced, and on a replicated
-    /// partition held by a majority; errors as a group client understands them.
-    async fn write(&self, batch: BytesMut) -> Result<(), ErrorCode> {
-        let append = self.log.append(batch, true, true, false);
-        match tokio::time::timeout(COMMIT_TIMEOUT, append).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(code)) => Err(to_client(code)),
-            Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
-        }
-    }
-
-    /// The partition that owns the log.
-    pub(super) fn log(&self) -> &Partition {
-        &self.log
+impl StateLog<OffsetState> {
+    /// Whether this store's groups are coordinated here now (see [`StateLog::serving`]).
+    pub(crate) fn coordinating(self: &std::sync::Arc<Self>) -> Result<(), ErrorCode> {
+        self.serving().map(|_| ())
     }
 
     /// Stores offsets durably (fsynced), then makes them visible.
@@ -329,13 +197,77 @@ impl OffsetStore {
                 .map(|(topic, partition, c)| (key(group, topic, *partition), Some(c))),
         )?;
         self.write(batch).await?;
-        self.update(|committed| {
-            let entry = committed.entry(group.to_owned()).or_default();
+        let _ = self.update(|state| {
             for (topic, partition, c) in offsets {
-                let _ = entry.insert((topic, partition), c);
+                state.set(key(group, &topic, partition), Some(c));
             }
         });
         Ok(())
+    }
+
+    /// Stores the offsets a transactional producer commits in its transaction (TxnOffsetCommit):
+    /// durable now, visible once the transaction commits.
+    pub(crate) async fn commit_pending(
+        &self,
+        producer_id: i64,
+        group: &str,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> Result<(), ErrorCode> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(RecordKey, &Committed)> = offsets
+            .iter()
+            .map(|(topic, partition, c)| {
+                let offset = key(group, topic, *partition);
+                (
+                    RecordKey::Pending {
+                        txn: producer_id,
+                        offset,
+                    },
+                    c,
+                )
+            })
+            .collect();
+        self.write(encode(records.into_iter().map(|(k, v)| (k, Some(v))))?)
+            .await?;
+        let _ = self.update(|state| {
+            let pending = state.pending.entry(producer_id).or_default();
+            for (topic, partition, c) in offsets {
+                let offset = key(group, &topic, partition);
+                pending.retain(|(k, _)| *k != offset);
+                pending.push((offset, c));
+            }
+        });
+        Ok(())
+    }
+
+    /// Ends a producer's transaction here (its marker): its pending offsets become committed
+    /// (`commit`) or are dropped. Durable before it returns.
+    pub(crate) async fn end_txn(&self, producer_id: i64, commit: bool) -> Result<(), ErrorCode> {
+        let end = TxnEnd { commit };
+        let batch = encode(std::iter::once((
+            RecordKey::TxnEnd {
+                txn_end: producer_id,
+            },
+            Some(&end),
+        )))?;
+        self.write(batch).await?;
+        let _ = self.update(|state| state.end_txn(producer_id, commit));
+        Ok(())
+    }
+
+    /// Whether a transaction not yet ended holds an offset of this group and partition
+    /// (OffsetFetch's `require_stable`, KIP-447).
+    pub(crate) fn unstable(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.view(|state| {
+            state
+                .pending
+                .values()
+                .flatten()
+                .any(|(k, _)| k.group == group && k.topic == topic && k.partition == partition)
+        })
+        .unwrap_or(false)
     }
 
     /// Deletes offsets durably: the given partitions, or all of the group's when `None`.
@@ -355,42 +287,40 @@ impl OffsetStore {
         if doomed.is_empty() {
             return Ok(());
         }
-        let batch = encode(doomed.iter().map(|(t, p)| (key(group, t, *p), None)))?;
+        let batch = encode(
+            doomed
+                .iter()
+                .map(|(t, p)| (key(group, t, *p), None::<&Committed>)),
+        )?;
         self.write(batch).await?;
-        self.update(|committed| {
-            if let Some(entry) = committed.get_mut(group) {
+        let _ = self.update(|state| {
+            if let Some(entry) = state.committed.get_mut(group) {
                 for k in &doomed {
                     let _ = entry.remove(k);
                 }
                 if entry.is_empty() {
-                    let _ = committed.remove(group);
+                    let _ = state.committed.remove(group);
                 }
             }
         });
         Ok(())
     }
 
-    /// Reads the offsets in memory.
-    fn view<T>(&self, f: impl FnOnce(&HashMap<String, GroupOffsets>) -> T) -> Option<T> {
-        self.state.lock().ok().map(|state| f(&state.committed))
-    }
-
-    /// Changes the offsets in memory.
-    fn update(&self, f: impl FnOnce(&mut HashMap<String, GroupOffsets>)) {
-        if let Ok(mut state) = self.state.lock() {
-            f(&mut state.committed);
-        }
-    }
-
     pub(crate) fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
-        self.view(|c| c.get(group)?.get(&(topic.to_owned(), partition)).cloned())
-            .flatten()
+        self.view(|s| {
+            s.committed
+                .get(group)?
+                .get(&(topic.to_owned(), partition))
+                .cloned()
+        })
+        .flatten()
     }
 
     /// Every committed offset of a group, sorted by topic and partition.
     pub(crate) fn group_offsets(&self, group: &str) -> Vec<((String, i32), Committed)> {
-        self.view(|c| {
-            c.get(group)
+        self.view(|s| {
+            s.committed
+                .get(group)
                 .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         })
         .flatten()
@@ -399,15 +329,16 @@ impl OffsetStore {
 
     /// Whether `group` has any committed offset.
     pub(crate) fn has_offsets(&self, group: &str) -> bool {
-        self.view(|c| c.get(group).is_some_and(|o| !o.is_empty()))
+        self.view(|s| s.committed.get(group).is_some_and(|o| !o.is_empty()))
             .unwrap_or(false)
     }
 
     /// Every committed offset: (group, topic, partition, offset), sorted.
     pub(crate) fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
         let mut all: Vec<_> = self
-            .view(|c| {
-                c.iter()
+            .view(|s| {
+                s.committed
+                    .iter()
                     .flat_map(|(group, offsets)| {
                         offsets.iter().map(|((topic, partition), committed)| {
                             (group.clone(), topic.clone(), *partition, committed.offset)
@@ -422,8 +353,14 @@ impl OffsetStore {
 
     /// Groups that have committed offsets.
     pub(crate) fn groups(&self) -> Vec<String> {
-        self.view(|c| c.keys().cloned().collect())
-            .unwrap_or_default()
+        self.view(|s| {
+            s.committed
+                .iter()
+                .filter(|(_, o)| !o.is_empty())
+                .map(|(g, _)| g.clone())
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Deletes the offsets of `group` (which has no members) that expired at `now_ms`: those
@@ -445,17 +382,34 @@ impl OffsetStore {
     }
 
     /// Keeps the log from growing without bound: when it holds many more records than live
-    /// offsets, writes the live ones again and drops everything before them.
+    /// offsets, writes the live ones again (and the pending ones of open transactions) and
+    /// drops everything before them.
     pub(crate) async fn compact(&self) -> Result<(), ErrorCode> {
         let live: usize = self
-            .view(|c| c.values().map(BTreeMap::len).sum())
+            .view(|s| {
+                s.committed.values().map(BTreeMap::len).sum::<usize>()
+                    + s.pending.values().map(Vec::len).sum::<usize>()
+            })
             .unwrap_or(0);
-        let offsets = self.log.offsets();
+        let offsets = self.log().offsets();
         let stored = usize::try_from(offsets.log_end - offsets.log_start).unwrap_or(0);
         if stored <= 4 * live + 10_000 {
             return Ok(());
         }
-        let Some(batches) = self.view(live_batches) else {
+        let Some(batches) = self.view(|s| {
+            let mut batches = live_batches(&s.committed)?;
+            for (txn, pending) in &s.pending {
+                let records = pending.iter().map(|(offset, c)| {
+                    let key = RecordKey::Pending {
+                        txn: *txn,
+                        offset: offset.clone(),
+                    };
+                    (key, Some(c))
+                });
+                batches.push(encode(records)?);
+            }
+            Ok::<_, ErrorCode>(batches)
+        }) else {
             return Ok(());
         };
         let batches = batches?;
@@ -463,18 +417,13 @@ impl OffsetStore {
         for batch in batches {
             self.write(batch).await?;
         }
-        let _ = self.log.delete_records(before).await?;
+        let _ = self.log().delete_records(before).await?;
         tracing::info!(
             dropped = stored,
             kept = live,
             "rewrote the committed offsets log"
         );
         Ok(())
-    }
-
-    /// Closes the offsets log cleanly. Blocking.
-    pub(crate) fn close_blocking(&self) {
-        self.log.close_blocking(false);
     }
 }
 
@@ -486,35 +435,12 @@ fn key(group: &str, topic: &str, partition: i32) -> OffsetKey {
     }
 }
 
-fn encode<'a>(
-    entries: impl Iterator<Item = (OffsetKey, Option<&'a Committed>)>,
-) -> Result<BytesMut, ErrorCode> {
-    let now = now_ms();
-    let mut builder = BatchBuilder::new();
-    for (key, value) in entries {
-        let mut record = RecordSpec::new(now).key(json(&key)?);
-        if let Some(value) = value {
-            record = record.value(json(value)?);
-        }
-        builder = builder.record(record);
-    }
-    let batch = builder.build().map_err(|err| {
-        tracing::error!(%err, "encoding committed offsets");
-        ErrorCode::UnknownServerError
-    })?;
-    Ok(BytesMut::from(&batch[..]))
-}
-
-fn json(value: &impl Serialize) -> Result<Bytes, ErrorCode> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(|err| {
-        tracing::error!(%err, "encoding committed offsets");
-        ErrorCode::UnknownServerError
-    })
-}
-
 /// Writes `entries` (group, offset of its partition 0 of topic `t`, or `None` for a deletion)
 /// to a raw offsets log in `dir`, one batch each, as Rill wrote `__consumer_offsets-0` before it
 /// had partitions.
+#[cfg(test)]
+use crate::partition::now_ms;
+
 #[cfg(test)]
 pub(super) fn write_old_layout(
     dir: &Path,
@@ -541,6 +467,7 @@ pub(super) fn write_old_layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partition::Storage;
     use std::time::Duration;
 
     fn fsync() -> prometheus::Histogram {
@@ -565,7 +492,7 @@ mod tests {
     async fn commits_survive_reopen_and_expire_by_age() -> Result<(), Box<dyn std::error::Error>> {
         let storage = Storage::start(1, 16, Duration::from_secs(3600), std::sync::Arc::default())?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
+        let store = OffsetStore::open(log_dir(dir.path(), 0), 0, &storage, fsync(), None)?;
         store
             .commit(
                 "g",
@@ -621,7 +548,7 @@ mod tests {
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
 
         // Reopened from the log: the same state, expiry and deletion included.
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
+        let store = OffsetStore::open(log_dir(dir.path(), 0), 0, &storage, fsync(), None)?;
         assert_eq!(store.fetch("g", "t", 0), None);
         assert_eq!(store.fetch("g", "t", 1), Some(committed(7, 9_000)));
         assert_eq!(store.groups(), vec!["g".to_owned()]);
@@ -633,7 +560,7 @@ mod tests {
     async fn compaction_keeps_only_live_offsets() -> Result<(), Box<dyn std::error::Error>> {
         let storage = Storage::start(1, 16, Duration::from_secs(3600), std::sync::Arc::default())?;
         let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
+        let store = OffsetStore::open(log_dir(dir.path(), 0), 0, &storage, fsync(), None)?;
         // Many commits of the same two partitions: far more records than live offsets.
         for i in 0..6_000 {
             store
@@ -648,14 +575,14 @@ mod tests {
                 .map_err(|c| c.name())?;
         }
         store.compact().await.map_err(|c| c.name())?;
-        let offsets = store.log.offsets();
+        let offsets = store.log().offsets();
         assert_eq!(
             offsets.log_end - offsets.log_start,
             2,
             "only the live offsets remain"
         );
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;
-        let store = OffsetStore::open(dir.path(), 0, &storage, fsync(), None)?;
+        let store = OffsetStore::open(log_dir(dir.path(), 0), 0, &storage, fsync(), None)?;
         assert_eq!(store.fetch("g", "t", 0).map(|c| c.offset), Some(5_999));
         assert_eq!(store.fetch("g", "t", 1).map(|c| c.offset), Some(6_000));
         tokio::task::spawn_blocking(move || store.close_blocking()).await?;

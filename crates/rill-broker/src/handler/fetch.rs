@@ -1,7 +1,8 @@
 //! Fetch: whole stored batches, sent as they are. A long poll waits for new records (woken by
 //! the partition owners, not by sleeping) until `min_bytes` are there or `max_wait_ms` passes.
 //! Fetch sessions (KIP-227) are declined: every answer has session id 0, so clients send full
-//! fetch requests.
+//! fetch requests. A read_committed fetch (v4+) stops at the last stable offset and lists the
+//! aborted transactions overlapping what it returns, so the client drops their records.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,9 +14,9 @@ use bytes::Bytes;
 use rill_protocol::ErrorCode;
 use rill_protocol::kafka_protocol::messages::fetch_request::FetchTopic;
 use rill_protocol::kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use rill_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use rill_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use rill_record::DEFAULT_MAX_RECORDS_LEN;
 use rill_record::legacy::{MAGIC_V0, MAGIC_V1, batches_to_message_set};
 use tokio::sync::watch;
@@ -34,6 +35,7 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
     let deadline = tokio::time::Instant::now() + wait;
     let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0);
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
+    let committed = req.isolation_level == 1;
     // Resolve the topics once; a topic deleted meanwhile keeps answering from its old handle.
     // From v13 topics are named by id only; an id no topic has is UNKNOWN_TOPIC_ID.
     let by_id = version >= FIRST_TOPIC_ID_VERSION;
@@ -90,15 +92,25 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
                 watches.push(rx);
                 let response = response
                     .with_high_watermark(offsets.high_watermark)
-                    .with_last_stable_offset(offsets.high_watermark)
+                    .with_last_stable_offset(offsets.last_stable)
                     .with_log_start_offset(offsets.log_start);
                 let budget = usize::try_from(fp.partition_max_bytes)
                     .unwrap_or(0)
                     .min(max_bytes.saturating_sub(total));
-                match read(partition, offsets, fp.fetch_offset, budget, total == 0).await {
-                    Ok(records) => {
+                let read = Read {
+                    offset: fp.fetch_offset,
+                    budget,
+                    first: total == 0,
+                    committed,
+                };
+                match read.run(partition, offsets).await {
+                    Ok((records, aborted)) => {
                         total += records.len();
-                        partitions.push(response.with_records(Some(records)));
+                        let response = response.with_records(Some(records));
+                        partitions.push(match aborted {
+                            Some(aborted) => response.with_aborted_transactions(Some(aborted)),
+                            None => response,
+                        });
                     }
                     Err(code) => {
                         errors = true;
@@ -220,27 +232,62 @@ fn convert_partition(
     }
 }
 
-/// Reads from `offset` up to `budget` bytes. The first partition with data in a response gets at
-/// least one whole batch even if it is larger than the budget (KIP-74); later ones only what fits.
-async fn read(
-    partition: &Partition,
-    offsets: Offsets,
+/// One partition's read.
+struct Read {
     offset: i64,
+    /// Bytes it may return. The first partition with data in a response gets at least one
+    /// whole batch even if it is larger (KIP-74); later ones only what fits.
     budget: usize,
     first: bool,
-) -> Result<Bytes, ErrorCode> {
-    if offset < offsets.log_start || offset > offsets.log_end {
-        return Err(ErrorCode::OffsetOutOfRange);
+    /// read_committed: up to the last stable offset, with the aborted transactions.
+    committed: bool,
+}
+
+impl Read {
+    async fn run(
+        &self,
+        partition: &Partition,
+        offsets: Offsets,
+    ) -> Result<(Bytes, Option<Vec<AbortedTransaction>>), ErrorCode> {
+        let Self {
+            offset,
+            budget,
+            first,
+            committed,
+        } = *self;
+        if offset < offsets.log_start || offset > offsets.log_end {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        // Between the high watermark (the last stable offset for read_committed) and the log
+        // end: records not committed (or not decided) yet, nothing to read.
+        let end = if committed {
+            offsets.last_stable
+        } else {
+            offsets.high_watermark
+        };
+        let none = Ok((Bytes::new(), committed.then(Vec::new)));
+        if offset >= end || (budget == 0 && !first) {
+            return none;
+        }
+        let (records, aborted) = if committed {
+            let (records, aborted) = partition.read_committed(offset, budget.max(1)).await?;
+            let aborted = aborted
+                .into_iter()
+                .map(|txn| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(txn.producer_id))
+                        .with_first_offset(txn.first_offset)
+                })
+                .collect();
+            (records, Some(aborted))
+        } else {
+            (partition.read(offset, budget.max(1)).await?, None)
+        };
+        if !first && records.len() > budget {
+            return none;
+        }
+        Ok((records, aborted))
     }
-    // Between the high watermark and the log end: records not committed yet, nothing to read.
-    if offset >= offsets.high_watermark || (budget == 0 && !first) {
-        return Ok(Bytes::new());
-    }
-    let records = partition.read(offset, budget.max(1)).await?;
-    if !first && records.len() > budget {
-        return Ok(Bytes::new());
-    }
-    Ok(records)
 }
 
 /// Resolves when any of the receivers sees a new value (or its partition goes away).

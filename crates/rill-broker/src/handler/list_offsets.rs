@@ -22,6 +22,7 @@ pub(crate) async fn handle(
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let read_committed = req.isolation_level == 1;
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic_req in req.topics {
         let topic = broker.topic(&topic_req.name.0);
@@ -60,6 +61,8 @@ pub(crate) async fn handle(
                 }
             };
             let query = match p.timestamp {
+                // read_committed readers see up to the last stable offset.
+                LATEST if read_committed => OffsetQuery::LastStable,
                 LATEST => OffsetQuery::Latest,
                 EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => OffsetQuery::Earliest,
                 MAX_TIMESTAMP => OffsetQuery::MaxTimestamp,

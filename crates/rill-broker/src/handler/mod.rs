@@ -23,6 +23,7 @@ pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod reassignments;
 pub(crate) mod scram_credentials;
+pub(crate) mod transactions;
 
 use rill_protocol::StrBytes;
 use rill_protocol::kafka_protocol::messages::TopicName;

@@ -162,6 +162,18 @@ fn wanted(
 }
 
 pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    // KIP-447: a consumer that asks for stable offsets (v7+) is told to retry while a
+    // transaction that committed an offset of the partition is still open.
+    let stable = req.require_stable;
+    let unstable =
+        |group: &str, topic: &str, p: i32| stable && broker.groups.unstable(group, topic, p);
+    let code = |group: &str, topic: &str, p: i32| {
+        if unstable(group, topic, p) {
+            ErrorCode::UnstableOffsetCommit.code()
+        } else {
+            0
+        }
+    };
     if version >= 8 {
         let groups = req
             .groups
@@ -193,6 +205,7 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(metadata)
+                                            .with_error_code(code(&g.group_id.0, &name, p))
                                     })
                                     .collect(),
                             )
@@ -227,7 +240,8 @@ pub(crate) fn fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                             let partition = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
-                                .with_metadata(metadata);
+                                .with_metadata(metadata)
+                                .with_error_code(code(&group, &name, p));
                             // The leader epoch exists from v5.
                             if version >= 5 {
                                 partition.with_committed_leader_epoch(epoch)

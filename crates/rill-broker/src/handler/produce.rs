@@ -50,11 +50,8 @@ const FIRST_TOPIC_ID_VERSION: i16 = 13;
 pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
     let durable = acks == -1 && broker.config.ack_durability == AckDurability::Fsync;
+    let transactional_id = req.transactional_id.as_ref().map(|id| id.0.to_string());
     let refuse_all = match acks {
-        -1..=1 if req.transactional_id.is_some() => Some((
-            ErrorCode::InvalidRequest,
-            "transactions are not supported by this broker yet".to_owned(),
-        )),
         -1..=1 => None,
         _ => Some((
             ErrorCode::InvalidRequiredAcks,
@@ -103,7 +100,17 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
                         )
                     }
                     Ok(partition) => {
-                        match prepare(topic, data.index, data.records, version).await {
+                        let prepared = match prepare(topic, data.index, data.records, version).await
+                        {
+                            Ok(batch) => {
+                                let txn = transactional_id.as_deref();
+                                verify(broker, txn, topic, data.index, partition, &batch)
+                                    .await
+                                    .map(|()| batch)
+                            }
+                            Err(refusal) => Err(refusal),
+                        };
+                        match prepared {
                             Ok(batch) => Pending::Appending(partition.append(
                                 batch,
                                 durable,
@@ -211,6 +218,66 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
         );
     }
     Reply::Answer(ProduceResponse::default().with_responses(responses).into())
+}
+
+/// A transactional batch that would open its producer's transaction in this partition is
+/// appended only once the transaction coordinator confirms the partition is in that
+/// transaction (KIP-890 part 1), so a late or stray batch cannot open a transaction nobody
+/// will end. The owner hears of the confirmation before the append.
+async fn verify(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &Topic,
+    index: i32,
+    partition: &Partition,
+    batch: &[u8],
+) -> Result<(), Refusal> {
+    let Ok(header) = BatchHeader::parse(batch) else {
+        return Ok(());
+    };
+    if !header.attributes.is_transactional() {
+        return Ok(());
+    }
+    let Some(transactional_id) = transactional_id else {
+        return Err(Refusal::new(
+            ErrorCode::InvalidRecord,
+            "a transactional batch in a produce request without a transactional id".to_owned(),
+        ));
+    };
+    let (producer_id, producer_epoch) = (header.producer_id, header.producer_epoch);
+    if partition.in_transaction(producer_id, producer_epoch) {
+        return Ok(());
+    }
+    let caller = crate::txn::Caller {
+        producer_id,
+        producer_epoch,
+    };
+    match crate::txn::verify(broker, transactional_id, caller, &topic.name, index).await {
+        Ok(()) => {
+            partition.verified(producer_id, producer_epoch);
+            Ok(())
+        }
+        Err(code) => {
+            let client = match code {
+                ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
+                ErrorCode::InvalidProducerIdMapping => ErrorCode::InvalidTxnState,
+                // The coordinator cannot answer now: a code every producer retries.
+                ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::RequestTimedOut => ErrorCode::NotEnoughReplicas,
+                other => other,
+            };
+            Err(Refusal::new(
+                client,
+                format!(
+                    "partition {}-{index} is not in the open transaction of '{transactional_id}'                      (producer {producer_id}, epoch {producer_epoch}): {}",
+                    topic.name,
+                    code.name()
+                ),
+            ))
+        }
+    }
 }
 
 /// Checks a partition's batch, then does what the topic's configs ask of its records (see
@@ -346,10 +413,10 @@ fn check_header(header: &BatchHeader) -> Result<(), (ErrorCode, String)> {
             ),
         ));
     }
-    if header.attributes.is_transactional() || header.attributes.is_control() {
+    if header.attributes.is_control() {
         return Err((
-            ErrorCode::InvalidRequest,
-            "transactional batches are not supported by this broker yet".to_owned(),
+            ErrorCode::InvalidRecord,
+            "control batches are written by the transaction coordinator, not produced".to_owned(),
         ));
     }
     Ok(())

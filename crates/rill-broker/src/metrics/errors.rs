@@ -146,6 +146,40 @@ pub(crate) fn for_each_error_code(body: &ResponseKind, mut count: impl FnMut(i16
         ResponseKind::AlterUserScramCredentials(r) => {
             r.results.iter().for_each(|u| f(u.error_code));
         }
+        ResponseKind::AddPartitionsToTxn(r) => {
+            f(r.error_code);
+            r.results_by_topic_v3_and_below
+                .iter()
+                .chain(
+                    r.results_by_transaction
+                        .iter()
+                        .flat_map(|t| &t.topic_results),
+                )
+                .flat_map(|t| &t.results_by_partition)
+                .for_each(|p| f(p.partition_error_code));
+        }
+        ResponseKind::AddOffsetsToTxn(r) => f(r.error_code),
+        ResponseKind::EndTxn(r) => f(r.error_code),
+        ResponseKind::TxnOffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
+        ResponseKind::WriteTxnMarkers(r) => r
+            .markers
+            .iter()
+            .flat_map(|m| &m.topics)
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
+        ResponseKind::DescribeTransactions(r) => {
+            r.transaction_states.iter().for_each(|t| f(t.error_code));
+        }
+        ResponseKind::ListTransactions(r) => f(r.error_code),
+        ResponseKind::DescribeProducers(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| f(p.error_code)),
         // The broker answers only the APIs above (rill_protocol::SUPPORTED); the test below
         // keeps the two lists together.
         _ => {}
@@ -578,6 +612,91 @@ mod tests {
                     ])
                     .into(),
                 vec![93],
+            ),
+            (
+                ApiKey::AddPartitionsToTxn,
+                {
+                    use add_partitions_to_txn_response::*;
+                    let topic = |code| {
+                        vec![AddPartitionsToTxnTopicResult::default().with_results_by_partition(
+                            vec![
+                                AddPartitionsToTxnPartitionResult::default()
+                                    .with_partition_error_code(code),
+                            ],
+                        )]
+                    };
+                    AddPartitionsToTxnResponse::default()
+                        .with_error_code(31)
+                        .with_results_by_topic_v3_and_below(topic(48))
+                        .with_results_by_transaction(vec![
+                            AddPartitionsToTxnResult::default().with_topic_results(topic(51)),
+                        ])
+                        .into()
+                },
+                vec![31, 48, 51],
+            ),
+            (
+                ApiKey::AddOffsetsToTxn,
+                AddOffsetsToTxnResponse::default().with_error_code(49).into(),
+                vec![49],
+            ),
+            (
+                ApiKey::EndTxn,
+                EndTxnResponse::default().with_error_code(90).into(),
+                vec![90],
+            ),
+            (
+                ApiKey::TxnOffsetCommit,
+                TxnOffsetCommitResponse::default()
+                    .with_topics(vec![
+                        txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                            .with_partitions(vec![
+                                txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                    .with_error_code(16),
+                            ]),
+                    ])
+                    .into(),
+                vec![16],
+            ),
+            (
+                ApiKey::WriteTxnMarkers,
+                {
+                    use write_txn_markers_response::*;
+                    WriteTxnMarkersResponse::default()
+                        .with_markers(vec![WritableTxnMarkerResult::default().with_topics(vec![
+                            WritableTxnMarkerTopicResult::default().with_partitions(vec![
+                                WritableTxnMarkerPartitionResult::default().with_error_code(47),
+                            ]),
+                        ])])
+                        .into()
+                },
+                vec![47],
+            ),
+            (
+                ApiKey::DescribeTransactions,
+                DescribeTransactionsResponse::default()
+                    .with_transaction_states(vec![
+                        describe_transactions_response::TransactionState::default()
+                            .with_error_code(105),
+                    ])
+                    .into(),
+                vec![105],
+            ),
+            (
+                ApiKey::ListTransactions,
+                ListTransactionsResponse::default().with_error_code(15).into(),
+                vec![15],
+            ),
+            (
+                ApiKey::DescribeProducers,
+                DescribeProducersResponse::default()
+                    .with_topics(vec![describe_producers_response::TopicResponse::default()
+                        .with_partitions(vec![
+                            describe_producers_response::PartitionResponse::default()
+                                .with_error_code(6),
+                        ])])
+                    .into(),
+                vec![6],
             ),
         ]
     }

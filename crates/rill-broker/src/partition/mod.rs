@@ -19,11 +19,15 @@ use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use rill_log::{AppendInfo, LogConfig, TimestampOffset};
+use rill_log::{AbortedTxn, AppendInfo, LogConfig, TimestampOffset};
 use rill_protocol::ErrorCode;
+use rill_record::Marker;
 use tokio::sync::{oneshot, watch};
 
+use crate::idempotence::ProducerView;
 use crate::metrics::TopicMetrics;
+
+pub(crate) use owner::OpenTxns;
 
 pub(crate) use replica::{Outbox, ReplicaSpec};
 pub(crate) use storage::{Router, Storage, parallel};
@@ -35,6 +39,10 @@ pub(crate) struct Offsets {
     /// The high watermark: the end readers see. With one replica it is the log end; on a
     /// replicated partition, the end of the last committed entry.
     pub(crate) high_watermark: i64,
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction not yet ended by a committed marker, if lower. read_committed readers stop
+    /// here.
+    pub(crate) last_stable: i64,
     /// The log end offset (ahead of the high watermark while entries wait for a majority).
     pub(crate) log_end: i64,
     /// Bytes in all segments (for metrics; it changes only when an offset does).
@@ -63,6 +71,8 @@ pub(crate) struct OwnerMetrics {
 pub(crate) enum OffsetQuery {
     Earliest,
     Latest,
+    /// Latest for a read_committed reader.
+    LastStable,
     MaxTimestamp,
     Timestamp(i64),
 }
@@ -104,6 +114,31 @@ enum Command {
         reply: Reply<i64>,
     },
     Configure(LogConfig),
+    /// The transaction coordinator ends a transaction here: a marker for the producer, fenced
+    /// by its epoch and the coordinator's, written as an `acks=all` append.
+    WriteMarker {
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: Marker,
+        reply: Reply<AppendInfo>,
+    },
+    /// The coordinator confirmed that this partition is in the producer's open transaction
+    /// (KIP-890): its next transactional batch may open the transaction here.
+    Verified {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// A read_committed read: like `Read`, stopping at the last stable offset, with the
+    /// aborted transactions that overlap what was read.
+    ReadCommitted {
+        offset: i64,
+        max_bytes: usize,
+        reply: Reply<(Bytes, Vec<AbortedTxn>)>,
+    },
+    /// The producers with state here (DescribeProducers), from the leader.
+    DescribeProducers {
+        reply: Reply<Vec<ProducerView>>,
+    },
     /// OffsetForLeaderEpoch on a replicated partition: the largest epoch at or below this one
     /// with records here, and where its records end.
     EpochEnd {
@@ -137,6 +172,8 @@ pub(crate) struct Partition {
     closed: AtomicBool,
     /// A replicated partition's entry in the router, removed when it closes.
     route: Option<(std::sync::Arc<Router>, (uuid::Uuid, i32))>,
+    /// The producers with a transaction open here, as its owner publishes them.
+    open_txns: OpenTxns,
 }
 
 impl Partition {
@@ -180,6 +217,60 @@ impl Partition {
         }
     }
 
+    /// Whether `producer_id` has a transaction open here at `epoch`, as the owner last
+    /// published.
+    pub(crate) fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.open_txns
+            .read()
+            .is_ok_and(|open| open.get(&producer_id) == Some(&epoch))
+    }
+
+    /// Writes a transaction marker for the producer (the coordinator ending its transaction
+    /// here); resolves once it is durable (and, replicated, committed).
+    pub(crate) async fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: Marker,
+    ) -> Result<AppendInfo, ErrorCode> {
+        self.ask(|reply| Command::WriteMarker {
+            producer_id,
+            producer_epoch,
+            marker,
+            reply,
+        })
+        .await
+    }
+
+    /// Tells the owner that the coordinator confirmed this partition is in the producer's
+    /// open transaction; ordered before any append handed off after it.
+    pub(crate) fn verified(&self, producer_id: i64, producer_epoch: i16) {
+        let _ = self.send(Command::Verified {
+            producer_id,
+            producer_epoch,
+        });
+    }
+
+    /// A read_committed read: the batches from `offset` below the last stable offset, and the
+    /// aborted transactions overlapping them.
+    pub(crate) async fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, Vec<AbortedTxn>), ErrorCode> {
+        self.ask(|reply| Command::ReadCommitted {
+            offset,
+            max_bytes,
+            reply,
+        })
+        .await
+    }
+
+    /// The producers with state in this partition (DescribeProducers).
+    pub(crate) async fn describe_producers(&self) -> Result<Vec<ProducerView>, ErrorCode> {
+        self.ask(|reply| Command::DescribeProducers { reply }).await
+    }
+
     pub(crate) async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
         self.ask(|reply| Command::Read {
             offset,
@@ -204,6 +295,7 @@ impl Partition {
         let query = match query {
             OffsetQuery::Earliest => return published(self.offsets().log_start),
             OffsetQuery::Latest => return published(self.offsets().high_watermark),
+            OffsetQuery::LastStable => return published(self.offsets().last_stable),
             OffsetQuery::MaxTimestamp => TimeQuery::Max,
             OffsetQuery::Timestamp(t) => TimeQuery::AtOrAfter(t),
         };

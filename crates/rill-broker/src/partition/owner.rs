@@ -2,11 +2,13 @@
 //! publishes. A state machine run by a storage thread; it never blocks on anything but its own
 //! disk I/O.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use rill_log::{AppendInfo, Log, LogError, PendingSync, TimestampOffset};
+use rill_log::{AbortedTxn, AppendInfo, Log, LogError, PendingSync, TimestampOffset};
 use rill_protocol::ErrorCode;
-use rill_record::{BatchHeader, Batches, set_log_append_time};
+use rill_record::{Batch, BatchHeader, Batches, Marker, parse_marker, set_log_append_time};
 use tokio::sync::watch;
 
 use super::replica::store::ReplicaStore;
@@ -16,6 +18,11 @@ use crate::error::BrokerError;
 use crate::idempotence::{
     PRODUCER_ID_EXPIRATION_MS, ProducerStates, Verdict, load_snapshot, write_snapshot,
 };
+
+/// The producers with a transaction open in a partition, and their epochs: published by its
+/// owner, read by the produce path to know when a transactional batch needs the coordinator's
+/// confirmation first (KIP-890).
+pub(crate) type OpenTxns = Arc<RwLock<HashMap<i64, i16>>>;
 
 /// An `acks=all` append waiting for its partition's fsync at the end of the round.
 pub(super) type Waiting = (Reply<AppendInfo>, AppendInfo);
@@ -33,8 +40,10 @@ enum Held {
 pub(super) struct Owner {
     held: Held,
     offsets: watch::Sender<Offsets>,
-    /// What each idempotent producer last wrote here.
+    /// What each idempotent producer last wrote here, and the transactions open here.
     producers: ProducerStates,
+    /// The open transactions, as the produce path sees them.
+    open_txns: OpenTxns,
     /// Segment count after the last append, to notice rolls.
     segments: usize,
     /// The log's size in bytes, kept up to date here rather than summed over every segment at
@@ -107,11 +116,12 @@ impl Owner {
         let size = log.size_bytes();
         let segments = log.segment_count();
         let (offsets, rx) = watch::channel(offsets_of(&held, size));
-        let owner = Self {
+        let mut owner = Self {
             segments,
             held,
             offsets,
             producers,
+            open_txns: OpenTxns::default(),
             size,
             metrics,
             next_retention_ms: now_ms().saturating_add(millis(retention_check)),
@@ -120,7 +130,15 @@ impl Owner {
             closing: false,
             failed: false,
         };
+        owner.settle_transactions();
+        owner.transactions_changed();
+        owner.publish();
         Ok((owner, rx))
+    }
+
+    /// The open transactions this owner publishes.
+    pub(super) fn open_txns(&self) -> OpenTxns {
+        self.open_txns.clone()
     }
 
     fn log(&self) -> &Log {
@@ -246,6 +264,63 @@ impl Owner {
                 };
                 let _ = reply.send(done);
             }
+            Command::WriteMarker {
+                producer_id,
+                producer_epoch,
+                marker,
+                reply,
+            } => {
+                let batch =
+                    rill_record::marker_batch(producer_id, producer_epoch, marker, now_ms());
+                let Ok(batch) = batch else {
+                    let _ = reply.send(Err(ErrorCode::UnknownServerError));
+                    return None;
+                };
+                return self.handle(Command::Append {
+                    batch: bytes::BytesMut::from(&batch[..]),
+                    durable: true,
+                    acks_all: true,
+                    log_append_time: false,
+                    reply,
+                });
+            }
+            Command::Verified {
+                producer_id,
+                producer_epoch,
+            } => self.producers.verified(producer_id, producer_epoch),
+            Command::ReadCommitted {
+                offset,
+                max_bytes,
+                reply,
+            } => {
+                let read = self.read(offset, max_bytes).map(|bytes| {
+                    let stable = self.offsets.borrow().last_stable;
+                    let bytes = below(bytes, stable);
+                    let end = Batches::new(&bytes)
+                        .map_while(Result::ok)
+                        .last()
+                        .map_or(offset, |b| b.header().next_offset());
+                    let aborted = if end > offset {
+                        self.log().aborted_between(offset, end)
+                    } else {
+                        Vec::new()
+                    };
+                    (bytes, aborted)
+                });
+                let _ = reply.send(read);
+            }
+            Command::DescribeProducers { reply } => {
+                let leading = match &self.held {
+                    Held::Plain(_) => true,
+                    Held::Replica(replica) => replica.leading().is_some() && !self.failed,
+                };
+                let answer = if leading {
+                    Ok(self.producers.describe())
+                } else {
+                    Err(ErrorCode::NotLeaderOrFollower)
+                };
+                let _ = reply.send(answer);
+            }
             Command::Configure(config) => {
                 if let Err(err) = self.log_mut().set_config(config) {
                     tracing::error!(%err, dir = %self.log().dir().display(), "refused log config");
@@ -348,7 +423,7 @@ impl Owner {
         };
         // Stored verbatim, so the log grew by exactly the batch.
         self.size += batch.len() as u64;
-        self.appended(&header, info.base_offset, batch.len(), now);
+        self.appended(&header, info.base_offset, batch, now);
         self.snapshot_if_rolled();
         Ok(info)
     }
@@ -363,9 +438,22 @@ impl Owner {
         now: i64,
     ) -> Result<Result<BatchHeader, AppendInfo>, ErrorCode> {
         let header = BatchHeader::parse(batch).map_err(|_| ErrorCode::CorruptMessage)?;
+        if header.attributes.is_control() {
+            // Only this owner builds control batches: a marker from the coordinator.
+            let marker = marker_in(batch).ok_or(ErrorCode::CorruptMessage)?;
+            self.producers.check_marker(
+                header.producer_id,
+                header.producer_epoch,
+                marker.coordinator_epoch,
+            )?;
+            return Ok(Ok(header));
+        }
         if header.has_producer_id() {
             match self.producers.check(&header) {
                 Verdict::Append => {}
+                // The partition is not in the producer's transaction as far as this replica
+                // knows: a batch that comes after the transaction it belonged to ended.
+                Verdict::Unverified => return Err(ErrorCode::InvalidTxnState),
                 Verdict::Duplicate(written) => {
                     return Ok(Err(AppendInfo {
                         base_offset: written.base_offset,
@@ -386,16 +474,89 @@ impl Owner {
     }
 
     /// Counts a batch taken at `base_offset` and records its producer's state.
-    fn appended(&mut self, header: &BatchHeader, base_offset: i64, len: usize, now: i64) {
+    fn appended(&mut self, header: &BatchHeader, base_offset: i64, batch: &[u8], now: i64) {
         if let Some(topic) = &self.metrics.topic {
-            topic.appended(len, header.records_count);
+            if !header.attributes.is_control() {
+                topic.appended(batch.len(), header.records_count);
+            }
         }
         if header.has_producer_id() {
             let stored = BatchHeader {
                 base_offset,
                 ..*header
             };
-            self.producers.record(&stored, now);
+            self.record(&stored, marker_in(batch), now);
+        }
+    }
+
+    /// Records a batch of an idempotent or transactional producer (with its marker, for a
+    /// control batch) in the producer state, and what it changes about open transactions.
+    fn record(&mut self, header: &BatchHeader, marker: Option<Marker>, now: i64) {
+        if header.attributes.is_control() {
+            let Some(marker) = marker else {
+                return;
+            };
+            let _ = self
+                .producers
+                .record_marker(header, marker, header.base_offset, now);
+            self.settle_transactions();
+            self.transactions_changed();
+        } else {
+            let opens = header.attributes.is_transactional()
+                && !self
+                    .producers
+                    .in_transaction(header.producer_id, header.producer_epoch);
+            self.producers.record(header, now);
+            if opens {
+                self.transactions_changed();
+            }
+        }
+    }
+
+    /// Moves the ended transactions whose markers are now below the high watermark into the
+    /// log's aborted transaction index (aborts) and out of the unstable ones.
+    fn settle_transactions(&mut self) {
+        let high_watermark = match &self.held {
+            Held::Plain(log) => log.log_end_offset(),
+            Held::Replica(replica) => replica.high_watermark(),
+        };
+        let settled = self.producers.settle(high_watermark);
+        if settled.is_empty() {
+            return;
+        }
+        let stable = self.last_stable(high_watermark);
+        for txn in settled.iter().filter(|t| t.aborted) {
+            let aborted = AbortedTxn {
+                producer_id: txn.producer_id,
+                first_offset: txn.first_offset,
+                last_offset: txn.last_offset,
+                last_stable_offset: stable,
+            };
+            if let Err(err) = self.log_mut().add_aborted(aborted) {
+                let _ = self.failed(&err);
+            }
+        }
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction still open (or ended by a marker not yet committed), if lower.
+    fn last_stable(&self, high_watermark: i64) -> i64 {
+        self.producers
+            .first_unstable()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Publishes the open transactions to the produce path.
+    fn transactions_changed(&self) {
+        let open: HashMap<i64, i16> = self
+            .producers
+            .describe()
+            .into_iter()
+            .filter(|p| p.txn_start >= 0)
+            .map(|p| (p.producer_id, p.epoch))
+            .collect();
+        if let Ok(mut shared) = self.open_txns.write() {
+            *shared = open;
         }
     }
 
@@ -438,7 +599,7 @@ impl Owner {
             log_append_time_ms: now,
         };
         match replica.propose(batch, base_offset, acks_all, reply, info) {
-            Ok(()) => self.appended(&header, base_offset, batch.len(), now),
+            Ok(()) => self.appended(&header, base_offset, batch, now),
             Err((reply, code)) => {
                 let _ = reply.send(Err(code));
             }
@@ -460,7 +621,12 @@ impl Owner {
                 self.size = self.log().size_bytes();
                 for (_, header) in &appended.batches {
                     if header.has_producer_id() {
-                        self.producers.record(header, now);
+                        let marker = if header.attributes.is_control() {
+                            self.read_marker(header.base_offset)
+                        } else {
+                            None
+                        };
+                        self.record(header, marker, now);
                     }
                 }
                 self.snapshot_if_rolled();
@@ -507,6 +673,7 @@ impl Owner {
             }
             Err(err) => self.fail(&err),
         }
+        self.settle_transactions();
         self.publish();
     }
 
@@ -521,11 +688,22 @@ impl Owner {
 
     fn rebuild_producers(&mut self) {
         match rebuild_producer_states(self.log()) {
-            Ok((producers, _)) => self.producers = producers,
+            Ok((producers, _)) => {
+                self.producers = producers;
+                self.settle_transactions();
+                self.transactions_changed();
+            }
             Err(err) => {
                 let _ = self.failed(&err);
             }
         }
+    }
+
+    /// The marker of the control batch at `offset`, read back from the log (a follower's
+    /// entries come as headers).
+    fn read_marker(&self, offset: i64) -> Option<Marker> {
+        let bytes = self.log().read(offset, 1024).ok()?;
+        marker_in(&bytes)
     }
 
     /// After a roll, snapshots the producer state there, so a restart replays at most a segment.
@@ -538,6 +716,11 @@ impl Owner {
     }
 
     fn snapshot(&mut self) {
+        // The aborted transactions the snapshot counts as indexed must be durable first.
+        if let Err(err) = self.log_mut().sync_txn_index() {
+            let _ = self.failed(&err);
+            return;
+        }
         let end = self.log().log_end_offset();
         match write_snapshot(self.log().dir(), end, &self.producers) {
             Ok(()) => self.snapshot_at = Some(end),
@@ -595,6 +778,7 @@ impl Owner {
             "tracked log size drifted"
         );
         let mut now = offsets_of(&self.held, self.size);
+        now.last_stable = self.last_stable(now.high_watermark);
         if self.failed {
             now.leading = None;
             now.in_sync = 0;
@@ -697,7 +881,11 @@ fn rebuild_producer_states(log: &Log) -> Result<(ProducerStates, Option<i64>), L
         for batch in Batches::new(&bytes) {
             let Ok(batch) = batch else { break };
             let header = batch.header();
-            if header.has_producer_id() {
+            if header.attributes.is_control() {
+                if let Ok(Some(marker)) = parse_marker(&batch) {
+                    let _ = states.record_marker(header, marker, header.base_offset, now);
+                }
+            } else if header.has_producer_id() {
                 states.record(header, now);
             }
             offset = header.next_offset();
@@ -713,11 +901,17 @@ fn rebuild_producer_states(log: &Log) -> Result<(ProducerStates, Option<i64>), L
     Ok((states, snapshot_at))
 }
 
+/// The marker of the control batch at the start of `bytes`.
+fn marker_in(bytes: &[u8]) -> Option<Marker> {
+    parse_marker(&Batch::parse(bytes).ok()?).ok()?
+}
+
 fn offsets_of(held: &Held, size_bytes: u64) -> Offsets {
     match held {
         Held::Plain(log) => Offsets {
             log_start: log.log_start_offset(),
             high_watermark: log.log_end_offset(),
+            last_stable: log.log_end_offset(),
             log_end: log.log_end_offset(),
             size_bytes,
             leading: None,
@@ -729,6 +923,7 @@ fn offsets_of(held: &Held, size_bytes: u64) -> Offsets {
             Offsets {
                 log_start: log.log_start_offset(),
                 high_watermark: replica.high_watermark(),
+                last_stable: replica.high_watermark(),
                 log_end: log.log_end_offset(),
                 size_bytes,
                 leading: replica

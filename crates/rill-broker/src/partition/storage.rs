@@ -225,6 +225,7 @@ impl Storage {
             .cloned()
             .ok_or_else(|| LogError::InvalidConfig("no storage threads".to_owned()))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let open_txns = owner.open_txns();
         let owner = Box::new(owner);
         queue
             .send(Message::Adopt {
@@ -243,6 +244,7 @@ impl Storage {
             offsets,
             closed: AtomicBool::new(false),
             route: route.map(|key| (self.router.clone(), key)),
+            open_txns,
         })
     }
 

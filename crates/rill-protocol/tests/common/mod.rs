@@ -555,6 +555,123 @@ pub(crate) fn sample(api_key: ApiKey, v: i16) -> RequestKind {
                     .with_partitions(vec![0, 3]),
             ]))
             .into(),
+        // v4+ is the batched form of KIP-890; v0-3 one transaction.
+        ApiKey::AddPartitionsToTxn => {
+            use rill_protocol::kafka_protocol::messages::add_partitions_to_txn_request::*;
+            let topics = vec![
+                AddPartitionsToTxnTopic::default()
+                    .with_name(topic("orders"))
+                    .with_partitions(vec![0, 2]),
+            ];
+            let req = rill_protocol::kafka_protocol::messages::AddPartitionsToTxnRequest::default();
+            if v >= 4 {
+                req.with_transactions(vec![
+                    AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(TransactionalId(s("txn-1")))
+                        .with_producer_id(ProducerId(17))
+                        .with_producer_epoch(2)
+                        .with_verify_only(true)
+                        .with_topics(topics),
+                ])
+                .into()
+            } else {
+                req.with_v3_and_below_transactional_id(TransactionalId(s("txn-1")))
+                    .with_v3_and_below_producer_id(ProducerId(17))
+                    .with_v3_and_below_producer_epoch(2)
+                    .with_v3_and_below_topics(topics)
+                    .into()
+            }
+        }
+        ApiKey::AddOffsetsToTxn => {
+            rill_protocol::kafka_protocol::messages::AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("txn-1")))
+                .with_producer_id(ProducerId(17))
+                .with_producer_epoch(2)
+                .with_group_id(rill_protocol::kafka_protocol::messages::GroupId(s("g")))
+                .into()
+        }
+        ApiKey::EndTxn => rill_protocol::kafka_protocol::messages::EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("txn-1")))
+            .with_producer_id(ProducerId(17))
+            .with_producer_epoch(2)
+            .with_committed(true)
+            .into(),
+        ApiKey::WriteTxnMarkers => {
+            use rill_protocol::kafka_protocol::messages::write_txn_markers_request::*;
+            rill_protocol::kafka_protocol::messages::WriteTxnMarkersRequest::default()
+                .with_markers(vec![
+                    WritableTxnMarker::default()
+                        .with_producer_id(ProducerId(17))
+                        .with_producer_epoch(2)
+                        .with_transaction_result(true)
+                        .with_coordinator_epoch(3)
+                        .with_topics(vec![
+                            WritableTxnMarkerTopic::default()
+                                .with_name(topic("orders"))
+                                .with_partition_indexes(vec![1]),
+                        ]),
+                ])
+                .into()
+        }
+        // The group's generation and member from v3 (KIP-447).
+        ApiKey::TxnOffsetCommit => {
+            use rill_protocol::kafka_protocol::messages::txn_offset_commit_request::*;
+            let req = rill_protocol::kafka_protocol::messages::TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("txn-1")))
+                .with_group_id(rill_protocol::kafka_protocol::messages::GroupId(s("g")))
+                .with_producer_id(ProducerId(17))
+                .with_producer_epoch(2)
+                .with_topics(vec![
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic("orders"))
+                        .with_partitions(vec![
+                            TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(42)
+                                .with_committed_leader_epoch(if v >= 2 { 3 } else { -1 })
+                                .with_committed_metadata(Some(s("m"))),
+                        ]),
+                ]);
+            if v >= 3 {
+                req.with_generation_id(5)
+                    .with_member_id(s("member-1"))
+                    .with_group_instance_id(Some(s("instance-1")))
+                    .into()
+            } else {
+                req.into()
+            }
+        }
+        ApiKey::DescribeProducers => {
+            use rill_protocol::kafka_protocol::messages::describe_producers_request::*;
+            rill_protocol::kafka_protocol::messages::DescribeProducersRequest::default()
+                .with_topics(vec![
+                    TopicRequest::default()
+                        .with_name(topic("orders"))
+                        .with_partition_indexes(vec![0, 1]),
+                ])
+                .into()
+        }
+        ApiKey::DescribeTransactions => {
+            rill_protocol::kafka_protocol::messages::DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("txn-1"))])
+                .into()
+        }
+        // v1 adds the duration filter (KIP-994), v2 the id pattern (KIP-1152).
+        ApiKey::ListTransactions => {
+            let req = rill_protocol::kafka_protocol::messages::ListTransactionsRequest::default()
+                .with_state_filters(vec![s("Ongoing")])
+                .with_producer_id_filters(vec![ProducerId(17)]);
+            let req = if v >= 1 {
+                req.with_duration_filter(60_000)
+            } else {
+                req
+            };
+            if v >= 2 {
+                req.with_transactional_id_pattern(Some(s("txn-.*"))).into()
+            } else {
+                req.into()
+            }
+        }
         other => panic!("no sample for {other:?}"),
     }
 }

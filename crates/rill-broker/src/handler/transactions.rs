@@ -1,0 +1,459 @@
+//! The transaction APIs (KIP-98, KIP-664, KIP-890): AddPartitionsToTxn, AddOffsetsToTxn,
+//! EndTxn and TxnOffsetCommit from transactional producers; WriteTxnMarkers, which a
+//! coordinator sends to partition leaders; DescribeTransactions, ListTransactions and
+//! DescribeProducers for operators. The state machine lives in `crate::txn`.
+
+use rill_protocol::ErrorCode;
+use rill_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use rill_protocol::kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use rill_protocol::kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use rill_protocol::kafka_protocol::messages::describe_transactions_response::{
+    TopicData, TransactionState,
+};
+use rill_protocol::kafka_protocol::messages::list_transactions_response::TransactionState as Listed;
+use rill_protocol::kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use rill_protocol::kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use rill_protocol::kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeProducersRequest, DescribeProducersResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
+use rill_protocol::kafka_protocol::protocol::StrBytes;
+use rill_record::Marker;
+
+use crate::broker::Broker;
+use crate::group::{Committed, OFFSETS_TOPIC};
+use crate::partition::now_ms;
+use crate::txn::Caller;
+
+/// PRODUCER_FENCED (KIP-588) as a client of `version` understands it: clients older than
+/// `first` know only INVALID_PRODUCER_EPOCH.
+pub(crate) fn fenced_for(code: ErrorCode, version: i16, first: i16) -> ErrorCode {
+    if code == ErrorCode::ProducerFenced && version < first {
+        ErrorCode::InvalidProducerEpoch
+    } else {
+        code
+    }
+}
+
+fn caller(producer_id: ProducerId, producer_epoch: i16) -> Caller {
+    Caller {
+        producer_id: producer_id.0,
+        producer_epoch,
+    }
+}
+
+/// The partitions of `topics` that do not exist here, as Kafka checks them before adding any.
+fn unknown_partitions(broker: &Broker, topics: &[AddPartitionsToTxnTopic]) -> bool {
+    topics.iter().any(|t| {
+        broker
+            .topic(&t.name.0)
+            .is_none_or(|topic| t.partitions.iter().any(|p| !topic.exists(*p)))
+    })
+}
+
+/// The per-partition answer: `code` everywhere, except UNKNOWN_TOPIC_OR_PARTITION for the
+/// partitions that do not exist when some do not (the rest OPERATION_NOT_ATTEMPTED).
+fn topic_results(
+    broker: &Broker,
+    topics: &[AddPartitionsToTxnTopic],
+    code: Option<ErrorCode>,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
+        .iter()
+        .map(|t| {
+            let topic = broker.topic(&t.name.0);
+            let results = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let exists = topic.as_ref().is_some_and(|topic| topic.exists(*p));
+                    let code = match code {
+                        Some(code) => code,
+                        None if exists => ErrorCode::OperationNotAttempted,
+                        None => ErrorCode::UnknownTopicOrPartition,
+                    };
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_partition_error_code(code.code())
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(results)
+        })
+        .collect()
+}
+
+fn partitions_of(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
+    topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+        .collect()
+}
+
+pub(crate) async fn add_partitions(
+    broker: &Broker,
+    req: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
+    if version < 4 {
+        let id = req.v3_and_below_transactional_id.0.to_string();
+        let topics = req.v3_and_below_topics;
+        let code = if unknown_partitions(broker, &topics) {
+            None
+        } else {
+            let caller = caller(
+                req.v3_and_below_producer_id,
+                req.v3_and_below_producer_epoch,
+            );
+            let added = broker
+                .txns
+                .add_partitions(&id, caller, partitions_of(&topics))
+                .await;
+            Some(fenced_for(
+                added.err().unwrap_or(ErrorCode::None),
+                version,
+                2,
+            ))
+        };
+        return AddPartitionsToTxnResponse::default()
+            .with_results_by_topic_v3_and_below(topic_results(broker, &topics, code));
+    }
+    // v4+ (KIP-890): batches of transactions from brokers; `verify_only` asks whether each
+    // partition is in the producer's open transaction.
+    let mut results = Vec::with_capacity(req.transactions.len());
+    for txn in req.transactions {
+        let id = txn.transactional_id.0.to_string();
+        let caller = caller(txn.producer_id, txn.producer_epoch);
+        let topic_results = if txn.verify_only {
+            txn.topics
+                .iter()
+                .map(|t| {
+                    let results = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let code = broker
+                                .txns
+                                .verify(&id, caller, &t.name.0, *p)
+                                .err()
+                                .unwrap_or(ErrorCode::None);
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(code.code())
+                        })
+                        .collect();
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_results_by_partition(results)
+                })
+                .collect()
+        } else if unknown_partitions(broker, &txn.topics) {
+            topic_results(broker, &txn.topics, None)
+        } else {
+            let added = broker
+                .txns
+                .add_partitions(&id, caller, partitions_of(&txn.topics))
+                .await;
+            let code = added.err().unwrap_or(ErrorCode::None);
+            topic_results(broker, &txn.topics, Some(code))
+        };
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(txn.transactional_id)
+                .with_topic_results(topic_results),
+        );
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
+}
+
+pub(crate) async fn add_offsets(
+    broker: &Broker,
+    req: AddOffsetsToTxnRequest,
+    version: i16,
+) -> AddOffsetsToTxnResponse {
+    let code = async {
+        broker.offsets_topic_on_first_use().await;
+        let partitions = broker.cluster.internal_partitions(OFFSETS_TOPIC);
+        if partitions == 0 {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        let partition = crate::group::offsets_partition(&req.group_id.0, partitions);
+        broker
+            .txns
+            .add_partitions(
+                &req.transactional_id.0,
+                caller(req.producer_id, req.producer_epoch),
+                vec![(OFFSETS_TOPIC.to_owned(), partition)],
+            )
+            .await
+    }
+    .await
+    .err()
+    .unwrap_or(ErrorCode::None);
+    AddOffsetsToTxnResponse::default().with_error_code(fenced_for(code, version, 2).code())
+}
+
+pub(crate) async fn end(broker: &Broker, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let ended = broker
+        .txns
+        .end(
+            &req.transactional_id.0,
+            caller(req.producer_id, req.producer_epoch),
+            req.committed,
+        )
+        .await;
+    let code = fenced_for(ended.err().unwrap_or(ErrorCode::None), version, 2);
+    EndTxnResponse::default().with_error_code(code.code())
+}
+
+/// TxnOffsetCommit, at the group's coordinator: the offsets are written now and become the
+/// group's committed offsets when the producer's transaction commits.
+pub(crate) async fn offset_commit(
+    broker: &Broker,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let group = req.group_id.0.to_string();
+    let now = now_ms();
+    let mut offsets = Vec::new();
+    for topic in &req.topics {
+        for p in &topic.partitions {
+            let committed = Committed {
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                commit_ms: now,
+                expire_ms: None,
+            };
+            offsets.push((topic.name.0.to_string(), p.partition_index, committed));
+        }
+    }
+    let code = broker
+        .groups
+        .commit_pending(&group, req.producer_id.0, offsets)
+        .await
+        .err()
+        .unwrap_or(ErrorCode::None);
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code.code())
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// WriteTxnMarkers: writes each marker to the partitions named, which must be led here.
+pub(crate) async fn write_markers(
+    broker: &Broker,
+    req: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let mut markers = Vec::with_capacity(req.markers.len());
+    for marker in req.markers {
+        let written = Marker {
+            commit: marker.transaction_result,
+            coordinator_epoch: marker.coordinator_epoch,
+        };
+        let mut topics = Vec::with_capacity(marker.topics.len());
+        for topic in marker.topics {
+            let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
+            for p in topic.partition_indexes {
+                let exists = topic.name.0.as_str() == OFFSETS_TOPIC
+                    || broker.topic(&topic.name.0).is_some_and(|t| t.exists(p));
+                let code = if exists {
+                    crate::txn::markers::write(
+                        broker,
+                        &topic.name.0,
+                        p,
+                        marker.producer_id.0,
+                        marker.producer_epoch,
+                        written,
+                    )
+                    .await
+                    .err()
+                    .unwrap_or(ErrorCode::None)
+                } else {
+                    ErrorCode::UnknownTopicOrPartition
+                };
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_error_code(code.code()),
+                );
+            }
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(marker.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+pub(crate) fn describe(
+    broker: &Broker,
+    req: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    let states = req
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let state = TransactionState::default().with_transactional_id(id.clone());
+            match broker.txns.describe(&id.0) {
+                Err(code) => state
+                    .with_error_code(code.code())
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_transaction_start_time_ms(-1),
+                Ok(meta) => {
+                    let mut topics: Vec<TopicData> = Vec::new();
+                    for (topic, partition) in &meta.partitions {
+                        match topics.last_mut() {
+                            Some(last) if last.topic.0.as_str() == topic.as_str() => {
+                                last.partitions.push(*partition);
+                            }
+                            _ => topics.push(
+                                TopicData::default()
+                                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                                    .with_partitions(vec![*partition]),
+                            ),
+                        }
+                    }
+                    state
+                        .with_transaction_state(StrBytes::from_static_str(meta.state.name()))
+                        .with_transaction_timeout_ms(meta.timeout_ms)
+                        .with_transaction_start_time_ms(meta.start_ms)
+                        .with_producer_id(ProducerId(meta.producer_id))
+                        .with_producer_epoch(meta.producer_epoch)
+                        .with_topics(topics)
+                }
+            }
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// Kafka's transaction states, for ListTransactions' filter.
+const STATES: &[&str] = &[
+    "Empty",
+    "Ongoing",
+    "PrepareCommit",
+    "PrepareAbort",
+    "CompleteCommit",
+    "CompleteAbort",
+    "Dead",
+    "PrepareEpochFence",
+];
+
+pub(crate) fn list(broker: &Broker, req: &ListTransactionsRequest) -> ListTransactionsResponse {
+    let unknown: Vec<StrBytes> = req
+        .state_filters
+        .iter()
+        .filter(|s| !STATES.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    let now = now_ms();
+    let states = broker
+        .txns
+        .list()
+        .into_iter()
+        .filter(|t| {
+            let state = t.meta.state.name();
+            let by_state = req.state_filters.is_empty()
+                || req.state_filters.iter().any(|s| s.as_str() == state);
+            let by_producer = req.producer_id_filters.is_empty()
+                || req
+                    .producer_id_filters
+                    .iter()
+                    .any(|p| p.0 == t.meta.producer_id);
+            // KIP-994: only transactions running longer than this, ms.
+            let by_duration = req.duration_filter < 0
+                || (t.meta.start_ms >= 0 && now - t.meta.start_ms > req.duration_filter);
+            by_state && by_producer && by_duration
+        })
+        .map(|t| {
+            Listed::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_string(t.transactional_id)))
+                .with_producer_id(ProducerId(t.meta.producer_id))
+                .with_transaction_state(StrBytes::from_static_str(t.meta.state.name()))
+        })
+        .collect();
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(states)
+}
+
+pub(crate) async fn describe_producers(
+    broker: &Broker,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = broker.topic(&t.name.0);
+        let mut partitions = Vec::with_capacity(t.partition_indexes.len());
+        for p in t.partition_indexes {
+            let answer = PartitionResponse::default().with_partition_index(p);
+            let described = match &topic {
+                None => Err(ErrorCode::UnknownTopicOrPartition),
+                Some(topic) if !topic.exists(p) => Err(ErrorCode::UnknownTopicOrPartition),
+                Some(topic) => match topic.led(p) {
+                    Ok(partition) => partition.describe_producers().await,
+                    Err(code) => Err(code),
+                },
+            };
+            partitions.push(match described {
+                Err(code) => answer.with_error_code(code.code()),
+                Ok(producers) => answer.with_active_producers(
+                    producers
+                        .into_iter()
+                        .map(|v| {
+                            ProducerState::default()
+                                .with_producer_id(ProducerId(v.producer_id))
+                                .with_producer_epoch(i32::from(v.epoch))
+                                .with_last_sequence(v.last_sequence)
+                                .with_last_timestamp(v.last_timestamp)
+                                .with_coordinator_epoch(v.coordinator_epoch)
+                                .with_current_txn_start_offset(v.txn_start)
+                        })
+                        .collect(),
+                ),
+            });
+        }
+        topics.push(
+            TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    DescribeProducersResponse::default().with_topics(topics)
+}

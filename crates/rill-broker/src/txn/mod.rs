@@ -1,0 +1,33 @@
+//! Transactions (KIP-98): the transaction coordinator, its state in `__transaction_state`, and
+//! the markers that end a transaction in each of its partitions.
+
+mod coordinator;
+pub(crate) mod markers;
+pub(crate) mod state;
+
+pub(crate) use coordinator::{TxnCoordinator, run};
+pub(crate) use state::Caller;
+
+/// The name of the internal topic that holds the transactional ids' state.
+pub(crate) const TXN_TOPIC: &str = "__transaction_state";
+
+/// The partition of `__transaction_state` that holds `transactional_id`: Kafka places ids as it
+/// places groups, by Java's hash of the string.
+pub(crate) fn txn_partition(transactional_id: &str, partitions: i32) -> i32 {
+    crate::group::offsets_partition(transactional_id, partitions)
+}
+
+/// KIP-890's check, for a partition leader about to take the first transactional batch of a
+/// producer's transaction: is the partition in that transaction? Asked of the coordinator,
+/// here or on the broker that leads the transactional id's partition.
+pub(crate) async fn verify(
+    broker: &crate::broker::Broker,
+    transactional_id: &str,
+    caller: Caller,
+    topic: &str,
+    partition: i32,
+) -> Result<(), rill_protocol::ErrorCode> {
+    broker
+        .txns
+        .verify(transactional_id, caller, topic, partition)
+}

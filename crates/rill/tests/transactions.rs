@@ -1,0 +1,146 @@
+//! Transactions with real clients at their defaults: librdkafka's transactional API through
+//! confluent-kafka (commit and abort seen by read_committed and read_uncommitted consumers, a
+//! producer fenced by a second instance, a transaction aborted by its timeout, a
+//! consume-transform-produce loop), against a real `rill serve`.
+
+mod common;
+
+use anyhow::ensure;
+use common::{Broker, Result, create_topic, run_py};
+use serde_json::Value;
+
+fn values(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (offset, value) pairs from `[[offset, value], ...]`.
+fn records(list: &Value) -> Vec<(i64, String)> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| Some((r.get(0)?.as_i64()?, r.get(1)?.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn named(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[test]
+fn committed_and_aborted_transactions_as_each_isolation_sees_them() -> Result<()> {
+    let broker = Broker::start()?;
+    let topic = broker.topic("txn-commit-abort");
+    create_topic(&broker, &topic, 1, &[])?;
+    let out = run_py(
+        "transactions.py",
+        &[broker.bootstrap(), "commit-abort".into(), topic],
+        b"",
+    )?;
+    let committed = records(&out["committed"]);
+    let uncommitted = records(&out["uncommitted"]);
+    // Each transaction takes its 10 records and a marker: offsets 0-9, 11-20, 22-31.
+    let want_committed: Vec<(i64, String)> = (0..10)
+        .map(|i| (i, format!("c1-{i}")))
+        .chain((0..10).map(|i| (22 + i, format!("c2-{i}"))))
+        .collect();
+    ensure!(
+        committed == want_committed,
+        "read_committed saw {committed:?}"
+    );
+    let want_all: Vec<(i64, String)> = (0..10)
+        .map(|i| (i, format!("c1-{i}")))
+        .chain((0..10).map(|i| (11 + i, format!("a-{i}"))))
+        .chain((0..10).map(|i| (22 + i, format!("c2-{i}"))))
+        .collect();
+    ensure!(
+        uncommitted == want_all,
+        "read_uncommitted saw {uncommitted:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_second_instance_fences_the_first() -> Result<()> {
+    let broker = Broker::start()?;
+    let topic = broker.topic("txn-fence");
+    create_topic(&broker, &topic, 1, &[])?;
+    let out = run_py(
+        "transactions.py",
+        &[broker.bootstrap(), "fence".into(), topic],
+        b"",
+    )?;
+    ensure!(
+        out["a_commit"]["fatal"] == Value::Bool(true),
+        "the fenced producer's commit: {}",
+        out["a_commit"]
+    );
+    ensure!(
+        values(&out["committed"]) == vec!["successor".to_owned()],
+        "read_committed saw {}",
+        out["committed"]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_aborted() -> Result<()> {
+    let broker = Broker::start()?;
+    let topic = broker.topic("txn-timeout");
+    create_topic(&broker, &topic, 1, &[])?;
+    let out = run_py(
+        "transactions.py",
+        &[broker.bootstrap(), "timeout".into(), topic],
+        b"",
+    )?;
+    ensure!(
+        out["commit"] != Value::String("ok".into()),
+        "the expired transaction committed: {out}"
+    );
+    ensure!(
+        values(&out["committed"]) == vec!["after".to_owned()],
+        "read_committed saw {}",
+        out["committed"]
+    );
+    Ok(())
+}
+
+#[test]
+fn consume_transform_produce_copies_each_record_once() -> Result<()> {
+    let broker = Broker::start()?;
+    let (input, output) = (broker.topic("eos-in"), broker.topic("eos-out"));
+    create_topic(&broker, &input, 1, &[])?;
+    create_topic(&broker, &output, 1, &[])?;
+    let count = 300;
+    let out = run_py(
+        "transactions.py",
+        &[
+            broker.bootstrap(),
+            "exactly-once".into(),
+            input,
+            output,
+            broker.topic("eos-group"),
+            count.to_string(),
+        ],
+        b"",
+    )?;
+    let want: Vec<String> = named("REC", count);
+    ensure!(
+        values(&out["output"]) == want,
+        "the output as read_committed: {}",
+        out["output"]
+    );
+    ensure!(
+        out["committed_offset"].as_i64() == Some(i64::try_from(count)?),
+        "the group's committed offset: {}",
+        out["committed_offset"]
+    );
+    Ok(())
+}
