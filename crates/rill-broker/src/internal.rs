@@ -127,6 +127,9 @@ fn json(value: &impl Serialize) -> Result<Bytes, ErrorCode> {
 pub(crate) struct StateLog<S> {
     log: Partition,
     state: Mutex<Loaded<S>>,
+    /// Held shared by each write until the state in memory has it, and exclusively by a
+    /// rewrite of the live state, so a rewrite never misses a write in between.
+    rewriting: tokio::sync::RwLock<()>,
 }
 
 /// What is in memory: on a replicated partition, only while this replica leads.
@@ -159,6 +162,7 @@ impl<S: Replayed + std::fmt::Debug> StateLog<S> {
             return Ok(Self {
                 log,
                 state: Mutex::default(),
+                rewriting: tokio::sync::RwLock::new(()),
             });
         }
         let log = Log::open_cached(&dir, log_config(), now_ms(), storage.cache())?;
@@ -170,6 +174,7 @@ impl<S: Replayed + std::fmt::Debug> StateLog<S> {
                 state,
                 ..Loaded::default()
             }),
+            rewriting: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -254,10 +259,54 @@ impl<S: Replayed + std::fmt::Debug> StateLog<S> {
         Ok(state)
     }
 
+    /// Appends a batch of records as a coordinator's write must be (see [`StateLog::write`]),
+    /// then applies `update` to the state in memory.
+    pub(crate) async fn write_then<T>(
+        &self,
+        batch: BytesMut,
+        update: impl FnOnce(&mut S) -> T,
+    ) -> Result<T, ErrorCode> {
+        let _writing = self.rewriting.read().await;
+        self.write(batch).await?;
+        self.update(update)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)
+    }
+
+    /// Keeps the log from growing without bound: when it holds many more records than the
+    /// `live` ones of the state, writes those again (`batches` of them) and drops everything
+    /// before them. Whether it did.
+    pub(crate) async fn rewrite(
+        &self,
+        live: usize,
+        batches: impl FnOnce(&S) -> Result<Vec<BytesMut>, ErrorCode>,
+    ) -> Result<bool, ErrorCode> {
+        let offsets = self.log.offsets();
+        let stored = usize::try_from(offsets.log_end - offsets.log_start).unwrap_or(0);
+        if stored <= 4 * live + 10_000 {
+            return Ok(false);
+        }
+        let _rewriting = self.rewriting.write().await;
+        let batches = self
+            .view(batches)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)??;
+        let before = self.log.offsets().log_end;
+        for batch in batches {
+            self.write(batch).await?;
+        }
+        let _ = self.log.delete_records(before).await?;
+        tracing::info!(
+            partition = self.log.index,
+            dropped = stored,
+            kept = live,
+            "rewrote the live records of an internal log"
+        );
+        Ok(true)
+    }
+
     /// Appends a batch of records as a coordinator's write must be: fsynced, and on a
     /// replicated partition held by a majority; errors as a coordinator's client understands
     /// them.
-    pub(crate) async fn write(&self, batch: BytesMut) -> Result<(), ErrorCode> {
+    async fn write(&self, batch: BytesMut) -> Result<(), ErrorCode> {
         let append = self.log.append(batch, true, true, false);
         match tokio::time::timeout(WRITE_TIMEOUT, append).await {
             Ok(Ok(_)) => Ok(()),

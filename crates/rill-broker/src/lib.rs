@@ -46,6 +46,7 @@ mod meta;
 mod metrics;
 mod partition;
 mod quorum;
+mod rpc;
 mod sasl;
 mod tls;
 mod topic_config;
@@ -228,6 +229,7 @@ pub async fn run(
     };
     let announcer = tokio::spawn(announce_leaders(broker.clone()));
     let transactions = tokio::spawn(txn::run(broker.clone()));
+    let calls = tokio::spawn(rpc::serve(broker.clone()));
     let stop_accepting = CancellationToken::new();
     let acceptors: Vec<_> = listeners
         .into_iter()
@@ -255,6 +257,7 @@ pub async fn run(
     housekeeping.abort();
     announcer.abort();
     transactions.abort();
+    calls.abort();
     reconciler.abort();
     broker.stopping.cancel();
     stop.cancel();

@@ -1,12 +1,16 @@
 //! Transactions with real clients at their defaults: librdkafka's transactional API through
 //! confluent-kafka (commit and abort seen by read_committed and read_uncommitted consumers, a
 //! producer fenced by a second instance, a transaction aborted by its timeout, a
-//! consume-transform-produce loop), against a real `rill serve`.
+//! consume-transform-produce loop), against a real `rill serve`; and on three brokers, where
+//! the coordinator writes markers to, and is asked by, partitions led by other brokers.
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use anyhow::ensure;
-use common::{Broker, Result, create_topic, run_py};
+use common::{Broker, Cluster, Result, create_topic, rill_ok, run_py, wait_until};
 use serde_json::Value;
 
 fn values(list: &Value) -> Vec<String> {
@@ -141,6 +145,70 @@ fn consume_transform_produce_copies_each_record_once() -> Result<()> {
         out["committed_offset"].as_i64() == Some(i64::try_from(count)?),
         "the group's committed offset: {}",
         out["committed_offset"]
+    );
+    Ok(())
+}
+
+/// (partition, offset, value) triples from `[[partition, offset, value], ...]`.
+fn placed(list: &Value) -> Vec<(i64, i64, String)> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    let value = r.get(2)?.as_str()?.to_owned();
+                    Some((r.get(0)?.as_i64()?, r.get(1)?.as_i64()?, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Three brokers, a replicated topic whose three partitions are led by all three: every
+/// transaction spans partitions led away from its coordinator, so its markers and its
+/// partitions' KIP-890 checks cross brokers.
+#[test]
+fn transactions_across_three_brokers() -> Result<()> {
+    let cluster = Cluster::start(3, &[])?;
+    let topic = "txn-spread";
+    let _ = rill_ok(
+        cluster.bootstrap(),
+        &["topic", "create", topic, "-p", "3", "-r", "3"],
+        b"",
+    )?;
+    wait_until(
+        "the partitions led by all three brokers",
+        Duration::from_secs(20),
+        || {
+            let leaders = cluster.metadata(1)?.leaders(topic)?;
+            let distinct: BTreeSet<i32> = leaders.values().copied().collect();
+            Ok((distinct.len() == 3 && !distinct.contains(&-1)).then_some(()))
+        },
+    )?;
+    let out = run_py(
+        "transactions.py",
+        &[
+            cluster.bootstrap_of(1)?,
+            "spread".into(),
+            topic.into(),
+            "3".into(),
+        ],
+        b"",
+    )?;
+    // Transaction t writes t<t>-<i> to partition i % 3 at offset 11 t + i / 3 (ten records
+    // and one marker per partition per transaction); the 2nd and 5th were aborted.
+    let expected = |t: i64| (0..30).map(move |i| (i % 3, 11 * t + i / 3, format!("t{t}-{i}")));
+    let mut want: Vec<(i64, i64, String)> = [0, 2, 3, 5].into_iter().flat_map(expected).collect();
+    let mut got = placed(&out["committed"]);
+    want.sort();
+    got.sort();
+    ensure!(got == want, "read_committed saw {got:?}");
+    let mut everything: Vec<(i64, i64, String)> = (0..6).flat_map(expected).collect();
+    let mut uncommitted = placed(&out["uncommitted"]);
+    everything.sort();
+    uncommitted.sort();
+    ensure!(
+        uncommitted == everything,
+        "read_uncommitted saw {uncommitted:?}"
     );
     Ok(())
 }

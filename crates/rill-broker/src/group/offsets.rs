@@ -196,13 +196,12 @@ impl StateLog<OffsetState> {
                 .iter()
                 .map(|(topic, partition, c)| (key(group, topic, *partition), Some(c))),
         )?;
-        self.write(batch).await?;
-        let _ = self.update(|state| {
+        self.write_then(batch, |state| {
             for (topic, partition, c) in offsets {
                 state.set(key(group, &topic, partition), Some(c));
             }
-        });
-        Ok(())
+        })
+        .await
     }
 
     /// Stores the offsets a transactional producer commits in its transaction (TxnOffsetCommit):
@@ -229,17 +228,16 @@ impl StateLog<OffsetState> {
                 )
             })
             .collect();
-        self.write(encode(records.into_iter().map(|(k, v)| (k, Some(v))))?)
-            .await?;
-        let _ = self.update(|state| {
+        let batch = encode(records.into_iter().map(|(k, v)| (k, Some(v))))?;
+        self.write_then(batch, |state| {
             let pending = state.pending.entry(producer_id).or_default();
             for (topic, partition, c) in offsets {
                 let offset = key(group, &topic, partition);
                 pending.retain(|(k, _)| *k != offset);
                 pending.push((offset, c));
             }
-        });
-        Ok(())
+        })
+        .await
     }
 
     /// Ends a producer's transaction here (its marker): its pending offsets become committed
@@ -252,9 +250,8 @@ impl StateLog<OffsetState> {
             },
             Some(&end),
         )))?;
-        self.write(batch).await?;
-        let _ = self.update(|state| state.end_txn(producer_id, commit));
-        Ok(())
+        self.write_then(batch, |state| state.end_txn(producer_id, commit))
+            .await
     }
 
     /// Whether a transaction not yet ended holds an offset of this group and partition
@@ -292,8 +289,7 @@ impl StateLog<OffsetState> {
                 .iter()
                 .map(|(t, p)| (key(group, t, *p), None::<&Committed>)),
         )?;
-        self.write(batch).await?;
-        let _ = self.update(|state| {
+        self.write_then(batch, |state| {
             if let Some(entry) = state.committed.get_mut(group) {
                 for k in &doomed {
                     let _ = entry.remove(k);
@@ -302,8 +298,8 @@ impl StateLog<OffsetState> {
                     let _ = state.committed.remove(group);
                 }
             }
-        });
-        Ok(())
+        })
+        .await
     }
 
     pub(crate) fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
@@ -391,38 +387,22 @@ impl StateLog<OffsetState> {
                     + s.pending.values().map(Vec::len).sum::<usize>()
             })
             .unwrap_or(0);
-        let offsets = self.log().offsets();
-        let stored = usize::try_from(offsets.log_end - offsets.log_start).unwrap_or(0);
-        if stored <= 4 * live + 10_000 {
-            return Ok(());
-        }
-        let Some(batches) = self.view(|s| {
-            let mut batches = live_batches(&s.committed)?;
-            for (txn, pending) in &s.pending {
-                let records = pending.iter().map(|(offset, c)| {
-                    let key = RecordKey::Pending {
-                        txn: *txn,
-                        offset: offset.clone(),
-                    };
-                    (key, Some(c))
-                });
-                batches.push(encode(records)?);
-            }
-            Ok::<_, ErrorCode>(batches)
-        }) else {
-            return Ok(());
-        };
-        let batches = batches?;
-        let before = offsets.log_end;
-        for batch in batches {
-            self.write(batch).await?;
-        }
-        let _ = self.log().delete_records(before).await?;
-        tracing::info!(
-            dropped = stored,
-            kept = live,
-            "rewrote the committed offsets log"
-        );
+        let _ = self
+            .rewrite(live, |s| {
+                let mut batches = live_batches(&s.committed)?;
+                for (txn, pending) in &s.pending {
+                    let records = pending.iter().map(|(offset, c)| {
+                        let key = RecordKey::Pending {
+                            txn: *txn,
+                            offset: offset.clone(),
+                        };
+                        (key, Some(c))
+                    });
+                    batches.push(encode(records)?);
+                }
+                Ok(batches)
+            })
+            .await?;
         Ok(())
     }
 }

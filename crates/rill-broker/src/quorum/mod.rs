@@ -70,6 +70,8 @@ pub(crate) struct Quorum {
     pub(crate) router: Arc<crate::partition::Router>,
     /// Where replicated partitions send messages for peers.
     pub(crate) partition_outbox: crate::partition::Outbox,
+    /// Calls to and from the other brokers.
+    pub(crate) rpc: Arc<crate::rpc::Rpc>,
 }
 
 impl Quorum {
@@ -139,6 +141,7 @@ impl Quorum {
         let (inputs, receiver) = std::sync::mpsc::channel();
         let peers: Vec<i32> = voters.ids().filter(|id| *id != me).collect();
         let router = Arc::new(crate::partition::Router::default());
+        let rpc = crate::rpc::Rpc::new(me);
         let (transport, outbox, partition_outbox): (
             Option<Transport>,
             node::Outbox,
@@ -166,7 +169,10 @@ impl Quorum {
                 &voters,
                 inputs.clone(),
                 cluster_id.clone(),
-                router.clone(),
+                transport::Delivery {
+                    router: router.clone(),
+                    rpc: rpc.clone(),
+                },
             );
             (Some(transport), outbox, partition_outbox)
         };
@@ -199,6 +205,7 @@ impl Quorum {
                 cluster_id,
                 router,
                 partition_outbox,
+                rpc,
             },
             changes_rx,
         ))

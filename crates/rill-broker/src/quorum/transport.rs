@@ -70,6 +70,13 @@ impl Refusal {
     }
 }
 
+/// Where frames other than the metadata quorum's go: the partitions' groups, and the calls
+/// between brokers.
+pub(crate) struct Delivery {
+    pub(crate) router: Arc<Router>,
+    pub(crate) rpc: Arc<crate::rpc::Rpc>,
+}
+
 /// The cluster id as this broker knows it (none until the quorum named it).
 pub(crate) type KnownClusterId = Arc<Mutex<Option<String>>>;
 
@@ -96,8 +103,9 @@ pub(crate) fn start(
     voters: &Voters,
     inputs: InputSender<Input>,
     cluster_id: KnownClusterId,
-    router: Arc<Router>,
+    delivery: Delivery,
 ) -> (Transport, super::node::Outbox, crate::partition::Outbox) {
+    let Delivery { router, rpc } = delivery;
     let mut tasks = Vec::new();
     let mut queues = HashMap::new();
     let live = Arc::new(Mutex::new(HashMap::new()));
@@ -108,6 +116,7 @@ pub(crate) fn start(
         cluster_id.clone(),
         live,
         router,
+        rpc.clone(),
     )));
     for peer in voters.ids().filter(|id| *id != me.node_id) {
         let Some((host, port)) = voters.address(peer) else {
@@ -127,6 +136,12 @@ pub(crate) fn start(
     }
     let queues = Arc::new(queues);
     let meta_queues = queues.clone();
+    let rpc_queues = queues.clone();
+    rpc.connect(Box::new(move |to: i32, frame: Bytes| {
+        if let Some(queue) = rpc_queues.get(&raft_id(to)) {
+            let _ = queue.try_send(frame);
+        }
+    }));
     let outbox = Box::new(move |message: Message| {
         if let Some(queue) = meta_queues.get(&message.to) {
             // Full: the peer is slow or away; Raft will send again.
@@ -198,6 +213,7 @@ async fn accept(
     cluster_id: KnownClusterId,
     live: Live,
     router: Arc<Router>,
+    rpc: Arc<crate::rpc::Rpc>,
 ) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -210,8 +226,14 @@ async fn accept(
         let cluster_id = cluster_id.clone();
         let live = live.clone();
         let router = router.clone();
+        let rpc = rpc.clone();
         drop(tokio::spawn(async move {
-            if let Err(err) = receive(stream, &me, &inputs, &cluster_id, &live, &router).await {
+            let links = Links {
+                inputs: &inputs,
+                router: &router,
+                rpc: &rpc,
+            };
+            if let Err(err) = receive(stream, &me, &cluster_id, &live, links).await {
                 tracing::debug!(%peer, %err, "quorum connection closed");
             }
         }));
@@ -255,14 +277,25 @@ fn check(me: &Hello, hello: &Hello, known: Option<&str>, live: &Live) -> Option<
     })
 }
 
+/// Where a peer's frames go: the metadata quorum, the partitions' groups, the calls.
+struct Links<'a> {
+    inputs: &'a InputSender<Input>,
+    router: &'a Router,
+    rpc: &'a crate::rpc::Rpc,
+}
+
 async fn receive(
     mut stream: TcpStream,
     me: &Hello,
-    inputs: &InputSender<Input>,
     cluster_id: &KnownClusterId,
     live: &Live,
-    router: &Router,
+    links: Links<'_>,
 ) -> std::io::Result<()> {
+    let Links {
+        inputs,
+        router,
+        rpc,
+    } = links;
     let hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream, 64 << 10))
         .await
         .map_err(std::io::Error::other)??;
@@ -289,6 +322,10 @@ async fn receive(
             let _ = live.insert(hello.node_id, (hello.incarnation, Instant::now()));
         }
         let mut frame = Bytes::from(frame);
+        if frame.first() == Some(&crate::rpc::RPC_FRAME) {
+            rpc.deliver(hello.node_id, frame.get(1..).unwrap_or_default());
+            continue;
+        }
         if frame.first() == Some(&PARTITION_FRAME) {
             frame.advance(1);
             let (topic, partition, message) =

@@ -31,8 +31,15 @@ use crate::partition::{ReplicaSpec, Storage, now_ms};
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long markers are retried before the transaction is left for the next sweep.
+/// How long a marker waits before it is tried again.
 const MARKER_RETRY: Duration = Duration::from_millis(100);
+
+/// Every this many sweeps, idle transactional ids expire and the logs are rewritten.
+const HOUSEKEEPING_SWEEPS: u64 = 60;
+
+/// Kafka's `transactional.id.expiration.ms`: a transactional id with no transaction open and
+/// no request for a week is forgotten.
+const ID_EXPIRATION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// A transactional id's state as DescribeTransactions shows it.
 #[derive(Debug, Clone)]
@@ -53,6 +60,8 @@ pub(crate) struct TxnCoordinator {
     completing: Mutex<HashSet<String>>,
     /// Transactions to complete, for [`run`].
     jobs: mpsc::UnboundedSender<String>,
+    /// Sweeps so far.
+    sweeps: std::sync::atomic::AtomicU64,
     jobs_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
@@ -76,6 +85,7 @@ impl TxnCoordinator {
             locks: Mutex::new(HashMap::new()),
             completing: Mutex::new(HashSet::new()),
             jobs,
+            sweeps: std::sync::atomic::AtomicU64::new(0),
             jobs_rx: Mutex::new(Some(jobs_rx)),
         })
     }
@@ -119,11 +129,12 @@ impl TxnCoordinator {
         let key = TxnKey {
             transactional_id: transactional_id.to_owned(),
         };
+        let batch = encode(std::iter::once((key, Some(&meta))))?;
         store
-            .write(encode(std::iter::once((key, Some(&meta))))?)
-            .await?;
-        let _ = store.update(|log| log.txns.insert(transactional_id.to_owned(), meta));
-        Ok(())
+            .write_then(batch, |log| {
+                let _ = log.txns.insert(transactional_id.to_owned(), meta);
+            })
+            .await
     }
 
     /// InitProducerId for a transactional id: its producer id and a new epoch, which fences
@@ -313,6 +324,12 @@ impl TxnCoordinator {
     /// epoch (as Kafka does), and queues the prepared ones nobody is completing.
     async fn sweep(&self) {
         let now = now_ms();
+        let sweeps = self
+            .sweeps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if sweeps % HOUSEKEEPING_SWEEPS == HOUSEKEEPING_SWEEPS - 1 {
+            self.housekeeping(now).await;
+        }
         for (_, store) in self.stores.all() {
             if store.serving().is_err() {
                 continue;
@@ -344,6 +361,66 @@ impl TxnCoordinator {
                         "aborting an expired transaction"
                     );
                 }
+            }
+        }
+    }
+
+    /// Forgets the transactional ids idle for `transactional.id.expiration.ms` (a tombstone
+    /// each), and rewrites a log that holds many more records than live ids.
+    async fn housekeeping(&self, now: i64) {
+        for (_, store) in self.stores.all() {
+            if store.serving().is_err() {
+                continue;
+            }
+            let idle: Vec<String> = store
+                .view(|log| {
+                    log.txns
+                        .iter()
+                        .filter(|(_, m)| {
+                            !m.state.preparing()
+                                && m.state != TxnState::Ongoing
+                                && now.saturating_sub(m.update_ms) > ID_EXPIRATION_MS
+                        })
+                        .map(|(id, _)| id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for transactional_id in idle {
+                let lock = self.lock(&transactional_id);
+                let _held = lock.lock().await;
+                let key = TxnKey {
+                    transactional_id: transactional_id.clone(),
+                };
+                let Ok(batch) = encode(std::iter::once((key, None::<&TxnMeta>))) else {
+                    continue;
+                };
+                let removed = store
+                    .write_then(batch, |log| log.txns.remove(&transactional_id))
+                    .await;
+                if removed.is_ok() {
+                    tracing::info!(transactional_id, "forgot an expired transactional id");
+                }
+            }
+            let live = store.view(|log| log.txns.len()).unwrap_or(0);
+            let rewritten = store
+                .rewrite(live, |log| {
+                    let all: Vec<(TxnKey, &TxnMeta)> = log
+                        .txns
+                        .iter()
+                        .map(|(id, meta)| {
+                            let key = TxnKey {
+                                transactional_id: id.clone(),
+                            };
+                            (key, meta)
+                        })
+                        .collect();
+                    all.chunks(10_000)
+                        .map(|chunk| encode(chunk.iter().map(|(k, m)| (k.clone(), Some(*m)))))
+                        .collect()
+                })
+                .await;
+            if let Err(code) = rewritten {
+                tracing::warn!(error = code.name(), "rewriting a transaction state log");
             }
         }
     }

@@ -27,7 +27,26 @@ pub(crate) async fn verify(
     topic: &str,
     partition: i32,
 ) -> Result<(), rill_protocol::ErrorCode> {
-    broker
+    let here = broker
         .txns
-        .verify(transactional_id, caller, topic, partition)
+        .verify(transactional_id, caller, topic, partition);
+    if here != Err(rill_protocol::ErrorCode::NotCoordinator) {
+        return here;
+    }
+    let partitions = broker.cluster.internal_partitions(TXN_TOPIC);
+    let coordinator = broker
+        .cluster
+        .internal_leader(TXN_TOPIC, txn_partition(transactional_id, partitions))
+        .map_or(-1, |n| n.id);
+    if coordinator < 0 || coordinator == broker.config.node_id {
+        return here;
+    }
+    let call = crate::rpc::Call::Verify {
+        transactional_id: transactional_id.to_owned(),
+        producer_id: caller.producer_id,
+        producer_epoch: caller.producer_epoch,
+        topic: topic.to_owned(),
+        partition,
+    };
+    broker.quorum.rpc.call(coordinator, call).await
 }

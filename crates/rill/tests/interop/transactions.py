@@ -9,6 +9,10 @@ Prints one JSON document describing what the clients saw.
         read_uncommitted consumer: {"committed": [[offset, value]...], "uncommitted": [...],
         "committed_end": <low/high watermarks seen>}.
 
+    transactions.py BOOTSTRAP spread TOPIC PARTITIONS
+        Six transactions over every partition of TOPIC (the 2nd and 5th aborted), records
+        round robin: {"committed": [[partition, offset, value]...], "uncommitted": [...]}.
+
     transactions.py BOOTSTRAP fence TOPIC
         Producer A opens a transaction and writes; producer B initializes with the same
         transactional id; A's commit must fail as fenced. {"a_commit": <error>, "b_commit":
@@ -31,9 +35,10 @@ import uuid
 import common
 
 
-def read_all(bootstrap, topic, isolation, seconds=20.0):
-    """Every record of partition 0 of `topic` as [offset, value] from a consumer with
-    `isolation.level=isolation`, read until it reaches the end it is allowed to see."""
+def read_all(bootstrap, topic, isolation, seconds=20.0, partitions=1, with_partition=False):
+    """Every record of partitions 0..`partitions` of `topic` as [offset, value] (with
+    `with_partition`, [partition, offset, value]) from a consumer with
+    `isolation.level=isolation`, read until it reaches the end it is allowed to see in each."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({
@@ -43,19 +48,24 @@ def read_all(bootstrap, topic, isolation, seconds=20.0):
         "isolation.level": isolation,
         "enable.partition.eof": True,
     })
-    consumer.assign([TopicPartition(topic, 0, 0)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     got = []
+    ended = set()
     deadline = common.Deadline(seconds)
-    while not deadline.expired():
+    while len(ended) < partitions and not deadline.expired():
         msg = consumer.poll(0.5)
         if msg is None:
             continue
         if msg.error():
             if msg.error().code() == -191:  # _PARTITION_EOF
-                break
+                ended.add(msg.partition())
+                continue
             common.fail(f"consume from {topic}: {msg.error()}")
-        got.append([msg.offset(), msg.value().decode()])
+        record = [msg.offset(), msg.value().decode()]
+        got.append([msg.partition()] + record if with_partition else record)
     consumer.close()
+    if len(ended) < partitions:
+        common.fail(f"{topic}: only partitions {sorted(ended)} reached their end")
     return got
 
 
@@ -82,6 +92,26 @@ def commit_abort(bootstrap, topic):
             p.abort_transaction(30)
     committed = read_all(bootstrap, topic, "read_committed")
     uncommitted = read_all(bootstrap, topic, "read_uncommitted")
+    common.emit({"committed": committed, "uncommitted": uncommitted})
+
+
+def spread(bootstrap, topic, partitions):
+    """Transactions over every partition of TOPIC: 4 committed and 2 aborted, each of 30
+    records spread round robin."""
+    p = producer(bootstrap, f"txn-{uuid.uuid4()}")
+    for t, commit in enumerate((True, False, True, True, False, True)):
+        p.begin_transaction()
+        for i in range(30):
+            p.produce(topic, value=f"t{t}-{i}".encode(), partition=i % partitions)
+        p.flush(30)
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    committed = read_all(bootstrap, topic, "read_committed", partitions=partitions,
+                         with_partition=True)
+    uncommitted = read_all(bootstrap, topic, "read_uncommitted", partitions=partitions,
+                           with_partition=True)
     common.emit({"committed": committed, "uncommitted": uncommitted})
 
 
@@ -179,6 +209,8 @@ def main():
     args = sys.argv[3:]
     if scenario == "commit-abort":
         commit_abort(bootstrap, args[0])
+    elif scenario == "spread":
+        spread(bootstrap, args[0], int(args[1]))
     elif scenario == "fence":
         fence(bootstrap, args[0])
     elif scenario == "timeout":
