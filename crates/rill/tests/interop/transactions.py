@@ -13,6 +13,10 @@ Prints one JSON document describing what the clients saw.
         Six transactions over every partition of TOPIC (the 2nd and 5th aborted), records
         round robin: {"committed": [[partition, offset, value]...], "uncommitted": [...]}.
 
+    transactions.py BOOTSTRAP read TOPIC PARTITIONS ISOLATION
+        Every record of TOPIC as ISOLATION (read_committed, read_uncommitted) sees them:
+        {"records": [[partition, offset, value]...]}.
+
     transactions.py BOOTSTRAP fence TOPIC
         Producer A opens a transaction and writes; producer B initializes with the same
         transactional id; A's commit must fail as fenced. {"a_commit": <error>, "b_commit":
@@ -209,6 +213,10 @@ def main():
     args = sys.argv[3:]
     if scenario == "commit-abort":
         commit_abort(bootstrap, args[0])
+    elif scenario == "read":
+        records = read_all(bootstrap, args[0], args[2], seconds=60.0, partitions=int(args[1]),
+                           with_partition=True)
+        common.emit({"records": records})
     elif scenario == "spread":
         spread(bootstrap, args[0], int(args[1]))
     elif scenario == "fence":
