@@ -8,6 +8,11 @@ use rill_protocol::kafka_protocol::messages::DescribeLogDirsResponse;
 use rill_protocol::kafka_protocol::messages::ElectLeadersResponse;
 use rill_protocol::kafka_protocol::messages::OffsetForLeaderEpochResponse;
 use rill_protocol::kafka_protocol::messages::{
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, DescribeProducersResponse,
+    DescribeTransactionsResponse, EndTxnResponse, ListTransactionsResponse,
+    TxnOffsetCommitResponse, WriteTxnMarkersResponse,
+};
+use rill_protocol::kafka_protocol::messages::{
     AlterConfigsResponse, ApiVersionsResponse, CreateAclsResponse, CreatePartitionsResponse,
     CreateTopicsResponse, DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse,
     DeleteTopicsResponse, DescribeAclsResponse, DescribeClusterResponse, DescribeConfigsResponse,
@@ -74,6 +79,14 @@ fn default_response(key: ApiKey) -> ResponseKind {
         ApiKey::DeleteAcls => DeleteAclsResponse::default().into(),
         ApiKey::DescribeLogDirs => DescribeLogDirsResponse::default().into(),
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochResponse::default().into(),
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnResponse::default().into(),
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnResponse::default().into(),
+        ApiKey::EndTxn => EndTxnResponse::default().into(),
+        ApiKey::WriteTxnMarkers => WriteTxnMarkersResponse::default().into(),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitResponse::default().into(),
+        ApiKey::DescribeProducers => DescribeProducersResponse::default().into(),
+        ApiKey::DescribeTransactions => DescribeTransactionsResponse::default().into(),
+        ApiKey::ListTransactions => ListTransactionsResponse::default().into(),
         other => panic!("no default response for {other:?}"),
     }
 }

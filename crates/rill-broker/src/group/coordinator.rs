@@ -397,6 +397,13 @@ impl Coordinator {
             .await
     }
 
+    /// Whether `group_id` commits in transactions: an exactly-once application, whose lag
+    /// counts from the last stable offset.
+    pub(crate) fn is_transactional(&self, group_id: &str) -> bool {
+        self.hosted_store(group_id)
+            .is_some_and(|s| s.is_transactional(group_id))
+    }
+
     /// Whether an open transaction holds an offset for this group's partition (OffsetFetch's
     /// `require_stable`).
     pub(crate) fn unstable(&self, group_id: &str, topic: &str, partition: i32) -> bool {

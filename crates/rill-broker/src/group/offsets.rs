@@ -82,6 +82,10 @@ pub(super) type GroupOffsets = BTreeMap<(String, i32), Committed>;
 pub(crate) struct OffsetState {
     committed: HashMap<String, GroupOffsets>,
     pending: HashMap<i64, Vec<(OffsetKey, Committed)>>,
+    /// Groups that commit in transactions (TxnOffsetCommit): exactly-once applications, whose
+    /// consumers read committed records, so their lag is measured from the last stable
+    /// offset.
+    transactional: std::collections::HashSet<String>,
 }
 
 /// What a transaction end does with the producer's pending offsets.
@@ -127,6 +131,7 @@ impl Replayed for OffsetState {
                 self.set(key, value);
             }
             RecordKey::Pending { txn, offset } => {
+                let _ = self.transactional.insert(offset.group.clone());
                 if let Some(value) = value.map(parse).transpose()? {
                     let pending = self.pending.entry(txn).or_default();
                     pending.retain(|(k, _)| *k != offset);
@@ -230,6 +235,7 @@ impl StateLog<OffsetState> {
             .collect();
         let batch = encode(records.into_iter().map(|(k, v)| (k, Some(v))))?;
         self.write_then(batch, |state| {
+            let _ = state.transactional.insert(group.to_owned());
             let pending = state.pending.entry(producer_id).or_default();
             for (topic, partition, c) in offsets {
                 let offset = key(group, &topic, partition);
@@ -326,6 +332,12 @@ impl StateLog<OffsetState> {
     /// Whether `group` has any committed offset.
     pub(crate) fn has_offsets(&self, group: &str) -> bool {
         self.view(|s| s.committed.get(group).is_some_and(|o| !o.is_empty()))
+            .unwrap_or(false)
+    }
+
+    /// Whether `group` commits in transactions (its consumers read committed records).
+    pub(crate) fn is_transactional(&self, group: &str) -> bool {
+        self.view(|s| s.transactional.contains(group))
             .unwrap_or(false)
     }
 

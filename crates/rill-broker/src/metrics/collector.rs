@@ -59,7 +59,8 @@ impl Families {
             )?,
             lag: group(
                 "rill_group_lag",
-                "Log end offset minus the group's committed offset (at least 0)",
+                "High watermark (last stable offset for a group that commits in transactions) \
+                 minus the group's committed offset (at least 0)",
             )?,
             open_files: IntGaugeVec::new(
                 Opts::new(
@@ -144,9 +145,17 @@ impl Collector for BrokerCollector {
             let index = partition.to_string();
             let labels = [group.as_str(), topic.as_str(), index.as_str()];
             out.committed.with_label_values(&labels).set(committed);
-            let log_end = broker
-                .topic(&topic)
-                .and_then(|t| t.partition(partition).map(|p| p.offsets().high_watermark));
+            // A group that commits in transactions reads committed records: its end is the
+            // last stable offset.
+            let stable = broker.groups.is_transactional(&group);
+            let log_end = broker.topic(&topic).and_then(|t| {
+                let offsets = t.partition(partition)?.offsets();
+                Some(if stable {
+                    offsets.last_stable
+                } else {
+                    offsets.high_watermark
+                })
+            });
             // No lag for a partition that does not exist (any more): there is no log end.
             if let Some(log_end) = log_end {
                 out.lag

@@ -390,12 +390,13 @@ fn refused_produces_get_exact_error_codes_and_write_nothing() -> Result<()> {
             delta_1.into(),
             INVALID_RECORD,
         ),
+        // A transactional batch in a produce request without a transactional id.
         (
             "transactional batch",
             &topic,
             0,
             transactional,
-            INVALID_REQUEST,
+            INVALID_RECORD,
         ),
     ];
     for (what, to, partition, records, expected) in cases {
