@@ -17,7 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use common::{Broker, Client, Rec, Result, create_topic, produce, python_command, run_py};
+use common::{
+    Broker, Client, Cluster, Rec, Result, create_topic, produce_to, python_command, rill_ok, run_py,
+};
 
 const PARTITIONS: usize = 3;
 
@@ -34,12 +36,43 @@ impl Dice {
     }
 }
 
-fn spawn_worker(broker: &Broker, names: &[String; 3], log: &std::path::Path) -> Result<Child> {
+/// What the checker runs against: one broker or a cluster, which it can crash.
+trait Target {
+    fn bootstrap(&self) -> String;
+    /// Kills a broker with -9 and starts it again; the worker (killed too) is restarted by the
+    /// caller.
+    fn crash(&mut self, dice: &mut Dice) -> Result<()>;
+}
+
+impl Target for Broker {
+    fn bootstrap(&self) -> String {
+        Broker::bootstrap(self)
+    }
+
+    fn crash(&mut self, _: &mut Dice) -> Result<()> {
+        self.kill9()?;
+        self.restart()
+    }
+}
+
+impl Target for Cluster {
+    fn bootstrap(&self) -> String {
+        Cluster::bootstrap(self).to_owned()
+    }
+
+    fn crash(&mut self, dice: &mut Dice) -> Result<()> {
+        let k = i32::try_from(dice.below(3))? + 1;
+        self.kill(k)?;
+        self.start_node(k)
+    }
+}
+
+fn spawn_worker(bootstrap: &str, names: &[String; 3], log: &std::path::Path) -> Result<Child> {
     let [input, output, group] = names;
     python_command(
         "eos_worker.py",
         &[
-            broker.bootstrap(),
+            bootstrap.to_owned(),
             input.clone(),
             output.clone(),
             group.clone(),
@@ -61,11 +94,11 @@ fn spawn_worker(broker: &Broker, names: &[String; 3], log: &std::path::Path) -> 
 }
 
 /// Every record of `topic` as `isolation` sees it: value -> how many times.
-fn read(broker: &Broker, topic: &str, isolation: &str) -> Result<BTreeMap<String, usize>> {
+fn read(bootstrap: &str, topic: &str, isolation: &str) -> Result<BTreeMap<String, usize>> {
     let out = run_py(
         "transactions.py",
         &[
-            broker.bootstrap(),
+            bootstrap.to_owned(),
             "read".into(),
             topic.into(),
             PARTITIONS.to_string(),
@@ -84,35 +117,26 @@ fn read(broker: &Broker, topic: &str, isolation: &str) -> Result<BTreeMap<String
     Ok(seen)
 }
 
-#[test]
-fn consume_transform_produce_is_exactly_once_through_kill_9() -> Result<()> {
-    let seconds: u64 = std::env::var("RILL_EOS_SECONDS")
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(25);
-    let count: usize = std::env::var("RILL_EOS_RECORDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(default)
+}
+
+/// Copies `count` records from `names[0]` to `names[1]` with the worker while killing it, and
+/// the target's brokers, for `seconds`; then checks the output.
+fn check(target: &mut dyn Target, names: &[String; 3], count: usize, seconds: u64) -> Result<()> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
     eprintln!("exactly-once checker: seed {seed}, {count} records, {seconds} s of faults");
     let mut dice = Dice(seed);
-
-    let mut broker = Broker::start()?;
-    let names = [
-        broker.topic("eos-input"),
-        broker.topic("eos-output"),
-        broker.topic("eos-app"),
-    ];
-    create_topic(&broker, &names[0], 3, &[])?;
-    create_topic(&broker, &names[1], 3, &[])?;
     let records: Vec<Rec> = (0..count)
         .map(|i| Rec::kv(format!("k{}", i % 97), format!("rec-{i}")))
         .collect();
-    let _ = produce(
-        &broker,
+    let _ = produce_to(
+        &target.bootstrap(),
         Client::Confluent,
         &names[0],
         &records,
@@ -121,7 +145,7 @@ fn consume_transform_produce_is_exactly_once_through_kill_9() -> Result<()> {
 
     let scratch = tempfile::tempdir()?;
     let log = scratch.path().join("worker.stderr");
-    let mut worker = spawn_worker(&broker, &names, &log)?;
+    let mut worker = spawn_worker(&target.bootstrap(), names, &log)?;
     let (mut worker_kills, mut broker_kills, mut fatal_exits) = (0, 0, 0);
     let faults_end = Instant::now() + Duration::from_secs(seconds);
     let deadline = faults_end + Duration::from_secs(180);
@@ -136,7 +160,7 @@ fn consume_transform_produce_is_exactly_once_through_kill_9() -> Result<()> {
                 break;
             }
             fatal_exits += 1;
-            worker = spawn_worker(&broker, &names, &log)?;
+            worker = spawn_worker(&target.bootstrap(), names, &log)?;
             continue;
         }
         thread::sleep(Duration::from_millis(200 + dice.below(1_500)));
@@ -145,28 +169,28 @@ fn consume_transform_produce_is_exactly_once_through_kill_9() -> Result<()> {
         }
         match dice.below(6) {
             0 => {
-                broker.kill9()?;
                 let _ = worker.kill();
                 let _ = worker.wait();
+                target.crash(&mut dice)?;
                 broker_kills += 1;
-                broker.restart()?;
-                worker = spawn_worker(&broker, &names, &log)?;
+                worker = spawn_worker(&target.bootstrap(), names, &log)?;
             }
             1..=3 => {
                 let _ = worker.kill();
                 let _ = worker.wait();
                 worker_kills += 1;
-                worker = spawn_worker(&broker, &names, &log)?;
+                worker = spawn_worker(&target.bootstrap(), names, &log)?;
             }
             _ => {}
         }
     }
     eprintln!(
-        "worker killed {worker_kills} times, broker killed {broker_kills} times, worker exits on \
-         fatal errors {fatal_exits}"
+        "worker killed {worker_kills} times, brokers killed {broker_kills} times, worker exits \
+         on fatal errors {fatal_exits}"
     );
 
-    let committed = read(&broker, &names[1], "read_committed")?;
+    let bootstrap = target.bootstrap();
+    let committed = read(&bootstrap, &names[1], "read_committed")?;
     let mut missing = Vec::new();
     for i in 0..count {
         match committed.get(&format!("out-rec-{i}")) {
@@ -186,11 +210,51 @@ fn consume_transform_produce_is_exactly_once_through_kill_9() -> Result<()> {
         "the output holds {} distinct records, {count} expected",
         committed.len()
     );
-    let everything: usize = read(&broker, &names[1], "read_uncommitted")?.values().sum();
+    let everything: usize = read(&bootstrap, &names[1], "read_uncommitted")?
+        .values()
+        .sum();
     eprintln!(
         "PASS: {count} input records exactly once; {} aborted output records were never \
          delivered to read_committed",
         everything - count
     );
     Ok(())
+}
+
+#[test]
+fn consume_transform_produce_is_exactly_once_through_kill_9() -> Result<()> {
+    let seconds = setting("RILL_EOS_SECONDS", 25);
+    let count = usize::try_from(setting("RILL_EOS_RECORDS", 20_000))?;
+    let mut broker = Broker::start()?;
+    let names = [
+        broker.topic("eos-input"),
+        broker.topic("eos-output"),
+        broker.topic("eos-app"),
+    ];
+    create_topic(&broker, &names[0], 3, &[])?;
+    create_topic(&broker, &names[1], 3, &[])?;
+    check(&mut broker, &names, count, seconds)
+}
+
+/// The same on three brokers with every partition (the topics', `__consumer_offsets`' and
+/// `__transaction_state`'s) replicated three times: a broker killed may be the coordinator
+/// of the transactional id or of the group, or a partition's leader.
+#[test]
+fn exactly_once_on_three_brokers_through_kill_9() -> Result<()> {
+    let seconds = setting("RILL_EOS_SECONDS", 25);
+    let count = usize::try_from(setting("RILL_EOS_RECORDS", 20_000))?;
+    let mut cluster = Cluster::start(3, &[])?;
+    let names = [
+        "eos-input".to_owned(),
+        "eos-output".to_owned(),
+        "eos-app".to_owned(),
+    ];
+    for topic in &names[..2] {
+        let _ = rill_ok(
+            cluster.bootstrap(),
+            &["topic", "create", topic, "-p", "3", "-r", "3"],
+            b"",
+        )?;
+    }
+    check(&mut cluster, &names, count, seconds)
 }
