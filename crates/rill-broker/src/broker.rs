@@ -276,6 +276,7 @@ impl Broker {
             &storage,
             metrics.fsync.clone(),
             config.transaction_max_timeout_ms,
+            metrics.transactions_ended.clone(),
         )?;
         let groups = crate::group::Coordinator::open(
             data_dir,

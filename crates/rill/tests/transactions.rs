@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::ensure;
-use common::{Broker, Cluster, Result, create_topic, rill_ok, run_py, wait_until};
+use common::{Broker, Cluster, Result, create_topic, rill_ok, run_py, scrape, wait_until};
 use serde_json::Value;
 
 fn values(list: &Value) -> Vec<String> {
@@ -68,6 +68,21 @@ fn committed_and_aborted_transactions_as_each_isolation_sees_them() -> Result<()
         uncommitted == want_all,
         "read_uncommitted saw {uncommitted:?}"
     );
+    // The coordinator counts what it ended; its one transactional id rests in CompleteCommit.
+    let metrics = scrape(&broker)?;
+    let ended =
+        |result: &str| metrics.value("rill_transactions_ended_total", &[("result", result)]);
+    ensure!(
+        (ended("committed"), ended("aborted")) == (2.0, 1.0),
+        "rill_transactions_ended_total: committed {}, aborted {}",
+        ended("committed"),
+        ended("aborted")
+    );
+    ensure!(
+        metrics.value("rill_transactions", &[("state", "CompleteCommit")]) == 1.0,
+        "rill_transactions: {:?}",
+        metrics.all("rill_transactions")
+    );
     Ok(())
 }
 
@@ -112,6 +127,12 @@ fn a_transaction_past_its_timeout_is_aborted() -> Result<()> {
         values(&out["committed"]) == vec!["after".to_owned()],
         "read_committed saw {}",
         out["committed"]
+    );
+    let metrics = scrape(&broker)?;
+    ensure!(
+        metrics.value("rill_transactions_ended_total", &[("result", "timed_out")]) == 1.0,
+        "rill_transactions_ended_total: {:?}",
+        metrics.all("rill_transactions_ended_total")
     );
     Ok(())
 }

@@ -30,6 +30,7 @@ struct Families {
     open_files: IntGaugeVec,
     file_opens: IntCounterVec,
     quorum: IntGaugeVec,
+    transactions: IntGaugeVec,
 }
 
 impl Families {
@@ -85,10 +86,18 @@ impl Families {
                 ),
                 &["field"],
             )?,
+            transactions: IntGaugeVec::new(
+                Opts::new(
+                    "rill_transactions",
+                    "Transactional ids this broker coordinates, by the state of their \
+                     transaction (Ongoing, PrepareCommit, ... as DescribeTransactions names it)",
+                ),
+                &["state"],
+            )?,
         })
     }
 
-    fn all(&self) -> [&dyn Collector; 8] {
+    fn all(&self) -> [&dyn Collector; 9] {
         [
             &self.log_end,
             &self.log_start,
@@ -98,6 +107,7 @@ impl Families {
             &self.open_files,
             &self.file_opens,
             &self.quorum,
+            &self.transactions,
         ]
     }
 }
@@ -188,6 +198,13 @@ impl Collector for BrokerCollector {
             ("is_leader", i64::from(status.role == "leader")),
         ] {
             out.quorum.with_label_values(&[field]).set(value);
+        }
+        let mut states: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+        for txn in broker.txns.list() {
+            *states.entry(txn.meta.state.name()).or_insert(0) += 1;
+        }
+        for (state, count) in states {
+            out.transactions.with_label_values(&[state]).set(count);
         }
         out.all()
             .into_iter()

@@ -49,6 +49,8 @@ pub(crate) struct Metrics {
     connections_accepted: IntCounter,
     /// Replicas found corrupt, quarantined and reopened to be repaired from the leader.
     pub(crate) replica_repairs: IntCounter,
+    /// Transactions the coordinator here ended, by result.
+    pub(crate) transactions_ended: IntCounterVec,
     /// Counters in no registry, for a topic that is only validated, never created.
     unregistered: TopicMetrics,
     started: Instant,
@@ -201,6 +203,15 @@ impl Metrics {
             "rill_replica_repairs_total",
             "Partition replicas whose data failed its checks, quarantined and repaired from the leader",
         )?;
+        let transactions_ended = IntCounterVec::new(
+            Opts::new(
+                "rill_transactions_ended_total",
+                "Transactions this broker's coordinator ended, by result: committed, aborted \
+                 (by the producer), timed_out (aborted past transaction.timeout.ms) and fenced \
+                 (aborted by a new instance of the producer)",
+            ),
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "rill_build_info",
@@ -233,6 +244,7 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connections_accepted.clone()),
             Box::new(replica_repairs.clone()),
+            Box::new(transactions_ended.clone()),
             Box::new(build_info),
             Box::new(start_time),
         ] {
@@ -274,6 +286,7 @@ impl Metrics {
             connections,
             connections_accepted,
             replica_repairs,
+            transactions_ended,
             unregistered,
             started: Instant::now(),
         })

@@ -62,6 +62,8 @@ pub(crate) struct TxnCoordinator {
     jobs: mpsc::UnboundedSender<String>,
     /// Sweeps so far.
     sweeps: std::sync::atomic::AtomicU64,
+    /// Transactions ended here, by result.
+    ended: prometheus::IntCounterVec,
     jobs_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
@@ -76,6 +78,7 @@ impl TxnCoordinator {
         storage: &Arc<Storage>,
         fsync: prometheus::Histogram,
         max_timeout_ms: i32,
+        ended: prometheus::IntCounterVec,
     ) -> Result<Self, BrokerError> {
         let stores = Hosted::open(TXN_TOPIC, data_dir, partitions, local, storage, fsync)?;
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
@@ -86,6 +89,7 @@ impl TxnCoordinator {
             completing: Mutex::new(HashSet::new()),
             jobs,
             sweeps: std::sync::atomic::AtomicU64::new(0),
+            ended,
             jobs_rx: Mutex::new(Some(jobs_rx)),
         })
     }
@@ -197,6 +201,7 @@ impl TxnCoordinator {
                 meta.bump();
                 let _ = meta.end(false, now);
                 Self::save(&store, transactional_id, meta).await?;
+                self.ended.with_label_values(&["fenced"]).inc();
                 self.complete_later(transactional_id);
                 return Err(ErrorCode::ConcurrentTransactions);
             }
@@ -283,6 +288,8 @@ impl TxnCoordinator {
         meta.check(caller)?;
         if meta.end(commit, now_ms())? {
             Self::save(&store, transactional_id, meta).await?;
+            let result = if commit { "committed" } else { "aborted" };
+            self.ended.with_label_values(&[result]).inc();
             self.complete_later(transactional_id);
         }
         Ok(())
@@ -441,6 +448,7 @@ impl TxnCoordinator {
         meta.bump();
         let _ = meta.end(false, now)?;
         Self::save(store, transactional_id, meta).await?;
+        self.ended.with_label_values(&["timed_out"]).inc();
         self.complete_later(transactional_id);
         Ok(())
     }
