@@ -51,6 +51,7 @@ mod cli;
 mod clients;
 mod cluster;
 mod sarama;
+pub mod txn;
 mod wire;
 
 // Each test binary uses a different part of the harness.
