@@ -51,11 +51,18 @@ struct Producer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_marker: Option<i64>,
     /// The epoch of the coordinator that wrote that marker (-1 before any).
-    #[serde(default = "no_coordinator_epoch")]
+    #[serde(default = "minus_one")]
     coordinator_epoch: i32,
+    /// The max timestamp of its last batch (DescribeProducers' `last_timestamp`).
+    #[serde(default = "minus_one_ms")]
+    last_timestamp: i64,
 }
 
-fn no_coordinator_epoch() -> i32 {
+fn minus_one() -> i32 {
+    -1
+}
+
+fn minus_one_ms() -> i64 {
     -1
 }
 
@@ -68,6 +75,7 @@ impl Producer {
             txn_first: None,
             last_marker: None,
             coordinator_epoch: -1,
+            last_timestamp: -1,
         }
     }
 
@@ -216,6 +224,7 @@ impl ProducerStates {
         if header.attributes.is_transactional() && producer.txn_first.is_none() {
             producer.txn_first = Some(header.base_offset);
         }
+        producer.last_timestamp = header.max_timestamp;
         if producer.batches.len() == BATCHES_KEPT {
             let _ = producer.batches.pop_front();
         }
@@ -285,6 +294,7 @@ impl ProducerStates {
         let first_offset = producer.txn_first.take().unwrap_or(offset);
         producer.last_marker = Some(offset);
         producer.coordinator_epoch = marker.coordinator_epoch;
+        producer.last_timestamp = header.max_timestamp;
         producer.last_append_ms = now_ms;
         let _ = self.verified.remove(&header.producer_id);
         let completed = CompletedTxn {
@@ -339,7 +349,7 @@ impl ProducerStates {
                 producer_id: *id,
                 epoch: p.epoch,
                 last_sequence: p.batches.back().map_or(-1, |b| b.last_seq),
-                last_timestamp: p.last_append_ms,
+                last_timestamp: p.last_timestamp,
                 coordinator_epoch: p.coordinator_epoch,
                 txn_start: p.txn_first.unwrap_or(-1),
             })

@@ -66,9 +66,11 @@ pub(crate) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
         for (topic, fetch_topic) in &wanted {
             let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
             for fp in &fetch_topic.partitions {
+                // aborted_transactions is null but for read_committed answers, as Kafka sends it.
                 let response = PartitionData::default()
                     .with_partition_index(fp.partition)
-                    .with_preferred_read_replica(BrokerId(-1));
+                    .with_preferred_read_replica(BrokerId(-1))
+                    .with_aborted_transactions(None);
                 let led = topic
                     .as_ref()
                     .map(|t| t.led_at(fp.partition, fp.current_leader_epoch));

@@ -238,9 +238,10 @@ async fn verify(
     if !header.attributes.is_transactional() {
         return Ok(());
     }
+    // As Kafka: transactional records need a transactional id the producer may write with.
     let Some(transactional_id) = transactional_id else {
         return Err(Refusal::new(
-            ErrorCode::InvalidRecord,
+            ErrorCode::TransactionalIdAuthorizationFailed,
             "a transactional batch in a produce request without a transactional id".to_owned(),
         ));
     };

@@ -36,6 +36,7 @@ use crate::broker::Broker;
 use crate::group::{Committed, OFFSETS_TOPIC};
 use crate::partition::now_ms;
 use crate::txn::Caller;
+use crate::txn::state::TxnState;
 
 /// PRODUCER_FENCED (KIP-588) as a client of `version` understands it: clients older than
 /// `first` know only INVALID_PRODUCER_EPOCH.
@@ -216,7 +217,16 @@ pub(crate) async fn end(broker: &Broker, req: EndTxnRequest, version: i16) -> En
         )
         .await;
     let code = fenced_for(ended.err().unwrap_or(ErrorCode::None), version, 2);
-    EndTxnResponse::default().with_error_code(code.code())
+    // v5 answers the producer id and epoch to use next (KIP-890 part 2); without an epoch bump
+    // per transaction they are the caller's own.
+    let answer = EndTxnResponse::default().with_error_code(code.code());
+    if version >= 5 {
+        answer
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch)
+    } else {
+        answer
+    }
 }
 
 /// TxnOffsetCommit, at the group's coordinator: the offsets are written now and become the
@@ -282,8 +292,11 @@ pub(crate) async fn write_markers(
         for topic in marker.topics {
             let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
             for p in topic.partition_indexes {
-                let exists = topic.name.0.as_str() == OFFSETS_TOPIC
-                    || broker.topic(&topic.name.0).is_some_and(|t| t.exists(p));
+                let exists = if topic.name.0.as_str() == OFFSETS_TOPIC {
+                    (0..broker.cluster.internal_partitions(OFFSETS_TOPIC)).contains(&p)
+                } else {
+                    broker.topic(&topic.name.0).is_some_and(|t| t.exists(p))
+                };
                 let code = if exists {
                     crate::txn::markers::write(
                         broker,
@@ -376,6 +389,17 @@ const STATES: &[&str] = &[
 ];
 
 pub(crate) fn list(broker: &Broker, req: &ListTransactionsRequest) -> ListTransactionsResponse {
+    // v2 (KIP-1152): only the ids matching a regular expression, whole.
+    let pattern = match req.transactional_id_pattern.as_deref() {
+        None | Some("") => None,
+        Some(pattern) => match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => Some(regex),
+            Err(_) => {
+                return ListTransactionsResponse::default()
+                    .with_error_code(ErrorCode::InvalidRegularExpression.code());
+            }
+        },
+    };
     let unknown: Vec<StrBytes> = req
         .state_filters
         .iter()
@@ -396,10 +420,14 @@ pub(crate) fn list(broker: &Broker, req: &ListTransactionsRequest) -> ListTransa
                     .producer_id_filters
                     .iter()
                     .any(|p| p.0 == t.meta.producer_id);
-            // KIP-994: only transactions running longer than this, ms.
+            // KIP-994: only transactions running (open, or being ended) longer than this, ms.
+            let running = t.meta.state == TxnState::Ongoing || t.meta.state.preparing();
             let by_duration = req.duration_filter < 0
-                || (t.meta.start_ms >= 0 && now - t.meta.start_ms > req.duration_filter);
-            by_state && by_producer && by_duration
+                || (running && t.meta.start_ms >= 0 && now - t.meta.start_ms > req.duration_filter);
+            let by_id = pattern
+                .as_ref()
+                .is_none_or(|p| p.is_match(&t.transactional_id));
+            by_state && by_producer && by_duration && by_id
         })
         .map(|t| {
             Listed::default()

@@ -56,7 +56,7 @@ pub(crate) struct TxnMeta {
     pub(crate) state: TxnState,
     /// The partitions of the transaction: topics', and `__consumer_offsets`' for offsets.
     pub(crate) partitions: BTreeSet<(String, i32)>,
-    /// When the transaction started (its first partition), -1 when none is open.
+    /// When the last transaction started (its first partition), -1 before the first.
     pub(crate) start_ms: i64,
     pub(crate) update_ms: i64,
 }
@@ -158,8 +158,8 @@ impl TxnMeta {
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             other => other,
         };
+        // The start time stays: DescribeTransactions shows the last transaction's.
         self.partitions.clear();
-        self.start_ms = -1;
         self.update_ms = now_ms;
     }
 

@@ -390,13 +390,14 @@ fn refused_produces_get_exact_error_codes_and_write_nothing() -> Result<()> {
             delta_1.into(),
             INVALID_RECORD,
         ),
-        // A transactional batch in a produce request without a transactional id.
+        // A transactional batch in a produce request without a transactional id (Kafka's
+        // answer: TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
         (
             "transactional batch",
             &topic,
             0,
             transactional,
-            INVALID_RECORD,
+            rill_protocol::ErrorCode::TransactionalIdAuthorizationFailed.code(),
         ),
     ];
     for (what, to, partition, records, expected) in cases {
