@@ -46,6 +46,13 @@ use rill_protocol::kafka_protocol::messages::{
     SyncGroupResponse,
 };
 
+// The transactional producer's APIs (`producer/transaction.rs`).
+use rill_protocol::kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+
 /// A request body this client can send: its API, and how to take its typed response out of
 /// `rill-protocol`'s [`ResponseKind`] enum.
 pub trait ApiRequest: Into<RequestKind> + Send + 'static {
@@ -137,6 +144,15 @@ api_requests! {
     SaslAuthenticate SaslAuthenticateRequest SaslAuthenticateResponse 0..=2;
     AlterUserScramCredentials AlterUserScramCredentialsRequest AlterUserScramCredentialsResponse 0..=0;
     DescribeUserScramCredentials DescribeUserScramCredentialsRequest DescribeUserScramCredentialsResponse 0..=0;
+    // The transactional producer's APIs (`producer/transaction.rs`). AddPartitionsToTxn v4+
+    // is for brokers (KIP-890's batched verification); v4 of the others adds
+    // TRANSACTION_ABORTABLE (handled as any error that leaves the transaction to abort), and
+    // EndTxn v5 / TxnOffsetCommit v5 belong to KIP-890 part 2, used only once a broker
+    // announces `transaction.version` 2. TxnOffsetCommit v3 names the group member (KIP-447).
+    AddPartitionsToTxn AddPartitionsToTxnRequest AddPartitionsToTxnResponse 0..=3;
+    AddOffsetsToTxn AddOffsetsToTxnRequest AddOffsetsToTxnResponse 0..=4;
+    EndTxn EndTxnRequest EndTxnResponse 0..=4;
+    TxnOffsetCommit TxnOffsetCommitRequest TxnOffsetCommitResponse 0..=4;
 }
 
 /// The `(min, max)` versions this client handles for `api_key`, if it speaks it at all.

@@ -49,7 +49,7 @@ use crate::admin::{
 use crate::cluster::Cluster;
 use crate::consumer::{ConsumerConfig, ConsumerRecord, Offset};
 use crate::error::{ClientError, Result};
-use crate::group::GroupConfig;
+use crate::group::{GroupConfig, GroupMetadata};
 use crate::producer::{ProducerConfig, ProducerRecord, RecordMetadata};
 
 /// A `current_thread` runtime with I/O and timers.
@@ -165,6 +165,72 @@ impl Producer {
     /// ```
     pub fn close(self) {
         self.rt.block_on(self.inner.close());
+    }
+
+    /// Blocking [`crate::Producer::init_transactions`]: registers the transactional id,
+    /// fencing older producers with it.
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.init_transactions()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn init_transactions(&self) -> Result<()> {
+        self.rt.block_on(self.inner.init_transactions())
+    }
+
+    /// Blocking [`crate::Producer::begin_transaction`].
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.begin_transaction()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.rt.block_on(self.inner.begin_transaction())
+    }
+
+    /// Blocking [`crate::Producer::send_offsets_to_transaction`].
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.send_offsets_to_transaction(&[("input", 0, 42)], "copier")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_offsets_to_transaction<S: AsRef<str>>(
+        &self,
+        offsets: &[(S, i32, i64)],
+        group: impl Into<GroupMetadata>,
+    ) -> Result<()> {
+        self.rt
+            .block_on(self.inner.send_offsets_to_transaction(offsets, group))
+    }
+
+    /// Blocking [`crate::Producer::commit_transaction`].
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.commit_transaction()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commit_transaction(&self) -> Result<()> {
+        self.rt.block_on(self.inner.commit_transaction())
+    }
+
+    /// Blocking [`crate::Producer::abort_transaction`].
+    ///
+    /// ```no_run
+    /// # fn _demo(producer: &rill_client::blocking::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.abort_transaction()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn abort_transaction(&self) -> Result<()> {
+        self.rt.block_on(self.inner.abort_transaction())
     }
 
     /// The cluster this producer talks to.
@@ -796,6 +862,18 @@ impl PartitionConsumer {
         self.inner.high_watermark()
     }
 
+    /// [`crate::PartitionConsumer::position`]: the offset of the next record `next` can
+    /// return.
+    ///
+    /// ```no_run
+    /// # fn _demo(pc: &rill_client::blocking::PartitionConsumer) {
+    /// println!("next offset {}", pc.position());
+    /// # }
+    /// ```
+    pub fn position(&self) -> i64 {
+        self.inner.position()
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         self.inner.topic()
@@ -967,6 +1045,12 @@ impl GroupConsumer {
     /// The group generation this member is in (`-1` before the first join).
     pub fn generation(&self) -> i32 {
         self.inner.generation()
+    }
+
+    /// [`crate::GroupConsumer::group_metadata`]: this member, for a transactional producer's
+    /// `send_offsets_to_transaction`.
+    pub fn group_metadata(&self) -> GroupMetadata {
+        self.inner.group_metadata()
     }
 
     /// Blocking [`crate::GroupConsumer::close`]: commits what is marked, leaves the group and

@@ -8,7 +8,9 @@
 //!   per `fetch_max_wait`, and a new record arrives as soon as the broker has it;
 //! - decodes every codec (`rill-record` does the work) and drops the records below the
 //!   requested offset that arrive because a fetch returns whole batches;
-//! - skips control batches (transaction markers); it reads uncommitted records;
+//! - skips control batches (transaction markers) and, under
+//!   [`IsolationLevel::ReadCommitted`], stops at the last stable offset and drops the records
+//!   of aborted transactions (the `aborted_transactions` of each Fetch answer);
 //! - on `NOT_LEADER_OR_FOLLOWER`, a broken connection or any other retriable error, refreshes
 //!   the metadata, backs off and fetches again from the same offset, so it keeps going across
 //!   a leader change or a broker restart;
@@ -75,6 +77,59 @@ pub enum Offset {
     Timestamp(i64),
 }
 
+/// Which records a consumer reads (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IsolationLevel {
+    /// Every record, those of open and aborted transactions too (`read_uncommitted`). The
+    /// default, as in Kafka's Java client.
+    #[default]
+    ReadUncommitted,
+    /// Records outside transactions and those of committed transactions, and none past the
+    /// last stable offset, where the oldest transaction still open begins
+    /// (`read_committed`). [`Offset::Newest`] is then the last stable offset.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The wire value: 0 read_uncommitted, 1 read_committed.
+    pub fn value(self) -> i8 {
+        match self {
+            Self::ReadUncommitted => 0,
+            Self::ReadCommitted => 1,
+        }
+    }
+
+    /// Kafka's name: `read_uncommitted` or `read_committed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ReadUncommitted => "read_uncommitted",
+            Self::ReadCommitted => "read_committed",
+        }
+    }
+}
+
+impl std::str::FromStr for IsolationLevel {
+    type Err = String;
+
+    /// Kafka's names, any case: `read_uncommitted` or `read_committed`.
+    ///
+    /// ```
+    /// use rill_client::IsolationLevel;
+    /// assert_eq!("read_committed".parse(), Ok(IsolationLevel::ReadCommitted));
+    /// assert!("committed".parse::<IsolationLevel>().is_err());
+    /// ```
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "read_uncommitted" => Ok(Self::ReadUncommitted),
+            "read_committed" => Ok(Self::ReadCommitted),
+            _ => Err(format!(
+                "'{text}' is not an isolation level (read_uncommitted, read_committed)"
+            )),
+        }
+    }
+}
+
 /// What a [`PartitionConsumer`] does when its offset is out of range (Kafka's
 /// `auto.offset.reset`): the offset was never written, or retention or `DeleteRecords`
 /// removed it.
@@ -120,6 +175,10 @@ pub struct ConsumerConfig {
     /// consumer never gives up on a retriable error; a broker that stays down leaves `next`
     /// waiting.
     pub retry_backoff_max: Duration,
+    /// Which records are read (default [`IsolationLevel::ReadUncommitted`], as in Kafka).
+    /// [`IsolationLevel::ReadCommitted`] waits for open transactions to end before reading
+    /// past their first record.
+    pub isolation_level: IsolationLevel,
 }
 
 impl ConsumerConfig {
@@ -142,6 +201,7 @@ impl ConsumerConfig {
             offset_reset: OffsetReset::Error,
             retry_backoff: DEFAULT_CONSUMER_RETRY_BACKOFF,
             retry_backoff_max: DEFAULT_CONSUMER_RETRY_BACKOFF_MAX,
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 
@@ -276,8 +336,9 @@ impl Consumer {
     }
 
     /// The offset `offset` stands for right now: [`Offset::At`] as it is, the others asked of
-    /// the partition's leader with `ListOffsets` (retried while the error is retriable, up to
-    /// the request timeout).
+    /// the partition's leader with `ListOffsets` at the consumer's isolation level (so
+    /// [`Offset::Newest`] is the last stable offset under read_committed), retried while the
+    /// error is retriable, up to the request timeout.
     ///
     /// ```no_run
     /// # async fn _demo(consumer: &rill_client::Consumer) -> Result<(), rill_client::ClientError> {
@@ -291,7 +352,8 @@ impl Consumer {
         let deadline = Instant::now() + self.cluster.config().connection.request_timeout;
         let mut failures = 0;
         loop {
-            match resolve(&self.cluster, topic, partition, offset).await {
+            let isolation = self.config.isolation_level;
+            match resolve(&self.cluster, topic, partition, offset, isolation).await {
                 Err(err) if err.is_retriable() && Instant::now() < deadline => {
                     if err.invalidates_metadata() {
                         self.cluster.invalidate();
@@ -370,10 +432,20 @@ impl Consumer {
 pub struct PartitionConsumer {
     topic: Arc<str>,
     partition: i32,
-    chunks: mpsc::Receiver<Result<Vec<ConsumerRecord>>>,
+    chunks: mpsc::Receiver<Result<Fetched>>,
     buffered: std::vec::IntoIter<ConsumerRecord>,
+    /// The `next_offset` of the last [`Fetched`] taken from `chunks`.
+    fetched_to: i64,
     high_watermark: Arc<AtomicI64>,
     task: JoinHandle<()>,
+}
+
+/// What the fetcher hands over after a Fetch: the records (none when it only skipped control
+/// batches or aborted records) and the offset after everything it read.
+#[derive(Debug)]
+struct Fetched {
+    records: Vec<ConsumerRecord>,
+    next_offset: i64,
 }
 
 impl PartitionConsumer {
@@ -405,8 +477,23 @@ impl PartitionConsumer {
             partition,
             chunks,
             buffered: Vec::new().into_iter(),
+            fetched_to: offset,
             high_watermark,
             task,
+        }
+    }
+
+    /// Takes the next fetch's records into the buffer: `Some(Err)` for an error that ended
+    /// the consumer, `None` once it has ended. Cancel-safe: nothing is taken unless the
+    /// receive completed.
+    async fn receive(&mut self) -> Option<Result<()>> {
+        match self.chunks.recv().await? {
+            Ok(fetched) => {
+                self.fetched_to = fetched.next_offset;
+                self.buffered = fetched.records.into_iter();
+                Some(Ok(()))
+            }
+            Err(err) => Some(Err(err)),
         }
     }
 
@@ -430,11 +517,61 @@ impl PartitionConsumer {
             if let Some(record) = self.buffered.next() {
                 return Some(Ok(record));
             }
-            match self.chunks.recv().await? {
-                Ok(chunk) => self.buffered = chunk.into_iter(),
-                Err(err) => return Some(Err(err)),
+            if let Err(err) = self.receive().await? {
+                return Some(Err(err));
             }
         }
+    }
+
+    /// The next record below offset `end`; an error that ended the consumer; or `None` once
+    /// the [`position`](Self::position) has reached `end` (or the consumer has ended). Unlike
+    /// waiting for the record at `end - 1`, this also ends when the last offsets below `end`
+    /// hold no record to return: a transaction marker, or records of an aborted transaction
+    /// under read_committed. Records at and after `end` stay for [`next`](Self::next).
+    ///
+    /// Cancel-safe: dropping the future (in a `select!`) loses no record.
+    ///
+    /// ```no_run
+    /// # async fn _demo(consumer: &rill_client::Consumer) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::Offset;
+    /// // Everything in partition 0 now, then stop.
+    /// let end = consumer.resolve_offset("events", 0, Offset::Newest).await?;
+    /// let mut pc = consumer.consume_partition("events", 0, Offset::Oldest).await?;
+    /// while let Some(record) = pc.next_before(end).await {
+    ///     println!("offset {}", record?.offset);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn next_before(&mut self, end: i64) -> Option<Result<ConsumerRecord>> {
+        loop {
+            if self.position() >= end {
+                return None;
+            }
+            if let Some(record) = self.buffered.next() {
+                return Some(Ok(record));
+            }
+            if let Err(err) = self.receive().await? {
+                return Some(Err(err));
+            }
+        }
+    }
+
+    /// The offset of the next record [`next`](Self::next) can return: one past the last
+    /// record returned, or further once the consumer has read past what holds no record for
+    /// it (transaction markers, and aborted records under read_committed). Kafka's
+    /// `position`: the offset to commit to resume after what was read.
+    ///
+    /// ```no_run
+    /// # fn _demo(pc: &rill_client::PartitionConsumer) {
+    /// println!("next offset {}", pc.position());
+    /// # }
+    /// ```
+    pub fn position(&self) -> i64 {
+        self.buffered
+            .as_slice()
+            .first()
+            .map_or(self.fetched_to, |record| record.offset)
     }
 
     /// The records of one Fetch answer not yet returned, all at once (at least one); an error
@@ -462,10 +599,11 @@ impl PartitionConsumer {
             return Some(Ok(std::mem::take(&mut self.buffered).collect()));
         }
         loop {
-            match self.chunks.recv().await? {
-                Ok(chunk) if chunk.is_empty() => {}
-                Ok(chunk) => return Some(Ok(chunk)),
-                Err(err) => return Some(Err(err)),
+            if let Err(err) = self.receive().await? {
+                return Some(Err(err));
+            }
+            if self.buffered.len() > 0 {
+                return Some(Ok(std::mem::take(&mut self.buffered).collect()));
             }
         }
     }
@@ -523,37 +661,46 @@ fn backoff(config: &ConsumerConfig, failures: u32) -> Duration {
 }
 
 /// One attempt at [`Consumer::resolve_offset`].
-async fn resolve(cluster: &Cluster, topic: &str, partition: i32, offset: Offset) -> Result<i64> {
+async fn resolve(
+    cluster: &Cluster,
+    topic: &str,
+    partition: i32,
+    offset: Offset,
+    isolation: IsolationLevel,
+) -> Result<i64> {
+    let list = |timestamp| list_offset(cluster, topic, partition, timestamp, isolation);
     match offset {
         Offset::At(at) if at < 0 => Err(ClientError::Config(format!(
             "offset {at} is negative; use Offset::Oldest or Offset::Newest"
         ))),
         Offset::At(at) => Ok(at),
-        Offset::Oldest => list_offset(cluster, topic, partition, EARLIEST_TIMESTAMP).await,
-        Offset::Newest => list_offset(cluster, topic, partition, LATEST_TIMESTAMP).await,
+        Offset::Oldest => list(EARLIEST_TIMESTAMP).await,
+        Offset::Newest => list(LATEST_TIMESTAMP).await,
         Offset::Timestamp(t) if t < 0 => Err(ClientError::Config(format!(
             "timestamp {t} is negative; use Offset::Oldest or Offset::Newest"
         ))),
-        Offset::Timestamp(t) => match list_offset(cluster, topic, partition, t).await? {
+        Offset::Timestamp(t) => match list(t).await? {
             // No record at or after `t` yet: the next one produced will be the first.
-            -1 => list_offset(cluster, topic, partition, LATEST_TIMESTAMP).await,
+            -1 => list(LATEST_TIMESTAMP).await,
             found => Ok(found),
         },
     }
 }
 
 /// Asks the leader of `topic`/`partition` for the offset of `timestamp` (or of the
-/// earliest/latest marker), reading uncommitted records.
+/// earliest/latest marker) at `isolation` (latest is the last stable offset under
+/// read_committed).
 async fn list_offset(
     cluster: &Cluster,
     topic: &str,
     partition: i32,
     timestamp: i64,
+    isolation: IsolationLevel,
 ) -> Result<i64> {
     let (_, conn) = cluster.leader_connection(topic, partition).await?;
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_isolation_level(0)
+        .with_isolation_level(isolation.value())
         .with_topics(vec![
             ListOffsetsTopic::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_owned())))

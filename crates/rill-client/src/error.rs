@@ -146,6 +146,25 @@ pub enum ClientError {
     /// The producer (or client) was closed before the operation could run.
     #[error("{0} is closed")]
     Closed(&'static str),
+    /// A transactional producer could not do what was asked: a call out of turn (a send or
+    /// `commit_transaction` with no transaction open, `begin_transaction` twice), a
+    /// transaction that can only be aborted now because part of it failed (`cause`), a record
+    /// dropped because its transaction was aborted, or, with `fatal`, a producer that cannot
+    /// go on (fenced by a newer instance with the same transactional id, or not authorized to
+    /// use it) and must be closed.
+    #[error("transactional producer '{transactional_id}': {message}")]
+    Transaction {
+        /// The producer's `transactional_id`.
+        transactional_id: String,
+        /// What went wrong, and what to do about it.
+        message: String,
+        /// The producer cannot be used any more: close it (a new instance with the same
+        /// transactional id takes over).
+        fatal: bool,
+        /// The failure behind it, when there is one (the broker's answer, a failed send).
+        #[source]
+        cause: Option<Arc<ClientError>>,
+    },
 }
 
 impl ClientError {
@@ -165,13 +184,36 @@ impl ClientError {
         }
     }
 
-    /// The Kafka error code, if this error is one.
+    /// The Kafka error code, if this error is one (or, for [`ClientError::Transaction`], is
+    /// caused by one).
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Kafka { code, .. } => Some(*code),
             Self::Authentication { code, .. } => *code,
+            Self::Transaction { cause, .. } => cause.as_ref().and_then(|c| c.code()),
             _ => None,
         }
+    }
+
+    /// Whether a transactional producer that returned this error cannot go on and must be
+    /// closed: it was fenced by a newer instance with the same transactional id
+    /// (`PRODUCER_FENCED`, `INVALID_PRODUCER_EPOCH`) or is not authorized
+    /// (`TRANSACTIONAL_ID_AUTHORIZATION_FAILED`). Other transaction errors are cured by
+    /// `abort_transaction` (or by calling in the right order).
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) {
+    /// if let Err(err) = producer.commit_transaction().await {
+    ///     if err.is_fatal() {
+    ///         producer.close().await;
+    ///     } else {
+    ///         let _ = producer.abort_transaction().await;
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Transaction { fatal: true, .. })
     }
 
     /// Whether trying again (after a metadata refresh and a backoff) may succeed: retriable

@@ -177,6 +177,55 @@ pub enum GroupEvent {
     Revoked(Vec<(String, i32)>),
 }
 
+/// Who is committing offsets for a group from inside a transaction (Kafka's
+/// `ConsumerGroupMetadata`): what `send_offsets_to_transaction` passes on so that the group
+/// coordinator refuses the offsets of a member it has since replaced (KIP-447). From
+/// [`GroupConsumer::group_metadata`], or [`GroupMetadata::new`] (from a group id alone: no
+/// such check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupMetadata {
+    /// The group.
+    pub group_id: String,
+    /// The member's generation, `-1` for none.
+    pub generation_id: i32,
+    /// The member's id, empty for none.
+    pub member_id: String,
+    /// The member's static id (`group.instance.id`), if any.
+    pub group_instance_id: Option<String>,
+}
+
+impl GroupMetadata {
+    /// Metadata naming only the group: the coordinator checks no member.
+    ///
+    /// ```
+    /// let group = rill_client::GroupMetadata::new("billing");
+    /// assert_eq!(group.generation_id, -1);
+    /// ```
+    pub fn new(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
+
+impl From<&str> for GroupMetadata {
+    /// [`GroupMetadata::new`].
+    fn from(group_id: &str) -> Self {
+        Self::new(group_id)
+    }
+}
+
+impl From<String> for GroupMetadata {
+    /// [`GroupMetadata::new`].
+    fn from(group_id: String) -> Self {
+        Self::new(group_id)
+    }
+}
+
 /// One assigned partition: the task forwarding its partition consumer's records.
 #[derive(Debug)]
 struct Owned {
@@ -340,6 +389,25 @@ impl GroupConsumer {
     /// The group generation this member is in (`-1` before the first join).
     pub fn generation(&self) -> i32 {
         self.member.generation
+    }
+
+    /// This member as a transactional producer's `send_offsets_to_transaction` names it, so
+    /// that offsets committed in a transaction are refused once the group has moved on
+    /// without this member.
+    ///
+    /// ```no_run
+    /// # async fn _demo(group: &rill_client::GroupConsumer, producer: &rill_client::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.send_offsets_to_transaction(&[("input", 0, 42)], group.group_metadata()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn group_metadata(&self) -> GroupMetadata {
+        GroupMetadata {
+            group_id: self.member.group_id.clone(),
+            generation_id: self.member.generation,
+            member_id: self.member.member_id.clone(),
+            group_instance_id: self.member.instance_id.clone(),
+        }
     }
 
     /// Marks `record` as done: its offset + 1 is committed at the next commit. Records of

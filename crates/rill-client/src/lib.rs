@@ -8,10 +8,11 @@
 //! - [`producer`]: [`Producer`] (sarama's SyncProducer shape: `send(record).await` returns
 //!   where the record landed) and [`AsyncProducer`] (sarama's AsyncProducer shape: an input
 //!   and `successes()`/`errors()` receivers), both on one batching core with `linger`,
-//!   `batch_size`, compression, retries, `max_in_flight` and idempotence.
+//!   `batch_size`, compression, retries, `max_in_flight`, idempotence and transactions.
 //! - [`consumer`]: [`Consumer`] (partitions, start offsets) and [`PartitionConsumer`]
 //!   (sarama's `ConsumePartition` shape: one partition's records from an [`Offset`] on,
-//!   fetched ahead by a background task, across leader changes and broker restarts).
+//!   fetched ahead by a background task, across leader changes and broker restarts), reading
+//!   uncommitted or only committed records ([`IsolationLevel`]).
 //! - [`group`]: [`GroupConsumer`] (sarama's `ConsumerGroup` shape): a consumer-group member
 //!   sharing partitions with the group's other members, committing marked offsets.
 //! - [`admin`]: [`Admin`] (topics, partitions, configs, offsets, groups, committed offsets
@@ -71,13 +72,14 @@ pub use connection::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset, PartitionConsumer,
+    Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Offset, OffsetReset,
+    PartitionConsumer,
 };
 pub use error::{ClientError, Result};
-pub use group::{Assignor, GroupConfig, GroupConsumer, GroupEvent, StartOffset};
+pub use group::{Assignor, GroupConfig, GroupConsumer, GroupEvent, GroupMetadata, StartOffset};
 pub use producer::{
-    Acks, AsyncProducer, DEFAULT_BUFFER_MEMORY, Delivered, Partitioner, Producer, ProducerConfig,
-    ProducerError, ProducerRecord, RecordMetadata,
+    Acks, AsyncProducer, DEFAULT_BUFFER_MEMORY, DEFAULT_TRANSACTION_TIMEOUT, Delivered,
+    Partitioner, Producer, ProducerConfig, ProducerError, ProducerRecord, RecordMetadata,
 };
 pub use rill_protocol::{ApiKey, ErrorCode, kafka_protocol};
 pub use rill_record::{Compression, Header};

@@ -19,6 +19,48 @@
 //! producer retries in sequence order, so order is kept and nothing is written twice with
 //! `max_in_flight` up to 5 (Kafka's limit for idempotence). `enable_idempotence` is on by
 //! default, as in Kafka's Java client.
+//!
+//! # Transactions
+//! With a [`ProducerConfig::transactional_id`], records are sent in transactions (KIP-98, the
+//! Java client's API): [`Producer::init_transactions`] once, then for each transaction
+//! [`Producer::begin_transaction`], sends, optionally
+//! [`Producer::send_offsets_to_transaction`] (a consumer group's offsets, committed with
+//! the records), and [`Producer::commit_transaction`] or [`Producer::abort_transaction`].
+//! Consumers reading `read_committed` see a transaction's records only once it commits, and
+//! never those of an aborted one.
+//!
+//! - The transaction coordinator is found with FindCoordinator (key type 1); InitProducerId
+//!   gives the producer id and a new epoch, which fences every older instance with the same
+//!   transactional id.
+//! - Each partition is added to the transaction (AddPartitionsToTxn) before its first batch
+//!   goes out; batches are marked transactional and carry sequence numbers as with
+//!   idempotence.
+//! - `commit_transaction` sends every record first (without waiting for `linger`) and
+//!   fails, leaving the transaction to abort, if any record of it failed;
+//!   `abort_transaction` drops the records not sent yet (each fails), waits for those in
+//!   flight and aborts.
+//! - Retriable answers (CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS,
+//!   NOT_COORDINATOR: the coordinator is found again) are retried for up to
+//!   `delivery_timeout`. A fencing or authorization error (PRODUCER_FENCED,
+//!   INVALID_PRODUCER_EPOCH, TRANSACTIONAL_ID_AUTHORIZATION_FAILED) is fatal
+//!   ([`ClientError::is_fatal`]): every later call fails with it; close the producer.
+//!
+//! ```no_run
+//! use rill_client::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn _demo() -> Result<(), rill_client::ClientError> {
+//! let mut config = ProducerConfig::new(ClientConfig::new(["127.0.0.1:9092"]));
+//! config.transactional_id = Some("billing-1".to_owned());
+//! let producer = Producer::new(config)?;
+//! producer.init_transactions().await?;
+//! producer.begin_transaction().await?;
+//! producer.send(ProducerRecord::new("invoices").value("a")).await?;
+//! producer.send(ProducerRecord::new("ledger").value("b")).await?;
+//! producer.commit_transaction().await?;
+//! producer.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 
@@ -29,11 +71,13 @@ use tokio::time::Instant;
 
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{ClientError, Result};
+use crate::group::GroupMetadata;
 
 mod accumulator;
 mod async_producer;
 mod partitioner;
 mod sender;
+mod transaction;
 
 pub use async_producer::{AsyncProducer, Delivered};
 pub use partitioner::{Partitioner, murmur2, partition_for_key};
@@ -56,6 +100,8 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 5;
 pub const DEFAULT_CHANNEL_BUFFER: usize = 256;
 /// Default [`ProducerConfig::buffer_memory`]: 32 MiB, Kafka's `buffer.memory`.
 pub const DEFAULT_BUFFER_MEMORY: usize = 32 * 1024 * 1024;
+/// Default [`ProducerConfig::transaction_timeout`]: 60 s, Kafka's `transaction.timeout.ms`.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which acknowledgement the producer waits for (Kafka's `acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,6 +173,15 @@ pub struct ProducerConfig {
     /// for room, so a caller faster than the brokers is slowed down instead of growing memory
     /// and latency without bound.
     pub buffer_memory: usize,
+    /// Makes the producer transactional (Kafka's `transactional.id`, default `None`): records
+    /// are sent inside transactions (see the [module docs](self#transactions)), and a new
+    /// producer with the same id fences this one. Requires `enable_idempotence`.
+    pub transactional_id: Option<String>,
+    /// How long the transaction coordinator lets a transaction stay open before it aborts it
+    /// (Kafka's `transaction.timeout.ms`, default [`DEFAULT_TRANSACTION_TIMEOUT`]); the broker
+    /// refuses more than its `transaction.max.timeout.ms`. Longer lets a stuck producer hold
+    /// read_committed consumers back for longer.
+    pub transaction_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -154,6 +209,8 @@ impl ProducerConfig {
             partitioner: Partitioner::Default,
             channel_buffer: DEFAULT_CHANNEL_BUFFER,
             buffer_memory: DEFAULT_BUFFER_MEMORY,
+            transactional_id: None,
+            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
         }
     }
 
@@ -167,6 +224,23 @@ impl ProducerConfig {
             return Err(ClientError::Config(
                 "enable_idempotence requires max_in_flight <= 5".to_owned(),
             ));
+        }
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() {
+                return Err(ClientError::Config(
+                    "transactional_id must not be empty".to_owned(),
+                ));
+            }
+            if !self.enable_idempotence {
+                return Err(ClientError::Config(
+                    "transactional_id requires enable_idempotence".to_owned(),
+                ));
+            }
+            if self.transaction_timeout.is_zero() {
+                return Err(ClientError::Config(
+                    "transaction_timeout must be above zero".to_owned(),
+                ));
+            }
         }
         if self.max_in_flight == 0 || self.channel_buffer == 0 || self.buffer_memory == 0 {
             return Err(ClientError::Config(
@@ -469,6 +543,99 @@ impl Producer {
     /// The cluster this producer talks to.
     pub fn cluster(&self) -> &std::sync::Arc<Cluster> {
         self.handle.cluster()
+    }
+
+    /// Registers the [`transactional_id`](ProducerConfig::transactional_id) with its
+    /// transaction coordinator (Kafka's `initTransactions`): gets the producer id and a new
+    /// epoch, fencing every older producer with the same id, and waits until a transaction
+    /// such a producer left open is aborted. Call it once, before the first transaction.
+    /// Fails with [`ClientError::Config`] on a producer without a transactional id.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.init_transactions().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn init_transactions(&self) -> Result<()> {
+        self.handle.transaction(transaction::Request::Init).await
+    }
+
+    /// Opens a transaction: the records sent until
+    /// [`commit_transaction`](Self::commit_transaction) or
+    /// [`abort_transaction`](Self::abort_transaction) belong to it. A record sent outside a
+    /// transaction fails with [`ClientError::Transaction`].
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.begin_transaction().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn begin_transaction(&self) -> Result<()> {
+        self.handle.transaction(transaction::Request::Begin).await
+    }
+
+    /// Commits `offsets` (`(topic, partition, next offset to read)`) for a consumer group as
+    /// part of the open transaction (Kafka's `sendOffsetsToTransaction`): AddOffsetsToTxn to
+    /// the transaction coordinator, then TxnOffsetCommit to the group's coordinator. They
+    /// become the group's committed offsets when the transaction commits, and never if it
+    /// aborts: consume-transform-produce with each input record counted exactly once. Pass
+    /// [`GroupConsumer::group_metadata`](crate::GroupConsumer::group_metadata), or just the
+    /// group id.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.send_offsets_to_transaction(&[("input", 0, 42)], "copier").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_offsets_to_transaction<S: AsRef<str>>(
+        &self,
+        offsets: &[(S, i32, i64)],
+        group: impl Into<GroupMetadata>,
+    ) -> Result<()> {
+        let request = transaction::Request::SendOffsets {
+            offsets: offsets
+                .iter()
+                .map(|(t, p, o)| (t.as_ref().to_owned(), *p, *o))
+                .collect(),
+            group: group.into(),
+        };
+        self.handle.transaction(request).await
+    }
+
+    /// Sends every record of the transaction (not waiting for `linger`), then commits it:
+    /// read_committed consumers see its records, and the offsets sent with it become the
+    /// group's. If a record of it failed, nothing is committed and the error says why: abort
+    /// the transaction then (or close the producer if the error
+    /// [`is_fatal`](ClientError::is_fatal)).
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) -> Result<(), rill_client::ClientError> {
+    /// if let Err(err) = producer.commit_transaction().await {
+    ///     eprintln!("not committed: {err}");
+    ///     producer.abort_transaction().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn commit_transaction(&self) -> Result<()> {
+        self.handle.transaction(transaction::Request::Commit).await
+    }
+
+    /// Aborts the transaction: records not sent yet fail (with [`ClientError::Transaction`]),
+    /// those in flight are waited for, and read_committed consumers never see any of its
+    /// records; its offsets are not committed.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::Producer) -> Result<(), rill_client::ClientError> {
+    /// producer.abort_transaction().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn abort_transaction(&self) -> Result<()> {
+        self.handle.transaction(transaction::Request::Abort).await
     }
 }
 

@@ -18,7 +18,7 @@ async fn negotiates_versions_and_pipelines_requests() -> Result<()> {
     assert_eq!(conn.version_for(ApiKey::ApiVersions)?, 3);
     assert_eq!(conn.version_for(ApiKey::Produce)?, 12);
     assert!(matches!(
-        conn.version_for(ApiKey::EndTxn),
+        conn.version_for(ApiKey::WriteTxnMarkers),
         Err(ClientError::UnsupportedApi { .. })
     ));
     let mut tasks = Vec::new();

@@ -47,7 +47,7 @@ pub(crate) struct Bootstrap {
     /// security.protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), ssl.ca.location,
     /// ssl.certificate.location, ssl.key.location, ssl.keystore.location,
     /// ssl.endpoint.identification.algorithm, sasl.mechanism, sasl.username, sasl.password,
-    /// sasl.jaas.config, client.id.
+    /// sasl.jaas.config, client.id; for `rill consume`, isolation.level.
     #[arg(
         short = 'X',
         value_name = "KEY=VALUE",
@@ -62,6 +62,16 @@ impl Bootstrap {
     /// metadata requests may create topics (the broker's `auto.create.topics.enable`), as a
     /// Kafka producer's do; commands that only read use [`Bootstrap::read_only_config`].
     pub(crate) fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        Ok(self.client_config_taking(&[])?.0)
+    }
+
+    /// [`Bootstrap::client_config`], taking the properties named in `own` (a command's own,
+    /// such as `rill consume`'s isolation.level) out of -X and --command-config rather than
+    /// refusing them: their values, the last of each key winning.
+    pub(crate) fn client_config_taking(
+        &self,
+        own: &[&str],
+    ) -> anyhow::Result<(ClientConfig, Vec<(String, String)>)> {
         let mut config = ClientConfig::new(self.brokers.iter().cloned());
         config.connection.client_id = "rill-cli".to_owned();
         config.connection.connect_timeout = CONNECT_TIMEOUT;
@@ -80,17 +90,29 @@ impl Bootstrap {
             config.connection.client_id = props[pos].1.clone();
         }
         props.retain(|(k, _)| k != "client.id");
+        let (taken, props): (Vec<_>, Vec<_>) = props
+            .into_iter()
+            .partition(|(k, _)| own.contains(&k.as_str()));
         config.connection.security = rill_client::Security::from_properties(props)
             .map_err(|err| anyhow::anyhow!("{}", explain(&err)))?;
-        Ok(config)
+        Ok((config, taken))
     }
 
     /// [`Bootstrap::client_config`] whose metadata requests never create a topic, so that
     /// asking about a missing topic says so instead of creating it.
     pub(crate) fn read_only_config(&self) -> anyhow::Result<ClientConfig> {
-        let mut config = self.client_config()?;
+        Ok(self.read_only_config_taking(&[])?.0)
+    }
+
+    /// [`Bootstrap::read_only_config`], taking the properties named in `own` as
+    /// [`Bootstrap::client_config_taking`] does.
+    pub(crate) fn read_only_config_taking(
+        &self,
+        own: &[&str],
+    ) -> anyhow::Result<(ClientConfig, Vec<(String, String)>)> {
+        let (mut config, taken) = self.client_config_taking(own)?;
         config.allow_auto_topic_creation = false;
-        Ok(config)
+        Ok((config, taken))
     }
 
     /// A [`Cluster`] on `config` with a connection to the first bootstrap broker that answers,

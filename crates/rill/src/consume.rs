@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use rill_client::{
     Admin, AdminConfig, ClientConfig, Cluster, Consumer, ConsumerConfig, ConsumerRecord,
-    GroupConfig, GroupConsumer, GroupEvent, Offset, OffsetReset, OffsetSpec, StartOffset,
+    GroupConfig, GroupConsumer, GroupEvent, IsolationLevel, Offset, OffsetReset, OffsetSpec,
+    StartOffset,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -32,6 +33,10 @@ use output::{flush, quiet_if_broken_pipe, stdout_closed};
 /// --json prints one object a line: {"topic", "partition", "offset", "timestamp" (ms since
 /// the epoch), "key", "value", "headers": [{"key", "value"}]}. A key, value or header that is
 /// UTF-8 is a JSON string, null is null, and other bytes are {"base64": "..."}.
+///
+/// --isolation-level read_committed prints only records outside transactions and those of
+/// committed transactions, and waits at the first open transaction; transaction markers are
+/// never printed.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -97,9 +102,16 @@ pub(crate) struct Args {
     #[arg(short = 'c', long, env = "RILL_COUNT", value_name = "N")]
     count: Option<u64>,
 
-    /// Exit once every partition read is at its end (its log end when it was assigned).
+    /// Exit once every partition read is at its end (its log end when it was assigned; with
+    /// read_committed, its last stable offset).
     #[arg(short = 'e', long, env = "RILL_EXIT_AT_END")]
     exit_at_end: bool,
+
+    /// read_uncommitted (the default: every record) or read_committed (only records of
+    /// committed transactions and records outside transactions). The same as
+    /// -X isolation.level=...; Kafka's console consumer flag.
+    #[arg(long, env = "RILL_ISOLATION_LEVEL", value_name = "LEVEL")]
+    isolation_level: Option<IsolationLevel>,
 
     /// How to print each record (see the placeholders below).
     #[arg(
@@ -147,6 +159,9 @@ fn parse_start(text: &str) -> Result<Start, String> {
 enum Item {
     /// A record; with a group, the sender to tell once it is printed (so it is marked).
     Record(ConsumerRecord, Option<oneshot::Sender<()>>),
+    /// With --exit-at-end, a partition read up to its end (what lies before it and was not
+    /// printed holds no record to print: transaction markers, aborted records).
+    AtEnd(i32),
     /// A failure that ends the command.
     Failed(anyhow::Error),
 }
@@ -162,6 +177,12 @@ impl Progress {
     fn printed(&mut self, record: &ConsumerRecord) {
         if let Some((next, _)) = self.partitions.get_mut(&record.partition) {
             *next = (*next).max(record.offset + 1);
+        }
+    }
+
+    fn at_end(&mut self, partition: i32) {
+        if let Some((next, end)) = self.partitions.get_mut(&partition) {
+            *next = (*next).max(*end);
         }
     }
 
@@ -184,7 +205,17 @@ impl Args {
                 .map_or_else(|| Printer::format("%s\\n"), Ok)
                 .map_err(|err| anyhow::anyhow!(err))?
         };
-        let config = self.bootstrap.read_only_config()?;
+        let (config, own) = self
+            .bootstrap
+            .read_only_config_taking(&["isolation.level"])?;
+        if self.isolation_level.is_none() {
+            if let Some((_, value)) = own.last() {
+                let level = value
+                    .parse()
+                    .map_err(|why| anyhow::anyhow!("property 'isolation.level': {why}"))?;
+                self.isolation_level = Some(level);
+            }
+        }
         let cluster = self.bootstrap.connect(config.clone()).await?;
         let partitions = cluster
             .topic_metadata(&self.topic)
@@ -242,8 +273,10 @@ impl Args {
             .list_offsets(&asked, OffsetSpec::Earliest)
             .await
             .explain()?;
+        // Under read_committed the end is the last stable offset: records past it are not
+        // readable yet.
         let ends = admin
-            .list_offsets(&asked, OffsetSpec::Latest)
+            .list_offsets_isolated(&asked, OffsetSpec::Latest, self.isolation())
             .await
             .explain()?;
         let start = match (self.from_beginning, self.timestamp, self.offset) {
@@ -256,11 +289,9 @@ impl Args {
             start != Start::Stored,
             "--offset stored reads a group's committed offsets: name the group with --group"
         );
-        let consumer = Consumer::with_cluster(
-            ConsumerConfig::new(cluster.config().clone()),
-            Arc::clone(cluster),
-        )
-        .explain()?;
+        let mut config = ConsumerConfig::new(cluster.config().clone());
+        config.isolation_level = self.isolation();
+        let consumer = Consumer::with_cluster(config, Arc::clone(cluster)).explain()?;
         let mut progress = Progress::default();
         for ((&p, first), end) in partitions.iter().zip(starts).zip(ends) {
             let (first, end) = (first.explain()?.offset, end.explain()?.offset);
@@ -287,17 +318,21 @@ impl Args {
                 .explain()?;
             let _ = progress.partitions.insert(p, (from, end));
             let tx = tx.clone();
+            // With --exit-at-end, up to the end: the position gets there even when the last
+            // offsets before it hold no record to print (a transaction marker).
+            let until = if self.exit_at_end { end } else { i64::MAX };
             drop(tokio::spawn(async move {
                 let mut pc = pc;
-                while let Some(item) = pc.next().await {
+                while let Some(item) = pc.next_before(until).await {
                     let item = match item {
                         Ok(record) => Item::Record(record, None),
                         Err(err) => Item::Failed(anyhow::anyhow!(explain(&err))),
                     };
                     if tx.send(item).await.is_err() {
-                        break;
+                        return;
                     }
                 }
+                let _ = tx.send(Item::AtEnd(p)).await;
             }));
         }
         Ok(progress)
@@ -327,6 +362,7 @@ impl Args {
             ),
         };
         let mut consumer = ConsumerConfig::new(client);
+        consumer.isolation_level = self.isolation();
         // A committed offset that retention has passed: go on as for no committed offset.
         consumer.offset_reset = match start {
             StartOffset::Oldest => OffsetReset::Earliest,
@@ -410,6 +446,10 @@ impl Args {
             let Some(item) = item else { break };
             let (record, printed_tx) = match item {
                 Item::Record(record, printed_tx) => (record, printed_tx),
+                Item::AtEnd(partition) => {
+                    progress.at_end(partition);
+                    continue;
+                }
                 Item::Failed(err) => {
                     let _ = flush(&mut out)?;
                     return Err(err);
@@ -464,7 +504,7 @@ impl Args {
         let committed = admin.group_offsets(group).await.explain()?;
         let asked: Vec<(&str, i32)> = added.iter().map(|(t, p)| (t.as_str(), *p)).collect();
         let ends = admin
-            .list_offsets(&asked, OffsetSpec::Latest)
+            .list_offsets_isolated(&asked, OffsetSpec::Latest, self.isolation())
             .await
             .explain()?;
         let starts = admin
@@ -486,6 +526,13 @@ impl Args {
             let _ = progress.partitions.insert(*p, (next, end));
         }
         Ok(())
+    }
+}
+
+impl Args {
+    /// --isolation-level, or -X isolation.level, or read_uncommitted.
+    fn isolation(&self) -> IsolationLevel {
+        self.isolation_level.unwrap_or_default()
     }
 }
 

@@ -221,6 +221,74 @@ fn idempotent_compressed_producers_share_the_records_and_the_warmup() -> Result<
 }
 
 #[test]
+fn transactional_produce_commits_every_transaction() -> Result<()> {
+    let broker = Broker::start()?;
+    let topic = broker.topic("bench-txn");
+    let s = bench_json(
+        &broker,
+        "produce",
+        &[
+            "--topic",
+            &topic,
+            "--records",
+            "45",
+            "--record-size",
+            "32",
+            "--partitions",
+            "1",
+            "--transactional",
+            "--transaction-size",
+            "10",
+        ],
+    )?;
+    assert_eq!(count(&s, "records")?, 45);
+    assert_eq!(s["settings"]["transaction_size"], 10);
+    assert_eq!(s["settings"]["idempotence"], true);
+    // 45 records in 5 transactions, each ended by a commit marker (the last one lands just
+    // after the commit returns): none was left open, or the readers below would stall.
+    common::wait_until("the last commit marker", Duration::from_secs(10), || {
+        Ok((records_in(&broker, &topic, 1)? == 50).then_some(()))
+    })?;
+    // Catching up stops at the end even though the last offset is a marker.
+    let c = bench_json(&broker, "consume", &["--topic", &topic])?;
+    assert_eq!(count(&c, "records")?, 45);
+    let (stdout, _) = common::rill_ok(
+        &broker.bootstrap(),
+        &[
+            "consume",
+            &topic,
+            "--from-beginning",
+            "-e",
+            "--isolation-level",
+            "read_committed",
+            "-f",
+            "%o\\n",
+        ],
+        b"",
+    )?;
+    let offsets: Vec<i64> = stdout.lines().filter_map(|l| l.parse().ok()).collect();
+    let want: Vec<i64> = (0..49).filter(|o| o % 11 != 10).collect();
+    ensure!(offsets == want, "read_committed offsets {offsets:?}");
+
+    // e2e's readers read committed records: each arrives once its transaction commits.
+    let e = bench_json(
+        &broker,
+        "e2e",
+        &[
+            "--records",
+            "30",
+            "--record-size",
+            "16",
+            "--transactional",
+            "--transaction-size",
+            "7",
+        ],
+    )?;
+    assert_eq!(count(&e, "records")?, 30);
+    Ok(())
+}
+
+#[test]
 fn e2e_reads_every_record_it_sent() -> Result<()> {
     let broker = Broker::start()?;
     let s = bench_json(
@@ -351,7 +419,7 @@ fn check_svg(path: &Path) -> Result<()> {
 fn bad_input_fails_with_one_line_and_no_hang() -> Result<()> {
     let broker = Broker::start()?;
     let b = broker.bootstrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 10] = [
         (
             &["produce", "-b", &b, "--record-size", "0"],
             "--record-size 0",
@@ -374,6 +442,25 @@ fn bad_input_fails_with_one_line_and_no_hang() -> Result<()> {
             "--idempotence true needs --acks all",
         ),
         (&["produce", "-b", &b, "--producers", "0"], "--producers 0"),
+        (
+            &["produce", "-b", &b, "--transaction-size", "5"],
+            "--transaction-size needs --transactional",
+        ),
+        (
+            &["produce", "-b", &b, "--transactional", "--acks", "1"],
+            "--transactional needs --acks all",
+        ),
+        (
+            &[
+                "produce",
+                "-b",
+                &b,
+                "--transactional",
+                "--idempotence",
+                "false",
+            ],
+            "--transactional needs idempotence",
+        ),
     ];
     for (args, says) in cases {
         let line = one_line_error(&bench(args)?).with_context(|| format!("{args:?}"))?;

@@ -11,6 +11,7 @@ use rill_protocol::{ApiKey, StrBytes};
 use tokio::time::Instant;
 
 use super::{Admin, check, is_transient, missing};
+use crate::consumer::IsolationLevel;
 use crate::error::{ClientError, Result};
 
 /// Which offset [`Admin::list_offsets`] asks for.
@@ -75,6 +76,31 @@ impl Admin {
         partitions: &[(S, i32)],
         spec: OffsetSpec,
     ) -> Result<Vec<Result<ListedOffset>>> {
+        self.list_offsets_isolated(partitions, spec, IsolationLevel::ReadUncommitted)
+            .await
+    }
+
+    /// [`list_offsets`](Self::list_offsets) as a consumer at `isolation` sees them (Kafka's
+    /// `ListOffsetsOptions.isolationLevel`): under [`IsolationLevel::ReadCommitted`],
+    /// [`OffsetSpec::Latest`] is the last stable offset, where the oldest open transaction
+    /// begins, rather than the high watermark.
+    ///
+    /// ```no_run
+    /// # async fn _demo(admin: &rill_client::Admin) -> Result<(), rill_client::ClientError> {
+    /// use rill_client::{IsolationLevel, OffsetSpec};
+    /// let stable = admin
+    ///     .list_offsets_isolated(&[("events", 0)], OffsetSpec::Latest, IsolationLevel::ReadCommitted)
+    ///     .await?;
+    /// println!("{:?}", stable[0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn list_offsets_isolated<S: AsRef<str> + Sync>(
+        &self,
+        partitions: &[(S, i32)],
+        spec: OffsetSpec,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<Result<ListedOffset>>> {
         let asked: Vec<(&str, i32)> = partitions.iter().map(|(t, p)| (t.as_ref(), *p)).collect();
         let mut results: Vec<Option<Result<ListedOffset>>> = vec![None; asked.len()];
         let deadline = Instant::now() + self.config.operation_timeout;
@@ -85,7 +111,9 @@ impl Admin {
             if pending.is_empty() {
                 break;
             }
-            let round = self.list_offsets_round(&asked, &pending, spec).await;
+            let round = self
+                .list_offsets_round(&asked, &pending, spec, isolation)
+                .await;
             let retry_allowed = Instant::now() + self.config.retry_backoff < deadline;
             let mut retrying = false;
             for (i, result) in round {
@@ -118,6 +146,7 @@ impl Admin {
         asked: &[(&str, i32)],
         pending: &[usize],
         spec: OffsetSpec,
+        isolation: IsolationLevel,
     ) -> Vec<(usize, Result<ListedOffset>)> {
         let mut out = Vec::with_capacity(pending.len());
         // Group by leader: one request per broker.
@@ -140,7 +169,7 @@ impl Admin {
             }
             let request = ListOffsetsRequest::default()
                 .with_replica_id((-1).into())
-                .with_isolation_level(0)
+                .with_isolation_level(isolation.value())
                 .with_timeout_ms(self.timeout_ms())
                 .with_topics(
                     topics

@@ -2,18 +2,21 @@
 //! the channel, fetch again. It owns its connection and its offset; nothing is shared with the
 //! [`PartitionConsumer`](super::PartitionConsumer) but the channel and the high watermark.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use rill_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use rill_protocol::kafka_protocol::messages::fetch_response::PartitionData;
+use rill_protocol::kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData};
 use rill_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use rill_protocol::{ApiKey, ErrorCode, StrBytes};
-use rill_record::{Batches, RecordError};
+use rill_record::{BatchHeader, Batches, Marker, RecordError, parse_marker};
 use tokio::sync::mpsc;
 
-use super::{ConsumerConfig, ConsumerRecord, backoff, reset_target, resolve};
+use super::{
+    ConsumerConfig, ConsumerRecord, Fetched, IsolationLevel, backoff, reset_target, resolve,
+};
 use crate::cluster::Cluster;
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
@@ -31,7 +34,7 @@ pub(super) struct Fetcher {
     fetch_size: usize,
     conn: Option<Arc<Connection>>,
     high_watermark: Arc<AtomicI64>,
-    tx: mpsc::Sender<Result<Vec<ConsumerRecord>>>,
+    tx: mpsc::Sender<Result<Fetched>>,
 }
 
 impl Fetcher {
@@ -42,7 +45,7 @@ impl Fetcher {
         partition: i32,
         offset: i64,
         high_watermark: Arc<AtomicI64>,
-        tx: mpsc::Sender<Result<Vec<ConsumerRecord>>>,
+        tx: mpsc::Sender<Result<Fetched>>,
     ) -> Self {
         Self {
             topic_name: TopicName(StrBytes::from_string(topic.to_string())),
@@ -62,10 +65,20 @@ impl Fetcher {
     pub(super) async fn run(mut self) {
         let mut failures = 0u32;
         loop {
+            let before = self.offset;
             match self.fetch().await {
                 Ok(records) => {
                     failures = 0;
-                    if !records.is_empty() && self.tx.send(Ok(records)).await.is_err() {
+                    // Moving past batches without records to return (markers, aborted
+                    // records) is news too: it moves the consumer's position.
+                    if records.is_empty() && self.offset == before {
+                        continue;
+                    }
+                    let fetched = Fetched {
+                        records,
+                        next_offset: self.offset,
+                    };
+                    if self.tx.send(Ok(fetched)).await.is_err() {
                         return;
                     }
                 }
@@ -144,7 +157,7 @@ impl Fetcher {
             )
             .with_min_bytes(i32::try_from(self.config.fetch_min_bytes).unwrap_or(i32::MAX))
             .with_max_bytes(max_bytes)
-            .with_isolation_level(0)
+            .with_isolation_level(self.config.isolation_level.value())
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(vec![
@@ -183,7 +196,15 @@ impl Fetcher {
                     data.high_watermark
                 )
             })?;
-            let offset = resolve(&self.cluster, &self.topic, self.partition, target).await?;
+            let isolation = self.config.isolation_level;
+            let offset = resolve(
+                &self.cluster,
+                &self.topic,
+                self.partition,
+                target,
+                isolation,
+            )
+            .await?;
             tracing::info!(
                 topic = %self.topic,
                 partition = self.partition,
@@ -199,11 +220,18 @@ impl Fetcher {
             self.high_watermark
                 .store(data.high_watermark, Ordering::Relaxed);
         }
-        self.decode(data.records.unwrap_or_default())
+        // Only a read_committed Fetch lists aborted transactions; a broker that lists them
+        // anyway is not asked to hide anything.
+        let aborted = match self.config.isolation_level {
+            IsolationLevel::ReadCommitted => data.aborted_transactions.unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        self.decode(data.records.unwrap_or_default(), Aborted::new(&aborted))
     }
 
-    /// The records at and after `offset` in `bytes`, moving `offset` past every whole batch.
-    fn decode(&mut self, bytes: Bytes) -> Result<Vec<ConsumerRecord>> {
+    /// The records at and after `offset` in `bytes`, without those `aborted` drops, moving
+    /// `offset` past every whole batch.
+    fn decode(&mut self, bytes: Bytes, mut aborted: Aborted) -> Result<Vec<ConsumerRecord>> {
         let record_error = |source| ClientError::Record {
             topic: self.topic.to_string(),
             source: Arc::new(source),
@@ -222,11 +250,23 @@ impl Fetcher {
             };
             whole += 1;
             let header = batch.header();
+            let marker = if header.attributes.is_control() {
+                match parse_marker(&batch) {
+                    Ok(marker) => marker,
+                    Err(_) if !out.is_empty() => break,
+                    Err(err) => return Err(record_error(err)),
+                }
+            } else {
+                None
+            };
+            // Before the offset check: a transaction that began in a batch already read can
+            // end in this one.
+            let dropped = aborted.drops(header, marker);
             if header.next_offset() <= self.offset {
                 continue;
             }
             // Control batches (transaction markers) hold no user records.
-            if !header.attributes.is_control() {
+            if !header.attributes.is_control() && !dropped {
                 let records = match batch.records() {
                     Ok(records) => records,
                     Err(_) if !out.is_empty() => break,
@@ -273,5 +313,142 @@ impl Fetcher {
             "fetch from topic '{}' partition {}",
             self.topic, self.partition
         )
+    }
+}
+
+/// Kafka's read_committed filter over the batches of one Fetch answer (the Java client's, as
+/// KIP-98 describes it): an aborted transaction `(producer, first offset)` drops that
+/// producer's transactional batches from its first offset up to its ABORT marker.
+#[derive(Debug, Default)]
+struct Aborted {
+    /// `(first offset, producer id)` of the listed transactions not reached yet, the lowest
+    /// first offset last.
+    ahead: Vec<(i64, i64)>,
+    /// Producers inside an aborted transaction at the current batch.
+    open: HashSet<i64>,
+}
+
+impl Aborted {
+    fn new(list: &[AbortedTransaction]) -> Self {
+        let mut ahead: Vec<(i64, i64)> = list
+            .iter()
+            .map(|t| (t.first_offset, t.producer_id.0))
+            .collect();
+        ahead.sort_unstable_by(|a, b| b.cmp(a));
+        Self {
+            ahead,
+            open: HashSet::new(),
+        }
+    }
+
+    /// Whether the records of this batch are to be dropped; called for every batch in
+    /// offset order, `marker` being what a control batch says.
+    fn drops(&mut self, header: &BatchHeader, marker: Option<Marker>) -> bool {
+        if header.attributes.is_control() {
+            if marker.is_some_and(|m| !m.commit) {
+                let _ = self.open.remove(&header.producer_id);
+            }
+            return true;
+        }
+        if !header.attributes.is_transactional() {
+            return false;
+        }
+        while let Some(&(first, producer)) = self.ahead.last() {
+            if first > header.last_offset() {
+                break;
+            }
+            let _ = self.open.insert(producer);
+            let _ = self.ahead.pop();
+        }
+        self.open.contains(&header.producer_id)
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a test fails by panicking")]
+mod tests {
+    use rill_protocol::kafka_protocol::messages::ProducerId;
+    use rill_record::{Batch, BatchBuilder, RecordSpec, marker_batch};
+
+    use super::*;
+
+    /// A transactional batch of `count` records of `producer` at `base`.
+    fn data(producer: i64, base: i64, count: i32) -> Bytes {
+        let mut builder = BatchBuilder::new()
+            .transactional(producer >= 0)
+            .producer(producer, 0, 0)
+            .base_offset(base);
+        for i in 0..count {
+            let _ = builder.push(&RecordSpec::new(0).value(format!("{producer}-{i}")));
+        }
+        builder.build().unwrap()
+    }
+
+    fn marker(producer: i64, base: i64, commit: bool) -> Bytes {
+        let marker = Marker {
+            commit,
+            coordinator_epoch: 0,
+        };
+        let bytes = marker_batch(producer, 0, marker, 0).unwrap();
+        let mut bytes = bytes.to_vec();
+        rill_record::set_base_offset(&mut bytes, base).unwrap();
+        Bytes::from(bytes)
+    }
+
+    /// The offsets `Aborted` keeps, from batches at offsets as given.
+    fn kept(batches: &[Bytes], aborted: &[(i64, i64)]) -> Vec<i64> {
+        let list: Vec<AbortedTransaction> = aborted
+            .iter()
+            .map(|&(producer, first)| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(producer))
+                    .with_first_offset(first)
+            })
+            .collect();
+        let mut filter = Aborted::new(&list);
+        let mut out = Vec::new();
+        for bytes in batches {
+            let batch = Batch::parse(bytes).unwrap();
+            let header = batch.header();
+            let marker = if header.attributes.is_control() {
+                parse_marker(&batch).unwrap()
+            } else {
+                None
+            };
+            if !filter.drops(header, marker) {
+                out.extend(header.base_offset..header.next_offset());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn aborted_transactions_are_dropped_up_to_their_marker_only() {
+        // Producer 7 aborts 0-1 and commits 5-6; producer 8 commits 2-3 in between, and a
+        // non-transactional batch sits at 8.
+        let batches = [
+            data(7, 0, 2),
+            data(8, 2, 2),
+            marker(7, 4, false),
+            data(7, 5, 2),
+            marker(8, 7, true),
+            data(-1, 8, 1),
+            marker(7, 9, true),
+        ];
+        assert_eq!(kept(&batches, &[(7, 0)]), [2, 3, 5, 6, 8]);
+        // read_uncommitted (nothing listed): everything but the markers.
+        assert_eq!(kept(&batches, &[]), [0, 1, 2, 3, 5, 6, 8]);
+    }
+
+    #[test]
+    fn a_listed_transaction_starts_at_its_first_offset_not_before() {
+        // Producer 7 commits 0-1, then aborts 3-4: only the second is listed.
+        let batches = [
+            data(7, 0, 2),
+            marker(7, 2, true),
+            data(7, 3, 2),
+            marker(7, 5, false),
+        ];
+        assert_eq!(kept(&batches, &[(7, 3)]), [0, 1]);
     }
 }

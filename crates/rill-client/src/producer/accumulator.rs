@@ -132,11 +132,16 @@ impl Accumulator {
         ready
     }
 
-    /// The earliest instant at which a batch becomes sendable by time (linger or backoff).
-    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
+    /// The earliest instant at which a batch of a partition `sendable` allows becomes
+    /// sendable by time (linger or backoff).
+    pub(crate) fn next_wakeup(
+        &self,
+        sendable: impl Fn(&TopicPartition) -> bool,
+    ) -> Option<Instant> {
         self.queues
-            .values()
-            .filter_map(|q| q.batches.front())
+            .iter()
+            .filter(|(tp, _)| sendable(tp))
+            .filter_map(|(_, q)| q.batches.front())
             .map(|b| b.retry_at.unwrap_or(b.created + self.linger))
             .min()
     }
@@ -214,6 +219,26 @@ impl Accumulator {
         expired
     }
 
+    /// Removes and returns the queued batches never sent (a batch being retried stays: the
+    /// broker may have it, and its outcome must be known).
+    pub(crate) fn take_unsent(&mut self) -> Vec<ProducerBatch> {
+        let mut unsent = Vec::new();
+        for queue in self.queues.values_mut() {
+            if !queue.batches.iter().any(|b| b.attempts == 0) {
+                continue;
+            }
+            let (never, sent): (Vec<_>, Vec<_>) =
+                queue.batches.drain(..).partition(|b| b.attempts == 0);
+            queue.batches = sent.into();
+            unsent.extend(never);
+        }
+        if !unsent.is_empty() {
+            self.queues
+                .retain(|_, q| q.in_flight > 0 || !q.batches.is_empty());
+        }
+        unsent
+    }
+
     /// Forgets every assigned sequence (after a new producer id): batches get new ones when
     /// next sent, in queue order.
     pub(crate) fn reset_sequences(&mut self) {
@@ -263,7 +288,11 @@ mod tests {
         assert!(!acc.append(tp(0), pending(40, now), now));
         assert!(acc.ready(now, false, 5).is_empty(), "lingering");
         assert_eq!(acc.ready(now, true, 5), [tp(0)], "flush ignores linger");
-        assert_eq!(acc.next_wakeup(), Some(now + Duration::from_millis(5)));
+        assert_eq!(
+            acc.next_wakeup(|_| true),
+            Some(now + Duration::from_millis(5))
+        );
+        assert_eq!(acc.next_wakeup(|_| false), None);
         assert_eq!(acc.ready(now + Duration::from_millis(5), false, 5), [tp(0)]);
         // The third record does not fit: a new batch, and the first becomes sendable at once.
         assert!(acc.append(tp(0), pending(40, now), now));

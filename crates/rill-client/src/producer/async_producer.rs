@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc};
 
+use super::transaction::Request;
 use super::{ProducerConfig, ProducerError, ProducerRecord, RecordMetadata, Reply, sender};
 use crate::cluster::Cluster;
 use crate::error::{ClientError, Result};
+use crate::group::GroupMetadata;
 
 /// A delivered record and where it landed; what [`AsyncProducer::successes`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +158,84 @@ impl AsyncProducer {
     /// ```
     pub async fn flush(&self) {
         self.handle.flush().await;
+    }
+
+    /// [`Producer::init_transactions`](super::Producer::init_transactions): registers the
+    /// transactional id, fencing older producers with it.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::AsyncProducer) -> Result<(), rill_client::ClientError> {
+    /// producer.init_transactions().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn init_transactions(&self) -> Result<()> {
+        self.handle.transaction(Request::Init).await
+    }
+
+    /// [`Producer::begin_transaction`](super::Producer::begin_transaction): the records
+    /// handed over until the commit or abort belong to the transaction.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::AsyncProducer) -> Result<(), rill_client::ClientError> {
+    /// producer.begin_transaction().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn begin_transaction(&self) -> Result<()> {
+        self.handle.transaction(Request::Begin).await
+    }
+
+    /// [`Producer::send_offsets_to_transaction`](super::Producer::send_offsets_to_transaction):
+    /// a group's offsets, committed if the transaction is.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::AsyncProducer) -> Result<(), rill_client::ClientError> {
+    /// producer.send_offsets_to_transaction(&[("input", 0, 42)], "copier").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_offsets_to_transaction<S: AsRef<str>>(
+        &self,
+        offsets: &[(S, i32, i64)],
+        group: impl Into<GroupMetadata>,
+    ) -> Result<()> {
+        let request = Request::SendOffsets {
+            offsets: offsets
+                .iter()
+                .map(|(t, p, o)| (t.as_ref().to_owned(), *p, *o))
+                .collect(),
+            group: group.into(),
+        };
+        self.handle.transaction(request).await
+    }
+
+    /// [`Producer::commit_transaction`](super::Producer::commit_transaction): sends every
+    /// record handed over, then commits. Each record's outcome still arrives on its channel
+    /// (keep draining them meanwhile); the commit fails if any of them failed.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::AsyncProducer) -> Result<(), rill_client::ClientError> {
+    /// producer.commit_transaction().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn commit_transaction(&self) -> Result<()> {
+        self.handle.transaction(Request::Commit).await
+    }
+
+    /// [`Producer::abort_transaction`](super::Producer::abort_transaction): records not sent
+    /// yet arrive on [`errors`](Self::errors); nothing of the transaction is visible to
+    /// read_committed consumers.
+    ///
+    /// ```no_run
+    /// # async fn _demo(producer: &rill_client::AsyncProducer) -> Result<(), rill_client::ClientError> {
+    /// producer.abort_transaction().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn abort_transaction(&self) -> Result<()> {
+        self.handle.transaction(Request::Abort).await
     }
 
     /// Flushes and stops the producer; the channels end after the last outcome (sarama's

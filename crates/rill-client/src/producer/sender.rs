@@ -9,7 +9,7 @@ use rill_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use rill_protocol::kafka_protocol::messages::{
-    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
 use rill_protocol::{ErrorCode, StrBytes};
 use rill_record::BatchBuilder;
@@ -18,23 +18,30 @@ use tokio::time::Instant;
 
 use super::accumulator::{Accumulator, ProducerBatch, TopicPartition};
 use super::partitioner::PartitionerState;
+use super::transaction::{Answer, Coordinator, Request, Transactions};
 use super::{Acks, Pending, ProducerConfig, ProducerRecord, RecordMetadata, Reply, now_ms};
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::error::{ClientError, Result};
 
 /// Most commands the sender loop takes from its channel per turn.
 const RECV_CHUNK: usize = 1024;
+/// The newest Produce version for transactional batches: v12 belongs to KIP-890 part 2
+/// (partitions added implicitly), which clients use only once the broker announces
+/// `transaction.version` 2; until then partitions are added with AddPartitionsToTxn.
+const MAX_TRANSACTIONAL_PRODUCE_VERSION: i16 = 11;
 
 enum Command {
     Send(Pending),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
+    Transaction(Request, oneshot::Sender<Result<()>>),
 }
 
 enum Event {
     Metadata(String, Result<TopicMetadata>),
     ProducerId(Result<(i64, i16)>),
     Produced(i32, Vec<(ProducerBatch, Result<(i64, i64)>)>),
+    Transaction(Answer),
 }
 
 /// The handle producers hold: the command channel into the task.
@@ -42,6 +49,7 @@ enum Event {
 pub(crate) struct Handle {
     commands: mpsc::Sender<Command>,
     cluster: Arc<Cluster>,
+    transactional: bool,
 }
 
 impl std::fmt::Debug for Command {
@@ -50,6 +58,7 @@ impl std::fmt::Debug for Command {
             Self::Send(_) => "Send",
             Self::Flush(_) => "Flush",
             Self::Close(_) => "Close",
+            Self::Transaction(..) => "Transaction",
         })
     }
 }
@@ -58,7 +67,19 @@ impl Handle {
     pub(crate) fn start(config: ProducerConfig, cluster: Arc<Cluster>) -> Self {
         let (commands, rx) = mpsc::channel(config.channel_buffer);
         let (events_tx, events) = mpsc::unbounded_channel();
+        let transactional = config.transactional_id.is_some();
+        let coordinator = config.transactional_id.as_ref().map(|id| {
+            Arc::new(Coordinator::new(
+                Arc::clone(&cluster),
+                id.clone(),
+                config.transaction_timeout,
+                config.retry_backoff,
+                config.delivery_timeout,
+            ))
+        });
         let task = Sender {
+            txn: config.transactional_id.clone().map(Transactions::new),
+            coordinator,
             accumulator: Accumulator::new(config.batch_size, config.linger),
             partitioner: PartitionerState::new(config.partitioner),
             cluster: Arc::clone(&cluster),
@@ -82,7 +103,11 @@ impl Handle {
             turns: HashMap::new(),
         };
         drop(tokio::spawn(task.run(rx, events)));
-        Self { commands, cluster }
+        Self {
+            commands,
+            cluster,
+            transactional,
+        }
     }
 
     pub(crate) fn cluster(&self) -> &Arc<Cluster> {
@@ -118,6 +143,23 @@ impl Handle {
         if self.commands.send(Command::Close(tx)).await.is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// Hands a transaction request to the task, in line with the records sent before it,
+    /// and waits for its outcome.
+    pub(crate) async fn transaction(&self, request: Request) -> Result<()> {
+        if !self.transactional {
+            return Err(ClientError::Config(
+                "transactions need a transactional_id in the ProducerConfig".to_owned(),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Transaction(request, tx))
+            .await
+            .map_err(|_closed| ClientError::Closed("producer"))?;
+        rx.await
+            .unwrap_or_else(|_dropped| Err(ClientError::Closed("producer")))
     }
 }
 
@@ -155,6 +197,10 @@ struct Sender {
     /// Per broker, the signal that the last produce request handed to a task is queued on
     /// the connection: the next one waits for it (see [`Turn`]).
     turns: HashMap<i32, oneshot::Receiver<()>>,
+    /// The transaction state machine, with a `transactional_id`.
+    txn: Option<Transactions>,
+    /// Makes the transaction's calls to the coordinators, with a `transactional_id`.
+    coordinator: Option<Arc<Coordinator>>,
 }
 
 /// A produce request's place in line on its broker's connection.
@@ -253,6 +299,9 @@ impl Sender {
                         accepting = false;
                         let (done, _) = oneshot::channel();
                         self.closing = Some(done);
+                        if let Some(txn) = &mut self.txn {
+                            txn.close();
+                        }
                     }
                     let mut closing = None;
                     self.chunk_topic = None;
@@ -262,6 +311,7 @@ impl Sender {
                             Command::Flush(done) => self.flushes.push((self.next_id, done)),
                             Command::Close(done) if closing.is_none() => closing = Some(done),
                             Command::Close(done) => self.flushes.push((self.next_id, done)),
+                            Command::Transaction(request, reply) => self.transaction(request, reply),
                         }
                     }
                     if let Some(done) = closing {
@@ -271,14 +321,30 @@ impl Sender {
                             match command {
                                 Command::Send(pending) => self.accept(pending).await,
                                 Command::Flush(d) | Command::Close(d) => self.flushes.push((self.next_id, d)),
+                                Command::Transaction(request, reply) => self.transaction(request, reply),
                             }
                         }
                         accepting = false;
                         self.closing = Some(done);
+                        // An open transaction is aborted before the producer stops.
+                        if let Some(txn) = &mut self.txn {
+                            txn.close();
+                        }
                     }
                 },
                 Some(event) = events.recv() => self.on_event(event).await,
                 () = sleep_until(wakeup) => {}
+            }
+        }
+    }
+
+    fn transaction(&mut self, request: Request, reply: oneshot::Sender<Result<()>>) {
+        match &mut self.txn {
+            Some(txn) => txn.request(request, reply),
+            None => {
+                let _ = reply.send(Err(ClientError::Config(
+                    "transactions need a transactional_id in the ProducerConfig".to_owned(),
+                )));
             }
         }
     }
@@ -297,7 +363,12 @@ impl Sender {
                 let _ = tx.send(());
             }
         }
-        if idle { self.closing.take() } else { None }
+        let txn_idle = self.txn.as_ref().is_none_or(Transactions::idle);
+        if idle && txn_idle {
+            self.closing.take()
+        } else {
+            None
+        }
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
@@ -308,7 +379,11 @@ impl Sender {
         let mut at = if waiting_for_pid {
             None
         } else {
-            self.accumulator.next_wakeup()
+            // Batches of partitions the transaction coordinator has not added yet wait for
+            // it, not for their linger.
+            let txn = self.txn.as_ref();
+            self.accumulator
+                .next_wakeup(|tp| txn.is_none_or(|txn| txn.may_send_to(tp)))
         };
         let mut consider = |t: Option<Instant>| {
             at = match (at, t) {
@@ -329,6 +404,12 @@ impl Sender {
         pending.id = self.next_id;
         self.next_id += 1;
         self.outstanding.insert(pending.id);
+        if let Some(Err(err)) = self.txn.as_ref().map(Transactions::check_send) {
+            // Refused, not failed: the transaction (if any) is not harmed by it.
+            self.outstanding.remove(pending.id);
+            pending.complete(Err(err)).await;
+            return;
+        }
         if pending.size > self.config.max_request_size {
             let err = ClientError::RecordTooLarge {
                 topic: pending.record.topic.clone(),
@@ -394,6 +475,9 @@ impl Sender {
             }
         };
         let tp = (meta.name.clone(), partition);
+        if let Some(txn) = &mut self.txn {
+            txn.joined(&tp);
+        }
         let now = pending.enqueued;
         self.buffered += pending.size;
         if self.accumulator.append(tp, pending, now) {
@@ -457,6 +541,18 @@ impl Sender {
                     self.on_produced(batch, result).await;
                 }
             }
+            Event::Transaction(answer) => {
+                if let Some(txn) = &mut self.txn {
+                    txn.answer(answer);
+                    if txn.producer() != self.producer_id {
+                        // A new producer id or epoch: sequences start again (nothing is
+                        // queued or in flight then).
+                        self.producer_id = txn.producer();
+                        self.sequences.clear();
+                        self.accumulator.reset_sequences();
+                    }
+                }
+            }
         }
     }
 
@@ -497,7 +593,10 @@ impl Sender {
                     && batch
                         .base_sequence
                         .is_some_and(|seq| self.accumulator.has_earlier(&tp, seq));
-                let unknown_pid = err.code() == Some(ErrorCode::UnknownProducerId);
+                // Idempotence gets past a forgotten producer id with a new one; a transaction
+                // cannot, and is aborted instead.
+                let unknown_pid =
+                    self.txn.is_none() && err.code() == Some(ErrorCode::UnknownProducerId);
                 let retriable = err.is_retriable() || explained_gap || unknown_pid;
                 let expired = batch.oldest() + self.config.delivery_timeout <= Instant::now();
                 if retriable && !expired && batch.attempts <= self.config.retries {
@@ -514,7 +613,7 @@ impl Sender {
                 if batch.base_sequence.is_some() {
                     // The broker may or may not have it: later sequences would be refused
                     // as a gap, so start again with a new producer id.
-                    self.reset_pid = true;
+                    self.sequence_lost();
                 }
                 let err = if expired && retriable {
                     ClientError::Timeout {
@@ -533,7 +632,58 @@ impl Sender {
 
     async fn complete(&mut self, pending: Pending, outcome: Result<RecordMetadata>) {
         self.outstanding.remove(pending.id);
+        if let (Some(txn), Err(err)) = (&mut self.txn, &outcome) {
+            txn.record_failed(err);
+        }
         pending.complete(outcome).await;
+    }
+
+    /// A batch that carried sequence numbers failed without a known outcome: the broker may
+    /// or may not have it, so later sequences would be refused as a gap. An idempotent
+    /// producer gets a new producer id once nothing is in flight; a transactional one a new
+    /// epoch when its transaction is aborted.
+    fn sequence_lost(&mut self) {
+        match &mut self.txn {
+            Some(txn) => txn.sequence_lost(),
+            None => self.reset_pid = true,
+        }
+    }
+
+    /// Fails the records not sent yet when the transaction says so (it is being aborted,
+    /// can only be aborted, or the producer cannot go on), as the Java client does: sending
+    /// them would only make more to abort.
+    async fn drop_unsent(&mut self) {
+        let Some(err) = self.txn.as_ref().and_then(Transactions::dropping) else {
+            return;
+        };
+        for batch in self.accumulator.take_unsent() {
+            self.buffered = self.buffered.saturating_sub(batch.size);
+            for pending in batch.records {
+                self.complete(pending, Err(err.clone())).await;
+            }
+        }
+        let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, p)| p).collect();
+        for pending in waiting {
+            self.complete(pending, Err(err.clone())).await;
+        }
+    }
+
+    /// Starts the transaction's next call to a coordinator, if it has one.
+    fn drive_transaction(&mut self) {
+        let records_done = self.outstanding.is_empty();
+        let (Some(txn), Some(coordinator)) = (&mut self.txn, &self.coordinator) else {
+            return;
+        };
+        let Some(call) = txn.poll(records_done) else {
+            return;
+        };
+        let producer = txn.producer();
+        let coordinator = Arc::clone(coordinator);
+        let events = self.events_tx.clone();
+        drop(tokio::spawn(async move {
+            let answer = coordinator.call(call, producer).await;
+            let _ = events.send(Event::Transaction(answer));
+        }));
     }
 
     /// Timeouts, producer id, and sending what is ready.
@@ -550,7 +700,12 @@ impl Sender {
             let _ = self.metadata_retry.remove(&topic);
             self.fetch_metadata(topic);
         }
-        if self.config.enable_idempotence {
+        if self.txn.is_some() {
+            // The producer id comes from init_transactions, and records only from a
+            // transaction, which has one.
+            self.drop_unsent().await;
+            self.drive_transaction();
+        } else if self.config.enable_idempotence {
             if self.reset_pid && self.accumulator.in_flight() == 0 {
                 self.reset_pid = false;
                 self.producer_id = None;
@@ -578,7 +733,7 @@ impl Sender {
         for batch in self.accumulator.expire(older_than) {
             self.buffered = self.buffered.saturating_sub(batch.size);
             if batch.base_sequence.is_some() {
-                self.reset_pid = true;
+                self.sequence_lost();
             }
             let err = timeout(&batch.tp.0);
             for pending in batch.records {
@@ -632,13 +787,18 @@ impl Sender {
         // A full buffer sends what it holds without waiting for linger: nothing else frees it.
         let flush = !self.flushes.is_empty()
             || self.closing.is_some()
-            || self.buffered >= self.config.buffer_memory;
+            || self.buffered >= self.config.buffer_memory
+            || self.txn.as_ref().is_some_and(Transactions::flushing);
         let ready = self
             .accumulator
             .ready(now, flush, self.config.max_in_flight);
         // Group by leader; one request per leader, one batch per partition in it.
         let mut by_leader: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
         for tp in ready {
+            // A transaction's batches wait until the coordinator has their partition.
+            if self.txn.as_ref().is_some_and(|txn| !txn.may_send_to(&tp)) {
+                continue;
+            }
             match self
                 .cluster
                 .cached_topic_shared(&tp.0)
@@ -721,7 +881,9 @@ async fn produce(
     let mut good = Vec::with_capacity(batches.len());
     let mut out = Vec::new();
     for batch in batches {
-        let mut builder = BatchBuilder::with_capacity(batch.size).compression(config.compression);
+        let mut builder = BatchBuilder::with_capacity(batch.size)
+            .compression(config.compression)
+            .transactional(config.transactional_id.is_some());
         if let (Some((id, epoch)), Some(seq)) = (pid, batch.base_sequence) {
             builder = builder.producer(id, epoch, seq);
         }
@@ -780,12 +942,21 @@ async fn send_request(
     let timeout_ms =
         i32::try_from(config.client.connection.request_timeout.as_millis()).unwrap_or(i32::MAX);
     let request = ProduceRequest::default()
+        .with_transactional_id(
+            config
+                .transactional_id
+                .as_ref()
+                .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
+        )
         .with_acks(config.acks.value())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topics);
     turn.wait().await;
     let conn = cluster.broker_connection(leader).await?;
-    let version = conn.version_for(rill_protocol::ApiKey::Produce)?;
+    let mut version = conn.version_for(rill_protocol::ApiKey::Produce)?;
+    if config.transactional_id.is_some() {
+        version = version.min(MAX_TRANSACTIONAL_PRODUCE_VERSION);
+    }
     if config.acks == Acks::None {
         conn.send_oneway(request, version).await?;
         return Ok(None);

@@ -207,7 +207,23 @@ pub(crate) struct ProducerFlags {
     /// off otherwise (idempotence needs acks=all).
     #[arg(long, env = "RILL_BENCH_IDEMPOTENCE", value_name = "BOOL")]
     pub(super) idempotence: Option<bool>,
+
+    /// Send in transactions: each producer gets a transactional id of its own
+    /// (`<topic>-txn-<n>`) and commits every --transaction-size records it sends (and the
+    /// rest at the end). Needs --acks all and idempotence. Throughput and latency count
+    /// records when acknowledged, as without transactions; the time spent committing is part
+    /// of the run. With e2e, the readers read committed records only, so latency includes
+    /// the wait for the commit.
+    #[arg(long, env = "RILL_BENCH_TRANSACTIONAL")]
+    pub(super) transactional: bool,
+
+    /// Records per transaction, counted per producer, with --transactional (default 1000).
+    #[arg(long, env = "RILL_BENCH_TRANSACTION_SIZE", value_name = "N")]
+    pub(super) transaction_size: Option<u64>,
 }
+
+/// Default --transaction-size.
+pub(super) const DEFAULT_TRANSACTION_SIZE: u64 = 1000;
 
 impl ProducerFlags {
     /// Whether the producers are idempotent, after checking --idempotence against --acks.
@@ -216,8 +232,22 @@ impl ProducerFlags {
             Some(true) if self.acks != Acks::All => {
                 bail!("--idempotence true needs --acks all")
             }
+            Some(false) if self.transactional => {
+                bail!("--transactional needs idempotence: drop --idempotence false")
+            }
             Some(on) => Ok(on),
             None => Ok(self.acks == Acks::All),
+        }
+    }
+
+    /// Records per transaction when --transactional, after checking the flags together.
+    pub(super) fn transaction_size(&self) -> anyhow::Result<Option<u64>> {
+        match (self.transactional, self.transaction_size) {
+            (false, None) => Ok(None),
+            (false, Some(_)) => bail!("--transaction-size needs --transactional"),
+            (true, _) if self.acks != Acks::All => bail!("--transactional needs --acks all"),
+            (true, Some(0)) => bail!("--transaction-size 0: a transaction needs a record"),
+            (true, size) => Ok(Some(size.unwrap_or(DEFAULT_TRANSACTION_SIZE))),
         }
     }
 }
@@ -308,6 +338,7 @@ impl ProduceArgs {
             ensure!(!topic.is_empty(), "--topic is empty");
         }
         let _ = self.producer.idempotence()?;
+        let _ = self.producer.transaction_size()?;
         let _ = self.load.length.stop(None)?;
         Ok(())
     }

@@ -374,6 +374,11 @@ impl Reader {
                 () = self.shared.stop.cancelled() => break,
                 _ = tick.tick() => {
                     self.recorder.roll(self.clock.now_ns());
+                    // Caught up with nothing more to read: the last offsets before the end
+                    // hold a transaction marker, which no chunk brings.
+                    if self.end.is_some_and(|end| pc.position() >= end) {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -396,7 +401,9 @@ impl Reader {
             if let Some(end) = self.end {
                 let keep = records.partition_point(|r| r.offset < end);
                 records = records.get(..keep).unwrap_or_default();
-                done = records.last().is_some_and(|r| r.offset + 1 >= end) || keep < chunk.len();
+                done = records.last().is_some_and(|r| r.offset + 1 >= end)
+                    || keep < chunk.len()
+                    || pc.position() >= end;
             }
             let n = records.len() as u64;
             let _ = self.shared.progress.fetch_add(n, Ordering::Relaxed);

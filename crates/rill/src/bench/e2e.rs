@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use rill_client::{Consumer, ConsumerConfig, Offset};
+use rill_client::{Consumer, ConsumerConfig, IsolationLevel, Offset};
 use tokio::sync::mpsc;
 
 use super::args::E2eArgs;
@@ -28,6 +28,10 @@ pub(super) async fn run(args: E2eArgs) -> anyhow::Result<Outcome> {
     let partitions = setup::ensure_topic(&admin, &topic, produce.producer.partitions).await?;
     let mut config = ConsumerConfig::new(admin.cluster().config().clone());
     config.max_partition_fetch_bytes = args.fetch_size;
+    if produce.producer.transactional {
+        // Records count once their transaction commits.
+        config.isolation_level = IsolationLevel::ReadCommitted;
+    }
     let consumer = Consumer::with_cluster(config, Arc::clone(admin.cluster()))?;
 
     let templates = Templates::new()?;

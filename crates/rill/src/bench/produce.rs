@@ -73,6 +73,7 @@ pub(super) fn settings(args: &ProduceArgs, partitions: i32) -> anyhow::Result<se
         "batch_size": args.producer.batch_size,
         "linger_ms": args.producer.linger.as_secs_f64() * 1000.0,
         "idempotence": args.producer.idempotence()?,
+        "transaction_size": args.producer.transaction_size()?,
     }))
 }
 
@@ -112,14 +113,25 @@ impl Fleet {
         config.linger = args.producer.linger;
         config.enable_idempotence = args.producer.idempotence()?;
         config.max_request_size = config.max_request_size.max(args.load.record_size + 1024);
+        let transaction_size = args.producer.transaction_size()?;
         let topic: Arc<str> = Arc::from(topic);
         let mut fleet = Self {
             senders: Vec::with_capacity(count),
             drains: Vec::with_capacity(count),
         };
         for index in 0..count {
-            let producer = AsyncProducer::new(config.clone())
-                .with_context(|| format!("starting producer {index}"))?;
+            let mut config = config.clone();
+            if transaction_size.is_some() {
+                config.transactional_id = Some(format!("{topic}-txn-{index}"));
+            }
+            let producer =
+                AsyncProducer::new(config).with_context(|| format!("starting producer {index}"))?;
+            if transaction_size.is_some() {
+                producer
+                    .init_transactions()
+                    .await
+                    .with_context(|| format!("producer {index}: init_transactions"))?;
+            }
             let plan = Plan {
                 topic: Arc::clone(&topic),
                 payload: payload.clone(),
@@ -132,6 +144,7 @@ impl Fleet {
                 rate: args.load.rate,
                 index: index as u64,
                 producers: count as u64,
+                transaction_size,
             };
             // e2e: the consumers report the seconds; the producers' go nowhere.
             let reports = if e2e {
@@ -181,6 +194,8 @@ struct Plan {
     rate: u64,
     index: u64,
     producers: u64,
+    /// Records per transaction (`None`: no transactions).
+    transaction_size: Option<u64>,
 }
 
 /// `n` split over `count` parts: part `index`'s share.
@@ -207,14 +222,69 @@ fn payload(size: usize) -> Bytes {
 }
 
 /// The sending task: records on schedule (or as fast as the producer takes them) until the
-/// plan's share is sent, then close, which waits for every outcome.
+/// plan's share is sent, then close, which waits for every outcome (and aborts a transaction
+/// left open by a failure).
 async fn send(producer: AsyncProducer, plan: Plan, clock: Clock) -> anyhow::Result<()> {
-    let result = send_all(&producer, &plan, clock).await;
+    let mut txn = plan
+        .transaction_size
+        .map(|size| Transactions { size, open: 0 });
+    let mut result = send_all(&producer, &plan, clock, txn.as_mut()).await;
+    if let (Ok(()), Some(txn)) = (&result, &mut txn) {
+        result = txn.end(&producer).await;
+    }
     producer.close().await;
     result
 }
 
-async fn send_all(producer: &AsyncProducer, plan: &Plan, clock: Clock) -> anyhow::Result<()> {
+/// Where a transactional producer is in its transaction.
+#[derive(Debug)]
+struct Transactions {
+    /// Records per transaction.
+    size: u64,
+    /// Records sent in the open transaction (0: none is open).
+    open: u64,
+}
+
+impl Transactions {
+    /// Opens a transaction if none is.
+    async fn before_send(&mut self, producer: &AsyncProducer) -> anyhow::Result<()> {
+        if self.open == 0 {
+            producer
+                .begin_transaction()
+                .await
+                .context("beginning a transaction")?;
+        }
+        Ok(())
+    }
+
+    /// Counts a record sent; commits once the transaction is full.
+    async fn after_send(&mut self, producer: &AsyncProducer) -> anyhow::Result<()> {
+        self.open += 1;
+        if self.open >= self.size {
+            self.end(producer).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction, if any.
+    async fn end(&mut self, producer: &AsyncProducer) -> anyhow::Result<()> {
+        if self.open > 0 {
+            self.open = 0;
+            producer
+                .commit_transaction()
+                .await
+                .context("committing a transaction")?;
+        }
+        Ok(())
+    }
+}
+
+async fn send_all(
+    producer: &AsyncProducer,
+    plan: &Plan,
+    clock: Clock,
+    mut txn: Option<&mut Transactions>,
+) -> anyhow::Result<()> {
     let (warm_records, warm_until_ns) = match plan.warmup {
         None => (0, 0),
         Some(Warmup::Records(n)) => (n, 0),
@@ -260,10 +330,16 @@ async fn send_all(producer: &AsyncProducer, plan: &Plan, clock: Clock) -> anyhow
         } else {
             plan.payload.clone()
         };
+        if let Some(txn) = txn.as_deref_mut() {
+            txn.before_send(producer).await?;
+        }
         producer
             .send(ProducerRecord::new(&*plan.topic).value(value).tag(stamp))
             .await
             .context("sending")?;
+        if let Some(txn) = txn.as_deref_mut() {
+            txn.after_send(producer).await?;
+        }
         sent += 1;
     }
 }
