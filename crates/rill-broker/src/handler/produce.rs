@@ -271,11 +271,18 @@ async fn verify(
             };
             Err(Refusal::new(
                 client,
-                format!(
-                    "partition {}-{index} is not in the open transaction of '{transactional_id}'                      (producer {producer_id}, epoch {producer_epoch}): {}",
-                    topic.name,
-                    code.name()
-                ),
+                match code {
+                    ErrorCode::ProducerFenced => format!(
+                        "producer {producer_id} at epoch {producer_epoch} of \
+                         '{transactional_id}' is fenced by a newer instance"
+                    ),
+                    _ => format!(
+                        "partition {}-{index} is not in the open transaction of \
+                         '{transactional_id}' (producer {producer_id}, epoch {producer_epoch}): {}",
+                        topic.name,
+                        code.name()
+                    ),
+                },
             ))
         }
     }
