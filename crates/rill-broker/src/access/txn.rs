@@ -8,6 +8,7 @@ use rill_protocol::kafka_protocol::messages::{self as m, RequestKind};
 
 use super::{CLUSTER_DENIED, GROUP_DENIED, Gate, Op, Patch, R, TOPIC_DENIED};
 use crate::authorizer::Access;
+use crate::handler::transactions::{add_partitions_answer, offset_commit_answer};
 
 const TXN_DENIED: ErrorCode = ErrorCode::TransactionalIdAuthorizationFailed;
 
@@ -46,32 +47,13 @@ pub(super) fn gate(access: &Access<'_>, body: RequestKind, version: i16) -> Gate
             if id_ok && req.v3_and_below_topics.iter().all(|t| topic_ok(&t.name)) {
                 return Gate::Run(RequestKind::AddPartitionsToTxn(req), Patch::Nothing);
             }
-            use m::add_partitions_to_txn_response::{
-                AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
-            };
-            let topics = req
-                .v3_and_below_topics
-                .iter()
-                .map(|t| {
-                    let code = match (id_ok, topic_ok(&t.name)) {
-                        (false, _) => TXN_DENIED,
-                        (true, false) => TOPIC_DENIED,
-                        (true, true) => ErrorCode::OperationNotAttempted,
-                    };
-                    let results = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            AddPartitionsToTxnPartitionResult::default()
-                                .with_partition_index(*p)
-                                .with_partition_error_code(code.code())
-                        })
-                        .collect();
-                    AddPartitionsToTxnTopicResult::default()
-                        .with_name(t.name.clone())
-                        .with_results_by_partition(results)
-                })
-                .collect();
+            let topics = add_partitions_answer(&req.v3_and_below_topics, |name, _| {
+                match (id_ok, topic_ok(name)) {
+                    (false, _) => TXN_DENIED,
+                    (true, false) => TOPIC_DENIED,
+                    (true, true) => ErrorCode::OperationNotAttempted,
+                }
+            });
             Gate::Answer(
                 m::AddPartitionsToTxnResponse::default()
                     .with_results_by_topic_v3_and_below(topics)
@@ -114,37 +96,14 @@ pub(super) fn gate(access: &Access<'_>, body: RequestKind, version: i16) -> Gate
             if whole.is_none() && req.topics.iter().all(|t| topic_ok(&t.name)) {
                 return Gate::Run(RequestKind::TxnOffsetCommit(req), Patch::Nothing);
             }
-            use m::txn_offset_commit_response::{
-                TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-            };
-            let topics = req
-                .topics
-                .iter()
-                .map(|t| {
-                    let code = whole.unwrap_or(if topic_ok(&t.name) {
-                        ErrorCode::OperationNotAttempted
-                    } else {
-                        TOPIC_DENIED
-                    });
-                    let partitions = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            TxnOffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code.code())
-                        })
-                        .collect();
-                    TxnOffsetCommitResponseTopic::default()
-                        .with_name(t.name.clone())
-                        .with_partitions(partitions)
+            let answer = offset_commit_answer(&req.topics, |name| {
+                whole.unwrap_or(if topic_ok(name) {
+                    ErrorCode::OperationNotAttempted
+                } else {
+                    TOPIC_DENIED
                 })
-                .collect();
-            Gate::Answer(
-                m::TxnOffsetCommitResponse::default()
-                    .with_topics(topics)
-                    .into(),
-            )
+            });
+            Gate::Answer(answer.into())
         }
         RequestKind::WriteTxnMarkers(req) => {
             if access.on_cluster(Op::ClusterAction) {

@@ -15,6 +15,7 @@ use rill_protocol::kafka_protocol::messages::describe_transactions_response::{
     TopicData, TransactionState,
 };
 use rill_protocol::kafka_protocol::messages::list_transactions_response::TransactionState as Listed;
+use rill_protocol::kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestTopic;
 use rill_protocol::kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -64,30 +65,21 @@ fn unknown_partitions(broker: &Broker, topics: &[AddPartitionsToTxnTopic]) -> bo
     })
 }
 
-/// The per-partition answer: `code` everywhere, except UNKNOWN_TOPIC_OR_PARTITION for the
-/// partitions that do not exist when some do not (the rest OPERATION_NOT_ATTEMPTED).
-fn topic_results(
-    broker: &Broker,
+/// AddPartitionsToTxn's per-partition answer, each partition's code from `code`.
+pub(crate) fn add_partitions_answer(
     topics: &[AddPartitionsToTxnTopic],
-    code: Option<ErrorCode>,
+    code: impl Fn(&TopicName, i32) -> ErrorCode,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     topics
         .iter()
         .map(|t| {
-            let topic = broker.topic(&t.name.0);
             let results = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let exists = topic.as_ref().is_some_and(|topic| topic.exists(*p));
-                    let code = match code {
-                        Some(code) => code,
-                        None if exists => ErrorCode::OperationNotAttempted,
-                        None => ErrorCode::UnknownTopicOrPartition,
-                    };
                     AddPartitionsToTxnPartitionResult::default()
                         .with_partition_index(*p)
-                        .with_partition_error_code(code.code())
+                        .with_partition_error_code(code(&t.name, *p).code())
                 })
                 .collect();
             AddPartitionsToTxnTopicResult::default()
@@ -95,6 +87,48 @@ fn topic_results(
                 .with_results_by_partition(results)
         })
         .collect()
+}
+
+/// The per-partition answer: `code` everywhere, except UNKNOWN_TOPIC_OR_PARTITION for the
+/// partitions that do not exist when some do not (the rest OPERATION_NOT_ATTEMPTED).
+fn topic_results(
+    broker: &Broker,
+    topics: &[AddPartitionsToTxnTopic],
+    code: Option<ErrorCode>,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    add_partitions_answer(topics, |name, p| match code {
+        Some(code) => code,
+        None if broker.topic(&name.0).is_some_and(|t| t.exists(p)) => {
+            ErrorCode::OperationNotAttempted
+        }
+        None => ErrorCode::UnknownTopicOrPartition,
+    })
+}
+
+/// TxnOffsetCommit's per-partition answer, each topic's code from `code`.
+pub(crate) fn offset_commit_answer(
+    topics: &[TxnOffsetCommitRequestTopic],
+    code: impl Fn(&TopicName) -> ErrorCode,
+) -> TxnOffsetCommitResponse {
+    let topics = topics
+        .iter()
+        .map(|t| {
+            let code = code(&t.name);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code.code())
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
 fn partitions_of(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
@@ -139,28 +173,13 @@ pub(crate) async fn add_partitions(
         let id = txn.transactional_id.0.to_string();
         let caller = caller(txn.producer_id, txn.producer_epoch);
         let topic_results = if txn.verify_only {
-            txn.topics
-                .iter()
-                .map(|t| {
-                    let results = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            let code = broker
-                                .txns
-                                .verify(&id, caller, &t.name.0, *p)
-                                .err()
-                                .unwrap_or(ErrorCode::None);
-                            AddPartitionsToTxnPartitionResult::default()
-                                .with_partition_index(*p)
-                                .with_partition_error_code(code.code())
-                        })
-                        .collect();
-                    AddPartitionsToTxnTopicResult::default()
-                        .with_name(t.name.clone())
-                        .with_results_by_partition(results)
-                })
-                .collect()
+            add_partitions_answer(&txn.topics, |name, p| {
+                broker
+                    .txns
+                    .verify(&id, caller, &name.0, p)
+                    .err()
+                    .unwrap_or(ErrorCode::None)
+            })
         } else if unknown_partitions(broker, &txn.topics) {
             topic_results(broker, &txn.topics, None)
         } else {
@@ -256,25 +275,7 @@ pub(crate) async fn offset_commit(
         .await
         .err()
         .unwrap_or(ErrorCode::None);
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    TxnOffsetCommitResponsePartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(code.code())
-                })
-                .collect();
-            TxnOffsetCommitResponseTopic::default()
-                .with_name(t.name.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
-    TxnOffsetCommitResponse::default().with_topics(topics)
+    offset_commit_answer(&req.topics, |_| code)
 }
 
 /// WriteTxnMarkers: writes each marker to the partitions named, which must be led here.

@@ -163,11 +163,8 @@ impl TxnCoordinator {
             if known.is_some_and(|k| k.producer_id >= 0) {
                 return Err(ErrorCode::InvalidProducerIdMapping);
             }
-            let producer_id = broker
-                .allocate_producer_id()
-                .await
-                .map_err(|(code, _)| code)?;
-            let meta = TxnMeta::new(producer_id, timeout_ms, now);
+            let meta = new_producer(broker, timeout_ms, now).await?;
+            let producer_id = meta.producer_id;
             Self::save(&store, transactional_id, meta).await?;
             return Ok(Caller {
                 producer_id,
@@ -208,11 +205,7 @@ impl TxnCoordinator {
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {}
         }
         if meta.exhausted() {
-            let producer_id = broker
-                .allocate_producer_id()
-                .await
-                .map_err(|(code, _)| code)?;
-            meta = TxnMeta::new(producer_id, timeout_ms, now);
+            meta = new_producer(broker, timeout_ms, now).await?;
         } else {
             meta.bump();
             meta.timeout_ms = timeout_ms;
@@ -237,16 +230,31 @@ impl TxnCoordinator {
         caller: Caller,
         partitions: Vec<(String, i32)>,
     ) -> Result<(), ErrorCode> {
+        let added = self.change(transactional_id, caller, |meta| {
+            meta.add(partitions, now_ms())
+        });
+        added.await.map(|_| ())
+    }
+
+    /// Changes the transaction of the caller's transactional id under its lock; `change` says
+    /// whether there is anything to write, which is then written. Whether it was.
+    async fn change(
+        &self,
+        transactional_id: &str,
+        caller: Caller,
+        change: impl FnOnce(&mut TxnMeta) -> Result<bool, ErrorCode>,
+    ) -> Result<bool, ErrorCode> {
         let (store, _) = self.store(transactional_id)?;
         let lock = self.lock(transactional_id);
         let _held = lock.lock().await;
         let mut meta =
             Self::meta(&store, transactional_id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
         meta.check(caller)?;
-        if meta.add(partitions, now_ms())? {
+        let changed = change(&mut meta)?;
+        if changed {
             Self::save(&store, transactional_id, meta).await?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// KIP-890's check for a partition leader: is this partition in the producer's open
@@ -280,14 +288,8 @@ impl TxnCoordinator {
         caller: Caller,
         commit: bool,
     ) -> Result<(), ErrorCode> {
-        let (store, _) = self.store(transactional_id)?;
-        let lock = self.lock(transactional_id);
-        let _held = lock.lock().await;
-        let mut meta =
-            Self::meta(&store, transactional_id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
-        meta.check(caller)?;
-        if meta.end(commit, now_ms())? {
-            Self::save(&store, transactional_id, meta).await?;
+        let ended = self.change(transactional_id, caller, |meta| meta.end(commit, now_ms()));
+        if ended.await? {
             let result = if commit { "committed" } else { "aborted" };
             self.ended.with_label_values(&[result]).inc();
             self.complete_later(transactional_id);
@@ -515,6 +517,15 @@ impl TxnCoordinator {
             tokio::time::sleep(MARKER_RETRY).await;
         }
     }
+}
+
+/// A transactional id's state with a new producer id, at epoch 0.
+async fn new_producer(broker: &Broker, timeout_ms: i32, now: i64) -> Result<TxnMeta, ErrorCode> {
+    let producer_id = broker
+        .allocate_producer_id()
+        .await
+        .map_err(|(code, _)| code)?;
+    Ok(TxnMeta::new(producer_id, timeout_ms, now))
 }
 
 /// The coordinator's task: completes prepared transactions (each on its own task) and sweeps
