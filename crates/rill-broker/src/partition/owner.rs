@@ -485,7 +485,14 @@ impl Owner {
                 base_offset,
                 ..*header
             };
-            self.record(&stored, marker_in(batch), now);
+            // Only a control batch's records are read (a marker's one record): data batches
+            // are never decoded on the append path.
+            let marker = header
+                .attributes
+                .is_control()
+                .then(|| marker_in(batch))
+                .flatten();
+            self.record(&stored, marker, now);
         }
     }
 
