@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use rill_client::{Admin, AdminConfig, ClientError, ErrorCode, GroupDescription, OffsetSpec};
+use rill_client::{
+    Admin, AdminConfig, ClientError, ErrorCode, GroupDescription, IsolationLevel, OffsetSpec,
+};
 
 use crate::cli::{self, Explain as _, Table, explain};
 
@@ -48,6 +50,11 @@ struct Describe {
     /// The groups to describe.
     #[arg(required = true)]
     groups: Vec<String>,
+    /// How the groups' consumers read: read_uncommitted (the default) counts lag to the high
+    /// watermark; read_committed (exactly-once applications) to the last stable offset, as
+    /// far as their consumers can read.
+    #[arg(long, env = "RILL_ISOLATION_LEVEL", value_name = "LEVEL")]
+    isolation_level: Option<IsolationLevel>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,7 +72,10 @@ impl Args {
             let admin = Admin::with_cluster(AdminConfig::new(config), cluster);
             match self.command {
                 Command::List => list(&admin).await,
-                Command::Describe(args) => describe(&admin, &args.groups).await,
+                Command::Describe(args) => {
+                    let isolation = args.isolation_level.unwrap_or_default();
+                    describe(&admin, &args.groups, isolation).await
+                }
                 Command::ResetOffsets(args) => args.run(&admin).await,
                 Command::Delete(args) => delete(&admin, &args.groups).await,
             }
@@ -95,7 +105,11 @@ async fn list(admin: &Admin) -> anyhow::Result<()> {
     cli::print(&table.render())
 }
 
-async fn describe(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
+async fn describe(
+    admin: &Admin,
+    groups: &[String],
+    isolation: IsolationLevel,
+) -> anyhow::Result<()> {
     // Every group is checked before anything is printed.
     let mut described = Vec::with_capacity(groups.len());
     for (group, result) in groups
@@ -109,7 +123,7 @@ async fn describe(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
         if i > 0 {
             text.push('\n');
         }
-        describe_one(admin, group, &mut text).await?;
+        describe_one(admin, group, isolation, &mut text).await?;
     }
     cli::print(&text)
 }
@@ -117,6 +131,7 @@ async fn describe(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
 async fn describe_one(
     admin: &Admin,
     group: &GroupDescription,
+    isolation: IsolationLevel,
     text: &mut String,
 ) -> anyhow::Result<()> {
     let protocol = match (group.protocol_type.as_str(), group.protocol.as_str()) {
@@ -176,7 +191,7 @@ async fn describe_one(
     }
     let asked: Vec<(&str, i32)> = partitions.keys().map(|(t, p)| (t.as_str(), *p)).collect();
     let ends = admin
-        .list_offsets(&asked, OffsetSpec::Latest)
+        .list_offsets_isolated(&asked, OffsetSpec::Latest, isolation)
         .await
         .explain()?;
     let mut table = Table::new([

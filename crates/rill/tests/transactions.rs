@@ -233,3 +233,64 @@ fn transactions_across_three_brokers() -> Result<()> {
     );
     Ok(())
 }
+
+/// `rill group describe` counts a group's lag to the high watermark, or with
+/// `--isolation-level read_committed` to the last stable offset: an open transaction's records
+/// are not lag for a consumer that cannot read them yet.
+#[test]
+fn group_lag_as_each_isolation_counts_it() -> Result<()> {
+    let broker = Broker::start()?;
+    let topic = broker.topic("txn-lag");
+    create_topic(&broker, &topic, 1, &[])?;
+    let bootstrap = broker.bootstrap();
+    let _ = rill_ok(&bootstrap, &["produce", &topic, "-p", "0"], b"a\nb\nc\n")?;
+    let group = broker.topic("txn-lag-group");
+    let _ = rill_ok(
+        &bootstrap,
+        &[
+            "group",
+            "reset-offsets",
+            &group,
+            "--topic",
+            &topic,
+            "--to-offset",
+            "3",
+        ],
+        b"",
+    )?;
+    let out = run_py(
+        "transactions.py",
+        &[
+            bootstrap.clone(),
+            "leave-open".into(),
+            topic.clone(),
+            "2".into(),
+        ],
+        b"",
+    )?;
+    ensure!(out["left_open"] == 2, "{out}");
+    // TOPIC PARTITION COMMITTED LOG-END LAG MEMBER
+    let row = |isolation: Option<&str>| -> Result<Vec<String>> {
+        let mut args = vec!["group", "describe", group.as_str()];
+        if let Some(level) = isolation {
+            args.extend(["--isolation-level", level]);
+        }
+        let (stdout, _) = rill_ok(&bootstrap, &args, b"")?;
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(topic.as_str()))
+            .unwrap_or_default();
+        Ok(line.split_whitespace().map(str::to_owned).collect())
+    };
+    let uncommitted = row(None)?;
+    ensure!(
+        uncommitted.get(2..5) == Some(&["3".to_owned(), "5".to_owned(), "2".to_owned()][..]),
+        "read_uncommitted lag: {uncommitted:?}"
+    );
+    let committed = row(Some("read_committed"))?;
+    ensure!(
+        committed.get(2..5) == Some(&["3".to_owned(), "3".to_owned(), "0".to_owned()][..]),
+        "read_committed lag: {committed:?}"
+    );
+    Ok(())
+}

@@ -13,6 +13,10 @@ Prints one JSON document describing what the clients saw.
         Six transactions over every partition of TOPIC (the 2nd and 5th aborted), records
         round robin: {"committed": [[partition, offset, value]...], "uncommitted": [...]}.
 
+    transactions.py BOOTSTRAP leave-open TOPIC N
+        Writes N records to partition 0 of TOPIC in a transaction and exits without ending
+        it: {"left_open": N}.
+
     transactions.py BOOTSTRAP read TOPIC PARTITIONS ISOLATION
         Every record of TOPIC as ISOLATION (read_committed, read_uncommitted) sees them:
         {"records": [[partition, offset, value]...]}.
@@ -32,6 +36,7 @@ Prints one JSON document describing what the clients saw.
         {"output": [values read_committed], "committed_offset": <group's offset of INPUT-0>}.
 """
 
+import os
 import sys
 import time
 import uuid
@@ -213,6 +218,16 @@ def main():
     args = sys.argv[3:]
     if scenario == "commit-abort":
         commit_abort(bootstrap, args[0])
+    elif scenario == "leave-open":
+        # A transaction left open by a client that goes away (its timeout: 60 s, librdkafka's).
+        p = producer(bootstrap, f"txn-{uuid.uuid4()}")
+        p.begin_transaction()
+        for i in range(int(args[1])):
+            p.produce(args[0], value=f"open-{i}".encode(), partition=0)
+        p.flush(30)
+        common.emit({"left_open": int(args[1])})
+        sys.stdout.flush()
+        os._exit(0)
     elif scenario == "read":
         records = read_all(bootstrap, args[0], args[2], seconds=60.0, partitions=int(args[1]),
                            with_partition=True)
