@@ -46,6 +46,18 @@ impl ProducerBatch {
 struct PartitionQueue {
     batches: VecDeque<ProducerBatch>,
     in_flight: usize,
+    /// The base sequences of the batches in flight (idempotence).
+    in_flight_sequences: Vec<i32>,
+}
+
+impl PartitionQueue {
+    fn forget_sequence(&mut self, sequence: Option<i32>) {
+        if let Some(at) =
+            sequence.and_then(|s| self.in_flight_sequences.iter().position(|x| *x == s))
+        {
+            let _ = self.in_flight_sequences.swap_remove(at);
+        }
+    }
 }
 
 /// Per-partition batch queues.
@@ -156,9 +168,18 @@ impl Accumulator {
         Some(batch)
     }
 
-    /// A batch taken with [`Accumulator::take`] is finished (delivered or failed for good).
-    pub(crate) fn done(&mut self, tp: &TopicPartition) {
+    /// A batch taken with [`Accumulator::take`] went out with this base sequence.
+    pub(crate) fn sent(&mut self, tp: &TopicPartition, sequence: i32) {
         if let Some(queue) = self.queues.get_mut(tp) {
+            queue.in_flight_sequences.push(sequence);
+        }
+    }
+
+    /// A batch taken with [`Accumulator::take`] (with this base sequence, if any) is finished
+    /// (delivered or failed for good).
+    pub(crate) fn done(&mut self, tp: &TopicPartition, sequence: Option<i32>) {
+        if let Some(queue) = self.queues.get_mut(tp) {
+            queue.forget_sequence(sequence);
             queue.in_flight = queue.in_flight.saturating_sub(1);
             if queue.in_flight == 0 && queue.batches.is_empty() {
                 let _ = self.queues.remove(tp);
@@ -173,6 +194,7 @@ impl Accumulator {
         let queue = self.queues.entry(batch.tp.clone()).or_default();
         queue.in_flight = queue.in_flight.saturating_sub(1);
         let seq = batch.base_sequence;
+        queue.forget_sequence(seq);
         let at = queue
             .batches
             .iter()
@@ -185,13 +207,16 @@ impl Accumulator {
         queue.batches.insert(at, batch);
     }
 
-    /// Whether the partition has a queued batch with a sequence below `seq` (an earlier batch
-    /// being retried, which explains an `OUT_OF_ORDER_SEQUENCE_NUMBER`).
+    /// Whether the partition has a batch with a sequence below `seq` queued (an earlier batch
+    /// being retried) or still in flight (an earlier batch sent to a leader that has not
+    /// answered yet, e.g. the previous one of a partition whose leader moved): either explains
+    /// an `OUT_OF_ORDER_SEQUENCE_NUMBER`, which is then retried, as Kafka's producer does.
     pub(crate) fn has_earlier(&self, tp: &TopicPartition, seq: i32) -> bool {
         self.queues.get(tp).is_some_and(|q| {
-            q.batches
-                .iter()
-                .any(|b| b.base_sequence.is_some_and(|s| s < seq))
+            q.in_flight_sequences.iter().any(|s| *s < seq)
+                || q.batches
+                    .iter()
+                    .any(|b| b.base_sequence.is_some_and(|s| s < seq))
         })
     }
 
@@ -242,8 +267,11 @@ impl Accumulator {
     /// Forgets every assigned sequence (after a new producer id): batches get new ones when
     /// next sent, in queue order.
     pub(crate) fn reset_sequences(&mut self) {
-        for batch in self.queues.values_mut().flat_map(|q| q.batches.iter_mut()) {
-            batch.base_sequence = None;
+        for queue in self.queues.values_mut() {
+            queue.in_flight_sequences.clear();
+            for batch in &mut queue.batches {
+                batch.base_sequence = None;
+            }
         }
     }
 
@@ -326,9 +354,29 @@ mod tests {
         // One still in flight and a retry at the front: wait for it.
         assert!(acc.ready(now, false, 5).is_empty());
         drop(b);
-        acc.done(&tp(0));
+        acc.done(&tp(0), None);
         assert_eq!(acc.ready(now, false, 5), [tp(0)]);
         assert_eq!(acc.take(&tp(0)).and_then(|b| b.base_sequence), Some(0));
+    }
+
+    #[test]
+    fn a_batch_still_in_flight_explains_a_gap() {
+        let now = Instant::now();
+        let mut acc = Accumulator::new(10, Duration::ZERO);
+        for _ in 0..2 {
+            let _ = acc.append(tp(0), pending(10, now), now);
+        }
+        // Sequence 0 goes to the old leader and has no answer yet; sequence 1 reaches the new
+        // leader first and is refused as a gap: the earlier batch in flight explains it.
+        let _first = acc.take(&tp(0));
+        acc.sent(&tp(0), 0);
+        let _second = acc.take(&tp(0));
+        acc.sent(&tp(0), 1);
+        assert!(acc.has_earlier(&tp(0), 1));
+        assert!(!acc.has_earlier(&tp(0), 0));
+        // Once the first is answered, a gap at 1 is unexplained.
+        acc.done(&tp(0), Some(0));
+        assert!(!acc.has_earlier(&tp(0), 1));
     }
 
     #[test]

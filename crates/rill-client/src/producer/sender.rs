@@ -560,7 +560,7 @@ impl Sender {
         let tp = batch.tp.clone();
         match result {
             Ok((base_offset, append_time)) => {
-                self.accumulator.done(&tp);
+                self.accumulator.done(&tp, batch.base_sequence);
                 self.buffered = self.buffered.saturating_sub(batch.size);
                 for (i, pending) in batch.records.into_iter().enumerate() {
                     let offset = if base_offset < 0 {
@@ -608,7 +608,7 @@ impl Sender {
                     self.accumulator.requeue(batch, retry_at);
                     return;
                 }
-                self.accumulator.done(&tp);
+                self.accumulator.done(&tp, batch.base_sequence);
                 self.buffered = self.buffered.saturating_sub(batch.size);
                 if batch.base_sequence.is_some() {
                     // The broker may or may not have it: later sequences would be refused
@@ -834,6 +834,9 @@ impl Sender {
                                 .checked_add(count)
                                 .unwrap_or(count - (i32::MAX - *next) - 1);
                         }
+                    }
+                    if let Some(sequence) = batch.base_sequence {
+                        self.accumulator.sent(&tp, sequence);
                     }
                     size += batch.size;
                     batches.push(batch);
