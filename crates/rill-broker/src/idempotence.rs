@@ -15,7 +15,7 @@
 //! the producer's open transaction, so a late batch can never open a transaction that no
 //! marker will end.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use rill_protocol::ErrorCode;
@@ -136,6 +136,11 @@ pub(crate) struct ProducerStates {
     /// transaction index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pending: Vec<CompletedTxn>,
+    /// The transactions open here, as (first offset, producer id): derived from `producers`
+    /// (rebuilt by [`Self::reindex`] when loaded), so that the oldest is found without a
+    /// walk over every producer on each append.
+    #[serde(skip)]
+    open: BTreeSet<(i64, i64)>,
 }
 
 /// The sequence number of the batch's last record (Kafka's `incrementSequence`: wraps to 0).
@@ -223,6 +228,7 @@ impl ProducerStates {
         }
         if header.attributes.is_transactional() && producer.txn_first.is_none() {
             producer.txn_first = Some(header.base_offset);
+            let _ = self.open.insert((header.base_offset, header.producer_id));
         }
         producer.last_timestamp = header.max_timestamp;
         if producer.batches.len() == BATCHES_KEPT {
@@ -291,7 +297,13 @@ impl ProducerStates {
             producer.epoch = header.producer_epoch;
             producer.batches.clear();
         }
-        let first_offset = producer.txn_first.take().unwrap_or(offset);
+        let first_offset = match producer.txn_first.take() {
+            Some(first) => {
+                let _ = self.open.remove(&(first, header.producer_id));
+                first
+            }
+            None => offset,
+        };
         producer.last_marker = Some(offset);
         producer.coordinator_epoch = marker.coordinator_epoch;
         producer.last_timestamp = header.max_timestamp;
@@ -336,9 +348,29 @@ impl ProducerStates {
     /// The first offset of the oldest transaction open here: where the last stable offset
     /// stops.
     pub(crate) fn first_unstable(&self) -> Option<i64> {
-        let open = self.producers.values().filter_map(|p| p.txn_first);
-        open.chain(self.pending.iter().map(|t| t.first_offset))
-            .min()
+        let open = self.open.first().map(|(first, _)| *first);
+        let ended = self.pending.iter().map(|t| t.first_offset).min();
+        match (open, ended) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The producers with a transaction open here, with their epochs.
+    pub(crate) fn open_transactions(&self) -> impl Iterator<Item = (i64, i16)> + '_ {
+        self.open.iter().filter_map(|(_, pid)| {
+            let producer = self.producers.get(pid)?;
+            Some((*pid, producer.epoch))
+        })
+    }
+
+    /// Rebuilds the derived index of open transactions (after a snapshot is read).
+    fn reindex(&mut self) {
+        self.open = self
+            .producers
+            .iter()
+            .filter_map(|(pid, p)| Some((p.txn_first?, *pid)))
+            .collect();
     }
 
     /// Every producer with state here, as DescribeProducers shows them.
@@ -404,7 +436,10 @@ pub(crate) fn load_snapshot(dir: &Path, log_end: i64) -> Option<(i64, ProducerSt
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
         {
-            Some(snapshot) if snapshot.offset == offset => newest = Some((offset, snapshot.state)),
+            Some(mut snapshot) if snapshot.offset == offset => {
+                snapshot.state.reindex();
+                newest = Some((offset, snapshot.state));
+            }
             _ => tracing::warn!(path = %path.display(), "ignoring an unreadable producer snapshot"),
         }
     }
@@ -573,6 +608,50 @@ mod tests {
         assert_eq!(state.len(), 1);
         assert_eq!(state.expire(6_000, 100_000, 21), 1);
         assert_eq!(state.len(), 0);
+    }
+
+    fn transactional(pid: i64, first_seq: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: rill_record::Attributes(0).with_transactional(true),
+            ..header(pid, 0, first_seq, 1, base_offset)
+        }
+    }
+
+    #[test]
+    fn the_oldest_open_transaction_bounds_the_stable_offset() -> std::io::Result<()> {
+        let mut state = ProducerStates::default();
+        state.record(&header(1, 0, 0, 1, 0), 0);
+        assert_eq!(
+            state.first_unstable(),
+            None,
+            "plain idempotent data is stable"
+        );
+        state.record(&transactional(2, 0, 1), 0);
+        state.record(&transactional(3, 0, 2), 0);
+        state.record(&transactional(2, 1, 3), 0);
+        assert_eq!(state.first_unstable(), Some(1));
+        assert_eq!(
+            state.open_transactions().collect::<Vec<_>>(),
+            vec![(2, 0), (3, 0)]
+        );
+        // The first ends; its marker is not yet committed, so it still holds the offset.
+        let abort = Marker {
+            commit: false,
+            coordinator_epoch: 0,
+        };
+        let ended = state.record_marker(&transactional(2, -1, 4), abort, 4, 0);
+        assert_eq!((ended.first_offset, ended.aborted), (1, true));
+        assert_eq!(state.first_unstable(), Some(1));
+        assert_eq!(state.open_transactions().collect::<Vec<_>>(), vec![(3, 0)]);
+        assert_eq!(state.settle(5).len(), 1);
+        assert_eq!(state.first_unstable(), Some(2));
+        // A snapshot keeps the open one; the index is rebuilt when it is read.
+        let dir = tempfile::tempdir()?;
+        write_snapshot(dir.path(), 5, &state)?;
+        let (_, loaded) = load_snapshot(dir.path(), 5).ok_or(std::io::ErrorKind::NotFound)?;
+        assert_eq!(loaded.first_unstable(), Some(2));
+        assert!(loaded.in_transaction(3, 0));
+        Ok(())
     }
 
     #[test]

@@ -507,15 +507,17 @@ impl Owner {
                 .producers
                 .record_marker(header, marker, header.base_offset, now);
             self.settle_transactions();
-            self.transactions_changed();
+            if let Ok(mut shared) = self.open_txns.write() {
+                let _ = shared.remove(&header.producer_id);
+            }
         } else {
             let opens = header.attributes.is_transactional()
                 && !self
                     .producers
                     .in_transaction(header.producer_id, header.producer_epoch);
             self.producers.record(header, now);
-            if opens {
-                self.transactions_changed();
+            if opens && let Ok(mut shared) = self.open_txns.write() {
+                let _ = shared.insert(header.producer_id, header.producer_epoch);
             }
         }
     }
@@ -553,15 +555,10 @@ impl Owner {
             .map_or(high_watermark, |first| first.min(high_watermark))
     }
 
-    /// Publishes the open transactions to the produce path.
+    /// Publishes the open transactions to the produce path, all anew (after the producer
+    /// states are loaded or rebuilt; appends change the shared map in place).
     fn transactions_changed(&self) {
-        let open: HashMap<i64, i16> = self
-            .producers
-            .describe()
-            .into_iter()
-            .filter(|p| p.txn_start >= 0)
-            .map(|p| (p.producer_id, p.epoch))
-            .collect();
+        let open: HashMap<i64, i16> = self.producers.open_transactions().collect();
         if let Ok(mut shared) = self.open_txns.write() {
             *shared = open;
         }
