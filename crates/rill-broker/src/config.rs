@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask
     /// for (INVALID_TRANSACTION_TIMEOUT above it).
     pub transaction_max_timeout_ms: i32,
+    /// `transaction.version`: the level of Kafka's transaction feature announced in
+    /// ApiVersions (0 to 2); clients of level 2 bump the epoch at every transaction's end.
+    pub transaction_version: i16,
     /// `rill.storage.threads`: the threads that run the partitions' owners; 0 is one per core.
     pub storage_threads: usize,
     /// `rill.max.open.files`: the most segment files kept open at once; 0 is half the process's
@@ -172,6 +175,7 @@ impl Default for BrokerConfig {
             transaction_partitions: 50,
             transaction_replication_factor: 3,
             transaction_max_timeout_ms: 900_000,
+            transaction_version: 2,
             storage_threads: 0,
             max_open_files: 0,
             max_partitions: DEFAULT_MAX_PARTITIONS,

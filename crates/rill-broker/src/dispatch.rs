@@ -81,7 +81,14 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
         broker.offsets_topic_on_first_use().await;
     }
     Reply::Answer(match request.body {
-        RequestKind::ApiVersions(_) => versions::api_versions_response().into(),
+        RequestKind::ApiVersions(_) => {
+            // The levels are the broker's configuration, fixed for the process: the epoch of
+            // its start, so a restart with another level is newer to a client.
+            static FEATURES_EPOCH: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+            let epoch = *FEATURES_EPOCH.get_or_init(crate::partition::now_ms);
+            let levels = broker.config.transaction_version;
+            versions::with_features(versions::api_versions_response(), levels, epoch).into()
+        }
         RequestKind::Metadata(req) => handler::metadata::handle(broker, ctx.listener, req, version)
             .await
             .into(),
@@ -180,9 +187,11 @@ async fn run(broker: &Broker, ctx: &Context<'_>, request: rill_protocol::Request
         RequestKind::EndTxn(req) => handler::transactions::end(broker, req, version)
             .await
             .into(),
-        RequestKind::TxnOffsetCommit(req) => handler::transactions::offset_commit(broker, req)
-            .await
-            .into(),
+        RequestKind::TxnOffsetCommit(req) => {
+            handler::transactions::offset_commit(broker, req, version)
+                .await
+                .into()
+        }
         RequestKind::WriteTxnMarkers(req) => handler::transactions::write_markers(broker, req)
             .await
             .into(),

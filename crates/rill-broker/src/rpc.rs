@@ -38,13 +38,16 @@ pub(crate) enum Call {
         commit: bool,
         coordinator_epoch: i32,
     },
-    /// Is the partition in the producer's open transaction (its coordinator is there)?
+    /// Is the partition in the producer's open transaction (its coordinator is there)? With
+    /// `add`, make it so (transaction version 2).
     Verify {
         transactional_id: String,
         producer_id: i64,
         producer_epoch: i16,
         topic: String,
         partition: i32,
+        #[serde(default)]
+        add: bool,
     },
 }
 
@@ -228,14 +231,14 @@ pub(crate) async fn serve(broker: Arc<Broker>) {
                     producer_epoch,
                     topic,
                     partition,
+                    add,
                 } => {
                     let caller = Caller {
                         producer_id,
                         producer_epoch,
                     };
-                    broker
-                        .txns
-                        .verify(&transactional_id, caller, &topic, partition)
+                    let partition = (topic.as_str(), partition);
+                    crate::txn::check_here(&broker, &transactional_id, caller, partition, add).await
                 }
             };
             broker.quorum.rpc.answer(from, id, result);

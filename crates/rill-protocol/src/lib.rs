@@ -79,7 +79,9 @@ pub use header::RequestHeader;
 pub use legacy::LegacyFields;
 pub use request::{Request, RequestKind};
 pub use response::{Response, ResponseKind};
-pub use versions::{SUPPORTED, api_versions_response, supported, version_range};
+pub use versions::{
+    SUPPORTED, TRANSACTION_VERSION, api_versions_response, supported, version_range, with_features,
+};
 
 /// The `kafka-protocol` crate, re-exported so users name message types at the version this crate
 /// was built with (`rill_protocol::kafka_protocol::messages::ProduceRequest`).

@@ -11,8 +11,11 @@
 //! OffsetCommit 1..2, OffsetFetch 1, JoinGroup/SyncGroup/Heartbeat/LeaveGroup 0 (its classic group
 //! consumer), InitProducerId 0 (idempotence).
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 
 macro_rules! supported_apis {
     ($( $key:ident $min:literal ..= $max:literal, )*) => {
@@ -72,9 +75,10 @@ supported_apis! {
     // v0-1 (Kafka 3.9) through Kafka 3.9's schemas; v2 adds the current leader epoch.
     OffsetForLeaderEpoch 0..=4,
     // Transactions (KIP-98). AddPartitionsToTxn v4+ is KIP-890's batched form for brokers,
-    // with `verify_only`; EndTxn v5 and the others' newest versions belong to KIP-890 part 2
-    // (an epoch bump per transaction), which clients use only when the broker announces
-    // `transaction.version` 2, which Rill does not yet.
+    // with `verify_only`; EndTxn v5, Produce v12 and TxnOffsetCommit v5 belong to KIP-890
+    // part 2 (an epoch bump per transaction, partitions added by the produce or commit
+    // itself), which clients use when the broker announces `transaction.version` 2 (see
+    // [`with_features`]).
     AddPartitionsToTxn 0..=5,
     AddOffsetsToTxn 0..=4,
     EndTxn 0..=5,
@@ -142,6 +146,34 @@ pub fn api_versions_response() -> ApiVersionsResponse {
         })
         .collect();
     ApiVersionsResponse::default().with_api_keys(api_keys)
+}
+
+/// The name of Kafka's transaction protocol feature (KIP-890 part 2 at level 2).
+pub const TRANSACTION_VERSION: &str = "transaction.version";
+
+/// `response` with the feature flags of ApiVersions v3+ (KIP-584): Rill supports
+/// `transaction.version` 0 to 2 and has finalized `transaction_version` (omitted at 0, as
+/// Kafka omits a feature at level 0), as of `epoch` (clients keep the newest epoch's levels).
+pub fn with_features(
+    response: ApiVersionsResponse,
+    transaction_version: i16,
+    epoch: i64,
+) -> ApiVersionsResponse {
+    let name = StrBytes::from_static_str(TRANSACTION_VERSION);
+    let supported = SupportedFeatureKey::default()
+        .with_name(name.clone())
+        .with_min_version(0)
+        .with_max_version(2);
+    let finalized = (transaction_version > 0).then(|| {
+        FinalizedFeatureKey::default()
+            .with_name(name)
+            .with_min_version_level(transaction_version)
+            .with_max_version_level(transaction_version)
+    });
+    response
+        .with_supported_features(vec![supported])
+        .with_finalized_features_epoch(epoch)
+        .with_finalized_features(finalized.into_iter().collect())
 }
 
 #[cfg(test)]

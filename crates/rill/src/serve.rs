@@ -233,6 +233,12 @@ pub(crate) struct Args {
     )]
     transaction_max_timeout_ms: i32,
 
+    /// The transaction protocol announced to clients (Kafka's `transaction.version` feature):
+    /// 2 bumps the producer epoch at every transaction's end (KIP-890 part 2) for clients that
+    /// support it; 0 keeps every client on the protocol before it. The same on every broker.
+    #[arg(long, env = "RILL_TRANSACTION_VERSION", default_value_t = 2)]
+    transaction_version: i16,
+
     /// Largest request frame, bytes; larger ones close the connection (socket.request.max.bytes).
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = rill_broker::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
@@ -626,6 +632,11 @@ impl Args {
             self.transaction_max_timeout_ms,
             &[("transaction.max.timeout.ms", 1)],
         )?;
+        let transaction_version = s.get(
+            "transaction_version",
+            self.transaction_version,
+            &[("transaction.version", 1)],
+        )?;
         let ack_durability = s.get(
             "ack_durability",
             self.ack_durability.clone(),
@@ -804,6 +815,12 @@ impl Args {
                 anyhow::bail!("{name} ({flag}) must be at least 1, got {value}");
             }
         }
+        if !(0..=2).contains(&transaction_version) {
+            anyhow::bail!(
+                "transaction.version (--transaction-version) must be 0, 1 or 2, got \
+                 {transaction_version}"
+            );
+        }
         if offsets_topic_replication_factor < 1 {
             anyhow::bail!(
                 "offsets.topic.replication.factor (--offsets-topic-replication-factor) must be at \
@@ -848,6 +865,7 @@ impl Args {
             transaction_partitions: transaction_state_log_num_partitions,
             transaction_replication_factor: transaction_state_log_replication_factor,
             transaction_max_timeout_ms,
+            transaction_version,
             storage_threads,
             max_open_files,
             max_partitions,

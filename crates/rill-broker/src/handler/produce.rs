@@ -102,9 +102,10 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
                     Ok(partition) => {
                         let prepared = match prepare(topic, data.index, data.records, version).await
                         {
-                            Ok(batch) => {
+                            Ok((batch, header)) => {
                                 let txn = transactional_id.as_deref();
-                                verify(broker, txn, topic, data.index, partition, &batch)
+                                let add = version >= 12;
+                                verify(broker, txn, (topic, data.index), partition, &header, add)
                                     .await
                                     .map(|()| batch)
                             }
@@ -224,17 +225,17 @@ pub(crate) async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -
 /// appended only once the transaction coordinator confirms the partition is in that
 /// transaction (KIP-890 part 1), so a late or stray batch cannot open a transaction nobody
 /// will end. The owner hears of the confirmation before the append.
+///
+/// Produce v12+ comes from a client of transaction version 2 (KIP-890 part 2), which sends no
+/// AddPartitionsToTxn: the coordinator adds the partition to the transaction instead.
 async fn verify(
     broker: &Broker,
     transactional_id: Option<&str>,
-    topic: &Topic,
-    index: i32,
+    (topic, index): (&Topic, i32),
     partition: &Partition,
-    batch: &[u8],
+    header: &BatchHeader,
+    add: bool,
 ) -> Result<(), Refusal> {
-    let Ok(header) = BatchHeader::parse(batch) else {
-        return Ok(());
-    };
     if !header.attributes.is_transactional() {
         return Ok(());
     }
@@ -253,7 +254,8 @@ async fn verify(
         producer_id,
         producer_epoch,
     };
-    match crate::txn::verify(broker, transactional_id, caller, &topic.name, index).await {
+    let place = (topic.name.as_str(), index);
+    match crate::txn::verify(broker, transactional_id, caller, place, add).await {
         Ok(()) => {
             partition.verified(producer_id, producer_epoch);
             Ok(())
@@ -263,9 +265,11 @@ async fn verify(
                 ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
                 ErrorCode::InvalidProducerIdMapping => ErrorCode::InvalidTxnState,
                 // The coordinator cannot answer now: a code every producer retries.
+                // (CONCURRENT_TRANSACTIONS: the last transaction's markers are being written.)
                 ErrorCode::NotCoordinator
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::ConcurrentTransactions
                 | ErrorCode::RequestTimedOut => ErrorCode::NotEnoughReplicas,
                 other => other,
             };
@@ -289,13 +293,14 @@ async fn verify(
 }
 
 /// Checks a partition's batch, then does what the topic's configs ask of its records (see
-/// [`Rules`]), on a blocking thread when the batch is large.
+/// [`Rules`]), on a blocking thread when the batch is large. Returns the batch with its header
+/// as checked (the rules change neither its producer nor its attributes).
 async fn prepare(
     topic: &Topic,
     index: i32,
     records: Option<Bytes>,
     version: i16,
-) -> Result<BytesMut, Refusal> {
+) -> Result<(BytesMut, BatchHeader), Refusal> {
     let max_message_bytes = topic.config.max_message_bytes;
     // Only an old client's message set costs more than a CRC pass to check: it is converted.
     let old_format = records
@@ -319,7 +324,7 @@ async fn prepare(
             .map_err(|(code, message)| Refusal::new(code, message))?;
     let rules = Rules::new(&topic.config, &header, now_ms());
     if rules.is_empty() {
-        return Ok(batch);
+        return Ok((batch, header));
     }
     let partition = format!("{}-{index}", topic.name);
     super::cpu_bound(batch.len(), move || rules.apply(batch, &partition))
@@ -330,6 +335,7 @@ async fn prepare(
                 "checking the records failed".to_owned(),
             ))
         })
+        .map(|batch| (batch, header))
 }
 
 /// Checks a partition's records: exactly one v2 batch, within the size limit, with a valid CRC

@@ -155,7 +155,7 @@ pub(crate) async fn add_partitions(
             );
             let added = broker
                 .txns
-                .add_partitions(&id, caller, partitions_of(&topics))
+                .add_partitions(&id, caller, partitions_of(&topics), false)
                 .await;
             Some(fenced_for(
                 added.err().unwrap_or(ErrorCode::None),
@@ -185,7 +185,7 @@ pub(crate) async fn add_partitions(
         } else {
             let added = broker
                 .txns
-                .add_partitions(&id, caller, partitions_of(&txn.topics))
+                .add_partitions(&id, caller, partitions_of(&txn.topics), false)
                 .await;
             let code = added.err().unwrap_or(ErrorCode::None);
             topic_results(broker, &txn.topics, Some(code))
@@ -217,6 +217,7 @@ pub(crate) async fn add_offsets(
                 &req.transactional_id.0,
                 caller(req.producer_id, req.producer_epoch),
                 vec![(OFFSETS_TOPIC.to_owned(), partition)],
+                false,
             )
             .await
     }
@@ -226,35 +227,44 @@ pub(crate) async fn add_offsets(
     AddOffsetsToTxnResponse::default().with_error_code(fenced_for(code, version, 2).code())
 }
 
+/// EndTxn. v5+ comes from a client of transaction version 2 (KIP-890 part 2): the epoch is
+/// bumped, and the answer carries the producer id and epoch to go on with (-1 on an error).
 pub(crate) async fn end(broker: &Broker, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let tv2 = version >= 5;
     let ended = broker
         .txns
         .end(
+            broker,
             &req.transactional_id.0,
             caller(req.producer_id, req.producer_epoch),
             req.committed,
+            tv2,
         )
         .await;
-    let code = fenced_for(ended.err().unwrap_or(ErrorCode::None), version, 2);
-    // v5 answers the producer id and epoch to use next (KIP-890 part 2); without an epoch bump
-    // per transaction they are the caller's own.
-    let answer = EndTxnResponse::default().with_error_code(code.code());
-    if version >= 5 {
-        answer
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch)
-    } else {
-        answer
-    }
+    let (code, next) = match ended {
+        Ok(next) => (ErrorCode::None, Some(next)),
+        Err(code) => (fenced_for(code, version, 2), None),
+    };
+    EndTxnResponse::default()
+        .with_error_code(code.code())
+        .with_producer_id(ProducerId(next.map_or(-1, |n| n.producer_id)))
+        .with_producer_epoch(next.map_or(-1, |n| n.producer_epoch))
 }
 
 /// TxnOffsetCommit, at the group's coordinator: the offsets are written now and become the
-/// group's committed offsets when the producer's transaction commits.
+/// group's committed offsets when the producer's transaction commits. The group's partition
+/// of `__consumer_offsets` must be in the producer's transaction (KIP-890 part 1, as
+/// AddOffsetsToTxn put it there); from v5 (a client of transaction version 2, which sends no
+/// AddOffsetsToTxn) this commit puts it there.
 pub(crate) async fn offset_commit(
     broker: &Broker,
     req: TxnOffsetCommitRequest,
+    version: i16,
 ) -> TxnOffsetCommitResponse {
     let group = req.group_id.0.to_string();
+    if let Err(code) = in_transaction(broker, &req, version).await {
+        return offset_commit_answer(&req.topics, |_| code);
+    }
     let now = now_ms();
     let mut offsets = Vec::new();
     for topic in &req.topics {
@@ -276,6 +286,36 @@ pub(crate) async fn offset_commit(
         .err()
         .unwrap_or(ErrorCode::None);
     offset_commit_answer(&req.topics, |_| code)
+}
+
+/// Whether the group's partition of `__consumer_offsets` is in the transaction of a
+/// TxnOffsetCommit (put there, from v5), as a code the committing client understands.
+async fn in_transaction(
+    broker: &Broker,
+    req: &TxnOffsetCommitRequest,
+    version: i16,
+) -> Result<(), ErrorCode> {
+    let partitions = broker.cluster.internal_partitions(OFFSETS_TOPIC);
+    if partitions == 0 {
+        // No offsets log yet: no group is coordinated here.
+        return Err(ErrorCode::NotCoordinator);
+    }
+    let partition = crate::group::offsets_partition(&req.group_id.0, partitions);
+    let caller = caller(req.producer_id, req.producer_epoch);
+    let place = (OFFSETS_TOPIC, partition);
+    let checked =
+        crate::txn::verify(broker, &req.transactional_id.0, caller, place, version >= 5).await;
+    checked.map_err(|code| match code {
+        // The transaction coordinator cannot answer now: a code that makes the client retry
+        // here (NOT_COORDINATOR would send it looking for another group coordinator).
+        ErrorCode::NotCoordinator
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::ConcurrentTransactions
+        | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::InvalidProducerIdMapping => ErrorCode::InvalidTxnState,
+        other => fenced_for(other, version, 3),
+    })
 }
 
 /// WriteTxnMarkers: writes each marker to the partitions named, which must be led here.

@@ -223,15 +223,17 @@ impl TxnCoordinator {
     }
 
     /// AddPartitionsToTxn and AddOffsetsToTxn: the partitions join the producer's transaction,
-    /// which opens if it was not.
+    /// which opens if it was not. `tv2`: added implicitly, by the produce or offset commit of
+    /// a client of transaction version 2.
     pub(crate) async fn add_partitions(
         &self,
         transactional_id: &str,
         caller: Caller,
         partitions: Vec<(String, i32)>,
+        tv2: bool,
     ) -> Result<(), ErrorCode> {
         let added = self.change(transactional_id, caller, |meta| {
-            meta.add(partitions, now_ms())
+            meta.add(partitions, now_ms(), tv2)
         });
         added.await.map(|_| ())
     }
@@ -282,19 +284,44 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: PrepareCommit or PrepareAbort is written and answered; the markers follow.
+    /// With `tv2` (EndTxn v5+, KIP-890 part 2) the epoch is bumped as the transaction ends.
+    /// The producer id and epoch the producer goes on with.
     pub(crate) async fn end(
         &self,
+        broker: &Broker,
         transactional_id: &str,
         caller: Caller,
         commit: bool,
-    ) -> Result<(), ErrorCode> {
-        let ended = self.change(transactional_id, caller, |meta| meta.end(commit, now_ms()));
-        if ended.await? {
+        tv2: bool,
+    ) -> Result<Caller, ErrorCode> {
+        let (store, _) = self.store(transactional_id)?;
+        let lock = self.lock(transactional_id);
+        let _held = lock.lock().await;
+        let mut meta =
+            Self::meta(&store, transactional_id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
+        let now = now_ms();
+        let ended = if tv2 {
+            meta.check_end(caller)?;
+            let next_producer_id = if meta.state == TxnState::Ongoing && meta.exhausted() {
+                new_producer(broker, meta.timeout_ms, now)
+                    .await?
+                    .producer_id
+            } else {
+                -1
+            };
+            meta.end_v2(commit, now, next_producer_id)?
+        } else {
+            meta.check(caller)?;
+            meta.end(commit, now)?
+        };
+        let next = meta.next_caller();
+        if ended {
+            Self::save(&store, transactional_id, meta).await?;
             let result = if commit { "committed" } else { "aborted" };
             self.ended.with_label_values(&[result]).inc();
             self.complete_later(transactional_id);
         }
-        Ok(())
+        Ok(next)
     }
 
     /// Every transactional id coordinated here, with its state.

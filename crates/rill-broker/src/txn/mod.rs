@@ -19,17 +19,17 @@ pub(crate) fn txn_partition(transactional_id: &str, partitions: i32) -> i32 {
 
 /// KIP-890's check, for a partition leader about to take the first transactional batch of a
 /// producer's transaction: is the partition in that transaction? Asked of the coordinator,
-/// here or on the broker that leads the transactional id's partition.
+/// here or on the broker that leads the transactional id's partition. With `add` (a client of
+/// transaction version 2, KIP-890 part 2, which sends no AddPartitionsToTxn) the partition
+/// joins the transaction instead, opening it if none is open.
 pub(crate) async fn verify(
     broker: &crate::broker::Broker,
     transactional_id: &str,
     caller: Caller,
-    topic: &str,
-    partition: i32,
+    (topic, partition): (&str, i32),
+    add: bool,
 ) -> Result<(), rill_protocol::ErrorCode> {
-    let here = broker
-        .txns
-        .verify(transactional_id, caller, topic, partition);
+    let here = check_here(broker, transactional_id, caller, (topic, partition), add).await;
     if here != Err(rill_protocol::ErrorCode::NotCoordinator) {
         return here;
     }
@@ -47,6 +47,28 @@ pub(crate) async fn verify(
         producer_epoch: caller.producer_epoch,
         topic: topic.to_owned(),
         partition,
+        add,
     };
     broker.quorum.rpc.call(coordinator, call).await
+}
+
+/// [`verify`] at this broker's coordinator (NOT_COORDINATOR if the id is not coordinated here).
+pub(crate) async fn check_here(
+    broker: &crate::broker::Broker,
+    transactional_id: &str,
+    caller: Caller,
+    (topic, partition): (&str, i32),
+    add: bool,
+) -> Result<(), rill_protocol::ErrorCode> {
+    if add {
+        let partitions = vec![(topic.to_owned(), partition)];
+        broker
+            .txns
+            .add_partitions(transactional_id, caller, partitions, true)
+            .await
+    } else {
+        broker
+            .txns
+            .verify(transactional_id, caller, topic, partition)
+    }
 }

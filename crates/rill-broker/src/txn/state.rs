@@ -6,6 +6,11 @@
 //!   ▲                        │  └──EndTxn(abort), timeout, fencing──▶ PrepareAbort ──▶ CompleteAbort
 //!   └──InitProducerId (epoch + 1)◀──────────────────────────────────────────────────────┘
 //! ```
+//!
+//! Transaction version 2 (KIP-890 part 2, clients that send EndTxn v5) bumps the producer's
+//! epoch at every EndTxn: the markers carry the new epoch, so a late batch of the ended
+//! transaction is fenced in every partition, and the EndTxn answer hands the new epoch to the
+//! producer. When the epoch runs out, the transaction ends with a new producer id at epoch 0.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -59,6 +64,27 @@ pub(crate) struct TxnMeta {
     /// When the last transaction started (its first partition), -1 before the first.
     pub(crate) start_ms: i64,
     pub(crate) update_ms: i64,
+    /// The last transaction was begun or ended by a client of transaction version 2: its
+    /// EndTxn bumped the epoch (a retry of it comes at the epoch before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) tv2: bool,
+    /// The producer id the producer takes once the prepared transaction completes, when its
+    /// epoch ran out; -1 if none.
+    #[serde(default = "no_producer", skip_serializing_if = "is_none")]
+    pub(crate) next_producer_id: i64,
+    /// The producer id before the last such change, so that a retried EndTxn of the old id
+    /// is still recognised; -1 if none.
+    #[serde(default = "no_producer", skip_serializing_if = "is_none")]
+    pub(crate) previous_producer_id: i64,
+}
+
+fn no_producer() -> i64 {
+    -1
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
+fn is_none(producer_id: &i64) -> bool {
+    *producer_id < 0
 }
 
 /// A request's view of the producer it comes from.
@@ -80,6 +106,9 @@ impl TxnMeta {
             partitions: BTreeSet::new(),
             start_ms: -1,
             update_ms: now_ms,
+            tv2: false,
+            next_producer_id: -1,
+            previous_producer_id: -1,
         }
     }
 
@@ -106,11 +135,14 @@ impl TxnMeta {
         self.producer_epoch >= i16::MAX - 1
     }
 
-    /// Adds partitions to the transaction (opening it): whether anything changed.
+    /// Adds partitions to the transaction (opening it): whether anything changed. `tv2` says
+    /// the partitions come from a client of transaction version 2 (added implicitly by its
+    /// produce or offset commit).
     pub(crate) fn add(
         &mut self,
         partitions: impl IntoIterator<Item = (String, i32)>,
         now_ms: i64,
+        tv2: bool,
     ) -> Result<bool, ErrorCode> {
         let opened = match self.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
@@ -121,6 +153,7 @@ impl TxnMeta {
                 self.state = TxnState::Ongoing;
                 self.partitions.clear();
                 self.start_ms = now_ms;
+                self.tv2 = tv2;
                 true
             }
         };
@@ -151,6 +184,69 @@ impl TxnMeta {
         }
     }
 
+    /// Whether an EndTxn of transaction version 2 from `caller` speaks for this producer
+    /// (Kafka's rules). In a transaction begun or ended by such a client, the current epoch
+    /// ends an open transaction, and the epoch before it (the one the EndTxn bumped) is a
+    /// retry of the last EndTxn, as is the old producer id's last epoch after a change of id.
+    /// Otherwise the current epoch only. INVALID_PRODUCER_ID_MAPPING for another producer id,
+    /// PRODUCER_FENCED for another epoch.
+    pub(crate) fn check_end(&self, caller: Caller) -> Result<(), ErrorCode> {
+        let retry_after_new_id = self.tv2
+            && caller.producer_id == self.previous_producer_id
+            && caller.producer_epoch == i16::MAX - 1
+            && self.producer_epoch == 0;
+        if caller.producer_id != self.producer_id && !retry_after_new_id {
+            return Err(ErrorCode::InvalidProducerIdMapping);
+        }
+        let retry =
+            self.tv2 && i32::from(caller.producer_epoch) + 1 == i32::from(self.producer_epoch);
+        let current = caller.producer_epoch == self.producer_epoch;
+        let valid = match self.state {
+            _ if !self.tv2 => current,
+            TxnState::Empty | TxnState::Ongoing => current,
+            TxnState::PrepareCommit | TxnState::PrepareAbort => retry,
+            TxnState::CompleteCommit | TxnState::CompleteAbort => retry || retry_after_new_id,
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(ErrorCode::ProducerFenced)
+        }
+    }
+
+    /// EndTxn of transaction version 2: as [`Self::end`], and a transaction that ends bumps
+    /// the epoch (its markers carry the new one). `next_producer_id` is the producer id to
+    /// move to when the epoch has run out ([`Self::exhausted`]), -1 otherwise.
+    pub(crate) fn end_v2(
+        &mut self,
+        commit: bool,
+        now_ms: i64,
+        next_producer_id: i64,
+    ) -> Result<bool, ErrorCode> {
+        let ended = self.end(commit, now_ms)?;
+        if ended {
+            self.tv2 = true;
+            self.bump();
+            self.next_producer_id = next_producer_id;
+        }
+        Ok(ended)
+    }
+
+    /// The producer id and epoch a client of transaction version 2 uses after its EndTxn.
+    pub(crate) fn next_caller(&self) -> Caller {
+        if self.next_producer_id >= 0 {
+            Caller {
+                producer_id: self.next_producer_id,
+                producer_epoch: 0,
+            }
+        } else {
+            Caller {
+                producer_id: self.producer_id,
+                producer_epoch: self.producer_epoch,
+            }
+        }
+    }
+
     /// Its markers are all written: the transaction is complete.
     pub(crate) fn complete(&mut self, now_ms: i64) {
         self.state = match self.state {
@@ -158,6 +254,14 @@ impl TxnMeta {
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             other => other,
         };
+        if self.next_producer_id >= 0 {
+            // The epoch ran out: the producer goes on with its new id.
+            self.previous_producer_id = self.producer_id;
+            self.producer_id = self.next_producer_id;
+            self.producer_epoch = 0;
+            self.last_producer_epoch = -1;
+            self.next_producer_id = -1;
+        }
         // The start time stays: DescribeTransactions shows the last transaction's.
         self.partitions.clear();
         self.update_ms = now_ms;
@@ -220,15 +324,15 @@ mod tests {
             Err(ErrorCode::InvalidProducerIdMapping)
         );
         assert_eq!(meta.check(caller(7, 1)), Err(ErrorCode::ProducerFenced));
-        assert_eq!(meta.add([("t".to_owned(), 0)], 10), Ok(true));
+        assert_eq!(meta.add([("t".to_owned(), 0)], 10, false), Ok(true));
         assert_eq!(meta.state, TxnState::Ongoing);
         assert_eq!(meta.start_ms, 10);
         // The same partition again: nothing to write.
-        assert_eq!(meta.add([("t".to_owned(), 0)], 11), Ok(false));
+        assert_eq!(meta.add([("t".to_owned(), 0)], 11, false), Ok(false));
         assert_eq!(meta.end(true, 12), Ok(true));
         assert_eq!(meta.state, TxnState::PrepareCommit);
         assert_eq!(
-            meta.add([("t".to_owned(), 1)], 13),
+            meta.add([("t".to_owned(), 1)], 13, false),
             Err(ErrorCode::ConcurrentTransactions)
         );
         assert_eq!(meta.end(true, 13), Err(ErrorCode::ConcurrentTransactions));
@@ -240,7 +344,7 @@ mod tests {
         assert_eq!(meta.end(true, 15), Ok(false));
         assert_eq!(meta.end(false, 15), Err(ErrorCode::InvalidTxnState));
         // The next transaction starts fresh.
-        assert_eq!(meta.add([("u".to_owned(), 2)], 20), Ok(true));
+        assert_eq!(meta.add([("u".to_owned(), 2)], 20, false), Ok(true));
         assert_eq!(meta.partitions.len(), 1);
         assert_eq!(meta.start_ms, 20);
     }
@@ -250,11 +354,69 @@ mod tests {
         let mut meta = TxnMeta::new(7, 1_000, 0);
         assert_eq!(meta.end(false, 1), Err(ErrorCode::InvalidTxnState));
         assert!(!meta.expired(1_000_000));
-        let _ = meta.add([("t".to_owned(), 0)], 100);
+        let _ = meta.add([("t".to_owned(), 0)], 100, false);
         assert!(!meta.expired(1_100));
         assert!(meta.expired(1_101));
         meta.bump();
         assert_eq!((meta.producer_epoch, meta.last_producer_epoch), (1, 0));
+    }
+
+    #[test]
+    fn transaction_version_2_bumps_the_epoch_at_every_end() {
+        let mut meta = TxnMeta::new(7, 60_000, 0);
+        meta.producer_epoch = 3;
+        assert_eq!(meta.add([("t".to_owned(), 0)], 1, true), Ok(true));
+        assert_eq!(meta.check_end(caller(7, 3)), Ok(()));
+        assert_eq!(meta.end_v2(true, 2, -1), Ok(true));
+        // The markers and the producer's next transaction use epoch 4.
+        assert_eq!((meta.producer_epoch, meta.last_producer_epoch), (4, 3));
+        assert_eq!(meta.next_caller().producer_epoch, 4);
+        // A retry while the markers are written: the epoch before the bump.
+        assert_eq!(meta.check_end(caller(7, 3)), Ok(()));
+        assert_eq!(
+            meta.end_v2(true, 3, -1),
+            Err(ErrorCode::ConcurrentTransactions)
+        );
+        assert_eq!(meta.check_end(caller(7, 4)), Err(ErrorCode::ProducerFenced));
+        meta.complete(4);
+        // A retry after: answered again, with the new epoch; an older epoch is fenced.
+        assert_eq!(meta.check_end(caller(7, 3)), Ok(()));
+        assert_eq!(meta.end_v2(true, 5, -1), Ok(false));
+        assert_eq!(meta.check_end(caller(7, 2)), Err(ErrorCode::ProducerFenced));
+        assert_eq!(meta.check(caller(7, 3)), Err(ErrorCode::ProducerFenced));
+        // The next transaction, at the new epoch.
+        assert_eq!(meta.add([("t".to_owned(), 1)], 6, true), Ok(true));
+        assert_eq!(meta.check_end(caller(7, 4)), Ok(()));
+        assert_eq!(meta.check_end(caller(7, 3)), Err(ErrorCode::ProducerFenced));
+    }
+
+    #[test]
+    fn an_exhausted_epoch_moves_to_a_new_producer_id() {
+        let mut meta = TxnMeta::new(7, 60_000, 0);
+        meta.producer_epoch = i16::MAX - 1;
+        assert!(meta.exhausted());
+        let _ = meta.add([("t".to_owned(), 0)], 1, true);
+        assert_eq!(meta.end_v2(false, 2, 9), Ok(true));
+        // The markers carry the last epoch of the old id; the producer goes on with the new.
+        assert_eq!((meta.producer_id, meta.producer_epoch), (7, i16::MAX));
+        assert_eq!(
+            (
+                meta.next_caller().producer_id,
+                meta.next_caller().producer_epoch
+            ),
+            (9, 0)
+        );
+        meta.complete(3);
+        assert_eq!((meta.producer_id, meta.producer_epoch), (9, 0));
+        assert_eq!(meta.next_producer_id, -1);
+        // The old id's retry is still recognised, and answered with the new id.
+        assert_eq!(meta.check_end(caller(7, i16::MAX - 1)), Ok(()));
+        assert_eq!(meta.end_v2(false, 4, -1), Ok(false));
+        assert_eq!(meta.next_caller().producer_id, 9);
+        assert_eq!(
+            meta.check_end(caller(8, 0)),
+            Err(ErrorCode::InvalidProducerIdMapping)
+        );
     }
 
     #[test]

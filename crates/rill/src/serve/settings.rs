@@ -42,7 +42,7 @@ macro_rules! integer_value {
         }
     )*};
 }
-integer_value!(i32, i64, u64, usize);
+integer_value!(i16, i32, i64, u64, usize);
 
 impl Value for bool {
     fn from_text(text: &str, _: i64) -> Result<Self, String> {

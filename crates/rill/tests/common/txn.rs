@@ -225,6 +225,22 @@ pub fn end(conn: &mut Conn, version: i16, producer: &Producer, commit: bool) -> 
     Ok(ask!(conn, EndTxn, version, request).error_code)
 }
 
+/// EndTxn v5 (transaction version 2): its error code and the producer to go on with.
+pub fn end_v5(conn: &mut Conn, producer: &Producer, commit: bool) -> Result<(i16, Producer)> {
+    let request = EndTxnRequest::default()
+        .with_transactional_id(txn_id(&producer.id))
+        .with_producer_id(ProducerId(producer.pid))
+        .with_producer_epoch(producer.epoch)
+        .with_committed(commit);
+    let answer = ask!(conn, EndTxn, 5, request);
+    let next = Producer {
+        id: producer.id.clone(),
+        pid: answer.producer_id.0,
+        epoch: answer.producer_epoch,
+    };
+    Ok((answer.error_code, next))
+}
+
 /// A transactional batch of `values` from `producer`, its first sequence `seq`.
 pub fn txn_batch(producer: &Producer, seq: i32, values: &[&str]) -> Result<Bytes> {
     let builder =
@@ -256,6 +272,18 @@ pub fn produce(
     partition: i32,
     records: Bytes,
 ) -> Result<(i16, i64)> {
+    produce_at(conn, 9, transactional_id, (topic, partition), records)
+}
+
+/// Produce at `version` (3-12), acks=-1, with `transactional_id`: the partition's (error
+/// code, base offset). v12 is a client of transaction version 2's.
+pub fn produce_at(
+    conn: &mut Conn,
+    version: i16,
+    transactional_id: Option<&str>,
+    (topic, partition): (&str, i32),
+    records: Bytes,
+) -> Result<(i16, i64)> {
     let request = ProduceRequest::default()
         .with_transactional_id(transactional_id.map(txn_id))
         .with_acks(-1)
@@ -269,7 +297,7 @@ pub fn produce(
                         .with_records(Some(records)),
                 ]),
         ]);
-    let answer = ask!(conn, Produce, 9, request);
+    let answer = ask!(conn, Produce, version, request);
     let p = answer
         .responses
         .first()
