@@ -9,6 +9,7 @@
 //! - `index.rs`: the sparse offset and time indexes.
 //! - [`AbortedTxn`] (`txn_index.rs`): the aborted-transaction index (Kafka's `.txnindex`), in
 //!   memory and written entry by entry; only segments with aborted transactions have a file.
+//! - [`cleaner`]: log compaction (Kafka's log cleaner), crash-safe swaps of cleaned segments.
 //! - [`FileCache`] (`cache.rs`): the bounded set of open segment files many logs share.
 //! - [`BlockingPool`] (`background.rs`): fixed thread pools for fsyncs; one, shared by every
 //!   log, fsyncs sealed segments.
@@ -49,6 +50,7 @@
 
 mod background;
 mod cache;
+pub mod cleaner;
 mod config;
 pub mod dir;
 mod error;
@@ -60,6 +62,7 @@ mod txn_index;
 
 pub use background::BlockingPool;
 pub use cache::FileCache;
+pub use cleaner::{CleanRules, CleanStats, Cleaned, OffsetMap, SealedSegment, Throttle};
 pub use config::{
     DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_RETENTION_BYTES, DEFAULT_RETENTION_MS,
     DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_MS, LogConfig,

@@ -23,9 +23,16 @@ use crate::{FlushPolicy, LogConfig};
 /// The file in a log directory that keeps a log start offset moved by
 /// [`Log::delete_records_before`].
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
+/// Where the log cleaner's last pass ended (the first dirty offset), in the partition's
+/// directory. Losing it costs a pass over the whole log, nothing else.
+const CLEANER_CHECKPOINT: &str = "cleaner-checkpoint";
 
 fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, LogError> {
-    let path = dir.join(LOG_START_CHECKPOINT);
+    read_checkpoint(dir, LOG_START_CHECKPOINT)
+}
+
+fn read_checkpoint(dir: &Path, name: &str) -> Result<Option<i64>, LogError> {
+    let path = dir.join(name);
     match fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse() {
             Ok(offset) => Ok(Some(offset)),
@@ -123,6 +130,8 @@ pub struct Log {
     txn_index_unsynced: bool,
     /// An aborted-transaction index file was created since then: the directory needs an fsync.
     txn_index_dir_unsynced: bool,
+    /// Where the log cleaner's last pass ended: the first dirty offset.
+    cleaned_to: i64,
 }
 
 /// A sealed segment whose files are being fsynced away from the owner's thread, so that a roll
@@ -165,6 +174,8 @@ impl Log {
                 fsync_dir(parent)?;
             }
         }
+        // A cleaning pass a crash interrupted: finished if it had committed, else undone.
+        crate::cleaner::recover(&dir)?;
         let (bases, txn_bases) = list_segments(&dir)?;
 
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
@@ -228,6 +239,9 @@ impl Log {
             .unwrap_or(0)
             .max(sealed.first().unwrap_or(&active).base_offset)
             .min(log_end_offset);
+        let cleaned_to = read_checkpoint(&dir, CLEANER_CHECKPOINT)?
+            .unwrap_or(log_start_offset)
+            .clamp(log_start_offset, log_end_offset);
         tracing::debug!(
             dir = %dir.display(),
             segments = sealed.len() + 1,
@@ -253,6 +267,7 @@ impl Log {
             truncations: 0,
             txn_index_unsynced,
             txn_index_dir_unsynced: txn_index_unsynced,
+            cleaned_to,
         })
     }
 
@@ -977,11 +992,119 @@ impl Log {
         Ok(deleted)
     }
 
+    /// The sealed segments, oldest first: what a log cleaner may clean.
+    pub fn sealed_segments(&self) -> Vec<crate::SealedSegment> {
+        self.sealed
+            .iter()
+            .map(|s| crate::SealedSegment {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size: s.size,
+                max_timestamp: s.max_timestamp,
+            })
+            .collect()
+    }
+
+    /// Where the log cleaner's last pass ended (the first dirty offset), at least the log start.
+    pub fn cleaned_to(&self) -> i64 {
+        self.cleaned_to.max(self.log_start_offset)
+    }
+
+    /// The bytes of sealed segments cleaned and not yet cleaned (dirty), for the cleaner's
+    /// choice of log (`min.cleanable.dirty.ratio`). A segment the last pass ended inside
+    /// counts as dirty.
+    pub fn cleanable_bytes(&self) -> (u64, u64) {
+        let cleaned_to = self.cleaned_to();
+        self.sealed.iter().fold((0, 0), |(clean, dirty), s| {
+            if s.next_offset <= cleaned_to {
+                (clean + s.size, dirty)
+            } else {
+                (clean, dirty + s.size)
+            }
+        })
+    }
+
+    /// Records where a cleaning pass ended (durably: a temporary file renamed into place).
+    pub fn set_cleaned_to(&mut self, offset: i64) -> Result<(), LogError> {
+        let path = self.dir.join(CLEANER_CHECKPOINT);
+        let tmp = self.dir.join(format!("{CLEANER_CHECKPOINT}.tmp"));
+        fs::write(&tmp, format!("{offset}\n")).at(&tmp)?;
+        fsync_path(&tmp)?;
+        fs::rename(&tmp, &path).at(&tmp)?;
+        fsync_dir(&self.dir)?;
+        self.cleaned_to = offset;
+        Ok(())
+    }
+
+    /// Swaps the segment a cleaning pass wrote ([`crate::cleaner::clean_group`]) in for the
+    /// segments it replaces, crash-safely (see [`crate::cleaner`]). `Ok(false)`, with the new
+    /// files removed, when those segments changed meanwhile (retention or a truncation took
+    /// them), so the pass no longer applies.
+    pub fn swap_cleaned(&mut self, cleaned: &crate::Cleaned) -> Result<bool, LogError> {
+        if let Some(path) = &self.poisoned {
+            return Err(LogError::Poisoned { path: path.clone() });
+        }
+        let at = self
+            .sealed
+            .iter()
+            .position(|s| s.base_offset == cleaned.base_offset);
+        let unchanged = at.is_some_and(|at| {
+            let now = self.sealed.get(at..at + cleaned.replaces.len());
+            now.is_some_and(|segments| {
+                segments.iter().zip(&cleaned.replaces).all(|(s, r)| {
+                    s.base_offset == r.base_offset
+                        && s.next_offset == r.next_offset
+                        && s.size == r.size
+                })
+            })
+        });
+        let Some(at) = at.filter(|_| unchanged) else {
+            crate::cleaner::discard(&self.dir, cleaned)?;
+            return Ok(false);
+        };
+        // A seal still being fsynced would fail on a deleted file and poison the log.
+        self.reap_seals(true)?;
+        self.changing()?;
+        let swapped = crate::cleaner::commit(&self.dir, cleaned.base_offset, cleaned.next_offset)
+            .and_then(|()| {
+                Segment::open_sealed(
+                    &self.cache,
+                    &self.dir,
+                    cleaned.base_offset,
+                    cleaned.next_offset,
+                    self.config.index_interval_bytes,
+                )
+            });
+        let mut segment = match swapped {
+            Ok(segment) => segment,
+            Err(err) => {
+                // What is on disk is no longer what the log holds in memory.
+                self.poisoned = Some(self.dir.clone());
+                return Err(err);
+            }
+        };
+        if segment.txn_index_path().exists() {
+            segment.load_txn_index(true)?;
+        }
+        let _ = self
+            .sealed
+            .splice(at..at + cleaned.replaces.len(), std::iter::once(segment));
+        tracing::debug!(
+            dir = %self.dir.display(),
+            base_offset = cleaned.base_offset,
+            replaced = cleaned.replaces.len(),
+            size = cleaned.size,
+            "swapped in a cleaned segment"
+        );
+        Ok(true)
+    }
+
     /// Checks every batch of every segment (length, magic, CRC, offsets), reading the whole log.
     /// For tools and tests; opening does not do this.
     pub fn verify(&self) -> Result<(), LogError> {
         for segment in self.segments() {
-            let outcome = segment.verify()?;
+            let sealed = segment.base_offset != self.active.base_offset;
+            let outcome = segment.verify(sealed)?;
             if let Some(source) = outcome.invalid {
                 return Err(LogError::Corrupt {
                     path: segment.path().to_path_buf(),

@@ -125,7 +125,8 @@ impl Segment {
         }
         tracing::warn!(segment = %log_path.display(), "rebuilding damaged or missing indexes");
         let mut segment = Self::open_with_new_indexes(cache, dir, base_offset)?;
-        let outcome = segment.rebuild(index_interval)?;
+        // A cleaned segment may have gaps between its batches (log compaction).
+        let outcome = segment.rebuild(index_interval, true)?;
         if let Some(source) = outcome.invalid {
             return Err(LogError::Corrupt {
                 path: segment.path().to_path_buf(),
@@ -156,7 +157,7 @@ impl Segment {
     ) -> Result<Self, LogError> {
         let mut segment = Self::open_with_new_indexes(cache, dir, base_offset)?;
         let file_len = segment.size;
-        let outcome = segment.rebuild(index_interval)?;
+        let outcome = segment.rebuild(index_interval, false)?;
         if let Some(reason) = &outcome.invalid {
             tracing::warn!(
                 segment = %segment.path().display(),
@@ -407,7 +408,8 @@ impl Segment {
     }
 
     /// Scans the whole log file with CRC checks and rebuilds both indexes from what is valid.
-    fn rebuild(&mut self, index_interval: u32) -> Result<ScanOutcome, LogError> {
+    /// `gaps`: offsets may skip between batches (a sealed segment that was cleaned).
+    fn rebuild(&mut self, index_interval: u32, gaps: bool) -> Result<ScanOutcome, LogError> {
         self.index.replace(Vec::new())?;
         self.time_index.replace(Vec::new())?;
         self.size = 0;
@@ -419,8 +421,8 @@ impl Segment {
         scan(
             &file,
             &path,
-            0,
-            self.base_offset,
+            (0, self.base_offset),
+            gaps,
             &mut |position, header| {
                 self.record_batch(position, header, index_interval);
             },
@@ -428,12 +430,13 @@ impl Segment {
     }
 
     /// Checks every batch of the segment (structure, CRC, offsets) without changing anything.
-    pub(crate) fn verify(&self) -> Result<ScanOutcome, LogError> {
+    /// `gaps` as for [`Self::rebuild`].
+    pub(crate) fn verify(&self, gaps: bool) -> Result<ScanOutcome, LogError> {
         scan(
             self.file.get()?.as_ref(),
             self.path(),
-            0,
-            self.base_offset,
+            (0, self.base_offset),
+            gaps,
             &mut |_, _| {},
         )
     }
@@ -575,13 +578,15 @@ fn load_indexes(
     Ok(index.zip(time_index))
 }
 
-/// Walks the batches of `file` from `position` to its end, checking structure, CRC and offset
-/// continuity, and calls `visit` for each valid one. Stops at the first invalid batch.
+/// Walks the batches of `file` from `position` (where `expected_offset` starts) to its end,
+/// checking structure, CRC and offset continuity, and calls `visit` for each valid one. Stops
+/// at the first invalid batch. With `gaps`, a batch may start past the offset after the one
+/// before it (never before it): a cleaned segment's batches.
 fn scan(
     file: &File,
     path: &Path,
-    mut position: u64,
-    mut expected_offset: i64,
+    (mut position, mut expected_offset): (u64, i64),
+    gaps: bool,
     visit: &mut dyn FnMut(u64, &BatchHeader),
 ) -> Result<ScanOutcome, LogError> {
     let file_len = file.metadata().at(path)?.len();
@@ -598,7 +603,7 @@ fn scan(
                 .and_then(|batch| {
                     batch.verify_crc()?;
                     let found = batch.header().base_offset;
-                    if found != expected_offset {
+                    if found != expected_offset && !(gaps && found > expected_offset) {
                         return Err(Corruption::UnexpectedOffset {
                             expected: expected_offset,
                             found,

@@ -51,7 +51,7 @@ pub struct AbortedTxn {
 }
 
 impl AbortedTxn {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&VERSION.to_be_bytes());
         for field in [
             self.producer_id,

@@ -325,6 +325,87 @@ pub fn rebuild(
     Ok(out)
 }
 
+/// What [`filter`] kept of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    /// Every record: the batch as it is.
+    All,
+    /// Some records: the batch rebuilt around them (see [`filter`]).
+    Some(Vec<u8>),
+    /// No record.
+    None,
+}
+
+/// Keeps the records of `batch` for which `keep` says so (a log cleaner's pass), decoding at
+/// most `max_len` bytes of records. A rebuilt batch keeps every header field (base offset,
+/// `lastOffsetDelta`, so the offsets after it are unchanged; timestamps; producer id, epoch and
+/// sequence; attributes) but `batchLength`, the records count and the CRC, and each kept record
+/// keeps its offset and timestamp deltas, so every record keeps its offset and timestamp. The
+/// records are compressed again with the batch's codec.
+pub fn filter(
+    batch: &crate::Batch<'_>,
+    max_len: usize,
+    mut keep: impl FnMut(&Record) -> bool,
+) -> Result<Filtered, RecordError> {
+    let header = batch.header();
+    let section = batch.records_section(max_len)?;
+    let records = crate::decode_records(header, &section)?;
+    let kept: Vec<&Record> = records.iter().filter(|r| keep(r)).collect();
+    if kept.len() == records.len() {
+        return Ok(Filtered::All);
+    }
+    if kept.is_empty() {
+        return Ok(Filtered::None);
+    }
+    let mut encoded = Vec::with_capacity(section.len());
+    for record in &kept {
+        encode_record(
+            &mut encoded,
+            record.offset_delta,
+            record.timestamp_delta,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        )?;
+    }
+    let codec = header.attributes.compression()?;
+    let mut out = Vec::with_capacity(HEADER_LEN + encoded.len());
+    out.resize(HEADER_LEN, 0);
+    match codec {
+        Compression::None => out.extend_from_slice(&encoded),
+        codec => compress_into(codec, &encoded, &mut out)?,
+    }
+    let records_count = i32::try_from(kept.len()).map_err(|_overflow| RecordError::TooLarge {
+        what: "records count",
+        value: kept.len(),
+    })?;
+    finish(
+        &mut out,
+        &BatchHeader {
+            records_count,
+            ..*header
+        },
+    )?;
+    Ok(Filtered::Some(out))
+}
+
+/// `header`'s batch with no records (what a log cleaner keeps of a batch whose records are all
+/// gone but whose place must stay, as Kafka keeps a producer's last batch): every header field
+/// but the codec (none: there is nothing to decompress), `batchLength`, the records count (0)
+/// and the CRC. Its offsets still span `baseOffset..=baseOffset + lastOffsetDelta`.
+pub fn empty_batch(header: &BatchHeader) -> Result<Vec<u8>, RecordError> {
+    let mut out = vec![0u8; HEADER_LEN];
+    finish(
+        &mut out,
+        &BatchHeader {
+            attributes: Attributes(header.attributes.0 & !0x07),
+            records_count: 0,
+            ..*header
+        },
+    )?;
+    Ok(out)
+}
+
 /// Fills in the header of `out` (`HEADER_LEN` bytes of room, then the records section) from
 /// `header`: every field but `batchLength`, `magic` and the CRC, which are computed here.
 fn finish(out: &mut [u8], header: &BatchHeader) -> Result<(), RecordError> {
@@ -403,6 +484,48 @@ mod tests {
             let back_section = view.records_section(1 << 20)?;
             let back = rebuild(view.header(), &back_section, Compression::None, None)?;
             assert_eq!(back, original.to_vec());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn filter_keeps_offsets_timestamps_and_the_codec() -> Result<(), RecordError> {
+        for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let original = BatchBuilder::new()
+                .base_offset(100)
+                .compression(codec)
+                .producer(7, 2, 40)
+                .record(RecordSpec::new(1_000).key("a").value("1"))
+                .record(RecordSpec::new(1_005).key("b").value("2"))
+                .record(RecordSpec::new(1_010).key("a").header("h", "x"))
+                .build()?;
+            let batch = Batch::parse(&original)?;
+            assert_eq!(filter(&batch, 1 << 20, |_| true)?, Filtered::All);
+            assert_eq!(filter(&batch, 1 << 20, |_| false)?, Filtered::None);
+            let Filtered::Some(kept) = filter(&batch, 1 << 20, |r| r.offset != 100)? else {
+                panic!("some records kept");
+            };
+            let view = Batch::parse(&kept)?;
+            view.verify_crc()?;
+            let (h, o) = (view.header(), batch.header());
+            assert_eq!(h.records_count, 2);
+            assert_eq!(h.attributes, o.attributes);
+            assert_eq!(
+                (h.base_offset, h.last_offset_delta, h.next_offset()),
+                (100, 2, 103)
+            );
+            assert_eq!((h.producer_id, h.base_sequence), (7, 40));
+            let records = view.records()?;
+            let all = batch.records()?;
+            assert_eq!(records.as_slice(), all.get(1..).unwrap_or_default());
+            // Nothing left: an empty batch in the same place.
+            let empty = empty_batch(o)?;
+            let view = Batch::parse(&empty)?;
+            view.verify_crc()?;
+            assert_eq!(view.header().records_count, 0);
+            assert_eq!(view.header().next_offset(), 103);
+            assert_eq!(view.header().attributes.compression()?, Compression::None);
+            assert!(view.records()?.is_empty());
         }
         Ok(())
     }

@@ -52,7 +52,7 @@ pub use batch::{
     TimestampType,
 };
 pub use batch::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
-pub use builder::{BatchBuilder, RecordSpec, rebuild};
+pub use builder::{BatchBuilder, Filtered, RecordSpec, empty_batch, filter, rebuild};
 pub use compression::{compress, compress_into, compress_into_level, decompress};
 pub use control::{Marker, marker_batch, parse_marker};
 pub use error::RecordError;

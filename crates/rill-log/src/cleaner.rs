@@ -1,0 +1,1095 @@
+//! Log compaction, as Kafka's log cleaner does it: keep the latest record of each key.
+//!
+//! A pass over one log has three steps; the first two run on a cleaner's thread, away from the
+//! log's owner, reading only sealed segments (which never change until they are deleted):
+//!
+//! 1. [`build_map`]: from the first dirty offset (where the last pass stopped) on, each key's
+//!    latest offset, in an [`OffsetMap`] of bounded size that holds a 128-bit hash of each key.
+//!    When the map fills, the pass covers less of the log and the next pass goes on from there.
+//! 2. [`clean_group`], once per group of consecutive sealed segments from the log start (a
+//!    group fits one segment once cleaned): writes the records to keep into a new segment
+//!    beside the old ones, `<base>.log.cleaned` with its `.index.cleaned`, `.timeindex.cleaned`
+//!    and, when it holds aborted transactions' markers, `.txnindex.cleaned`, all fsynced.
+//!    A record is dropped when the map knows a later offset of its key, when it has no key,
+//!    when it belongs to an aborted transaction, or when it is a tombstone (a null value) below
+//!    the map's end and older than `delete.retention.ms`. Offsets and timestamps never change
+//!    (gaps are allowed); a batch keeps its header and codec; a batch left with no record is
+//!    dropped, unless it is a producer's last batch (idempotence needs it), the group's last
+//!    (so a segment always ends where the next one starts) or the log keeps every batch (a
+//!    replicated partition's Raft log counts them); then it stays, empty.
+//! 3. [`crate::Log::swap_cleaned`], on the owner: swaps the new segment in for the group.
+//!
+//! # Crash safety
+//! The swap is a sequence of renames whose every intermediate state recovery understands
+//! ([`recover`], run by [`crate::Log::open`] before anything else):
+//!
+//! 1. the new files are written as `.cleaned` and fsynced;
+//! 2. the index files are renamed `.cleaned` → `.swap`, then the log file last: a
+//!    `<base>.log.swap` is the commit point (directory fsynced);
+//! 3. every file of the old segments in `base..next` (the new segment's offsets) is deleted:
+//!    the index files, then the logs, `<base>.log` last;
+//! 4. the `.swap` files are renamed to their final names, the log file last (directory fsynced).
+//!
+//! On open: `.cleaned` files are deleted (the pass never committed); a `<base>.log.swap`
+//! finishes steps 3 and 4 (while the old `<base>.log` is there, step 4 has not begun, so the
+//! files named `<base>.*` are old; once it is gone, they are new); an index `.swap` left
+//! without its log `.swap` belongs to an uncommitted pass (step 4 renames the log last) and is
+//! deleted. So a crash at any point
+//! leaves either the old segments or the new one, never both nor a hole. Tests stop the
+//! process at each step with [`FAULT_ENV`].
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rill_record::{Batch, BatchHeader, Batches, Filtered, RecordError};
+
+use crate::dir::{
+    INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, fsync_dir, parse_segment_name,
+    segment_file,
+};
+use crate::error::{IoContext, LogError};
+use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::txn_index::AbortedTxn;
+
+/// The environment variable naming a step at which a cleaning pass stops the process (as a
+/// kill -9 would), for crash tests: `cleaned` (new files written, nothing renamed), `swap`
+/// (committed, old segments still there), `deleted` (old segments gone, new one not yet
+/// renamed), `indexes-renamed` (the new index files in place, the log not yet).
+pub const FAULT_ENV: &str = "RILL_CLEANER_FAULT";
+
+/// The suffix of a cleaning pass's new files.
+const CLEANED: &str = "cleaned";
+/// The suffix of a committed pass's new files not yet in place.
+const SWAP: &str = "swap";
+/// Bytes read from a segment at a time.
+const READ_CHUNK: usize = 1 << 20;
+/// Largest decompressed records section a cleaner decodes (a batch is at most a segment).
+const MAX_RECORDS_LEN: usize = 1 << 30;
+/// Bytes an [`OffsetMap`] entry takes, as counted against its budget: the key's hash, the
+/// offset, and the hash table's own overhead.
+pub const MAP_ENTRY_BYTES: usize = 40;
+
+/// Stops the process if the crash tests asked for it at `step`. (Unit tests stop the pass
+/// with an error instead, leaving the files as a crash would.)
+fn fault(step: &str) -> Result<(), LogError> {
+    #[cfg(test)]
+    if tests::STOP_AT.with(|s| s.get()) == Some(step) {
+        return Err(LogError::Inconsistent {
+            path: PathBuf::from(step),
+            reason: "stopped at a fault point".to_owned(),
+        });
+    }
+    static STEP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if STEP
+        .get_or_init(|| std::env::var(FAULT_ENV).ok())
+        .as_deref()
+        == Some(step)
+    {
+        tracing::warn!(step, "stopping at a cleaner fault point");
+        std::process::abort();
+    }
+    Ok(())
+}
+
+/// The segments of a pass grouped for [`clean_group`]: consecutive runs of at most
+/// `max_bytes` (`segment.bytes`) before cleaning and of offsets a segment can index.
+pub fn groups(segments: &[SealedSegment], max_bytes: u64) -> Vec<Vec<SealedSegment>> {
+    let mut groups: Vec<Vec<SealedSegment>> = Vec::new();
+    for segment in segments {
+        let fits = groups.last().is_some_and(|group| {
+            let size: u64 = group.iter().map(|s| s.size).sum();
+            let base = group.first().map_or(segment.base_offset, |s| s.base_offset);
+            size + segment.size <= max_bytes && segment.next_offset - base <= i64::from(i32::MAX)
+        });
+        match groups.last_mut() {
+            Some(group) if fits => group.push(*segment),
+            _ => groups.push(vec![*segment]),
+        }
+    }
+    groups
+}
+
+/// A sealed segment as a cleaning pass sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedSegment {
+    /// Its first offset (its files' name).
+    pub base_offset: i64,
+    /// The offset after it (the next segment's base).
+    pub next_offset: i64,
+    /// Bytes of its `.log` file.
+    pub size: u64,
+    /// Its largest batch timestamp, -1 if none.
+    pub max_timestamp: i64,
+}
+
+/// Each key's latest offset, by a 128-bit hash of the key (two independent 64-bit hashes;
+/// Kafka's map keeps an MD5), within a budget of bytes.
+#[derive(Debug)]
+pub struct OffsetMap {
+    entries: HashMap<u128, i64>,
+    capacity: usize,
+    hashers: (std::hash::RandomState, std::hash::RandomState),
+}
+
+impl OffsetMap {
+    /// A map of at most `bytes` ([`MAP_ENTRY_BYTES`] an entry; at least one entry).
+    pub fn with_budget(bytes: usize) -> Self {
+        let capacity = (bytes / MAP_ENTRY_BYTES).max(1);
+        Self {
+            entries: HashMap::with_capacity(capacity.min(1 << 20)),
+            capacity,
+            hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> u128 {
+        let mut a = self.hashers.0.build_hasher();
+        let mut b = self.hashers.1.build_hasher();
+        a.write(key);
+        b.write(key);
+        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    }
+
+    /// The latest offset recorded for `key`.
+    pub fn latest(&self, key: &[u8]) -> Option<i64> {
+        self.entries.get(&self.hash(key)).copied()
+    }
+
+    /// Records `offset` for `key`; `false` (and nothing recorded) when the map is full and the
+    /// key new.
+    fn put(&mut self, key: &[u8], offset: i64) -> bool {
+        let hash = self.hash(key);
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&hash) {
+            return false;
+        }
+        let _ = self.entries.insert(hash, offset);
+        true
+    }
+
+    /// Keys recorded.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No key recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The most keys it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// A shared bound on the bytes cleaners read per second (`log.cleaner.io.max.bytes.per.second`).
+#[derive(Debug)]
+pub struct Throttle {
+    bytes_per_second: f64,
+    /// When the bytes read so far may all have been read.
+    next_free: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    /// A throttle of `bytes_per_second` (infinite or not positive: no limit).
+    pub fn new(bytes_per_second: f64) -> Self {
+        Self {
+            bytes_per_second,
+            next_free: Mutex::new(None),
+        }
+    }
+
+    /// Counts `bytes` read, sleeping as long as the rate needs.
+    pub fn consume(&self, bytes: usize) {
+        if !(self.bytes_per_second.is_finite() && self.bytes_per_second > 0.0) {
+            return;
+        }
+        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second);
+        let wait = {
+            let Ok(mut next) = self.next_free.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let start = next.filter(|t| *t > now).unwrap_or(now);
+            let done = start + cost;
+            *next = Some(done);
+            done.saturating_duration_since(now)
+        };
+        // A burst of up to a tenth of a second goes unthrottled.
+        if wait > Duration::from_millis(100) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// What a pass needs besides the segments and the map.
+#[derive(Debug, Clone, Default)]
+pub struct CleanRules {
+    /// Tombstones in batches whose largest timestamp is below this are dropped (now minus
+    /// `delete.retention.ms`); `i64::MIN` keeps every tombstone.
+    pub tombstone_horizon: i64,
+    /// The map covers the log up to here: a tombstone at or past it stays (older records of
+    /// its key may not be dropped yet).
+    pub map_end: i64,
+    /// Batches (by base offset) that stay, empty if need be: each producer's last batch.
+    pub retain: HashSet<i64>,
+    /// The log's aborted transactions: their records are dropped.
+    pub aborted: Vec<AbortedTxn>,
+    /// Keep every batch, empty if need be (a replicated partition's log, whose Raft entries
+    /// are its batches, one each).
+    pub keep_every_batch: bool,
+    /// `index.interval.bytes`.
+    pub index_interval: u32,
+}
+
+/// What [`clean_group`] wrote: a new segment for `replaces`.
+#[derive(Debug, Clone)]
+pub struct Cleaned {
+    /// The new segment's base offset (the first replaced segment's).
+    pub base_offset: i64,
+    /// The offset after it (the last replaced segment's next offset).
+    pub next_offset: i64,
+    /// The segments it replaces.
+    pub replaces: Vec<SealedSegment>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Records kept and dropped, batches emptied or dropped.
+    pub stats: CleanStats,
+}
+
+/// Counts of one group's cleaning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Records kept.
+    pub records_kept: u64,
+    /// Records dropped (superseded, keyless, aborted, or expired tombstones).
+    pub records_dropped: u64,
+}
+
+impl std::ops::AddAssign for CleanStats {
+    fn add_assign(&mut self, other: Self) {
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.records_kept += other.records_kept;
+        self.records_dropped += other.records_dropped;
+    }
+}
+
+fn corrupt(path: &Path, position: u64, source: RecordError) -> LogError {
+    LogError::Corrupt {
+        path: path.to_path_buf(),
+        position,
+        source: source.into(),
+    }
+}
+
+/// Calls `visit` with each batch of a segment file (CRC checked) and its position, reading a
+/// chunk at a time through `throttle`.
+fn for_each_batch(
+    path: &Path,
+    throttle: &Throttle,
+    mut visit: impl FnMut(u64, &Batch<'_>) -> Result<(), LogError>,
+) -> Result<u64, LogError> {
+    let file = File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    let mut position = 0u64;
+    let mut chunk = READ_CHUNK;
+    let mut buf = Vec::new();
+    while position < len {
+        let want = usize::try_from(len - position).map_or(chunk, |left| left.min(chunk));
+        buf.resize(want, 0);
+        file.read_exact_at(&mut buf, position).at(path)?;
+        throttle.consume(want);
+        let mut consumed = 0usize;
+        let mut batches = Batches::new(&buf);
+        loop {
+            match batches.next() {
+                Some(Ok(batch)) => {
+                    batch
+                        .verify_crc()
+                        .map_err(|e| corrupt(path, position + consumed as u64, e))?;
+                    visit(position + consumed as u64, &batch)?;
+                    consumed += batch.as_bytes().len();
+                }
+                Some(Err(RecordError::Truncated { need, .. }))
+                    if position + (consumed + need) as u64 <= len =>
+                {
+                    chunk = chunk.max(need);
+                    break;
+                }
+                Some(Err(err)) => return Err(corrupt(path, position + consumed as u64, err)),
+                None => break,
+            }
+        }
+        if consumed == 0 {
+            return Err(corrupt(
+                path,
+                position,
+                RecordError::Truncated { need: 0, have: 0 },
+            ));
+        }
+        position += consumed as u64;
+    }
+    Ok(position)
+}
+
+/// Whether the batch belongs to an aborted transaction.
+fn is_aborted(header: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
+    header.attributes.is_transactional()
+        && !header.attributes.is_control()
+        && aborted.iter().any(|t| {
+            t.producer_id == header.producer_id
+                && t.first_offset <= header.base_offset
+                && header.base_offset <= t.last_offset
+        })
+}
+
+/// Adds the keys of `segments` (sealed, in order) from offset `from` on to `map`, skipping
+/// aborted transactions' records and control batches. Returns the offset the map covers the
+/// log up to: the end of the last segment read whole, or the point where the map filled.
+pub fn build_map(
+    dir: &Path,
+    segments: &[SealedSegment],
+    from: i64,
+    aborted: &[AbortedTxn],
+    map: &mut OffsetMap,
+    throttle: &Throttle,
+) -> Result<i64, LogError> {
+    let mut end = from;
+    for segment in segments.iter().filter(|s| s.next_offset > from) {
+        let path = segment_file(dir, segment.base_offset, LOG_SUFFIX);
+        let mut full = false;
+        let _ = for_each_batch(&path, throttle, |position, batch| {
+            let header = batch.header();
+            if full || header.next_offset() <= from {
+                return Ok(());
+            }
+            if header.attributes.is_control() || is_aborted(header, aborted) {
+                end = header.next_offset();
+                return Ok(());
+            }
+            let records = batch
+                .records_with(
+                    rill_record::DecodeOptions::default().max_records_len(MAX_RECORDS_LEN),
+                )
+                .map_err(|e| corrupt(&path, position, e))?;
+            for record in &records {
+                if let Some(key) = &record.key
+                    && !map.put(key, record.offset)
+                {
+                    full = true;
+                    // The map covers the log up to this record: the next pass starts here.
+                    end = record.offset;
+                    return Ok(());
+                }
+            }
+            end = header.next_offset();
+            Ok(())
+        })?;
+        if full {
+            return Ok(end);
+        }
+        end = end.max(segment.next_offset);
+    }
+    Ok(end)
+}
+
+/// Builds the sparse indexes of a segment being written, as an active segment's are.
+struct IndexBuilder {
+    base_offset: i64,
+    interval: u64,
+    bytes_since_entry: u64,
+    max_timestamp: i64,
+    index: IndexFile<OffsetEntry>,
+    time_index: IndexFile<TimeEntry>,
+}
+
+impl IndexBuilder {
+    fn relative(&self, offset: i64) -> u32 {
+        u32::try_from(offset - self.base_offset).unwrap_or(u32::MAX)
+    }
+
+    fn add(&mut self, position: u64, header: &BatchHeader) {
+        if self.bytes_since_entry >= self.interval {
+            let relative_offset = self.relative(header.base_offset);
+            self.index.push(OffsetEntry {
+                relative_offset,
+                position: u32::try_from(position).unwrap_or(u32::MAX),
+            });
+            self.bytes_since_entry = 0;
+            if self.max_timestamp > self.time_index.last().map_or(-1, |e| e.timestamp) {
+                self.time_index.push(TimeEntry {
+                    timestamp: self.max_timestamp,
+                    relative_offset,
+                });
+            }
+        }
+        self.bytes_since_entry += header.total_len() as u64;
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+    }
+
+    /// Seals the indexes (the last time entry) and writes them, fsynced.
+    fn finish(mut self, next_offset: i64) -> Result<(), LogError> {
+        if self.max_timestamp > self.time_index.last().map_or(-1, |e| e.timestamp) {
+            let relative_offset = self.relative(next_offset);
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset,
+            });
+        }
+        self.index.write_out()?;
+        self.time_index.write_out()?;
+        sync_path(self.index.path())?;
+        sync_path(self.time_index.path())
+    }
+}
+
+fn sync_path(path: &Path) -> Result<(), LogError> {
+    File::open(path).and_then(|f| f.sync_all()).at(path)
+}
+
+/// A cleaning pass's name for one of the new segment's files: `<base>.<suffix>.cleaned`.
+fn pass_file(dir: &Path, base_offset: i64, suffix: &str, stage: &str) -> PathBuf {
+    let mut path = segment_file(dir, base_offset, suffix).into_os_string();
+    path.push(".");
+    path.push(stage);
+    PathBuf::from(path)
+}
+
+/// Cleans one group of consecutive sealed segments into a new segment written beside them as
+/// `.cleaned` files, fsynced (see the module docs). `None` when cleaning would change nothing
+/// (the files are then removed).
+pub fn clean_group(
+    dir: &Path,
+    group: &[SealedSegment],
+    map: &OffsetMap,
+    rules: &CleanRules,
+    throttle: &Throttle,
+) -> Result<Option<Cleaned>, LogError> {
+    let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        return Ok(None);
+    };
+    let base_offset = first.base_offset;
+    let log_path = pass_file(dir, base_offset, LOG_SUFFIX, CLEANED);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&log_path)
+        .at(&log_path)?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+    let mut indexes = IndexBuilder {
+        base_offset,
+        interval: u64::from(rules.index_interval),
+        bytes_since_entry: 0,
+        max_timestamp: -1,
+        index: IndexFile::create(pass_file(dir, base_offset, INDEX_SUFFIX, CLEANED))?,
+        time_index: IndexFile::create(pass_file(dir, base_offset, TIME_INDEX_SUFFIX, CLEANED))?,
+    };
+    let mut stats = CleanStats::default();
+    // Merging small segments into one is worth a swap even when every record stays.
+    let mut changed = group.len() > 1;
+    let mut written = 0u64;
+    for (k, segment) in group.iter().enumerate() {
+        let path = segment_file(dir, segment.base_offset, LOG_SUFFIX);
+        let last_segment = k + 1 == group.len();
+        let mut held: Option<(Vec<u8>, BatchHeader, bool)> = None;
+        let mut emit = |bytes: &[u8], header: &BatchHeader| -> Result<(), LogError> {
+            indexes.add(written, header);
+            writer.write_all(bytes).at(&log_path)?;
+            written += bytes.len() as u64;
+            Ok(())
+        };
+        let read = for_each_batch(&path, throttle, |position, batch| {
+            // The batch before this one was not the segment's last: it goes out as decided.
+            if let Some((bytes, header, stays)) = held.take()
+                && stays
+            {
+                emit(&bytes, &header)?;
+            }
+            let header = *batch.header();
+            let (kept, outcome) =
+                keep(batch, rules, map).map_err(|e| corrupt(&path, position, e))?;
+            let records = u64::try_from(header.records_count).unwrap_or(0);
+            stats.records_kept += kept;
+            stats.records_dropped += records.saturating_sub(kept);
+            let bytes = match outcome {
+                Filtered::All => batch.as_bytes().to_vec(),
+                Filtered::Some(bytes) => {
+                    changed = true;
+                    bytes
+                }
+                Filtered::None => {
+                    changed = true;
+                    let stays =
+                        rules.keep_every_batch || rules.retain.contains(&header.base_offset);
+                    let empty = rill_record::empty_batch(&header)
+                        .map_err(|e| corrupt(&path, position, e))?;
+                    // Dropped, unless it must stay; the segment's last batch is decided when
+                    // the segment ends.
+                    held = Some((empty, header, stays));
+                    return Ok(());
+                }
+            };
+            held = Some((bytes, header, true));
+            Ok(())
+        })?;
+        stats.bytes_read += read;
+        // The group's last batch always stays, so the new segment ends where the old ones did.
+        if let Some((bytes, header, stays)) = held.take()
+            && (stays || last_segment)
+        {
+            emit(&bytes, &header)?;
+        }
+    }
+    writer.flush().at(&log_path)?;
+    drop(writer);
+    if !changed {
+        drop(out);
+        remove_pass_files(dir, base_offset, CLEANED)?;
+        return Ok(None);
+    }
+    out.sync_all().at(&log_path)?;
+    drop(out);
+    indexes.finish(last.next_offset)?;
+    // The aborted transactions whose markers the new segment holds (markers always stay).
+    let aborted: Vec<&AbortedTxn> = rules
+        .aborted
+        .iter()
+        .filter(|t| (base_offset..last.next_offset).contains(&t.last_offset))
+        .collect();
+    if !aborted.is_empty() {
+        let path = pass_file(dir, base_offset, TXN_INDEX_SUFFIX, CLEANED);
+        let mut bytes = Vec::with_capacity(aborted.len() * 34);
+        for txn in aborted {
+            txn.encode(&mut bytes);
+        }
+        fs::write(&path, &bytes).at(&path)?;
+        sync_path(&path)?;
+    }
+    stats.bytes_written = written;
+    fault("cleaned")?;
+    Ok(Some(Cleaned {
+        base_offset,
+        next_offset: last.next_offset,
+        replaces: group.to_vec(),
+        size: written,
+        stats,
+    }))
+}
+
+/// Which records of `batch` stay, and how many.
+fn keep(
+    batch: &Batch<'_>,
+    rules: &CleanRules,
+    map: &OffsetMap,
+) -> Result<(u64, Filtered), RecordError> {
+    let header = batch.header();
+    if header.attributes.is_control() {
+        // Transaction markers stay (Kafka removes them once their transaction has no records
+        // left and the delete horizon has passed; Rill keeps them).
+        return Ok((
+            u64::try_from(header.records_count).unwrap_or(0),
+            Filtered::All,
+        ));
+    }
+    if is_aborted(header, &rules.aborted) {
+        return Ok((0, Filtered::None));
+    }
+    let expired = header.max_timestamp < rules.tombstone_horizon;
+    let mut kept = 0u64;
+    let outcome = rill_record::filter(batch, MAX_RECORDS_LEN, |record| {
+        let Some(key) = &record.key else {
+            // A compacted log's records need a key (a topic switched to compact may hold some
+            // without): Kafka's cleaner drops them too.
+            return false;
+        };
+        let latest = map.latest(key).is_none_or(|newest| newest <= record.offset);
+        let stays = latest && !(record.value.is_none() && expired && record.offset < rules.map_end);
+        kept += u64::from(stays);
+        stays
+    })?;
+    Ok((kept, outcome))
+}
+
+/// Removes the new segment's files of one stage (`cleaned` or `swap`) at `base_offset`.
+fn remove_pass_files(dir: &Path, base_offset: i64, stage: &str) -> Result<(), LogError> {
+    for suffix in [
+        INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+        LOG_SUFFIX,
+    ] {
+        remove_if_any(&pass_file(dir, base_offset, suffix, stage))?;
+    }
+    Ok(())
+}
+
+fn remove_if_any(path: &Path) -> Result<(), LogError> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err).at(path),
+        _ => Ok(()),
+    }
+}
+
+/// Abandons a pass whose new segment was written but will not be swapped in.
+pub fn discard(dir: &Path, cleaned: &Cleaned) -> Result<(), LogError> {
+    remove_pass_files(dir, cleaned.base_offset, CLEANED)
+}
+
+/// Steps 2-4 of the swap (module docs) for the new segment at `base_offset` ending at
+/// `next_offset`, whose files are `.cleaned`.
+pub(crate) fn commit(dir: &Path, base_offset: i64, next_offset: i64) -> Result<(), LogError> {
+    for suffix in [
+        INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+        LOG_SUFFIX,
+    ] {
+        let from = pass_file(dir, base_offset, suffix, CLEANED);
+        if from.exists() {
+            let to = pass_file(dir, base_offset, suffix, SWAP);
+            fs::rename(&from, &to).at(&from)?;
+        }
+    }
+    fsync_dir(dir)?;
+    fault("swap")?;
+    finish(dir, base_offset, next_offset)
+}
+
+/// Steps 3-4: deletes the old segments' files in `base_offset..next_offset`, then renames the
+/// `.swap` files into place, the log last.
+fn finish(dir: &Path, base_offset: i64, next_offset: i64) -> Result<(), LogError> {
+    // Step 3 deletes `<base>.log` last and step 4 begins after it: while it is there, every
+    // file named `<base>.*` is old; once it is gone, those are the new segment's.
+    let first_log = segment_file(dir, base_offset, LOG_SUFFIX);
+    let step_3_done = !first_log.exists();
+    let mut old = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let replaced = [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ]
+        .iter()
+        .filter_map(|suffix| Some((parse_segment_name(name, suffix)?, *suffix)))
+        .any(|(base, _)| {
+            (base_offset..next_offset).contains(&base) && !(step_3_done && base == base_offset)
+        });
+        if replaced {
+            old.push(entry.path());
+        }
+    }
+    // Index files, then logs, the first segment's log last.
+    old.sort_by_key(|p| {
+        let is_log = p.extension().is_some_and(|e| e == LOG_SUFFIX);
+        (is_log, *p == first_log)
+    });
+    for path in &old {
+        remove_if_any(path)?;
+    }
+    fault("deleted")?;
+    for suffix in [
+        INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+        LOG_SUFFIX,
+    ] {
+        if suffix == LOG_SUFFIX {
+            fault("indexes-renamed")?;
+        }
+        let from = pass_file(dir, base_offset, suffix, SWAP);
+        if from.exists() {
+            let to = segment_file(dir, base_offset, suffix);
+            fs::rename(&from, &to).at(&from)?;
+        }
+    }
+    fsync_dir(dir)
+}
+
+/// Recovery, before a log opens: finishes committed swaps and removes what uncommitted passes
+/// left (module docs).
+pub(crate) fn recover(dir: &Path) -> Result<(), LogError> {
+    let mut cleaned = Vec::new();
+    let mut swapped_logs = Vec::new();
+    let mut swapped_indexes = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".cleaned") {
+            cleaned.push(entry.path());
+        } else if let Some(stem) = name.strip_suffix(".swap") {
+            if let Some(base) = parse_segment_name(stem, LOG_SUFFIX) {
+                swapped_logs.push(base);
+            } else {
+                swapped_indexes.push((stem.to_owned(), entry.path()));
+            }
+        }
+    }
+    if cleaned.is_empty() && swapped_logs.is_empty() && swapped_indexes.is_empty() {
+        return Ok(());
+    }
+    for path in &cleaned {
+        tracing::warn!(path = %path.display(), "removing an unfinished cleaning pass's file");
+        remove_if_any(path)?;
+    }
+    for (stem, path) in &swapped_indexes {
+        let committed = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX]
+            .iter()
+            .filter_map(|suffix| parse_segment_name(stem, suffix))
+            .any(|base| swapped_logs.contains(&base));
+        if !committed {
+            tracing::warn!(path = %path.display(), "removing an uncommitted cleaning pass's file");
+            remove_if_any(path)?;
+        }
+    }
+    for base in swapped_logs {
+        let path = pass_file(dir, base, LOG_SUFFIX, SWAP);
+        let next = segment_end(&path, base)?;
+        tracing::warn!(path = %path.display(), next, "finishing a cleaning pass's swap");
+        finish(dir, base, next)?;
+    }
+    fsync_dir(dir)
+}
+
+/// The offset after the last batch of a segment file (its base when it is empty).
+fn segment_end(path: &Path, base_offset: i64) -> Result<i64, LogError> {
+    let mut next = base_offset;
+    let _ = for_each_batch(path, &Throttle::new(f64::INFINITY), |_, batch| {
+        next = batch.header().next_offset();
+        Ok(())
+    })?;
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Log, LogConfig};
+    use rill_record::{BatchBuilder, RecordSpec};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// The fault point at which this thread's pass stops.
+        pub(super) static STOP_AT: Cell<Option<&'static str>> = const { Cell::new(None) };
+    }
+
+    const KEYS: usize = 20;
+    const VERSIONS: usize = 50;
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 256,
+            ..LogConfig::default()
+        }
+    }
+
+    /// 20 keys x 50 versions (two records a batch, key `k<i>`, value `v<n>`), then a
+    /// tombstone for k0 and k1, then the records of a key never repeated.
+    fn fill(log: &mut Log) -> Result<(), Box<dyn std::error::Error>> {
+        let mut n = 0usize;
+        for _ in 0..KEYS * VERSIONS / 2 {
+            let mut builder = BatchBuilder::new();
+            for _ in 0..2 {
+                builder = builder.record(
+                    RecordSpec::new(1_000)
+                        .key(format!("k{}", n % KEYS))
+                        .value(format!("v{n}")),
+                );
+                n += 1;
+            }
+            let _ = log.append(&mut builder.build()?.to_vec(), 0)?;
+        }
+        for key in ["k0", "k1"] {
+            let tombstone = BatchBuilder::new().record(RecordSpec::new(1_000).key(key));
+            let _ = log.append(&mut tombstone.build()?.to_vec(), 0)?;
+        }
+        let last = BatchBuilder::new().record(RecordSpec::new(1_000).key("once").value("x"));
+        let _ = log.append(&mut last.build()?.to_vec(), 0)?;
+        log.roll()?;
+        Ok(())
+    }
+
+    /// Every record of the log: (offset, key, value).
+    type Seen = Vec<(i64, String, Option<String>)>;
+
+    fn records(log: &Log) -> Result<Seen, Box<dyn std::error::Error>> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let bytes = log.read(offset, 1 << 20)?;
+            if bytes.is_empty() {
+                break;
+            }
+            for batch in Batches::new(&bytes) {
+                let batch = batch?;
+                for r in batch.records()? {
+                    let text = |b: &Option<bytes::Bytes>| {
+                        b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+                    };
+                    out.push((r.offset, text(&r.key).unwrap_or_default(), text(&r.value)));
+                }
+                offset = batch.header().next_offset();
+            }
+        }
+        Ok(out)
+    }
+
+    /// One whole pass over `log`, as a broker's cleaner runs it.
+    fn pass(log: &mut Log, rules: &CleanRules) -> Result<CleanStats, LogError> {
+        let throttle = Throttle::new(f64::INFINITY);
+        let segments = log.sealed_segments();
+        let mut map = OffsetMap::with_budget(1 << 20);
+        let map_end = build_map(
+            log.dir(),
+            &segments,
+            log.cleaned_to(),
+            &[],
+            &mut map,
+            &throttle,
+        )?;
+        let rules = CleanRules {
+            map_end,
+            ..rules.clone()
+        };
+        let dir = log.dir().to_path_buf();
+        let mut stats = CleanStats::default();
+        let cleanable: Vec<_> = segments
+            .into_iter()
+            .filter(|s| s.base_offset < map_end)
+            .collect();
+        for group in groups(&cleanable, log.config().segment_bytes) {
+            if let Some(cleaned) = clean_group(&dir, &group, &map, &rules, &throttle)? {
+                stats += cleaned.stats;
+                assert!(log.swap_cleaned(&cleaned)?);
+            }
+        }
+        log.set_cleaned_to(map_end)?;
+        Ok(stats)
+    }
+
+    fn rules() -> CleanRules {
+        CleanRules {
+            tombstone_horizon: i64::MIN,
+            index_interval: 256,
+            ..CleanRules::default()
+        }
+    }
+
+    /// The latest record of each key in `all`, in offset order.
+    fn latest(all: &Seen, drop_tombstones: bool) -> Seen {
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, (_, key, _)) in all.iter().enumerate() {
+            let _ = last.insert(key, i);
+        }
+        let mut keep: Vec<usize> = last.into_values().collect();
+        keep.sort_unstable();
+        keep.into_iter()
+            .filter_map(|i| all.get(i).cloned())
+            .filter(|(_, _, value)| !(drop_tombstones && value.is_none()))
+            .collect()
+    }
+
+    #[test]
+    fn a_pass_keeps_the_latest_record_of_each_key_at_its_offset()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut log = Log::open(dir.path(), config(), 0)?;
+        fill(&mut log)?;
+        let before = records(&log)?;
+        let (start, end, segments) = (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_count(),
+        );
+        let stats = pass(&mut log, &rules())?;
+        let after = records(&log)?;
+        assert_eq!(
+            after,
+            latest(&before, false),
+            "tombstones stay until their horizon"
+        );
+        assert_eq!(stats.records_kept, after.len() as u64);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, end));
+        log.verify()?;
+        // A fetch inside a removed range gets the next record.
+        let first_gone = (start..end)
+            .find(|o| !after.iter().any(|(offset, _, _)| offset == o))
+            .ok_or("nothing was removed")?;
+        let bytes = log.read(first_gone, 1)?;
+        let batch = Batches::new(&bytes).next().ok_or("no batch")??;
+        assert!(batch.header().last_offset() > first_gone);
+        // Cleaning again keeps every record, and merges the small segments left.
+        let _ = pass(&mut log, &rules())?;
+        assert_eq!(records(&log)?, after);
+        assert!(
+            log.segment_count() < segments,
+            "{} segments",
+            log.segment_count()
+        );
+        // Past the horizon, the tombstones go.
+        let horizon = CleanRules {
+            tombstone_horizon: i64::MAX,
+            ..rules()
+        };
+        log.set_cleaned_to(0)?;
+        let _ = pass(&mut log, &horizon)?;
+        assert_eq!(records(&log)?, latest(&before, true));
+        // The cleaned log reopens as it was, after a clean close or not.
+        let kept = records(&log)?;
+        drop(log);
+        let log = Log::open(dir.path(), config(), 0)?;
+        assert_eq!(records(&log)?, kept);
+        assert_eq!(log.log_end_offset(), end);
+        log.verify()?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_crash_at_any_step_leaves_the_old_log_or_the_new_one()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for step in ["cleaned", "swap", "deleted", "indexes-renamed"] {
+            let dir = tempfile::tempdir()?;
+            let mut log = Log::open(dir.path(), config(), 0)?;
+            fill(&mut log)?;
+            let before = records(&log)?;
+            STOP_AT.with(|s| s.set(Some(step)));
+            let stopped = pass(&mut log, &rules());
+            STOP_AT.with(|s| s.set(None));
+            assert!(stopped.is_err(), "{step}: the pass stopped");
+            drop(log);
+            let log = Log::open(dir.path(), config(), 0)?;
+            log.verify()?;
+            let after = records(&log)?;
+            let cleaned = latest(&before, false);
+            // The first group is swapped in whole or not at all; later groups never started.
+            let first_group_new = after.len() < before.len();
+            assert_eq!(
+                first_group_new,
+                step != "cleaned",
+                "{step}: {} of {} records",
+                after.len(),
+                before.len()
+            );
+            for record in &cleaned {
+                assert!(after.contains(record), "{step}: lost {record:?}");
+            }
+            let names: Vec<String> = fs::read_dir(dir.path())?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
+                .collect();
+            assert!(names.is_empty(), "{step}: left {names:?}");
+            // And a pass after the restart finishes the job.
+            let mut log = log;
+            let _ = pass(&mut log, &rules())?;
+            assert_eq!(records(&log)?, cleaned, "{step}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_small_map_cleans_in_several_passes() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut log = Log::open(dir.path(), config(), 0)?;
+        fill(&mut log)?;
+        let before = records(&log)?;
+        let throttle = Throttle::new(f64::INFINITY);
+        let mut passes = 0;
+        while log.cleaned_to() < log.log_end_offset() && passes < 1_000 {
+            let segments = log.sealed_segments();
+            let mut map = OffsetMap::with_budget(7 * MAP_ENTRY_BYTES);
+            let from = log.cleaned_to();
+            let map_end = build_map(log.dir(), &segments, from, &[], &mut map, &throttle)?;
+            assert!(map_end > from, "a pass makes progress");
+            let rules = CleanRules { map_end, ..rules() };
+            let dir = log.dir().to_path_buf();
+            let cleanable: Vec<_> = segments
+                .into_iter()
+                .filter(|s| s.base_offset < map_end)
+                .collect();
+            for group in groups(&cleanable, log.config().segment_bytes) {
+                if let Some(cleaned) = clean_group(&dir, &group, &map, &rules, &throttle)? {
+                    let _ = log.swap_cleaned(&cleaned)?;
+                }
+            }
+            log.set_cleaned_to(map_end)?;
+            passes += 1;
+        }
+        assert!(passes > 1, "{passes} passes");
+        assert_eq!(records(&log)?, latest(&before, false));
+        Ok(())
+    }
+
+    #[test]
+    fn batches_that_must_stay_stay_empty() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut log = Log::open(dir.path(), config(), 0)?;
+        fill(&mut log)?;
+        let batches_before = count_batches(&log)?;
+        let keep_all = CleanRules {
+            keep_every_batch: true,
+            ..rules()
+        };
+        let _ = pass(&mut log, &keep_all)?;
+        assert_eq!(count_batches(&log)?, batches_before, "every batch stays");
+        // Offsets continue from batch to batch, as a Raft log walk needs.
+        let mut next = log.log_start_offset();
+        let mut offset = next;
+        while offset < log.log_end_offset() {
+            let bytes = log.read(offset, 1 << 20)?;
+            for batch in Batches::new(&bytes) {
+                let header = *batch?.header();
+                assert_eq!(header.base_offset, next);
+                next = header.next_offset();
+            }
+            offset = next;
+        }
+        Ok(())
+    }
+
+    fn count_batches(log: &Log) -> Result<usize, Box<dyn std::error::Error>> {
+        let mut count = 0;
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let bytes = log.read(offset, 1 << 20)?;
+            if bytes.is_empty() {
+                break;
+            }
+            for batch in Batches::new(&bytes) {
+                offset = batch?.header().next_offset();
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    #[test]
+    fn the_map_keeps_the_latest_offset_within_its_budget() {
+        let mut map = OffsetMap::with_budget(2 * MAP_ENTRY_BYTES);
+        assert_eq!(map.capacity(), 2);
+        assert!(map.put(b"a", 1));
+        assert!(map.put(b"b", 2));
+        assert!(map.put(b"a", 3), "a known key is updated even when full");
+        assert!(!map.put(b"c", 4), "a new key does not fit");
+        assert_eq!(map.latest(b"a"), Some(3));
+        assert_eq!(map.latest(b"b"), Some(2));
+        assert_eq!(map.latest(b"c"), None);
+        assert_eq!(map.len(), 2);
+    }
+}
