@@ -208,6 +208,8 @@ pub(crate) struct Broker {
     pub(crate) groups: crate::group::Coordinator,
     /// Transactional ids and their transactions.
     pub(crate) txns: crate::txn::TxnCoordinator,
+    /// The log cleaner's state (its threads start with the broker's tasks).
+    pub(crate) cleaner: crate::cleaner::Cleaner,
     /// Cancelled when the broker starts to shut down: long polls answer at once.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// This broker's metrics registry.
@@ -334,6 +336,7 @@ impl Broker {
         );
         let (reconciled, _) = watch::channel(applied);
         let authorizer = crate::authorizer::Authorizer::new(&config.authorizer, &image.acls);
+        let config_cleaner = config.cleaner.clone();
         Ok(Self {
             config,
             cluster_id,
@@ -346,6 +349,7 @@ impl Broker {
             quorum,
             groups,
             txns,
+            cleaner: crate::cleaner::Cleaner::new(config_cleaner, metrics.cleaner.clone()),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             stopping: tokio_util::sync::CancellationToken::new(),
             metrics,
@@ -1939,6 +1943,11 @@ fn remove_orphans(config: &BrokerConfig, image: &Image) -> Result<(), BrokerErro
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
+        if name.ends_with(crate::partition::DELETING_SUFFIX) && path.is_dir() {
+            tracing::warn!(dir = %path.display(), "removing a partition a crash left half-deleted");
+            std::fs::remove_dir_all(&path).map_err(|source| BrokerError::Io { path, source })?;
+            continue;
+        }
         let Some((topic, index)) = name.rsplit_once('-') else {
             continue;
         };

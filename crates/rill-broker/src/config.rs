@@ -34,6 +34,35 @@ pub enum AckDurability {
     PageCache,
 }
 
+/// The log cleaner's settings (Kafka's `log.cleaner.*`), for compacted topics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanerConfig {
+    /// `log.cleaner.enable`: whether compacted topics are cleaned at all.
+    pub enable: bool,
+    /// `log.cleaner.threads`: the threads that clean, one log each at a time.
+    pub threads: usize,
+    /// `log.cleaner.dedupe.buffer.size`: bytes for the key maps of all the threads together.
+    pub dedupe_buffer_size: usize,
+    /// `log.cleaner.io.max.bytes.per.second`: the bytes all the threads together read per
+    /// second (infinite: no limit).
+    pub io_max_bytes_per_second: f64,
+    /// `log.cleaner.backoff.ms`: how long a thread sleeps when no log needs cleaning.
+    pub backoff: Duration,
+}
+
+impl Default for CleanerConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        Self {
+            enable: true,
+            threads: 1,
+            dedupe_buffer_size: 128 << 20,
+            io_max_bytes_per_second: f64::INFINITY,
+            backoff: Duration::from_secs(15),
+        }
+    }
+}
+
 /// Everything the broker needs to run.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -91,6 +120,8 @@ pub struct BrokerConfig {
     pub transaction_version: i16,
     /// `rill.storage.threads`: the threads that run the partitions' owners; 0 is one per core.
     pub storage_threads: usize,
+    /// The log cleaner (`log.cleaner.*`).
+    pub cleaner: CleanerConfig,
     /// `rill.max.open.files`: the most segment files kept open at once; 0 is half the process's
     /// descriptor limit.
     pub max_open_files: usize,
@@ -177,6 +208,7 @@ impl Default for BrokerConfig {
             transaction_max_timeout_ms: 900_000,
             transaction_version: 2,
             storage_threads: 0,
+            cleaner: CleanerConfig::default(),
             max_open_files: 0,
             max_partitions: DEFAULT_MAX_PARTITIONS,
             voters: crate::Voters::default(),

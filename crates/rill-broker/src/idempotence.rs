@@ -391,6 +391,15 @@ impl ProducerStates {
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }
+
+    /// The base offset of each producer's last batch here: a log cleaner keeps these (empty
+    /// if need be), so that the state can be rebuilt from the log.
+    pub(crate) fn last_batches(&self) -> std::collections::HashSet<i64> {
+        self.producers
+            .values()
+            .filter_map(|p| p.batches.back().map(|b| b.base_offset))
+            .collect()
+    }
 }
 
 /// A snapshot: the state as of `offset` (everything below it is accounted for).

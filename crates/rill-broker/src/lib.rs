@@ -33,6 +33,7 @@ mod assignment;
 mod authorizer;
 mod broker;
 mod broker_config;
+mod cleaner;
 mod cluster;
 mod config;
 mod connection;
@@ -61,7 +62,7 @@ use tokio_util::task::TaskTracker;
 
 pub use authorizer::AuthorizerConfig;
 pub use config::{
-    AckDurability, BrokerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTITIONS,
+    AckDurability, BrokerConfig, CleanerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTITIONS,
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_PARTITIONS,
     DEFAULT_OFFSETS_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL,
 };
@@ -229,6 +230,7 @@ pub async fn run(
     };
     let announcer = tokio::spawn(announce_leaders(broker.clone()));
     let transactions = tokio::spawn(txn::run(broker.clone()));
+    cleaner::start(&broker);
     let calls = tokio::spawn(rpc::serve(broker.clone()));
     let stop_accepting = CancellationToken::new();
     let acceptors: Vec<_> = listeners

@@ -22,6 +22,21 @@ pub(crate) struct CleanupPolicy {
     pub(crate) compact: bool,
 }
 
+/// What the log cleaner does with a compacted topic (`delete.retention.ms`,
+/// `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`, `max.compaction.lag.ms`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Compaction {
+    /// How long a tombstone stays, counted from its batch's newest timestamp (Kafka counts
+    /// from the cleaning that first keeps it).
+    pub(crate) delete_retention_ms: i64,
+    /// The dirty share of a log's sealed bytes above which it is cleaned.
+    pub(crate) min_dirty_ratio: f64,
+    /// A record younger than this is never cleaned.
+    pub(crate) min_lag_ms: i64,
+    /// A record older than this is cleaned whatever the dirty ratio.
+    pub(crate) max_lag_ms: i64,
+}
+
 /// `compression.type` with its level: what a stored batch must be compressed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TopicCompression {
@@ -44,6 +59,7 @@ pub(crate) struct TopicConfig {
     pub(crate) max_message_bytes: i32,
     pub(crate) min_insync_replicas: i32,
     pub(crate) cleanup: CleanupPolicy,
+    pub(crate) compaction: Compaction,
     pub(crate) compression: TopicCompression,
     pub(crate) timestamp_type: TimestampType,
     /// Whether Fetch v0-3 may have this topic's batches converted down to their message
@@ -92,6 +108,12 @@ impl TopicConfig {
                 delete: true,
                 compact: false,
             },
+            compaction: Compaction {
+                delete_retention_ms: 86_400_000,
+                min_dirty_ratio: 0.5,
+                min_lag_ms: 0,
+                max_lag_ms: i64::MAX,
+            },
             compression: TopicCompression::Producer,
             timestamp_type: TimestampType::CreateTime,
             down_conversion: true,
@@ -136,6 +158,12 @@ impl TopicConfig {
                     },
                 };
             }
+            "delete.retention.ms" => self.compaction.delete_retention_ms = long(),
+            "min.cleanable.dirty.ratio" => {
+                self.compaction.min_dirty_ratio = trimmed.parse::<f64>().unwrap_or(0.5);
+            }
+            "min.compaction.lag.ms" => self.compaction.min_lag_ms = long(),
+            "max.compaction.lag.ms" => self.compaction.max_lag_ms = long(),
             "compression.gzip.level" => self.gzip_level = int(),
             "compression.zstd.level" => self.zstd_level = int(),
             "message.timestamp.type" => {
@@ -233,8 +261,8 @@ impl TopicConfig {
     }
 
     /// The settings the partition log runs with. A topic whose policy lacks `delete` keeps
-    /// every record, whatever its retention says: Kafka never deletes the segments of a
-    /// compact-only topic by time or size (its cleaner compacts them, which Rill does not yet).
+    /// its segments whatever its retention says: Kafka never deletes the segments of a
+    /// compact-only topic by time or size (its cleaner compacts them).
     pub(crate) fn log_config(&self) -> LogConfig {
         let mut log = self.log.clone();
         if !self.cleanup.delete {

@@ -263,8 +263,8 @@ pub struct Cleaned {
     pub stats: CleanStats,
 }
 
-/// Counts of one group's cleaning.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counts of cleaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanStats {
     /// Bytes read.
     pub bytes_read: u64,
@@ -274,10 +274,26 @@ pub struct CleanStats {
     pub records_kept: u64,
     /// Records dropped (superseded, keyless, aborted, or expired tombstones).
     pub records_dropped: u64,
+    /// The newest timestamp of the oldest batch holding a tombstone that stayed (`i64::MAX`
+    /// if none): when `delete.retention.ms` after it has passed, a pass would drop it.
+    pub oldest_tombstone_ms: i64,
+}
+
+impl Default for CleanStats {
+    fn default() -> Self {
+        Self {
+            bytes_read: 0,
+            bytes_written: 0,
+            records_kept: 0,
+            records_dropped: 0,
+            oldest_tombstone_ms: i64::MAX,
+        }
+    }
 }
 
 impl std::ops::AddAssign for CleanStats {
     fn add_assign(&mut self, other: Self) {
+        self.oldest_tombstone_ms = self.oldest_tombstone_ms.min(other.oldest_tombstone_ms);
         self.bytes_read += other.bytes_read;
         self.bytes_written += other.bytes_written;
         self.records_kept += other.records_kept;
@@ -311,6 +327,7 @@ fn for_each_batch(
         file.read_exact_at(&mut buf, position).at(path)?;
         throttle.consume(want);
         let mut consumed = 0usize;
+        let mut grown = false;
         let mut batches = Batches::new(&buf);
         loop {
             match batches.next() {
@@ -321,9 +338,11 @@ fn for_each_batch(
                     visit(position + consumed as u64, &batch)?;
                     consumed += batch.as_bytes().len();
                 }
+                // A batch longer than what was read: read again from its start, enough of it.
                 Some(Err(RecordError::Truncated { need, .. }))
                     if position + (consumed + need) as u64 <= len =>
                 {
+                    grown = need > chunk;
                     chunk = chunk.max(need);
                     break;
                 }
@@ -331,7 +350,7 @@ fn for_each_batch(
                 None => break,
             }
         }
-        if consumed == 0 {
+        if consumed == 0 && !grown {
             return Err(corrupt(
                 path,
                 position,
@@ -468,13 +487,14 @@ fn pass_file(dir: &Path, base_offset: i64, suffix: &str, stage: &str) -> PathBuf
 
 /// Cleans one group of consecutive sealed segments into a new segment written beside them as
 /// `.cleaned` files, fsynced (see the module docs). `None` when cleaning would change nothing
-/// (the files are then removed).
+/// (the files are then removed). `totals` counts the group, changed or not.
 pub fn clean_group(
     dir: &Path,
     group: &[SealedSegment],
     map: &OffsetMap,
     rules: &CleanRules,
     throttle: &Throttle,
+    totals: &mut CleanStats,
 ) -> Result<Option<Cleaned>, LogError> {
     let (Some(first), Some(last)) = (group.first(), group.last()) else {
         return Ok(None);
@@ -519,7 +539,7 @@ pub fn clean_group(
             }
             let header = *batch.header();
             let (kept, outcome) =
-                keep(batch, rules, map).map_err(|e| corrupt(&path, position, e))?;
+                keep(batch, rules, map, &mut stats).map_err(|e| corrupt(&path, position, e))?;
             let records = u64::try_from(header.records_count).unwrap_or(0);
             stats.records_kept += kept;
             stats.records_dropped += records.saturating_sub(kept);
@@ -554,6 +574,8 @@ pub fn clean_group(
     }
     writer.flush().at(&log_path)?;
     drop(writer);
+    stats.bytes_written = written;
+    *totals += stats;
     if !changed {
         drop(out);
         remove_pass_files(dir, base_offset, CLEANED)?;
@@ -577,7 +599,6 @@ pub fn clean_group(
         fs::write(&path, &bytes).at(&path)?;
         sync_path(&path)?;
     }
-    stats.bytes_written = written;
     fault("cleaned")?;
     Ok(Some(Cleaned {
         base_offset,
@@ -593,6 +614,7 @@ fn keep(
     batch: &Batch<'_>,
     rules: &CleanRules,
     map: &OffsetMap,
+    stats: &mut CleanStats,
 ) -> Result<(u64, Filtered), RecordError> {
     let header = batch.header();
     if header.attributes.is_control() {
@@ -615,7 +637,11 @@ fn keep(
             return false;
         };
         let latest = map.latest(key).is_none_or(|newest| newest <= record.offset);
-        let stays = latest && !(record.value.is_none() && expired && record.offset < rules.map_end);
+        let tombstone = record.value.is_none();
+        let stays = latest && !(tombstone && expired && record.offset < rules.map_end);
+        if stays && tombstone {
+            stats.oldest_tombstone_ms = stats.oldest_tombstone_ms.min(header.max_timestamp);
+        }
         kept += u64::from(stays);
         stays
     })?;
@@ -644,7 +670,12 @@ fn remove_if_any(path: &Path) -> Result<(), LogError> {
 
 /// Abandons a pass whose new segment was written but will not be swapped in.
 pub fn discard(dir: &Path, cleaned: &Cleaned) -> Result<(), LogError> {
-    remove_pass_files(dir, cleaned.base_offset, CLEANED)
+    discard_at(dir, cleaned.base_offset)
+}
+
+/// Removes what a pass that failed part-way wrote for the group starting at `base_offset`.
+pub fn discard_at(dir: &Path, base_offset: i64) -> Result<(), LogError> {
+    remove_pass_files(dir, base_offset, CLEANED)
 }
 
 /// Steps 2-4 of the swap (module docs) for the new segment at `base_offset` ending at
@@ -875,8 +906,7 @@ mod tests {
             .filter(|s| s.base_offset < map_end)
             .collect();
         for group in groups(&cleanable, log.config().segment_bytes) {
-            if let Some(cleaned) = clean_group(&dir, &group, &map, &rules, &throttle)? {
-                stats += cleaned.stats;
+            if let Some(cleaned) = clean_group(&dir, &group, &map, &rules, &throttle, &mut stats)? {
                 assert!(log.swap_cleaned(&cleaned)?);
             }
         }
@@ -1024,7 +1054,10 @@ mod tests {
                 .filter(|s| s.base_offset < map_end)
                 .collect();
             for group in groups(&cleanable, log.config().segment_bytes) {
-                if let Some(cleaned) = clean_group(&dir, &group, &map, &rules, &throttle)? {
+                let mut stats = CleanStats::default();
+                if let Some(cleaned) =
+                    clean_group(&dir, &group, &map, &rules, &throttle, &mut stats)?
+                {
                     let _ = log.swap_cleaned(&cleaned)?;
                 }
             }

@@ -248,6 +248,32 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_STORAGE_THREADS", default_value_t = 0)]
     storage_threads: usize,
 
+    /// Whether compacted topics are cleaned (log.cleaner.enable).
+    #[arg(long, env = "RILL_LOG_CLEANER_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    log_cleaner_enable: bool,
+
+    /// Threads that clean compacted logs, one log each at a time (log.cleaner.threads).
+    #[arg(long, env = "RILL_LOG_CLEANER_THREADS", default_value_t = 1)]
+    log_cleaner_threads: usize,
+
+    /// Bytes for the cleaner threads' key maps together; a log with more keys is cleaned in
+    /// several passes (log.cleaner.dedupe.buffer.size).
+    #[arg(long, env = "RILL_LOG_CLEANER_DEDUPE_BUFFER_SIZE", default_value_t = 128 << 20)]
+    log_cleaner_dedupe_buffer_size: usize,
+
+    /// Bytes per second the cleaner threads read together; 0 is no limit
+    /// (log.cleaner.io.max.bytes.per.second).
+    #[arg(
+        long,
+        env = "RILL_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
+        default_value_t = 0
+    )]
+    log_cleaner_io_max_bytes_per_second: u64,
+
+    /// How long a cleaner thread sleeps when no log needs cleaning, ms (log.cleaner.backoff.ms).
+    #[arg(long, env = "RILL_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000)]
+    log_cleaner_backoff_ms: u64,
+
     /// Most segment files kept open at once, shared by all partitions; 0 is half the process's
     /// descriptor limit (rill.max.open.files).
     #[arg(long, env = "RILL_MAX_OPEN_FILES", default_value_t = 0)]
@@ -647,6 +673,31 @@ impl Args {
             self.storage_threads,
             &[("rill.storage.threads", 1)],
         )?;
+        let log_cleaner_enable = s.get(
+            "log_cleaner_enable",
+            self.log_cleaner_enable,
+            &[("log.cleaner.enable", 1)],
+        )?;
+        let log_cleaner_threads = s.get(
+            "log_cleaner_threads",
+            self.log_cleaner_threads,
+            &[("log.cleaner.threads", 1)],
+        )?;
+        let log_cleaner_dedupe_buffer_size = s.get(
+            "log_cleaner_dedupe_buffer_size",
+            self.log_cleaner_dedupe_buffer_size,
+            &[("log.cleaner.dedupe.buffer.size", 1)],
+        )?;
+        let log_cleaner_io_max_bytes_per_second = s.get(
+            "log_cleaner_io_max_bytes_per_second",
+            self.log_cleaner_io_max_bytes_per_second,
+            &[("log.cleaner.io.max.bytes.per.second", 1)],
+        )?;
+        let log_cleaner_backoff_ms = s.get(
+            "log_cleaner_backoff_ms",
+            self.log_cleaner_backoff_ms,
+            &[("log.cleaner.backoff.ms", 1)],
+        )?;
         let max_open_files = s.get(
             "max_open_files",
             self.max_open_files,
@@ -867,6 +918,16 @@ impl Args {
             transaction_max_timeout_ms,
             transaction_version,
             storage_threads,
+            cleaner: rill_broker::CleanerConfig {
+                enable: log_cleaner_enable,
+                threads: log_cleaner_threads,
+                dedupe_buffer_size: log_cleaner_dedupe_buffer_size,
+                io_max_bytes_per_second: match log_cleaner_io_max_bytes_per_second {
+                    0 => f64::INFINITY,
+                    n => n as f64,
+                },
+                backoff: Duration::from_millis(log_cleaner_backoff_ms.max(1)),
+            },
             max_open_files,
             max_partitions,
             voters,

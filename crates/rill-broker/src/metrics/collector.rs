@@ -7,7 +7,7 @@ use std::sync::Weak;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::broker::Broker;
 
@@ -31,6 +31,8 @@ struct Families {
     file_opens: IntCounterVec,
     quorum: IntGaugeVec,
     transactions: IntGaugeVec,
+    dirty_ratio: GaugeVec,
+    since_clean: IntGaugeVec,
 }
 
 impl Families {
@@ -86,6 +88,19 @@ impl Families {
                 ),
                 &["field"],
             )?,
+            dirty_ratio: GaugeVec::new(
+                Opts::new(
+                    "rill_cleaner_dirty_ratio",
+                    "A compacted partition's dirty share of the sealed bytes old enough to clean, \
+                     as the log cleaner last saw it",
+                ),
+                &["topic", "partition"],
+            )?,
+            since_clean: partition(
+                "rill_cleaner_seconds_since_last_clean",
+                "Seconds since the log cleaner last finished a pass over a compacted partition \
+                 (-1: never since the broker started)",
+            )?,
             transactions: IntGaugeVec::new(
                 Opts::new(
                     "rill_transactions",
@@ -97,7 +112,7 @@ impl Families {
         })
     }
 
-    fn all(&self) -> [&dyn Collector; 9] {
+    fn all(&self) -> [&dyn Collector; 11] {
         [
             &self.log_end,
             &self.log_start,
@@ -108,6 +123,8 @@ impl Families {
             &self.file_opens,
             &self.quorum,
             &self.transactions,
+            &self.dirty_ratio,
+            &self.since_clean,
         ]
     }
 }
@@ -150,6 +167,26 @@ impl Collector for BrokerCollector {
                     .with_label_values(&labels)
                     .set(i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX));
             }
+        }
+        let now = crate::partition::now_ms();
+        for ((topic, partition), state) in broker.cleaner.states() {
+            if broker
+                .topic(&topic)
+                .is_none_or(|t| t.partition(partition).is_none())
+            {
+                continue;
+            }
+            let index = partition.to_string();
+            let labels = [topic.as_str(), index.as_str()];
+            out.dirty_ratio
+                .with_label_values(&labels)
+                .set(state.dirty_ratio);
+            let since = if state.last_clean_ms > 0 {
+                now.saturating_sub(state.last_clean_ms) / 1000
+            } else {
+                -1
+            };
+            out.since_clean.with_label_values(&labels).set(since);
         }
         for (group, topic, partition, committed) in broker.groups.all_committed() {
             let index = partition.to_string();

@@ -51,6 +51,8 @@ pub(crate) struct Metrics {
     pub(crate) replica_repairs: IntCounter,
     /// Transactions the coordinator here ended, by result.
     pub(crate) transactions_ended: IntCounterVec,
+    /// The log cleaner's counters.
+    pub(crate) cleaner: crate::cleaner::CleanerMetrics,
     /// Counters in no registry, for a topic that is only validated, never created.
     unregistered: TopicMetrics,
     started: Instant,
@@ -250,6 +252,10 @@ impl Metrics {
         ] {
             registry.register(collector)?;
         }
+        let cleaner = crate::cleaner::CleanerMetrics::new()?;
+        for collector in cleaner.collectors() {
+            registry.register(collector)?;
+        }
 
         let slots = ErrorCode::ALL
             .iter()
@@ -287,6 +293,7 @@ impl Metrics {
             connections_accepted,
             replica_repairs,
             transactions_ended,
+            cleaner,
             unregistered,
             started: Instant::now(),
         })

@@ -27,7 +27,7 @@ use tokio::sync::{oneshot, watch};
 use crate::idempotence::ProducerView;
 use crate::metrics::TopicMetrics;
 
-pub(crate) use owner::OpenTxns;
+pub(crate) use owner::{DELETING_SUFFIX, OpenTxns};
 
 pub(crate) use replica::{Outbox, ReplicaSpec};
 pub(crate) use storage::{Router, Storage, parallel};
@@ -87,6 +87,25 @@ enum TimeQuery {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ErrorCode>>;
+
+/// What a log cleaner needs from a partition's owner to clean it (see `crate::cleaner`).
+#[derive(Debug, Clone)]
+pub(crate) struct CleanPlan {
+    pub(crate) dir: std::path::PathBuf,
+    /// The sealed segments wholly below the last stable offset (and, replicated, the high
+    /// watermark): nothing a reader could not see yet, nor an open transaction.
+    pub(crate) segments: Vec<rill_log::SealedSegment>,
+    /// Where the last pass ended.
+    pub(crate) cleaned_to: i64,
+    /// The aborted transactions of those segments.
+    pub(crate) aborted: Vec<AbortedTxn>,
+    /// Each producer's last batch (idempotence needs it).
+    pub(crate) retain: std::collections::HashSet<i64>,
+    /// A replicated partition: every batch stays (its Raft entries are its batches).
+    pub(crate) keep_every_batch: bool,
+    pub(crate) index_interval: u32,
+    pub(crate) segment_bytes: u64,
+}
 
 #[derive(Debug)]
 enum Command {
@@ -157,6 +176,21 @@ enum Command {
     Reassign {
         target: Vec<i32>,
         reply: Reply<bool>,
+    },
+    /// The log cleaner asks what it may clean.
+    CleanPlan {
+        reply: Reply<CleanPlan>,
+    },
+    /// The log cleaner's new segment, to swap in: whether it was (the segments it replaces
+    /// may have gone meanwhile).
+    SwapCleaned {
+        cleaned: Box<rill_log::Cleaned>,
+        reply: Reply<bool>,
+    },
+    /// The log cleaner's pass ended here.
+    CleanedTo {
+        offset: i64,
+        reply: Reply<()>,
     },
 }
 
@@ -332,6 +366,27 @@ impl Partition {
         self.ask(|reply| Command::Reassign { target, reply }).await
     }
 
+    /// What the log cleaner may clean (from a cleaner's thread: blocking).
+    pub(crate) fn clean_plan_blocking(&self) -> Result<CleanPlan, ErrorCode> {
+        self.ask_blocking(|reply| Command::CleanPlan { reply })
+    }
+
+    /// Swaps in a segment the log cleaner wrote (blocking); whether it was.
+    pub(crate) fn swap_cleaned_blocking(
+        &self,
+        cleaned: rill_log::Cleaned,
+    ) -> Result<bool, ErrorCode> {
+        self.ask_blocking(|reply| Command::SwapCleaned {
+            cleaned: Box::new(cleaned),
+            reply,
+        })
+    }
+
+    /// Records where the log cleaner's pass ended (blocking).
+    pub(crate) fn cleaned_to_blocking(&self, offset: i64) -> Result<(), ErrorCode> {
+        self.ask_blocking(|reply| Command::CleanedTo { offset, reply })
+    }
+
     pub(crate) fn configure(&self, config: LogConfig) {
         let _ = self.send(Command::Configure(config));
     }
@@ -349,6 +404,14 @@ impl Partition {
         let (reply, rx) = oneshot::channel();
         self.send(command(reply))?;
         rx.await.map_err(|_| ErrorCode::NotLeaderOrFollower)?
+    }
+
+    /// [`Self::ask`] from a thread outside the runtime.
+    fn ask_blocking<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorCode> {
+        let (reply, rx) = oneshot::channel();
+        self.send(command(reply))?;
+        rx.blocking_recv()
+            .map_err(|_| ErrorCode::NotLeaderOrFollower)?
     }
 
     /// Asks the owner to close the log cleanly (or delete it); `done` hears when it has.

@@ -326,8 +326,67 @@ impl Owner {
                     tracing::error!(%err, dir = %self.log().dir().display(), "refused log config");
                 }
             }
+            Command::CleanPlan { reply } => {
+                let _ = reply.send(self.clean_plan());
+            }
+            Command::SwapCleaned { cleaned, reply } => {
+                let _ = reply.send(self.swap_cleaned(&cleaned));
+            }
+            Command::CleanedTo { offset, reply } => {
+                let done = self.log_mut().set_cleaned_to(offset);
+                let _ = reply.send(done.map_err(|err| self.failed(&err)));
+            }
         }
         None
+    }
+
+    /// What the log cleaner may clean: the sealed segments below the last stable offset (so
+    /// below the high watermark too), never a failed log.
+    fn clean_plan(&self) -> Result<super::CleanPlan, ErrorCode> {
+        if self.failed || self.closing {
+            return Err(ErrorCode::KafkaStorageError);
+        }
+        let high_watermark = match &self.held {
+            Held::Plain(log) => log.log_end_offset(),
+            Held::Replica(replica) => replica.high_watermark(),
+        };
+        let bound = self.last_stable(high_watermark);
+        let log = self.log();
+        let segments: Vec<_> = log
+            .sealed_segments()
+            .into_iter()
+            .take_while(|s| s.next_offset <= bound)
+            .collect();
+        let end = segments
+            .last()
+            .map_or(log.log_start_offset(), |s| s.next_offset);
+        Ok(super::CleanPlan {
+            dir: log.dir().to_path_buf(),
+            aborted: log.aborted_between(log.log_start_offset(), end),
+            segments,
+            cleaned_to: log.cleaned_to(),
+            retain: self.producers.last_batches(),
+            keep_every_batch: matches!(self.held, Held::Replica(_)),
+            index_interval: log.config().index_interval_bytes,
+            segment_bytes: log.config().segment_bytes,
+        })
+    }
+
+    /// Swaps in a segment the log cleaner wrote; its size is published.
+    fn swap_cleaned(&mut self, cleaned: &rill_log::Cleaned) -> Result<bool, ErrorCode> {
+        if self.failed || self.closing {
+            let _ = rill_log::cleaner::discard(self.log().dir(), cleaned);
+            return Err(ErrorCode::KafkaStorageError);
+        }
+        match self.log_mut().swap_cleaned(cleaned) {
+            Ok(swapped) => {
+                self.size = self.log().size_bytes();
+                self.segments = self.log().segment_count();
+                self.publish();
+                Ok(swapped)
+            }
+            Err(err) => Err(self.failed(&err)),
+        }
     }
 
     /// After segments or records were deleted from the start: the size, the producers whose
@@ -845,12 +904,23 @@ impl Owner {
             tracing::error!(%err, dir = %dir.display(), "closing partition log");
         }
         if delete {
-            if let Err(err) = std::fs::remove_dir_all(&dir) {
+            // Renamed first, so that nothing else (a log cleaner's thread writing a cleaned
+            // segment) can add a file while the directory is removed; a crash in between
+            // leaves a `.deleting` directory, which the next start removes.
+            let mut doomed = dir.clone().into_os_string();
+            doomed.push(DELETING_SUFFIX);
+            let doomed = std::path::PathBuf::from(doomed);
+            let removed =
+                std::fs::rename(&dir, &doomed).and_then(|()| std::fs::remove_dir_all(&doomed));
+            if let Err(err) = removed {
                 tracing::error!(%err, dir = %dir.display(), "deleting partition log");
             }
         }
     }
 }
+
+/// The suffix of a partition directory being deleted.
+pub(crate) const DELETING_SUFFIX: &str = ".deleting";
 
 /// The whole batches of `bytes` that end at or below `high_watermark`.
 fn below(bytes: bytes::Bytes, high_watermark: i64) -> bytes::Bytes {

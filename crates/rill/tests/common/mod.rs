@@ -293,6 +293,27 @@ impl Broker {
         }
     }
 
+    /// Sets (or with `None` removes) an environment variable for the broker's next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Waits up to `timeout` for the broker process to exit on its own (a crash): whether it
+    /// did. The process is then reaped, so that [`Self::restart`] starts a new one.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<bool> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(true);
+        };
+        let exited = wait_timeout(child, timeout)?.is_some();
+        if exited {
+            self.child = None;
+        }
+        Ok(exited)
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) -> Result<()> {
         let mut child = self.take_child("kill -9")?;

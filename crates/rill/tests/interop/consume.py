@@ -11,7 +11,9 @@ timestamp (message format v0) has "ts": -1 and "tstype": null, as Kafka's Java c
 
     consume.py BOOTSTRAP TOPIC --client confluent|kafka-python --partitions N
                [--min-records N] [--api-version X.Y[.Z]] [--timeout SECONDS]
-               [--set NAME=VALUE ...]
+               [--set NAME=VALUE ...] [--offset N]
+
+`--offset` starts every partition at offset N instead of its beginning.
 
 `--set` passes extra client settings as text (librdkafka names for confluent, KafkaConsumer
 keyword arguments for kafka-python), e.g. `security.protocol=SSL`.
@@ -56,9 +58,10 @@ def consume_confluent(args, deadline):
             if deadline.expired():
                 common.fail(f"high watermarks {end} never added up to {args.min_records}")
             time.sleep(0.1)
-        consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in partitions])
+        start = OFFSET_BEGINNING if args.offset is None else args.offset
+        consumer.assign([TopicPartition(args.topic, p, start) for p in partitions])
         records = []
-        position = {p: 0 for p in partitions}
+        position = {p: args.offset or 0 for p in partitions}
         while any(position[p] < end[p] for p in partitions):
             if deadline.expired():
                 common.fail(f"timed out at positions {position}, watermarks {end}")
@@ -101,9 +104,13 @@ def consume_kafka_python(args, deadline):
                 common.fail(f"high watermarks {end} never added up to {args.min_records}")
             time.sleep(0.1)
         consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        if args.offset is None:
+            consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                consumer.seek(tp, args.offset)
         records = []
-        position = {p: 0 for p in end}
+        position = {p: args.offset or 0 for p in end}
         while any(position[p] < end[p] for p in end):
             if deadline.expired():
                 common.fail(f"timed out at positions {position}, watermarks {end}")
@@ -133,6 +140,7 @@ def main():
     parser.add_argument("--api-version")
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--set", action="append")
+    parser.add_argument("--offset", type=int)
     args = parser.parse_args()
     if args.api_version and args.client != "kafka-python":
         common.fail("--api-version is for kafka-python")
