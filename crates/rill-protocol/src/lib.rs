@@ -79,6 +79,11 @@ pub use header::RequestHeader;
 pub use legacy::LegacyFields;
 pub use request::{Request, RequestKind};
 pub use response::{Response, ResponseKind};
+/// The tag of Rill's own field in a DescribeLogDirs partition (v2+): a compacted partition's
+/// dirty ratio as the log cleaner last saw it, an 8-byte IEEE 754 double, big-endian. Kafka's
+/// clients skip tags they do not know (KIP-482).
+pub const DIRTY_RATIO_TAG: i32 = 0x7269_6c6c;
+
 pub use versions::{
     SUPPORTED, TRANSACTION_VERSION, api_versions_response, supported, version_range, with_features,
 };

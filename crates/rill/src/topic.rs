@@ -1,6 +1,7 @@
 //! `rill topic`: create, list, describe, alter and delete topics (kafka-topics.sh and the
 //! topic half of kafka-configs.sh), elect their partitions' leaders and move their replicas.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
@@ -291,22 +292,37 @@ async fn describe_one(
         |id| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id),
     );
     let replication = topic.partitions.first().map_or(0, |p| p.replicas.len());
+    let policy = configs
+        .iter()
+        .find(|c| c.name == "cleanup.policy")
+        .and_then(|c| c.value.clone())
+        .unwrap_or_else(|| "delete".to_owned());
     let _ = writeln!(
         text,
-        "topic '{}'  id {id}  partitions {}  replication factor {replication}{}",
+        "topic '{}'  id {id}  partitions {}  replication factor {replication}  cleanup {policy}{}",
         topic.name,
         topic.partitions.len(),
         if topic.internal { "  (internal)" } else { "" },
     );
     text.push('\n');
-    let mut table = Table::new([
+    // A compacted topic's dirty ratio per partition, from its leader's log cleaner.
+    let dirty = if policy.contains("compact") {
+        dirty_ratios(admin, topic).await
+    } else {
+        None
+    };
+    let mut columns = vec![
         "PARTITION",
         "LEADER",
         "REPLICAS",
         "ISR",
         "LOG-START",
         "LOG-END",
-    ]);
+    ];
+    if dirty.is_some() {
+        columns.push("DIRTY");
+    }
+    let mut table = Table::with_header(&columns);
     for ((p, start), end) in topic.partitions.iter().zip(starts).zip(ends) {
         let offset = |r: Result<rill_client::ListedOffset, _>| {
             r.map_or_else(|_| "?".to_owned(), |o| o.offset.to_string())
@@ -317,19 +333,56 @@ async fn describe_one(
         if let Some(code) = p.error {
             let _ = write!(leader, " ({code})");
         }
-        table.row(vec![
+        let mut row = vec![
             p.partition.to_string(),
             leader,
             join(&p.replicas),
             join(&p.isr),
             offset(start),
             offset(end),
-        ]);
+        ];
+        if let Some(dirty) = &dirty {
+            row.push(
+                dirty
+                    .get(&p.partition)
+                    .map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
+            );
+        }
+        table.row(row);
     }
     text.push_str(&table.render());
     text.push('\n');
     text.push_str(&config_table(configs).render());
     Ok(())
+}
+
+/// The dirty ratio of each partition of a compacted topic, as its leader's log cleaner last
+/// saw it (DescribeLogDirs, a field of Rill's own); `None` when the brokers do not say.
+async fn dirty_ratios(admin: &Admin, topic: &TopicDescription) -> Option<BTreeMap<i32, f64>> {
+    let mut leaders: Vec<i32> = topic.partitions.iter().filter_map(|p| p.leader).collect();
+    leaders.sort_unstable();
+    leaders.dedup();
+    let partitions: Vec<(&str, i32)> = topic
+        .partitions
+        .iter()
+        .map(|p| (topic.name.as_str(), p.partition))
+        .collect();
+    let dirs = admin
+        .describe_log_dirs(Some(&leaders), Some(&partitions))
+        .await
+        .ok()?;
+    let leader_of: BTreeMap<i32, i32> = topic
+        .partitions
+        .iter()
+        .filter_map(|p| Some((p.partition, p.leader?)))
+        .collect();
+    let ratios: BTreeMap<i32, f64> = dirs
+        .iter()
+        .flat_map(|d| d.replicas.iter().map(move |r| (d.broker, r)))
+        .filter(|(broker, r)| leader_of.get(&r.partition) == Some(broker))
+        .filter_map(|(_, r)| Some((r.partition, r.dirty_ratio?)))
+        .collect();
+    (!ratios.is_empty()).then_some(ratios)
 }
 
 /// The configs, sorted by name, overrides (set on the topic) marked `*` in the first column.

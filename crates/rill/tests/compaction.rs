@@ -242,6 +242,19 @@ fn clients_read_the_latest_value_of_each_key_at_its_offset() -> Result<()> {
             .is_some(),
         "no dirty ratio"
     );
+    // `rill topic describe` shows the policy and each partition's dirty ratio.
+    let (out, _) = common::rill_ok(&broker.bootstrap(), &["topic", "describe", &topic], b"")?;
+    let dirty_column = out
+        .lines()
+        .any(|l| l.contains("LOG-END") && l.trim_end().ends_with("DIRTY"));
+    let partition_row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("0 "))
+        .is_some_and(|l| l.trim_end().ends_with('%'));
+    ensure!(
+        out.contains("cleanup compact") && dirty_column && partition_row,
+        "rill topic describe:\n{out}"
+    );
     Ok(())
 }
 

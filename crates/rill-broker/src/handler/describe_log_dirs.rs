@@ -54,7 +54,7 @@ fn topics(broker: &Broker, asked: Option<&[DescribableLogDirTopic]>) -> Vec<Desc
             .iter()
             .filter_map(|topic| {
                 let indices = topic.held_partitions().map(|p| p.index).collect();
-                described(topic, &indices)
+                described(broker, topic, &indices)
             })
             .collect();
     };
@@ -67,25 +67,48 @@ fn topics(broker: &Broker, asked: Option<&[DescribableLogDirTopic]>) -> Vec<Desc
     }
     wanted
         .into_iter()
-        .filter_map(|(name, indices)| described(&*broker.topic(name)?, &indices))
+        .filter_map(|(name, indices)| described(broker, &*broker.topic(name)?, &indices))
         .collect()
 }
 
+/// A compacted partition's dirty ratio, as the log cleaner last saw it.
+fn dirty_ratio(broker: &Broker, topic: &Topic, index: i32) -> Option<f64> {
+    if !topic.config.cleanup.compact {
+        return None;
+    }
+    broker
+        .cleaner
+        .states()
+        .into_iter()
+        .find(|((name, partition), _)| *name == topic.name && *partition == index)
+        .map(|(_, state)| state.dirty_ratio)
+}
+
 /// `topic` with those of `indices` held here, in index order; `None` if it has none.
-fn described(topic: &Topic, indices: &BTreeSet<i32>) -> Option<DescribeLogDirsTopic> {
+fn described(
+    broker: &Broker,
+    topic: &Topic,
+    indices: &BTreeSet<i32>,
+) -> Option<DescribeLogDirsTopic> {
     let partitions: Vec<DescribeLogDirsPartition> = indices
         .iter()
         .filter_map(|&index| {
             let offsets = topic.partition(index)?.offsets();
-            Some(
-                DescribeLogDirsPartition::default()
-                    .with_partition_index(index)
-                    .with_partition_size(i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX))
-                    // Kafka's lag of the log end behind the high watermark: 0 for a leader.
-                    // Replication sets a follower's here.
-                    .with_offset_lag(0)
-                    .with_is_future_key(false),
-            )
+            let mut described = DescribeLogDirsPartition::default()
+                .with_partition_index(index)
+                .with_partition_size(i64::try_from(offsets.size_bytes).unwrap_or(i64::MAX))
+                // Kafka's lag of the log end behind the high watermark: 0 for a leader.
+                // Replication sets a follower's here.
+                .with_offset_lag(0)
+                .with_is_future_key(false);
+            if let Some(ratio) = dirty_ratio(broker, topic, index) {
+                // A field of Rill's own, in a tag Kafka's clients skip (tagged fields, v2+).
+                let _ = described.unknown_tagged_fields.insert(
+                    rill_protocol::DIRTY_RATIO_TAG,
+                    bytes::Bytes::copy_from_slice(&ratio.to_be_bytes()),
+                );
+            }
+            Some(described)
         })
         .collect();
     (!partitions.is_empty()).then(|| {

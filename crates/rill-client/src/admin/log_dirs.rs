@@ -11,7 +11,7 @@ use super::Admin;
 use crate::error::{ClientError, Result};
 
 /// One data directory of one broker, as [`Admin::describe_log_dirs`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct LogDirDescription {
     /// The broker's node id.
@@ -31,7 +31,7 @@ pub struct LogDirDescription {
 }
 
 /// One partition's copy in a data directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ReplicaInfo {
     /// The topic.
@@ -45,6 +45,9 @@ pub struct ReplicaInfo {
     pub offset_lag: i64,
     /// Whether this is the future copy of a move between directories (`AlterReplicaLogDirs`).
     pub is_future: bool,
+    /// A compacted partition's dirty ratio, as a Rill broker's log cleaner last saw it (a
+    /// field of Rill's own; `None` from other brokers and for other partitions).
+    pub dirty_ratio: Option<f64>,
 }
 
 impl Admin {
@@ -131,6 +134,11 @@ fn dirs_of(broker: i32, response: DescribeLogDirsResponse) -> Result<Vec<LogDirD
                         size_bytes: p.partition_size,
                         offset_lag: p.offset_lag,
                         is_future: p.is_future_key,
+                        dirty_ratio: p
+                            .unknown_tagged_fields
+                            .get(&rill_protocol::DIRTY_RATIO_TAG)
+                            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                            .map(f64::from_be_bytes),
                     })
                 })
                 .collect();

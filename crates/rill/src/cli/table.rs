@@ -11,6 +11,11 @@ pub(crate) struct Table {
 impl Table {
     /// A table with these column headers.
     pub(crate) fn new<const N: usize>(header: [&str; N]) -> Self {
+        Self::with_header(&header)
+    }
+
+    /// A table whose columns are known only at run time.
+    pub(crate) fn with_header(header: &[&str]) -> Self {
         Self {
             rows: vec![header.iter().map(|h| (*h).to_owned()).collect()],
         }
