@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use rill_log::cleaner::{build_map, clean_group, groups};
-use rill_log::{CleanRules, CleanStats, OffsetMap, SealedSegment, Throttle};
+use rill_log::{CleanRules, OffsetMap, Pass, SealedSegment, Throttle};
 use rill_protocol::ErrorCode;
 
 use crate::broker::{Broker, Topic};
@@ -299,7 +299,7 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
         .filter(|s| s.base_offset < map_end)
         .copied()
         .collect();
-    let mut stats = CleanStats::default();
+    let mut pass = Pass::default();
     let mut completed = true;
     for group in groups(&in_pass, plan.segment_bytes) {
         if broker.stopping.is_cancelled() {
@@ -312,7 +312,7 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
             &map,
             &rules,
             &cleaner.throttle,
-            &mut stats,
+            &mut pass,
         );
         let cleaned = match cleaning {
             Ok(Some(cleaned)) => cleaned,
@@ -332,6 +332,7 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
             }
         }
     }
+    let stats = pass.stats;
     cleaner.metrics.bytes_read.inc_by(stats.bytes_read);
     cleaner.metrics.bytes_written.inc_by(stats.bytes_written);
     cleaner

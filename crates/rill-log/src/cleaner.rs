@@ -263,6 +263,16 @@ pub struct Cleaned {
     pub stats: CleanStats,
 }
 
+/// What one pass carries from group to group: its counts, and for each producer whether its
+/// transaction (the one since its last marker, in log order) has records that stay, which
+/// decides whether that transaction's marker may go.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// The pass's counts so far.
+    pub stats: CleanStats,
+    txn_has_records: HashMap<i64, bool>,
+}
+
 /// Counts of cleaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanStats {
@@ -487,14 +497,15 @@ fn pass_file(dir: &Path, base_offset: i64, suffix: &str, stage: &str) -> PathBuf
 
 /// Cleans one group of consecutive sealed segments into a new segment written beside them as
 /// `.cleaned` files, fsynced (see the module docs). `None` when cleaning would change nothing
-/// (the files are then removed). `totals` counts the group, changed or not.
+/// (the files are then removed). `pass` counts the group, changed or not; a pass cleans its
+/// groups in log order, starting at the log start.
 pub fn clean_group(
     dir: &Path,
     group: &[SealedSegment],
     map: &OffsetMap,
     rules: &CleanRules,
     throttle: &Throttle,
-    totals: &mut CleanStats,
+    pass: &mut Pass,
 ) -> Result<Option<Cleaned>, LogError> {
     let (Some(first), Some(last)) = (group.first(), group.last()) else {
         return Ok(None);
@@ -538,8 +549,8 @@ pub fn clean_group(
                 emit(&bytes, &header)?;
             }
             let header = *batch.header();
-            let (kept, outcome) =
-                keep(batch, rules, map, &mut stats).map_err(|e| corrupt(&path, position, e))?;
+            let (kept, outcome) = keep(batch, rules, map, &mut stats, &mut pass.txn_has_records)
+                .map_err(|e| corrupt(&path, position, e))?;
             let records = u64::try_from(header.records_count).unwrap_or(0);
             stats.records_kept += kept;
             stats.records_dropped += records.saturating_sub(kept);
@@ -548,6 +559,13 @@ pub fn clean_group(
                 Filtered::Some(bytes) => {
                     changed = true;
                     bytes
+                }
+                Filtered::None if header.attributes.is_control() => {
+                    // A marker that may go goes whole; if it must stay after all (the group's
+                    // last batch), it stays whole: clients expect a marker to hold its record.
+                    changed = true;
+                    held = Some((batch.as_bytes().to_vec(), header, false));
+                    return Ok(());
                 }
                 Filtered::None => {
                     changed = true;
@@ -575,7 +593,7 @@ pub fn clean_group(
     writer.flush().at(&log_path)?;
     drop(writer);
     stats.bytes_written = written;
-    *totals += stats;
+    pass.stats += stats;
     if !changed {
         drop(out);
         remove_pass_files(dir, base_offset, CLEANED)?;
@@ -615,17 +633,29 @@ fn keep(
     rules: &CleanRules,
     map: &OffsetMap,
     stats: &mut CleanStats,
+    txn_has_records: &mut HashMap<i64, bool>,
 ) -> Result<(u64, Filtered), RecordError> {
     let header = batch.header();
     if header.attributes.is_control() {
-        // Transaction markers stay (Kafka removes them once their transaction has no records
-        // left and the delete horizon has passed; Rill keeps them).
-        return Ok((
-            u64::try_from(header.records_count).unwrap_or(0),
-            Filtered::All,
-        ));
+        // A transaction's marker goes once none of its records is left (they were superseded,
+        // or it aborted) and it is past the delete horizon, as in Kafka: until then a reader
+        // or a rebuild of the producers' state may need it. A replicated log keeps them (an
+        // empty control batch would puzzle clients).
+        let has_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
+        let removable = !rules.keep_every_batch
+            && !has_records
+            && header.max_timestamp < rules.tombstone_horizon;
+        return Ok(if removable {
+            (0, Filtered::None)
+        } else {
+            (
+                u64::try_from(header.records_count).unwrap_or(0),
+                Filtered::All,
+            )
+        });
     }
     if is_aborted(header, &rules.aborted) {
+        let _ = txn_has_records.entry(header.producer_id).or_insert(false);
         return Ok((0, Filtered::None));
     }
     let expired = header.max_timestamp < rules.tombstone_horizon;
@@ -645,6 +675,9 @@ fn keep(
         kept += u64::from(stays);
         stays
     })?;
+    if header.attributes.is_transactional() {
+        *txn_has_records.entry(header.producer_id).or_insert(false) |= kept > 0;
+    }
     Ok((kept, outcome))
 }
 
@@ -900,18 +933,20 @@ mod tests {
             ..rules.clone()
         };
         let dir = log.dir().to_path_buf();
-        let mut stats = CleanStats::default();
+        let mut pass_state = Pass::default();
         let cleanable: Vec<_> = segments
             .into_iter()
             .filter(|s| s.base_offset < map_end)
             .collect();
         for group in groups(&cleanable, log.config().segment_bytes) {
-            if let Some(cleaned) = clean_group(&dir, &group, &map, &rules, &throttle, &mut stats)? {
+            if let Some(cleaned) =
+                clean_group(&dir, &group, &map, &rules, &throttle, &mut pass_state)?
+            {
                 assert!(log.swap_cleaned(&cleaned)?);
             }
         }
         log.set_cleaned_to(map_end)?;
-        Ok(stats)
+        Ok(pass_state.stats)
     }
 
     fn rules() -> CleanRules {
@@ -1053,10 +1088,10 @@ mod tests {
                 .into_iter()
                 .filter(|s| s.base_offset < map_end)
                 .collect();
+            let mut pass_state = Pass::default();
             for group in groups(&cleanable, log.config().segment_bytes) {
-                let mut stats = CleanStats::default();
                 if let Some(cleaned) =
-                    clean_group(&dir, &group, &map, &rules, &throttle, &mut stats)?
+                    clean_group(&dir, &group, &map, &rules, &throttle, &mut pass_state)?
                 {
                     let _ = log.swap_cleaned(&cleaned)?;
                 }
@@ -1066,6 +1101,93 @@ mod tests {
         }
         assert!(passes > 1, "{passes} passes");
         assert_eq!(records(&log)?, latest(&before, false));
+        Ok(())
+    }
+
+    #[test]
+    fn markers_go_once_their_transaction_has_no_records_left_and_the_horizon_passed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use rill_record::{Marker, marker_batch};
+        let dir = tempfile::tempdir()?;
+        let mut log = Log::open(dir.path(), config(), 0)?;
+        let txn = |pid: i64, seq: i32, key: &str| {
+            BatchBuilder::new()
+                .transactional(true)
+                .producer(pid, 0, seq)
+                .record(RecordSpec::new(1_000).key(key.to_owned()).value("t"))
+                .build()
+        };
+        let marker = |pid: i64, commit: bool| {
+            let end = Marker {
+                commit,
+                coordinator_epoch: 0,
+            };
+            marker_batch(pid, 0, end, 1_000)
+        };
+        let plain = |key: &str, value: &str| {
+            BatchBuilder::new()
+                .record(
+                    RecordSpec::new(1_000)
+                        .key(key.to_owned())
+                        .value(value.to_owned()),
+                )
+                .build()
+        };
+        // Producer 1 commits a (superseded later); producer 2 aborts b; producer 3 commits c,
+        // which stays the latest value of c.
+        for batch in [
+            txn(1, 0, "a")?,
+            marker(1, true)?,
+            txn(2, 0, "b")?,
+            marker(2, false)?,
+            txn(3, 0, "c")?,
+            marker(3, true)?,
+            plain("a", "new")?,
+            plain("end", "x")?,
+        ] {
+            let _ = log.append(&mut batch.to_vec(), 0)?;
+        }
+        log.roll()?;
+        let aborted = vec![AbortedTxn {
+            producer_id: 2,
+            first_offset: 2,
+            last_offset: 3,
+            last_stable_offset: 4,
+        }];
+        let controls = |log: &Log| -> Result<Vec<i64>, Box<dyn std::error::Error>> {
+            let bytes = log.read(0, 1 << 20)?;
+            let mut out = Vec::new();
+            for batch in Batches::new(&bytes) {
+                let header = *batch?.header();
+                if header.attributes.is_control() {
+                    out.push(header.base_offset);
+                }
+            }
+            Ok(out)
+        };
+        // Before the horizon every marker stays; the aborted record and the old a go.
+        let keep = CleanRules {
+            aborted: aborted.clone(),
+            ..rules()
+        };
+        let _ = pass(&mut log, &keep)?;
+        assert_eq!(controls(&log)?, vec![1, 3, 5]);
+        // (The markers' own records count as records here.)
+        let kept: Vec<i64> = records(&log)?.iter().map(|r| r.0).collect();
+        assert_eq!(kept, vec![1, 3, 4, 5, 6, 7]);
+        // Past it, the markers of the transactions with nothing left go; producer 3's stays.
+        log.set_cleaned_to(0)?;
+        let past = CleanRules {
+            aborted,
+            tombstone_horizon: i64::MAX,
+            ..rules()
+        };
+        let _ = pass(&mut log, &past)?;
+        assert_eq!(controls(&log)?, vec![5]);
+        assert_eq!(
+            records(&log)?.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![4, 5, 6, 7]
+        );
         Ok(())
     }
 

@@ -62,7 +62,7 @@ mod txn_index;
 
 pub use background::BlockingPool;
 pub use cache::FileCache;
-pub use cleaner::{CleanRules, CleanStats, Cleaned, OffsetMap, SealedSegment, Throttle};
+pub use cleaner::{CleanRules, CleanStats, Cleaned, OffsetMap, Pass, SealedSegment, Throttle};
 pub use config::{
     DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_RETENTION_BYTES, DEFAULT_RETENTION_MS,
     DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_MS, LogConfig,

@@ -468,3 +468,54 @@ fn an_idempotent_producers_last_batch_stays_empty_and_clients_read_past_it() -> 
     }
     Ok(())
 }
+
+#[test]
+fn aborted_transactions_records_are_cleaned_away() -> Result<()> {
+    let broker = Broker::start_with(FAST_CLEANER)?;
+    let mut conn = Conn::open(&broker)?;
+    let topic = broker.topic("transactional-table");
+    compacted(&broker, &topic, &[])?;
+    let out = common::run_py(
+        "transactions.py",
+        &[broker.bootstrap(), "keyed".to_owned(), topic.clone()],
+        b"",
+    )?;
+    ensure!(out.get("done").is_some(), "transactions.py: {out}");
+    // librdkafka's layout: c1's 10 records and marker (0-10), a's (11-21), c2's (22-32).
+    let c1 = (0..10).map(|i| (i, format!("k{i}"), Some(format!("c1-{i}"))));
+    let c2 = (5..15).map(|i| (i + 17, format!("k{i}"), Some(format!("c2-{i}"))));
+    let all: Vec<Stored> = c1.chain(c2).collect();
+    let want = latest(&all, false);
+    // Stored: the committed latest values and nothing of the aborted transaction (its
+    // records go; markers have no key and are not records this test compares).
+    let mut seen = Vec::new();
+    let done = wait_until("the aborted records to go", Duration::from_secs(60), || {
+        seen = stored(&mut conn, &topic)?
+            .into_iter()
+            .filter(|(_, key, _)| key.starts_with('k'))
+            .collect();
+        Ok((seen == want).then_some(()))
+    });
+    done.with_context(|| format!("stored {seen:?}"))?;
+    // A read_committed consumer reads the same.
+    let out = common::run_py(
+        "transactions.py",
+        &[
+            broker.bootstrap(),
+            "read".to_owned(),
+            topic.clone(),
+            "1".to_owned(),
+            "read_committed".to_owned(),
+        ],
+        b"",
+    )?;
+    let values: Vec<String> = out["records"]
+        .as_array()
+        .context("no records")?
+        .iter()
+        .filter_map(|r| r.get(2)?.as_str().map(str::to_owned))
+        .collect();
+    let expected: Vec<String> = want.iter().filter_map(|r| r.2.clone()).collect();
+    ensure!(values == expected, "read_committed: {values:?}");
+    Ok(())
+}

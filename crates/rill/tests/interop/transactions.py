@@ -9,6 +9,10 @@ Prints one JSON document describing what the clients saw.
         read_uncommitted consumer: {"committed": [[offset, value]...], "uncommitted": [...],
         "committed_end": <low/high watermarks seen>}.
 
+    transactions.py BOOTSTRAP keyed TOPIC
+        Three keyed transactions on partition 0 of TOPIC (a compacted one): c1 commits k0-k9,
+        a aborts k0-k9, c2 commits k5-k14: {"done": true}.
+
     transactions.py BOOTSTRAP spread TOPIC PARTITIONS
         Six transactions over every partition of TOPIC (the 2nd and 5th aborted), records
         round robin: {"committed": [[partition, offset, value]...], "uncommitted": [...]}.
@@ -102,6 +106,21 @@ def commit_abort(bootstrap, topic):
     committed = read_all(bootstrap, topic, "read_committed")
     uncommitted = read_all(bootstrap, topic, "read_uncommitted")
     common.emit({"committed": committed, "uncommitted": uncommitted})
+
+
+def keyed(bootstrap, topic):
+    p = producer(bootstrap, f"txn-{uuid.uuid4()}")
+    for prefix, keys, commit in (("c1", range(0, 10), True), ("a", range(0, 10), False),
+                                 ("c2", range(5, 15), True)):
+        p.begin_transaction()
+        for i in keys:
+            p.produce(topic, key=f"k{i}".encode(), value=f"{prefix}-{i}".encode(), partition=0)
+        p.flush(30)
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    common.emit({"done": True})
 
 
 def spread(bootstrap, topic, partitions):
@@ -232,6 +251,8 @@ def main():
         records = read_all(bootstrap, args[0], args[2], seconds=60.0, partitions=int(args[1]),
                            with_partition=True)
         common.emit({"records": records})
+    elif scenario == "keyed":
+        keyed(bootstrap, *args)
     elif scenario == "spread":
         spread(bootstrap, args[0], int(args[1]))
     elif scenario == "fence":
