@@ -286,7 +286,8 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
     )
     .map_err(|e| e.to_string())?;
     let rules = CleanRules {
-        tombstone_horizon: now.saturating_sub(compaction.delete_retention_ms),
+        now_ms: now,
+        delete_retention_ms: compaction.delete_retention_ms,
         map_end,
         retain: plan.retain.clone(),
         aborted: plan.aborted.clone(),
@@ -347,11 +348,7 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
         Err(ErrorCode::NotLeaderOrFollower) => return Ok(false),
         Err(code) => return Err(code.name().to_owned()),
     }
-    let tombstones_due = (stats.oldest_tombstone_ms < i64::MAX).then(|| {
-        stats
-            .oldest_tombstone_ms
-            .saturating_add(compaction.delete_retention_ms)
-    });
+    let tombstones_due = (stats.next_horizon_ms < i64::MAX).then_some(stats.next_horizon_ms);
     cleaner.update(&job.key, |s| {
         s.last_clean_ms = now_ms();
         s.tombstones_due_ms = tombstones_due;

@@ -26,8 +26,8 @@ pub(crate) struct CleanupPolicy {
 /// `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`, `max.compaction.lag.ms`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Compaction {
-    /// How long a tombstone stays, counted from its batch's newest timestamp (Kafka counts
-    /// from the cleaning that first keeps it).
+    /// How long a tombstone (or an empty transaction's marker) stays after the first cleaning
+    /// that kept it (KIP-534's delete horizon).
     pub(crate) delete_retention_ms: i64,
     /// The dirty share of a log's sealed bytes above which it is cleaned.
     pub(crate) min_dirty_ratio: f64,

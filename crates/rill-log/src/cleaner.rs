@@ -231,9 +231,12 @@ impl Throttle {
 /// What a pass needs besides the segments and the map.
 #[derive(Debug, Clone, Default)]
 pub struct CleanRules {
-    /// Tombstones in batches whose largest timestamp is below this are dropped (now minus
-    /// `delete.retention.ms`); `i64::MIN` keeps every tombstone.
-    pub tombstone_horizon: i64,
+    /// The time of the pass (ms): a tombstone or an empty transaction's marker goes once the
+    /// delete horizon its batch was marked with is at or before it.
+    pub now_ms: i64,
+    /// `delete.retention.ms`: a batch with a tombstone or an empty transaction's marker that
+    /// stays gets the delete horizon `now_ms + delete_retention_ms` (KIP-534), once.
+    pub delete_retention_ms: i64,
     /// The map covers the log up to here: a tombstone at or past it stays (older records of
     /// its key may not be dropped yet).
     pub map_end: i64,
@@ -284,9 +287,9 @@ pub struct CleanStats {
     pub records_kept: u64,
     /// Records dropped (superseded, keyless, aborted, or expired tombstones).
     pub records_dropped: u64,
-    /// The newest timestamp of the oldest batch holding a tombstone that stayed (`i64::MAX`
-    /// if none): when `delete.retention.ms` after it has passed, a pass would drop it.
-    pub oldest_tombstone_ms: i64,
+    /// The earliest delete horizon of a batch whose tombstones or marker stayed (`i64::MAX`
+    /// if none): a pass after it would drop them.
+    pub next_horizon_ms: i64,
 }
 
 impl Default for CleanStats {
@@ -296,14 +299,14 @@ impl Default for CleanStats {
             bytes_written: 0,
             records_kept: 0,
             records_dropped: 0,
-            oldest_tombstone_ms: i64::MAX,
+            next_horizon_ms: i64::MAX,
         }
     }
 }
 
 impl std::ops::AddAssign for CleanStats {
     fn add_assign(&mut self, other: Self) {
-        self.oldest_tombstone_ms = self.oldest_tombstone_ms.min(other.oldest_tombstone_ms);
+        self.next_horizon_ms = self.next_horizon_ms.min(other.next_horizon_ms);
         self.bytes_read += other.bytes_read;
         self.bytes_written += other.bytes_written;
         self.records_kept += other.records_kept;
@@ -636,44 +639,69 @@ fn keep(
     txn_has_records: &mut HashMap<i64, bool>,
 ) -> Result<(u64, Filtered), RecordError> {
     let header = batch.header();
+    // KIP-534: a batch is marked with its delete horizon the first time a pass keeps a
+    // tombstone (or an empty transaction's marker) in it; a pass after the horizon drops them.
+    let marked = header.attributes.has_delete_horizon();
+    let horizon_passed = marked && header.base_timestamp <= rules.now_ms;
+    let new_horizon = rules.now_ms.saturating_add(rules.delete_retention_ms);
     if header.attributes.is_control() {
         // A transaction's marker goes once none of its records is left (they were superseded,
-        // or it aborted) and it is past the delete horizon, as in Kafka: until then a reader
-        // or a rebuild of the producers' state may need it. A replicated log keeps them (an
-        // empty control batch would puzzle clients).
+        // or it aborted) and the horizon has passed, as in Kafka: until then a reader or a
+        // rebuild of the producers' state may need it. A replicated log keeps them (an empty
+        // control batch would puzzle clients).
         let has_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
-        let removable = !rules.keep_every_batch
-            && !has_records
-            && header.max_timestamp < rules.tombstone_horizon;
-        return Ok(if removable {
-            (0, Filtered::None)
-        } else {
-            (
-                u64::try_from(header.records_count).unwrap_or(0),
-                Filtered::All,
-            )
-        });
+        let count = u64::try_from(header.records_count).unwrap_or(0);
+        if rules.keep_every_batch || has_records {
+            return Ok((count, Filtered::All));
+        }
+        if horizon_passed {
+            return Ok((0, Filtered::None));
+        }
+        if marked {
+            stats.next_horizon_ms = stats.next_horizon_ms.min(header.base_timestamp);
+            return Ok((count, Filtered::All));
+        }
+        stats.next_horizon_ms = stats.next_horizon_ms.min(new_horizon);
+        let outcome = rill_record::filter(batch, MAX_RECORDS_LEN, |records| {
+            (vec![true; records.len()], Some(new_horizon))
+        })?;
+        return Ok((count, outcome));
     }
     if is_aborted(header, &rules.aborted) {
         let _ = txn_has_records.entry(header.producer_id).or_insert(false);
         return Ok((0, Filtered::None));
     }
-    let expired = header.max_timestamp < rules.tombstone_horizon;
     let mut kept = 0u64;
-    let outcome = rill_record::filter(batch, MAX_RECORDS_LEN, |record| {
-        let Some(key) = &record.key else {
-            // A compacted log's records need a key (a topic switched to compact may hold some
-            // without): Kafka's cleaner drops them too.
-            return false;
+    let outcome = rill_record::filter(batch, MAX_RECORDS_LEN, |records| {
+        let mut tombstones = false;
+        let flags = records
+            .iter()
+            .map(|record| {
+                let Some(key) = &record.key else {
+                    // A compacted log's records need a key (a topic switched to compact may
+                    // hold some without): Kafka's cleaner drops them too.
+                    return false;
+                };
+                let latest = map.latest(key).is_none_or(|newest| newest <= record.offset);
+                // A tombstone the map has covered (its key's older records are gone) goes
+                // after its horizon.
+                let covered = record.value.is_none() && record.offset < rules.map_end;
+                let stays = latest && !(covered && horizon_passed);
+                tombstones |= stays && covered;
+                stays
+            })
+            .collect::<Vec<bool>>();
+        kept = flags.iter().filter(|k| **k).count() as u64;
+        let horizon = if !tombstones {
+            None
+        } else if marked {
+            stats.next_horizon_ms = stats.next_horizon_ms.min(header.base_timestamp);
+            None
+        } else {
+            stats.next_horizon_ms = stats.next_horizon_ms.min(new_horizon);
+            Some(new_horizon)
         };
-        let latest = map.latest(key).is_none_or(|newest| newest <= record.offset);
-        let tombstone = record.value.is_none();
-        let stays = latest && !(tombstone && expired && record.offset < rules.map_end);
-        if stays && tombstone {
-            stats.oldest_tombstone_ms = stats.oldest_tombstone_ms.min(header.max_timestamp);
-        }
-        kept += u64::from(stays);
-        stays
+        (flags, horizon)
     })?;
     if header.attributes.is_transactional() {
         *txn_has_records.entry(header.producer_id).or_insert(false) |= kept > 0;
@@ -951,7 +979,8 @@ mod tests {
 
     fn rules() -> CleanRules {
         CleanRules {
-            tombstone_horizon: i64::MIN,
+            now_ms: 0,
+            delete_retention_ms: 1_000_000,
             index_interval: 256,
             ..CleanRules::default()
         }
@@ -1008,9 +1037,9 @@ mod tests {
             "{} segments",
             log.segment_count()
         );
-        // Past the horizon, the tombstones go.
+        // Past the horizon the first pass marked, the tombstones go.
         let horizon = CleanRules {
-            tombstone_horizon: i64::MAX,
+            now_ms: 2_000_000,
             ..rules()
         };
         log.set_cleaned_to(0)?;
@@ -1179,7 +1208,7 @@ mod tests {
         log.set_cleaned_to(0)?;
         let past = CleanRules {
             aborted,
-            tombstone_horizon: i64::MAX,
+            now_ms: 2_000_000,
             ..rules()
         };
         let _ = pass(&mut log, &past)?;

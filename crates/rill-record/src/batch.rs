@@ -162,6 +162,12 @@ impl Attributes {
     pub fn has_delete_horizon(self) -> bool {
         self.0 & Self::DELETE_HORIZON != 0
     }
+
+    /// These attributes with the delete horizon bit set (KIP-534).
+    #[must_use]
+    pub fn with_delete_horizon(self) -> Self {
+        Self(self.0 | Self::DELETE_HORIZON)
+    }
 }
 
 /// Every field of a v2 batch header, decoded from its first [`HEADER_LEN`] bytes.

@@ -342,32 +342,63 @@ pub enum Filtered {
 /// sequence; attributes) but `batchLength`, the records count and the CRC, and each kept record
 /// keeps its offset and timestamp deltas, so every record keeps its offset and timestamp. The
 /// records are compressed again with the batch's codec.
+///
+/// `decide` sees every record and says which stay (one flag each, in order; a missing flag
+/// keeps its record) and whether to mark the batch with a delete horizon (KIP-534): then it is
+/// rebuilt even when every record stays, its base timestamp becomes the horizon and each
+/// record's timestamp delta is taken from it, so every record still reads with its own
+/// timestamp.
 pub fn filter(
     batch: &crate::Batch<'_>,
     max_len: usize,
-    mut keep: impl FnMut(&Record) -> bool,
+    decide: impl FnOnce(&[Record]) -> (Vec<bool>, Option<i64>),
 ) -> Result<Filtered, RecordError> {
     let header = batch.header();
     let section = batch.records_section(max_len)?;
     let records = crate::decode_records(header, &section)?;
-    let kept: Vec<&Record> = records.iter().filter(|r| keep(r)).collect();
-    if kept.len() == records.len() {
+    let (flags, delete_horizon) = decide(&records);
+    let kept: Vec<&Record> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| flags.get(*i).copied().unwrap_or(true))
+        .map(|(_, r)| r)
+        .collect();
+    if kept.len() == records.len() && delete_horizon.is_none() {
         return Ok(Filtered::All);
     }
     if kept.is_empty() {
         return Ok(Filtered::None);
     }
+    let base_timestamp = delete_horizon.unwrap_or(header.base_timestamp);
+    let log_append_time = header.attributes.timestamp_type() == TimestampType::LogAppendTime;
     let mut encoded = Vec::with_capacity(section.len());
-    for record in &kept {
+    for (index, record) in kept.iter().enumerate() {
+        let timestamp_delta =
+            match delete_horizon {
+                // A LogAppendTime batch's records read the batch's max timestamp whatever their
+                // deltas say.
+                Some(_) if log_append_time => 0,
+                Some(horizon) => record.timestamp.checked_sub(horizon).ok_or(
+                    RecordError::InvalidRecord {
+                        index,
+                        reason: "timestamp too far from the delete horizon to encode as a delta",
+                    },
+                )?,
+                None => record.timestamp_delta,
+            };
         encode_record(
             &mut encoded,
             record.offset_delta,
-            record.timestamp_delta,
+            timestamp_delta,
             record.key.as_deref(),
             record.value.as_deref(),
             &record.headers,
         )?;
     }
+    let attributes = match delete_horizon {
+        Some(_) => header.attributes.with_delete_horizon(),
+        None => header.attributes,
+    };
     let codec = header.attributes.compression()?;
     let mut out = Vec::with_capacity(HEADER_LEN + encoded.len());
     out.resize(HEADER_LEN, 0);
@@ -383,6 +414,8 @@ pub fn filter(
         &mut out,
         &BatchHeader {
             records_count,
+            attributes,
+            base_timestamp,
             ..*header
         },
     )?;
@@ -500,9 +533,13 @@ mod tests {
                 .record(RecordSpec::new(1_010).key("a").header("h", "x"))
                 .build()?;
             let batch = Batch::parse(&original)?;
-            assert_eq!(filter(&batch, 1 << 20, |_| true)?, Filtered::All);
-            assert_eq!(filter(&batch, 1 << 20, |_| false)?, Filtered::None);
-            let Filtered::Some(kept) = filter(&batch, 1 << 20, |r| r.offset != 100)? else {
+            let all = |records: &[Record]| (vec![true; records.len()], None);
+            let none = |records: &[Record]| (vec![false; records.len()], None);
+            assert_eq!(filter(&batch, 1 << 20, all)?, Filtered::All);
+            assert_eq!(filter(&batch, 1 << 20, none)?, Filtered::None);
+            let but_first =
+                |records: &[Record]| (records.iter().map(|r| r.offset != 100).collect(), None);
+            let Filtered::Some(kept) = filter(&batch, 1 << 20, but_first)? else {
                 panic!("some records kept");
             };
             let view = Batch::parse(&kept)?;
@@ -526,6 +563,19 @@ mod tests {
             assert_eq!(view.header().next_offset(), 103);
             assert_eq!(view.header().attributes.compression()?, Compression::None);
             assert!(view.records()?.is_empty());
+            // A delete horizon: every record stays, with its timestamp; the base timestamp is
+            // the horizon.
+            let marking = |records: &[Record]| (vec![true; records.len()], Some(90_000));
+            let Filtered::Some(marked) = filter(&batch, 1 << 20, marking)? else {
+                panic!("rebuilt with a horizon");
+            };
+            let view = Batch::parse(&marked)?;
+            view.verify_crc()?;
+            assert!(view.header().attributes.has_delete_horizon());
+            assert_eq!(view.header().base_timestamp, 90_000);
+            assert_eq!(view.header().max_timestamp, 1_010);
+            let timestamps: Vec<i64> = view.records()?.iter().map(|r| r.timestamp).collect();
+            assert_eq!(timestamps, vec![1_000, 1_005, 1_010]);
         }
         Ok(())
     }

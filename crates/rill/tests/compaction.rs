@@ -290,15 +290,39 @@ fn tombstones_go_after_delete_retention() -> Result<()> {
     let broker = Broker::start_with(FAST_CLEANER)?;
     let mut conn = Conn::open(&broker)?;
     let topic = broker.topic("tombstones");
-    compacted(&broker, &topic, &["delete.retention.ms=3000"])?;
-    let records = workload(10, 20, 4);
+    compacted(&broker, &topic, &["delete.retention.ms=8000"])?;
+    // CreateTime timestamps of our own, to check that marking a batch with its delete
+    // horizon (which rewrites its base timestamp) leaves every record's timestamp as it was.
+    let records: Vec<Rec> = workload(10, 20, 4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Rec {
+            timestamp: Some(1_700_000_000_000 + i64::try_from(i).unwrap_or(0) * 7),
+            ..r
+        })
+        .collect();
     let _ = produce(&broker, Client::KafkaPython, &topic, &records, &[])?;
     let all = written(&records, 0);
-    // First the latest of each key with the tombstones, then, once they are 3 s old, without.
-    cleaned_to(&mut conn, &topic, &latest(&all, false)).or_else(|_| {
-        // The tombstones may already be past their horizon on a slow machine.
-        cleaned_to(&mut conn, &topic, &latest(&all, true))
-    })?;
+    // First the latest of each key with the tombstones (their batches now marked with a
+    // horizon 8 s away), then, past it, without.
+    let with_tombstones = latest(&all, false);
+    cleaned_to(&mut conn, &topic, &with_tombstones)?;
+    for reader in [Client::Confluent, Client::KafkaPython] {
+        let got = consume_with(&broker, reader, &topic, 1, 1, &[])?;
+        for r in &got.records {
+            let sent = usize::try_from(r.offset)
+                .ok()
+                .and_then(|i| records.get(i))
+                .and_then(|s| s.timestamp);
+            ensure!(
+                sent == Some(r.timestamp),
+                "{}: offset {} read with timestamp {}, sent {sent:?}",
+                reader.name(),
+                r.offset,
+                r.timestamp
+            );
+        }
+    }
     cleaned_to(&mut conn, &topic, &latest(&all, true))?;
     let read = read_by(&broker, Client::Confluent, &topic, &[])?;
     ensure!(read == latest(&all, true), "after the horizon: {read:?}");

@@ -90,7 +90,7 @@ pub(crate) const TOPIC_CONFIGS: &[ConfigDef] = &[
         "The zstd level batches are recompressed with when compression.type is zstd."),
     def("delete.retention.ms", T::Long, "86400000", Range(0, i64::MAX),
         "log.cleaner.delete.retention.ms",
-        "How long the cleaner keeps a tombstone, counted from its batch's newest timestamp."),
+        "How long the cleaner keeps a tombstone after the first pass that kept it (KIP-534)."),
     def("file.delete.delay.ms", T::Long, "60000", Range(0, i64::MAX),
         "log.segment.delete.delay.ms", "Accepted without effect: segments are deleted at once."),
     def("flush.messages", T::Long, LONG_MAX, Range(1, i64::MAX), "log.flush.interval.messages",
