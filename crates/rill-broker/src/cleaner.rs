@@ -292,6 +292,7 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
         retain: plan.retain.clone(),
         aborted: plan.aborted.clone(),
         keep_every_batch: plan.keep_every_batch,
+        span_breaks: plan.span_breaks.clone(),
         index_interval: plan.index_interval,
     };
     let in_pass: Vec<SealedSegment> = job

@@ -244,9 +244,13 @@ pub struct CleanRules {
     pub retain: HashSet<i64>,
     /// The log's aborted transactions: their records are dropped.
     pub aborted: Vec<AbortedTxn>,
-    /// Keep every batch, empty if need be (a replicated partition's log, whose Raft entries
-    /// are its batches, one each).
+    /// Keep every batch's place (a replicated partition's log, whose Raft entries are its
+    /// batches, one each): a run of batches left empty becomes one span batch that stands for
+    /// all of their entries (see [`span_entries`]).
     pub keep_every_batch: bool,
+    /// Where a span must not reach across (offsets a batch starts at with a Raft entry of no
+    /// records just before it).
+    pub span_breaks: HashSet<i64>,
     /// `index.interval.bytes`.
     pub index_interval: u32,
 }
@@ -373,6 +377,97 @@ fn for_each_batch(
         position += consumed as u64;
     }
     Ok(position)
+}
+
+/// How many Raft entries a batch of a replicated partition's log stands for: one, or, for a
+/// span batch (no records, no producer, its `baseSequence` one less than the count, which no
+/// producer's batch can be: produce refuses batches without records), the entries of the
+/// batches a cleaning pass merged into it.
+pub fn span_entries(header: &BatchHeader) -> u64 {
+    let span = header.records_count == 0
+        && header.producer_id < 0
+        && !header.attributes.is_control()
+        && header.base_sequence >= 1;
+    if span {
+        u64::try_from(header.base_sequence).map_or(1, |s| s + 1)
+    } else {
+        1
+    }
+}
+
+/// A run of a replicated log's batches left empty, to be written as one span batch.
+#[derive(Debug)]
+struct Run {
+    base_offset: i64,
+    next_offset: i64,
+    term: i32,
+    entries: u64,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    /// It replaces more than one batch, or a batch that had records: writing it changes the
+    /// log.
+    changes: bool,
+}
+
+impl Run {
+    fn of(header: &BatchHeader, changes: bool) -> Self {
+        Self {
+            base_offset: header.base_offset,
+            next_offset: header.next_offset(),
+            term: header.partition_leader_epoch,
+            entries: span_entries(header),
+            base_timestamp: header.base_timestamp,
+            max_timestamp: header.max_timestamp,
+            changes,
+        }
+    }
+
+    /// Whether `header`'s batch may join the run.
+    fn continues(&self, header: &BatchHeader, breaks: &HashSet<i64>) -> bool {
+        header.base_offset == self.next_offset
+            && header.partition_leader_epoch == self.term
+            && !breaks.contains(&header.base_offset)
+            && i32::try_from(header.next_offset() - self.base_offset).is_ok()
+            && i32::try_from(self.entries + span_entries(header)).is_ok()
+    }
+
+    /// Takes `header`'s batch into the run (two batches become one: a change).
+    fn join(&mut self, header: &BatchHeader) {
+        self.next_offset = header.next_offset();
+        self.entries += span_entries(header);
+        self.base_timestamp = self.base_timestamp.min(header.base_timestamp);
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.changes = true;
+    }
+
+    /// The span batch: no records, no producer, the entries it stands for in `baseSequence`.
+    fn batch(&self) -> Result<(Vec<u8>, BatchHeader), RecordError> {
+        let last_offset_delta =
+            i32::try_from(self.next_offset - self.base_offset - 1).map_err(|_| {
+                RecordError::TooLarge {
+                    what: "span",
+                    value: usize::MAX,
+                }
+            })?;
+        let header = BatchHeader {
+            base_offset: self.base_offset,
+            batch_length: 0,
+            partition_leader_epoch: self.term,
+            magic: rill_record::MAGIC_V2,
+            crc: 0,
+            attributes: rill_record::Attributes(0),
+            last_offset_delta,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: i32::try_from(self.entries - 1).unwrap_or(i32::MAX),
+            records_count: 0,
+        };
+        let bytes = rill_record::empty_batch(&header)?;
+        let header = BatchHeader::parse(&bytes)?;
+        Ok((bytes, header))
+    }
 }
 
 /// Whether the batch belongs to an aborted transaction.
@@ -534,6 +629,8 @@ pub fn clean_group(
     // Merging small segments into one is worth a swap even when every record stays.
     let mut changed = group.len() > 1;
     let mut written = 0u64;
+    // A replicated log's run of emptied batches, written as one span when it ends.
+    let mut run: Option<Run> = None;
     for (k, segment) in group.iter().enumerate() {
         let path = segment_file(dir, segment.base_offset, LOG_SUFFIX);
         let last_segment = k + 1 == group.len();
@@ -545,6 +642,60 @@ pub fn clean_group(
             Ok(())
         };
         let read = for_each_batch(&path, throttle, |position, batch| {
+            if rules.keep_every_batch {
+                let header = *batch.header();
+                let span = span_entries(&header) > 1;
+                let (kept, outcome) = if span {
+                    (0, Filtered::None)
+                } else {
+                    keep(batch, rules, map, &mut stats, &mut pass.txn_has_records)
+                        .map_err(|e| corrupt(&path, position, e))?
+                };
+                let records = u64::try_from(header.records_count).unwrap_or(0);
+                stats.records_kept += kept;
+                stats.records_dropped += records.saturating_sub(kept);
+                let emptied = matches!(outcome, Filtered::None)
+                    && !header.attributes.is_control()
+                    && !rules.retain.contains(&header.base_offset);
+                if emptied {
+                    // Part of a run of emptied batches: one span batch stands for them all.
+                    match &mut run {
+                        Some(r) if r.continues(&header, &rules.span_breaks) => {
+                            r.join(&header);
+                        }
+                        _ => {
+                            if let Some(done) = run.take() {
+                                changed |= done.changes;
+                                let (bytes, header) =
+                                    done.batch().map_err(|e| corrupt(&path, position, e))?;
+                                emit(&bytes, &header)?;
+                            }
+                            run = Some(Run::of(&header, !span));
+                        }
+                    }
+                    return Ok(());
+                }
+                if let Some(done) = run.take() {
+                    changed |= done.changes;
+                    let (bytes, header) = done.batch().map_err(|e| corrupt(&path, position, e))?;
+                    emit(&bytes, &header)?;
+                }
+                let bytes = match outcome {
+                    Filtered::All => batch.as_bytes().to_vec(),
+                    Filtered::Some(bytes) => {
+                        changed = true;
+                        bytes
+                    }
+                    Filtered::None => {
+                        // A producer's last batch (or a marker, which a replicated log keeps).
+                        changed = true;
+                        rill_record::empty_batch(&header)
+                            .map_err(|e| corrupt(&path, position, e))?
+                    }
+                };
+                emit(&bytes, &header)?;
+                return Ok(());
+            }
             // The batch before this one was not the segment's last: it goes out as decided.
             if let Some((bytes, header, stays)) = held.take()
                 && stays
@@ -590,6 +741,11 @@ pub fn clean_group(
         if let Some((bytes, header, stays)) = held.take()
             && (stays || last_segment)
         {
+            emit(&bytes, &header)?;
+        }
+        if last_segment && let Some(done) = run.take() {
+            changed |= done.changes;
+            let (bytes, header) = done.batch().map_err(|e| corrupt(&path, 0, e))?;
             emit(&bytes, &header)?;
         }
     }
@@ -1231,7 +1387,25 @@ mod tests {
             ..rules()
         };
         let _ = pass(&mut log, &keep_all)?;
-        assert_eq!(count_batches(&log)?, batches_before, "every batch stays");
+        // Runs of emptied batches became span batches standing for the entries they replace.
+        let (batches, entries) = count_batches(&log)?;
+        assert_eq!(entries, batches_before.1, "every batch's entry stays");
+        assert!(batches < batches_before.0, "{batches} batches");
+        // Later passes merge the small segments left, and with them their spans, until
+        // nothing changes: spans are not rewritten for nothing.
+        let mut last = (batches, entries);
+        let mut passes = 0;
+        loop {
+            let _ = pass(&mut log, &keep_all)?;
+            let now = count_batches(&log)?;
+            assert_eq!(now.1, entries);
+            if now == last {
+                break;
+            }
+            last = now;
+            passes += 1;
+            assert!(passes < 5, "still changing after {passes} passes: {now:?}");
+        }
         // Offsets continue from batch to batch, as a Raft log walk needs.
         let mut next = log.log_start_offset();
         let mut offset = next;
@@ -1247,8 +1421,9 @@ mod tests {
         Ok(())
     }
 
-    fn count_batches(log: &Log) -> Result<usize, Box<dyn std::error::Error>> {
-        let mut count = 0;
+    /// The log's batches, and the Raft entries they stand for.
+    fn count_batches(log: &Log) -> Result<(usize, u64), Box<dyn std::error::Error>> {
+        let (mut batches, mut entries) = (0, 0);
         let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {
             let bytes = log.read(offset, 1 << 20)?;
@@ -1256,11 +1431,13 @@ mod tests {
                 break;
             }
             for batch in Batches::new(&bytes) {
-                offset = batch?.header().next_offset();
-                count += 1;
+                let header = *batch?.header();
+                offset = header.next_offset();
+                batches += 1;
+                entries += span_entries(&header);
             }
         }
-        Ok(count)
+        Ok((batches, entries))
     }
 
     #[test]

@@ -22,6 +22,18 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// A record as stored: offset, key, value.
 type Stored = (i64, String, String);
 
+/// The batches broker `k` stores for partition 0, and the Raft entries they stand for (a
+/// span batch stands for the emptied batches the cleaner merged into it).
+fn batch_count(cluster: &Cluster, k: i32, topic: &str) -> Result<(usize, u64)> {
+    let bytes = log_bytes(&cluster.data_dir(k), topic, 0)?;
+    let mut counts = (0, 0);
+    for batch in Batches::new(&bytes) {
+        counts.0 += 1;
+        counts.1 += rill_log::cleaner::span_entries(batch?.header());
+    }
+    Ok(counts)
+}
+
 /// What broker `k` stores for partition 0: every record (offset, key, value), and whether the
 /// offsets run on from batch to batch (a Raft log walk needs that).
 fn stored(cluster: &Cluster, k: i32, topic: &str) -> Result<(Vec<Stored>, bool)> {
@@ -108,7 +120,8 @@ fn every_replica_cleans_its_log_and_a_new_leader_serves_the_latest_values() -> R
         Client::Confluent,
         topic,
         &first,
-        &["--acks", "all"],
+        // One version of every key a batch, so that whole batches are superseded.
+        &["--acks", "all", "--set", "batch.num.messages=20"],
     )?;
     ensure!(
         delivered.len() == first.len(),
@@ -127,12 +140,14 @@ fn every_replica_cleans_its_log_and_a_new_leader_serves_the_latest_values() -> R
         .collect();
     let want = latest(&all);
     // Each replica cleans its own log down to the latest value of each key, and keeps its
-    // offsets running on from batch to batch.
+    // offsets running on from batch to batch; runs of emptied batches became span batches
+    // (fewer batches than Raft entries).
     for k in cluster.ids() {
         wait_until(&format!("broker {k} to clean"), SETTLE, || {
             let (records, contiguous) = stored(&cluster, k, topic)?;
             ensure!(contiguous, "broker {k}: offsets jump between batches");
-            Ok((records == want).then_some(()))
+            let (batches, entries) = batch_count(&cluster, k, topic)?;
+            Ok((records == want && batches < usize::try_from(entries)?).then_some(()))
         })?;
     }
     // The leader dies; another takes over and serves the same latest values, then takes more.
@@ -195,5 +210,24 @@ fn every_replica_cleans_its_log_and_a_new_leader_serves_the_latest_values() -> R
             },
         )?;
     }
+    // A follower that lost its data copies the cleaned log from the leader, span batches
+    // and all, and ends up holding the same latest values.
+    let leader = placements(cluster.bootstrap(), topic)?
+        .get(&0)
+        .map(|p| p.leader)
+        .context("no leader")?;
+    let wiped = cluster
+        .ids()
+        .find(|k| *k != leader)
+        .context("no follower")?;
+    cluster.kill(wiped)?;
+    std::fs::remove_dir_all(cluster.data_dir(wiped))?;
+    std::fs::create_dir_all(cluster.data_dir(wiped))?;
+    cluster.start_node(wiped)?;
+    wait_until(&format!("wiped broker {wiped} to catch up"), SETTLE, || {
+        let (records, contiguous) = stored(&cluster, wiped, topic).unwrap_or_default();
+        ensure!(contiguous, "broker {wiped}: offsets jump between batches");
+        Ok((records == want).then_some(()))
+    })?;
     cluster.stop()
 }

@@ -101,8 +101,10 @@ pub(crate) struct CleanPlan {
     pub(crate) aborted: Vec<AbortedTxn>,
     /// Each producer's last batch (idempotence needs it).
     pub(crate) retain: std::collections::HashSet<i64>,
-    /// A replicated partition: every batch stays (its Raft entries are its batches).
+    /// A replicated partition: every batch keeps its place (its Raft entries are its batches).
     pub(crate) keep_every_batch: bool,
+    /// Where the Raft log has entries without records: a span batch must not reach across.
+    pub(crate) span_breaks: std::collections::HashSet<i64>,
     pub(crate) index_interval: u32,
     pub(crate) segment_bytes: u64,
 }

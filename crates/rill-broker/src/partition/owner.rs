@@ -367,6 +367,10 @@ impl Owner {
             cleaned_to: log.cleaned_to(),
             retain: self.producers.last_batches(),
             keep_every_batch: matches!(self.held, Held::Replica(_)),
+            span_breaks: match &self.held {
+                Held::Plain(_) => std::collections::HashSet::new(),
+                Held::Replica(replica) => replica.store().record_less_offsets(),
+            },
             index_interval: log.config().index_interval_bytes,
             segment_bytes: log.config().segment_bytes,
         })
@@ -378,7 +382,19 @@ impl Owner {
             let _ = rill_log::cleaner::discard(self.log().dir(), cleaned);
             return Err(ErrorCode::KafkaStorageError);
         }
-        match self.log_mut().swap_cleaned(cleaned) {
+        let swapped = self.log_mut().swap_cleaned(cleaned);
+        // A replicated log's Raft entries in the new segment are counted anew (spans); if
+        // they no longer add up, this replica's data is wrong: it is repaired from the leader.
+        if let (Ok(true), Held::Replica(replica)) = (&swapped, &mut self.held)
+            && let Err(err) = replica
+                .store_mut()
+                .cleaned(cleaned.base_offset, cleaned.next_offset)
+        {
+            replica.store().mark_corrupt();
+            self.corrupted(&err);
+            return Err(ErrorCode::KafkaStorageError);
+        }
+        match swapped {
             Ok(swapped) => {
                 self.size = self.log().size_bytes();
                 self.segments = self.log().segment_count();

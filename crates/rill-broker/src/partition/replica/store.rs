@@ -153,12 +153,22 @@ enum Slot {
     Batch { base: i64, next: i64, term: u64 },
     /// A record-less entry (in `extras`), sitting before offset `at`.
     Extra { at: i64, term: u64 },
+    /// One of the entries a span batch at `at` stands for besides its last (the log cleaner
+    /// merged the emptied batches of those entries into it, `rill_log::cleaner::span_entries`):
+    /// nothing of its own on disk; the span batch's slot follows them.
+    SpanPart { at: i64, term: u64 },
 }
+
+/// The context of an entry sent for a [`Slot::SpanPart`]: the receiver counts it as part of
+/// the span batch that follows, and stores nothing for it.
+const SPAN_PART: &[u8] = b"rill.span-part";
 
 impl Slot {
     fn term(self) -> u64 {
         match self {
-            Slot::Batch { term, .. } | Slot::Extra { term, .. } => term,
+            Slot::Batch { term, .. } | Slot::Extra { term, .. } | Slot::SpanPart { term, .. } => {
+                term
+            }
         }
     }
 
@@ -166,7 +176,7 @@ impl Slot {
     fn start(self) -> i64 {
         match self {
             Slot::Batch { base, .. } => base,
-            Slot::Extra { at, .. } => at,
+            Slot::Extra { at, .. } | Slot::SpanPart { at, .. } => at,
         }
     }
 
@@ -174,7 +184,7 @@ impl Slot {
     fn end(self) -> i64 {
         match self {
             Slot::Batch { next, .. } => next,
-            Slot::Extra { at, .. } => at,
+            Slot::Extra { at, .. } | Slot::SpanPart { at, .. } => at,
         }
     }
 }
@@ -456,7 +466,13 @@ impl ReplicaStore {
         let mut batches = Vec::new();
         for entry in entries {
             write |= self.note_term(entry.term, entry.index, position);
-            if is_batch(entry) {
+            if entry.context.as_ref() == SPAN_PART {
+                // Counted in the span batch that follows; nothing to store.
+                self.slots.push_back(Slot::SpanPart {
+                    at: position,
+                    term: entry.term,
+                });
+            } else if is_batch(entry) {
                 let header = BatchHeader::parse(&entry.data)
                     .map_err(|e| corrupt(&self.path, format!("entry {}: {e}", entry.index)))?;
                 if header.base_offset != position {
@@ -566,6 +582,76 @@ impl ReplicaStore {
         write_state(&self.path, &persisted)
     }
 
+    /// After the log cleaner swapped a cleaned segment in for `base..next`: the entries there
+    /// are now the new segment's batches, a span batch standing for several (see
+    /// `rill_log::cleaner::span_entries`), so their slots are taken anew from it. The count
+    /// of entries never changes (entries without records keep their slots); if it did, the
+    /// log and the Raft log would disagree, and that is an error.
+    pub(crate) fn cleaned(&mut self, base: i64, next: i64) -> Result<(), BrokerError> {
+        let mut expanded = VecDeque::new();
+        let mut offset = base;
+        'read: while offset < next {
+            let bytes = read_from(&self.log, offset)?;
+            let mut advanced = false;
+            for batch in Batches::new(&bytes) {
+                let header = *batch.map_err(|e| corrupt(&self.path, e))?.header();
+                if header.base_offset >= next {
+                    break 'read;
+                }
+                let term = u64::try_from(header.partition_leader_epoch).unwrap_or(0);
+                let at = header.base_offset;
+                for _ in 1..rill_log::cleaner::span_entries(&header) {
+                    expanded.push_back(Slot::SpanPart { at, term });
+                }
+                expanded.push_back(Slot::Batch {
+                    base: at,
+                    next: header.next_offset(),
+                    term,
+                });
+                offset = header.next_offset();
+                advanced = true;
+            }
+            if !advanced {
+                break;
+            }
+        }
+        let mut mismatch = None;
+        for (k, slot) in self.slots.iter_mut().enumerate() {
+            let inside = match *slot {
+                Slot::Extra { .. } => false,
+                Slot::Batch { base: b, .. } => (base..next).contains(&b),
+                Slot::SpanPart { at, .. } => (base..next).contains(&at),
+            };
+            if !inside {
+                continue;
+            }
+            match expanded.pop_front() {
+                Some(new) if new.term() == slot.term() => *slot = new,
+                other => {
+                    mismatch = Some((k, other));
+                    break;
+                }
+            }
+        }
+        if mismatch.is_some() || !expanded.is_empty() {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "the cleaned segment at {base}..{next} does not hold the entries the Raft \
+                     log counts there ({mismatch:?}, {} left)",
+                    expanded.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The offsets that an entry without records sits just before: a log cleaner's span
+    /// batch must not reach across one (its entries would no longer be consecutive).
+    pub(crate) fn record_less_offsets(&self) -> std::collections::HashSet<i64> {
+        self.extras.values().map(|e| e.offset).collect()
+    }
+
     /// Forgets the entries whose batches retention (or DeleteRecords) removed from the log:
     /// Raft sees them as compacted, and the anchor moves to the new log start.
     pub(crate) fn forget_below_log_start(&mut self) -> Result<(), BrokerError> {
@@ -573,8 +659,20 @@ impl ReplicaStore {
         let mut moved = false;
         while let Some(slot) = self.slots.front().copied() {
             // A batch still holding offsets at or above the start stays (DeleteRecords may cut
-            // inside one); so does a record-less entry at the start.
-            if slot.end() > start || (slot.end() == start && matches!(slot, Slot::Extra { .. })) {
+            // inside one); so does a record-less entry at the start; a span's parts go only
+            // with their span batch (the first slot that is not a part).
+            let judged = match slot {
+                Slot::SpanPart { .. } => self
+                    .slots
+                    .iter()
+                    .find(|s| !matches!(s, Slot::SpanPart { .. }))
+                    .copied()
+                    .unwrap_or(slot),
+                other => other,
+            };
+            if judged.end() > start
+                || (judged.end() == start && matches!(judged, Slot::Extra { .. }))
+            {
                 break;
             }
             let _ = self.slots.pop_front();
@@ -649,6 +747,9 @@ impl ReplicaStore {
                         entry.data = extra.data.clone().into();
                         entry.context = extra.context.clone().into();
                     }
+                }
+                Slot::SpanPart { .. } => {
+                    entry.context = SPAN_PART.to_vec().into();
                 }
                 Slot::Batch { base, .. } if data => {
                     let bytes = self.batch_bytes(base, &mut buffer, &mut buffer_at)?;
@@ -750,13 +851,18 @@ fn walk(
         match pending.pop_front() {
             Some(header) if header.base_offset == position => {
                 let term = u64::try_from(header.partition_leader_epoch).unwrap_or(0);
+                // A span batch stands for several entries: its parts, then itself.
+                let entries = rill_log::cleaner::span_entries(&header);
+                for _ in 1..entries {
+                    slots.push_back(Slot::SpanPart { at: position, term });
+                }
                 position = header.next_offset();
                 slots.push_back(Slot::Batch {
                     base: header.base_offset,
                     next: position,
                     term,
                 });
-                index += 1;
+                index += entries;
             }
             _ => break,
         }
@@ -907,6 +1013,165 @@ mod tests {
         assert_eq!(store.conf_index(), 2);
         // Entry 3 (a change) is committed but not applied: Raft starts applied at 2.
         assert_eq!(store.applied(), 2);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+    use rill_log::cleaner::{build_map, clean_group, groups, span_entries};
+    use rill_log::{CleanRules, LogConfig, OffsetMap, Pass, Throttle};
+    use rill_record::{BatchBuilder, RecordSpec};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        }
+    }
+
+    /// Entry `index` of `term`: a batch of one record of key `key`, at offset `offset`.
+    fn batch_entry(
+        index: u64,
+        term: u64,
+        offset: i64,
+        key: &str,
+    ) -> Result<Entry, Box<dyn std::error::Error>> {
+        let mut bytes = BatchBuilder::new()
+            .base_offset(offset)
+            .record(RecordSpec::new(1_000).key(key.to_owned()).value("v"))
+            .build()?
+            .to_vec();
+        set_partition_leader_epoch(&mut bytes, i32::try_from(term)?)?;
+        Ok(Entry {
+            index,
+            term,
+            data: bytes.into(),
+            ..Entry::default()
+        })
+    }
+
+    /// A replica log of 60 single-record batches in terms 1 and 2, with a configuration change
+    /// (an entry without records) inside term 1, cleaned as a cleaner thread cleans a
+    /// replicated log.
+    fn cleaned_store(dir: &Path) -> Result<(ReplicaStore, u64), Box<dyn std::error::Error>> {
+        let log = Log::open(dir, config(), now_ms())?;
+        let mut store = ReplicaStore::open(log, &[1, 2, 3])?;
+        let mut entries = Vec::new();
+        let mut offset = 0;
+        for index in 1..=61u64 {
+            let term = if index <= 45 { 1 } else { 2 };
+            if index == 31 {
+                let mut change = Entry {
+                    index,
+                    term,
+                    ..Entry::default()
+                };
+                change.set_entry_type(EntryType::EntryConfChangeV2);
+                entries.push(change);
+                continue;
+            }
+            entries.push(batch_entry(
+                index,
+                term,
+                offset,
+                &format!("k{}", index % 3),
+            )?);
+            offset += 1;
+        }
+        let _ = store.append(&entries)?;
+        store.set_commit(61);
+        store.write()?;
+        store.log_mut().roll()?;
+        let breaks = store.record_less_offsets();
+        let throttle = Throttle::new(f64::INFINITY);
+        let segments = store.log().sealed_segments();
+        let mut map = OffsetMap::with_budget(1 << 20);
+        let dir = store.log().dir().to_path_buf();
+        let map_end = build_map(&dir, &segments, 0, &[], &mut map, &throttle)?;
+        let rules = CleanRules {
+            map_end,
+            keep_every_batch: true,
+            span_breaks: breaks,
+            index_interval: 4096,
+            delete_retention_ms: 1_000_000,
+            ..CleanRules::default()
+        };
+        let mut pass = Pass::default();
+        for group in groups(&segments, store.log().config().segment_bytes) {
+            if let Some(cleaned) = clean_group(&dir, &group, &map, &rules, &throttle, &mut pass)? {
+                // As the owner does: the swap, then the entries counted anew.
+                assert!(store.log_mut().swap_cleaned(&cleaned)?);
+                store.cleaned(cleaned.base_offset, cleaned.next_offset)?;
+            }
+        }
+        Ok((store, 61))
+    }
+
+    /// After cleaning, span batches stand for the entries of the batches they replaced: a
+    /// reopened replica finds every entry at its index and term, reads send a follower the
+    /// parts and the span, and the follower's log, reopened, counts the same entries.
+    #[test]
+    fn span_batches_keep_every_raft_entry() -> TestResult {
+        let leader_dir = tempfile::tempdir()?;
+        let (store, last) = cleaned_store(leader_dir.path())?;
+        // The live store, right after the swaps, reads the same entries as a reopened one.
+        let live = store.read(1, last + 1, u64::MAX, true)?;
+        assert_eq!(live.len(), 61);
+        let log = store.into_log();
+        let mut headers: Vec<BatchHeader> = Vec::new();
+        let mut offset = 0;
+        while offset < log.log_end_offset() {
+            let bytes = log.read(offset, 1 << 20)?;
+            for batch in Batches::new(&bytes) {
+                let header = *batch?.header();
+                offset = header.next_offset();
+                headers.push(header);
+            }
+        }
+        let entries: u64 = headers.iter().map(span_entries).sum();
+        assert_eq!(entries, 60, "the batches stand for every batch entry");
+        assert!(
+            headers.len() < 20,
+            "{} batches after cleaning",
+            headers.len()
+        );
+        // Reopened: the same entries, terms and end.
+        let leader = ReplicaStore::open(log, &[1, 2, 3])?;
+        assert_eq!(leader.last_index()?, last);
+        for index in 1..=last {
+            let want = if index <= 45 { 1 } else { 2 };
+            assert_eq!(leader.term(index)?, want, "term of entry {index}");
+        }
+        assert_eq!(leader.end_of(last), Some(60));
+        // A follower with nothing gets every entry, and counts them the same after a reopen.
+        let sent = leader.read(1, last + 1, u64::MAX, true)?;
+        assert_eq!(sent.len(), 61);
+        assert_eq!(
+            sent, live,
+            "the live store and the reopened one send the same entries"
+        );
+        assert!(
+            sent.iter().any(|e| e.context.as_ref() == SPAN_PART),
+            "no span part was sent"
+        );
+        let follower_dir = tempfile::tempdir()?;
+        let log = Log::open(follower_dir.path(), config(), now_ms())?;
+        let mut follower = ReplicaStore::open(log, &[1, 2, 3])?;
+        let _ = follower.append(&sent)?;
+        follower.set_commit(last);
+        follower.write()?;
+        assert_eq!(follower.last_index()?, last);
+        let log = follower.into_log();
+        let follower = ReplicaStore::open(log, &[1, 2, 3])?;
+        assert_eq!(follower.last_index()?, last);
+        for index in 1..=last {
+            assert_eq!(follower.term(index)?, leader.term(index)?, "entry {index}");
+        }
+        assert_eq!(follower.end_of(last), Some(60));
         Ok(())
     }
 }
