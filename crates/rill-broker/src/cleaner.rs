@@ -275,16 +275,41 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
     let plan = &job.plan;
     let compaction = job.topic.config.compaction;
     let now = now_ms();
+    // Counted as they go (a pass may take minutes): what was read (the throttle sees every
+    // read), written and removed since the last update.
+    let mut read_so_far = cleaner.throttle.total();
+    let mut counted = rill_log::CleanStats::default();
+    let count = |pass: &Pass, read_so_far: &mut u64, counted: &mut rill_log::CleanStats| {
+        let total = cleaner.throttle.total();
+        cleaner
+            .metrics
+            .bytes_read
+            .inc_by(total.saturating_sub(*read_so_far));
+        *read_so_far = total;
+        let stats = pass.stats;
+        cleaner
+            .metrics
+            .bytes_written
+            .inc_by(stats.bytes_written.saturating_sub(counted.bytes_written));
+        cleaner.metrics.records_removed.inc_by(
+            stats
+                .records_dropped
+                .saturating_sub(counted.records_dropped),
+        );
+        *counted = stats;
+    };
     let mut map = OffsetMap::with_budget(budget);
-    let map_end = build_map(
+    let built = build_map(
         &plan.dir,
         &job.cleanable,
         plan.cleaned_to,
         &plan.aborted,
         &mut map,
         &cleaner.throttle,
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    let mut pass = Pass::default();
+    count(&pass, &mut read_so_far, &mut counted);
+    let map_end = built.map_err(|e| e.to_string())?;
     let rules = CleanRules {
         now_ms: now,
         delete_retention_ms: compaction.delete_retention_ms,
@@ -301,7 +326,6 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
         .filter(|s| s.base_offset < map_end)
         .copied()
         .collect();
-    let mut pass = Pass::default();
     let mut completed = true;
     for group in groups(&in_pass, plan.segment_bytes) {
         if broker.stopping.is_cancelled() {
@@ -316,6 +340,7 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
             &cleaner.throttle,
             &mut pass,
         );
+        count(&pass, &mut read_so_far, &mut counted);
         let cleaned = match cleaning {
             Ok(Some(cleaned)) => cleaned,
             Ok(None) => continue,
@@ -335,12 +360,6 @@ fn clean(broker: &Broker, job: &Job, budget: usize) -> Result<bool, String> {
         }
     }
     let stats = pass.stats;
-    cleaner.metrics.bytes_read.inc_by(stats.bytes_read);
-    cleaner.metrics.bytes_written.inc_by(stats.bytes_written);
-    cleaner
-        .metrics
-        .records_removed
-        .inc_by(stats.records_dropped);
     if !completed {
         return Ok(false);
     }

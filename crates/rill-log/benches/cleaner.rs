@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use rill_log::cleaner::{MAP_ENTRY_BYTES, build_map, clean_group, groups};
-use rill_log::{CleanRules, CleanStats, Log, LogConfig, OffsetMap, Throttle};
+use rill_log::cleaner::{MAP_SLOT_BYTES, build_map, clean_group, groups};
+use rill_log::{CleanRules, Log, LogConfig, OffsetMap, Pass, Throttle};
 use rill_record::{BatchBuilder, RecordSpec};
 
 const MIB: u64 = 1024 * 1024;
@@ -121,7 +121,7 @@ fn main() -> Result<(), Error> {
     // The key map's memory: a map that takes every key, RSS before and after it is built.
     let throttle = Throttle::new(f64::INFINITY);
     let rss_before = rss_kib();
-    let mut big = OffsetMap::with_budget(usize::MAX / 2);
+    let mut big = OffsetMap::with_capacity(usize::MAX / 2);
     let start = Instant::now();
     let _ = build_map(log.dir(), &segments, 0, &[], &mut big, &throttle)?;
     let big_secs = start.elapsed().as_secs_f64();
@@ -132,10 +132,10 @@ fn main() -> Result<(), Error> {
     println!(
         "{{\"phase\":\"map_memory\",\"keys\":{map_keys},\"rss_before_kib\":{rss_before},\
          \"rss_after_kib\":{rss_after},\"kib_per_million_keys\":{per_million:.0},\
-         \"bytes_per_key\":{:.1},\"accounted_bytes_per_key\":{MAP_ENTRY_BYTES},\
+         \"bytes_per_key\":{:.1},\"slot_bytes\":{MAP_SLOT_BYTES},\
          \"accounted_kib_per_million_keys\":{:.0},\"secs\":{big_secs:.2}}}",
         per_million * 1024.0 / 1e6,
-        MAP_ENTRY_BYTES as f64 * 1e6 / 1024.0
+        MAP_SLOT_BYTES as f64 * 1e6 / 1024.0
     );
 
     // Cold: the pass reads the log from the disk rather than the page cache.
@@ -166,7 +166,7 @@ fn main() -> Result<(), Error> {
         log.log_end_offset()
     );
     let rules = CleanRules {
-        tombstone_horizon: i64::MIN,
+        delete_retention_ms: i64::MAX,
         map_end,
         index_interval: log.config().index_interval_bytes,
         ..CleanRules::default()
@@ -177,14 +177,13 @@ fn main() -> Result<(), Error> {
         .copied()
         .collect();
     let dir_path = log.dir().to_path_buf();
-    let mut stats = CleanStats::default();
+    let mut pass = Pass::default();
     let start = Instant::now();
     let (mut swaps, mut swap_secs) = (0usize, 0f64);
     let plan = groups(&cleanable, log.config().segment_bytes);
     let group_count = plan.len();
     for group in plan {
-        if let Some(cleaned) = clean_group(&dir_path, &group, &map, &rules, &throttle, &mut stats)?
-        {
+        if let Some(cleaned) = clean_group(&dir_path, &group, &map, &rules, &throttle, &mut pass)? {
             let swap = Instant::now();
             if log.swap_cleaned(&cleaned)? {
                 swaps += 1;
@@ -193,6 +192,7 @@ fn main() -> Result<(), Error> {
         }
     }
     log.set_cleaned_to(map_end)?;
+    let stats = pass.stats;
     let clean_secs = start.elapsed().as_secs_f64();
     let total_secs = total.elapsed().as_secs_f64();
     println!(
@@ -231,7 +231,7 @@ fn main() -> Result<(), Error> {
         stats.records_kept,
         stats.records_dropped,
         per_million,
-        MAP_ENTRY_BYTES as f64 * 1e6 / 1024.0
+        MAP_SLOT_BYTES as f64 * 1e6 / 1024.0
     );
     Ok(())
 }

@@ -71,9 +71,9 @@ const SWAP: &str = "swap";
 const READ_CHUNK: usize = 1 << 20;
 /// Largest decompressed records section a cleaner decodes (a batch is at most a segment).
 const MAX_RECORDS_LEN: usize = 1 << 30;
-/// Bytes an [`OffsetMap`] entry takes, as counted against its budget: the key's hash, the
-/// offset, and the hash table's own overhead.
-pub const MAP_ENTRY_BYTES: usize = 40;
+/// Bytes one slot of an [`OffsetMap`]'s hash table takes: the key's 128-bit hash (two `u64`s,
+/// so no 16-byte alignment), the offset, and the table's control byte.
+pub const MAP_SLOT_BYTES: usize = std::mem::size_of::<([u64; 2], i64)>() + 1;
 
 /// Stops the process if the crash tests asked for it at `step`. (Unit tests stop the pass
 /// with an error instead, leaving the files as a crash would.)
@@ -130,30 +130,47 @@ pub struct SealedSegment {
 
 /// Each key's latest offset, by a 128-bit hash of the key (two independent 64-bit hashes;
 /// Kafka's map keeps an MD5), within a budget of bytes.
+///
+/// The map is a hash table of [`MAP_SLOT_BYTES`] a slot, a power of two of slots at most 7/8
+/// full, grown as keys come (a small log takes little), and growing holds the old table beside
+/// the new for a moment. So the most keys it takes is 7/8 of the largest power of two whose
+/// table, with half of it again, fits the budget: about 1.8 million keys in 128 MiB.
 #[derive(Debug)]
 pub struct OffsetMap {
-    entries: HashMap<u128, i64>,
+    entries: HashMap<[u64; 2], i64>,
     capacity: usize,
     hashers: (std::hash::RandomState, std::hash::RandomState),
 }
 
 impl OffsetMap {
-    /// A map of at most `bytes` ([`MAP_ENTRY_BYTES`] an entry; at least one entry).
+    /// A map that never takes more than `bytes` of memory (and takes at least one key).
     pub fn with_budget(bytes: usize) -> Self {
-        let capacity = (bytes / MAP_ENTRY_BYTES).max(1);
+        let mut slots: usize = 1;
+        while slots
+            .checked_mul(2)
+            .and_then(|next| next.checked_mul(MAP_SLOT_BYTES * 3 / 2))
+            .is_some_and(|peak| peak <= bytes)
+        {
+            slots *= 2;
+        }
+        Self::with_capacity((slots / 8 * 7).max(1))
+    }
+
+    /// A map of at most `keys` keys.
+    pub fn with_capacity(keys: usize) -> Self {
         Self {
-            entries: HashMap::with_capacity(capacity.min(1 << 20)),
-            capacity,
+            entries: HashMap::new(),
+            capacity: keys.max(1),
             hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
         }
     }
 
-    fn hash(&self, key: &[u8]) -> u128 {
+    fn hash(&self, key: &[u8]) -> [u64; 2] {
         let mut a = self.hashers.0.build_hasher();
         let mut b = self.hashers.1.build_hasher();
         a.write(key);
         b.write(key);
-        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+        [a.finish(), b.finish()]
     }
 
     /// The latest offset recorded for `key`.
@@ -192,6 +209,8 @@ impl OffsetMap {
 #[derive(Debug)]
 pub struct Throttle {
     bytes_per_second: f64,
+    /// Bytes counted so far, by every pass through this throttle.
+    total: std::sync::atomic::AtomicU64,
     /// When the bytes read so far may all have been read.
     next_free: Mutex<Option<Instant>>,
 }
@@ -201,12 +220,21 @@ impl Throttle {
     pub fn new(bytes_per_second: f64) -> Self {
         Self {
             bytes_per_second,
+            total: std::sync::atomic::AtomicU64::new(0),
             next_free: Mutex::new(None),
         }
     }
 
+    /// The bytes read through this throttle so far.
+    pub fn total(&self) -> u64 {
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Counts `bytes` read, sleeping as long as the rate needs.
     pub fn consume(&self, bytes: usize) {
+        let _ = self
+            .total
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         if !(self.bytes_per_second.is_finite() && self.bytes_per_second > 0.0) {
             return;
         }
@@ -1263,7 +1291,7 @@ mod tests {
         let mut passes = 0;
         while log.cleaned_to() < log.log_end_offset() && passes < 1_000 {
             let segments = log.sealed_segments();
-            let mut map = OffsetMap::with_budget(7 * MAP_ENTRY_BYTES);
+            let mut map = OffsetMap::with_capacity(7);
             let from = log.cleaned_to();
             let map_end = build_map(log.dir(), &segments, from, &[], &mut map, &throttle)?;
             assert!(map_end > from, "a pass makes progress");
@@ -1441,8 +1469,19 @@ mod tests {
     }
 
     #[test]
+    fn a_budget_bounds_the_table_and_its_last_growth() {
+        // 128 MiB: 2^21 slots (52 MiB; with the half-size table beside it while it grows,
+        // 79 MiB), 7/8 of them keys.
+        let map = OffsetMap::with_budget(128 << 20);
+        assert_eq!(map.capacity(), (1 << 21) / 8 * 7);
+        const { assert!((1 << 21) * MAP_SLOT_BYTES * 3 / 2 <= 128 << 20) };
+        const { assert!((1 << 22) * MAP_SLOT_BYTES * 3 / 2 > 128 << 20) };
+        assert_eq!(OffsetMap::with_budget(0).capacity(), 1);
+    }
+
+    #[test]
     fn the_map_keeps_the_latest_offset_within_its_budget() {
-        let mut map = OffsetMap::with_budget(2 * MAP_ENTRY_BYTES);
+        let mut map = OffsetMap::with_capacity(2);
         assert_eq!(map.capacity(), 2);
         assert!(map.put(b"a", 1));
         assert!(map.put(b"b", 2));

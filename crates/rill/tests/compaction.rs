@@ -543,3 +543,58 @@ fn aborted_transactions_records_are_cleaned_away() -> Result<()> {
     ensure!(values == expected, "read_committed: {values:?}");
     Ok(())
 }
+
+#[test]
+fn a_topic_switched_to_compact_and_back_is_cleaned_only_while_compacted() -> Result<()> {
+    let broker = Broker::start_with(FAST_CLEANER)?;
+    let mut conn = Conn::open(&broker)?;
+    let topic = broker.topic("switched");
+    create_topic(
+        &broker,
+        &topic,
+        1,
+        &[
+            "segment.bytes=1048576",
+            "segment.ms=300",
+            "min.cleanable.dirty.ratio=0.01",
+        ],
+    )?;
+    let records = workload(10, 20, 0);
+    let _ = produce(&broker, Client::Confluent, &topic, &records, &[])?;
+    let all = written(&records, 0);
+    // A delete topic keeps every record, however old its segments get.
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(
+        stored(&mut conn, &topic)? == all,
+        "a delete topic was cleaned"
+    );
+    // Switched to compact, live: cleaned.
+    let alter = |policy: &str| {
+        common::rill_ok(
+            &broker.bootstrap(),
+            &[
+                "topic",
+                "alter",
+                &topic,
+                "-c",
+                &format!("cleanup.policy={policy}"),
+            ],
+            b"",
+        )
+    };
+    let _ = alter("compact")?;
+    let want = latest(&all, false);
+    cleaned_to(&mut conn, &topic, &want)?;
+    // And back to delete: new records are no longer cleaned away.
+    let _ = alter("delete")?;
+    let more = workload(10, 5, 0);
+    let _ = produce(&broker, Client::Confluent, &topic, &more, &[])?;
+    let mut expected = want.clone();
+    expected.extend(written(&more, i64::try_from(records.len())?));
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(
+        stored(&mut conn, &topic)? == expected,
+        "a topic switched back to delete was cleaned"
+    );
+    Ok(())
+}
