@@ -672,7 +672,10 @@ pub fn clean_group(
         let read = for_each_batch(&path, throttle, |position, batch| {
             if rules.keep_every_batch {
                 let header = *batch.header();
-                let span = span_entries(&header) > 1;
+                // An empty batch of no producer is a span (of one entry or more): it joins.
+                let span = header.records_count == 0
+                    && header.producer_id < 0
+                    && !header.attributes.is_control();
                 let (kept, outcome) = if span {
                     (0, Filtered::None)
                 } else {
@@ -682,8 +685,9 @@ pub fn clean_group(
                 let records = u64::try_from(header.records_count).unwrap_or(0);
                 stats.records_kept += kept;
                 stats.records_dropped += records.saturating_sub(kept);
+                // (A marker that goes joins the run too: the span that stands for it is no
+                // control batch.)
                 let emptied = matches!(outcome, Filtered::None)
-                    && !header.attributes.is_control()
                     && !rules.retain.contains(&header.base_offset);
                 if emptied {
                     // Part of a run of emptied batches: one span batch stands for them all.
@@ -831,11 +835,11 @@ fn keep(
     if header.attributes.is_control() {
         // A transaction's marker goes once none of its records is left (they were superseded,
         // or it aborted) and the horizon has passed, as in Kafka: until then a reader or a
-        // rebuild of the producers' state may need it. A replicated log keeps them (an empty
-        // control batch would puzzle clients).
+        // rebuild of the producers' state may need it. (In a replicated log the span batch
+        // that stands for it is no control batch.)
         let has_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
         let count = u64::try_from(header.records_count).unwrap_or(0);
-        if rules.keep_every_batch || has_records {
+        if has_records {
             return Ok((count, Filtered::All));
         }
         if horizon_passed {
@@ -1400,6 +1404,58 @@ mod tests {
         assert_eq!(
             records(&log)?.iter().map(|r| r.0).collect::<Vec<_>>(),
             vec![4, 5, 6, 7]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_replicated_log_drops_its_markers_into_spans() -> Result<(), Box<dyn std::error::Error>> {
+        use rill_record::{Marker, marker_batch};
+        let dir = tempfile::tempdir()?;
+        let mut log = Log::open(dir.path(), config(), 0)?;
+        let end = |commit| Marker {
+            commit,
+            coordinator_epoch: 0,
+        };
+        let txn = BatchBuilder::new()
+            .transactional(true)
+            .producer(2, 0, 0)
+            .record(RecordSpec::new(1_000).key("b").value("t"))
+            .build()?;
+        let plain = BatchBuilder::new()
+            .record(RecordSpec::new(1_000).key("end").value("x"))
+            .build()?;
+        for batch in [txn, marker_batch(2, 0, end(false), 1_000)?, plain] {
+            let _ = log.append(&mut batch.to_vec(), 0)?;
+        }
+        log.roll()?;
+        let aborted = vec![AbortedTxn {
+            producer_id: 2,
+            first_offset: 0,
+            last_offset: 1,
+            last_stable_offset: 2,
+        }];
+        let replicated = |now_ms| CleanRules {
+            aborted: aborted.clone(),
+            keep_every_batch: true,
+            now_ms,
+            ..rules()
+        };
+        // The aborted record goes at once, the marker once past its horizon: both into one
+        // span standing for their two entries.
+        let _ = pass(&mut log, &replicated(0))?;
+        log.set_cleaned_to(0)?;
+        let _ = pass(&mut log, &replicated(2_000_000))?;
+        let bytes = log.read(0, 1 << 20)?;
+        let headers: Vec<BatchHeader> = Batches::new(&bytes)
+            .map(|b| b.map(|b| *b.header()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        assert!(!headers.iter().any(|h| h.attributes.is_control()));
+        assert_eq!(headers.iter().map(span_entries).sum::<u64>(), 3);
+        assert_eq!(
+            headers.first().map(|h| (h.base_offset, h.next_offset())),
+            Some((0, 2))
         );
         Ok(())
     }
