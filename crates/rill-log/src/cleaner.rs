@@ -539,9 +539,8 @@ pub fn build_map(
                 )
                 .map_err(|e| corrupt(&path, position, e))?;
             for record in &records {
-                if let Some(key) = &record.key
-                    && !map.put(key, record.offset)
-                {
+                let Some(key) = &record.key else { continue };
+                if !map.put(key, record.offset) {
                     full = true;
                     // The map covers the log up to this record: the next pass starts here.
                     end = record.offset;
@@ -729,9 +728,7 @@ pub fn clean_group(
                 return Ok(());
             }
             // The batch before this one was not the segment's last: it goes out as decided.
-            if let Some((bytes, header, stays)) = held.take()
-                && stays
-            {
+            if let Some((bytes, header, true)) = held.take() {
                 emit(&bytes, &header)?;
             }
             let header = *batch.header();
@@ -770,15 +767,17 @@ pub fn clean_group(
         })?;
         stats.bytes_read += read;
         // The group's last batch always stays, so the new segment ends where the old ones did.
-        if let Some((bytes, header, stays)) = held.take()
-            && (stays || last_segment)
-        {
-            emit(&bytes, &header)?;
+        if let Some((bytes, header, stays)) = held.take() {
+            if stays || last_segment {
+                emit(&bytes, &header)?;
+            }
         }
-        if last_segment && let Some(done) = run.take() {
-            changed |= done.changes;
-            let (bytes, header) = done.batch().map_err(|e| corrupt(&path, 0, e))?;
-            emit(&bytes, &header)?;
+        if last_segment {
+            if let Some(done) = run.take() {
+                changed |= done.changes;
+                let (bytes, header) = done.batch().map_err(|e| corrupt(&path, 0, e))?;
+                emit(&bytes, &header)?;
+            }
         }
     }
     writer.flush().at(&log_path)?;

@@ -385,14 +385,15 @@ impl Owner {
         let swapped = self.log_mut().swap_cleaned(cleaned);
         // A replicated log's Raft entries in the new segment are counted anew (spans); if
         // they no longer add up, this replica's data is wrong: it is repaired from the leader.
-        if let (Ok(true), Held::Replica(replica)) = (&swapped, &mut self.held)
-            && let Err(err) = replica
+        if let (Ok(true), Held::Replica(replica)) = (&swapped, &mut self.held) {
+            let recounted = replica
                 .store_mut()
-                .cleaned(cleaned.base_offset, cleaned.next_offset)
-        {
-            replica.store().mark_corrupt();
-            self.corrupted(&err);
-            return Err(ErrorCode::KafkaStorageError);
+                .cleaned(cleaned.base_offset, cleaned.next_offset);
+            if let Err(err) = recounted {
+                replica.store().mark_corrupt();
+                self.corrupted(&err);
+                return Err(ErrorCode::KafkaStorageError);
+            }
         }
         match swapped {
             Ok(swapped) => {
@@ -591,8 +592,10 @@ impl Owner {
                     .producers
                     .in_transaction(header.producer_id, header.producer_epoch);
             self.producers.record(header, now);
-            if opens && let Ok(mut shared) = self.open_txns.write() {
-                let _ = shared.insert(header.producer_id, header.producer_epoch);
+            if opens {
+                if let Ok(mut shared) = self.open_txns.write() {
+                    let _ = shared.insert(header.producer_id, header.producer_epoch);
+                }
             }
         }
     }
