@@ -1,0 +1,1 @@
+//! Empty: the spike is tests/server.rs.
