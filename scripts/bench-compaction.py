@@ -19,9 +19,8 @@ in one run:
     started), so a noisy round can be told from the cleaner's doing;
   - "on" must really be cleaning during the window: the cleaner thread's CPU time over the
     window (from /proc, thread `rill-cleaner-0`) is reported, and after the window the script
-    waits for the pass to end (rill_cleaner_runs_total{result="done"} on /metrics: the byte
-    counters only move when a pass ends) and reports when it did, which must be after the
-    window ended.
+    waits for the pass to end (rill_cleaner_runs_total{result="done"} on /metrics) and
+    reports when it did, which must be after the window ended.
 Rounds alternate which mode goes first. Reports per-round p50/p99/p99.9/max, the medians over
 rounds and the p99 ratio on/off. Prints one JSON line per measurement and a summary, also
 into --out.
