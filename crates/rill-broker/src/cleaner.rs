@@ -120,6 +120,12 @@ impl Cleaner {
         }
     }
 
+    /// One log's dirty ratio as the cleaner last saw it; `None` if it has not looked yet.
+    pub(crate) fn dirty_ratio(&self, key: &(String, i32)) -> Option<f64> {
+        let logs = self.logs.lock().ok()?;
+        logs.get(key).map(|s| s.dirty_ratio)
+    }
+
     fn state(&self, key: &(String, i32)) -> LogState {
         self.logs
             .lock()
@@ -219,10 +225,9 @@ fn pick(broker: &Broker) -> Option<Job> {
             continue;
         }
         let compaction = topic.config.compaction;
-        for (index, partition) in topic.held.iter().enumerate() {
+        for partition in &topic.held {
             let Some(partition) = partition else { continue };
             let key = (topic.name.clone(), partition.index);
-            let _ = index;
             if cleaner.busy.lock().is_ok_and(|b| b.contains(&key)) {
                 continue;
             }

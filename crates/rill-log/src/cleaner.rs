@@ -294,8 +294,6 @@ pub struct Cleaned {
     pub replaces: Vec<SealedSegment>,
     /// Its size in bytes.
     pub size: u64,
-    /// Records kept and dropped, batches emptied or dropped.
-    pub stats: CleanStats,
 }
 
 /// What one pass carries from group to group: its counts, and for each producer whether its
@@ -813,7 +811,6 @@ pub fn clean_group(
         next_offset: last.next_offset,
         replaces: group.to_vec(),
         size: written,
-        stats,
     }))
 }
 

@@ -76,12 +76,7 @@ fn dirty_ratio(broker: &Broker, topic: &Topic, index: i32) -> Option<f64> {
     if !topic.config.cleanup.compact {
         return None;
     }
-    broker
-        .cleaner
-        .states()
-        .into_iter()
-        .find(|((name, partition), _)| *name == topic.name && *partition == index)
-        .map(|(_, state)| state.dirty_ratio)
+    broker.cleaner.dirty_ratio(&(topic.name.clone(), index))
 }
 
 /// `topic` with those of `indices` held here, in index order; `None` if it has none.
