@@ -152,18 +152,17 @@ pub(crate) fn start(broker: &Arc<Broker>) {
     }
 }
 
-/// The nice value of the cleaner's threads: a pass takes the CPU the storage and network
-/// threads leave (it is CPU-bound: hashing every key), so produce and fetch latency beside it
-/// stay close to what they are without it.
-const CLEANER_NICE: i32 = 10;
-
-/// Lowers the calling thread's priority to [`CLEANER_NICE`] (Linux nice values are per
-/// thread).
+/// Moves the calling thread (Linux schedules threads, not processes) to `SCHED_IDLE`: a pass
+/// is CPU-bound (it hashes every key) and takes only the CPU the storage and network threads
+/// leave, which any of them gets back the moment it wakes, so produce and fetch latency beside
+/// a pass stay close to what they are without it. A nice value is not enough: a niced thread
+/// still holds a core until its slice ends.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    #[expect(unsafe_code, reason = "libc has no safe setpriority")]
-    // SAFETY: no pointers are passed; `who` 0 with PRIO_PROCESS names the calling thread.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CLEANER_NICE) };
+    let param = libc::sched_param { sched_priority: 0 };
+    #[expect(unsafe_code, reason = "libc has no safe sched_setscheduler")]
+    // SAFETY: `param` lives across the call, which only reads it; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     if rc != 0 {
         tracing::debug!(err = %std::io::Error::last_os_error(), "lowering the cleaner's priority");
     }

@@ -43,8 +43,8 @@ pub struct CleanerConfig {
     pub threads: usize,
     /// `log.cleaner.dedupe.buffer.size`: bytes for the key maps of all the threads together.
     pub dedupe_buffer_size: usize,
-    /// `log.cleaner.io.max.bytes.per.second`: the bytes all the threads together read per
-    /// second (infinite: no limit).
+    /// `log.cleaner.io.max.bytes.per.second`: the bytes all the threads together read and
+    /// write per second (infinite: no limit).
     pub io_max_bytes_per_second: f64,
     /// `log.cleaner.backoff.ms`: how long a thread sleeps when no log needs cleaning.
     pub backoff: Duration,

@@ -659,7 +659,7 @@ fn start_writeback(file: &File, from: u64, to: u64) {
             .name("rill-writeback".to_owned())
             .spawn(move || {
                 for (file, from, to) in rx {
-                    sync_file_range(&file, from, to);
+                    sync_file_range(&file, from, to, libc::SYNC_FILE_RANGE_WRITE);
                 }
             })
             .ok()
@@ -670,8 +670,10 @@ fn start_writeback(file: &File, from: u64, to: u64) {
     }
 }
 
+/// `sync_file_range(2)` over `from..to` of `file` with `flags`; a hint, so failures are only
+/// logged.
 #[cfg(target_os = "linux")]
-fn sync_file_range(file: &File, from: u64, to: u64) {
+pub(crate) fn sync_file_range(file: &File, from: u64, to: u64, flags: libc::c_uint) {
     use std::os::fd::AsRawFd as _;
     let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
         return;
@@ -679,9 +681,7 @@ fn sync_file_range(file: &File, from: u64, to: u64) {
     #[expect(unsafe_code, reason = "libc has no safe sync_file_range")]
     // SAFETY: the descriptor belongs to `file`, which is open for the whole call; the call
     // takes no pointers.
-    let rc = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
     if rc != 0 {
         tracing::debug!(err = %std::io::Error::last_os_error(), "sync_file_range failed");
     }

@@ -44,6 +44,7 @@ pub mod compression;
 pub mod control;
 mod error;
 pub mod legacy;
+mod partition;
 pub mod record;
 pub mod varint;
 
@@ -56,4 +57,5 @@ pub use builder::{BatchBuilder, Filtered, RecordSpec, empty_batch, filter, rebui
 pub use compression::{compress, compress_into, compress_into_level, decompress};
 pub use control::{Marker, marker_batch, parse_marker};
 pub use error::RecordError;
+pub use partition::{murmur2, partition_for_key};
 pub use record::{DEFAULT_MAX_RECORDS_LEN, DecodeOptions, Header, Record, decode_records};

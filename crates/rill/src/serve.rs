@@ -261,7 +261,7 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_LOG_CLEANER_DEDUPE_BUFFER_SIZE", default_value_t = 128 << 20)]
     log_cleaner_dedupe_buffer_size: usize,
 
-    /// Bytes per second the cleaner threads read together; 0 is no limit
+    /// Bytes per second the cleaner threads read and write together; 0 is no limit
     /// (log.cleaner.io.max.bytes.per.second).
     #[arg(
         long,
