@@ -11,7 +11,10 @@ pub fn murmur2(data: &[u8]) -> i32 {
     let mut h = SEED ^ (length as u32);
     let mut chunks = data.chunks_exact(4);
     for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        let Ok(word) = <[u8; 4]>::try_from(chunk) else {
+            continue;
+        };
+        let mut k = u32::from_le_bytes(word);
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
@@ -21,11 +24,11 @@ pub fn murmur2(data: &[u8]) -> i32 {
     // Java sign-extends each byte before masking with 0xff, which masks the sign away again;
     // the shifts are what matter.
     let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
+    if let Some(&third) = tail.get(2) {
+        h ^= u32::from(third) << 16;
     }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
+    if let Some(&second) = tail.get(1) {
+        h ^= u32::from(second) << 8;
     }
     if let Some(&first) = tail.first() {
         h ^= u32::from(first);
