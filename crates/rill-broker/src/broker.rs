@@ -838,10 +838,10 @@ impl Broker {
         let Some(topic) = self.topic(name).filter(|t| t.id == id) else {
             return;
         };
-        if let Some(held) = topic.partition(partition) {
-            if held.offsets().leading == Some(epoch) {
-                held.transfer_leader(to);
-            }
+        if let Some(held) = topic.partition(partition)
+            && held.offsets().leading == Some(epoch)
+        {
+            held.transfer_leader(to);
         }
     }
 
@@ -1547,10 +1547,11 @@ impl Broker {
                 // A reassignment changed replica lists: the replicas' in-sync bits follow.
                 for (i, placement) in agreed.partitions.iter().enumerate() {
                     let before = current.placements.get(i).map(|p| &p.replicas);
-                    if before != Some(&placement.replicas) && placement.replicas.len() > 1 {
-                        if let Some(partition) = held.get(i).and_then(Option::as_ref) {
-                            partition.set_replicas(placement.replicas.clone());
-                        }
+                    if before != Some(&placement.replicas)
+                        && placement.replicas.len() > 1
+                        && let Some(partition) = held.get(i).and_then(Option::as_ref)
+                    {
+                        partition.set_replicas(placement.replicas.clone());
                     }
                 }
                 current.with(agreed.partitions, held, agreed.configs, config)
@@ -1905,10 +1906,8 @@ impl Opener<'_> {
             match result {
                 Ok(partition) => partitions.push(partition),
                 Err((err, made)) => {
-                    if creating {
-                        if let Some(dir) = made {
-                            let _ = std::fs::remove_dir_all(&dir);
-                        }
+                    if creating && let Some(dir) = made {
+                        let _ = std::fs::remove_dir_all(&dir);
                     }
                     let _ = failure.get_or_insert(err);
                 }

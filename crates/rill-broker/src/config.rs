@@ -63,6 +63,37 @@ impl Default for CleanerConfig {
     }
 }
 
+/// The MQTT listeners' settings (Rill's own: Kafka has no MQTT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// The largest packet a client may send (its remaining length): a larger one closes the
+    /// connection before any of it is buffered (5.0: DISCONNECT 0x95 first). Announced to 5.0
+    /// clients in CONNACK.
+    pub max_packet_size: u32,
+    /// How long a new connection may take to send its CONNECT.
+    pub connect_timeout: Duration,
+    /// MQTT topic filters mapped to Kafka topics, tried in order; an MQTT topic no filter
+    /// matches goes to the Kafka topic its first level names.
+    pub topic_map: Vec<(String, String)>,
+    /// The QoS 1 and 2 publishes a client may have unacknowledged (5.0 Receive Maximum; a 3.1.1
+    /// client over it is read no further until some are acknowledged).
+    pub receive_maximum: u16,
+    /// The topic aliases a 5.0 client may set (Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+            topic_map: Vec::new(),
+            receive_maximum: 256,
+            topic_alias_maximum: 64,
+        }
+    }
+}
+
 /// Everything the broker needs to run.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -122,6 +153,8 @@ pub struct BrokerConfig {
     pub storage_threads: usize,
     /// The log cleaner (`log.cleaner.*`).
     pub cleaner: CleanerConfig,
+    /// The MQTT listeners' settings.
+    pub mqtt: MqttConfig,
     /// `rill.max.open.files`: the most segment files kept open at once; 0 is half the process's
     /// descriptor limit.
     pub max_open_files: usize,
@@ -209,6 +242,7 @@ impl Default for BrokerConfig {
             transaction_version: 2,
             storage_threads: 0,
             cleaner: CleanerConfig::default(),
+            mqtt: MqttConfig::default(),
             max_open_files: 0,
             max_partitions: DEFAULT_MAX_PARTITIONS,
             voters: crate::Voters::default(),

@@ -396,11 +396,11 @@ async fn handle(
     );
     let header = request.header.clone();
     let version = header.api_version;
-    if let Some(sasl) = &mut session.sasl {
-        if let Admit::No(why) = sasl.admits(header.api_key, Instant::now()) {
-            tracing::info!(%peer, api_key = ?header.api_key, why, "closing connection");
-            return Outcome::Close;
-        }
+    if let Some(sasl) = &mut session.sasl
+        && let Admit::No(why) = sasl.admits(header.api_key, Instant::now())
+    {
+        tracing::info!(%peer, api_key = ?header.api_key, why, "closing connection");
+        return Outcome::Close;
     }
     let answer = |body: ResponseKind, close| Outcome::Answer(Response::new(&header, body), close);
     match (&request.body, session.sasl.as_deref_mut()) {

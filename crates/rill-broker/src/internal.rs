@@ -206,13 +206,13 @@ impl<S: Replayed + std::fmt::Debug> StateLog<S> {
             drop(tokio::spawn(async move {
                 let result = tokio::time::timeout(LOAD_TIMEOUT, this.load(epoch)).await;
                 let result = result.unwrap_or(Err(ErrorCode::RequestTimedOut));
-                if let Ok(mut loaded) = this.state.lock() {
-                    if loaded.loading == Some(epoch) {
-                        loaded.loading = None;
-                        if let Ok(state) = result {
-                            loaded.epoch = Some(epoch);
-                            loaded.state = state;
-                        }
+                if let Ok(mut loaded) = this.state.lock()
+                    && loaded.loading == Some(epoch)
+                {
+                    loaded.loading = None;
+                    if let Ok(state) = result {
+                        loaded.epoch = Some(epoch);
+                        loaded.state = state;
                     }
                 }
             }));
@@ -459,10 +459,10 @@ impl<S: Replayed + std::fmt::Debug + Sync> Hosted<S> {
     /// Asks a hosted replicated partition to hand its leadership to broker `to` if it leads
     /// at `epoch` (ElectLeaders).
     pub(crate) fn hand_over(&self, partition: i32, to: i32, epoch: i32) {
-        if let Some(store) = self.get(partition) {
-            if store.log().offsets().leading == Some(epoch) {
-                store.log().transfer_leader(to);
-            }
+        if let Some(store) = self.get(partition)
+            && store.log().offsets().leading == Some(epoch)
+        {
+            store.log().transfer_leader(to);
         }
     }
 
@@ -512,10 +512,10 @@ impl<S: Replayed + std::fmt::Debug + Sync> Hosted<S> {
             .write()
             .ok()
             .and_then(|mut s| s.remove(&partition));
-        if let Some(store) = store {
-            if let Err(err) = tokio::task::spawn_blocking(move || store.close_blocking()).await {
-                tracing::error!(%err, topic = self.topic, partition, "closing an internal partition");
-            }
+        if let Some(store) = store
+            && let Err(err) = tokio::task::spawn_blocking(move || store.close_blocking()).await
+        {
+            tracing::error!(%err, topic = self.topic, partition, "closing an internal partition");
         }
     }
 

@@ -45,6 +45,7 @@ mod idempotence;
 mod internal;
 mod meta;
 mod metrics;
+mod mqtt;
 mod partition;
 mod quorum;
 mod rpc;
@@ -64,7 +65,7 @@ pub use authorizer::AuthorizerConfig;
 pub use config::{
     AckDurability, BrokerConfig, CleanerConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTITIONS,
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_NUM_PARTITIONS, DEFAULT_OFFSETS_PARTITIONS,
-    DEFAULT_OFFSETS_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL,
+    DEFAULT_OFFSETS_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL, MqttConfig,
 };
 pub use error::BrokerError;
 pub use quorum::Voters;
@@ -87,6 +88,18 @@ pub struct Listener {
     pub sasl: bool,
     /// `advertised.listeners`' entry for it.
     pub advertised: Option<(String, u16)>,
+    /// The protocol it speaks.
+    pub protocol: Protocol,
+}
+
+/// What a listener's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Kafka's protocol.
+    #[default]
+    Kafka,
+    /// MQTT 3.1.1 and 5.0 (`--mqtt-listen`): never advertised to Kafka clients.
+    Mqtt,
 }
 
 impl Listener {
@@ -98,6 +111,7 @@ impl Listener {
             tls: None,
             sasl: false,
             advertised: None,
+            protocol: Protocol::Kafka,
         }
     }
 }
@@ -159,6 +173,9 @@ pub async fn run(
     admin: Option<AdminListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BrokerError> {
+    let (mqtt_listeners, listeners): (Vec<_>, Vec<_>) = listeners
+        .into_iter()
+        .partition(|l| l.protocol == Protocol::Mqtt);
     let mut addresses = Vec::with_capacity(listeners.len());
     for listener in &listeners {
         let local = listener.socket.local_addr().map_err(BrokerError::Listen)?;
@@ -245,6 +262,19 @@ pub async fn run(
             ))
         })
         .collect();
+    let mqtt_front = mqtt::Front::new(broker.clone());
+    let mqtt_acceptors: Vec<_> = mqtt_listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(accept_mqtt(
+                listener,
+                mqtt_front.clone(),
+                connections.clone(),
+                stop.clone(),
+                stop_accepting.clone(),
+            ))
+        })
+        .collect();
     tokio::select! {
         () = &mut shutdown => {}
         () = failed.cancelled() => {}
@@ -252,7 +282,7 @@ pub async fn run(
     tracing::info!("shutting down");
     admin_state.stopping();
     stop_accepting.cancel();
-    for acceptor in acceptors {
+    for acceptor in acceptors.into_iter().chain(mqtt_acceptors) {
         // Each drops its listener as it returns.
         let _ = acceptor.await;
     }
@@ -323,6 +353,48 @@ async fn accept(
                 stop.clone(),
                 open,
             ))),
+        }
+    }
+}
+
+/// Accepts an MQTT listener's clients until `stop_accepting`, a task for each (the TLS
+/// handshake, on an MQTTS listener, inside it).
+async fn accept_mqtt(
+    listener: Listener,
+    front: Arc<mqtt::Front>,
+    connections: TaskTracker,
+    stop: CancellationToken,
+    stop_accepting: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, listener = %listener.name, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop_accepting.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let front = front.clone();
+        let stop = stop.clone();
+        match &listener.tls {
+            None => drop(connections.spawn(mqtt::serve(front, stream, peer, stop))),
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                drop(connections.spawn(async move {
+                    // The handshake counts against the time a client has to send CONNECT.
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(front.connect_timeout(), handshake).await {
+                        Ok(Ok(stream)) => mqtt::serve(front, stream, peer, stop).await,
+                        Ok(Err(err)) => tracing::debug!(%peer, %err, "MQTTS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "MQTTS handshake timed out"),
+                    }
+                }));
+            }
         }
     }
 }
@@ -408,13 +480,12 @@ async fn join_cluster(
         if let (true, Some(id)) = (registered, named) {
             break id;
         }
-        if !registered {
-            if let Err((_, why)) = quorum.propose(register.clone()).await {
-                if waited.elapsed() > std::time::Duration::from_secs(5) {
-                    tracing::info!(%why, "waiting for the metadata quorum");
-                    waited = std::time::Instant::now();
-                }
-            }
+        if !registered
+            && let Err((_, why)) = quorum.propose(register.clone()).await
+            && waited.elapsed() > std::time::Duration::from_secs(5)
+        {
+            tracing::info!(%why, "waiting for the metadata quorum");
+            waited = std::time::Instant::now();
         }
         // Until something applies (or a while, to propose again).
         tokio::select! {

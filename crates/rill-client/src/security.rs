@@ -370,10 +370,10 @@ impl Security {
         }
         let path = |key: &str| props.get(key).filter(|v| !v.is_empty()).map(PathBuf::from);
         for key in ["ssl.truststore.type", "ssl.keystore.type"] {
-            if let Some(kind) = props.get(key) {
-                if !kind.eq_ignore_ascii_case("PEM") {
-                    return Err(bad(key, format!("'{kind}' is not supported, only PEM")));
-                }
+            if let Some(kind) = props.get(key)
+                && !kind.eq_ignore_ascii_case("PEM")
+            {
+                return Err(bad(key, format!("'{kind}' is not supported, only PEM")));
             }
         }
         let tls = if protocol.tls() {

@@ -771,17 +771,15 @@ pub fn clean_group(
         })?;
         stats.bytes_read += read;
         // The group's last batch always stays, so the new segment ends where the old ones did.
-        if let Some((bytes, header, stays)) = held.take() {
-            if stays || last_segment {
-                emit(&bytes, &header)?;
-            }
+        if let Some((bytes, header, stays)) = held.take()
+            && (stays || last_segment)
+        {
+            emit(&bytes, &header)?;
         }
-        if last_segment {
-            if let Some(done) = run.take() {
-                changed |= done.changes;
-                let (bytes, header) = done.batch().map_err(|e| corrupt(&path, 0, e))?;
-                emit(&bytes, &header)?;
-            }
+        if last_segment && let Some(done) = run.take() {
+            changed |= done.changes;
+            let (bytes, header) = done.batch().map_err(|e| corrupt(&path, 0, e))?;
+            emit(&bytes, &header)?;
         }
     }
     writer.flush().at(&log_path)?;

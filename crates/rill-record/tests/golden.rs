@@ -17,7 +17,7 @@ const BASE_TS: i64 = 1_700_000_000_000;
 
 fn hex(text: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     (0..text.len())

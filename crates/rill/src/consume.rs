@@ -208,13 +208,13 @@ impl Args {
         let (config, own) = self
             .bootstrap
             .read_only_config_taking(&["isolation.level"])?;
-        if self.isolation_level.is_none() {
-            if let Some((_, value)) = own.last() {
-                let level = value
-                    .parse()
-                    .map_err(|why| anyhow::anyhow!("property 'isolation.level': {why}"))?;
-                self.isolation_level = Some(level);
-            }
+        if self.isolation_level.is_none()
+            && let Some((_, value)) = own.last()
+        {
+            let level = value
+                .parse()
+                .map_err(|why| anyhow::anyhow!("property 'isolation.level': {why}"))?;
+            self.isolation_level = Some(level);
         }
         let cluster = self.bootstrap.connect(config.clone()).await?;
         let partitions = cluster

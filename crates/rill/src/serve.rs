@@ -44,6 +44,30 @@ pub(crate) struct Args {
     #[arg(long, env = "RILL_SSL_LISTEN")]
     ssl_listen: Option<SocketAddr>,
 
+    /// Address of an MQTT 3.1.1 and 5.0 listener, e.g. 127.0.0.1:1883; off by default
+    /// (rill.mqtt.listen)
+    #[arg(long, env = "RILL_MQTT_LISTEN")]
+    mqtt_listen: Option<SocketAddr>,
+
+    /// Address of an MQTT listener over TLS (MQTTS, usually port 8883), with the SSL
+    /// listeners' keystore (rill.mqtts.listen)
+    #[arg(long, env = "RILL_MQTTS_LISTEN")]
+    mqtts_listen: Option<SocketAddr>,
+
+    /// Largest MQTT packet a client may send, bytes (rill.mqtt.max.packet.size)
+    #[arg(long, env = "RILL_MQTT_MAX_PACKET_SIZE", default_value_t = 1 << 20)]
+    mqtt_max_packet_size: u64,
+
+    /// How long a new MQTT connection has to send CONNECT, ms (rill.mqtt.connect.timeout.ms)
+    #[arg(long, env = "RILL_MQTT_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    mqtt_connect_timeout_ms: u64,
+
+    /// MQTT topic filters mapped to Kafka topics, FILTER=TOPIC,...; tried in order, and an
+    /// MQTT topic none matches goes to the Kafka topic its first level names
+    /// (rill.mqtt.topic.map)
+    #[arg(long, env = "RILL_MQTT_TOPIC_MAP")]
+    mqtt_topic_map: Option<String>,
+
     /// Each listener name's security protocol (listener.security.protocol.map)
     #[arg(
         long,
@@ -414,7 +438,7 @@ impl settings::Value for AdminListen {
     }
 }
 
-/// One Kafka listener to bind.
+/// One listener to bind: Kafka's, or MQTT's.
 #[derive(Debug)]
 struct KafkaListener {
     name: String,
@@ -424,6 +448,26 @@ struct KafkaListener {
     /// Clients authenticate with SASL (SASL_PLAINTEXT or SASL_SSL).
     sasl: bool,
     advertised: Option<(String, u16)>,
+    protocol: rill_broker::Protocol,
+}
+
+/// `rill.mqtt.topic.map`: `FILTER=TOPIC,...`, each filter a valid MQTT topic filter (split at
+/// its last `=`, as a Kafka topic name has none).
+fn topic_map(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let Some((filter, topic)) = entry.rsplit_once('=') else {
+                anyhow::bail!("rill.mqtt.topic.map: '{entry}' is not FILTER=TOPIC");
+            };
+            let (filter, topic) = (filter.trim(), topic.trim());
+            if filter.is_empty() || topic.is_empty() {
+                anyhow::bail!("rill.mqtt.topic.map: '{entry}' is not FILTER=TOPIC");
+            }
+            Ok((filter.to_owned(), topic.to_owned()))
+        })
+        .collect()
 }
 
 /// The authorizer's settings: any class name turns ACLs on (Rill has one authorizer, Kafka's
@@ -488,6 +532,27 @@ impl Args {
             &[("advertised.listeners", 1)],
         )?;
         let ssl_listen = s.get("ssl_listen", self.ssl_listen, &[("rill.ssl.listen", 1)])?;
+        let mqtt_listen = s.get("mqtt_listen", self.mqtt_listen, &[("rill.mqtt.listen", 1)])?;
+        let mqtts_listen = s.get(
+            "mqtts_listen",
+            self.mqtts_listen,
+            &[("rill.mqtts.listen", 1)],
+        )?;
+        let mqtt_max_packet_size = s.get(
+            "mqtt_max_packet_size",
+            self.mqtt_max_packet_size,
+            &[("rill.mqtt.max.packet.size", 1)],
+        )?;
+        let mqtt_connect_timeout_ms = s.get(
+            "mqtt_connect_timeout_ms",
+            self.mqtt_connect_timeout_ms,
+            &[("rill.mqtt.connect.timeout.ms", 1)],
+        )?;
+        let mqtt_topic_map = s.get(
+            "mqtt_topic_map",
+            self.mqtt_topic_map.clone(),
+            &[("rill.mqtt.topic.map", 1)],
+        )?;
         let protocol_map = s.get(
             "listener_security_protocol_map",
             self.listener_security_protocol_map.clone(),
@@ -798,7 +863,39 @@ impl Args {
             (None, Some(ms)) => FlushPolicy::Interval(Duration::from_millis(ms)),
             (None, None) => FlushPolicy::Never,
         };
-        let listeners = kafka_listeners(listen, ssl_listen, &protocol_map, advertise.as_deref())?;
+        let mut listeners =
+            kafka_listeners(listen, ssl_listen, &protocol_map, advertise.as_deref())?;
+        for (name, address, tls) in [("MQTT", mqtt_listen, false), ("MQTTS", mqtts_listen, true)] {
+            if let Some(address) = address {
+                listeners.push(KafkaListener {
+                    name: name.to_owned(),
+                    address,
+                    tls,
+                    sasl: false,
+                    advertised: None,
+                    protocol: rill_broker::Protocol::Mqtt,
+                });
+            }
+        }
+        // MQTT's largest remaining length: 268,435,455.
+        let max_packet_size = u32::try_from(mqtt_max_packet_size)
+            .ok()
+            .filter(|n| (2..=268_435_455).contains(n))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "rill.mqtt.max.packet.size must be 2 to 268435455, got {mqtt_max_packet_size}"
+                )
+            })?;
+        let mqtt = rill_broker::MqttConfig {
+            max_packet_size,
+            connect_timeout: Duration::from_millis(mqtt_connect_timeout_ms.max(1)),
+            topic_map: mqtt_topic_map
+                .as_deref()
+                .map(topic_map)
+                .transpose()?
+                .unwrap_or_default(),
+            ..rill_broker::MqttConfig::default()
+        };
         for (key, kind) in [
             ("ssl.keystore.type", &ssl_keystore_type),
             ("ssl.truststore.type", &ssl_truststore_type),
@@ -944,6 +1041,7 @@ impl Args {
             // would sit on disk in the clear.
             bootstrap_user: self.bootstrap_user.clone(),
             authorizer,
+            mqtt,
             ..defaults
         };
         config.log.validate().context("invalid log settings")?;
@@ -1023,6 +1121,7 @@ impl Args {
                     tls: if l.tls { tls.clone() } else { None },
                     sasl: l.sasl,
                     advertised: l.advertised,
+                    protocol: l.protocol,
                 });
             }
             let admin = match admin_settings.listen {
@@ -1146,6 +1245,7 @@ fn kafka_listeners(
             tls,
             sasl,
             advertised: None,
+            protocol: rill_broker::Protocol::Kafka,
         });
     }
     for (i, (name, host, port)) in advertised.into_iter().enumerate() {

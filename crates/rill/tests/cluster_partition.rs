@@ -790,10 +790,10 @@ impl Drop for Net {
                 eprintln!("cleaning up: {err:#}");
             }
         }
-        if let Some(bridge) = &self.bridge {
-            if let Err(err) = ip(&["link", "del", bridge]) {
-                eprintln!("cleaning up: {err:#}");
-            }
+        if let Some(bridge) = &self.bridge
+            && let Err(err) = ip(&["link", "del", bridge])
+        {
+            eprintln!("cleaning up: {err:#}");
         }
     }
 }

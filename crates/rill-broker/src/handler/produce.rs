@@ -22,7 +22,8 @@ use crate::partition::now_ms;
 
 mod records;
 
-use records::{Refusal, Rules};
+pub(crate) use records::Refusal;
+use records::Rules;
 
 /// A partition's outcome before the owner answers: an error found while checking, or the
 /// pending append.
@@ -36,7 +37,7 @@ fn failed<F>(code: ErrorCode, message: String) -> Pending<F> {
 }
 
 /// How many replicas of a partition led here are in sync (one without replication).
-fn in_sync(partition: &Partition) -> i32 {
+pub(crate) fn in_sync(partition: &Partition) -> i32 {
     if partition.is_replicated() {
         i32::try_from(partition.offsets().in_sync.count_ones()).unwrap_or(i32::MAX)
     } else {
@@ -295,7 +296,7 @@ async fn verify(
 /// Checks a partition's batch, then does what the topic's configs ask of its records (see
 /// [`Rules`]), on a blocking thread when the batch is large. Returns the batch with its header
 /// as checked (the rules change neither its producer nor its attributes).
-async fn prepare(
+pub(crate) async fn prepare(
     topic: &Topic,
     index: i32,
     records: Option<Bytes>,

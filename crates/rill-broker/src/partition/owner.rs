@@ -414,10 +414,10 @@ impl Owner {
         let _ = self
             .producers
             .expire(now_ms(), PRODUCER_ID_EXPIRATION_MS, start);
-        if let Held::Replica(replica) = &mut self.held {
-            if let Err(err) = replica.store_mut().forget_below_log_start() {
-                tracing::error!(%err, "writing the replica state after a deletion");
-            }
+        if let Held::Replica(replica) = &mut self.held
+            && let Err(err) = replica.store_mut().forget_below_log_start()
+        {
+            tracing::error!(%err, "writing the replica state after a deletion");
         }
         self.publish();
     }
@@ -551,10 +551,10 @@ impl Owner {
 
     /// Counts a batch taken at `base_offset` and records its producer's state.
     fn appended(&mut self, header: &BatchHeader, base_offset: i64, batch: &[u8], now: i64) {
-        if let Some(topic) = &self.metrics.topic {
-            if !header.attributes.is_control() {
-                topic.appended(batch.len(), header.records_count);
-            }
+        if let Some(topic) = &self.metrics.topic
+            && !header.attributes.is_control()
+        {
+            topic.appended(batch.len(), header.records_count);
         }
         if header.has_producer_id() {
             let stored = BatchHeader {
@@ -592,10 +592,8 @@ impl Owner {
                     .producers
                     .in_transaction(header.producer_id, header.producer_epoch);
             self.producers.record(header, now);
-            if opens {
-                if let Ok(mut shared) = self.open_txns.write() {
-                    let _ = shared.insert(header.producer_id, header.producer_epoch);
-                }
+            if opens && let Ok(mut shared) = self.open_txns.write() {
+                let _ = shared.insert(header.producer_id, header.producer_epoch);
             }
         }
     }
@@ -911,10 +909,8 @@ impl Owner {
             Held::Replica(mut replica) => {
                 replica.fail_waiting(ErrorCode::NotLeaderOrFollower);
                 let mut store = replica.into_store();
-                if !delete {
-                    if let Err(err) = store.write() {
-                        tracing::error!(%err, dir = %dir.display(), "writing the replica state");
-                    }
+                if !delete && let Err(err) = store.write() {
+                    tracing::error!(%err, dir = %dir.display(), "writing the replica state");
                 }
                 store.into_log()
             }

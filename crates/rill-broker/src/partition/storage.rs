@@ -109,10 +109,10 @@ impl Router {
 
     /// Forgets the route of owner `id` (not a newer owner's of the same partition).
     pub(super) fn remove(&self, key: (Uuid, i32), id: u64) {
-        if let Ok(mut routes) = self.routes.write() {
-            if routes.get(&key).is_some_and(|(_, owner)| *owner == id) {
-                let _ = routes.remove(&key);
-            }
+        if let Ok(mut routes) = self.routes.write()
+            && routes.get(&key).is_some_and(|(_, owner)| *owner == id)
+        {
+            let _ = routes.remove(&key);
         }
     }
 }

@@ -257,14 +257,14 @@ fn check(me: &Hello, hello: &Hello, known: Option<&str>, live: &Live) -> Option<
             duplicate: true,
         });
     }
-    if let (Some(ours), Some(theirs)) = (known, hello.cluster_id.as_deref()) {
-        if ours != theirs {
-            return Some(Refusal::config(format!(
-                "cluster ids differ: node {} is in cluster {ours}, node {}'s data dir is of \
+    if let (Some(ours), Some(theirs)) = (known, hello.cluster_id.as_deref())
+        && ours != theirs
+    {
+        return Some(Refusal::config(format!(
+            "cluster ids differ: node {} is in cluster {ours}, node {}'s data dir is of \
                  cluster {theirs}",
-                me.node_id, hello.node_id
-            )));
-        }
+            me.node_id, hello.node_id
+        )));
     }
     let live = live.lock().ok()?;
     let (incarnation, at) = live.get(&hello.node_id)?;

@@ -134,10 +134,11 @@ impl Fetcher {
                 .ok_or_else(|| ClientError::NoBrokerAvailable {
                     tried: vec![format!("node {leader}: not in the metadata")],
                 })?;
-        if let Some(conn) = &self.conn {
-            if !conn.is_closed() && conn.addr() == addr {
-                return Ok(Arc::clone(conn));
-            }
+        if let Some(conn) = &self.conn
+            && !conn.is_closed()
+            && conn.addr() == addr
+        {
+            return Ok(Arc::clone(conn));
         }
         self.conn = None;
         let conn = Arc::new(Connection::connect(&addr, &self.cluster.config().connection).await?);

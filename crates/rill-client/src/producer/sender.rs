@@ -825,15 +825,15 @@ impl Sender {
                 if let Some(mut batch) = self.accumulator.take(&tp) {
                     self.partitioner.batch_closed(&tp.0, tp.1);
                     batch.attempts += 1;
-                    if let Some((_, _)) = self.producer_id {
-                        if batch.base_sequence.is_none() {
-                            let next = self.sequences.entry(tp.clone()).or_insert(0);
-                            batch.base_sequence = Some(*next);
-                            let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
-                            *next = next
-                                .checked_add(count)
-                                .unwrap_or(count - (i32::MAX - *next) - 1);
-                        }
+                    if let Some((_, _)) = self.producer_id
+                        && batch.base_sequence.is_none()
+                    {
+                        let next = self.sequences.entry(tp.clone()).or_insert(0);
+                        batch.base_sequence = Some(*next);
+                        let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
+                        *next = next
+                            .checked_add(count)
+                            .unwrap_or(count - (i32::MAX - *next) - 1);
                     }
                     if let Some(sequence) = batch.base_sequence {
                         self.accumulator.sent(&tp, sequence);

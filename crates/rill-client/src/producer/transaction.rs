@@ -353,13 +353,11 @@ impl Transactions {
         if !records_done {
             return None;
         }
-        if commit {
-            if let Some(cause) = &self.abortable {
-                let err = self.must_abort(cause);
-                self.state = State::InTransaction;
-                self.finish(Err(err));
-                return self.poll(records_done);
-            }
+        if commit && let Some(cause) = &self.abortable {
+            let err = self.must_abort(cause);
+            self.state = State::InTransaction;
+            self.finish(Err(err));
+            return self.poll(records_done);
         }
         if self.started {
             self.in_flight = true;

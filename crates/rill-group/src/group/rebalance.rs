@@ -76,10 +76,10 @@ impl Group {
             }
         }
         for member in &self.members {
-            if let Some(at) = member.heartbeat_deadline {
-                if earlier(&best, at) {
-                    best = Some((at, Timer::Heartbeat(member.id.clone())));
-                }
+            if let Some(at) = member.heartbeat_deadline
+                && earlier(&best, at)
+            {
+                best = Some((at, Timer::Heartbeat(member.id.clone())));
             }
         }
         best
@@ -202,10 +202,9 @@ impl Group {
             timer: JoinTimer::Rebalance,
             ..
         } = self.phase
+            && self.has_all_members_joined()
         {
-            if self.has_all_members_joined() {
-                self.complete_join(now, effects);
-            }
+            self.complete_join(now, effects);
         }
     }
 

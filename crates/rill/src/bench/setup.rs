@@ -53,13 +53,13 @@ pub(super) async fn ensure_topic(
         }
         Err(err) => return Err(err).with_context(|| format!("describing topic '{topic}'")),
     };
-    if let Some(wanted) = partitions {
-        if wanted != count {
-            bail!(
-                "topic '{topic}' has {count} partitions, --partitions asks for {wanted}: \
+    if let Some(wanted) = partitions
+        && wanted != count
+    {
+        bail!(
+            "topic '{topic}' has {count} partitions, --partitions asks for {wanted}: \
                  choose another --topic or drop --partitions"
-            );
-        }
+        );
     }
     if count == 0 {
         bail!("topic '{topic}' has no partitions");

@@ -370,7 +370,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn unhex(text: &str) -> Result<Vec<u8>> {
-    ensure!(text.len() % 2 == 0, "odd-length hex");
+    ensure!(text.len().is_multiple_of(2), "odd-length hex");
     (0..text.len())
         .step_by(2)
         .map(|i| {

@@ -411,10 +411,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if !self.stopped {
-            if let Err(err) = self.script(&["stop"]) {
-                eprintln!("stopping the cluster: {err:#}");
-            }
+        if !self.stopped
+            && let Err(err) = self.script(&["stop"])
+        {
+            eprintln!("stopping the cluster: {err:#}");
         }
         self.kill_leftovers();
         // Shown by libtest only when the test fails.

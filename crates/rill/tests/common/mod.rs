@@ -423,22 +423,22 @@ impl Broker {
         let started = Instant::now();
         loop {
             // The admin line follows `listening on` in the same banner.
-            if banner.listening.load(Ordering::Acquire) {
-                if let Some(admin) = banner.admin() {
-                    self.admin = admin;
-                    return Ok(());
-                }
+            if banner.listening.load(Ordering::Acquire)
+                && let Some(admin) = banner.admin()
+            {
+                self.admin = admin;
+                return Ok(());
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    self.child = None;
-                    // Let the reader threads drain what the process wrote before it died.
-                    thread::sleep(Duration::from_millis(100));
-                    bail!(
-                        "rill serve --listen {listen} exited with {status} before it was ready\n{}",
-                        self.output_tail(60)
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                // Let the reader threads drain what the process wrote before it died.
+                thread::sleep(Duration::from_millis(100));
+                bail!(
+                    "rill serve --listen {listen} exited with {status} before it was ready\n{}",
+                    self.output_tail(60)
+                );
             }
             thread::sleep(ms(10));
             if started.elapsed() > START_TIMEOUT {

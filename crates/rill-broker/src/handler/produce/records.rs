@@ -12,10 +12,10 @@ use crate::topic_config::{TopicCompression, TopicConfig};
 /// Why a partition's batch is refused: the code, a message, and the records at fault
 /// (`batch_index`, message) for ProduceResponse v8+'s `record_errors`.
 #[derive(Debug)]
-pub(super) struct Refusal {
-    pub(super) code: ErrorCode,
-    pub(super) message: String,
-    pub(super) records: Vec<(i32, String)>,
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+    pub(crate) records: Vec<(i32, String)>,
 }
 
 impl Refusal {

@@ -459,16 +459,16 @@ impl Replica {
         }
         let own = raft_id(self.spec.node_id);
         if !target.contains(&own) {
-            if let Some(to) = target.iter().find(|id| caught_up(**id)) {
-                if raft.lead_transferee.is_none() {
-                    tracing::info!(
-                        topic_id = %self.spec.topic_id,
-                        partition = self.spec.partition,
-                        to,
-                        "leaving the partition: handing leadership over first"
-                    );
-                    self.raw.transfer_leader(*to);
-                }
+            if let Some(to) = target.iter().find(|id| caught_up(**id))
+                && raft.lead_transferee.is_none()
+            {
+                tracing::info!(
+                    topic_id = %self.spec.topic_id,
+                    partition = self.spec.partition,
+                    to,
+                    "leaving the partition: handing leadership over first"
+                );
+                self.raw.transfer_leader(*to);
             }
             return false;
         }
@@ -598,10 +598,10 @@ impl Replica {
         self.track(now);
         if self.campaign_at.is_some_and(|at| now >= at) {
             self.campaign_at = None;
-            if self.raw.raft.leader_id == raft::INVALID_ID {
-                if let Err(err) = self.raw.campaign() {
-                    tracing::debug!(%err, "campaign");
-                }
+            if self.raw.raft.leader_id == raft::INVALID_ID
+                && let Err(err) = self.raw.campaign()
+            {
+                tracing::debug!(%err, "campaign");
             }
         }
     }

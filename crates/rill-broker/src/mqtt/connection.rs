@@ -1,0 +1,826 @@
+//! One MQTT connection: its CONNECT, then every packet in order until it ends.
+//!
+//! Publishes are handed to their partitions' owners in the order they arrive and acknowledged
+//! in that order once appended (PUBACK for QoS 1, PUBREC for QoS 2), as `acks=all` would be
+//! answered. A QoS 2 publish is appended once: a retransmission of a packet id whose PUBREL
+//! has not come is only acknowledged again. Deliveries come from the subscription's readers
+//! through a bounded channel and are sent at the subscription's QoS; at most
+//! [`MAX_INFLIGHT`] (or the client's Receive Maximum) wait for their acknowledgements.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use mqtt5_protocol::packet::MqttPacket;
+use mqtt5_protocol::packet::connack::ConnAckPacket;
+use mqtt5_protocol::packet::connect::ConnectPacket;
+use mqtt5_protocol::packet::disconnect::DisconnectPacket;
+use mqtt5_protocol::packet::puback::PubAckPacket;
+use mqtt5_protocol::packet::pubcomp::PubCompPacket;
+use mqtt5_protocol::packet::publish::PublishPacket;
+use mqtt5_protocol::packet::pubrec::PubRecPacket;
+use mqtt5_protocol::packet::pubrel::PubRelPacket;
+use mqtt5_protocol::packet::suback::{SubAckPacket, SubAckReasonCode};
+use mqtt5_protocol::packet::subscribe::SubscribePacket;
+use mqtt5_protocol::packet::unsuback::{UnsubAckPacket, UnsubAckReasonCode};
+use mqtt5_protocol::packet::unsubscribe::UnsubscribePacket;
+use mqtt5_protocol::{Packet, PropertyId, PropertyValue, QoS, ReasonCode};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+
+use super::Front;
+use super::frame::{self, FrameError};
+use super::mapping::valid_name;
+use super::publish::{self, Appending, Message, Refused};
+use super::subscribe::{Delivery, Readers};
+
+/// The deliveries at QoS 1 and 2 a client may have unacknowledged, at most.
+const MAX_INFLIGHT: usize = 64;
+
+/// How often a connection with subscriptions looks for new topics and partitions.
+const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The header a 5.0 publish's content type becomes.
+const CONTENT_TYPE_HEADER: &str = "content-type";
+
+/// How a connection ends.
+enum End {
+    /// The client sent DISCONNECT; `will` if it asked for its will to be published.
+    Disconnected { will: bool },
+    /// The connection broke, timed out or broke the protocol: the will is published.
+    Lost,
+    /// The broker is stopping, or another connection took the client id over.
+    Closed,
+}
+
+/// A publish's answer, sent when its append (and every one before it) is done.
+enum Answer {
+    None,
+    PubAck(u16),
+    PubRec(u16),
+}
+
+/// One entry of the queue of answers, in arrival order.
+type Pending = (Answer, Appending);
+
+/// A delivery waiting for the client: its PUBACK (QoS 1), or its PUBREC then PUBCOMP (2).
+enum Inflight {
+    Publish,
+    Released,
+}
+
+struct Connection<'a, S> {
+    front: &'a Front,
+    stream: S,
+    peer: SocketAddr,
+    input: BytesMut,
+    output: BytesMut,
+    version: u8,
+    client_id: String,
+    keep_alive: Option<std::time::Duration>,
+    will: Option<Message>,
+    /// Topic aliases the client set (5.0).
+    aliases: HashMap<u16, String>,
+    /// QoS 2 packet ids appended (or being appended) whose PUBREL has not come.
+    received: HashSet<u16>,
+    pending: VecDeque<Pending>,
+    /// Of `pending`, the QoS 1 and 2 ones (bounded by the Receive Maximum announced).
+    pending_acks: usize,
+    readers: Readers,
+    deliveries: mpsc::Receiver<Delivery>,
+    inflight: HashMap<u16, Inflight>,
+    inflight_max: usize,
+    next_id: u16,
+}
+
+/// Serves one connection: waits for its CONNECT, then runs it.
+pub(super) async fn serve<S>(
+    front: Arc<Front>,
+    mut stream: S,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let max = usize::try_from(front.config.max_packet_size).unwrap_or(usize::MAX);
+    let mut input = BytesMut::with_capacity(1024);
+    let connect = timeout(front.config.connect_timeout, async {
+        loop {
+            if let Some(refusal) = unsupported_level(&input) {
+                return Err(refusal);
+            }
+            match frame::next(&mut input, max, 5) {
+                Ok(Some(packet)) => return Ok(packet),
+                Ok(None) => {}
+                Err(err) => return Err(ConnectRefusal::of(&err)),
+            }
+            match stream.read_buf(&mut input).await {
+                Ok(0) | Err(_) => return Err(ConnectRefusal::silent()),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let connect = match connect {
+        Ok(Ok(Packet::Connect(connect))) => connect,
+        Ok(Ok(other)) => {
+            tracing::debug!(%peer, packet = other.packet_type_name(), "MQTT connection closed: the first packet must be CONNECT");
+            return;
+        }
+        Ok(Err(refused)) => {
+            if let Some(answer) = refused.answer {
+                let _ = stream.write_all(&answer).await;
+            }
+            tracing::debug!(%peer, reason = %refused.why, "MQTT connection refused");
+            return;
+        }
+        Err(_elapsed) => {
+            tracing::debug!(%peer, "MQTT connection closed: no CONNECT in time");
+            return;
+        }
+    };
+    let number = front.next_number();
+    let Some((mut connection, kicked)) = accept(&front, stream, peer, input, *connect, number)
+    else {
+        return;
+    };
+    let end = connection.run(&stop, &kicked).await;
+    front.leave(&connection.client_id, number);
+    connection.finish(end).await;
+}
+
+/// A CONNECT's refusal before any session exists: what to answer (if anything), and why.
+struct ConnectRefusal {
+    answer: Option<Vec<u8>>,
+    why: String,
+}
+
+impl ConnectRefusal {
+    fn of(err: &FrameError) -> Self {
+        Self {
+            answer: None,
+            why: err.to_string(),
+        }
+    }
+
+    fn silent() -> Self {
+        Self {
+            answer: None,
+            why: "the connection closed before its CONNECT".to_owned(),
+        }
+    }
+}
+
+/// A CONNECT whose protocol level this broker does not speak (only 4, 3.1.1, and 5), answered
+/// with 3.1.1's "unacceptable protocol version" (the only CONNACK every version reads).
+fn unsupported_level(input: &[u8]) -> Option<ConnectRefusal> {
+    // The packet type, then the remaining length, then the protocol name and level.
+    if input.first().map(|b| b >> 4) != Some(1) {
+        return None;
+    }
+    let length_bytes = input.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
+    let body = input.get(1 + length_bytes..)?;
+    let name_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let level = *body.get(2 + name_len)?;
+    let name = body.get(2..2 + name_len)?;
+    if name == b"MQTT" && matches!(level, 4 | 5) {
+        return None;
+    }
+    Some(ConnectRefusal {
+        answer: Some(vec![0x20, 0x02, 0x00, 0x01]),
+        why: format!(
+            "protocol {} level {level} is not supported (MQTT 3.1.1 and 5.0 are)",
+            String::from_utf8_lossy(name)
+        ),
+    })
+}
+
+/// Checks a CONNECT, answers it, and sets the connection up; `None` when it was refused.
+fn accept<S>(
+    front: &Arc<Front>,
+    stream: S,
+    peer: SocketAddr,
+    input: BytesMut,
+    connect: ConnectPacket,
+    number: u64,
+) -> Option<(Connection<'_, S>, CancellationToken)> {
+    let version = connect.protocol_version;
+    let mut output = BytesMut::new();
+    let mut assigned = None;
+    let client_id = if connect.client_id.is_empty() {
+        if version == 4 && !connect.clean_start {
+            // 3.1.1: a client with no id must ask for a clean session.
+            let _ = ConnAckPacket::new_v311(false, ReasonCode::ClientIdentifierNotValid)
+                .encode(&mut output);
+            return None;
+        }
+        let id = format!("rill-{number}");
+        assigned = Some(id.clone());
+        id
+    } else {
+        connect.client_id.clone()
+    };
+    let kicked = front.take_over(&client_id, number);
+    let client_receive_max = connect
+        .properties
+        .get_receive_maximum()
+        .map_or(MAX_INFLIGHT, usize::from);
+    let ack = if version == 5 {
+        let mut ack = ConnAckPacket::new(false, ReasonCode::Success)
+            .with_receive_maximum(front.config.receive_maximum)
+            .with_maximum_packet_size(front.config.max_packet_size)
+            .with_topic_alias_maximum(front.config.topic_alias_maximum)
+            .with_retain_available(false)
+            .with_shared_subscription_available(false)
+            .with_subscription_identifier_available(false)
+            .with_wildcard_subscription_available(true);
+        if connect
+            .properties
+            .get_session_expiry_interval()
+            .unwrap_or(0)
+            > 0
+        {
+            // Sessions end with their connection (for now): say so.
+            ack = ack.with_session_expiry_interval(0);
+        }
+        if let Some(id) = assigned {
+            ack = ack.with_assigned_client_id(id);
+        }
+        ack
+    } else {
+        ConnAckPacket::new_v311(false, ReasonCode::Success)
+    };
+    let _ = ack.encode(&mut output);
+    let will = connect.will.as_ref().map(|will| {
+        let mut headers: Vec<(String, Bytes)> = will
+            .properties
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.clone(), Bytes::from(v.clone().into_bytes())))
+            .collect();
+        if let Some(content_type) = &will.properties.content_type {
+            headers.push((
+                CONTENT_TYPE_HEADER.to_owned(),
+                Bytes::from(content_type.clone().into_bytes()),
+            ));
+        }
+        Message {
+            topic: will.topic.clone(),
+            payload: Bytes::from(will.payload.clone()),
+            headers,
+        }
+    });
+    let (tx, deliveries) = mpsc::channel(MAX_INFLIGHT);
+    let keep_alive = (connect.keep_alive > 0)
+        .then(|| std::time::Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    tracing::debug!(%peer, client_id = %client_id, version, "MQTT client connected");
+    Some((
+        Connection {
+            front,
+            stream,
+            peer,
+            input,
+            output,
+            version,
+            client_id,
+            keep_alive,
+            will,
+            aliases: HashMap::new(),
+            received: HashSet::new(),
+            pending: VecDeque::new(),
+            pending_acks: 0,
+            readers: Readers::new(front.broker.clone(), front.mapping.clone(), tx),
+            deliveries,
+            inflight: HashMap::new(),
+            inflight_max: client_receive_max.clamp(1, MAX_INFLIGHT),
+            next_id: 1,
+        },
+        kicked,
+    ))
+}
+
+/// A protocol breach: the connection ends, a 5.0 client told why with `reason`.
+struct Breach {
+    reason: ReasonCode,
+    why: String,
+}
+
+impl Breach {
+    fn new(reason: ReasonCode, why: impl Into<String>) -> Self {
+        Self {
+            reason,
+            why: why.into(),
+        }
+    }
+}
+
+/// Waits for the first pending answer's append.
+fn first_done(
+    pending: &mut VecDeque<Pending>,
+) -> impl Future<Output = Option<(Answer, Result<(), publish::Refused>)>> + '_ {
+    poll_fn(move |cx| {
+        let Some((_, append)) = pending.front_mut() else {
+            return Poll::Pending;
+        };
+        match append.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                Poll::Ready(pending.pop_front().map(|(answer, _)| (answer, result)))
+            }
+        }
+    })
+}
+
+impl<S> Connection<'_, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn max_packet(&self) -> usize {
+        usize::try_from(self.front.config.max_packet_size).unwrap_or(usize::MAX)
+    }
+
+    async fn run(&mut self, stop: &CancellationToken, kicked: &CancellationToken) -> End {
+        if self.flush().await.is_err() {
+            return End::Lost;
+        }
+        let mut deadline = self.keep_alive.map(|k| Instant::now() + k);
+        let mut refresh = tokio::time::interval(REFRESH_EVERY);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // What is already buffered goes first.
+            match self.handle_buffered().await {
+                Ok(Some(end)) => return end,
+                Ok(None) => {}
+                Err(breach) => return self.breach(breach).await,
+            }
+            if self.flush().await.is_err() {
+                return End::Lost;
+            }
+            let reading = self.pending.len() < usize::from(self.front.config.receive_maximum);
+            let delivering = self.inflight.len() < self.inflight_max;
+            let keep_alive = async {
+                match deadline {
+                    Some(at) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = self.stream.read_buf(&mut self.input), if reading => match read {
+                    Ok(0) | Err(_) => return End::Lost,
+                    Ok(_) => {
+                        deadline = self.keep_alive.map(|k| Instant::now() + k);
+                        // A packet over the maximum ends the connection before it is read.
+                        let max = self.max_packet();
+                        if let Err(err) = frame::missing(&self.input, max) {
+                            return self.breach(Breach::new(err.reason(), err.to_string())).await;
+                        }
+                    }
+                },
+                done = first_done(&mut self.pending) => {
+                    if let Some((answer, result)) = done
+                        && let Err(breach) = self.answer(answer, result) {
+                            return self.breach(breach).await;
+                        }
+                }
+                Some(delivery) = self.deliveries.recv(), if delivering => {
+                    self.deliver(delivery);
+                }
+                _ = refresh.tick(), if !self.readers.is_empty() => self.readers.refresh(true),
+                () = keep_alive => {
+                    return self
+                        .breach(Breach::new(ReasonCode::KeepAliveTimeout, "no packet within 1.5 times the keep-alive"))
+                        .await;
+                }
+                () = kicked.cancelled() => {
+                    self.disconnect(ReasonCode::SessionTakenOver).await;
+                    return End::Closed;
+                }
+                () = stop.cancelled() => {
+                    self.disconnect(ReasonCode::ServerShuttingDown).await;
+                    return End::Closed;
+                }
+            }
+        }
+    }
+
+    /// Handles every whole packet in the input buffer.
+    async fn handle_buffered(&mut self) -> Result<Option<End>, Breach> {
+        loop {
+            if self.pending.len() >= usize::from(self.front.config.receive_maximum) {
+                return Ok(None);
+            }
+            let max = self.max_packet();
+            let packet = frame::next(&mut self.input, max, self.version)
+                .map_err(|err| Breach::new(err.reason(), err.to_string()))?;
+            let Some(packet) = packet else {
+                return Ok(None);
+            };
+            if let Some(end) = self.handle(packet).await? {
+                return Ok(Some(end));
+            }
+        }
+    }
+
+    async fn handle(&mut self, packet: Packet) -> Result<Option<End>, Breach> {
+        match packet {
+            Packet::Publish(publish) => self.publish(publish).await?,
+            Packet::PubAck(ack) => {
+                let _ = self.inflight.remove(&ack.packet_id);
+            }
+            Packet::PubRec(rec) => {
+                if rec.reason_code.is_error() {
+                    let _ = self.inflight.remove(&rec.packet_id);
+                } else {
+                    let _ = self.inflight.insert(rec.packet_id, Inflight::Released);
+                    self.encode(&PubRelPacket::new(rec.packet_id));
+                }
+            }
+            Packet::PubComp(comp) => {
+                let _ = self.inflight.remove(&comp.packet_id);
+            }
+            Packet::PubRel(rel) => {
+                let known = self.received.remove(&rel.packet_id);
+                let comp = if known || self.version == 4 {
+                    PubCompPacket::new(rel.packet_id)
+                } else {
+                    PubCompPacket::new_with_reason(
+                        rel.packet_id,
+                        ReasonCode::PacketIdentifierNotFound,
+                    )
+                };
+                self.encode(&comp);
+            }
+            Packet::Subscribe(subscribe) => self.subscribe(subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe),
+            Packet::PingReq => self.encode_raw(&[0xd0, 0x00]),
+            Packet::Disconnect(disconnect) => {
+                let will = disconnect.reason_code == ReasonCode::DisconnectWithWillMessage;
+                return Ok(Some(End::Disconnected { will }));
+            }
+            Packet::Connect(_) => {
+                return Err(Breach::new(ReasonCode::ProtocolError, "a second CONNECT"));
+            }
+            Packet::Auth(_) => {
+                return Err(Breach::new(
+                    ReasonCode::BadAuthenticationMethod,
+                    "enhanced authentication (AUTH) is not supported",
+                ));
+            }
+            other => {
+                return Err(Breach::new(
+                    ReasonCode::ProtocolError,
+                    format!("a client does not send {}", other.packet_type_name()),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A PUBLISH: checked, handed off, and queued for its answer.
+    async fn publish(&mut self, publish: PublishPacket) -> Result<(), Breach> {
+        let topic = self.topic_of(&publish)?;
+        let id = publish.packet_id.unwrap_or(0);
+        let answer = match publish.qos {
+            QoS::AtMostOnce => Answer::None,
+            QoS::AtLeastOnce => Answer::PubAck(id),
+            QoS::ExactlyOnce => Answer::PubRec(id),
+        };
+        if !matches!(answer, Answer::None) {
+            self.pending_acks += 1;
+            if self.version == 5
+                && self.pending_acks > usize::from(self.front.config.receive_maximum)
+            {
+                return Err(Breach::new(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "more unacknowledged QoS 1 and 2 publishes than the Receive Maximum",
+                ));
+            }
+        }
+        if matches!(answer, Answer::PubRec(_)) && !self.received.insert(id) {
+            // A retransmission: appended once already; only answered again.
+            self.pending.push_back((answer, Box::pin(async { Ok(()) })));
+            return Ok(());
+        }
+        let message = Message {
+            headers: headers_of(&publish.properties),
+            topic,
+            payload: publish.payload,
+        };
+        let durable = publish.qos != QoS::AtMostOnce;
+        let append: Appending = match publish::hand_off(
+            &self.front.broker,
+            &self.front.mapping,
+            message,
+            durable,
+        )
+        .await
+        {
+            Ok(append) => append,
+            Err(refused) => Box::pin(async move { Err(refused) }),
+        };
+        self.pending.push_back((answer, append));
+        Ok(())
+    }
+
+    /// The topic a PUBLISH names, through its topic alias if it has one.
+    fn topic_of(&mut self, publish: &PublishPacket) -> Result<String, Breach> {
+        let alias = publish.properties.get_topic_alias();
+        if let Some(alias) = alias
+            && (alias == 0 || alias > self.front.config.topic_alias_maximum)
+        {
+            return Err(Breach::new(
+                ReasonCode::TopicAliasInvalid,
+                format!(
+                    "topic alias {alias} is outside 1..={}",
+                    self.front.config.topic_alias_maximum
+                ),
+            ));
+        }
+        let topic = match (publish.topic_name.is_empty(), alias) {
+            (false, Some(alias)) => {
+                let _ = self.aliases.insert(alias, publish.topic_name.clone());
+                publish.topic_name.clone()
+            }
+            (false, None) => publish.topic_name.clone(),
+            (true, Some(alias)) => self.aliases.get(&alias).cloned().ok_or_else(|| {
+                Breach::new(
+                    ReasonCode::ProtocolError,
+                    format!("topic alias {alias} was never set"),
+                )
+            })?,
+            (true, None) => {
+                return Err(Breach::new(
+                    ReasonCode::ProtocolError,
+                    "a PUBLISH with no topic",
+                ));
+            }
+        };
+        if !valid_name(&topic) {
+            return Err(Breach::new(
+                ReasonCode::TopicNameInvalid,
+                format!("'{topic}' is not a topic name a client may publish to (wildcards?)"),
+            ));
+        }
+        Ok(topic)
+    }
+
+    /// Sends a publish's answer, once its append is done.
+    fn answer(&mut self, answer: Answer, result: Result<(), Refused>) -> Result<(), Breach> {
+        let (id, rec) = match answer {
+            Answer::None => {
+                if let Err(refused) = result {
+                    tracing::debug!(peer = %self.peer, reason = %refused.message, "an MQTT QoS 0 publish was not appended");
+                    if refused.reason == ReasonCode::TopicNameInvalid {
+                        // Nothing else tells a QoS 0 publisher its topic cannot be.
+                        return Err(Breach::new(refused.reason, refused.message));
+                    }
+                }
+                return Ok(());
+            }
+            Answer::PubAck(id) => (id, false),
+            Answer::PubRec(id) => (id, true),
+        };
+        self.pending_acks = self.pending_acks.saturating_sub(1);
+        match result {
+            Ok(()) if rec => self.encode(&PubRecPacket::new(id)),
+            Ok(()) => self.encode(&PubAckPacket::new(id)),
+            Err(refused) => {
+                if rec {
+                    let _ = self.received.remove(&id);
+                }
+                if self.version == 4 {
+                    // 3.1.1 cannot say no: the client will send it again on a new connection.
+                    return Err(Breach::new(refused.reason, refused.message));
+                }
+                tracing::debug!(peer = %self.peer, reason = %refused.message, "an MQTT publish was refused");
+                if rec {
+                    self.encode(
+                        &PubRecPacket::new_with_reason(id, refused.reason)
+                            .with_reason_string(refused.message),
+                    );
+                } else {
+                    self.encode(
+                        &PubAckPacket::new_with_reason(id, refused.reason)
+                            .with_reason_string(refused.message),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn subscribe(&mut self, subscribe: SubscribePacket) {
+        let mut filters = self.readers.filters().as_ref().clone();
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        for wanted in &subscribe.filters {
+            let filter = &wanted.filter;
+            let code = if filter.starts_with("$share/") {
+                if self.version == 5 {
+                    SubAckReasonCode::SharedSubscriptionsNotSupported
+                } else {
+                    SubAckReasonCode::UnspecifiedError
+                }
+            } else if !mqtt5_protocol::is_valid_topic_filter(filter) {
+                SubAckReasonCode::TopicFilterInvalid
+            } else {
+                let qos = wanted.options.qos;
+                match filters.iter_mut().find(|(f, _)| f == filter) {
+                    Some(existing) => existing.1 = qos,
+                    None => filters.push((filter.clone(), qos)),
+                }
+                SubAckReasonCode::from_qos(qos)
+            };
+            codes.push(if self.version == 4 && (code as u8) >= 0x80 {
+                SubAckReasonCode::UnspecifiedError
+            } else {
+                code
+            });
+        }
+        self.readers.set_filters(filters);
+        let mut ack = if self.version == 5 {
+            SubAckPacket::new(subscribe.packet_id)
+        } else {
+            SubAckPacket::new_v311(subscribe.packet_id)
+        };
+        for code in codes {
+            ack = ack.add_reason_code(code);
+        }
+        self.encode(&ack);
+    }
+
+    fn unsubscribe(&mut self, unsubscribe: UnsubscribePacket) {
+        let mut filters = self.readers.filters().as_ref().clone();
+        let mut ack = if self.version == 5 {
+            UnsubAckPacket::new(unsubscribe.packet_id)
+        } else {
+            UnsubAckPacket::new_v311(unsubscribe.packet_id)
+        };
+        for filter in &unsubscribe.filters {
+            let before = filters.len();
+            filters.retain(|(f, _)| f != filter);
+            ack = ack.add_reason_code(if filters.len() < before {
+                UnsubAckReasonCode::Success
+            } else {
+                UnsubAckReasonCode::NoSubscriptionExisted
+            });
+        }
+        self.readers.set_filters(filters);
+        self.encode(&ack);
+    }
+
+    /// Sends a record to the client at its subscription's QoS.
+    fn deliver(&mut self, delivery: Delivery) {
+        let mut publish = if self.version == 5 {
+            PublishPacket::new(delivery.topic, delivery.payload, delivery.qos)
+        } else {
+            PublishPacket::new_v311(delivery.topic, delivery.payload, delivery.qos)
+        };
+        if self.version == 5 {
+            for (key, value) in delivery.headers {
+                let (Ok(key), Some(Ok(value))) = (
+                    String::from_utf8(key.to_vec()),
+                    value.map(|v| String::from_utf8(v.to_vec())),
+                ) else {
+                    continue;
+                };
+                publish = if key == CONTENT_TYPE_HEADER {
+                    publish.with_content_type(value)
+                } else {
+                    publish.with_user_property(key, value)
+                };
+            }
+        }
+        if delivery.qos != QoS::AtMostOnce {
+            let id = self.free_id();
+            publish = publish.with_packet_id(id);
+            let _ = self.inflight.insert(id, Inflight::Publish);
+        }
+        self.encode(&publish);
+    }
+
+    /// A packet id no delivery in flight holds.
+    fn free_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_id;
+            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn encode(&mut self, packet: &impl MqttPacket) {
+        if let Err(err) = packet.encode(&mut self.output) {
+            tracing::warn!(peer = %self.peer, %err, "an MQTT packet could not be encoded");
+        }
+    }
+
+    fn encode_raw(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.output).await;
+        self.output.clear();
+        result
+    }
+
+    /// Tells a 5.0 client why the connection ends (3.1.1 has no way to), then ends it.
+    async fn disconnect(&mut self, reason: ReasonCode) {
+        if self.version == 5 {
+            self.encode(&DisconnectPacket::new(reason));
+        }
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    async fn breach(&mut self, breach: Breach) -> End {
+        tracing::debug!(peer = %self.peer, client_id = %self.client_id, reason = %breach.why, "MQTT connection closed");
+        self.disconnect(breach.reason).await;
+        End::Lost
+    }
+
+    /// Ends the connection: the publishes already handed off are awaited (they are in the log
+    /// either way), and the will is published unless the client disconnected cleanly.
+    async fn finish(mut self, end: End) {
+        while let Some(done) = first_done(&mut self.pending).await {
+            if let Err(refused) = done.1 {
+                tracing::debug!(peer = %self.peer, reason = %refused.message, "an MQTT publish was not appended");
+            }
+        }
+        let will = match end {
+            End::Disconnected { will } => will,
+            End::Lost => true,
+            End::Closed => false,
+        };
+        if let (true, Some(message)) = (will, self.will.take()) {
+            match publish::hand_off(&self.front.broker, &self.front.mapping, message, true).await {
+                Ok(append) => {
+                    if let Err(refused) = append.await {
+                        tracing::debug!(client_id = %self.client_id, reason = %refused.message, "an MQTT will was not appended");
+                    }
+                }
+                Err(refused) => {
+                    tracing::debug!(client_id = %self.client_id, reason = %refused.message, "an MQTT will was refused");
+                }
+            }
+        }
+    }
+}
+
+/// A 5.0 publish's user properties (in their order) and then its content type, as record
+/// headers.
+fn headers_of(properties: &mqtt5_protocol::Properties) -> Vec<(String, Bytes)> {
+    let mut headers: Vec<(String, Bytes)> = properties
+        .get_all(PropertyId::UserProperty)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|value| match value {
+            PropertyValue::Utf8StringPair(key, value) => {
+                Some((key.clone(), Bytes::from(value.clone().into_bytes())))
+            }
+            _ => None,
+        })
+        .collect();
+    if let Some(content_type) = properties.get_content_type() {
+        headers.push((
+            CONTENT_TYPE_HEADER.to_owned(),
+            Bytes::from(content_type.into_bytes()),
+        ));
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsupported_levels_are_answered_before_decoding() {
+        // CONNECT, protocol "MQTT" level 9.
+        let level9 = [
+            0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 9, 0x02, 0, 60, 0, 0,
+        ];
+        let refused = unsupported_level(&level9).map(|r| r.answer);
+        assert_eq!(refused, Some(Some(vec![0x20, 0x02, 0x00, 0x01])));
+        // MQTT 3.1's "MQIsdp" level 3.
+        let v31 = [
+            0x10, 0x0e, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60,
+        ];
+        assert!(unsupported_level(&v31).is_some());
+        // 3.1.1 and 5.0 go on; so does a partial header.
+        let v5 = [
+            0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0,
+        ];
+        assert!(unsupported_level(&v5).is_none());
+        assert!(unsupported_level(&[0x10, 0x0d, 0x00]).is_none());
+    }
+}

@@ -1,0 +1,154 @@
+//! An MQTT publish as a Kafka produce: one record, keyed by the MQTT topic, handed to the
+//! owner of the partition Kafka's default partitioner picks for that key, under the same
+//! checks and durability as a produce request's batch.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use mqtt5_protocol::ReasonCode;
+use rill_protocol::ErrorCode;
+use rill_record::{BatchBuilder, RecordSpec, TimestampType};
+
+use super::mapping::Mapping;
+use crate::broker::{Broker, Topic, validate_topic_name};
+use crate::config::AckDurability;
+use crate::handler::produce::{in_sync, prepare};
+use crate::partition::now_ms;
+
+/// A message to append: its MQTT topic, payload and record headers (5.0's user properties
+/// and content type).
+#[derive(Debug, Clone)]
+pub(super) struct Message {
+    pub(super) topic: String,
+    pub(super) payload: Bytes,
+    pub(super) headers: Vec<(String, Bytes)>,
+}
+
+/// Why a message was not appended: the reason code a 5.0 client is told, and why.
+#[derive(Debug, Clone)]
+pub(super) struct Refused {
+    pub(super) reason: ReasonCode,
+    pub(super) message: String,
+}
+
+impl Refused {
+    fn new(reason: ReasonCode, message: String) -> Self {
+        Self { reason, message }
+    }
+
+    /// A Kafka error met on the way, told as MQTT's implementation-specific error.
+    fn kafka(code: ErrorCode, message: String) -> Self {
+        Self::new(
+            ReasonCode::ImplementationSpecificError,
+            format!("{}: {message}", code.name()),
+        )
+    }
+}
+
+/// The append under way, resolving once the record is in the log (fsynced and replicated as
+/// `acks=all` would be, for a durable one).
+pub(super) type Appending = Pin<Box<dyn Future<Output = Result<(), Refused>> + Send>>;
+
+/// The Kafka topic of `message`, auto-created if it does not exist and topics may be.
+async fn topic_of(
+    broker: &Broker,
+    mapping: &Mapping,
+    message: &Message,
+) -> Result<std::sync::Arc<Topic>, Refused> {
+    let name = mapping.kafka_topic(&message.topic);
+    validate_topic_name(name).map_err(|(_, why)| {
+        Refused::new(
+            ReasonCode::TopicNameInvalid,
+            format!(
+                "MQTT topic '{}' maps to Kafka topic '{name}', but {why}",
+                message.topic
+            ),
+        )
+    })?;
+    if let Some(topic) = broker.topic(name) {
+        return Ok(topic);
+    }
+    if !broker.config.auto_create_topics {
+        return Err(Refused::new(
+            ReasonCode::TopicNameInvalid,
+            format!("Kafka topic '{name}' does not exist and topics are not created on first use"),
+        ));
+    }
+    match broker
+        .create_topic(
+            name,
+            broker.config.num_partitions,
+            1,
+            BTreeMap::new(),
+            false,
+            None,
+        )
+        .await
+    {
+        Ok(topic) => Ok(topic),
+        Err((ErrorCode::TopicAlreadyExists, why)) => broker
+            .topic(name)
+            .ok_or_else(|| Refused::kafka(ErrorCode::UnknownTopicOrPartition, why)),
+        Err((code, why)) => Err(Refused::kafka(code, why)),
+    }
+}
+
+/// Checks `message` and hands it to its partition's owner, in the order of the calls; the
+/// returned future resolves once it is appended. `durable` (QoS 1 and 2) appends as
+/// `acks=all` does: fsynced (unless the broker acknowledges from the page cache) and, on a
+/// replicated partition, on a majority of its replicas.
+pub(super) async fn hand_off(
+    broker: &Broker,
+    mapping: &Mapping,
+    message: Message,
+    durable: bool,
+) -> Result<Appending, Refused> {
+    let topic = topic_of(broker, mapping, &message).await?;
+    let index = rill_record::partition_for_key(message.topic.as_bytes(), topic.partition_count());
+    let partition = topic.led(index).map_err(|code| {
+        Refused::kafka(
+            code,
+            format!(
+                "partition {}-{index} is not led by this broker; connect to its leader",
+                topic.name
+            ),
+        )
+    })?;
+    if durable && in_sync(partition) < topic.config.min_insync_replicas {
+        return Err(Refused::kafka(
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "partition {}-{index} has fewer in-sync replicas than its min.insync.replicas",
+                topic.name
+            ),
+        ));
+    }
+    let mut record = RecordSpec::new(now_ms())
+        .key(Bytes::from(message.topic.into_bytes()))
+        .value(message.payload);
+    for (name, value) in message.headers {
+        record = record.header(Bytes::from(name.into_bytes()), value);
+    }
+    let batch = BatchBuilder::new()
+        .record(record)
+        .build()
+        .map_err(|e| Refused::kafka(ErrorCode::UnknownServerError, e.to_string()))?;
+    // The produce path's checks, as for a current client's batch.
+    let (batch, _header): (BytesMut, _) = prepare(&topic, index, Some(batch), PRODUCE_VERSION)
+        .await
+        .map_err(|refusal| Refused::kafka(refusal.code, refusal.message))?;
+    let fsync = durable && broker.config.ack_durability == AckDurability::Fsync;
+    let log_append_time = topic.config.timestamp_type == TimestampType::LogAppendTime;
+    let append = partition.append(batch, fsync, durable, log_append_time);
+    Ok(Box::pin(async move {
+        append
+            .await
+            .map(|_| ())
+            .map_err(|code| Refused::kafka(code, "the append failed".to_owned()))
+    }))
+}
+
+/// The produce version whose rules a publish's batch is checked under (any current one).
+const PRODUCE_VERSION: i16 = 11;
