@@ -305,3 +305,44 @@ fn the_authorizer_is_configured_with_kafkas_keys() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn bad_mqtt_settings_are_one_line_errors() -> Result<()> {
+    for (args, says) in [
+        (
+            &["--mqtt-max-packet-size", "1"][..],
+            "rill.mqtt.max.packet.size must be 2 to 268435455",
+        ),
+        (
+            &["--mqtt-max-packet-size", "300000000"][..],
+            "rill.mqtt.max.packet.size must be 2 to 268435455",
+        ),
+        (
+            &["--mqtt-topic-map", "fleet/+/gps"][..],
+            "'fleet/+/gps' is not FILTER=TOPIC",
+        ),
+        (
+            &["--mqtt-topic-map", "a/#=ok,=nofilter"][..],
+            "'=nofilter' is not FILTER=TOPIC",
+        ),
+    ] {
+        let error = serve_fails(args)?;
+        ensure!(error.contains(says), "{args:?}: {error}");
+    }
+    // The map and the listener as a config file sees them.
+    let printed = print_config(
+        &[
+            "--mqtt-listen",
+            "127.0.0.1:1883",
+            "--mqtt-topic-map",
+            "fleet/+/gps=positions",
+        ],
+        &[],
+    )?;
+    ensure!(
+        printed.contains("rill.mqtt.listen = \"127.0.0.1:1883\"")
+            && printed.contains("rill.mqtt.topic.map = \"fleet/+/gps=positions\""),
+        "{printed}"
+    );
+    Ok(())
+}
