@@ -476,6 +476,31 @@ impl Broker {
         manual: Option<Vec<Vec<i32>>>,
     ) -> Result<Arc<Topic>, TopicError> {
         validate_topic_name(name)?;
+        self.create_named_topic(name, partitions, factor, overrides, validate_only, manual)
+            .await
+    }
+
+    /// Creates a topic the broker itself keeps under a reserved name (`__rill_*`), as an
+    /// ordinary topic with `overrides`; one partition, the default replication.
+    pub(crate) async fn create_reserved_topic(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.create_named_topic(name, 1, 1, overrides, false, None)
+            .await
+    }
+
+    /// [`Broker::create_topic`] once the name is checked.
+    async fn create_named_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        factor: usize,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+        manual: Option<Vec<Vec<i32>>>,
+    ) -> Result<Arc<Topic>, TopicError> {
         if partitions < 1 {
             return Err((
                 ErrorCode::InvalidPartitions,

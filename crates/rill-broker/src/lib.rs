@@ -262,13 +262,14 @@ pub async fn run(
             ))
         })
         .collect();
-    let mqtt_front = mqtt::Front::new(broker.clone());
+    let mqtt_front = (!mqtt_listeners.is_empty()).then(|| mqtt::Front::start(broker.clone()));
     let mqtt_acceptors: Vec<_> = mqtt_listeners
         .into_iter()
-        .map(|listener| {
+        .zip(std::iter::repeat_with(|| mqtt_front.clone()).flatten())
+        .map(|(listener, front)| {
             tokio::spawn(accept_mqtt(
                 listener,
-                mqtt_front.clone(),
+                front,
                 connections.clone(),
                 stop.clone(),
                 stop_accepting.clone(),

@@ -25,6 +25,7 @@ use mqtt5_protocol::packet::pubrec::PubRecPacket;
 use mqtt5_protocol::packet::pubrel::PubRelPacket;
 use mqtt5_protocol::packet::suback::{SubAckPacket, SubAckReasonCode};
 use mqtt5_protocol::packet::subscribe::SubscribePacket;
+use mqtt5_protocol::packet::subscribe_options::RetainHandling;
 use mqtt5_protocol::packet::unsuback::{UnsubAckPacket, UnsubAckReasonCode};
 use mqtt5_protocol::packet::unsubscribe::UnsubscribePacket;
 use mqtt5_protocol::{Packet, PropertyId, PropertyValue, QoS, ReasonCode};
@@ -83,7 +84,7 @@ struct Connection<'a, S> {
     version: u8,
     client_id: String,
     keep_alive: Option<std::time::Duration>,
-    will: Option<Message>,
+    will: Option<(Message, QoS, bool)>,
     /// Topic aliases the client set (5.0).
     aliases: HashMap<u16, String>,
     /// QoS 2 packet ids appended (or being appended) whose PUBREL has not come.
@@ -93,6 +94,8 @@ struct Connection<'a, S> {
     pending_acks: usize,
     readers: Readers,
     deliveries: mpsc::Receiver<Delivery>,
+    /// Retained messages a new subscription gets, before any delivery from the readers.
+    backlog: VecDeque<Delivery>,
     inflight: HashMap<u16, Inflight>,
     inflight_max: usize,
     next_id: u16,
@@ -235,7 +238,7 @@ fn accept<S>(
             .with_receive_maximum(front.config.receive_maximum)
             .with_maximum_packet_size(front.config.max_packet_size)
             .with_topic_alias_maximum(front.config.topic_alias_maximum)
-            .with_retain_available(false)
+            .with_retain_available(true)
             .with_shared_subscription_available(false)
             .with_subscription_identifier_available(false)
             .with_wildcard_subscription_available(true);
@@ -269,11 +272,12 @@ fn accept<S>(
                 Bytes::from(content_type.clone().into_bytes()),
             ));
         }
-        Message {
+        let message = Message {
             topic: will.topic.clone(),
             payload: Bytes::from(will.payload.clone()),
             headers,
-        }
+        };
+        (message, will.qos, will.retain)
     });
     let (tx, deliveries) = mpsc::channel(MAX_INFLIGHT);
     let keep_alive = (connect.keep_alive > 0)
@@ -296,6 +300,7 @@ fn accept<S>(
             pending_acks: 0,
             readers: Readers::new(front.broker.clone(), front.mapping.clone(), tx),
             deliveries,
+            backlog: VecDeque::new(),
             inflight: HashMap::new(),
             inflight_max: client_receive_max.clamp(1, MAX_INFLIGHT),
             next_id: 1,
@@ -322,7 +327,7 @@ impl Breach {
 /// Waits for the first pending answer's append.
 fn first_done(
     pending: &mut VecDeque<Pending>,
-) -> impl Future<Output = Option<(Answer, Result<(), publish::Refused>)>> + '_ {
+) -> impl Future<Output = Option<(Answer, Result<i64, publish::Refused>)>> + '_ {
     poll_fn(move |cx| {
         let Some((_, append)) = pending.front_mut() else {
             return Poll::Pending;
@@ -362,7 +367,16 @@ where
                 return End::Lost;
             }
             let reading = self.pending.len() < usize::from(self.front.config.receive_maximum);
-            let delivering = self.inflight.len() < self.inflight_max;
+            while self.inflight.len() < self.inflight_max {
+                let Some(delivery) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.deliver(delivery);
+            }
+            if !self.output.is_empty() && self.flush().await.is_err() {
+                return End::Lost;
+            }
+            let delivering = self.inflight.len() < self.inflight_max && self.backlog.is_empty();
             let keep_alive = async {
                 match deadline {
                     Some(at) => sleep_until(at).await,
@@ -455,7 +469,7 @@ where
                 };
                 self.encode(&comp);
             }
-            Packet::Subscribe(subscribe) => self.subscribe(subscribe),
+            Packet::Subscribe(subscribe) => self.subscribe(subscribe).await,
             Packet::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe),
             Packet::PingReq => self.encode_raw(&[0xd0, 0x00]),
             Packet::Disconnect(disconnect) => {
@@ -503,7 +517,7 @@ where
         }
         if matches!(answer, Answer::PubRec(_)) && !self.received.insert(id) {
             // A retransmission: appended once already; only answered again.
-            self.pending.push_back((answer, Box::pin(async { Ok(()) })));
+            self.pending.push_back((answer, Box::pin(async { Ok(-1) })));
             return Ok(());
         }
         let message = Message {
@@ -511,18 +525,7 @@ where
             topic,
             payload: publish.payload,
         };
-        let durable = publish.qos != QoS::AtMostOnce;
-        let append: Appending = match publish::hand_off(
-            &self.front.broker,
-            &self.front.mapping,
-            message,
-            durable,
-        )
-        .await
-        {
-            Ok(append) => append,
-            Err(refused) => Box::pin(async move { Err(refused) }),
-        };
+        let append = send_in(self.front, message, publish.qos, publish.retain).await;
         self.pending.push_back((answer, append));
         Ok(())
     }
@@ -570,7 +573,7 @@ where
     }
 
     /// Sends a publish's answer, once its append is done.
-    fn answer(&mut self, answer: Answer, result: Result<(), Refused>) -> Result<(), Breach> {
+    fn answer(&mut self, answer: Answer, result: Result<i64, Refused>) -> Result<(), Breach> {
         let (id, rec) = match answer {
             Answer::None => {
                 if let Err(refused) = result {
@@ -587,8 +590,8 @@ where
         };
         self.pending_acks = self.pending_acks.saturating_sub(1);
         match result {
-            Ok(()) if rec => self.encode(&PubRecPacket::new(id)),
-            Ok(()) => self.encode(&PubAckPacket::new(id)),
+            Ok(_) if rec => self.encode(&PubRecPacket::new(id)),
+            Ok(_) => self.encode(&PubAckPacket::new(id)),
             Err(refused) => {
                 if rec {
                     let _ = self.received.remove(&id);
@@ -614,7 +617,8 @@ where
         Ok(())
     }
 
-    fn subscribe(&mut self, subscribe: SubscribePacket) {
+    async fn subscribe(&mut self, subscribe: SubscribePacket) {
+        self.front.retained.ready().await;
         let mut filters = self.readers.filters().as_ref().clone();
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         for wanted in &subscribe.filters {
@@ -629,9 +633,31 @@ where
                 SubAckReasonCode::TopicFilterInvalid
             } else {
                 let qos = wanted.options.qos;
-                match filters.iter_mut().find(|(f, _)| f == filter) {
-                    Some(existing) => existing.1 = qos,
-                    None => filters.push((filter.clone(), qos)),
+                let new = match filters.iter_mut().find(|(f, _)| f == filter) {
+                    Some(existing) => {
+                        existing.1 = qos;
+                        false
+                    }
+                    None => {
+                        filters.push((filter.clone(), qos));
+                        true
+                    }
+                };
+                let send_retained = match wanted.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendAtSubscribeIfNew => new,
+                    RetainHandling::DoNotSend => false,
+                };
+                if send_retained {
+                    for (topic, retained) in self.front.retained.matching(filter) {
+                        self.backlog.push_back(Delivery {
+                            topic,
+                            payload: retained.payload,
+                            headers: retained.headers,
+                            qos: min_qos(qos, retained.qos),
+                            retain: true,
+                        });
+                    }
                 }
                 SubAckReasonCode::from_qos(qos)
             };
@@ -694,6 +720,9 @@ where
                     publish.with_user_property(key, value)
                 };
             }
+        }
+        if delivery.retain {
+            publish = publish.with_retain(true);
         }
         if delivery.qos != QoS::AtMostOnce {
             let id = self.free_id();
@@ -761,19 +790,50 @@ where
             End::Lost => true,
             End::Closed => false,
         };
-        if let (true, Some(message)) = (will, self.will.take()) {
-            match publish::hand_off(&self.front.broker, &self.front.mapping, message, true).await {
-                Ok(append) => {
-                    if let Err(refused) = append.await {
-                        tracing::debug!(client_id = %self.client_id, reason = %refused.message, "an MQTT will was not appended");
-                    }
-                }
-                Err(refused) => {
-                    tracing::debug!(client_id = %self.client_id, reason = %refused.message, "an MQTT will was refused");
-                }
+        if let (true, Some((message, qos, retain))) = (will, self.will.take()) {
+            if !valid_name(&message.topic) {
+                return;
+            }
+            if let Err(refused) = send_in(self.front, message, qos, retain).await.await {
+                tracing::debug!(client_id = %self.client_id, reason = %refused.message, "an MQTT will was not appended");
             }
         }
     }
+}
+
+/// Hands `message` off (durable above QoS 0) and, when it is to be retained, retains it
+/// too; the append resolves once both are done.
+async fn send_in(front: &Front, message: Message, qos: QoS, retain: bool) -> Appending {
+    let retained = if retain {
+        Some(
+            front
+                .retained
+                .retain(
+                    &front.broker,
+                    message.topic.clone(),
+                    message.payload.clone(),
+                    &message.headers,
+                    qos,
+                )
+                .await,
+        )
+    } else {
+        None
+    };
+    let durable = qos != QoS::AtMostOnce;
+    let append = publish::hand_off(&front.broker, &front.mapping, message, durable).await;
+    Box::pin(async move {
+        let offset = append?.await?;
+        if let Some(retained) = retained {
+            let _ = retained?.await?;
+        }
+        Ok(offset)
+    })
+}
+
+/// The lower of two QoS levels.
+fn min_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) <= (b as u8) { a } else { b }
 }
 
 /// A 5.0 publish's user properties (in their order) and then its content type, as record

@@ -13,6 +13,7 @@ mod connection;
 mod frame;
 mod mapping;
 mod publish;
+mod retained;
 mod subscribe;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub(crate) struct Front {
     broker: Arc<Broker>,
     config: MqttConfig,
     mapping: Arc<Mapping>,
+    retained: Arc<retained::Store>,
     /// The connected clients by client id, each with the token that ends its connection when
     /// another connection takes its id over.
     clients: Mutex<HashMap<String, (u64, CancellationToken)>>,
@@ -41,15 +43,23 @@ pub(crate) struct Front {
 }
 
 impl Front {
-    pub(crate) fn new(broker: Arc<Broker>) -> Arc<Self> {
+    /// The front end of `broker`'s MQTT listeners; its retained messages are read back in
+    /// the background.
+    pub(crate) fn start(broker: Arc<Broker>) -> Arc<Self> {
         let config = broker.config.mqtt.clone();
-        Arc::new(Self {
+        let front = Arc::new(Self {
             mapping: Arc::new(Mapping::new(config.topic_map.clone())),
+            retained: retained::Store::new(),
             broker,
             config,
             clients: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
-        })
+        });
+        let loading = front.clone();
+        drop(tokio::spawn(async move {
+            loading.retained.load(&loading.broker).await;
+        }));
+        front
     }
 
     /// How long a new connection has to send its CONNECT.

@@ -38,6 +38,11 @@ impl Refused {
         Self { reason, message }
     }
 
+    /// A part of the broker MQTT needs is not there.
+    pub(super) fn unavailable(message: String) -> Self {
+        Self::new(ReasonCode::UnspecifiedError, message)
+    }
+
     /// A Kafka error met on the way, told as MQTT's implementation-specific error.
     fn kafka(code: ErrorCode, message: String) -> Self {
         Self::new(
@@ -48,8 +53,8 @@ impl Refused {
 }
 
 /// The append under way, resolving once the record is in the log (fsynced and replicated as
-/// `acks=all` would be, for a durable one).
-pub(super) type Appending = Pin<Box<dyn Future<Output = Result<(), Refused>> + Send>>;
+/// `acks=all` would be, for a durable one) with its offset.
+pub(super) type Appending = Pin<Box<dyn Future<Output = Result<i64, Refused>> + Send>>;
 
 /// The Kafka topic of `message`, auto-created if it does not exist and topics may be.
 async fn topic_of(
@@ -107,6 +112,34 @@ pub(super) async fn hand_off(
 ) -> Result<Appending, Refused> {
     let topic = topic_of(broker, mapping, &message).await?;
     let index = rill_record::partition_for_key(message.topic.as_bytes(), topic.partition_count());
+    let headers = message
+        .headers
+        .into_iter()
+        .map(|(name, value)| (Bytes::from(name.into_bytes()), Some(value)))
+        .collect();
+    append_record(
+        broker,
+        &topic,
+        index,
+        message.topic,
+        Some(message.payload),
+        headers,
+        durable,
+    )
+    .await
+}
+
+/// Checks one record (key `key`, value `value`, `headers`) as the produce path checks a
+/// batch, and hands it to the owner of `topic`'s partition `index`, led here.
+pub(super) async fn append_record(
+    broker: &Broker,
+    topic: &Topic,
+    index: i32,
+    key: String,
+    value: Option<Bytes>,
+    headers: Vec<(Bytes, Option<Bytes>)>,
+    durable: bool,
+) -> Result<Appending, Refused> {
     let partition = topic.led(index).map_err(|code| {
         Refused::kafka(
             code,
@@ -125,18 +158,22 @@ pub(super) async fn hand_off(
             ),
         ));
     }
-    let mut record = RecordSpec::new(now_ms())
-        .key(Bytes::from(message.topic.into_bytes()))
-        .value(message.payload);
-    for (name, value) in message.headers {
-        record = record.header(Bytes::from(name.into_bytes()), value);
+    let mut record = RecordSpec::new(now_ms()).key(Bytes::from(key.into_bytes()));
+    if let Some(value) = value {
+        record = record.value(value);
+    }
+    for (name, value) in headers {
+        record = match value {
+            Some(value) => record.header(name, value),
+            None => record.null_header(name),
+        };
     }
     let batch = BatchBuilder::new()
         .record(record)
         .build()
         .map_err(|e| Refused::kafka(ErrorCode::UnknownServerError, e.to_string()))?;
     // The produce path's checks, as for a current client's batch.
-    let (batch, _header): (BytesMut, _) = prepare(&topic, index, Some(batch), PRODUCE_VERSION)
+    let (batch, _header): (BytesMut, _) = prepare(topic, index, Some(batch), PRODUCE_VERSION)
         .await
         .map_err(|refusal| Refused::kafka(refusal.code, refusal.message))?;
     let fsync = durable && broker.config.ack_durability == AckDurability::Fsync;
@@ -145,7 +182,7 @@ pub(super) async fn hand_off(
     Ok(Box::pin(async move {
         append
             .await
-            .map(|_| ())
+            .map(|info| info.base_offset)
             .map_err(|code| Refused::kafka(code, "the append failed".to_owned()))
     }))
 }

@@ -25,6 +25,8 @@ pub(super) struct Delivery {
     pub(super) payload: Bytes,
     pub(super) headers: Vec<(Bytes, Option<Bytes>)>,
     pub(super) qos: QoS,
+    /// A retained message sent because of a new subscription.
+    pub(super) retain: bool,
 }
 
 /// A connection's filters and the QoS granted to each.
@@ -115,6 +117,7 @@ async fn read(
                             .map(|h| (h.key, h.value))
                             .collect(),
                         qos,
+                        retain: false,
                     };
                     if out.send(delivery).await.is_err() {
                         return;
