@@ -30,7 +30,7 @@ use mqtt5_protocol::packet::unsuback::{UnsubAckPacket, UnsubAckReasonCode};
 use mqtt5_protocol::packet::unsubscribe::UnsubscribePacket;
 use mqtt5_protocol::{Packet, PropertyId, PropertyValue, QoS, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +38,8 @@ use super::Front;
 use super::frame::{self, FrameError};
 use super::mapping::valid_name;
 use super::publish::{self, Appending, Message, Refused};
-use super::subscribe::{Delivery, Readers};
+use super::sessions::{self, NEVER, State};
+use super::subscribe::{Delivery, Feed, Key, Readers};
 
 /// The deliveries at QoS 1 and 2 a client may have unacknowledged, at most.
 const MAX_INFLIGHT: usize = 64;
@@ -64,15 +65,18 @@ enum Answer {
     None,
     PubAck(u16),
     PubRec(u16),
+    /// A PUBREL's, once a persistent session has stored that the id is released.
+    PubComp(u16),
 }
 
 /// One entry of the queue of answers, in arrival order.
 type Pending = (Answer, Appending);
 
-/// A delivery waiting for the client: its PUBACK (QoS 1), or its PUBREC then PUBCOMP (2).
-enum Inflight {
-    Publish,
-    Released,
+/// A delivery waiting for the client: its PUBACK (QoS 1), or its PUBREC then PUBCOMP (2),
+/// and the record it came from.
+struct Inflight {
+    released: bool,
+    source: Option<(Key, i64)>,
 }
 
 struct Connection<'a, S> {
@@ -93,9 +97,21 @@ struct Connection<'a, S> {
     /// Of `pending`, the QoS 1 and 2 ones (bounded by the Receive Maximum announced).
     pending_acks: usize,
     readers: Readers,
-    deliveries: mpsc::Receiver<Delivery>,
-    /// Retained messages a new subscription gets, before any delivery from the readers.
+    deliveries: mpsc::Receiver<Feed>,
+    /// Deliveries taken from the readers (or retained messages a new subscription gets) that
+    /// wait for room in the in-flight window.
     backlog: VecDeque<Delivery>,
+    /// Per partition read, the offset below which every record has been taken from its reader.
+    scanned: HashMap<Key, i64>,
+    /// The session's state if it outlives the connection.
+    session: Option<State>,
+    /// Whether the session was resumed or kept (CONNACK's session present).
+    resumed: Option<State>,
+    /// The positions last committed.
+    committed: Vec<(String, i32, i64)>,
+    /// Set once this connection has saved what it keeps (a connection taking its client id
+    /// over waits for it).
+    done: watch::Sender<bool>,
     inflight: HashMap<u16, Inflight>,
     inflight_max: usize,
     next_id: u16,
@@ -148,7 +164,8 @@ pub(super) async fn serve<S>(
         }
     };
     let number = front.next_number();
-    let Some((mut connection, kicked)) = accept(&front, stream, peer, input, *connect, number)
+    let Some((mut connection, kicked)) =
+        accept(&front, stream, peer, input, *connect, number).await
     else {
         return;
     };
@@ -156,6 +173,12 @@ pub(super) async fn serve<S>(
     front.leave(&connection.client_id, number);
     connection.finish(end).await;
 }
+
+/// How long a connection waits for the one whose client id it takes over to store its session.
+const TAKE_OVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a persistent session's positions are committed while it is connected.
+const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A CONNECT's refusal before any session exists: what to answer (if anything), and why.
 struct ConnectRefusal {
@@ -204,14 +227,17 @@ fn unsupported_level(input: &[u8]) -> Option<ConnectRefusal> {
 }
 
 /// Checks a CONNECT, answers it, and sets the connection up; `None` when it was refused.
-fn accept<S>(
+async fn accept<S>(
     front: &Arc<Front>,
     stream: S,
     peer: SocketAddr,
     input: BytesMut,
     connect: ConnectPacket,
     number: u64,
-) -> Option<(Connection<'_, S>, CancellationToken)> {
+) -> Option<(Connection<'_, S>, CancellationToken)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let version = connect.protocol_version;
     let mut output = BytesMut::new();
     let mut assigned = None;
@@ -228,13 +254,73 @@ fn accept<S>(
     } else {
         connect.client_id.clone()
     };
-    let kicked = front.take_over(&client_id, number);
+    let (kicked, done, previous) = front.take_over(&client_id, number);
+    if let Some(mut previous) = previous {
+        // The connection that had this client id first stores what its session keeps.
+        let _ = timeout(TAKE_OVER_WAIT, previous.wait_for(|d| *d)).await;
+    }
+    // The session: 3.1.1's clean session 0 keeps it forever, 5.0's clean start 0 resumes it
+    // and its session expiry interval keeps it.
+    let expiry = if version == 5 {
+        connect
+            .properties
+            .get_session_expiry_interval()
+            .unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        NEVER
+    };
+    front.sessions.ready().await;
+    let broker = &front.broker;
+    let resumed = if connect.clean_start {
+        if front.sessions.get(&client_id).is_some() {
+            sessions::forget_positions(broker, &client_id).await;
+            if let Err(refused) = front.sessions.save(broker, &client_id, None).await {
+                tracing::warn!(%client_id, reason = %refused.message, "an MQTT session could not be ended");
+            }
+        }
+        None
+    } else {
+        front.sessions.get(&client_id)
+    };
+    let session = (expiry > 0).then(|| State {
+        filters: resumed
+            .as_ref()
+            .map(|s| s.filters.clone())
+            .unwrap_or_default(),
+        expiry_s: expiry,
+        received: resumed
+            .as_ref()
+            .map(|s| s.received.clone())
+            .unwrap_or_default(),
+        disconnected_ms: None,
+    });
+    if let Some(state) = &session
+        && let Err(refused) = front
+            .sessions
+            .save(broker, &client_id, Some(state.clone()))
+            .await
+    {
+        tracing::warn!(%client_id, reason = %refused.message, "an MQTT session could not be stored");
+        let ack = if version == 5 {
+            ConnAckPacket::new(false, ReasonCode::ServerUnavailable)
+        } else {
+            ConnAckPacket::new_v311(false, ReasonCode::ServerUnavailable)
+        };
+        let _ = ack.encode(&mut output);
+        let mut stream = stream;
+        let _ = stream.write_all(&output).await;
+        let _ = done.send_replace(true);
+        return None;
+    }
+    let session_present = resumed.is_some();
     let client_receive_max = connect
         .properties
         .get_receive_maximum()
         .map_or(MAX_INFLIGHT, usize::from);
     let ack = if version == 5 {
-        let mut ack = ConnAckPacket::new(false, ReasonCode::Success)
+        let mut ack = ConnAckPacket::new(session_present, ReasonCode::Success)
             .with_receive_maximum(front.config.receive_maximum)
             .with_maximum_packet_size(front.config.max_packet_size)
             .with_topic_alias_maximum(front.config.topic_alias_maximum)
@@ -242,21 +328,12 @@ fn accept<S>(
             .with_shared_subscription_available(false)
             .with_subscription_identifier_available(false)
             .with_wildcard_subscription_available(true);
-        if connect
-            .properties
-            .get_session_expiry_interval()
-            .unwrap_or(0)
-            > 0
-        {
-            // Sessions end with their connection (for now): say so.
-            ack = ack.with_session_expiry_interval(0);
-        }
         if let Some(id) = assigned {
             ack = ack.with_assigned_client_id(id);
         }
         ack
     } else {
-        ConnAckPacket::new_v311(false, ReasonCode::Success)
+        ConnAckPacket::new_v311(session_present, ReasonCode::Success)
     };
     let _ = ack.encode(&mut output);
     let will = connect.will.as_ref().map(|will| {
@@ -282,7 +359,18 @@ fn accept<S>(
     let (tx, deliveries) = mpsc::channel(MAX_INFLIGHT);
     let keep_alive = (connect.keep_alive > 0)
         .then(|| std::time::Duration::from_millis(u64::from(connect.keep_alive) * 1500));
-    tracing::debug!(%peer, client_id = %client_id, version, "MQTT client connected");
+    tracing::debug!(%peer, client_id = %client_id, version, session_present, "MQTT client connected");
+    let mut readers = Readers::new(front.broker.clone(), front.mapping.clone(), tx);
+    let mut received = HashSet::new();
+    if let Some(state) = &resumed {
+        let filters = state
+            .filters
+            .iter()
+            .map(|(f, q)| (f.clone(), QoS::from(*q)))
+            .collect();
+        readers.resume(filters, sessions::positions(broker, &client_id));
+        received.extend(state.received.iter().copied());
+    }
     Some((
         Connection {
             front,
@@ -295,12 +383,17 @@ fn accept<S>(
             keep_alive,
             will,
             aliases: HashMap::new(),
-            received: HashSet::new(),
+            received,
             pending: VecDeque::new(),
             pending_acks: 0,
-            readers: Readers::new(front.broker.clone(), front.mapping.clone(), tx),
+            readers,
             deliveries,
             backlog: VecDeque::new(),
+            scanned: HashMap::new(),
+            session,
+            resumed,
+            committed: Vec::new(),
+            done,
             inflight: HashMap::new(),
             inflight_max: client_receive_max.clamp(1, MAX_INFLIGHT),
             next_id: 1,
@@ -354,6 +447,8 @@ where
             return End::Lost;
         }
         let mut deadline = self.keep_alive.map(|k| Instant::now() + k);
+        let mut commit = tokio::time::interval(COMMIT_EVERY);
+        commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -401,10 +496,14 @@ where
                             return self.breach(breach).await;
                         }
                 }
-                Some(delivery) = self.deliveries.recv(), if delivering => {
-                    self.deliver(delivery);
-                }
+                Some(feed) = self.deliveries.recv(), if delivering => match feed {
+                    Feed::Record(delivery) => self.deliver(delivery),
+                    Feed::Scanned(key, offset) => {
+                        let _ = self.scanned.insert(key, offset);
+                    }
+                },
                 _ = refresh.tick(), if !self.readers.is_empty() => self.readers.refresh(true),
+                _ = commit.tick(), if self.session.is_some() => self.commit_positions().await,
                 () = keep_alive => {
                     return self
                         .breach(Breach::new(ReasonCode::KeepAliveTimeout, "no packet within 1.5 times the keep-alive"))
@@ -450,7 +549,9 @@ where
                 if rec.reason_code.is_error() {
                     let _ = self.inflight.remove(&rec.packet_id);
                 } else {
-                    let _ = self.inflight.insert(rec.packet_id, Inflight::Released);
+                    if let Some(inflight) = self.inflight.get_mut(&rec.packet_id) {
+                        inflight.released = true;
+                    }
                     self.encode(&PubRelPacket::new(rec.packet_id));
                 }
             }
@@ -459,6 +560,14 @@ where
             }
             Packet::PubRel(rel) => {
                 let known = self.received.remove(&rel.packet_id);
+                if known && self.session.is_some() {
+                    // Released for good only once the session says so: a PUBCOMP lets the
+                    // client use the id again.
+                    let save = self.save_session();
+                    self.pending
+                        .push_back((Answer::PubComp(rel.packet_id), save));
+                    return Ok(None);
+                }
                 let comp = if known || self.version == 4 {
                     PubCompPacket::new(rel.packet_id)
                 } else {
@@ -470,10 +579,17 @@ where
                 self.encode(&comp);
             }
             Packet::Subscribe(subscribe) => self.subscribe(subscribe).await,
-            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe),
+            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe).await,
             Packet::PingReq => self.encode_raw(&[0xd0, 0x00]),
             Packet::Disconnect(disconnect) => {
                 let will = disconnect.reason_code == ReasonCode::DisconnectWithWillMessage;
+                // 5.0: the client may change its session's expiry as it leaves (not from 0).
+                if let (Some(expiry), Some(session)) = (
+                    disconnect.properties.get_session_expiry_interval(),
+                    self.session.as_mut(),
+                ) {
+                    session.expiry_s = expiry;
+                }
                 return Ok(Some(End::Disconnected { will }));
             }
             Packet::Connect(_) => {
@@ -525,9 +641,83 @@ where
             topic,
             payload: publish.payload,
         };
-        let append = send_in(self.front, message, publish.qos, publish.retain).await;
+        let mut append = send_in(self.front, message, publish.qos, publish.retain).await;
+        if publish.qos == QoS::ExactlyOnce && self.session.is_some() {
+            // The packet id is stored with the session before PUBREC: a retransmission after
+            // a restart is still recognised.
+            let save = self.save_session();
+            append = Box::pin(async move {
+                let offset = append.await?;
+                let _ = save.await?;
+                Ok(offset)
+            });
+        }
         self.pending.push_back((answer, append));
         Ok(())
+    }
+
+    /// The session's state now, if it outlives the connection.
+    fn state_now(&self) -> Option<State> {
+        let session = self.session.as_ref()?;
+        let mut received: Vec<u16> = self.received.iter().copied().collect();
+        received.sort_unstable();
+        Some(State {
+            filters: self
+                .readers
+                .filters()
+                .iter()
+                .map(|(f, q)| (f.clone(), *q as u8))
+                .collect(),
+            expiry_s: session.expiry_s,
+            received,
+            disconnected_ms: None,
+        })
+    }
+
+    /// Stores the session's state now (resolving at once when it is not persistent).
+    fn save_session(&self) -> Appending {
+        let Some(state) = self.state_now() else {
+            return Box::pin(async { Ok(-1) });
+        };
+        let sessions = self.front.sessions.clone();
+        let broker = self.front.broker.clone();
+        let client_id = self.client_id.clone();
+        Box::pin(async move {
+            sessions.save(&broker, &client_id, Some(state)).await?;
+            Ok(-1)
+        })
+    }
+
+    /// Per partition read, the offset of the first record the client has not acknowledged
+    /// (in flight or waiting), or the reader's position when there is none.
+    fn positions(&self) -> Vec<(String, i32, i64)> {
+        let mut positions: HashMap<&Key, i64> = self.scanned.iter().map(|(k, o)| (k, *o)).collect();
+        let unacknowledged = self
+            .inflight
+            .values()
+            .filter_map(|i| i.source.as_ref())
+            .chain(self.backlog.iter().filter_map(|d| d.source.as_ref()));
+        for (key, offset) in unacknowledged {
+            if let Some(position) = positions.get_mut(key) {
+                *position = (*position).min(*offset);
+            }
+        }
+        let mut positions: Vec<_> = positions
+            .into_iter()
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, offset))
+            .collect();
+        positions.sort();
+        positions
+    }
+
+    /// Commits the session's positions if they moved.
+    async fn commit_positions(&mut self) {
+        let positions = self.positions();
+        if positions != self.committed {
+            sessions::commit_positions(&self.front.broker, &self.client_id, positions.clone())
+                .await;
+            self.committed = positions;
+        }
     }
 
     /// The topic a PUBLISH names, through its topic alias if it has one.
@@ -587,6 +777,14 @@ where
             }
             Answer::PubAck(id) => (id, false),
             Answer::PubRec(id) => (id, true),
+            Answer::PubComp(id) => {
+                if let Err(refused) = result {
+                    // The release is not stored: the session cannot go on safely.
+                    return Err(Breach::new(ReasonCode::UnspecifiedError, refused.message));
+                }
+                self.encode(&PubCompPacket::new(id));
+                return Ok(());
+            }
         };
         self.pending_acks = self.pending_acks.saturating_sub(1);
         match result {
@@ -656,6 +854,7 @@ where
                             headers: retained.headers,
                             qos: min_qos(qos, retained.qos),
                             retain: true,
+                            source: None,
                         });
                     }
                 }
@@ -668,6 +867,7 @@ where
             });
         }
         self.readers.set_filters(filters);
+        self.store_filters().await;
         let mut ack = if self.version == 5 {
             SubAckPacket::new(subscribe.packet_id)
         } else {
@@ -679,7 +879,7 @@ where
         self.encode(&ack);
     }
 
-    fn unsubscribe(&mut self, unsubscribe: UnsubscribePacket) {
+    async fn unsubscribe(&mut self, unsubscribe: UnsubscribePacket) {
         let mut filters = self.readers.filters().as_ref().clone();
         let mut ack = if self.version == 5 {
             UnsubAckPacket::new(unsubscribe.packet_id)
@@ -696,7 +896,15 @@ where
             });
         }
         self.readers.set_filters(filters);
+        self.store_filters().await;
         self.encode(&ack);
+    }
+
+    /// Stores a persistent session's filters before the SUBACK or UNSUBACK.
+    async fn store_filters(&mut self) {
+        if let Err(refused) = self.save_session().await {
+            tracing::warn!(client_id = %self.client_id, reason = %refused.message, "an MQTT session's subscriptions could not be stored");
+        }
     }
 
     /// Sends a record to the client at its subscription's QoS.
@@ -727,7 +935,11 @@ where
         if delivery.qos != QoS::AtMostOnce {
             let id = self.free_id();
             publish = publish.with_packet_id(id);
-            let _ = self.inflight.insert(id, Inflight::Publish);
+            let inflight = Inflight {
+                released: false,
+                source: delivery.source,
+            };
+            let _ = self.inflight.insert(id, inflight);
         }
         self.encode(&publish);
     }
@@ -780,11 +992,45 @@ where
     /// Ends the connection: the publishes already handed off are awaited (they are in the log
     /// either way), and the will is published unless the client disconnected cleanly.
     async fn finish(mut self, end: End) {
-        while let Some(done) = first_done(&mut self.pending).await {
-            if let Err(refused) = done.1 {
+        while !self.pending.is_empty() {
+            if let Some((_, Err(refused))) = first_done(&mut self.pending).await {
                 tracing::debug!(peer = %self.peer, reason = %refused.message, "an MQTT publish was not appended");
             }
         }
+        if self.session.is_some() || self.resumed.is_some() {
+            // What the readers sent and the client did not get is delivered next time.
+            self.readers.stop();
+            while let Ok(feed) = self.deliveries.try_recv() {
+                match feed {
+                    Feed::Record(delivery) => self.backlog.push_back(delivery),
+                    Feed::Scanned(key, offset) => {
+                        let _ = self.scanned.insert(key, offset);
+                    }
+                }
+            }
+        }
+        let broker = &self.front.broker;
+        if let Some(mut state) = self.state_now() {
+            self.commit_positions().await;
+            state.disconnected_ms = Some(crate::partition::now_ms());
+            if let Err(refused) = self
+                .front
+                .sessions
+                .save(broker, &self.client_id, Some(state))
+                .await
+            {
+                tracing::warn!(client_id = %self.client_id, reason = %refused.message, "an MQTT session could not be stored");
+            }
+        } else if self.resumed.is_some() {
+            // Resumed for this connection only (5.0, no session expiry): it ends with it.
+            sessions::forget_positions(broker, &self.client_id).await;
+            let _ = self
+                .front
+                .sessions
+                .save(broker, &self.client_id, None)
+                .await;
+        }
+        let _ = self.done.send_replace(true);
         let will = match end {
             End::Disconnected { will } => will,
             End::Lost => true,

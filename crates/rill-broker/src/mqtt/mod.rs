@@ -11,9 +11,11 @@
 
 mod connection;
 mod frame;
+mod keyed;
 mod mapping;
 mod publish;
 mod retained;
+mod sessions;
 mod subscribe;
 
 use std::collections::HashMap;
@@ -22,11 +24,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::MqttConfig;
 use mapping::Mapping;
+
+/// How often expired sessions are looked for.
+const EXPIRE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A connected client.
+#[derive(Debug)]
+struct Client {
+    /// Its connection's number.
+    number: u64,
+    /// Ends its connection.
+    kick: CancellationToken,
+    /// Set once its connection has stored what its session keeps.
+    done: watch::Receiver<bool>,
+}
 
 /// What every MQTT connection of a broker shares.
 #[derive(Debug)]
@@ -35,9 +52,10 @@ pub(crate) struct Front {
     config: MqttConfig,
     mapping: Arc<Mapping>,
     retained: Arc<retained::Store>,
+    sessions: Arc<sessions::Sessions>,
     /// The connected clients by client id, each with the token that ends its connection when
     /// another connection takes its id over.
-    clients: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    clients: Mutex<HashMap<String, Client>>,
     /// Numbers connections (and the client ids the broker assigns).
     next: AtomicU64,
 }
@@ -50,6 +68,7 @@ impl Front {
         let front = Arc::new(Self {
             mapping: Arc::new(Mapping::new(config.topic_map.clone())),
             retained: retained::Store::new(),
+            sessions: sessions::Sessions::new(),
             broker,
             config,
             clients: Mutex::new(HashMap::new()),
@@ -58,6 +77,13 @@ impl Front {
         let loading = front.clone();
         drop(tokio::spawn(async move {
             loading.retained.load(&loading.broker).await;
+            loading.sessions.load(&loading.broker).await;
+            // Expired sessions go, with their positions.
+            let mut every = tokio::time::interval(EXPIRE_EVERY);
+            loop {
+                let _ = every.tick().await;
+                loading.sessions.expire(&loading.broker).await;
+            }
         }));
         front
     }
@@ -73,20 +99,38 @@ impl Front {
 
     /// Registers connection `number` as client `id`, ending the connection that had it (MQTT:
     /// the server disconnects the existing client). Returns the token that ends this one.
-    fn take_over(&self, id: &str, number: u64) -> CancellationToken {
+    /// Returns the token that ends this one, the flag it sets once it has stored what its
+    /// session keeps, and the previous connection's flag, to wait for before reading the
+    /// session.
+    fn take_over(
+        &self,
+        id: &str,
+        number: u64,
+    ) -> (
+        CancellationToken,
+        watch::Sender<bool>,
+        Option<watch::Receiver<bool>>,
+    ) {
         let token = CancellationToken::new();
-        if let Ok(mut clients) = self.clients.lock()
-            && let Some((_, old)) = clients.insert(id.to_owned(), (number, token.clone()))
-        {
-            old.cancel();
-        }
-        token
+        let done = watch::Sender::new(false);
+        let client = Client {
+            number,
+            kick: token.clone(),
+            done: done.subscribe(),
+        };
+        let previous = self.clients.lock().ok().and_then(|mut clients| {
+            clients.insert(id.to_owned(), client).map(|old| {
+                old.kick.cancel();
+                old.done
+            })
+        });
+        (token, done, previous)
     }
 
     /// Forgets client `id` if connection `number` still holds it.
     fn leave(&self, id: &str, number: u64) {
         if let Ok(mut clients) = self.clients.lock()
-            && clients.get(id).is_some_and(|(n, _)| *n == number)
+            && clients.get(id).is_some_and(|c| c.number == number)
         {
             let _ = clients.remove(id);
         }

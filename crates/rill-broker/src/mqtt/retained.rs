@@ -4,18 +4,18 @@
 //! finds the ones its filters match. The topic is read back when the broker starts, so
 //! retained messages survive restarts, and the cleaner keeps it to one record per MQTT topic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt5_protocol::QoS;
-use rill_record::{Batches, DEFAULT_MAX_RECORDS_LEN};
 use tokio::sync::watch;
 
+use super::keyed;
 use super::mapping::matches;
 use super::publish::{self, Appending, Refused};
-use crate::broker::{Broker, Topic};
+use crate::broker::Broker;
 
 /// The compacted topic retained messages live in.
 pub(super) const RETAINED_TOPIC: &str = "__rill_mqtt_retained";
@@ -62,75 +62,18 @@ impl Store {
     }
 
     async fn read_back(&self, broker: &Broker) -> Result<(), String> {
-        let topic = Self::topic(broker).await?;
-        let partition = topic
-            .led(0)
-            .map_err(|code| format!("{RETAINED_TOPIC} is not led here ({})", code.name()))?;
-        let end = partition.offsets().high_watermark;
-        let mut offset = partition.offsets().log_start;
-        let mut found = HashMap::new();
-        while offset < end {
-            let bytes = partition
-                .read(offset, 1 << 20)
-                .await
-                .map_err(|code| format!("reading {RETAINED_TOPIC}: {}", code.name()))?;
-            if bytes.is_empty() {
-                break;
-            }
-            for batch in Batches::new(&bytes) {
-                let batch = batch.map_err(|e| e.to_string())?;
-                let header = *batch.header();
-                offset = offset.max(header.next_offset());
-                if header.attributes.is_control() {
-                    continue;
-                }
-                let section = batch
-                    .records_section(DEFAULT_MAX_RECORDS_LEN)
-                    .map_err(|e| e.to_string())?;
-                let records =
-                    rill_record::decode_records(&header, &section).map_err(|e| e.to_string())?;
-                for record in records {
-                    let Some(Ok(topic)) = record.key.as_deref().map(std::str::from_utf8) else {
-                        continue;
-                    };
-                    let retained = record.value.map(|payload| {
-                        decode(
-                            payload,
-                            record.headers.into_iter().map(|h| (h.key, h.value)),
-                            record.offset,
-                        )
-                    });
-                    let _ = found.insert(topic.to_owned(), retained);
-                }
+        let found = keyed::read_back(broker, RETAINED_TOPIC).await?;
+        let Ok(mut messages) = self.messages.write() else {
+            return Ok(());
+        };
+        for (topic, latest) in found {
+            if let Some(payload) = latest.value {
+                let retained = decode(payload, latest.headers.into_iter(), latest.offset);
+                let _ = messages.insert(topic, retained);
             }
         }
-        let count = found.values().filter(|r| r.is_some()).count();
-        if let Ok(mut messages) = self.messages.write() {
-            for (topic, retained) in found {
-                match retained {
-                    Some(retained) => {
-                        let _ = messages.insert(topic, retained);
-                    }
-                    None => {
-                        let _ = messages.remove(&topic);
-                    }
-                }
-            }
-        }
-        tracing::info!(count, "MQTT retained messages read back");
+        tracing::info!(count = messages.len(), "MQTT retained messages read back");
         Ok(())
-    }
-
-    /// The retained messages' topic, created if it does not exist.
-    async fn topic(broker: &Broker) -> Result<Arc<Topic>, String> {
-        if let Some(topic) = broker.topic(RETAINED_TOPIC) {
-            return Ok(topic);
-        }
-        let configs = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
-        match broker.create_reserved_topic(RETAINED_TOPIC, configs).await {
-            Ok(topic) => Ok(topic),
-            Err((_, why)) => broker.topic(RETAINED_TOPIC).ok_or(why),
-        }
     }
 
     /// Waits (a while) until the messages are read back.
@@ -163,7 +106,7 @@ impl Store {
         headers: &[(String, Bytes)],
         qos: QoS,
     ) -> Result<Appending, Refused> {
-        let kafka = Self::topic(broker)
+        let kafka = keyed::topic(broker, RETAINED_TOPIC)
             .await
             .map_err(|why| Refused::unavailable(format!("retained messages: {why}")))?;
         let mut record_headers: Vec<(Bytes, Option<Bytes>)> = headers

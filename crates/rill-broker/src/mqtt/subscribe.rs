@@ -27,6 +27,21 @@ pub(super) struct Delivery {
     pub(super) qos: QoS,
     /// A retained message sent because of a new subscription.
     pub(super) retain: bool,
+    /// The partition and offset of its record (`None` for a retained message).
+    pub(super) source: Option<(Key, i64)>,
+}
+
+/// A partition: its topic and index.
+pub(super) type Key = (String, i32);
+
+/// What the readers send a connection, in order per partition.
+#[derive(Debug)]
+pub(super) enum Feed {
+    /// A record some filter matches.
+    Record(Delivery),
+    /// Every record of the partition below the offset was sent before this (or matched no
+    /// filter): a session's position there can move up to it once those are acknowledged.
+    Scanned(Key, i64),
 }
 
 /// A connection's filters and the QoS granted to each.
@@ -52,9 +67,10 @@ async fn read(
     kafka: String,
     mapping: Arc<Mapping>,
     filters: watch::Receiver<Filters>,
-    out: mpsc::Sender<Delivery>,
+    out: mpsc::Sender<Feed>,
     mut offset: i64,
 ) {
+    let key: Key = (kafka.clone(), partition.index);
     let mut changes = partition.watch();
     loop {
         let (bytes, aborted) = match partition.read_committed(offset, READ_BYTES).await {
@@ -118,13 +134,17 @@ async fn read(
                             .collect(),
                         qos,
                         retain: false,
+                        source: Some((key.clone(), record.offset)),
                     };
-                    if out.send(delivery).await.is_err() {
+                    if out.send(Feed::Record(delivery)).await.is_err() {
                         return;
                     }
                 }
             }
             offset = offset.max(next);
+        }
+        if out.send(Feed::Scanned(key.clone(), offset)).await.is_err() {
+            return;
         }
     }
 }
@@ -135,24 +155,23 @@ pub(super) struct Readers {
     broker: Arc<Broker>,
     mapping: Arc<Mapping>,
     filters: watch::Sender<Filters>,
-    out: mpsc::Sender<Delivery>,
-    running: HashMap<(String, i32), JoinHandle<()>>,
+    out: mpsc::Sender<Feed>,
+    running: HashMap<Key, JoinHandle<()>>,
+    /// A resumed session's positions, taken by the readers as they start.
+    resume: HashMap<Key, i64>,
     /// The partitions read at some point: one whose reader stopped starts again at its end.
-    seen: std::collections::HashSet<(String, i32)>,
+    seen: std::collections::HashSet<Key>,
 }
 
 impl Readers {
-    pub(super) fn new(
-        broker: Arc<Broker>,
-        mapping: Arc<Mapping>,
-        out: mpsc::Sender<Delivery>,
-    ) -> Self {
+    pub(super) fn new(broker: Arc<Broker>, mapping: Arc<Mapping>, out: mpsc::Sender<Feed>) -> Self {
         Self {
             broker,
             mapping,
             filters: watch::Sender::new(Arc::new(Vec::new())),
             out,
             running: HashMap::new(),
+            resume: HashMap::new(),
             seen: std::collections::HashSet::new(),
         }
     }
@@ -167,6 +186,22 @@ impl Readers {
     pub(super) fn set_filters(&mut self, filters: Vec<(String, QoS)>) {
         let _ = self.filters.send_replace(Arc::new(filters));
         self.refresh(false);
+    }
+
+    /// Resumes a session: its filters, read from its `positions`; a partition it has no
+    /// position in was created after it last read, so it is read from its start.
+    pub(super) fn resume(&mut self, filters: Vec<(String, QoS)>, positions: HashMap<Key, i64>) {
+        self.resume = positions;
+        let _ = self.filters.send_replace(Arc::new(filters));
+        self.refresh(true);
+        self.resume.clear();
+    }
+
+    /// Stops every reader (the connection is ending).
+    pub(super) fn stop(&mut self) {
+        for (_, task) in self.running.drain() {
+            task.abort();
+        }
     }
 
     /// Starts readers for the partitions the filters need that have none, and stops the rest.
@@ -203,10 +238,10 @@ impl Readers {
                 continue;
             }
             let offsets = partition.offsets();
-            let offset = if from_start && !self.seen.contains(&key) {
-                offsets.log_start
-            } else {
-                offsets.high_watermark
+            let offset = match self.resume.get(&key) {
+                Some(&position) => position.clamp(offsets.log_start, offsets.high_watermark),
+                None if from_start && !self.seen.contains(&key) => offsets.log_start,
+                None => offsets.high_watermark,
             };
             let task = tokio::spawn(read(
                 partition,

@@ -50,6 +50,7 @@ mod certs;
 mod cli;
 mod clients;
 mod cluster;
+pub mod mqtt;
 mod sarama;
 pub mod txn;
 mod wire;

@@ -9,6 +9,8 @@ import os
 import threading
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 import common
 
@@ -20,24 +22,29 @@ class _State:
         self.cond = threading.Condition()
         self.connected = None  # None: no CONNACK yet; then the CONNACK's reason code
         self.disconnected = None  # the reason, once the connection is gone
+        self.session_present = None  # the CONNACK's session present flag
 
 
-def connect(host, port, version, name, deadline, keepalive=30):
+def connect(host, port, version, name, deadline, keepalive=30, client_id=None, persistent=False,
+            on_message=None):
     """A connected client with its network loop running; fails unless the CONNACK is a
-    success. The client id is `<name>-<pid>`, with a clean session."""
+    success. The client id is `client_id`, or `<name>-<pid>`. The session is clean, unless
+    `persistent`: then it is kept (3.1.1's clean session 0; 5.0's clean start 0 with a session
+    expiry of an hour) and resumed if the broker has it (`user_data_get().session_present`)."""
     state = _State()
     client = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"{name}-{os.getpid()}",
+        client_id=client_id or f"{name}-{os.getpid()}",
         protocol=PROTOCOLS[version],
-        clean_session=True if version == "3.1.1" else None,
+        clean_session=(not persistent) if version == "3.1.1" else None,
         userdata=state,
         # Never reconnect on our own: a lost connection is for the test to see.
         reconnect_on_failure=False,
     )
 
-    def on_connect(_client, state, _flags, reason_code, _properties):
+    def on_connect(_client, state, flags, reason_code, _properties):
         with state.cond:
+            state.session_present = bool(flags.session_present)
             state.connected = reason_code
             state.cond.notify_all()
 
@@ -48,9 +55,18 @@ def connect(host, port, version, name, deadline, keepalive=30):
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
+    # Set before connecting: a resumed session's deliveries may come right after the CONNACK.
+    if on_message is not None:
+        client.on_message = on_message
     try:
         if version == "5":
-            client.connect(host, port, keepalive=keepalive, clean_start=True)
+            properties = None
+            if persistent:
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = 3600
+            client.connect(
+                host, port, keepalive=keepalive, clean_start=not persistent, properties=properties
+            )
         else:
             client.connect(host, port, keepalive=keepalive)
     except OSError as err:

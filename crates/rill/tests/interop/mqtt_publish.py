@@ -37,7 +37,8 @@ def main():
 
     client = mqtt_common.connect(args.host, args.port, args.version, "rill-publish", deadline)
     lock = threading.Condition()
-    pending = set()
+    pending = set()  # mids awaiting their acknowledgement
+    early = set()  # acknowledged mids that `pending` did not hold yet
     failures = []
     acked = [0]
 
@@ -45,31 +46,36 @@ def main():
         with lock:
             if reason_code.is_failure:
                 failures.append(f"message {mid}: {reason_code}")
-            pending.discard(mid)
+            if mid in pending:
+                pending.discard(mid)
+            else:
+                early.add(mid)
             acked[0] += 1
             lock.notify_all()
+
+    def wait_until(condition):
+        with lock:
+            while not condition() and not deadline.expired():
+                mqtt_common.check_connected(client)
+                lock.wait(min(deadline.left(), 0.1))
+            if not condition():
+                common.fail(f"timed out with {len(pending)} messages unacknowledged")
 
     client.on_publish = on_publish
     try:
         for n in range(args.count):
             for topic in args.topic:
+                wait_until(lambda: len(pending) < args.in_flight)
+                # Never call into paho holding `lock`: paho calls on_publish holding its own.
+                info = client.publish(topic, f"{topic}#{n}".encode(), qos=args.qos)
+                if info.rc != 0:
+                    common.fail(f"publish to {topic} failed: rc {info.rc}")
                 with lock:
-                    while len(pending) >= args.in_flight and not deadline.expired():
-                        mqtt_common.check_connected(client)
-                        lock.wait(min(deadline.left(), 0.1))
-                    if deadline.expired():
-                        common.fail(f"timed out with {len(pending)} messages unacknowledged")
-                    info = client.publish(topic, f"{topic}#{n}".encode(), qos=args.qos)
-                    if info.rc != 0:
-                        common.fail(f"publish to {topic} failed: rc {info.rc}")
-                    if args.qos > 0:
+                    if info.mid in early:
+                        early.discard(info.mid)
+                    elif args.qos > 0:
                         pending.add(info.mid)
-        with lock:
-            while pending and not deadline.expired():
-                mqtt_common.check_connected(client)
-                lock.wait(min(deadline.left(), 0.1))
-            if pending:
-                common.fail(f"timed out with {len(pending)} messages unacknowledged")
+        wait_until(lambda: not pending)
         if failures:
             common.fail(f"failed acknowledgements: {failures[:5]}")
         mqtt_common.disconnect(client)

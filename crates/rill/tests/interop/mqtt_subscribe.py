@@ -5,7 +5,7 @@
      "messages": [{"topic", "payload": hex, "qos", "retain", "dup",
                    "user_properties": [[name, value], ...], "content_type": str or null}, ...]}
 
-in arrival order. Once the SUBACK has arrived it writes `subscribed` to stderr and, with
+in arrival order, with "session_present" (the CONNACK's flag). Once the SUBACK has arrived it writes `subscribed` to stderr and, with
 `--ready PATH`, creates PATH (so a test knows when to start producing). It stops when COUNT
 messages have arrived and then LINGER more seconds have passed without another one (so that
 extra deliveries are seen too), or fails at the timeout. The user properties and content type
@@ -13,6 +13,10 @@ are MQTT 5's (always empty and null with 3.1.1).
 
     mqtt_subscribe.py HOST PORT --version 3.1.1|5 --filter F --count N [--qos 0|1|2]
                       [--ready PATH] [--linger SECONDS] [--timeout SECONDS]
+                      [--client-id ID --persistent [--resume]]
+
+With --persistent the session is kept after the script ends; --resume subscribes to nothing
+and takes what the resumed session's subscriptions deliver.
 """
 
 import argparse
@@ -36,19 +40,16 @@ def main():
     parser.add_argument("--ready")
     parser.add_argument("--linger", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--client-id")
+    parser.add_argument("--persistent", action="store_true")
+    parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     deadline = common.Deadline(args.timeout)
 
-    client = mqtt_common.connect(args.host, args.port, args.version, "rill-subscribe", deadline)
     cond = threading.Condition()
     granted = []
     messages = []
     last = [time.monotonic()]
-
-    def on_subscribe(_client, _userdata, _mid, reason_codes, _properties):
-        with cond:
-            granted.extend(code.value for code in reason_codes)
-            cond.notify_all()
 
     def on_message(_client, _userdata, msg):
         props = msg.properties
@@ -63,12 +64,24 @@ def main():
             last[0] = time.monotonic()
             cond.notify_all()
 
+    client = mqtt_common.connect(
+        args.host, args.port, args.version, "rill-subscribe", deadline,
+        client_id=args.client_id, persistent=args.persistent, on_message=on_message,
+    )
+    session_present = client.user_data_get().session_present
+    def on_subscribe(_client, _userdata, _mid, reason_codes, _properties):
+        with cond:
+            granted.extend(code.value for code in reason_codes)
+            cond.notify_all()
+
     client.on_subscribe = on_subscribe
-    client.on_message = on_message
     try:
-        result, _mid = client.subscribe(args.filter, qos=args.qos)
-        if result != 0:
-            common.fail(f"subscribe to {args.filter} failed: rc {result}")
+        if args.resume:
+            granted.append(args.qos)
+        else:
+            result, _mid = client.subscribe(args.filter, qos=args.qos)
+            if result != 0:
+                common.fail(f"subscribe to {args.filter} failed: rc {result}")
         with cond:
             while not granted and not deadline.expired():
                 mqtt_common.check_connected(client)
@@ -94,7 +107,10 @@ def main():
         mqtt_common.disconnect(client)
     finally:
         client.loop_stop()
-    common.emit({"version": args.version, "granted": granted, "messages": messages})
+    common.emit({
+        "version": args.version, "granted": granted, "messages": messages,
+        "session_present": session_present,
+    })
 
 
 if __name__ == "__main__":
