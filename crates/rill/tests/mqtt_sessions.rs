@@ -1,7 +1,7 @@
 //! What the MQTT front end keeps beyond a connection, driven by paho-mqtt and mosquitto's
 //! clients against a real `rill serve --mqtt-listen`, across kill -9: persistent sessions
 //! (their subscriptions, what they missed, their positions as a consumer group's offsets),
-//! retained messages, and last wills.
+//! retained messages, and last wills; and shared subscriptions, whose members come and go.
 
 mod common;
 
@@ -284,5 +284,83 @@ fn a_will_is_published_only_when_the_connection_is_lost() -> Result<()> {
         ("status/lost".to_owned(), "gone".to_owned()),
     ];
     ensure!(got == want, "status holds {got:?}");
+    Ok(())
+}
+
+/// A shared subscription (`$share/<group>/<filter>`, 3.1.1 and 5.0 members) delivers each
+/// record to exactly one of its members, while an ordinary subscription to the same filter
+/// gets every record.
+#[test]
+fn a_shared_subscription_gives_each_record_to_one_member() -> Result<()> {
+    let mqtt = Mqtt::start(&[])?;
+    let scratch = tempfile::tempdir()?;
+    let members = [
+        ("member-v5", "5", "$share/workers/sensors/#", 2usize),
+        ("member-v311", "3.1.1", "$share/workers/sensors/#", 2),
+        ("everything", "5", "sensors/#", 6),
+    ];
+    let mut running = Vec::new();
+    for (tag, version, filter, count) in members {
+        let ready = scratch.path().join(format!("{tag}.ready"));
+        let args: Vec<String> = [
+            "127.0.0.1",
+            &mqtt.port_arg(),
+            "--version",
+            version,
+            "--filter",
+            filter,
+            "--qos",
+            "1",
+            "--count",
+            &count.to_string(),
+            "--linger",
+            "2",
+            "--ready",
+            &ready.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        running.push((
+            Script::spawn("mqtt_subscribe.py", &args, scratch.path(), tag)?,
+            ready,
+        ));
+    }
+    for (script, ready) in &mut running {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !ready.exists() {
+            script.check_running()?;
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "no SUBACK for {}",
+                script.name
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let sent: Vec<String> = (1..=6).map(|i| format!("m{i}")).collect();
+    for value in &sent {
+        mosquitto_pub(
+            mqtt.port,
+            &["-q", "1", "-t", "sensors/a/t", "-m", value],
+            b"",
+        )?;
+    }
+    let mut got = Vec::new();
+    for (script, _) in running {
+        got.push(payloads(&script.finish(Duration::from_secs(40))?)?);
+    }
+    let (everything, shared) = (got.pop().context("three subscribers")?, got);
+    ensure!(
+        everything == sent,
+        "the ordinary subscription got {everything:?}"
+    );
+    ensure!(
+        shared.iter().all(|member| !member.is_empty()),
+        "a member got nothing: {shared:?}"
+    );
+    let mut union: Vec<String> = shared.concat();
+    union.sort();
+    ensure!(union == sent, "the members got {shared:?} between them");
     Ok(())
 }

@@ -39,7 +39,7 @@ use super::frame::{self, FrameError};
 use super::mapping::valid_name;
 use super::publish::{self, Appending, Message, Refused};
 use super::sessions::{self, NEVER, State};
-use super::subscribe::{Delivery, Feed, Key, Readers};
+use super::subscribe::{Delivery, Feed, Key, Readers, parse_share};
 
 /// The deliveries at QoS 1 and 2 a client may have unacknowledged, at most.
 const MAX_INFLIGHT: usize = 64;
@@ -115,6 +115,10 @@ struct Connection<'a, S> {
     inflight: HashMap<u16, Inflight>,
     inflight_max: usize,
     next_id: u16,
+    /// The connection's number (its id among the members of shared subscriptions).
+    number: u64,
+    /// Its shared subscriptions (`$share/<group>/<filter>`) and the QoS granted.
+    shared: Vec<(String, QoS)>,
 }
 
 /// Serves one connection: waits for its CONNECT, then runs it.
@@ -325,7 +329,7 @@ where
             .with_maximum_packet_size(front.config.max_packet_size)
             .with_topic_alias_maximum(front.config.topic_alias_maximum)
             .with_retain_available(true)
-            .with_shared_subscription_available(false)
+            .with_shared_subscription_available(true)
             .with_subscription_identifier_available(false)
             .with_wildcard_subscription_available(true);
         if let Some(id) = assigned {
@@ -362,13 +366,23 @@ where
     tracing::debug!(%peer, client_id = %client_id, version, session_present, "MQTT client connected");
     let mut readers = Readers::new(front.broker.clone(), front.mapping.clone(), tx);
     let mut received = HashSet::new();
+    let mut shared = Vec::new();
     if let Some(state) = &resumed {
-        let filters = state
+        let (shares, filters): (Vec<_>, Vec<_>) = state
             .filters
             .iter()
             .map(|(f, q)| (f.clone(), QoS::from(*q)))
-            .collect();
+            .partition(|(f, _)| f.starts_with("$share/"));
         readers.resume(filters, sessions::positions(broker, &client_id));
+        for (name, qos) in shares {
+            if let Some((_, filter)) = parse_share(&name) {
+                let member = (number, readers.sender(), qos);
+                front
+                    .shares
+                    .join(&front.broker, &front.mapping, &name, filter, member);
+            }
+            shared.push((name, qos));
+        }
         received.extend(state.received.iter().copied());
     }
     Some((
@@ -397,6 +411,8 @@ where
             inflight: HashMap::new(),
             inflight_max: client_receive_max.clamp(1, MAX_INFLIGHT),
             next_id: 1,
+            number,
+            shared,
         },
         kicked,
     ))
@@ -666,6 +682,7 @@ where
                 .readers
                 .filters()
                 .iter()
+                .chain(&self.shared)
                 .map(|(f, q)| (f.clone(), *q as u8))
                 .collect(),
             expiry_s: session.expiry_s,
@@ -822,10 +839,19 @@ where
         for wanted in &subscribe.filters {
             let filter = &wanted.filter;
             let code = if filter.starts_with("$share/") {
-                if self.version == 5 {
-                    SubAckReasonCode::SharedSubscriptionsNotSupported
-                } else {
-                    SubAckReasonCode::UnspecifiedError
+                match parse_share(filter) {
+                    None => SubAckReasonCode::TopicFilterInvalid,
+                    Some((_, topics)) => {
+                        let qos = wanted.options.qos;
+                        let member = (self.number, self.readers.sender(), qos);
+                        let front = self.front;
+                        front
+                            .shares
+                            .join(&front.broker, &front.mapping, filter, topics, member);
+                        self.shared.retain(|(f, _)| f != filter);
+                        self.shared.push((filter.clone(), qos));
+                        SubAckReasonCode::from_qos(qos)
+                    }
                 }
             } else if !mqtt5_protocol::is_valid_topic_filter(filter) {
                 SubAckReasonCode::TopicFilterInvalid
@@ -887,9 +913,13 @@ where
             UnsubAckPacket::new_v311(unsubscribe.packet_id)
         };
         for filter in &unsubscribe.filters {
-            let before = filters.len();
+            let before = filters.len() + self.shared.len();
             filters.retain(|(f, _)| f != filter);
-            ack = ack.add_reason_code(if filters.len() < before {
+            if self.shared.iter().any(|(f, _)| f == filter) {
+                self.shared.retain(|(f, _)| f != filter);
+                self.front.shares.leave(filter, self.number);
+            }
+            ack = ack.add_reason_code(if filters.len() + self.shared.len() < before {
                 UnsubAckReasonCode::Success
             } else {
                 UnsubAckReasonCode::NoSubscriptionExisted
@@ -996,6 +1026,9 @@ where
             if let Some((_, Err(refused))) = first_done(&mut self.pending).await {
                 tracing::debug!(peer = %self.peer, reason = %refused.message, "an MQTT publish was not appended");
             }
+        }
+        for (name, _) in &self.shared {
+            self.front.shares.leave(name, self.number);
         }
         if self.session.is_some() || self.resumed.is_some() {
             // What the readers sent and the client did not get is delivered next time.

@@ -53,6 +53,7 @@ pub(crate) struct Front {
     mapping: Arc<Mapping>,
     retained: Arc<retained::Store>,
     sessions: Arc<sessions::Sessions>,
+    shares: subscribe::Shares,
     /// The connected clients by client id, each with the token that ends its connection when
     /// another connection takes its id over.
     clients: Mutex<HashMap<String, Client>>,
@@ -69,6 +70,7 @@ impl Front {
             mapping: Arc::new(Mapping::new(config.topic_map.clone())),
             retained: retained::Store::new(),
             sessions: sessions::Sessions::new(),
+            shares: subscribe::Shares::default(),
             broker,
             config,
             clients: Mutex::new(HashMap::new()),

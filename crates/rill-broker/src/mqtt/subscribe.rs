@@ -256,6 +256,11 @@ impl Readers {
         }
     }
 
+    /// The channel its readers send into (a shared subscription's dispatcher sends there too).
+    pub(super) fn sender(&self) -> mpsc::Sender<Feed> {
+        self.out.clone()
+    }
+
     /// Whether any filter is subscribed.
     pub(super) fn is_empty(&self) -> bool {
         self.filters.borrow().is_empty()
@@ -267,5 +272,171 @@ impl Drop for Readers {
         for task in self.running.values() {
             task.abort();
         }
+    }
+}
+
+/// A member of a shared subscription: its connection's number, channel and granted QoS.
+#[derive(Debug, Clone)]
+struct Member {
+    number: u64,
+    out: mpsc::Sender<Feed>,
+    qos: QoS,
+}
+
+/// One shared subscription (`$share/<group>/<filter>`): one set of readers for the whole group,
+/// each record delivered to one member, in turn (a member whose window is full is passed over
+/// while another has room). It lasts while it has members.
+#[derive(Debug)]
+struct Share {
+    members: Arc<std::sync::Mutex<Vec<Member>>>,
+    task: JoinHandle<()>,
+}
+
+/// The broker's shared subscriptions, by their full filter.
+#[derive(Debug, Default)]
+pub(super) struct Shares {
+    shares: std::sync::Mutex<HashMap<String, Share>>,
+}
+
+/// `$share/<group>/<filter>`'s group and filter, if it is a valid shared subscription.
+pub(super) fn parse_share(filter: &str) -> Option<(&str, &str)> {
+    let rest = filter.strip_prefix("$share/")?;
+    let (group, filter) = rest.split_once('/')?;
+    let valid_group = !group.is_empty() && !group.contains(['+', '#']);
+    (valid_group && mqtt5_protocol::is_valid_topic_filter(filter)).then_some((group, filter))
+}
+
+impl Shares {
+    /// Adds connection `number` to the shared subscription `name` (reading `filter`), which
+    /// starts, from the partitions' ends, if it had no member.
+    pub(super) fn join(
+        &self,
+        broker: &Arc<Broker>,
+        mapping: &Arc<Mapping>,
+        name: &str,
+        filter: &str,
+        member: (u64, mpsc::Sender<Feed>, QoS),
+    ) {
+        let Ok(mut shares) = self.shares.lock() else {
+            return;
+        };
+        let (number, out, qos) = member;
+        let member = Member { number, out, qos };
+        if let Some(share) = shares.get(name).filter(|s| !s.task.is_finished()) {
+            if let Ok(mut members) = share.members.lock() {
+                members.retain(|m| m.number != number);
+                members.push(member);
+            }
+            return;
+        }
+        let members = Arc::new(std::sync::Mutex::new(vec![member]));
+        let task = tokio::spawn(dispatch(
+            broker.clone(),
+            mapping.clone(),
+            filter.to_owned(),
+            members.clone(),
+        ));
+        let _ = shares.insert(name.to_owned(), Share { members, task });
+    }
+
+    /// Takes connection `number` out of the shared subscription `name`, which stops when it
+    /// was the last member.
+    pub(super) fn leave(&self, name: &str, number: u64) {
+        let Ok(mut shares) = self.shares.lock() else {
+            return;
+        };
+        let empty = shares.get(name).is_some_and(|share| {
+            share.members.lock().map_or(true, |mut members| {
+                members.retain(|m| m.number != number);
+                members.is_empty()
+            })
+        });
+        if empty && let Some(share) = shares.remove(name) {
+            share.task.abort();
+        }
+    }
+}
+
+/// Reads a shared subscription's records and hands each to one member.
+async fn dispatch(
+    broker: Arc<Broker>,
+    mapping: Arc<Mapping>,
+    filter: String,
+    members: Arc<std::sync::Mutex<Vec<Member>>>,
+) {
+    let (out, mut feed) = mpsc::channel(64);
+    let mut readers = Readers::new(broker, mapping, out);
+    readers.set_filters(vec![(filter, QoS::ExactlyOnce)]);
+    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut next = 0usize;
+    loop {
+        let feed = tokio::select! {
+            _ = refresh.tick() => {
+                readers.refresh(true);
+                continue;
+            }
+            feed = feed.recv() => feed,
+        };
+        let Some(Feed::Record(mut delivery)) = feed else {
+            continue;
+        };
+        // The shared subscription's position is its readers'; a member's own is not moved.
+        delivery.source = None;
+        loop {
+            let chosen = {
+                let Ok(members) = members.lock() else {
+                    return;
+                };
+                if members.is_empty() {
+                    return;
+                }
+                // The next member in turn with room, else the next in turn (waited for).
+                let count = members.len();
+                let start = next % count;
+                next = next.wrapping_add(1);
+                (0..count)
+                    .map(|i| &members[(start + i) % count])
+                    .find(|m| m.out.capacity() > 0)
+                    .unwrap_or(&members[start])
+                    .clone()
+            };
+            delivery.qos = if (chosen.qos as u8) < (delivery.qos as u8) {
+                chosen.qos
+            } else {
+                delivery.qos
+            };
+            match chosen.out.send(Feed::Record(delivery)).await {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(feed)) => {
+                    // Gone: the next member gets it.
+                    if let Ok(mut members) = members.lock() {
+                        members.retain(|m| m.number != chosen.number);
+                    }
+                    let Feed::Record(back) = feed else {
+                        break;
+                    };
+                    delivery = back;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_share;
+
+    #[test]
+    fn shared_subscriptions_name_a_group_and_a_filter() {
+        assert_eq!(
+            parse_share("$share/g1/sensors/#"),
+            Some(("g1", "sensors/#"))
+        );
+        assert_eq!(parse_share("$share/g1/+"), Some(("g1", "+")));
+        assert_eq!(parse_share("$share/g+/x"), None);
+        assert_eq!(parse_share("$share//x"), None);
+        assert_eq!(parse_share("$share/g1"), None);
+        assert_eq!(parse_share("$share/g1/a/#/b"), None);
+        assert_eq!(parse_share("sensors/#"), None);
     }
 }
