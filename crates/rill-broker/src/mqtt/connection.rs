@@ -97,7 +97,7 @@ struct Connection<'a, S> {
     /// Of `pending`, the QoS 1 and 2 ones (bounded by the Receive Maximum announced).
     pending_acks: usize,
     readers: Readers,
-    deliveries: mpsc::Receiver<Feed>,
+    deliveries: Option<mpsc::Receiver<Feed>>,
     /// Deliveries taken from the readers (or retained messages a new subscription gets) that
     /// wait for room in the in-flight window.
     backlog: VecDeque<Delivery>,
@@ -360,11 +360,10 @@ where
         };
         (message, will.qos, will.retain)
     });
-    let (tx, deliveries) = mpsc::channel(MAX_INFLIGHT);
     let keep_alive = (connect.keep_alive > 0)
         .then(|| std::time::Duration::from_millis(u64::from(connect.keep_alive) * 1500));
     tracing::debug!(%peer, client_id = %client_id, version, session_present, "MQTT client connected");
-    let mut readers = Readers::new(front.broker.clone(), front.mapping.clone(), tx);
+    let mut readers = Readers::new(front.broker.clone(), front.mapping.clone());
     let mut received = HashSet::new();
     let mut shared = Vec::new();
     if let Some(state) = &resumed {
@@ -385,6 +384,7 @@ where
         }
         received.extend(state.received.iter().copied());
     }
+    let deliveries = readers.take_receiver();
     Some((
         Connection {
             front,
@@ -512,7 +512,7 @@ where
                             return self.breach(breach).await;
                         }
                 }
-                Some(feed) = self.deliveries.recv(), if delivering => match feed {
+                Some(feed) = next_feed(&mut self.deliveries), if delivering => match feed {
                     Feed::Record(delivery) => self.deliver(delivery),
                     Feed::Scanned(key, offset) => {
                         let _ = self.scanned.insert(key, offset);
@@ -844,6 +844,9 @@ where
                     Some((_, topics)) => {
                         let qos = wanted.options.qos;
                         let member = (self.number, self.readers.sender(), qos);
+                        if self.deliveries.is_none() {
+                            self.deliveries = self.readers.take_receiver();
+                        }
                         let front = self.front;
                         front
                             .shares
@@ -893,6 +896,9 @@ where
             });
         }
         self.readers.set_filters(filters);
+        if self.deliveries.is_none() {
+            self.deliveries = self.readers.take_receiver();
+        }
         self.store_filters().await;
         let mut ack = if self.version == 5 {
             SubAckPacket::new(subscribe.packet_id)
@@ -926,6 +932,9 @@ where
             });
         }
         self.readers.set_filters(filters);
+        if self.deliveries.is_none() {
+            self.deliveries = self.readers.take_receiver();
+        }
         self.store_filters().await;
         self.encode(&ack);
     }
@@ -1033,7 +1042,7 @@ where
         if self.session.is_some() || self.resumed.is_some() {
             // What the readers sent and the client did not get is delivered next time.
             self.readers.stop();
-            while let Ok(feed) = self.deliveries.try_recv() {
+            while let Some(Ok(feed)) = self.deliveries.as_mut().map(mpsc::Receiver::try_recv) {
                 match feed {
                     Feed::Record(delivery) => self.backlog.push_back(delivery),
                     Feed::Scanned(key, offset) => {
@@ -1108,6 +1117,14 @@ async fn send_in(front: &Front, message: Message, qos: QoS, retain: bool) -> App
         }
         Ok(offset)
     })
+}
+
+/// The next item from a connection's readers (never, while it has none).
+async fn next_feed(feed: &mut Option<mpsc::Receiver<Feed>>) -> Option<Feed> {
+    match feed {
+        Some(feed) => feed.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The lower of two QoS levels.

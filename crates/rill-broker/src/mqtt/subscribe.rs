@@ -56,6 +56,9 @@ fn granted(filters: &[(String, QoS)], topic: &str) -> Option<QoS> {
         .max_by_key(|qos| *qos as u8)
 }
 
+/// The records (and marks) a connection's readers may have sent ahead of it.
+pub(super) const FEED_CAPACITY: usize = 64;
+
 /// How much one read asks a partition for.
 const READ_BYTES: usize = 1 << 20;
 
@@ -155,7 +158,11 @@ pub(super) struct Readers {
     broker: Arc<Broker>,
     mapping: Arc<Mapping>,
     filters: watch::Sender<Filters>,
-    out: mpsc::Sender<Feed>,
+    /// The channel to the connection, made when first needed: a connection that never
+    /// subscribes (a device that only publishes) never pays for one.
+    out: Option<mpsc::Sender<Feed>>,
+    /// Its receiving end, until the connection takes it.
+    receiver: Option<mpsc::Receiver<Feed>>,
     running: HashMap<Key, JoinHandle<()>>,
     /// A resumed session's positions, taken by the readers as they start.
     resume: HashMap<Key, i64>,
@@ -164,12 +171,13 @@ pub(super) struct Readers {
 }
 
 impl Readers {
-    pub(super) fn new(broker: Arc<Broker>, mapping: Arc<Mapping>, out: mpsc::Sender<Feed>) -> Self {
+    pub(super) fn new(broker: Arc<Broker>, mapping: Arc<Mapping>) -> Self {
         Self {
             broker,
             mapping,
             filters: watch::Sender::new(Arc::new(Vec::new())),
-            out,
+            out: None,
+            receiver: None,
             running: HashMap::new(),
             resume: HashMap::new(),
             seen: std::collections::HashSet::new(),
@@ -184,6 +192,8 @@ impl Readers {
     /// Replaces the filters, then starts the readers they need from the partitions' ends
     /// (what is published from now on) and stops the ones they no longer need.
     pub(super) fn set_filters(&mut self, filters: Vec<(String, QoS)>) {
+        // The channel exists from the first subscription on (readers may start later).
+        let _ = self.sender();
         let _ = self.filters.send_replace(Arc::new(filters));
         self.refresh(false);
     }
@@ -191,6 +201,7 @@ impl Readers {
     /// Resumes a session: its filters, read from its `positions`; a partition it has no
     /// position in was created after it last read, so it is read from its start.
     pub(super) fn resume(&mut self, filters: Vec<(String, QoS)>, positions: HashMap<Key, i64>) {
+        let _ = self.sender();
         self.resume = positions;
         let _ = self.filters.send_replace(Arc::new(filters));
         self.refresh(true);
@@ -248,7 +259,7 @@ impl Readers {
                 key.0.clone(),
                 self.mapping.clone(),
                 self.filters.subscribe(),
-                self.out.clone(),
+                self.sender(),
                 offset,
             ));
             let _ = self.seen.insert(key.clone());
@@ -256,9 +267,21 @@ impl Readers {
         }
     }
 
-    /// The channel its readers send into (a shared subscription's dispatcher sends there too).
-    pub(super) fn sender(&self) -> mpsc::Sender<Feed> {
-        self.out.clone()
+    /// The channel its readers send into (a shared subscription's dispatcher sends there too),
+    /// made on first use.
+    pub(super) fn sender(&mut self) -> mpsc::Sender<Feed> {
+        self.out
+            .get_or_insert_with(|| {
+                let (out, receiver) = mpsc::channel(FEED_CAPACITY);
+                self.receiver = Some(receiver);
+                out
+            })
+            .clone()
+    }
+
+    /// The receiving end of [`Readers::sender`]'s channel, once it exists (taken once).
+    pub(super) fn take_receiver(&mut self) -> Option<mpsc::Receiver<Feed>> {
+        self.receiver.take()
     }
 
     /// Whether any filter is subscribed.
@@ -364,8 +387,11 @@ async fn dispatch(
     filter: String,
     members: Arc<std::sync::Mutex<Vec<Member>>>,
 ) {
-    let (out, mut feed) = mpsc::channel(64);
-    let mut readers = Readers::new(broker, mapping, out);
+    let mut readers = Readers::new(broker, mapping);
+    let _ = readers.sender();
+    let Some(mut feed) = readers.take_receiver() else {
+        return;
+    };
     readers.set_filters(vec![(filter, QoS::ExactlyOnce)]);
     let mut refresh = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut next = 0usize;
