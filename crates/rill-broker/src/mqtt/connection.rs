@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 
+use crate::connection::Transport;
 use bytes::{Bytes, BytesMut};
 use mqtt5_protocol::packet::MqttPacket;
 use mqtt5_protocol::packet::connack::ConnAckPacket;
@@ -29,7 +30,6 @@ use mqtt5_protocol::packet::subscribe_options::RetainHandling;
 use mqtt5_protocol::packet::unsuback::{UnsubAckPacket, UnsubAckReasonCode};
 use mqtt5_protocol::packet::unsubscribe::UnsubscribePacket;
 use mqtt5_protocol::{Packet, PropertyId, PropertyValue, QoS, ReasonCode};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -128,10 +128,10 @@ pub(super) async fn serve<S>(
     peer: SocketAddr,
     stop: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     let max = usize::try_from(front.config.max_packet_size).unwrap_or(usize::MAX);
-    let mut input = BytesMut::with_capacity(1024);
+    let mut input = BytesMut::new();
     let connect = timeout(front.config.connect_timeout, async {
         loop {
             if let Some(refusal) = unsupported_level(&input) {
@@ -142,9 +142,15 @@ pub(super) async fn serve<S>(
                 Ok(None) => {}
                 Err(err) => return Err(ConnectRefusal::of(&err)),
             }
-            match stream.read_buf(&mut input).await {
-                Ok(0) | Err(_) => return Err(ConnectRefusal::silent()),
+            match fill(&mut stream, &mut input, max) {
+                Ok(0) => return Err(ConnectRefusal::silent()),
                 Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    if stream.readable().await.is_err() {
+                        return Err(ConnectRefusal::silent());
+                    }
+                }
+                Err(_) => return Err(ConnectRefusal::silent()),
             }
         }
     })
@@ -157,7 +163,7 @@ pub(super) async fn serve<S>(
         }
         Ok(Err(refused)) => {
             if let Some(answer) = refused.answer {
-                let _ = stream.write_all(&answer).await;
+                let _ = stream.send(&answer).await;
             }
             tracing::debug!(%peer, reason = %refused.why, "MQTT connection refused");
             return;
@@ -168,14 +174,16 @@ pub(super) async fn serve<S>(
         }
     };
     let number = front.next_number();
-    let Some((mut connection, kicked)) =
-        accept(&front, stream, peer, input, *connect, number).await
-    else {
+    // The connection's task holds, while it waits, only what waiting needs: the rarer steps'
+    // futures (accepting, handling a packet, finishing) are boxed while they run, so that an
+    // idle connection's task stays small.
+    let accepted = Box::pin(accept(&front, stream, peer, input, *connect, number)).await;
+    let Some((mut connection, kicked)) = accepted else {
         return;
     };
     let end = connection.run(&stop, &kicked).await;
     front.leave(&connection.client_id, number);
-    connection.finish(end).await;
+    Box::pin(connection.finish(end)).await;
 }
 
 /// How long a connection waits for the one whose client id it takes over to store its session.
@@ -240,7 +248,7 @@ async fn accept<S>(
     number: u64,
 ) -> Option<(Connection<'_, S>, CancellationToken)>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     let version = connect.protocol_version;
     let mut output = BytesMut::new();
@@ -250,6 +258,8 @@ where
             // 3.1.1: a client with no id must ask for a clean session.
             let _ = ConnAckPacket::new_v311(false, ReasonCode::ClientIdentifierNotValid)
                 .encode(&mut output);
+            let mut stream = stream;
+            let _ = stream.send(&output).await;
             return None;
         }
         let id = format!("rill-{number}");
@@ -314,7 +324,7 @@ where
         };
         let _ = ack.encode(&mut output);
         let mut stream = stream;
-        let _ = stream.write_all(&output).await;
+        let _ = stream.send(&output).await;
         let _ = done.send_replace(true);
         return None;
     }
@@ -452,7 +462,7 @@ fn first_done(
 
 impl<S> Connection<'_, S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     fn max_packet(&self) -> usize {
         usize::try_from(self.front.config.max_packet_size).unwrap_or(usize::MAX)
@@ -463,13 +473,14 @@ where
             return End::Lost;
         }
         let mut deadline = self.keep_alive.map(|k| Instant::now() + k);
+        let mut drained = false;
         let mut commit = tokio::time::interval(COMMIT_EVERY);
         commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // What is already buffered goes first.
-            match self.handle_buffered().await {
+            match Box::pin(self.handle_buffered()).await {
                 Ok(Some(end)) => return end,
                 Ok(None) => {}
                 Err(breach) => return self.breach(breach).await,
@@ -494,16 +505,29 @@ where
                     None => std::future::pending().await,
                 }
             };
+            if drained && self.input.is_empty() {
+                // Nothing to read and nothing half-read: an idle connection holds no buffers.
+                self.input = BytesMut::new();
+                self.output = BytesMut::new();
+            }
             tokio::select! {
-                read = self.stream.read_buf(&mut self.input), if reading => match read {
-                    Ok(0) | Err(_) => return End::Lost,
-                    Ok(_) => {
-                        deadline = self.keep_alive.map(|k| Instant::now() + k);
-                        // A packet over the maximum ends the connection before it is read.
-                        let max = self.max_packet();
-                        if let Err(err) = frame::missing(&self.input, max) {
-                            return self.breach(Breach::new(err.reason(), err.to_string())).await;
+                ready = self.stream.readable(), if reading => {
+                    if ready.is_err() {
+                        return End::Lost;
+                    }
+                    let max = self.max_packet();
+                    match fill(&mut self.stream, &mut self.input, max) {
+                        Ok(0) => return End::Lost,
+                        Ok(_) => {
+                            drained = false;
+                            deadline = self.keep_alive.map(|k| Instant::now() + k);
+                            // A packet over the maximum ends the connection before it is read.
+                            if let Err(err) = frame::missing(&self.input, max) {
+                                return self.breach(Breach::new(err.reason(), err.to_string())).await;
+                            }
                         }
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => drained = true,
+                        Err(_) => return End::Lost,
                     }
                 },
                 done = first_done(&mut self.pending) => {
@@ -519,7 +543,7 @@ where
                     }
                 },
                 _ = refresh.tick(), if !self.readers.is_empty() => self.readers.refresh(true),
-                _ = commit.tick(), if self.session.is_some() => self.commit_positions().await,
+                _ = commit.tick(), if self.session.is_some() => Box::pin(self.commit_positions()).await,
                 () = keep_alive => {
                     return self
                         .breach(Breach::new(ReasonCode::KeepAliveTimeout, "no packet within 1.5 times the keep-alive"))
@@ -1008,7 +1032,7 @@ where
         if self.output.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.output).await;
+        let result = self.stream.send(&self.output).await;
         self.output.clear();
         result
     }
@@ -1019,7 +1043,7 @@ where
             self.encode(&DisconnectPacket::new(reason));
         }
         let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+        self.stream.close().await;
     }
 
     async fn breach(&mut self, breach: Breach) -> End {
@@ -1117,6 +1141,19 @@ async fn send_in(front: &Front, message: Message, qos: QoS, retain: bool) -> App
         }
         Ok(offset)
     })
+}
+
+/// The most a read asks the socket for, unless a packet it has begun needs more.
+const READ_CHUNK: usize = 4096;
+
+/// Reads what the socket has into `input` without waiting (`Ok(0)` at end of stream,
+/// `WouldBlock` if nothing), with room for the whole packet once its fixed header is in.
+fn fill<S: Transport>(stream: &mut S, input: &mut BytesMut, max: usize) -> std::io::Result<usize> {
+    let wanted = frame::missing(input, max).unwrap_or(1).min(max);
+    if input.capacity() - input.len() < wanted.min(READ_CHUNK) {
+        input.reserve(wanted.max(READ_CHUNK));
+    }
+    stream.try_read_buf(input)
 }
 
 /// The next item from a connection's readers (never, while it has none).

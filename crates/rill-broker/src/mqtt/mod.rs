@@ -23,7 +23,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -146,7 +145,7 @@ pub(crate) async fn serve<S>(
     peer: SocketAddr,
     stop: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: crate::connection::Transport,
 {
     connection::serve(front, stream, peer, stop).await;
 }
