@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::Front;
 use super::frame::{self, FrameError};
 use super::mapping::valid_name;
-use super::publish::{self, Appending, Message, Refused};
+use super::publish::{self, Appending, Message, Refused, Who};
 use super::sessions::{self, NEVER, State};
 use super::subscribe::{Delivery, Feed, Key, Readers, parse_share};
 
@@ -115,6 +115,8 @@ struct Connection<'a, S> {
     inflight: HashMap<u16, Inflight>,
     inflight_max: usize,
     next_id: u16,
+    /// Who the client is, for the authorizer.
+    who: Who,
     /// The connection's number (its id among the members of shared subscriptions).
     number: u64,
     /// Its shared subscriptions (`$share/<group>/<filter>`) and the QoS granted.
@@ -268,6 +270,25 @@ where
     } else {
         connect.client_id.clone()
     };
+    // With users (SCRAM credentials) on the broker, a client names one and proves it.
+    let who = Who {
+        principal: match authenticate(front, &connect).await {
+            Ok(principal) => principal,
+            Err(why) => {
+                tracing::debug!(%peer, client_id = %client_id, %why, "MQTT client refused");
+                let ack = if version == 5 {
+                    ConnAckPacket::new(false, ReasonCode::BadUsernameOrPassword)
+                } else {
+                    ConnAckPacket::new_v311(false, ReasonCode::BadUsernameOrPassword)
+                };
+                let _ = ack.encode(&mut output);
+                let mut stream = stream;
+                let _ = stream.send(&output).await;
+                return None;
+            }
+        },
+        ip: peer.ip().to_canonical(),
+    };
     let (kicked, done, previous) = front.take_over(&client_id, number);
     if let Some(mut previous) = previous {
         // The connection that had this client id first stores what its session keeps.
@@ -373,7 +394,7 @@ where
     let keep_alive = (connect.keep_alive > 0)
         .then(|| std::time::Duration::from_millis(u64::from(connect.keep_alive) * 1500));
     tracing::debug!(%peer, client_id = %client_id, version, session_present, "MQTT client connected");
-    let mut readers = Readers::new(front.broker.clone(), front.mapping.clone());
+    let mut readers = Readers::new(front.broker.clone(), front.mapping.clone(), who.clone());
     let mut received = HashSet::new();
     let mut shared = Vec::new();
     if let Some(state) = &resumed {
@@ -385,7 +406,7 @@ where
         readers.resume(filters, sessions::positions(broker, &client_id));
         for (name, qos) in shares {
             if let Some((_, filter)) = parse_share(&name) {
-                let member = (number, readers.sender(), qos);
+                let member = (number, readers.sender(), qos, who.clone());
                 front
                     .shares
                     .join(&front.broker, &front.mapping, &name, filter, member);
@@ -421,6 +442,7 @@ where
             inflight: HashMap::new(),
             inflight_max: client_receive_max.clamp(1, MAX_INFLIGHT),
             next_id: 1,
+            who,
             number,
             shared,
         },
@@ -681,7 +703,7 @@ where
             topic,
             payload: publish.payload,
         };
-        let mut append = send_in(self.front, message, publish.qos, publish.retain).await;
+        let mut append = send_in(self.front, &self.who, message, publish.qos, publish.retain).await;
         if publish.qos == QoS::ExactlyOnce && self.session.is_some() {
             // The packet id is stored with the session before PUBREC: a retransmission after
             // a restart is still recognised.
@@ -867,7 +889,7 @@ where
                     None => SubAckReasonCode::TopicFilterInvalid,
                     Some((_, topics)) => {
                         let qos = wanted.options.qos;
-                        let member = (self.number, self.readers.sender(), qos);
+                        let member = (self.number, self.readers.sender(), qos, self.who.clone());
                         if self.deliveries.is_none() {
                             self.deliveries = self.readers.take_receiver();
                         }
@@ -1106,7 +1128,10 @@ where
             if !valid_name(&message.topic) {
                 return;
             }
-            if let Err(refused) = send_in(self.front, message, qos, retain).await.await {
+            if let Err(refused) = send_in(self.front, &self.who, message, qos, retain)
+                .await
+                .await
+            {
                 tracing::debug!(client_id = %self.client_id, reason = %refused.message, "an MQTT will was not appended");
             }
         }
@@ -1115,7 +1140,7 @@ where
 
 /// Hands `message` off (durable above QoS 0) and, when it is to be retained, retains it
 /// too; the append resolves once both are done.
-async fn send_in(front: &Front, message: Message, qos: QoS, retain: bool) -> Appending {
+async fn send_in(front: &Front, who: &Who, message: Message, qos: QoS, retain: bool) -> Appending {
     let retained = if retain {
         Some(
             front
@@ -1133,7 +1158,7 @@ async fn send_in(front: &Front, message: Message, qos: QoS, retain: bool) -> App
         None
     };
     let durable = qos != QoS::AtMostOnce;
-    let append = publish::hand_off(&front.broker, &front.mapping, message, durable).await;
+    let append = publish::hand_off(&front.broker, &front.mapping, who, message, durable).await;
     Box::pin(async move {
         let offset = append?.await?;
         if let Some(retained) = retained {
@@ -1141,6 +1166,24 @@ async fn send_in(front: &Front, message: Message, qos: QoS, retain: bool) -> App
         }
         Ok(offset)
     })
+}
+
+/// The principal a CONNECT proves: none needed while the broker has no users; with users, a
+/// user name and its password (checked as SASL/PLAIN checks one).
+async fn authenticate(front: &Front, connect: &ConnectPacket) -> Result<Option<String>, String> {
+    let broker = &front.broker;
+    if !crate::sasl::has_users(broker) {
+        return Ok(None);
+    }
+    let (Some(user), Some(password)) = (&connect.username, &connect.password) else {
+        return Err("no user name and password".to_owned());
+    };
+    let password = std::str::from_utf8(password).map_err(|_| "a password that is not UTF-8")?;
+    if crate::sasl::check_password(broker, user, password).await {
+        Ok(Some(format!("User:{user}")))
+    } else {
+        Err(format!("wrong password for user '{user}'"))
+    }
 }
 
 /// The most a read asks the socket for, unless a packet it has begun needs more.

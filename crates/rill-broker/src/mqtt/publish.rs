@@ -12,6 +12,7 @@ use rill_protocol::ErrorCode;
 use rill_record::{BatchBuilder, RecordSpec, TimestampType};
 
 use super::mapping::Mapping;
+use crate::authorizer::{Operation, ResourceType};
 use crate::broker::{Broker, Topic, validate_topic_name};
 use crate::config::AckDurability;
 use crate::handler::produce::{in_sync, prepare};
@@ -24,6 +25,33 @@ pub(super) struct Message {
     pub(super) topic: String,
     pub(super) payload: Bytes,
     pub(super) headers: Vec<(String, Bytes)>,
+}
+
+/// Who publishes or reads: the principal (`User:<name>`, `None`: anonymous) and the address
+/// the authorizer judges, as for a Kafka client.
+#[derive(Debug, Clone)]
+pub(super) struct Who {
+    pub(super) principal: Option<String>,
+    pub(super) ip: std::net::IpAddr,
+}
+
+impl Who {
+    /// Whether it may do `operation` on Kafka topic `topic` (always, with the authorizer off).
+    pub(super) fn may(&self, broker: &Broker, operation: Operation, topic: &str) -> bool {
+        broker
+            .authorizer
+            .session(self.principal.as_deref(), self.ip)
+            .allowed(operation, ResourceType::Topic, topic)
+    }
+
+    /// Whether it may create Kafka topic `topic` (CREATE on the cluster or on the topic).
+    fn may_create(&self, broker: &Broker, topic: &str) -> bool {
+        let access = broker
+            .authorizer
+            .session(self.principal.as_deref(), self.ip);
+        access.on_cluster(Operation::Create)
+            || access.allowed(Operation::Create, ResourceType::Topic, topic)
+    }
 }
 
 /// Why a message was not appended: the reason code a 5.0 client is told, and why.
@@ -60,6 +88,7 @@ pub(super) type Appending = Pin<Box<dyn Future<Output = Result<i64, Refused>> + 
 async fn topic_of(
     broker: &Broker,
     mapping: &Mapping,
+    who: &Who,
     message: &Message,
 ) -> Result<std::sync::Arc<Topic>, Refused> {
     let name = mapping.kafka_topic(&message.topic);
@@ -72,8 +101,20 @@ async fn topic_of(
             ),
         )
     })?;
+    if !who.may(broker, Operation::Write, name) {
+        return Err(Refused::new(
+            ReasonCode::NotAuthorized,
+            format!("not allowed to write to Kafka topic '{name}'"),
+        ));
+    }
     if let Some(topic) = broker.topic(name) {
         return Ok(topic);
+    }
+    if !who.may_create(broker, name) {
+        return Err(Refused::new(
+            ReasonCode::NotAuthorized,
+            format!("Kafka topic '{name}' does not exist, and creating it is not allowed"),
+        ));
     }
     if !broker.config.auto_create_topics {
         return Err(Refused::new(
@@ -107,10 +148,11 @@ async fn topic_of(
 pub(super) async fn hand_off(
     broker: &Broker,
     mapping: &Mapping,
+    who: &Who,
     message: Message,
     durable: bool,
 ) -> Result<Appending, Refused> {
-    let topic = topic_of(broker, mapping, &message).await?;
+    let topic = topic_of(broker, mapping, who, &message).await?;
     let index = rill_record::partition_for_key(message.topic.as_bytes(), topic.partition_count());
     let headers = message
         .headers

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::mapping::{Mapping, matches};
+use super::publish::Who;
+use crate::authorizer::Operation;
 use crate::broker::Broker;
 use crate::partition::Partition;
 
@@ -157,6 +159,8 @@ async fn read(
 pub(super) struct Readers {
     broker: Arc<Broker>,
     mapping: Arc<Mapping>,
+    /// Whose readers: a topic it may not READ is not read.
+    who: Who,
     filters: watch::Sender<Filters>,
     /// The channel to the connection, made when first needed: a connection that never
     /// subscribes (a device that only publishes) never pays for one.
@@ -171,10 +175,11 @@ pub(super) struct Readers {
 }
 
 impl Readers {
-    pub(super) fn new(broker: Arc<Broker>, mapping: Arc<Mapping>) -> Self {
+    pub(super) fn new(broker: Arc<Broker>, mapping: Arc<Mapping>, who: Who) -> Self {
         Self {
             broker,
             mapping,
+            who,
             filters: watch::Sender::new(Arc::new(Vec::new())),
             out: None,
             receiver: None,
@@ -224,6 +229,9 @@ impl Readers {
         let topics = self.broker.all_topics();
         let mut wanted = HashMap::new();
         for topic in &topics {
+            if !self.who.may(&self.broker, Operation::Read, &topic.name) {
+                continue;
+            }
             if filters.iter().any(|(filter, _)| {
                 !self
                     .mapping
@@ -338,12 +346,12 @@ impl Shares {
         mapping: &Arc<Mapping>,
         name: &str,
         filter: &str,
-        member: (u64, mpsc::Sender<Feed>, QoS),
+        member: (u64, mpsc::Sender<Feed>, QoS, Who),
     ) {
         let Ok(mut shares) = self.shares.lock() else {
             return;
         };
-        let (number, out, qos) = member;
+        let (number, out, qos, who) = member;
         let member = Member { number, out, qos };
         if let Some(share) = shares.get(name).filter(|s| !s.task.is_finished()) {
             if let Ok(mut members) = share.members.lock() {
@@ -353,9 +361,11 @@ impl Shares {
             return;
         }
         let members = Arc::new(std::sync::Mutex::new(vec![member]));
+        // The group reads what its first member may read.
         let task = tokio::spawn(dispatch(
             broker.clone(),
             mapping.clone(),
+            who,
             filter.to_owned(),
             members.clone(),
         ));
@@ -384,10 +394,11 @@ impl Shares {
 async fn dispatch(
     broker: Arc<Broker>,
     mapping: Arc<Mapping>,
+    who: Who,
     filter: String,
     members: Arc<std::sync::Mutex<Vec<Member>>>,
 ) {
-    let mut readers = Readers::new(broker, mapping);
+    let mut readers = Readers::new(broker, mapping, who);
     let _ = readers.sender();
     let Some(mut feed) = readers.take_receiver() else {
         return;

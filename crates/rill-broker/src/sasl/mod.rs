@@ -356,20 +356,31 @@ async fn plain(broker: &Broker, token: &[u8]) -> Result<String, String> {
     if !authzid.is_empty() && authzid != user {
         return Err("an authorization id other than the user is not allowed".to_owned());
     }
-    // Either SCRAM credential will do; both were made from the same password.
+    if check_password(broker, user, password).await {
+        Ok(user.to_owned())
+    } else {
+        Err("authentication failed: invalid username or password (PLAIN)".to_owned())
+    }
+}
+
+/// Whether `password` is `user`'s, checked against the user's stored SCRAM credential (either
+/// will do: both were made from the same password), PBKDF2 off the async workers. PLAIN's
+/// check, and MQTT's CONNECT's.
+pub(crate) async fn check_password(broker: &Broker, user: &str, password: &str) -> bool {
     let stored = Mechanism::ALL
         .into_iter()
         .find_map(|m| credential(broker, user, m).map(|c| (m, c)));
-    let refused = || "authentication failed: invalid username or password (PLAIN)".to_owned();
     let Some((mechanism, stored)) = stored else {
-        return Err(refused());
+        return false;
     };
     let password = password.to_owned();
     let matches = tokio::task::spawn_blocking(move || stored.matches(mechanism, &password)).await;
-    match matches {
-        Ok(true) => Ok(user.to_owned()),
-        _ => Err(refused()),
-    }
+    matches.unwrap_or(false)
+}
+
+/// Whether any user has SCRAM credentials (then MQTT clients must name one).
+pub(crate) fn has_users(broker: &Broker) -> bool {
+    !broker.quorum.image().users.is_empty()
 }
 
 /// Makes sure `user` has both SCRAM credentials for `password` (`rill serve --bootstrap-user`):
