@@ -364,3 +364,44 @@ fn a_shared_subscription_gives_each_record_to_one_member() -> Result<()> {
     ensure!(union == sent, "the members got {shared:?} between them");
     Ok(())
 }
+
+/// A message whose MQTT 5 Message Expiry Interval has passed is not delivered: not as a
+/// retained message to a new subscription, nor to a persistent session that comes back;
+/// one still in its interval is. Kafka consumers read them all.
+#[test]
+fn expired_messages_are_not_delivered() -> Result<()> {
+    let mqtt = Mqtt::start(&[])?;
+    let expiring = |topic: &str, value: &str, seconds: &str, retain: bool| -> Result<()> {
+        let mut args = vec!["-V", "mqttv5", "-q", "1", "-t", topic, "-m", value];
+        if retain {
+            args.push("-r");
+        }
+        if !seconds.is_empty() {
+            args.extend(["-D", "publish", "message-expiry-interval", seconds]);
+        }
+        mosquitto_pub(mqtt.port, &args, b"")
+    };
+    // A persistent session that leaves.
+    let _ = subscribe(&mqtt, "5", "sensors/#", 0, Some("offline"), false)?;
+    expiring("sensors/a/t", "short", "1", true)?;
+    expiring("sensors/b/t", "long", "600", true)?;
+    expiring("sensors/c/t", "forever", "", true)?;
+    thread::sleep(Duration::from_millis(2500));
+    let retained = subscribe(&mqtt, "5", "sensors/#", 2, None, false)?;
+    ensure!(
+        payloads(&retained)? == ["long", "forever"],
+        "retained after expiry: {retained}"
+    );
+    let back = subscribe(&mqtt, "5", "unused", 2, Some("offline"), true)?;
+    ensure!(
+        payloads(&back)? == ["long", "forever"],
+        "the session got {back}"
+    );
+    let records = consume(&mqtt.broker, Client::Confluent, "sensors", 1, 3)?;
+    ensure!(
+        records.records.len() == 3,
+        "sensors holds {:?}",
+        records.records
+    );
+    Ok(())
+}

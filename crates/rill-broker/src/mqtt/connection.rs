@@ -50,6 +50,11 @@ const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The header a 5.0 publish's content type becomes.
 const CONTENT_TYPE_HEADER: &str = "content-type";
 
+/// The header that says when a 5.0 publish with a Message Expiry Interval expires (ms since the
+/// epoch, as text): an expired record is not delivered to MQTT subscribers (Kafka consumers
+/// still read it), and a delivered one carries what is left of the interval.
+const EXPIRY_HEADER: &str = "mqtt-message-expiry";
+
 /// How a connection ends.
 enum End {
     /// The client sent DISCONNECT; `will` if it asked for its will to be published.
@@ -994,6 +999,21 @@ where
 
     /// Sends a record to the client at its subscription's QoS.
     fn deliver(&mut self, delivery: Delivery) {
+        // A message past its expiry (5.0's Message Expiry Interval) is not delivered.
+        let expires = delivery
+            .headers
+            .iter()
+            .find(|(key, _)| key.as_ref() == EXPIRY_HEADER.as_bytes())
+            .and_then(|(_, value)| {
+                std::str::from_utf8(value.as_deref()?)
+                    .ok()?
+                    .parse::<i64>()
+                    .ok()
+            });
+        let now = crate::partition::now_ms();
+        if expires.is_some_and(|at| at <= now) {
+            return;
+        }
         let mut publish = if self.version == 5 {
             PublishPacket::new(delivery.topic, delivery.payload, delivery.qos)
         } else {
@@ -1009,9 +1029,16 @@ where
                 };
                 publish = if key == CONTENT_TYPE_HEADER {
                     publish.with_content_type(value)
+                } else if key == EXPIRY_HEADER {
+                    publish
                 } else {
                     publish.with_user_property(key, value)
                 };
+            }
+            if let Some(at) = expires {
+                // What is left of it, in whole seconds, rounded up.
+                let left = u32::try_from((at - now + 999) / 1000).unwrap_or(u32::MAX);
+                publish = publish.with_message_expiry_interval(left.max(1));
             }
         }
         if delivery.retain {
@@ -1212,8 +1239,8 @@ fn min_qos(a: QoS, b: QoS) -> QoS {
     if (a as u8) <= (b as u8) { a } else { b }
 }
 
-/// A 5.0 publish's user properties (in their order) and then its content type, as record
-/// headers.
+/// A 5.0 publish's user properties (in their order), then its content type and, if it has a
+/// Message Expiry Interval, when it expires (ms since the epoch), as record headers.
 fn headers_of(properties: &mqtt5_protocol::Properties) -> Vec<(String, Bytes)> {
     let mut headers: Vec<(String, Bytes)> = properties
         .get_all(PropertyId::UserProperty)
@@ -1231,6 +1258,10 @@ fn headers_of(properties: &mqtt5_protocol::Properties) -> Vec<(String, Bytes)> {
             CONTENT_TYPE_HEADER.to_owned(),
             Bytes::from(content_type.into_bytes()),
         ));
+    }
+    if let Some(seconds) = properties.get_message_expiry_interval() {
+        let at = crate::partition::now_ms().saturating_add(i64::from(seconds) * 1000);
+        headers.push((EXPIRY_HEADER.to_owned(), Bytes::from(at.to_string())));
     }
     headers
 }
