@@ -480,6 +480,27 @@ impl Broker {
             .await
     }
 
+    /// Creates a topic a client uses before it exists (auto.create.topics.enable), with the
+    /// broker's defaults; one created by someone else meanwhile is that one.
+    pub(crate) async fn create_on_first_use(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let created = self
+            .create_topic(
+                name,
+                self.config.num_partitions,
+                1,
+                BTreeMap::new(),
+                false,
+                None,
+            )
+            .await;
+        match created {
+            Err((ErrorCode::TopicAlreadyExists, why)) => self
+                .topic(name)
+                .ok_or((ErrorCode::UnknownTopicOrPartition, why)),
+            other => other,
+        }
+    }
+
     /// Creates a topic the broker itself keeps under a reserved name (`__rill_*`), as an
     /// ordinary topic with `overrides`; one partition, the default replication.
     pub(crate) async fn create_reserved_topic(

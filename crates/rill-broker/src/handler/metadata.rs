@@ -2,7 +2,6 @@
 //! cluster view has them. Unknown topics are created when the broker and the request allow it
 //! (`auto.create.topics.enable`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rill_protocol::ErrorCode;
@@ -111,23 +110,8 @@ async fn lookup_or_create(
     if let Err((code, _)) = validate_topic_name(name) {
         return failed(code);
     }
-    match broker
-        .create_topic(
-            name,
-            broker.config.num_partitions,
-            1,
-            BTreeMap::new(),
-            false,
-            None,
-        )
-        .await
-    {
+    match broker.create_on_first_use(name).await {
         Ok(topic) => describe(broker, listener, &topic, topic_operations),
-        // Created by someone else meanwhile.
-        Err((ErrorCode::TopicAlreadyExists, _)) => match broker.topic(name) {
-            Some(topic) => describe(broker, listener, &topic, topic_operations),
-            None => failed(ErrorCode::UnknownTopicOrPartition),
-        },
         Err((code, _)) => failed(code),
     }
 }

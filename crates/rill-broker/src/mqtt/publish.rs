@@ -2,7 +2,6 @@
 //! owner of the partition Kafka's default partitioner picks for that key, under the same
 //! checks and durability as a produce request's batch.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -122,23 +121,10 @@ async fn topic_of(
             format!("Kafka topic '{name}' does not exist and topics are not created on first use"),
         ));
     }
-    match broker
-        .create_topic(
-            name,
-            broker.config.num_partitions,
-            1,
-            BTreeMap::new(),
-            false,
-            None,
-        )
+    broker
+        .create_on_first_use(name)
         .await
-    {
-        Ok(topic) => Ok(topic),
-        Err((ErrorCode::TopicAlreadyExists, why)) => broker
-            .topic(name)
-            .ok_or_else(|| Refused::kafka(ErrorCode::UnknownTopicOrPartition, why)),
-        Err((code, why)) => Err(Refused::kafka(code, why)),
-    }
+        .map_err(|(code, why)| Refused::kafka(code, why))
 }
 
 /// Checks `message` and hands it to its partition's owner, in the order of the calls; the
