@@ -10,7 +10,8 @@
 //! message lost to kill -9; and hostile input (wildcards in a topic name, oversized and
 //! malformed lengths, no CONNECT, unsupported protocol levels, silence, invalid Kafka topic
 //! names), after each of which the broker keeps serving everyone else; keep-alive; DISCONNECT;
-//! and ended connections giving their sockets back.
+//! and ended connections giving their sockets back; users and ACLs; 10,000 idle connections;
+//! MQTT 5 topic aliases; a persistent session's QoS 2 packet id across kill -9; MQTTS.
 //!
 //! `scripts/test` installs the clients: mosquitto-clients (apt) and paho-mqtt (in the venv).
 
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use common::mqtt::{Delivered, Mqtt, Script, delivered, mosquitto_pub, now_ms};
 use common::{
-    Client, Consumed, Rec, Result, check_offsets, consume, create_topic, hex, ms, produce,
+    Client, Consumed, Rec, Result, check_offsets, consume, create_topic, hex, ms, produce, show,
     wait_timeout,
 };
 use serde_json::Value;
@@ -1234,5 +1235,168 @@ fn ten_thousand_idle_connections_are_kept_cheaply() -> Result<()> {
         );
         thread::sleep(ms(100));
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 5 topic aliases, QoS 2 across a restart, MQTTS
+
+/// A 5.0 PUBLISH at `qos` (1 or 2) with `properties` (already encoded).
+fn publish_v5(
+    topic: &str,
+    qos: u8,
+    packet_id: u16,
+    dup: bool,
+    properties: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut body = mqtt_str(topic.as_bytes());
+    body.extend_from_slice(&packet_id.to_be_bytes());
+    body.extend(varint(properties.len()));
+    body.extend_from_slice(properties);
+    body.extend_from_slice(payload);
+    packet(0x30 | (u8::from(dup) << 3) | (qos << 1), &body)
+}
+
+/// A 5.0 client sets topic alias 1 with one PUBLISH and publishes through it with an empty
+/// topic in the next: both are records of the aliased topic. Alias 0, or one over the Topic
+/// Alias Maximum (64), ends the connection with DISCONNECT 0x94; one never set with 0x82.
+#[test]
+fn topic_aliases_stand_for_their_topics() -> Result<()> {
+    let mqtt = Mqtt::start(&[])?;
+    let mut stream = session(mqtt.port, Version::V5, "aliaser", 30)?;
+    // Topic Alias (0x23) = 1.
+    stream.write_all(&publish_v5(
+        "alias/dev1",
+        1,
+        1,
+        false,
+        &[0x23, 0, 1],
+        b"first",
+    ))?;
+    let _ = expect_ack(&mut stream, 4, 1, "the aliasing publish")?;
+    stream.write_all(&publish_v5("", 1, 2, false, &[0x23, 0, 1], b"second"))?;
+    let _ = expect_ack(&mut stream, 4, 2, "the aliased publish")?;
+    let got = consume(&mqtt.broker, Client::Confluent, "alias", 1, 2)?;
+    let records: Vec<_> = got
+        .records
+        .iter()
+        .map(|r| (show(r.key.as_deref()), show(r.value.as_deref())))
+        .collect();
+    ensure!(
+        records
+            == [
+                (show(Some(b"alias/dev1")), show(Some(b"first"))),
+                (show(Some(b"alias/dev1")), show(Some(b"second"))),
+            ],
+        "alias holds {records:?}"
+    );
+    for (what, alias, reason) in [
+        ("alias 0", 0u16, 0x94),
+        ("alias 65", 65, 0x94),
+        ("unset alias 7", 7, 0x82),
+    ] {
+        let mut stream = session(mqtt.port, Version::V5, "bad-alias", 30)?;
+        let [hi, lo] = alias.to_be_bytes();
+        stream.write_all(&publish_v5("", 1, 3, false, &[0x23, hi, lo], b"x"))?;
+        expect_disconnect(&mut stream, reason, what)?;
+    }
+    Ok(())
+}
+
+/// A 5.0 CONNECT that keeps its session (clean start 0, session expiry 3600 s).
+fn connect_keeping(client_id: &str) -> Vec<u8> {
+    let mut body = mqtt_str(b"MQTT");
+    // Level 5, no flags (clean start 0), keep-alive 30 s, Session Expiry Interval (0x11).
+    body.extend_from_slice(&[5, 0x00, 0, 30, 5, 0x11, 0, 0, 0x0e, 0x10]);
+    body.extend(mqtt_str(client_id.as_bytes()));
+    packet(0x10, &body)
+}
+
+/// A QoS 2 PUBLISH of a persistent session is written once even when the device sends it
+/// again after a kill -9 of the broker (before its PUBREL): the packet id is stored with the
+/// session before PUBREC. The id is free again after PUBCOMP, across another restart.
+#[test]
+fn a_qos2_publish_is_written_once_across_a_broker_restart() -> Result<()> {
+    let mut mqtt = Mqtt::start(&[])?;
+    let open = |mqtt: &Mqtt, present: bool| -> Result<TcpStream> {
+        let mut stream = tcp(mqtt.port)?;
+        stream.write_all(&connect_keeping("qos2-dev"))?;
+        let p = expect_packet(&mut stream, "CONNACK")?;
+        ensure!(
+            p.first == 0x20
+                && p.body.first() == Some(&u8::from(present))
+                && p.body.get(1) == Some(&0),
+            "CONNACK (session present {present}): {}",
+            p.bytes()
+        );
+        Ok(stream)
+    };
+    let mut stream = open(&mqtt, false)?;
+    stream.write_all(&publish_v5("once/dev", 2, 9, false, &[], b"exactly"))?;
+    let _ = expect_ack(&mut stream, 5, 9, "the first PUBLISH")?;
+    drop(stream);
+    mqtt.broker.kill9()?;
+    mqtt.broker.restart()?;
+    let mut stream = open(&mqtt, true)?;
+    // Sent again, as a device does when its PUBREC may have been lost.
+    stream.write_all(&publish_v5("once/dev", 2, 9, true, &[], b"exactly"))?;
+    let _ = expect_ack(&mut stream, 5, 9, "the PUBLISH sent again")?;
+    stream.write_all(&[0x62, 0x02, 0, 9])?;
+    let _ = expect_ack(&mut stream, 7, 9, "PUBREL")?;
+    drop(stream);
+    mqtt.broker.restart()?;
+    // Released: the id now names a new message.
+    let mut stream = open(&mqtt, true)?;
+    stream.write_all(&publish_v5("once/dev", 2, 9, false, &[], b"next"))?;
+    let _ = expect_ack(&mut stream, 5, 9, "a new PUBLISH with id 9")?;
+    let got = consume(&mqtt.broker, Client::Confluent, "once", 1, 2)?;
+    let values: Vec<_> = got
+        .records
+        .iter()
+        .map(|r| show(r.value.as_deref()))
+        .collect();
+    ensure!(
+        values == [show(Some(b"exactly")), show(Some(b"next"))],
+        "once holds {values:?}"
+    );
+    Ok(())
+}
+
+/// `--mqtts-listen`: mosquitto_pub over TLS, the broker's certificate checked against the
+/// test CA, publishes a record a Kafka consumer reads.
+#[test]
+fn mqtts_carries_publishes_over_tls() -> Result<()> {
+    let certs = common::Certs::make()?;
+    let port = common::free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let (broker, _) = certs.ssl_broker("127.0.0.1", &["--mqtts-listen", &listen])?;
+    let ca = common::Certs::path(&certs.ca);
+    let out = common::run(
+        {
+            let mut command = std::process::Command::new("mosquitto_pub");
+            let _ = command
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile", &ca])
+                .args(["-q", "1", "-t", "secure/dev", "-m", "over-tls"]);
+            command
+        },
+        b"",
+        Duration::from_secs(30),
+    )?;
+    ensure!(
+        out.status.success(),
+        "mosquitto_pub over TLS: {}",
+        out.stderr
+    );
+    let got = consume(&broker, Client::Confluent, "secure", 1, 1)?;
+    let values: Vec<_> = got
+        .records
+        .iter()
+        .map(|r| show(r.value.as_deref()))
+        .collect();
+    ensure!(
+        values == [show(Some(b"over-tls"))],
+        "secure holds {values:?}"
+    );
     Ok(())
 }
