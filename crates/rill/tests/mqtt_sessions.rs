@@ -25,6 +25,19 @@ fn subscribe(
     client_id: Option<&str>,
     resume: bool,
 ) -> Result<Value> {
+    subscribe_with(mqtt, version, filter, count, client_id, resume, &[])
+}
+
+/// [`subscribe`] with more options for mqtt_subscribe.py.
+fn subscribe_with(
+    mqtt: &Mqtt,
+    version: &str,
+    filter: &str,
+    count: usize,
+    client_id: Option<&str>,
+    resume: bool,
+    options: &[&str],
+) -> Result<Value> {
     let scratch = tempfile::tempdir()?;
     let mut args = vec![
         "127.0.0.1".to_owned(),
@@ -50,6 +63,7 @@ fn subscribe(
     if resume {
         args.push("--resume".to_owned());
     }
+    args.extend(options.iter().map(|o| (*o).to_owned()));
     Script::spawn("mqtt_subscribe.py", &args, scratch.path(), "sub")?
         .finish(Duration::from_secs(40))
 }
@@ -402,6 +416,35 @@ fn expired_messages_are_not_delivered() -> Result<()> {
         records.records.len() == 3,
         "sensors holds {:?}",
         records.records
+    );
+    Ok(())
+}
+
+/// A 5.0 session with a Session Expiry Interval of 1 s is gone 2 s after its connection: the
+/// client comes back to no session and gets nothing of what was published meanwhile; one of
+/// an hour is still there.
+#[test]
+fn a_session_ends_when_its_expiry_interval_has_passed() -> Result<()> {
+    let mqtt = Mqtt::start(&[])?;
+    for (id, expiry) in [("brief", "1"), ("lasting", "3600")] {
+        let options = ["--session-expiry", expiry];
+        let _ = subscribe_with(&mqtt, "5", "sensors/#", 0, Some(id), false, &options)?;
+    }
+    mosquitto_pub(
+        mqtt.port,
+        &["-q", "1", "-t", "sensors/a/t", "-m", "meanwhile"],
+        b"",
+    )?;
+    thread::sleep(Duration::from_millis(2500));
+    let brief = subscribe(&mqtt, "5", "unused", 0, Some("brief"), true)?;
+    ensure!(
+        !session_present(&brief)? && payloads(&brief)?.is_empty(),
+        "the expired session came back: {brief}"
+    );
+    let lasting = subscribe(&mqtt, "5", "unused", 1, Some("lasting"), true)?;
+    ensure!(
+        session_present(&lasting)? && payloads(&lasting)? == ["meanwhile"],
+        "the lasting session: {lasting}"
     );
     Ok(())
 }

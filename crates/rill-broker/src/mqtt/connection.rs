@@ -336,6 +336,10 @@ where
             .unwrap_or_default(),
         disconnected_ms: None,
     });
+    if session.is_some() && resumed.is_none() {
+        // A new session starts with no positions (an expired one's may still be there).
+        sessions::forget_positions(broker, &client_id).await;
+    }
     if let Some(state) = &session
         && let Err(refused) = front
             .sessions

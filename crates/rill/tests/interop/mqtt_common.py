@@ -26,11 +26,11 @@ class _State:
 
 
 def connect(host, port, version, name, deadline, keepalive=30, client_id=None, persistent=False,
-            on_message=None):
+            on_message=None, session_expiry=3600):
     """A connected client with its network loop running; fails unless the CONNACK is a
     success. The client id is `client_id`, or `<name>-<pid>`. The session is clean, unless
     `persistent`: then it is kept (3.1.1's clean session 0; 5.0's clean start 0 with a session
-    expiry of an hour) and resumed if the broker has it (`user_data_get().session_present`)."""
+    expiry of `session_expiry` seconds) and resumed if the broker has it (`user_data_get().session_present`)."""
     state = _State()
     client = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -63,7 +63,7 @@ def connect(host, port, version, name, deadline, keepalive=30, client_id=None, p
             properties = None
             if persistent:
                 properties = Properties(PacketTypes.CONNECT)
-                properties.SessionExpiryInterval = 3600
+                properties.SessionExpiryInterval = session_expiry
             client.connect(
                 host, port, keepalive=keepalive, clean_start=not persistent, properties=properties
             )

@@ -13,7 +13,7 @@ are MQTT 5's (always empty and null with 3.1.1).
 
     mqtt_subscribe.py HOST PORT --version 3.1.1|5 --filter F --count N [--qos 0|1|2]
                       [--ready PATH] [--linger SECONDS] [--timeout SECONDS]
-                      [--client-id ID --persistent [--resume]]
+                      [--client-id ID --persistent [--resume] [--session-expiry S]]
 
 With --persistent the session is kept after the script ends; --resume subscribes to nothing
 and takes what the resumed session's subscriptions deliver.
@@ -43,6 +43,7 @@ def main():
     parser.add_argument("--client-id")
     parser.add_argument("--persistent", action="store_true")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--session-expiry", type=int, default=3600)
     args = parser.parse_args()
     deadline = common.Deadline(args.timeout)
 
@@ -67,6 +68,7 @@ def main():
     client = mqtt_common.connect(
         args.host, args.port, args.version, "rill-subscribe", deadline,
         client_id=args.client_id, persistent=args.persistent, on_message=on_message,
+        session_expiry=args.session_expiry,
     )
     session_present = client.user_data_get().session_present
     def on_subscribe(_client, _userdata, _mid, reason_codes, _properties):
