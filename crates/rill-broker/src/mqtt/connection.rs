@@ -39,7 +39,7 @@ use super::frame::{self, FrameError};
 use super::mapping::valid_name;
 use super::publish::{self, Appending, Message, Refused, Who};
 use super::sessions::{self, NEVER, State};
-use super::subscribe::{Delivery, Feed, Key, Readers, parse_share};
+use super::subscribe::{Delivery, Feed, Key, Readers, min_qos, parse_share};
 
 /// The deliveries at QoS 1 and 2 a client may have unacknowledged, at most.
 const MAX_INFLIGHT: usize = 64;
@@ -77,10 +77,8 @@ enum Answer {
 /// One entry of the queue of answers, in arrival order.
 type Pending = (Answer, Appending);
 
-/// A delivery waiting for the client: its PUBACK (QoS 1), or its PUBREC then PUBCOMP (2),
-/// and the record it came from.
+/// A delivery waiting for the client's PUBACK (QoS 1) or PUBCOMP (2): the record it came from.
 struct Inflight {
-    released: bool,
     source: Option<(Key, i64)>,
 }
 
@@ -620,9 +618,6 @@ where
                 if rec.reason_code.is_error() {
                     let _ = self.inflight.remove(&rec.packet_id);
                 } else {
-                    if let Some(inflight) = self.inflight.get_mut(&rec.packet_id) {
-                        inflight.released = true;
-                    }
                     self.encode(&PubRelPacket::new(rec.packet_id));
                 }
             }
@@ -1052,7 +1047,6 @@ where
             let id = self.free_id();
             publish = publish.with_packet_id(id);
             let inflight = Inflight {
-                released: false,
                 source: delivery.source,
             };
             let _ = self.inflight.insert(id, inflight);
@@ -1236,11 +1230,6 @@ async fn next_feed(feed: &mut Option<mpsc::Receiver<Feed>>) -> Option<Feed> {
         Some(feed) => feed.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// The lower of two QoS levels.
-fn min_qos(a: QoS, b: QoS) -> QoS {
-    if (a as u8) <= (b as u8) { a } else { b }
 }
 
 /// A 5.0 publish's user properties (in their order), then its content type and, if it has a

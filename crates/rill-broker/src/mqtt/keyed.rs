@@ -4,11 +4,37 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rill_record::{Batches, DEFAULT_MAX_RECORDS_LEN};
+use tokio::sync::watch;
 
 use crate::broker::{Broker, Topic};
+
+/// Whether a keyed topic has been read back since the broker started (or could not be): what
+/// needs its state waits, a while, for it.
+#[derive(Debug)]
+pub(super) struct Loaded(watch::Sender<bool>);
+
+impl Loaded {
+    /// How long a client's packet waits for the state to be read back.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    pub(super) fn new() -> Self {
+        Self(watch::Sender::new(false))
+    }
+
+    pub(super) fn done(&self) {
+        let _ = self.0.send_replace(true);
+    }
+
+    /// Waits (a while) until it is read back.
+    pub(super) async fn wait(&self) {
+        let mut loaded = self.0.subscribe();
+        let _ = tokio::time::timeout(Self::WAIT, loaded.wait_for(|l| *l)).await;
+    }
+}
 
 /// A key's latest record: its value (`None`: deleted), headers and offset.
 pub(super) struct Latest {

@@ -56,7 +56,7 @@ impl Mapping {
 
     /// Whether a subscription to `filter` may need Kafka topic `kafka`: the topics its
     /// messages can be under map to it, or it is named by a filter that can overlap.
-    pub(super) fn may_hold(&self, filter: &str, kafka: &str) -> bool {
+    fn may_hold(&self, filter: &str, kafka: &str) -> bool {
         let first = first_level(filter);
         if first == "+" || first == "#" {
             return true;
@@ -75,18 +75,9 @@ impl Mapping {
         })
     }
 
-    /// The Kafka topics a subscription to `filter` reads, of those that exist (`existing`,
-    /// internal ones left out).
-    pub(super) fn topics_for<'a>(
-        &self,
-        filter: &str,
-        existing: impl Iterator<Item = &'a str>,
-    ) -> Vec<String> {
-        existing
-            .filter(|t| !t.starts_with("__"))
-            .filter(|t| self.may_hold(filter, t))
-            .map(str::to_owned)
-            .collect()
+    /// Whether a subscription to `filter` reads Kafka topic `kafka` (internal ones never).
+    pub(super) fn reads(&self, filter: &str, kafka: &str) -> bool {
+        !kafka.starts_with("__") && self.may_hold(filter, kafka)
     }
 }
 
@@ -154,10 +145,11 @@ mod tests {
             "other",
             "__consumer_offsets",
         ];
-        let topics = |f: &str| map.topics_for(f, all.iter().copied());
+        let topics =
+            |f: &str| -> Vec<&str> { all.iter().copied().filter(|t| map.reads(f, t)).collect() };
         assert_eq!(topics("sensors/+/temp"), vec!["sensors"]);
         assert_eq!(topics("fleet/#"), vec!["positions", "fleet"]);
         assert_eq!(topics("#"), vec!["sensors", "positions", "fleet", "other"]);
-        assert_eq!(topics("nothing/here"), Vec::<String>::new());
+        assert_eq!(topics("nothing/here"), Vec::<&str>::new());
     }
 }

@@ -6,11 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt5_protocol::QoS;
-use tokio::sync::watch;
 
 use super::keyed;
 use super::mapping::matches;
@@ -22,9 +20,6 @@ pub(super) const RETAINED_TOPIC: &str = "__rill_mqtt_retained";
 
 /// The header that keeps a retained message's QoS.
 const QOS_HEADER: &[u8] = b"mqtt.qos";
-
-/// How long a SUBSCRIBE waits for the retained messages to be read at start.
-const LOAD_WAIT: Duration = Duration::from_secs(10);
 
 /// A retained message.
 #[derive(Debug, Clone)]
@@ -41,14 +36,14 @@ pub(super) struct Retained {
 pub(super) struct Store {
     messages: RwLock<BTreeMap<String, Retained>>,
     /// Whether the topic has been read back (or could not be).
-    loaded: watch::Sender<bool>,
+    loaded: keyed::Loaded,
 }
 
 impl Store {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Self {
             messages: RwLock::new(BTreeMap::new()),
-            loaded: watch::Sender::new(false),
+            loaded: keyed::Loaded::new(),
         })
     }
 
@@ -58,7 +53,7 @@ impl Store {
         if let Err(why) = self.read_back(broker).await {
             tracing::warn!(%why, "MQTT retained messages are not available");
         }
-        let _ = self.loaded.send_replace(true);
+        self.loaded.done();
     }
 
     async fn read_back(&self, broker: &Broker) -> Result<(), String> {
@@ -78,8 +73,7 @@ impl Store {
 
     /// Waits (a while) until the messages are read back.
     pub(super) async fn ready(&self) {
-        let mut loaded = self.loaded.subscribe();
-        let _ = tokio::time::timeout(LOAD_WAIT, loaded.wait_for(|l| *l)).await;
+        self.loaded.wait().await;
     }
 
     /// The retained messages whose topics match `filter`, in topic order.

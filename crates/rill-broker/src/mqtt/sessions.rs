@@ -11,11 +11,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use super::keyed;
 use super::publish::{self, Refused};
@@ -25,9 +23,6 @@ use crate::partition::now_ms;
 
 /// The compacted topic sessions live in.
 pub(super) const SESSIONS_TOPIC: &str = "__rill_mqtt_sessions";
-
-/// How long a CONNECT waits for the sessions to be read back at start.
-const LOAD_WAIT: Duration = Duration::from_secs(10);
 
 /// A session's expiry that never comes (3.1.1's persistent sessions; 5.0's 0xFFFFFFFF).
 pub(super) const NEVER: u32 = u32::MAX;
@@ -65,14 +60,14 @@ pub(super) fn group_id(client_id: &str) -> String {
 #[derive(Debug)]
 pub(super) struct Sessions {
     states: RwLock<HashMap<String, State>>,
-    loaded: watch::Sender<bool>,
+    loaded: keyed::Loaded,
 }
 
 impl Sessions {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Self {
             states: RwLock::new(HashMap::new()),
-            loaded: watch::Sender::new(false),
+            loaded: keyed::Loaded::new(),
         })
     }
 
@@ -96,13 +91,12 @@ impl Sessions {
             }
             Err(why) => tracing::warn!(%why, "MQTT persistent sessions are not available"),
         }
-        let _ = self.loaded.send_replace(true);
+        self.loaded.done();
     }
 
     /// Waits (a while) until the sessions are read back.
     pub(super) async fn ready(&self) {
-        let mut loaded = self.loaded.subscribe();
-        let _ = tokio::time::timeout(LOAD_WAIT, loaded.wait_for(|l| *l)).await;
+        self.loaded.wait().await;
     }
 
     /// The session of `client_id`, unless it has expired.

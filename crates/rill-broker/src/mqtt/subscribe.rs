@@ -58,6 +58,11 @@ fn granted(filters: &[(String, QoS)], topic: &str) -> Option<QoS> {
         .max_by_key(|qos| *qos as u8)
 }
 
+/// The lower of two QoS levels.
+pub(super) fn min_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) <= (b as u8) { a } else { b }
+}
+
 /// The records (and marks) a connection's readers may have sent ahead of it.
 pub(super) const FEED_CAPACITY: usize = 64;
 
@@ -81,14 +86,14 @@ async fn read(
         let (bytes, aborted) = match partition.read_committed(offset, READ_BYTES).await {
             Ok(read) => read,
             Err(ErrorCode::OffsetOutOfRange) => {
-                // Records went (retention, DeleteRecords): go on from the log's start.
-                offset = partition
-                    .offsets()
-                    .log_start
-                    .max(offset.min(partition.offsets().high_watermark));
-                if changes.changed().await.is_err() {
+                // Records went (retention, DeleteRecords): go on from the log's start at once;
+                // an offset already inside the log waits for it to change.
+                let offsets = partition.offsets();
+                let inside = offset.clamp(offsets.log_start, offsets.high_watermark);
+                if inside == offset && changes.changed().await.is_err() {
                     return;
                 }
+                offset = inside;
                 continue;
             }
             Err(code) => {
@@ -232,12 +237,10 @@ impl Readers {
             if !self.who.may(&self.broker, Operation::Read, &topic.name) {
                 continue;
             }
-            if filters.iter().any(|(filter, _)| {
-                !self
-                    .mapping
-                    .topics_for(filter, std::iter::once(topic.name.as_str()))
-                    .is_empty()
-            }) {
+            if filters
+                .iter()
+                .any(|(filter, _)| self.mapping.reads(filter, &topic.name))
+            {
                 for index in 0..topic.partition_count() {
                     if let Ok(partition) = topic.led(index) {
                         let _ = wanted.insert((topic.name.clone(), index), partition.clone());
@@ -437,11 +440,7 @@ async fn dispatch(
                     .unwrap_or(&members[start])
                     .clone()
             };
-            delivery.qos = if (chosen.qos as u8) < (delivery.qos as u8) {
-                chosen.qos
-            } else {
-                delivery.qos
-            };
+            delivery.qos = min_qos(delivery.qos, chosen.qos);
             match chosen.out.send(Feed::Record(delivery)).await {
                 Ok(()) => break,
                 Err(mpsc::error::SendError(feed)) => {
